@@ -1,0 +1,130 @@
+/* The graph engine: posts, cascades, actors and the amplification graph, with every DESIGN §3
+ * metric (but PageRank and coordination) maintained incrementally as events are applied.
+ * Single writer: one thread applies and reads; callers serialise access (the server runs every
+ * engine call on its engine thread, so a read always sees the state between two batches). */
+#ifndef CASCADE_ENGINE_H
+#define CASCADE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cascade/event.h"
+
+struct engine;
+
+/* Cascade metrics of DESIGN §3. Strings borrow from the engine: valid until the next apply. */
+struct engine_cascade {
+    uint32_t id; /* internal cascade index (stable until the cascade is joined into another) */
+    const char *root;
+    const char *root_actor; /* NULL when the root is a placeholder */
+    const char *content;    /* the root's content, or NULL */
+    const char *label;      /* the root's label, else the earliest (by ts) labelled post's */
+    uint32_t root_len, root_actor_len, content_len, label_len;
+    uint32_t size, missing, depth, max_breadth, unique_actors;
+    double structural_virality;
+    uint64_t wiener; /* W: sum of distances over unordered pairs of nodes */
+    int64_t first_ts, last_ts, duration_ms;
+};
+
+/* Actor metrics of DESIGN §3 (pagerank comes from the analytics worker). */
+struct engine_actor {
+    uint32_t id;
+    const char *name;
+    uint32_t name_len;
+    uint32_t posts, roots, shares, reshares_received, amplifiers, reach, cascades;
+    int64_t first_ts, last_ts;
+    uint8_t actor_type; /* EVENT_ACTOR_ACCOUNT or EVENT_ACTOR_PAGE */
+};
+
+/* One node of a cascade tree or path; placeholders have actor == NULL. */
+struct engine_node {
+    const char *post, *parent, *actor;
+    uint32_t post_len, parent_len, actor_len;
+    int64_t ts;    /* 0 for a placeholder */
+    uint32_t depth;
+    uint8_t kind;  /* enum event_kind */
+    uint8_t placeholder;
+};
+
+struct engine_stats {
+    uint64_t outcomes[EVENT_OUTCOME_COUNT]; /* accepted, duplicate, per rejection reason */
+    uint64_t posts, placeholders, cascades, actors, edges, contents, labels;
+    uint64_t bytes; /* bytes the engine's tables hold (capacity, not RSS) */
+};
+
+enum engine_cascade_metric {
+    ENGINE_BY_SIZE = 0,
+    ENGINE_BY_DEPTH,
+    ENGINE_BY_MAX_BREADTH,
+    ENGINE_BY_VIRALITY,
+    ENGINE_BY_UNIQUE_ACTORS,
+    ENGINE_BY_LAST_TS,
+    ENGINE_CASCADE_METRICS
+};
+
+enum engine_actor_metric {
+    ENGINE_BY_REACH = 0,
+    ENGINE_BY_RESHARES,
+    ENGINE_BY_AMPLIFIERS,
+    ENGINE_BY_POSTS,
+    ENGINE_ACTOR_METRICS
+};
+
+/* Filters for engine_top_cascades; zero/NULL fields do not filter. */
+struct engine_cascade_filter {
+    const char *label, *content;
+    uint32_t label_len, content_len;
+    int has_since, has_until;
+    int64_t since, until; /* on last_ts >= since and first_ts <= until: active in the window */
+    uint32_t min_size;
+};
+
+/* Creates an empty engine; *out is owned by the caller (engine_free). 0 or -ENOMEM. */
+int engine_new(struct engine **out);
+void engine_free(struct engine *e);
+
+/* Applies n validated events in order; outcomes[i] gets an enum event_outcome per event.
+ * Returns the number of events accepted. An event that fails with EVENT_ERR_NOMEM changed
+ * nothing; later events are still tried. */
+size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t *outcomes);
+
+/* Validates and applies one raw event: the convenience path for tools and tests. */
+int engine_apply_raw(struct engine *e, const struct event_raw *raw);
+
+/* Looks up the cascade that holds post (any post of it, placeholders included).
+ * 0, or -ENOENT for an unknown post. */
+int engine_cascade(struct engine *e, const char *post, uint32_t len, struct engine_cascade *out);
+
+/* 0 or -ENOENT. */
+int engine_actor(struct engine *e, const char *id, uint32_t len, struct engine_actor *out);
+
+/* Calls fn for each node from post up to its root (post first). Returns the number of nodes or
+ * -ENOENT. fn returning non-zero stops the walk. */
+typedef int (*engine_node_fn)(void *ctx, const struct engine_node *node);
+int engine_path(struct engine *e, const char *post, uint32_t len, engine_node_fn fn, void *ctx);
+
+/* Calls fn for the nodes of post's cascade in breadth-first order from the root, at most limit
+ * of them (0: all). Returns the number visited or -ENOENT / -ENOMEM. */
+int engine_tree(struct engine *e, const char *post, uint32_t len, uint32_t limit, engine_node_fn fn,
+                void *ctx);
+
+/* Fills out[0..limit) with the top cascades by metric, best first (ties: older cascade first),
+ * among those passing filter (may be NULL). Returns how many were written, or -EINVAL / -ENOMEM.
+ * Cost is bounded by limit and the filter's selectivity, not by the number of cascades. */
+int engine_top_cascades(struct engine *e, int metric, const struct engine_cascade_filter *filter,
+                        struct engine_cascade *out, uint32_t limit);
+
+/* Top actors by metric; actor_type 0 for any. Returns how many were written, or -EINVAL. */
+int engine_top_actors(struct engine *e, int metric, int actor_type, struct engine_actor *out,
+                      uint32_t limit);
+
+void engine_get_stats(const struct engine *e, struct engine_stats *out);
+
+/* Metric names as the protocols spell them ("size", "structural_virality", "reach", ...);
+ * -EINVAL for an unknown name. */
+int engine_cascade_metric_parse(const char *name, size_t len);
+int engine_actor_metric_parse(const char *name, size_t len);
+const char *engine_cascade_metric_name(int metric);
+const char *engine_actor_metric_name(int metric);
+
+#endif
