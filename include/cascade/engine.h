@@ -40,9 +40,9 @@ struct engine_actor {
 struct engine_node {
     const char *post, *parent, *actor;
     uint32_t post_len, parent_len, actor_len;
-    int64_t ts;    /* 0 for a placeholder */
+    int64_t ts; /* 0 for a placeholder */
     uint32_t depth;
-    uint8_t kind;  /* enum event_kind */
+    uint8_t kind; /* enum event_kind */
     uint8_t placeholder;
 };
 

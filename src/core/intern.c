@@ -1,0 +1,202 @@
+/* String interning (see intern.h). The slot keeps 32 bits of the hash so that a probe compares
+ * strings only on a likely match, and so that growing the table never re-reads the strings. */
+#include "core/intern.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+
+#define CHUNK_SHIFT 20
+#define CHUNK_SIZE  (1u << CHUNK_SHIFT)
+#define MAX_CHUNKS  4096u /* refs are 32-bit byte offsets: 4 GiB of strings */
+#define MAX_IDS     0x7fffffffu
+
+int intern_init(struct intern *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->slots = calloc(1024, sizeof(uint64_t));
+    if (!t->slots)
+        return -ENOMEM;
+    t->mask = 1023;
+    t->chunk_used = CHUNK_SIZE; /* forces a chunk on the first add */
+    return 0;
+}
+
+void intern_destroy(struct intern *t)
+{
+    for (uint32_t i = 0; i < t->nchunks; i++)
+        free(t->chunks[i]);
+    free(t->chunks);
+    free(t->slots);
+    free(t->refs);
+    memset(t, 0, sizeof(*t));
+}
+
+static const char *ref_ptr(const struct intern *t, uint32_t ref, uint32_t *len)
+{
+    const unsigned char *p =
+        (const unsigned char *)t->chunks[ref >> CHUNK_SHIFT] + (ref & (CHUNK_SIZE - 1));
+    if (p[0] < 0x80) {
+        *len = p[0];
+        return (const char *)p + 1;
+    }
+    *len = (uint32_t)(p[0] & 0x7f) << 8 | p[1];
+    return (const char *)p + 2;
+}
+
+uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64_t hash)
+{
+    uint32_t h = intern_hash32(hash);
+    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t slot = t->slots[i];
+        if (!slot)
+            return INTERN_NONE;
+        if ((uint32_t)(slot >> 32) != h)
+            continue;
+        uint32_t id = (uint32_t)slot - 1, l;
+        const char *p = ref_ptr(t, t->refs[id], &l);
+        if (l == len && memcmp(p, s, len) == 0)
+            return id;
+    }
+}
+
+static int grow_slots(struct intern *t)
+{
+    uint64_t n = ((uint64_t)t->mask + 1) * 2;
+    if (n > ((uint64_t)1 << 32))
+        return -E2BIG;
+    uint64_t *slots = calloc(n, sizeof(uint64_t));
+    if (!slots)
+        return -ENOMEM;
+    uint32_t mask = (uint32_t)(n - 1);
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        uint64_t slot = t->slots[i];
+        if (!slot)
+            continue;
+        uint32_t j = (uint32_t)(slot >> 32) & mask;
+        while (slots[j])
+            j = (j + 1) & mask;
+        slots[j] = slot;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->mask = mask;
+    return 0;
+}
+
+static int grow_refs(struct intern *t, uint32_t need)
+{
+    uint64_t cap = t->refs_cap ? t->refs_cap : 1024;
+    while (cap < need)
+        cap += cap / 2;
+    uint32_t *r = realloc(t->refs, cap * sizeof(uint32_t));
+    if (!r)
+        return -ENOMEM;
+    t->refs = r;
+    t->refs_cap = (uint32_t)cap;
+    return 0;
+}
+
+static int add_chunk(struct intern *t)
+{
+    if (t->nchunks == MAX_CHUNKS)
+        return -E2BIG;
+    if (t->nchunks == t->chunks_cap) {
+        uint32_t cap = t->chunks_cap ? t->chunks_cap * 2 : 16;
+        char **c = realloc(t->chunks, cap * sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        t->chunks = c;
+        t->chunks_cap = cap;
+    }
+    char *chunk = malloc(CHUNK_SIZE);
+    if (!chunk)
+        return -ENOMEM;
+    t->chunks[t->nchunks++] = chunk;
+    t->chunk_used = 0;
+    return 0;
+}
+
+int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes)
+{
+    uint64_t want = (uint64_t)t->count + n;
+    if (want > MAX_IDS)
+        return -E2BIG;
+    /* load factor at most 3/4 */
+    while (want * 4 > ((uint64_t)t->mask + 1) * 3) {
+        int rc = grow_slots(t);
+        if (rc)
+            return rc;
+    }
+    if (want > t->refs_cap) {
+        int rc = grow_refs(t, (uint32_t)want);
+        if (rc)
+            return rc;
+    }
+    /* each string needs its length prefix; n strings may each waste the tail of a chunk, so
+     * reserve conservatively: a fresh chunk if the current one cannot take them all. */
+    uint64_t need = (uint64_t)bytes + 2ull * n;
+    if (t->chunk_used + need > CHUNK_SIZE) {
+        if (need > CHUNK_SIZE)
+            return -E2BIG;
+        return add_chunk(t);
+    }
+    return 0;
+}
+
+uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash)
+{
+    uint32_t ref = ((t->nchunks - 1) << CHUNK_SHIFT) | t->chunk_used;
+    unsigned char *p = (unsigned char *)t->chunks[t->nchunks - 1] + t->chunk_used;
+    if (len < 0x80) {
+        *p++ = (unsigned char)len;
+        t->chunk_used += 1;
+    } else {
+        *p++ = (unsigned char)(0x80 | (len >> 8));
+        *p++ = (unsigned char)len;
+        t->chunk_used += 2;
+    }
+    memcpy(p, s, len);
+    t->chunk_used += len;
+
+    uint32_t id = t->count++;
+    t->refs[id] = ref;
+    uint32_t h = intern_hash32(hash);
+    uint32_t i = h & t->mask;
+    while (t->slots[i])
+        i = (i + 1) & t->mask;
+    t->slots[i] = (uint64_t)h << 32 | (id + 1);
+    return id;
+}
+
+int intern_get(struct intern *t, const char *s, uint32_t len, uint32_t *id, int *created)
+{
+    if (len > INTERN_MAX_LEN)
+        return -E2BIG;
+    uint64_t hash = hash_bytes(s, len);
+    uint32_t found = intern_find(t, s, len, hash);
+    if (found != INTERN_NONE) {
+        *id = found;
+        *created = 0;
+        return 0;
+    }
+    int rc = intern_reserve(t, 1, len);
+    if (rc)
+        return rc;
+    *id = intern_add(t, s, len, hash);
+    *created = 1;
+    return 0;
+}
+
+const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len)
+{
+    return ref_ptr(t, t->refs[id], len);
+}
+
+size_t intern_bytes(const struct intern *t)
+{
+    return ((size_t)t->mask + 1) * sizeof(uint64_t) + (size_t)t->refs_cap * sizeof(uint32_t) +
+           (size_t)t->nchunks * CHUNK_SIZE;
+}

@@ -1,0 +1,56 @@
+/* String interning: each distinct byte string gets a dense uint32 id (0, 1, 2, ...) once, so the
+ * engine's records can be plain arrays indexed by id. Strings live in a chunked arena; the table
+ * is open addressing with linear probing over 8-byte slots holding 32 hash bits and the id. */
+#ifndef CORE_INTERN_H
+#define CORE_INTERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define INTERN_NONE    UINT32_MAX
+#define INTERN_MAX_LEN 16383 /* longest string the arena takes (2-byte length prefix) */
+
+struct intern {
+    uint64_t *slots; /* 0: empty; else (uint64_t)hash32 << 32 | (id + 1) */
+    uint32_t mask;   /* slot count - 1 (a power of two) */
+    uint32_t count;  /* ids handed out */
+    uint32_t *refs;  /* id -> arena offset */
+    uint32_t refs_cap;
+    char **chunks; /* arena: 1 MiB chunks, a string never spans two */
+    uint32_t nchunks, chunks_cap, chunk_used;
+};
+
+/* 0 or -ENOMEM; an empty table that grows as needed. */
+int intern_init(struct intern *t);
+void intern_destroy(struct intern *t);
+
+static inline uint32_t intern_hash32(uint64_t hash)
+{
+    return (uint32_t)(hash >> 32);
+}
+
+/* The id of s, or INTERN_NONE. hash = hash_bytes(s, len). */
+uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64_t hash);
+
+/* Makes room for n more strings of at most bytes bytes in all, so that intern_add() cannot fail.
+ * 0, -ENOMEM, or -E2BIG when the table is full (2^31 ids or 4 GiB of strings). */
+int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes);
+
+/* Adds s (not yet present, len <= INTERN_MAX_LEN) and returns its new id. Room must be reserved. */
+uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash);
+
+/* Finds or adds s; *created tells which. 0 or a negative errno from intern_reserve. */
+int intern_get(struct intern *t, const char *s, uint32_t len, uint32_t *id, int *created);
+
+/* The string of id (not NUL-terminated), owned by the table; *len gets its length. */
+const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len);
+
+/* Hints the CPU to fetch the slot a lookup of hash will start at. */
+static inline void intern_prefetch(const struct intern *t, uint64_t hash)
+{
+    __builtin_prefetch(&t->slots[intern_hash32(hash) & t->mask]);
+}
+
+size_t intern_bytes(const struct intern *t);
+
+#endif

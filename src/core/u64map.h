@@ -1,0 +1,48 @@
+/* Open-addressing hash map from uint64 keys to uint32 values (or a set, without values): the
+ * engine's (actor, cascade) membership set and its weighted amplification edges. Linear probing
+ * with backward-shift deletion, so there are no tombstones and lookups stay short after joins. */
+#ifndef CORE_U64MAP_H
+#define CORE_U64MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define U64MAP_EMPTY UINT64_MAX /* the one key that cannot be stored */
+
+struct u64map {
+    uint64_t *keys;
+    uint32_t *vals; /* NULL for a set */
+    uint64_t mask;
+    uint64_t count;
+};
+
+/* with_values: 0 for a set. 0 or -ENOMEM. */
+int u64map_init(struct u64map *m, int with_values);
+void u64map_destroy(struct u64map *m);
+
+/* Makes room for n more keys so that u64map_put() cannot fail. 0 or -ENOMEM. */
+int u64map_reserve(struct u64map *m, uint64_t n);
+
+/* Inserts key if absent (value 0). Returns a pointer to its value (NULL for a set) and sets
+ * *created. Room must be reserved. */
+uint32_t *u64map_put(struct u64map *m, uint64_t key, int *created);
+
+/* The value slot of key, or NULL when absent; for a set, non-NULL (not dereferenceable) when
+ * present. */
+uint32_t *u64map_get(const struct u64map *m, uint64_t key);
+
+int u64map_has(const struct u64map *m, uint64_t key);
+
+/* Removes key; 1 if it was there, else 0. */
+int u64map_del(struct u64map *m, uint64_t key);
+
+/* Iteration: for (uint64_t i = 0; i <= m->mask; i++) if (m->keys[i] != U64MAP_EMPTY) ... */
+
+size_t u64map_bytes(const struct u64map *m);
+
+static inline uint64_t u64map_pair(uint32_t hi, uint32_t lo)
+{
+    return (uint64_t)hi << 32 | lo;
+}
+
+#endif

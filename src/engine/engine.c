@@ -1,0 +1,777 @@
+/* The engine's write path: applying events to posts, cascades, actors and edges with every
+ * metric kept exact. Each event first looks things up and reserves every byte it may need; only
+ * then does it change state, so a failure (out of memory, a cycle) leaves nothing half done.
+ * A new leaf costs O(depth); a late parent joining a subtree costs O(depth + subtree). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "engine/engine_int.h"
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static int ensure_path(struct engine *e, uint32_t n);
+
+int engine_new(struct engine **out)
+{
+    struct engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    segvec_init(&e->posts, sizeof(struct post), 16);
+    segvec_init(&e->actors, sizeof(struct actor), 14);
+    segvec_init(&e->cascades, sizeof(struct cascade), 12);
+    int rc = intern_init(&e->post_ids);
+    rc = rc ? rc : intern_init(&e->actor_ids);
+    rc = rc ? rc : intern_init(&e->contents);
+    rc = rc ? rc : intern_init(&e->labels);
+    rc = rc ? rc : u64map_init(&e->pairs, 0);
+    rc = rc ? rc : u64map_init(&e->edges, 1);
+    for (int m = 0; !rc && m < ENGINE_CASCADE_METRICS; m++)
+        rc = topk_init(&e->ctop[m], TOPK_CAP, m != ENGINE_BY_VIRALITY);
+    for (int m = 0; !rc && m < ENGINE_ACTOR_METRICS; m++)
+        rc = topk_init(&e->atop[m], TOPK_CAP, 1);
+    rc = rc ? rc : ensure_path(e, 64);
+    if (rc) {
+        engine_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    for (uint32_t i = 0; i < e->cascades.len; i++)
+        free(cascade_at(e, i)->ext);
+    segvec_destroy(&e->posts);
+    segvec_destroy(&e->actors);
+    segvec_destroy(&e->cascades);
+    intern_destroy(&e->post_ids);
+    intern_destroy(&e->actor_ids);
+    intern_destroy(&e->contents);
+    intern_destroy(&e->labels);
+    u64map_destroy(&e->pairs);
+    u64map_destroy(&e->edges);
+    for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
+        topk_destroy(&e->ctop[m]);
+    for (int m = 0; m < ENGINE_ACTOR_METRICS; m++)
+        topk_destroy(&e->atop[m]);
+    free(e->path);
+    free(e->tracked);
+    free(e);
+}
+
+/* ---------------------------------------------------------------- small helpers */
+
+uint32_t engine_find_cascade(const struct engine *e, uint32_t post)
+{
+    const struct post *p = post_at(e, post);
+    while (!post_is_root(p))
+        p = post_at(e, p->parent);
+    return p->parent & ~ROOT_FLAG;
+}
+
+uint64_t engine_cascade_key(const struct cascade *c, int metric)
+{
+    switch (metric) {
+    case ENGINE_BY_SIZE:
+        return c->size;
+    case ENGINE_BY_DEPTH:
+        return c->depth;
+    case ENGINE_BY_MAX_BREADTH:
+        return c->max_breadth;
+    case ENGINE_BY_UNIQUE_ACTORS:
+        return c->unique;
+    case ENGINE_BY_LAST_TS:
+        return (uint64_t)c->last_ts ^ (1ull << 63);
+    default: {
+        /* non-negative doubles order like their bit patterns */
+        uint64_t n = (uint64_t)c->size + c->missing;
+        double sv = 0;
+        if (n > 1) {
+            unsigned __int128 w = (unsigned __int128)n * c->s1 - c->s2;
+            sv = (double)w / ((double)n * (double)(n - 1) / 2.0);
+        }
+        uint64_t bits;
+        memcpy(&bits, &sv, sizeof(bits));
+        return bits;
+    }
+    }
+}
+
+uint64_t engine_actor_key(const struct actor *a, int metric)
+{
+    switch (metric) {
+    case ENGINE_BY_REACH:
+        return a->reach;
+    case ENGINE_BY_RESHARES:
+        return a->reshares;
+    case ENGINE_BY_AMPLIFIERS:
+        return a->amplifiers;
+    default:
+        return a->posts;
+    }
+}
+
+static void touch_cascade(struct engine *e, uint32_t cid)
+{
+    const struct cascade *c = cascade_at(e, cid);
+    for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
+        topk_update(&e->ctop[m], cid, engine_cascade_key(c, m));
+}
+
+static void touch_actor(struct engine *e, uint32_t aid)
+{
+    const struct actor *a = actor_at(e, aid);
+    for (int m = 0; m < ENGINE_ACTOR_METRICS; m++)
+        topk_update(&e->atop[m], aid, engine_actor_key(a, m));
+}
+
+static void next_stamp(struct engine *e)
+{
+    if (++e->stamp == 0) {
+        for (uint32_t i = 0; i < e->actors.len; i++)
+            actor_at(e, i)->stamp = 0;
+        e->stamp = 1;
+    }
+}
+
+/* Grows the path scratch (and the tracked-actor scratch beside it) to hold n entries. */
+static int ensure_path(struct engine *e, uint32_t n)
+{
+    if (n <= e->path_cap)
+        return 0;
+    uint32_t cap = e->path_cap ? e->path_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    uint32_t *p = realloc(e->path, cap * sizeof(uint32_t));
+    if (!p)
+        return -ENOMEM;
+    e->path = p;
+    uint32_t *t = realloc(e->tracked, 3 * (size_t)cap * sizeof(uint32_t));
+    if (!t)
+        return -ENOMEM;
+    e->tracked = t;
+    e->path_cap = cap;
+    return 0;
+}
+
+/* Collects q and its ancestors into e->path (q first, root last). */
+static int walk_up(struct engine *e, uint32_t q, uint32_t *len)
+{
+    uint32_t n = 0;
+    for (;;) {
+        if (n == e->path_cap && ensure_path(e, n + 1))
+            return -ENOMEM;
+        e->path[n++] = q;
+        const struct post *p = post_at(e, q);
+        if (post_is_root(p))
+            break;
+        q = p->parent;
+    }
+    *len = n;
+    return 0;
+}
+
+static int ensure_levels(struct cascade *c, uint32_t n)
+{
+    uint32_t cap = c->ext ? c->levels_cap : LEVELS_INLINE;
+    if (n <= cap)
+        return 0;
+    uint32_t ncap = cap * 2 > n ? cap * 2 : n;
+    uint32_t *lv = realloc(c->ext, ncap * sizeof(uint32_t));
+    if (!lv)
+        return -ENOMEM;
+    if (!c->ext)
+        memcpy(lv, c->inl, sizeof(c->inl));
+    memset(lv + cap, 0, (ncap - cap) * sizeof(uint32_t));
+    c->ext = lv;
+    c->levels_cap = ncap;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- lookups and reservation */
+
+/* What an event resolves to before anything changes. */
+struct plan {
+    const char *ps, *qs, *as;
+    uint64_t ph, qh, ah;
+    uint32_t p, q, a; /* NONE: not known yet */
+    uint32_t plen;    /* ancestors of q collected in e->path */
+};
+
+static uint32_t count_children(const struct engine *e, uint32_t p)
+{
+    uint32_t n = 0;
+    for (uint32_t x = post_at(e, p)->child; x != NONE; x = post_at(e, x)->sibling)
+        n++;
+    return n;
+}
+
+/* Levels the receiving cascade needs once the event is applied. */
+static uint32_t levels_needed(const struct engine *e, const struct plan *pl, int has_parent)
+{
+    if (!has_parent)
+        return 0;
+    if (pl->q == NONE) {
+        if (pl->p == NONE)
+            return 0;
+        const struct cascade *t = cascade_at(e, post_at(e, pl->p)->parent & ~ROOT_FLAG);
+        return t->depth + 2;
+    }
+    const struct cascade *c = cascade_at(e, post_at(e, e->path[pl->plen - 1])->parent & ~ROOT_FLAG);
+    uint32_t deepest = pl->plen;
+    if (pl->p != NONE)
+        deepest += cascade_at(e, post_at(e, pl->p)->parent & ~ROOT_FLAG)->depth;
+    return (deepest > c->depth ? deepest : c->depth) + 1;
+}
+
+static int reserve(struct engine *e, const struct event *ev, const struct plan *pl)
+{
+    int has_parent = event_has_parent(ev);
+    uint32_t new_posts = (pl->p == NONE) + (has_parent && pl->q == NONE);
+    uint32_t bytes = (pl->p == NONE ? ev->post.len : 0) + (has_parent ? ev->parent.len : 0);
+    uint32_t edges = 1 + (pl->p != NONE ? count_children(e, pl->p) : 0);
+    int rc = intern_reserve(&e->post_ids, new_posts, bytes);
+    rc = rc ? rc : segvec_reserve(&e->posts, new_posts);
+    rc = rc ? rc : intern_reserve(&e->actor_ids, 1, ev->actor.len);
+    rc = rc ? rc : segvec_reserve(&e->actors, 1);
+    rc = rc ? rc : intern_reserve(&e->contents, 1, ev->content_len);
+    rc = rc ? rc : intern_reserve(&e->labels, 1, ev->label_len);
+    rc = rc ? rc : segvec_reserve(&e->cascades, 1);
+    rc = rc ? rc : u64map_reserve(&e->pairs, 1);
+    rc = rc ? rc : u64map_reserve(&e->edges, edges);
+    uint32_t lv = levels_needed(e, pl, has_parent);
+    if (!rc && lv) {
+        uint32_t root = pl->q != NONE ? e->path[pl->plen - 1] : pl->p;
+        rc = ensure_levels(cascade_at(e, post_at(e, root)->parent & ~ROOT_FLAG), lv);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- records */
+
+static uint32_t new_post(struct engine *e, const char *s, uint32_t len, uint64_t hash)
+{
+    uint32_t id = intern_add(&e->post_ids, s, len, hash);
+    struct post *p = segvec_push(&e->posts);
+    p->parent = p->actor = p->child = p->sibling = NONE;
+    p->content = CONTENT_NONE;
+    return id;
+}
+
+static uint32_t new_placeholder(struct engine *e, const struct plan *pl, uint32_t len)
+{
+    e->placeholders++;
+    return new_post(e, pl->qs, len, pl->qh);
+}
+
+static uint32_t new_cascade(struct engine *e, uint32_t root, int64_t ts)
+{
+    uint32_t id = e->cascades.len;
+    struct cascade *c = segvec_push(&e->cascades);
+    c->root = root;
+    c->label = NONE;
+    c->first_ts = c->last_ts = ts;
+    post_at(e, root)->parent = ROOT_FLAG | id;
+    e->live_cascades++;
+    return id;
+}
+
+static uint32_t intern_opt(struct intern *t, const char *s, uint32_t len)
+{
+    if (!s)
+        return NONE;
+    uint64_t h = hash_bytes(s, len);
+    uint32_t id = intern_find(t, s, len, h);
+    return id != NONE ? id : intern_add(t, s, len, h);
+}
+
+static uint32_t get_actor(struct engine *e, const struct event *ev, const struct plan *pl)
+{
+    uint32_t a = pl->a;
+    if (a == NONE) {
+        a = intern_add(&e->actor_ids, pl->as, ev->actor.len, pl->ah);
+        struct actor *r = segvec_push(&e->actors);
+        r->type = EVENT_ACTOR_ACCOUNT;
+    }
+    struct actor *r = actor_at(e, a);
+    if (ev->actor_type != EVENT_ACTOR_UNSPECIFIED && !r->type_explicit) {
+        r->type = ev->actor_type;
+        r->type_explicit = 1;
+    }
+    if (r->posts++ == 0)
+        r->first_ts = r->last_ts = ev->ts;
+    if (ev->ts < r->first_ts)
+        r->first_ts = ev->ts;
+    if (ev->ts > r->last_ts)
+        r->last_ts = ev->ts;
+    r->roots += !event_has_parent(ev);
+    return a;
+}
+
+static void set_observed(struct engine *e, uint32_t p, uint32_t a, const struct event *ev)
+{
+    struct post *r = post_at(e, p);
+    r->actor = a;
+    r->ts = ev->ts;
+    uint32_t content = intern_opt(&e->contents, ev->content, ev->content_len);
+    r->content = (content == NONE ? CONTENT_NONE : content) | (uint32_t)ev->kind << 30;
+}
+
+static void link_child(struct engine *e, uint32_t parent, uint32_t child)
+{
+    struct post *c = post_at(e, child), *p = post_at(e, parent);
+    c->parent = parent;
+    c->sibling = p->child;
+    p->child = child;
+}
+
+static void cascade_ts(struct cascade *c, int64_t ts)
+{
+    if (ts < c->first_ts)
+        c->first_ts = ts;
+    if (ts > c->last_ts)
+        c->last_ts = ts;
+}
+
+/* DESIGN §2: a cascade's label is its root's, else the earliest (by ts) labelled post's. */
+static void offer_label(struct cascade *c, uint32_t label, int64_t ts, int is_root)
+{
+    if (label == NONE)
+        return;
+    if (is_root) {
+        c->label = label;
+        c->label_root = 1;
+    } else if (!c->label_root && (c->label == NONE || ts < c->label_ts)) {
+        c->label = label;
+        c->label_ts = ts;
+    }
+}
+
+static void add_level(struct cascade *c, uint32_t depth, uint32_t count)
+{
+    uint32_t *lv = cascade_levels(c);
+    lv[depth] += count;
+    if (lv[depth] > c->max_breadth)
+        c->max_breadth = lv[depth];
+    if (depth > c->depth)
+        c->depth = depth;
+}
+
+/* Records that actor a posted in cascade cid; 1 if that is new. */
+static int add_pair(struct engine *e, uint32_t a, uint32_t cid)
+{
+    int created;
+    u64map_put(&e->pairs, u64map_pair(a, cid), &created);
+    if (created) {
+        cascade_at(e, cid)->unique++;
+        actor_at(e, a)->cascades++;
+    }
+    return created;
+}
+
+/* Actor `from` reshared a post of `parent`'s actor (if the parent is observed). */
+static void add_reshare(struct engine *e, uint32_t parent, uint32_t from)
+{
+    uint32_t to = post_at(e, parent)->actor;
+    if (to == NONE)
+        return;
+    struct actor *t = actor_at(e, to);
+    t->reshares++;
+    if (from != to) {
+        int created;
+        uint32_t *w = u64map_put(&e->edges, u64map_pair(from, to), &created);
+        (*w)++;
+        t->amplifiers += created;
+    }
+    touch_actor(e, to);
+}
+
+/* ---------------------------------------------------------------- subtree walks */
+
+/* Visits the subtree of root depth-first without a stack, through parent and sibling links:
+ * enter() on the way down, leave() on the way up. */
+typedef void (*visit_fn)(struct engine *e, uint32_t node, void *ctx);
+
+static void visit_subtree(struct engine *e, uint32_t root, visit_fn enter, visit_fn leave,
+                          void *ctx)
+{
+    uint32_t x = root;
+    enter(e, x, ctx);
+    for (;;) {
+        const struct post *p = post_at(e, x);
+        if (p->child != NONE) {
+            x = p->child;
+            enter(e, x, ctx);
+            continue;
+        }
+        for (;;) {
+            if (leave)
+                leave(e, x, ctx);
+            if (x == root)
+                return;
+            p = post_at(e, x);
+            if (p->sibling != NONE) {
+                x = p->sibling;
+                enter(e, x, ctx);
+                break;
+            }
+            x = p->parent;
+        }
+    }
+}
+
+/* Reach within a subtree: for each tracked actor, how many nodes have a proper ancestor inside
+ * the subtree posted by that actor. tracked[0..n) are actors, cnt and within are counters. */
+struct reach_ctx {
+    const uint32_t *tracked;
+    uint32_t *cnt, *within;
+    uint32_t n;
+};
+
+static void reach_enter(struct engine *e, uint32_t node, void *arg)
+{
+    struct reach_ctx *r = arg;
+    uint32_t a = post_at(e, node)->actor;
+    for (uint32_t i = 0; i < r->n; i++) {
+        r->within[i] += r->cnt[i] > 0;
+        r->cnt[i] += r->tracked[i] == a;
+    }
+}
+
+static void reach_leave(struct engine *e, uint32_t node, void *arg)
+{
+    struct reach_ctx *r = arg;
+    uint32_t a = post_at(e, node)->actor;
+    for (uint32_t i = 0; i < r->n; i++)
+        r->cnt[i] -= r->tracked[i] == a;
+}
+
+/* Fills e->tracked[2n..3n) with each tracked actor's reach inside root's subtree. */
+static uint32_t *reach_within(struct engine *e, uint32_t root, uint32_t n)
+{
+    struct reach_ctx r = {e->tracked, e->tracked + n, e->tracked + 2 * n, n};
+    memset(r.cnt, 0, 2 * (size_t)n * sizeof(uint32_t));
+    visit_subtree(e, root, reach_enter, reach_leave, &r);
+    return r.within;
+}
+
+/* Moves a joined subtree's (actor, cascade) pairs from cascade `from` to `to`. */
+struct rekey_ctx {
+    uint32_t from, to;
+};
+
+static void rekey_enter(struct engine *e, uint32_t node, void *arg)
+{
+    struct rekey_ctx *k = arg;
+    uint32_t a = post_at(e, node)->actor;
+    if (a == NONE || !u64map_del(&e->pairs, u64map_pair(a, k->from)))
+        return;
+    int created;
+    u64map_put(&e->pairs, u64map_pair(a, k->to), &created);
+    if (created)
+        cascade_at(e, k->to)->unique++;
+    else
+        actor_at(e, a)->cascades--; /* it was counted in both */
+}
+
+/* ---------------------------------------------------------------- new posts */
+
+static void add_root(struct engine *e, uint32_t p, uint32_t a, const struct event *ev,
+                     uint32_t label)
+{
+    uint32_t cid = new_cascade(e, p, ev->ts);
+    struct cascade *c = cascade_at(e, cid);
+    post_at(e, p)->sub = 1;
+    c->size = 1;
+    add_level(c, 0, 1);
+    offer_label(c, label, ev->ts, 1);
+    add_pair(e, a, cid);
+    touch_cascade(e, cid);
+}
+
+static void add_under_placeholder(struct engine *e, uint32_t p, uint32_t a, const struct event *ev,
+                                  const struct plan *pl, uint32_t label)
+{
+    uint32_t q = new_placeholder(e, pl, ev->parent.len);
+    uint32_t cid = new_cascade(e, q, ev->ts);
+    struct cascade *c = cascade_at(e, cid);
+    link_child(e, q, p);
+    post_at(e, q)->sub = 2;
+    post_at(e, p)->sub = 1;
+    c->size = c->missing = 1;
+    add_level(c, 0, 1);
+    add_level(c, 1, 1);
+    c->s1 = c->s2 = 1;
+    offer_label(c, label, ev->ts, 0);
+    add_pair(e, a, cid);
+    touch_cascade(e, cid);
+}
+
+/* Counts a new post below the ancestors in e->path[0..plen) for reach, once per actor. */
+static void count_reach(struct engine *e, uint32_t plen)
+{
+    next_stamp(e);
+    for (uint32_t i = 0; i < plen; i++) {
+        uint32_t a = post_at(e, e->path[i])->actor;
+        if (a == NONE)
+            continue;
+        struct actor *r = actor_at(e, a);
+        if (r->stamp == e->stamp)
+            continue;
+        r->stamp = e->stamp;
+        r->reach++;
+        touch_actor(e, a);
+    }
+}
+
+/* The common case: a new post under a known parent e->path[0]. */
+static void add_leaf(struct engine *e, uint32_t p, uint32_t a, const struct event *ev,
+                     uint32_t plen, uint32_t label)
+{
+    uint32_t root = e->path[plen - 1];
+    uint32_t cid = post_at(e, root)->parent & ~ROOT_FLAG;
+    struct cascade *c = cascade_at(e, cid);
+    for (uint32_t i = 0; i + 1 < plen; i++) {
+        struct post *x = post_at(e, e->path[i]);
+        c->s2 += 2ull * x->sub + 1;
+        x->sub++;
+    }
+    post_at(e, root)->sub++;
+    c->s1 += plen;
+    c->s2 += 1;
+    link_child(e, e->path[0], p);
+    post_at(e, p)->sub = 1;
+    add_level(c, plen, 1);
+    c->size++;
+    cascade_ts(c, ev->ts);
+    offer_label(c, label, ev->ts, 0);
+    add_pair(e, a, cid);
+    count_reach(e, plen);
+    add_reshare(e, e->path[0], a);
+    touch_cascade(e, cid);
+}
+
+/* ---------------------------------------------------------------- late parents */
+
+/* Placeholder p, root of cascade tid, gets its own event: it becomes a post of actor a. */
+static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *ev, uint32_t tid)
+{
+    struct cascade *t = cascade_at(e, tid);
+    uint32_t below = post_at(e, p)->sub - 1, already = 0;
+    if (u64map_has(&e->pairs, u64map_pair(a, tid))) {
+        /* a posted inside the subtree: some of it is in a's reach already */
+        e->tracked[0] = a;
+        already = reach_within(e, p, 1)[0];
+    }
+    set_observed(e, p, a, ev);
+    e->placeholders--;
+    t->missing--;
+    t->size++;
+    cascade_ts(t, ev->ts);
+    add_pair(e, a, tid);
+    struct actor *r = actor_at(e, a);
+    r->reach += below - already;
+    for (uint32_t x = post_at(e, p)->child; x != NONE; x = post_at(e, x)->sibling)
+        add_reshare(e, p, post_at(e, x)->actor);
+    touch_actor(e, a);
+}
+
+/* Filled post p (root of tid) whose parent is unknown: a new placeholder goes above it. */
+static void reroot(struct engine *e, uint32_t p, const struct event *ev, const struct plan *pl,
+                   uint32_t tid, uint32_t label)
+{
+    struct cascade *t = cascade_at(e, tid);
+    uint32_t q = new_placeholder(e, pl, ev->parent.len);
+    uint64_t n = post_at(e, p)->sub;
+    struct post *qr = post_at(e, q);
+    qr->parent = ROOT_FLAG | tid;
+    qr->sub = (uint32_t)n + 1;
+    qr->child = p;
+    post_at(e, p)->parent = q;
+    t->root = q;
+    t->missing++;
+    uint32_t *lv = cascade_levels(t);
+    memmove(lv + 1, lv, (t->depth + 1) * sizeof(uint32_t));
+    lv[0] = 1;
+    t->depth++;
+    t->s1 += n;
+    t->s2 += n * n;
+    offer_label(t, label, ev->ts, 0);
+    touch_cascade(e, tid);
+}
+
+/* Actors on the path e->path[0..plen), each once, into e->tracked; returns how many. */
+static uint32_t path_actors(struct engine *e, uint32_t plen)
+{
+    uint32_t n = 0;
+    next_stamp(e);
+    for (uint32_t i = 0; i < plen; i++) {
+        uint32_t a = post_at(e, e->path[i])->actor;
+        if (a == NONE || actor_at(e, a)->stamp == e->stamp)
+            continue;
+        actor_at(e, a)->stamp = e->stamp;
+        e->tracked[n++] = a;
+    }
+    return n;
+}
+
+/* Every path actor now reaches the whole joined subtree, less what it reached there already. */
+static void join_reach(struct engine *e, uint32_t p, uint32_t tid, uint32_t plen, uint32_t n_t)
+{
+    uint32_t n = path_actors(e, plen);
+    uint32_t *within = NULL;
+    for (uint32_t i = 0; i < n && !within; i++)
+        if (u64map_has(&e->pairs, u64map_pair(e->tracked[i], tid)))
+            within = reach_within(e, p, n);
+    for (uint32_t i = 0; i < n; i++) {
+        actor_at(e, e->tracked[i])->reach += n_t - (within ? within[i] : 0);
+        touch_actor(e, e->tracked[i]);
+    }
+}
+
+static void join_shape(struct cascade *c, const struct cascade *t, uint32_t plen)
+{
+    uint32_t *lt = cascade_levels((struct cascade *)t);
+    for (uint32_t k = 0; k <= t->depth; k++)
+        add_level(c, plen + k, lt[k]);
+    c->size += t->size;
+    c->missing += t->missing;
+    cascade_ts(c, t->first_ts);
+    cascade_ts(c, t->last_ts);
+    if (!c->label_root && t->label != NONE && (c->label == NONE || t->label_ts < c->label_ts)) {
+        c->label = t->label;
+        c->label_ts = t->label_ts;
+    }
+}
+
+static void kill_cascade(struct engine *e, uint32_t tid)
+{
+    struct cascade *t = cascade_at(e, tid);
+    t->dead = 1;
+    free(t->ext);
+    t->ext = NULL;
+    t->levels_cap = 0;
+    e->live_cascades--;
+    for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
+        topk_remove(&e->ctop[m], tid);
+}
+
+/* Filled post p, root of cascade tid, joins below e->path[0] in that post's cascade. */
+static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_t plen,
+                 const struct event *ev, uint32_t label)
+{
+    uint32_t root = e->path[plen - 1];
+    uint32_t cid = post_at(e, root)->parent & ~ROOT_FLAG;
+    struct cascade *c = cascade_at(e, cid), *t = cascade_at(e, tid);
+    uint64_t n_t = post_at(e, p)->sub;
+
+    join_reach(e, p, tid, plen, (uint32_t)n_t);
+    for (uint32_t i = 0; i + 1 < plen; i++) {
+        struct post *x = post_at(e, e->path[i]);
+        c->s2 += 2 * (uint64_t)x->sub * n_t + n_t * n_t;
+        x->sub += (uint32_t)n_t;
+    }
+    post_at(e, root)->sub += (uint32_t)n_t;
+    c->s1 += t->s1 + n_t * plen;
+    c->s2 += t->s2 + n_t * n_t;
+    join_shape(c, t, plen);
+    offer_label(c, label, ev->ts, 0);
+    struct rekey_ctx k = {tid, cid};
+    visit_subtree(e, p, rekey_enter, NULL, &k);
+    link_child(e, e->path[0], p);
+    add_reshare(e, e->path[0], a);
+    kill_cascade(e, tid);
+    touch_cascade(e, cid);
+}
+
+/* ---------------------------------------------------------------- apply */
+
+static int plan_event(struct engine *e, const struct event *ev, struct plan *pl)
+{
+    pl->ps = event_id_str(&ev->post);
+    pl->ph = hash_bytes(pl->ps, ev->post.len);
+    pl->p = intern_find(&e->post_ids, pl->ps, ev->post.len, pl->ph);
+    if (pl->p != NONE && post_at(e, pl->p)->actor != NONE)
+        return EVENT_DUP;
+    pl->q = NONE;
+    pl->plen = 0;
+    if (event_has_parent(ev)) {
+        pl->qs = event_id_str(&ev->parent);
+        pl->qh = hash_bytes(pl->qs, ev->parent.len);
+        pl->q = intern_find(&e->post_ids, pl->qs, ev->parent.len, pl->qh);
+        if (pl->q != NONE) {
+            if (walk_up(e, pl->q, &pl->plen))
+                return EVENT_ERR_NOMEM;
+            if (pl->p != NONE && e->path[pl->plen - 1] == pl->p)
+                return EVENT_REJ_CYCLE;
+        }
+    }
+    pl->as = event_id_str(&ev->actor);
+    pl->ah = hash_bytes(pl->as, ev->actor.len);
+    pl->a = intern_find(&e->actor_ids, pl->as, ev->actor.len, pl->ah);
+    return reserve(e, ev, pl) ? EVENT_ERR_NOMEM : EVENT_OK;
+}
+
+static int apply_one(struct engine *e, const struct event *ev)
+{
+    struct plan pl = {0};
+    int rc = plan_event(e, ev, &pl);
+    if (rc != EVENT_OK)
+        return rc;
+    uint32_t a = get_actor(e, ev, &pl);
+    uint32_t label = intern_opt(&e->labels, ev->label, ev->label_len);
+    int has_parent = event_has_parent(ev);
+    if (pl.p == NONE) {
+        uint32_t p = new_post(e, pl.ps, ev->post.len, pl.ph);
+        set_observed(e, p, a, ev);
+        if (!has_parent)
+            add_root(e, p, a, ev, label);
+        else if (pl.q == NONE)
+            add_under_placeholder(e, p, a, ev, &pl, label);
+        else
+            add_leaf(e, p, a, ev, pl.plen, label);
+    } else {
+        uint32_t tid = post_at(e, pl.p)->parent & ~ROOT_FLAG;
+        fill(e, pl.p, a, ev, tid);
+        if (!has_parent) {
+            offer_label(cascade_at(e, tid), label, ev->ts, 1);
+            touch_cascade(e, tid);
+        } else if (pl.q == NONE) {
+            reroot(e, pl.p, ev, &pl, tid, label);
+        } else {
+            join(e, pl.p, a, tid, pl.plen, ev, label);
+        }
+    }
+    touch_actor(e, a);
+    return EVENT_OK;
+}
+
+size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t *outcomes)
+{
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = apply_one(e, &evs[i]);
+        e->outcomes[rc]++;
+        outcomes[i] = (uint8_t)rc;
+        ok += rc == EVENT_OK;
+    }
+    return ok;
+}
+
+int engine_apply_raw(struct engine *e, const struct event_raw *raw)
+{
+    struct event ev;
+    int rc = event_validate(raw, &ev);
+    if (rc != EVENT_OK) {
+        e->outcomes[rc]++;
+        return rc;
+    }
+    uint8_t out;
+    engine_apply(e, &ev, 1, &out);
+    return out;
+}

@@ -1,0 +1,106 @@
+/* The engine's records and tables, shared by the apply path (engine.c) and the read path
+ * (engine_read.c). Every record is addressed by a dense 32-bit id: a post's id is its interned
+ * post-id string's, an actor's its interned name's; cascades are numbered as they are made. */
+#ifndef ENGINE_INT_H
+#define ENGINE_INT_H
+
+#include <stdint.h>
+
+#include "cascade/engine.h"
+#include "core/intern.h"
+#include "core/segvec.h"
+#include "core/topk.h"
+#include "core/u64map.h"
+
+#define NONE          UINT32_MAX
+#define ROOT_FLAG     0x80000000u /* post.parent of a root: ROOT_FLAG | cascade id */
+#define CONTENT_MASK  0x3fffffffu /* post.content: content id in the low 30 bits, kind above */
+#define CONTENT_NONE  CONTENT_MASK
+#define LEVELS_INLINE 4
+#define TOPK_CAP      1024
+
+/* 32 bytes: two per cache line. Placeholders (posts referred to as a parent before their own
+ * event) have actor == NONE and are always the root of their cascade. */
+struct post {
+    uint32_t parent;  /* post id, or ROOT_FLAG | cascade id */
+    uint32_t actor;   /* actor id, NONE for a placeholder */
+    uint32_t child;   /* first child, NONE if a leaf */
+    uint32_t sibling; /* next child of the same parent, NONE if last */
+    uint32_t sub;     /* nodes in the subtree rooted here, this one included */
+    uint32_t content; /* content id | kind << 30 */
+    int64_t ts;
+};
+
+/* A cascade: n = size + missing nodes. The Wiener index is W = n*s1 - s2 with s1 = Σ s and
+ * s2 = Σ s² over the tree's edges (s = nodes below the edge), so that adding a leaf only touches
+ * its ancestors. levels[d] counts nodes at depth d. */
+struct cascade {
+    uint32_t root;
+    uint32_t size, missing, depth, max_breadth, unique;
+    uint64_t s1, s2;
+    int64_t first_ts, last_ts;
+    int64_t label_ts;    /* ts of the post the label came from (when not the root's) */
+    uint32_t label;      /* label id or NONE */
+    uint32_t levels_cap; /* capacity of ext, 0 while levels are inline */
+    uint32_t *ext;
+    uint32_t inl[LEVELS_INLINE];
+    uint8_t label_root; /* the label is the root's own */
+    uint8_t dead;       /* joined into another cascade */
+};
+
+struct actor {
+    uint32_t posts, roots, reshares, amplifiers, reach, cascades;
+    uint32_t stamp; /* last event that counted this actor in a reach walk */
+    uint8_t type;   /* enum event_actor_type; UNSPECIFIED reads as account */
+    uint8_t type_explicit;
+    int64_t first_ts, last_ts;
+};
+
+struct engine {
+    struct intern post_ids, actor_ids, contents, labels;
+    struct segvec posts, actors, cascades;
+    struct u64map pairs; /* actor << 32 | cascade: the actor posted in the cascade */
+    struct u64map edges; /* from << 32 | to -> weight: amplification graph */
+    struct topk ctop[ENGINE_CASCADE_METRICS];
+    struct topk atop[ENGINE_ACTOR_METRICS];
+    uint64_t outcomes[EVENT_OUTCOME_COUNT];
+    uint64_t placeholders, live_cascades;
+    uint32_t stamp;
+    uint32_t *path;    /* scratch: ancestors of the post being attached */
+    uint32_t *tracked; /* scratch: 3 * path_cap: actors whose reach a join changes, counters */
+    uint32_t path_cap;
+};
+
+static inline struct post *post_at(const struct engine *e, uint32_t id)
+{
+    return segvec_at(&e->posts, id);
+}
+
+static inline struct actor *actor_at(const struct engine *e, uint32_t id)
+{
+    return segvec_at(&e->actors, id);
+}
+
+static inline struct cascade *cascade_at(const struct engine *e, uint32_t id)
+{
+    return segvec_at(&e->cascades, id);
+}
+
+static inline uint32_t *cascade_levels(struct cascade *c)
+{
+    return c->ext ? c->ext : c->inl;
+}
+
+static inline int post_is_root(const struct post *p)
+{
+    return (p->parent & ROOT_FLAG) != 0;
+}
+
+/* Walks from post id up to its root; returns the root's cascade id. */
+uint32_t engine_find_cascade(const struct engine *e, uint32_t post);
+
+/* Sort keys of the top-k indexes. */
+uint64_t engine_cascade_key(const struct cascade *c, int metric);
+uint64_t engine_actor_key(const struct actor *a, int metric);
+
+#endif
