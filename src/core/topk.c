@@ -116,10 +116,12 @@ static void sift_down(struct topk *t, uint32_t i)
     place(t, i, e);
 }
 
-static void leave_out(struct topk *t, uint64_t key)
+static void leave_out(struct topk *t, uint64_t key, uint32_t item)
 {
-    if (!t->has_out || key > t->out_ub)
-        t->out_ub = key;
+    if (!t->has_out || topk_better(key, item, t->out_key, t->out_item)) {
+        t->out_key = key;
+        t->out_item = item;
+    }
     t->has_out = 1;
 }
 
@@ -132,10 +134,10 @@ static void insert_or_leave(struct topk *t, uint32_t item, uint64_t key)
     }
     struct topk_ent *min = &t->heap[0];
     if (!topk_better(key, item, min->key, min->item)) {
-        leave_out(t, key);
+        leave_out(t, key, item);
         return;
     }
-    leave_out(t, min->key);
+    leave_out(t, min->key, min->item);
     pos_del(t, min->item);
     t->heap[0] = (struct topk_ent){key, item};
     sift_down(t, 0);
@@ -146,7 +148,7 @@ void topk_update(struct topk *t, uint32_t item, uint64_t key)
     /* Fast path: a full heap whose minimum beats this key. For growing keys the item cannot be
      * inside (its key was smaller still), so no probe is needed. */
     if (t->monotone && t->n == t->cap && !topk_better(key, item, t->heap[0].key, t->heap[0].item)) {
-        leave_out(t, key);
+        leave_out(t, key, item);
         return;
     }
     uint32_t s = pos_slot(t, item);
@@ -182,7 +184,8 @@ void topk_reset(struct topk *t)
 {
     t->n = 0;
     t->has_out = 0;
-    t->out_ub = 0;
+    t->out_key = 0;
+    t->out_item = 0;
     memset(t->pos_item, 0xff, (t->pos_mask + 1) * sizeof(uint32_t));
 }
 
@@ -207,7 +210,7 @@ uint32_t topk_sorted(const struct topk *t, struct topk_ent *out, uint32_t *total
     if (!t->has_out)
         return t->n;
     uint32_t exact = 0;
-    while (exact < t->n && out[exact].key > t->out_ub)
+    while (exact < t->n && topk_better(out[exact].key, out[exact].item, t->out_key, t->out_item))
         exact++;
     return exact;
 }

@@ -18,9 +18,10 @@ struct topk_ent {
 struct topk {
     struct topk_ent *heap; /* min-heap: heap[0] is the worst item kept */
     uint32_t n, cap;
-    int monotone;                 /* keys never shrink: items outside need no membership probe */
-    int has_out;                  /* some item has ever been left out since the last rebuild */
-    uint64_t out_ub;              /* every item outside has key <= out_ub */
+    int monotone;     /* keys never shrink: items outside need no membership probe */
+    int has_out;      /* some item has ever been left out since the last rebuild */
+    uint64_t out_key; /* (out_key, out_item): every item outside ranks at or below it */
+    uint32_t out_item;
     uint32_t *pos_item, *pos_idx; /* item -> heap index, open addressing over 2*cap slots */
     uint32_t pos_mask;
 };

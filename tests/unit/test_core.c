@@ -1,0 +1,208 @@
+/* Unit tests of the core tables: interning, the uint64 map, segmented arrays and the top-k
+ * index, each against a brute-force model on random operations. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/hash.h"
+#include "core/intern.h"
+#include "core/segvec.h"
+#include "core/topk.h"
+#include "core/u64map.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void test_intern_dense_ids(void **state)
+{
+    struct intern t;
+    assert_int_equal(intern_init(&t), 0);
+    char buf[64];
+    enum { N = 200000 };
+    for (uint32_t i = 0; i < N; i++) {
+        int len = snprintf(buf, sizeof(buf), "id-%u", i * 7919u);
+        uint32_t id;
+        int created;
+        assert_int_equal(intern_get(&t, buf, (uint32_t)len, &id, &created), 0);
+        assert_true(created);
+        assert_int_equal(id, i); /* dense, in order of first sight */
+    }
+    for (uint32_t i = 0; i < N; i += 97) {
+        int len = snprintf(buf, sizeof(buf), "id-%u", i * 7919u);
+        uint32_t id, l;
+        int created;
+        assert_int_equal(intern_get(&t, buf, (uint32_t)len, &id, &created), 0);
+        assert_false(created);
+        assert_int_equal(id, i);
+        const char *s = intern_str(&t, id, &l);
+        assert_int_equal(l, len);
+        assert_memory_equal(s, buf, l);
+    }
+    assert_int_equal(intern_find(&t, "id-1", 4, hash_bytes("id-1", 4)), INTERN_NONE);
+    intern_destroy(&t);
+}
+
+static void test_intern_long_and_binary(void **state)
+{
+    struct intern t;
+    assert_int_equal(intern_init(&t), 0);
+    char big[INTERN_MAX_LEN + 1];
+    memset(big, 'x', sizeof(big));
+    uint32_t id, l;
+    int created;
+    assert_int_equal(intern_get(&t, big, INTERN_MAX_LEN, &id, &created), 0);
+    assert_int_equal(intern_get(&t, big, INTERN_MAX_LEN + 1, &id, &created), -E2BIG);
+    /* strings differing only after a NUL byte, and the empty string, are distinct */
+    assert_int_equal(intern_get(&t, "a\0b", 3, &id, &created), 0);
+    assert_int_equal(intern_get(&t, "a\0c", 3, &id, &created), 0);
+    assert_true(created);
+    assert_int_equal(intern_get(&t, "", 0, &id, &created), 0);
+    assert_true(created);
+    intern_str(&t, 0, &l);
+    assert_int_equal(l, INTERN_MAX_LEN);
+    intern_destroy(&t);
+}
+
+static void test_u64map_model(void **state)
+{
+    struct u64map m;
+    assert_int_equal(u64map_init(&m, 1), 0);
+    enum { KEYS = 5000 };
+    uint32_t model[KEYS];
+    memset(model, 0, sizeof(model)); /* 0: absent, else value */
+    for (int step = 0; step < 400000; step++) {
+        uint32_t k = (uint32_t)(rnd() % KEYS);
+        uint64_t key = hash_u64(k) & 0xffff00000000ffffULL; /* clustered keys */
+        if (rnd() % 3 == 0) {
+            assert_int_equal(u64map_del(&m, key), model[k] != 0);
+            model[k] = 0;
+        } else {
+            int created;
+            assert_int_equal(u64map_reserve(&m, 1), 0);
+            uint32_t *v = u64map_put(&m, key, &created);
+            assert_int_equal(created, model[k] == 0);
+            *v = model[k] = (uint32_t)(rnd() | 1);
+        }
+    }
+    uint64_t count = 0;
+    for (uint32_t k = 0; k < KEYS; k++) {
+        uint64_t key = hash_u64(k) & 0xffff00000000ffffULL;
+        uint32_t *v = u64map_get(&m, key);
+        if (model[k]) {
+            assert_non_null(v);
+            assert_int_equal(*v, model[k]);
+            count++;
+        } else {
+            assert_null(v);
+        }
+    }
+    assert_int_equal(m.count, count);
+    u64map_destroy(&m);
+}
+
+static void test_segvec_stable(void **state)
+{
+    struct segvec v;
+    segvec_init(&v, sizeof(uint64_t), 4);
+    uint64_t *first = NULL;
+    for (uint32_t i = 0; i < 1000; i++) {
+        assert_int_equal(segvec_reserve(&v, 1), 0);
+        uint64_t *x = segvec_push(&v);
+        assert_int_equal(*x, 0); /* zeroed */
+        *x = i * 3ull;
+        if (i == 0)
+            first = x;
+    }
+    assert_ptr_equal(segvec_at(&v, 0), first); /* growth never moves elements */
+    for (uint32_t i = 0; i < 1000; i++)
+        assert_int_equal(*(uint64_t *)segvec_at(&v, i), i * 3ull);
+    segvec_destroy(&v);
+}
+
+/* Brute-force best-k of the model, compared with the index's certain prefix. */
+static void check_topk(struct topk *t, const uint64_t *keys, const int *live, uint32_t n)
+{
+    struct topk_ent got[64];
+    uint32_t total, exact = topk_sorted(t, got, &total);
+    uint8_t used[512] = {0};
+    for (uint32_t r = 0; r < exact; r++) {
+        uint32_t best = UINT32_MAX;
+        for (uint32_t i = 0; i < n; i++)
+            if (live[i] && !used[i] &&
+                (best == UINT32_MAX || topk_better(keys[i], i, keys[best], best)))
+                best = i;
+        assert_int_equal(got[r].item, best);
+        assert_int_equal(got[r].key, keys[best]);
+        used[best] = 1;
+    }
+}
+
+static void run_topk(int monotone)
+{
+    enum { N = 500, CAP = 32 };
+    struct topk t;
+    assert_int_equal(topk_init(&t, CAP, monotone), 0);
+    uint64_t keys[N] = {0};
+    int live[N] = {0};
+    for (int step = 0; step < 200000; step++) {
+        uint32_t i = (uint32_t)(rnd() % N);
+        if (!monotone && live[i] && rnd() % 50 == 0) {
+            topk_remove(&t, i);
+            live[i] = 0;
+            continue;
+        }
+        if (monotone)
+            keys[i] += rnd() % 3;
+        else
+            keys[i] = rnd() % 1000;
+        live[i] = 1;
+        topk_update(&t, i, keys[i]);
+        if (step % 997 == 0)
+            check_topk(&t, keys, live, N);
+        if (step % 20011 == 0) { /* a rebuild restores a full, exact heap */
+            topk_reset(&t);
+            for (uint32_t j = 0; j < N; j++)
+                if (live[j])
+                    topk_offer(&t, j, keys[j]);
+            struct topk_ent tmp[CAP];
+            uint32_t total, exact = topk_sorted(&t, tmp, &total);
+            assert_int_equal(exact, total);
+            check_topk(&t, keys, live, N);
+        }
+    }
+    topk_destroy(&t);
+}
+
+static void test_topk_monotone(void **state)
+{
+    run_topk(1);
+}
+
+static void test_topk_any_direction(void **state)
+{
+    run_topk(0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_intern_dense_ids),   cmocka_unit_test(test_intern_long_and_binary),
+        cmocka_unit_test(test_u64map_model),       cmocka_unit_test(test_segvec_stable),
+        cmocka_unit_test(test_topk_monotone),      cmocka_unit_test(test_topk_any_direction),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
