@@ -62,6 +62,24 @@ uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64
     }
 }
 
+uint32_t intern_peek(const struct intern *t, uint64_t hash)
+{
+    uint32_t h = intern_hash32(hash);
+    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t slot = t->slots[i];
+        if (!slot)
+            return INTERN_NONE;
+        if ((uint32_t)(slot >> 32) == h)
+            return (uint32_t)slot - 1;
+    }
+}
+
+void intern_prefetch_str(const struct intern *t, uint32_t id)
+{
+    uint32_t ref = t->refs[id];
+    __builtin_prefetch(t->chunks[ref >> CHUNK_SHIFT] + (ref & (CHUNK_SIZE - 1)));
+}
+
 static int grow_slots(struct intern *t)
 {
     uint64_t n = ((uint64_t)t->mask + 1) * 2;

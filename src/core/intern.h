@@ -51,6 +51,13 @@ static inline void intern_prefetch(const struct intern *t, uint64_t hash)
     __builtin_prefetch(&t->slots[intern_hash32(hash) & t->mask]);
 }
 
+/* The id in the first slot whose hash bits match, without comparing strings: a guess for
+ * prefetching, or INTERN_NONE. */
+uint32_t intern_peek(const struct intern *t, uint64_t hash);
+
+/* Hints the CPU to fetch the string of id (its arena offset must be cached or coming). */
+void intern_prefetch_str(const struct intern *t, uint32_t id);
+
 size_t intern_bytes(const struct intern *t);
 
 #endif

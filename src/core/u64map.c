@@ -134,3 +134,8 @@ size_t u64map_bytes(const struct u64map *m)
 {
     return (m->mask + 1) * (sizeof(uint64_t) + (m->vals ? sizeof(uint32_t) : 0));
 }
+
+void u64map_prefetch(const struct u64map *m, uint64_t key)
+{
+    __builtin_prefetch(&m->keys[hash_u64(key) & m->mask]);
+}

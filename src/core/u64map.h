@@ -40,6 +40,9 @@ int u64map_del(struct u64map *m, uint64_t key);
 
 size_t u64map_bytes(const struct u64map *m);
 
+/* Hints the CPU to fetch the slot a lookup of key will start at. */
+void u64map_prefetch(const struct u64map *m, uint64_t key);
+
 static inline uint64_t u64map_pair(uint32_t hi, uint32_t lo)
 {
     return (uint64_t)hi << 32 | lo;

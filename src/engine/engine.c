@@ -26,7 +26,7 @@ int engine_new(struct engine **out)
     rc = rc ? rc : intern_init(&e->contents);
     rc = rc ? rc : intern_init(&e->labels);
     rc = rc ? rc : u64map_init(&e->pairs, 0);
-    rc = rc ? rc : u64map_init(&e->edges, 1);
+    rc = rc ? rc : u64map_init(&e->edges, 0);
     for (int m = 0; !rc && m < ENGINE_CASCADE_METRICS; m++)
         rc = topk_init(&e->ctop[m], TOPK_CAP, m != ENGINE_BY_VIRALITY);
     for (int m = 0; !rc && m < ENGINE_ACTOR_METRICS; m++)
@@ -45,7 +45,8 @@ void engine_free(struct engine *e)
     if (!e)
         return;
     for (uint32_t i = 0; i < e->cascades.len; i++)
-        free(cascade_at(e, i)->ext);
+        if (cascade_at(e, i)->cap_log2)
+            free(cascade_at(e, i)->lv.ext);
     segvec_destroy(&e->posts);
     segvec_destroy(&e->actors);
     segvec_destroy(&e->cascades);
@@ -176,20 +177,24 @@ static int walk_up(struct engine *e, uint32_t q, uint32_t *len)
     return 0;
 }
 
+/* Makes room for n levels (depths 0..n-1); depth 0 is not stored. */
 static int ensure_levels(struct cascade *c, uint32_t n)
 {
-    uint32_t cap = c->ext ? c->levels_cap : LEVELS_INLINE;
-    if (n <= cap)
+    uint32_t cap = c->cap_log2 ? 1u << c->cap_log2 : 2, want = n - 1;
+    if (want <= cap)
         return 0;
-    uint32_t ncap = cap * 2 > n ? cap * 2 : n;
-    uint32_t *lv = realloc(c->ext, ncap * sizeof(uint32_t));
+    uint8_t log2 = 2;
+    while ((1u << log2) < want)
+        log2++;
+    uint32_t ncap = 1u << log2;
+    uint32_t *lv = realloc(c->cap_log2 ? c->lv.ext : NULL, ncap * sizeof(uint32_t));
     if (!lv)
         return -ENOMEM;
-    if (!c->ext)
-        memcpy(lv, c->inl, sizeof(c->inl));
+    if (!c->cap_log2)
+        memcpy(lv, c->lv.inl, sizeof(c->lv.inl));
     memset(lv + cap, 0, (ncap - cap) * sizeof(uint32_t));
-    c->ext = lv;
-    c->levels_cap = ncap;
+    c->lv.ext = lv;
+    c->cap_log2 = log2;
     return 0;
 }
 
@@ -354,10 +359,15 @@ static void offer_label(struct cascade *c, uint32_t label, int64_t ts, int is_ro
 
 static void add_level(struct cascade *c, uint32_t depth, uint32_t count)
 {
-    uint32_t *lv = cascade_levels(c);
-    lv[depth] += count;
-    if (lv[depth] > c->max_breadth)
-        c->max_breadth = lv[depth];
+    if (depth == 0) { /* the root, alone at its depth */
+        if (c->max_breadth < 1)
+            c->max_breadth = 1;
+        return;
+    }
+    uint32_t *lv = cascade_level(c, depth);
+    *lv += count;
+    if (*lv > c->max_breadth)
+        c->max_breadth = *lv;
     if (depth > c->depth)
         c->depth = depth;
 }
@@ -384,8 +394,7 @@ static void add_reshare(struct engine *e, uint32_t parent, uint32_t from)
     t->reshares++;
     if (from != to) {
         int created;
-        uint32_t *w = u64map_put(&e->edges, u64map_pair(from, to), &created);
-        (*w)++;
+        u64map_put(&e->edges, u64map_pair(from, to), &created);
         t->amplifiers += created;
     }
     touch_actor(e, to);
@@ -595,9 +604,9 @@ static void reroot(struct engine *e, uint32_t p, const struct event *ev, const s
     post_at(e, p)->parent = q;
     t->root = q;
     t->missing++;
-    uint32_t *lv = cascade_levels(t);
-    memmove(lv + 1, lv, (t->depth + 1) * sizeof(uint32_t));
-    lv[0] = 1;
+    uint32_t *lv = cascade_level(t, 1);
+    memmove(lv + 1, lv, t->depth * sizeof(uint32_t));
+    lv[0] = 1; /* the old root, now at depth 1 */
     t->depth++;
     t->s1 += n;
     t->s2 += n * n;
@@ -636,9 +645,8 @@ static void join_reach(struct engine *e, uint32_t p, uint32_t tid, uint32_t plen
 
 static void join_shape(struct cascade *c, const struct cascade *t, uint32_t plen)
 {
-    uint32_t *lt = cascade_levels((struct cascade *)t);
     for (uint32_t k = 0; k <= t->depth; k++)
-        add_level(c, plen + k, lt[k]);
+        add_level(c, plen + k, k ? *cascade_level((struct cascade *)t, k) : 1);
     c->size += t->size;
     c->missing += t->missing;
     cascade_ts(c, t->first_ts);
@@ -653,9 +661,9 @@ static void kill_cascade(struct engine *e, uint32_t tid)
 {
     struct cascade *t = cascade_at(e, tid);
     t->dead = 1;
-    free(t->ext);
-    t->ext = NULL;
-    t->levels_cap = 0;
+    if (t->cap_log2)
+        free(t->lv.ext);
+    t->cap_log2 = 0;
     e->live_cascades--;
     for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
         topk_remove(&e->ctop[m], tid);
@@ -691,10 +699,16 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
 
 /* ---------------------------------------------------------------- apply */
 
-static int plan_event(struct engine *e, const struct event *ev, struct plan *pl)
+/* hashes of the event's ids, computed ahead by the prefetch pipeline */
+struct ev_hashes {
+    uint64_t ph, qh, ah;
+};
+
+static int plan_event(struct engine *e, const struct event *ev, const struct ev_hashes *h,
+                      struct plan *pl)
 {
     pl->ps = event_id_str(&ev->post);
-    pl->ph = hash_bytes(pl->ps, ev->post.len);
+    pl->ph = h->ph;
     pl->p = intern_find(&e->post_ids, pl->ps, ev->post.len, pl->ph);
     if (pl->p != NONE && post_at(e, pl->p)->actor != NONE)
         return EVENT_DUP;
@@ -702,7 +716,7 @@ static int plan_event(struct engine *e, const struct event *ev, struct plan *pl)
     pl->plen = 0;
     if (event_has_parent(ev)) {
         pl->qs = event_id_str(&ev->parent);
-        pl->qh = hash_bytes(pl->qs, ev->parent.len);
+        pl->qh = h->qh;
         pl->q = intern_find(&e->post_ids, pl->qs, ev->parent.len, pl->qh);
         if (pl->q != NONE) {
             if (walk_up(e, pl->q, &pl->plen))
@@ -712,15 +726,15 @@ static int plan_event(struct engine *e, const struct event *ev, struct plan *pl)
         }
     }
     pl->as = event_id_str(&ev->actor);
-    pl->ah = hash_bytes(pl->as, ev->actor.len);
+    pl->ah = h->ah;
     pl->a = intern_find(&e->actor_ids, pl->as, ev->actor.len, pl->ah);
     return reserve(e, ev, pl) ? EVENT_ERR_NOMEM : EVENT_OK;
 }
 
-static int apply_one(struct engine *e, const struct event *ev)
+static int apply_one(struct engine *e, const struct event *ev, const struct ev_hashes *h)
 {
     struct plan pl = {0};
-    int rc = plan_event(e, ev, &pl);
+    int rc = plan_event(e, ev, h, &pl);
     if (rc != EVENT_OK)
         return rc;
     uint32_t a = get_actor(e, ev, &pl);
@@ -751,11 +765,82 @@ static int apply_one(struct engine *e, const struct event *ev)
     return EVENT_OK;
 }
 
+/* The prefetch pipeline. Applying an event chases pointers: hash slot, id, string, record,
+ * ancestors. One event at a time, each load waits for the one before; so while event i is
+ * applied, the slots of event i+HASH_AHEAD and the records of event i+PEEK_AHEAD are already
+ * on their way. Prefetches are hints only: a guess that misses (an id created by an event in
+ * between) costs a little time, never correctness. */
+#define HASH_AHEAD 12
+#define PEEK_AHEAD 6
+#define NEAR_AHEAD 2
+#define RING       16 /* > HASH_AHEAD, a power of two */
+
+static void stage_hash(struct engine *e, const struct event *ev, struct ev_hashes *h)
+{
+    h->ph = hash_bytes(event_id_str(&ev->post), ev->post.len);
+    intern_prefetch(&e->post_ids, h->ph);
+    h->ah = hash_bytes(event_id_str(&ev->actor), ev->actor.len);
+    intern_prefetch(&e->actor_ids, h->ah);
+    h->qh = 0;
+    if (event_has_parent(ev)) {
+        h->qh = hash_bytes(event_id_str(&ev->parent), ev->parent.len);
+        intern_prefetch(&e->post_ids, h->qh);
+    }
+}
+
+static void stage_peek(struct engine *e, const struct event *ev, const struct ev_hashes *h)
+{
+    uint32_t a = intern_peek(&e->actor_ids, h->ah);
+    if (a != NONE) {
+        intern_prefetch_str(&e->actor_ids, a);
+        __builtin_prefetch(actor_at(e, a));
+    }
+    if (!event_has_parent(ev))
+        return;
+    uint32_t q = intern_peek(&e->post_ids, h->qh);
+    if (q != NONE) {
+        intern_prefetch_str(&e->post_ids, q);
+        __builtin_prefetch(post_at(e, q));
+    }
+}
+
+/* With the parent's record cached: its parent or cascade, its actor, the edge and pair slots. */
+static void stage_near(struct engine *e, const struct event *ev, const struct ev_hashes *h)
+{
+    if (!event_has_parent(ev))
+        return;
+    uint32_t q = intern_peek(&e->post_ids, h->qh), a = intern_peek(&e->actor_ids, h->ah);
+    if (q == NONE)
+        return;
+    const struct post *qr = post_at(e, q);
+    if (qr->actor != NONE) {
+        __builtin_prefetch(actor_at(e, qr->actor));
+        if (a != NONE)
+            u64map_prefetch(&e->edges, u64map_pair(a, qr->actor));
+    }
+    if (post_is_root(qr)) {
+        __builtin_prefetch(cascade_at(e, qr->parent & ~ROOT_FLAG));
+        if (a != NONE)
+            u64map_prefetch(&e->pairs, u64map_pair(a, qr->parent & ~ROOT_FLAG));
+    } else {
+        __builtin_prefetch(post_at(e, qr->parent));
+    }
+}
+
 size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t *outcomes)
 {
+    struct ev_hashes ring[RING];
     size_t ok = 0;
+    for (size_t i = 0; i < n && i < HASH_AHEAD; i++)
+        stage_hash(e, &evs[i], &ring[i % RING]);
     for (size_t i = 0; i < n; i++) {
-        int rc = apply_one(e, &evs[i]);
+        if (i + HASH_AHEAD < n)
+            stage_hash(e, &evs[i + HASH_AHEAD], &ring[(i + HASH_AHEAD) % RING]);
+        if (i + PEEK_AHEAD < n)
+            stage_peek(e, &evs[i + PEEK_AHEAD], &ring[(i + PEEK_AHEAD) % RING]);
+        if (i + NEAR_AHEAD < n)
+            stage_near(e, &evs[i + NEAR_AHEAD], &ring[(i + NEAR_AHEAD) % RING]);
+        int rc = apply_one(e, &evs[i], &ring[i % RING]);
         e->outcomes[rc]++;
         outcomes[i] = (uint8_t)rc;
         ok += rc == EVENT_OK;

@@ -12,12 +12,11 @@
 #include "core/topk.h"
 #include "core/u64map.h"
 
-#define NONE          UINT32_MAX
-#define ROOT_FLAG     0x80000000u /* post.parent of a root: ROOT_FLAG | cascade id */
-#define CONTENT_MASK  0x3fffffffu /* post.content: content id in the low 30 bits, kind above */
-#define CONTENT_NONE  CONTENT_MASK
-#define LEVELS_INLINE 4
-#define TOPK_CAP      1024
+#define NONE         UINT32_MAX
+#define ROOT_FLAG    0x80000000u /* post.parent of a root: ROOT_FLAG | cascade id */
+#define CONTENT_MASK 0x3fffffffu /* post.content: content id in the low 30 bits, kind above */
+#define CONTENT_NONE CONTENT_MASK
+#define TOPK_CAP     1024
 
 /* 32 bytes: two per cache line. Placeholders (posts referred to as a parent before their own
  * event) have actor == NONE and are always the root of their cascade. */
@@ -33,19 +32,22 @@ struct post {
 
 /* A cascade: n = size + missing nodes. The Wiener index is W = n*s1 - s2 with s1 = Σ s and
  * s2 = Σ s² over the tree's edges (s = nodes below the edge), so that adding a leaf only touches
- * its ancestors. levels[d] counts nodes at depth d. */
+ * its ancestors. Breadth per depth is kept for depths 1.. (depth 0 is the root alone): inline
+ * while the cascade is at most 2 deep, which most are, else in an array of 2^cap_log2. 80 bytes. */
 struct cascade {
     uint32_t root;
     uint32_t size, missing, depth, max_breadth, unique;
-    uint64_t s1, s2;
-    int64_t first_ts, last_ts;
-    int64_t label_ts;    /* ts of the post the label came from (when not the root's) */
-    uint32_t label;      /* label id or NONE */
-    uint32_t levels_cap; /* capacity of ext, 0 while levels are inline */
-    uint32_t *ext;
-    uint32_t inl[LEVELS_INLINE];
+    uint32_t label;     /* label id or NONE */
     uint8_t label_root; /* the label is the root's own */
     uint8_t dead;       /* joined into another cascade */
+    uint8_t cap_log2;   /* 0: levels inline */
+    uint64_t s1, s2;
+    int64_t first_ts, last_ts;
+    int64_t label_ts; /* ts of the post the label came from (when not the root's) */
+    union {
+        uint32_t *ext;
+        uint32_t inl[2];
+    } lv;
 };
 
 struct actor {
@@ -60,7 +62,10 @@ struct engine {
     struct intern post_ids, actor_ids, contents, labels;
     struct segvec posts, actors, cascades;
     struct u64map pairs; /* actor << 32 | cascade: the actor posted in the cascade */
-    struct u64map edges; /* from << 32 | to -> weight: amplification graph */
+    /* from << 32 | to: the amplification graph's edges. Weights are not kept here: they are
+     * the count of posts whose parent's actor is `to`, which a snapshot recounts from the posts
+     * in one pass; a set costs 4 bytes a slot less on the ingest path. */
+    struct u64map edges;
     struct topk ctop[ENGINE_CASCADE_METRICS];
     struct topk atop[ENGINE_ACTOR_METRICS];
     uint64_t outcomes[EVENT_OUTCOME_COUNT];
@@ -86,9 +91,10 @@ static inline struct cascade *cascade_at(const struct engine *e, uint32_t id)
     return segvec_at(&e->cascades, id);
 }
 
-static inline uint32_t *cascade_levels(struct cascade *c)
+/* The count of nodes at depth d >= 1 (capacity must have been ensured). */
+static inline uint32_t *cascade_level(struct cascade *c, uint32_t d)
 {
-    return c->ext ? c->ext : c->inl;
+    return (c->cap_log2 ? c->lv.ext : c->lv.inl) + (d - 1);
 }
 
 static inline int post_is_root(const struct post *p)
