@@ -62,6 +62,8 @@ void engine_free(struct engine *e)
         topk_destroy(&e->atop[m]);
     free(e->path);
     free(e->tracked);
+    free(e->dirty_c);
+    free(e->dirty_a);
     free(e);
 }
 
@@ -117,18 +119,72 @@ uint64_t engine_actor_key(const struct actor *a, int metric)
     }
 }
 
-static void touch_cascade(struct engine *e, uint32_t cid)
+static void index_cascade(struct engine *e, uint32_t cid)
 {
     const struct cascade *c = cascade_at(e, cid);
     for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
         topk_update(&e->ctop[m], cid, engine_cascade_key(c, m));
 }
 
-static void touch_actor(struct engine *e, uint32_t aid)
+static void index_actor(struct engine *e, uint32_t aid)
 {
     const struct actor *a = actor_at(e, aid);
     for (int m = 0; m < ENGINE_ACTOR_METRICS; m++)
         topk_update(&e->atop[m], aid, engine_actor_key(a, m));
+}
+
+/* Appends id to a dirty list; -ENOMEM if it cannot grow. */
+static int push_dirty(uint32_t **list, uint32_t *n, uint32_t *cap, uint32_t id)
+{
+    if (*n == *cap) {
+        uint32_t ncap = *cap ? *cap * 2 : 4096;
+        uint32_t *l = realloc(*list, ncap * sizeof(uint32_t));
+        if (!l)
+            return -ENOMEM;
+        *list = l;
+        *cap = ncap;
+    }
+    (*list)[(*n)++] = id;
+    return 0;
+}
+
+/* A hot cascade gets many events in one batch: its keys are indexed once, at the batch's end
+ * (engine_apply), not per event. Where the list cannot grow, index now. */
+static void touch_cascade(struct engine *e, uint32_t cid)
+{
+    struct cascade *c = cascade_at(e, cid);
+    if (c->dirty)
+        return;
+    if (push_dirty(&e->dirty_c, &e->ndirty_c, &e->cap_dirty_c, cid))
+        index_cascade(e, cid);
+    else
+        c->dirty = 1;
+}
+
+static void touch_actor(struct engine *e, uint32_t aid)
+{
+    struct actor *a = actor_at(e, aid);
+    if (a->dirty)
+        return;
+    if (push_dirty(&e->dirty_a, &e->ndirty_a, &e->cap_dirty_a, aid))
+        index_actor(e, aid);
+    else
+        a->dirty = 1;
+}
+
+static void flush_dirty(struct engine *e)
+{
+    for (uint32_t i = 0; i < e->ndirty_c; i++) {
+        struct cascade *c = cascade_at(e, e->dirty_c[i]);
+        c->dirty = 0;
+        if (!c->dead)
+            index_cascade(e, e->dirty_c[i]);
+    }
+    for (uint32_t i = 0; i < e->ndirty_a; i++) {
+        actor_at(e, e->dirty_a[i])->dirty = 0;
+        index_actor(e, e->dirty_a[i]);
+    }
+    e->ndirty_c = e->ndirty_a = 0;
 }
 
 static void next_stamp(struct engine *e)
@@ -792,26 +848,30 @@ static void stage_peek(struct engine *e, const struct event *ev, const struct ev
 {
     uint32_t a = intern_peek(&e->actor_ids, h->ah);
     if (a != NONE) {
-        intern_prefetch_str(&e->actor_ids, a);
+        __builtin_prefetch(&e->actor_ids.refs[a]);
         __builtin_prefetch(actor_at(e, a));
     }
     if (!event_has_parent(ev))
         return;
     uint32_t q = intern_peek(&e->post_ids, h->qh);
     if (q != NONE) {
-        intern_prefetch_str(&e->post_ids, q);
+        __builtin_prefetch(&e->post_ids.refs[q]);
         __builtin_prefetch(post_at(e, q));
     }
 }
 
-/* With the parent's record cached: its parent or cascade, its actor, the edge and pair slots. */
+/* With the parent's record and id offsets cached: the id strings, the parent's parent or
+ * cascade, its actor, and the edge and pair slots. */
 static void stage_near(struct engine *e, const struct event *ev, const struct ev_hashes *h)
 {
     if (!event_has_parent(ev))
         return;
     uint32_t q = intern_peek(&e->post_ids, h->qh), a = intern_peek(&e->actor_ids, h->ah);
+    if (a != NONE)
+        intern_prefetch_str(&e->actor_ids, a);
     if (q == NONE)
         return;
+    intern_prefetch_str(&e->post_ids, q);
     const struct post *qr = post_at(e, q);
     if (qr->actor != NONE) {
         __builtin_prefetch(actor_at(e, qr->actor));
@@ -845,6 +905,7 @@ size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t
         outcomes[i] = (uint8_t)rc;
         ok += rc == EVENT_OK;
     }
+    flush_dirty(e);
     return ok;
 }
 

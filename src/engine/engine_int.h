@@ -41,6 +41,7 @@ struct cascade {
     uint8_t label_root; /* the label is the root's own */
     uint8_t dead;       /* joined into another cascade */
     uint8_t cap_log2;   /* 0: levels inline */
+    uint8_t dirty;      /* on the list of cascades whose top-k keys are stale */
     uint64_t s1, s2;
     int64_t first_ts, last_ts;
     int64_t label_ts; /* ts of the post the label came from (when not the root's) */
@@ -55,6 +56,7 @@ struct actor {
     uint32_t stamp; /* last event that counted this actor in a reach walk */
     uint8_t type;   /* enum event_actor_type; UNSPECIFIED reads as account */
     uint8_t type_explicit;
+    uint8_t dirty; /* on the list of actors whose top-k keys are stale */
     int64_t first_ts, last_ts;
 };
 
@@ -71,6 +73,9 @@ struct engine {
     uint64_t outcomes[EVENT_OUTCOME_COUNT];
     uint64_t placeholders, live_cascades;
     uint32_t stamp;
+    /* Records changed in this batch: their top-k keys are updated once, when the batch ends. */
+    uint32_t *dirty_c, *dirty_a;
+    uint32_t ndirty_c, ndirty_a, cap_dirty_c, cap_dirty_a;
     uint32_t *path;    /* scratch: ancestors of the post being attached */
     uint32_t *tracked; /* scratch: 3 * path_cap: actors whose reach a join changes, counters */
     uint32_t path_cap;
