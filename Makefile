@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps test asan-test bench format clean
+.PHONY: all deps run test asan-test bench format clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -25,6 +25,13 @@ asan-test: deps
 	cmake -S . -B build-asan -DCASCADE_WERROR=ON -DCASCADE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+# The server (cascaded) arrives with the ingest issue; until then `make run` installs what is
+# missing, builds, and shows the engine at work on 1 M generated events.
+run: deps all
+	@echo "make run: the cascaded server is not built yet (it arrives with the ingest issue);"
+	@echo "          running the engine on 1 M generated events instead:"
+	$(BUILD)/bench/engine-bench --events 1000000
 
 bench: all
 	bench/run-engine-bench.sh $(BUILD)

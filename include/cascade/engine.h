@@ -110,7 +110,9 @@ int engine_tree(struct engine *e, const char *post, uint32_t len, uint32_t limit
 
 /* Fills out[0..limit) with the top cascades by metric, best first (ties: older cascade first),
  * among those passing filter (may be NULL). Returns how many were written, or -EINVAL / -ENOMEM.
- * Cost is bounded by limit and the filter's selectivity, not by the number of cascades. */
+ * Without a filter, or with one that most top cascades pass, and a limit up to 1024, the cost is
+ * bounded by the limit, not by the number of cascades; otherwise the answer (still exact) comes
+ * from a scan of every cascade. */
 int engine_top_cascades(struct engine *e, int metric, const struct engine_cascade_filter *filter,
                         struct engine_cascade *out, uint32_t limit);
 

@@ -1,7 +1,7 @@
 /* The engine's read path: point lookups (cascade, actor, path, tree), top-k lists and stats.
  * Top-k lists come from the per-metric indexes (core/topk.h); a list the index cannot answer
- * exactly (after joins removed cascades, or a filter that drops most of it) is recomputed by a
- * scan, so answers are always exact and usually cost O(limit). */
+ * exactly (a limit above its size, a filter that drops most of it) is recomputed by a scan, so
+ * answers are always exact, and cost O(limit) unless a selective filter forces the scan. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,8 +254,9 @@ static void rebuild(const struct top_query *q)
 }
 
 /* Takes from the index's certain prefix the items passing the filter; returns how many, or
- * -1 when the index cannot tell (more items may qualify than it holds). */
-static int from_index(const struct top_query *q, uint32_t *items, uint32_t limit)
+ * -1 when the index cannot tell (more items may qualify than it holds). *shrunk tells whether
+ * the certain prefix is shorter than the heap: items went away, a rebuild would restore it. */
+static int from_index(const struct top_query *q, uint32_t *items, uint32_t limit, int *shrunk)
 {
     struct topk_ent *ents = malloc(q->index->cap * sizeof(*ents));
     if (!ents)
@@ -265,6 +266,7 @@ static int from_index(const struct top_query *q, uint32_t *items, uint32_t limit
         if (q->passes(q, ents[i].item))
             items[k++] = ents[i].item;
     free(ents);
+    *shrunk = exact < total || (total < q->index->cap && q->index->has_out);
     int complete = k == limit || (!q->index->has_out && exact == total);
     return complete ? (int)k : -1;
 }
@@ -294,13 +296,17 @@ static int by_scan(const struct top_query *q, uint32_t *items, uint32_t limit)
 
 static int top_items(const struct top_query *q, uint32_t *items, uint32_t limit)
 {
-    int k = from_index(q, items, limit);
+    int shrunk, k = from_index(q, items, limit, &shrunk);
     if (k != -1)
         return k;
-    /* the index lost certainty (joins removed items): rebuild it once and ask again */
-    rebuild(q);
-    k = from_index(q, items, limit);
-    return k != -1 ? k : by_scan(q, items, limit);
+    if (shrunk) { /* joins removed items: a rebuilt index may answer */
+        rebuild(q);
+        k = from_index(q, items, limit, &shrunk);
+        if (k != -1)
+            return k;
+    }
+    /* a limit above the index's size, or a filter most of it fails */
+    return by_scan(q, items, limit);
 }
 
 static uint64_t cascade_key_of(const struct top_query *q, uint32_t item)
