@@ -8,7 +8,7 @@
 
 #include "core/hash.h"
 
-#define CHUNK_SHIFT 20
+#define CHUNK_SHIFT INTERN_CHUNK_SHIFT
 #define CHUNK_SIZE  (1u << CHUNK_SHIFT)
 #define MAX_CHUNKS  4096u /* refs are 32-bit byte offsets: 4 GiB of strings */
 #define MAX_IDS     0x7fffffffu
@@ -137,7 +137,7 @@ static int add_chunk(struct intern *t)
     return 0;
 }
 
-int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes)
+int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes)
 {
     uint64_t want = (uint64_t)t->count + n;
     if (want > MAX_IDS)

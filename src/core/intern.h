@@ -7,8 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INTERN_NONE    UINT32_MAX
-#define INTERN_MAX_LEN 16383 /* longest string the arena takes (2-byte length prefix) */
+#define INTERN_NONE        UINT32_MAX
+#define INTERN_CHUNK_SHIFT 20    /* the arena is in 1 MiB chunks */
+#define INTERN_MAX_LEN     16383 /* longest string the arena takes (2-byte length prefix) */
 
 struct intern {
     uint64_t *slots; /* 0: empty; else (uint64_t)hash32 << 32 | (id + 1) */
@@ -34,7 +35,16 @@ uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64
 
 /* Makes room for n more strings of at most bytes bytes in all, so that intern_add() cannot fail.
  * 0, -ENOMEM, or -E2BIG when the table is full (2^31 ids or 4 GiB of strings). */
-int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes);
+int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes);
+
+static inline int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes)
+{
+    uint64_t want = (uint64_t)t->count + n;
+    if (want * 4 <= ((uint64_t)t->mask + 1) * 3 && want <= t->refs_cap &&
+        (uint64_t)t->chunk_used + bytes + 2ull * n <= (1u << INTERN_CHUNK_SHIFT))
+        return 0;
+    return intern_reserve_slow(t, n, bytes);
+}
 
 /* Adds s (not yet present, len <= INTERN_MAX_LEN) and returns its new id. Room must be reserved. */
 uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash);

@@ -35,7 +35,7 @@ static int add_chunk(struct segvec *v)
     return 0;
 }
 
-int segvec_reserve(struct segvec *v, uint32_t n)
+int segvec_reserve_slow(struct segvec *v, uint32_t n)
 {
     uint64_t want = (uint64_t)v->len + n;
     if (want > UINT32_MAX)

@@ -20,7 +20,14 @@ void segvec_init(struct segvec *v, uint32_t elsize, uint8_t shift);
 void segvec_destroy(struct segvec *v);
 
 /* Makes room for n more elements, so that the next n segvec_push() cannot fail. 0 or -ENOMEM. */
-int segvec_reserve(struct segvec *v, uint32_t n);
+int segvec_reserve_slow(struct segvec *v, uint32_t n);
+
+static inline int segvec_reserve(struct segvec *v, uint32_t n)
+{
+    if ((uint64_t)v->len + n <= ((uint64_t)v->nchunks << v->shift))
+        return 0;
+    return segvec_reserve_slow(v, n);
+}
 
 /* Appends a zeroed element and returns it; its index is len - 1. Room must be reserved. */
 void *segvec_push(struct segvec *v);

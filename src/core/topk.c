@@ -49,24 +49,17 @@ static uint32_t pos_slot(const struct topk *t, uint32_t item)
     return i;
 }
 
-static void pos_set(struct topk *t, uint32_t item, uint32_t idx)
+/* Empties slot `hole`; entries of the probe run behind it shift back, and their heap entries
+ * learn their new slot. */
+static void pos_del(struct topk *t, uint32_t hole)
 {
-    uint32_t s = pos_slot(t, item);
-    t->pos_item[s] = item;
-    t->pos_idx[s] = idx;
-}
-
-static void pos_del(struct topk *t, uint32_t item)
-{
-    uint32_t hole = pos_slot(t, item);
-    if (t->pos_item[hole] == NO_ITEM)
-        return;
     for (uint32_t j = (hole + 1) & t->pos_mask; t->pos_item[j] != NO_ITEM;
          j = (j + 1) & t->pos_mask) {
         uint32_t home = (uint32_t)hash_u64(t->pos_item[j]) & t->pos_mask;
         if (((j - home) & t->pos_mask) >= ((j - hole) & t->pos_mask)) {
             t->pos_item[hole] = t->pos_item[j];
             t->pos_idx[hole] = t->pos_idx[j];
+            t->heap[t->pos_idx[hole]].pslot = hole;
             hole = j;
         }
     }
@@ -83,7 +76,15 @@ static int worse(const struct topk_ent *a, const struct topk_ent *b)
 static void place(struct topk *t, uint32_t i, struct topk_ent e)
 {
     t->heap[i] = e;
-    pos_set(t, e.item, i);
+    t->pos_idx[e.pslot] = i;
+}
+
+/* A new heap entry for item, its position slot claimed. */
+static struct topk_ent new_entry(struct topk *t, uint32_t item, uint64_t key)
+{
+    uint32_t s = pos_slot(t, item);
+    t->pos_item[s] = item;
+    return (struct topk_ent){key, item, s};
 }
 
 static void sift_up(struct topk *t, uint32_t i)
@@ -128,7 +129,8 @@ static void leave_out(struct topk *t, uint64_t key, uint32_t item)
 static void insert_or_leave(struct topk *t, uint32_t item, uint64_t key)
 {
     if (t->n < t->cap) {
-        t->heap[t->n] = (struct topk_ent){key, item};
+        t->heap[t->n] = new_entry(t, item, key);
+        t->pos_idx[t->heap[t->n].pslot] = t->n;
         sift_up(t, t->n++);
         return;
     }
@@ -138,8 +140,9 @@ static void insert_or_leave(struct topk *t, uint32_t item, uint64_t key)
         return;
     }
     leave_out(t, min->key, min->item);
-    pos_del(t, min->item);
-    t->heap[0] = (struct topk_ent){key, item};
+    pos_del(t, min->pslot);
+    t->heap[0] = new_entry(t, item, key);
+    t->pos_idx[t->heap[0].pslot] = 0;
     sift_down(t, 0);
 }
 
@@ -171,13 +174,13 @@ void topk_remove(struct topk *t, uint32_t item)
     if (t->pos_item[s] == NO_ITEM)
         return;
     uint32_t i = t->pos_idx[s];
-    pos_del(t, item);
+    pos_del(t, s);
     if (i == --t->n)
         return;
     struct topk_ent last = t->heap[t->n];
     place(t, i, last);
     sift_up(t, i);
-    sift_down(t, t->pos_idx[pos_slot(t, last.item)]);
+    sift_down(t, t->pos_idx[last.pslot]);
 }
 
 void topk_reset(struct topk *t)

@@ -13,6 +13,7 @@
 struct topk_ent {
     uint64_t key;
     uint32_t item;
+    uint32_t pslot; /* the item's slot in the position table, so a move needs no hashing */
 };
 
 struct topk {

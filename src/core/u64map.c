@@ -70,7 +70,7 @@ static int grow(struct u64map *m)
     return 0;
 }
 
-int u64map_reserve(struct u64map *m, uint64_t n)
+int u64map_reserve_slow(struct u64map *m, uint64_t n)
 {
     /* load factor at most 3/4 */
     while ((m->count + n) * 4 > (m->mask + 1) * 3) {

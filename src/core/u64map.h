@@ -21,7 +21,14 @@ int u64map_init(struct u64map *m, int with_values);
 void u64map_destroy(struct u64map *m);
 
 /* Makes room for n more keys so that u64map_put() cannot fail. 0 or -ENOMEM. */
-int u64map_reserve(struct u64map *m, uint64_t n);
+int u64map_reserve_slow(struct u64map *m, uint64_t n);
+
+static inline int u64map_reserve(struct u64map *m, uint64_t n)
+{
+    if ((m->count + n) * 4 <= (m->mask + 1) * 3) /* load factor at most 3/4 */
+        return 0;
+    return u64map_reserve_slow(m, n);
+}
 
 /* Inserts key if absent (value 0). Returns a pointer to its value (NULL for a set) and sets
  * *created. Room must be reserved. */
