@@ -1,0 +1,55 @@
+/* The ingest protocol's decoder (DESIGN §4): a stream of msgpack values, each an event map or an
+ * array of event maps, arriving in whatever pieces recv delivers. Every length, count and
+ * nesting depth is checked against limits before msgpack-c allocates anything for it, and a
+ * malformed stream is reported with the byte offset where it went wrong. One decoder per
+ * connection; not thread-safe. */
+#ifndef NET_INGEST_PROTO_H
+#define NET_INGEST_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cascade/event.h"
+
+struct ingest_limits {
+    uint32_t max_value_bytes; /* one top-level value (an event, or an array of them): 16 MiB */
+    uint32_t max_array;       /* elements in any array: 100000 */
+    uint32_t max_map;         /* keys in any map: 64 */
+    uint32_t max_depth;       /* nesting of arrays/maps: 8 */
+    uint32_t max_str;         /* bytes in any str/bin/ext: 65536 */
+};
+
+void ingest_limits_default(struct ingest_limits *l);
+
+struct ingest_decoder;
+
+/* limits: NULL for the defaults (copied). *out is owned by the caller. 0 or -ENOMEM. */
+int ingest_decoder_new(const struct ingest_limits *limits, struct ingest_decoder **out);
+void ingest_decoder_free(struct ingest_decoder *d);
+
+/* Appends len received bytes. 0; -EPROTO when the bytes are not msgpack or break a limit (the
+ * decoder is dead from then on: see ingest_decoder_error); -ENOMEM. Events before the bad byte
+ * can still be drained. */
+int ingest_decoder_feed(struct ingest_decoder *d, const void *buf, size_t len);
+
+/* Called once per event, in stream order. raw is NULL when the value in the event's place is
+ * not a map (e.g. a bare integer, or a string inside an array): that is one event rejected as
+ * bad_type. raw's strings are only valid during the call. Return 0 to go on, 1 to stop after
+ * this event (the next drain resumes at the following one, even inside an array). */
+typedef int (*ingest_event_fn)(void *ctx, const struct event_raw *raw);
+
+/* Decodes complete values fed so far and hands their events to fn. Returns the number of events
+ * delivered (>= 0), or -ENOMEM. */
+long ingest_decoder_drain(struct ingest_decoder *d, ingest_event_fn fn, void *ctx);
+
+/* After -EPROTO: "malformed msgpack at byte N" or "... limit ... at byte N" (static storage in
+ * the decoder). N counts from the start of the stream (byte 0 is the first byte received). */
+const char *ingest_decoder_error(const struct ingest_decoder *d);
+
+/* Bytes fed but not yet decoded into delivered events (for backpressure accounting). */
+size_t ingest_decoder_pending(const struct ingest_decoder *d);
+
+/* Whether drain would deliver nothing more until more bytes are fed. */
+int ingest_decoder_idle(const struct ingest_decoder *d);
+
+#endif

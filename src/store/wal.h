@@ -1,0 +1,55 @@
+/* Write-ahead log of accepted events (DESIGN §6): records appended to numbered segment files
+ * under DATA_DIR/wal/, each record a batch of events behind a length and a CRC32C, written
+ * through io_uring and made durable per the fsync policy. Start-up replays every valid record
+ * and cuts a torn or corrupt tail instead of refusing to start. One writer thread. */
+#ifndef STORE_WAL_H
+#define STORE_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cascade/event.h"
+
+enum wal_fsync { WAL_FSYNC_NO = 0, WAL_FSYNC_EVERYSEC, WAL_FSYNC_ALWAYS };
+
+struct wal_options {
+    const char *dir;        /* the data dir; the WAL lives in DIR/wal/ (created if missing) */
+    enum wal_fsync fsync;
+    uint64_t segment_bytes; /* start a new segment past this size; 0: 64 MiB */
+};
+
+struct wal_replay_stats {
+    uint64_t records, events, bytes, segments;
+    uint64_t cut_bytes; /* bytes of torn/corrupt tail removed (0 when clean) */
+};
+
+struct wal;
+
+/* Opens (creating as needed) the WAL. On error returns a negative errno and writes a message a
+ * user can act on into err (e.g. "cannot create /x/wal: Permission denied"). */
+int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t errlen);
+
+/* Replays every valid record, oldest first, calling fn once per record with its events (their
+ * strings are valid only during the call). A torn or corrupt tail (bad length, CRC mismatch,
+ * short read) is cut: the segment is truncated at the last good record, later segments are
+ * removed, and st->cut_bytes says how much went. Must be called once, before wal_append.
+ * fn returning non-zero stops the replay with that value. 0 or a negative errno. */
+typedef int (*wal_replay_fn)(void *ctx, const struct event *evs, size_t n);
+int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_stats *st);
+
+/* Appends one record holding the events evs[i] with keep[i] != 0 (keep NULL: all). When it
+ * returns 0 the record is written (and, with WAL_FSYNC_ALWAYS, fsynced): the caller may ack.
+ * A record with no kept event writes nothing. 0 or a negative errno (then nothing may be acked;
+ * the WAL stays usable if the error was transient). */
+int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n);
+
+/* fsync of what was appended (the everysec timer, and shutdown). 0 or a negative errno. */
+int wal_sync(struct wal *w);
+
+/* Total bytes in the WAL's segments (for stats and /metrics). */
+uint64_t wal_bytes(const struct wal *w);
+
+/* Syncs (unless the policy is "no"), closes and frees. */
+void wal_close(struct wal *w);
+
+#endif
