@@ -14,6 +14,8 @@
 int topk_init(struct topk *t, uint32_t cap, int monotone)
 {
     memset(t, 0, sizeof(*t));
+    if (cap == 0 || cap > (1u << 28))
+        return -EINVAL;
     uint32_t slots = 1;
     while (slots < cap * 2)
         slots <<= 1;

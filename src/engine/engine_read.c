@@ -330,6 +330,8 @@ int engine_top_cascades(struct engine *e, int metric, const struct engine_cascad
     if (metric < 0 || metric >= ENGINE_CASCADE_METRICS)
         return -EINVAL;
     struct cascade_match m;
+    if (limit > e->live_cascades)
+        limit = (uint32_t)e->live_cascades; /* no point making room for more than exist */
     if (limit == 0 || !prepare_match(e, filter, &m))
         return 0;
     struct top_query q = {
@@ -367,6 +369,8 @@ int engine_top_actors(struct engine *e, int metric, int actor_type, struct engin
     if (metric < 0 || metric >= ENGINE_ACTOR_METRICS || actor_type < 0 ||
         actor_type > EVENT_ACTOR_PAGE)
         return -EINVAL;
+    if (limit > e->actors.len)
+        limit = e->actors.len;
     if (limit == 0)
         return 0;
     struct top_query q = {e,           &e->atop[metric], metric,       e->actors.len,

@@ -5,6 +5,7 @@
  * the expected outcome of every event as it is sent; at checkpoints the whole engine is checked
  * against the oracle of that set. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,8 @@ struct run {
     struct rng *r;
     const struct delivery_opts *o;
     struct engine *e;
-    uint8_t *accepted; /* the model: what the engine holds once the batch is applied */
-    uint8_t *first_type;
+    uint8_t *accepted;   /* the model: what the engine holds once the batch is applied */
+    uint8_t *first_type; /* per actor: first explicit actor_type accepted, in delivery order */
     uint32_t *acc_list, n_acc;
     uint64_t outcomes[EVENT_OUTCOME_COUNT];
     struct msg *batch; /* fixed storage: validated events borrow from it */
@@ -259,52 +260,45 @@ static int build_cycle(struct run *run, struct msg *m)
     return 1;
 }
 
-/* An event for a real (maybe not yet sent) post that fails validation in one field. */
+/* One field of an event made invalid, and the rejection it must get. */
+struct fault {
+    size_t field; /* offsetof(struct event_raw, ...) */
+    struct event_field value;
+    int expect;
+};
+
+#define RAW(f) offsetof(struct event_raw, f)
+static char long_str[EVENT_CONTENT_MAX + 1]; /* content of no importance: only its length */
+
+static const struct fault faults[] = {
+    {RAW(post), {.type = EVF_ABSENT}, EVENT_REJ_MISSING_POST},
+    {RAW(post), {.type = EVF_NEGINT, .i = -1}, EVENT_REJ_BAD_TYPE},
+    {RAW(post), {.type = EVF_STR, .len = EVENT_ID_MAX + 1, .str = long_str}, EVENT_REJ_TOO_LONG},
+    {RAW(actor), {.type = EVF_STR, .len = 0, .str = ""}, EVENT_REJ_MISSING_ACTOR},
+    {RAW(actor), {.type = EVF_OTHER}, EVENT_REJ_BAD_TYPE},
+    {RAW(ts), {.type = EVF_NIL}, EVENT_REJ_MISSING_TS},
+    {RAW(ts), {.type = EVF_STR, .len = 13, .str = "1700000000000"}, EVENT_REJ_BAD_TYPE},
+    {RAW(parent), {.type = EVF_NEGINT, .i = -3}, EVENT_REJ_BAD_TYPE},
+    {RAW(parent), {.type = EVF_STR, .len = 0, .str = ""}, EVENT_REJ_BAD_TYPE},
+    {RAW(kind), {.type = EVF_STR, .len = 6, .str = "repost"}, EVENT_REJ_BAD_TYPE},
+    {RAW(actor_type), {.type = EVF_STR, .len = 5, .str = "group"}, EVENT_REJ_BAD_TYPE},
+    {RAW(content),
+     {.type = EVF_STR, .len = EVENT_CONTENT_MAX + 1, .str = long_str},
+     EVENT_REJ_TOO_LONG},
+    {RAW(label),
+     {.type = EVF_STR, .len = EVENT_LABEL_MAX + 1, .str = long_str},
+     EVENT_REJ_TOO_LONG},
+};
+
+/* An event for a real (maybe not yet sent) post that fails validation in one field: it must
+ * not create the post, its placeholder parent or its actor. */
 static void build_invalid(struct run *run, struct msg *m)
 {
-    static char long_id[EVENT_CONTENT_MAX + 1];
-    struct event_field too_long = str_field(long_id, EVENT_CONTENT_MAX + 1);
+    const struct fault *ft = &faults[rng_below(run->r, sizeof(faults) / sizeof(faults[0]))];
 
-    memset(long_id, 'z', sizeof(long_id));
     build_real(run, rng_below(run->r, run->f->n), m);
-    switch (rng_below(run->r, 9)) {
-    case 0:
-        m->raw.post = (struct event_field){.type = EVF_ABSENT};
-        m->expect = EVENT_REJ_MISSING_POST;
-        break;
-    case 1:
-        m->raw.actor = cstr_field("");
-        m->expect = EVENT_REJ_MISSING_ACTOR;
-        break;
-    case 2:
-        m->raw.ts = (struct event_field){.type = EVF_NIL};
-        m->expect = EVENT_REJ_MISSING_TS;
-        break;
-    case 3:
-        m->raw.ts = cstr_field("1700000000000");
-        m->expect = EVENT_REJ_BAD_TYPE;
-        break;
-    case 4:
-        m->raw.parent = (struct event_field){.type = EVF_NEGINT, .i = -3};
-        m->expect = EVENT_REJ_BAD_TYPE;
-        break;
-    case 5:
-        m->raw.kind = cstr_field("repost");
-        m->expect = EVENT_REJ_BAD_TYPE;
-        break;
-    case 6:
-        m->raw.post = str_field(long_id, EVENT_ID_MAX + 1);
-        m->expect = EVENT_REJ_TOO_LONG;
-        break;
-    case 7:
-        m->raw.content = too_long;
-        m->expect = EVENT_REJ_TOO_LONG;
-        break;
-    default:
-        m->raw.label = str_field(long_id, EVENT_LABEL_MAX + 1);
-        m->expect = EVENT_REJ_TOO_LONG;
-        break;
-    }
+    memcpy((char *)&m->raw + ft->field, &ft->value, sizeof(ft->value));
+    m->expect = ft->expect;
     m->node = -1;
 }
 
@@ -472,6 +466,7 @@ static void run_init(struct run *run, const struct forest *f, struct rng *r,
     run->f = f;
     run->r = r;
     run->o = o;
+    memset(long_str, 'z', sizeof(long_str)); /* readable in traces */
     run->accepted = calloc(f->n, 1);
     run->first_type = calloc(f->n_actors, 1);
     run->acc_list = calloc(f->n, sizeof(*run->acc_list));
