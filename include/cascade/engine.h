@@ -88,6 +88,10 @@ void engine_free(struct engine *e);
  * nothing; later events are still tried. */
 size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t *outcomes);
 
+/* Counts an event rejected before it reached the engine (by event_validate), so that the
+ * engine's stats hold every outcome. */
+void engine_note_outcome(struct engine *e, int outcome);
+
 /* Validates and applies one raw event: the convenience path for tools and tests. */
 int engine_apply_raw(struct engine *e, const struct event_raw *raw);
 

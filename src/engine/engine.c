@@ -909,6 +909,12 @@ size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t
     return ok;
 }
 
+void engine_note_outcome(struct engine *e, int outcome)
+{
+    if (outcome >= 0 && outcome < EVENT_OUTCOME_COUNT)
+        e->outcomes[outcome]++;
+}
+
 int engine_apply_raw(struct engine *e, const struct event_raw *raw)
 {
     struct event ev;

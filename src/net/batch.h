@@ -1,0 +1,77 @@
+/* Batches: what the network loop hands to the engine's writer thread and gets back. An ingest
+ * batch carries decoded events of many connections in stream order, with their strings copied
+ * into the batch's own arena (the decoder's memory does not outlive a callback); the writer fills
+ * in each event's outcome. A query batch carries one msgpack-RPC request and its response.
+ * bqueue is the mutex-protected FIFO between the two threads. */
+#ifndef NET_BATCH_H
+#define NET_BATCH_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cascade/event.h"
+
+enum batch_kind { BATCH_INGEST = 0, BATCH_QUERY, BATCH_STOP };
+
+/* A run of consecutive events of one connection. */
+struct batch_seg {
+    uint32_t conn, gen; /* connection slot and its generation (stale after a close) */
+    uint32_t first, n;  /* events [first, first + n) of the batch */
+    uint64_t base;      /* the connection's event number of the first one */
+};
+
+struct batch {
+    struct batch *next;
+    int kind;
+    uint64_t seq; /* set by the network loop: tells batches apart per connection */
+    /* ingest */
+    uint32_t n, cap;   /* events in stream order, capacity */
+    uint8_t *outcome;  /* enum event_outcome per event; preset for validation rejects */
+    uint32_t *vidx;    /* per event: index into evs, or UINT32_MAX when rejected early */
+    struct event *evs; /* the valid events, in order */
+    uint32_t nvalid;
+    struct batch_seg *segs;
+    uint32_t nsegs, cap_segs;
+    char **blocks; /* string arena: fixed-size blocks, a string never spans two */
+    uint32_t nblocks, cap_blocks, block_used;
+    /* query */
+    uint32_t conn, gen;
+    char *req, *resp; /* request bytes (one msgpack value) and response bytes, malloc'd */
+    size_t req_len, resp_len;
+};
+
+/* 0 or -ENOMEM; cap events at most. */
+int batch_new(int kind, uint32_t cap, struct batch **out);
+void batch_free(struct batch *b);
+/* Empties an ingest batch for reuse (keeps its memory). */
+void batch_reset(struct batch *b);
+
+/* Validates raw (NULL: a value that is not a map, rejected as bad_type) and appends it as the
+ * next event of connection conn (event number no). 0, or -ENOMEM (nothing added), or -ENOSPC
+ * when the batch is full. */
+int batch_add(struct batch *b, uint32_t conn, uint32_t gen, uint64_t no,
+              const struct event_raw *raw);
+
+static inline int batch_full(const struct batch *b)
+{
+    return b->n >= b->cap;
+}
+
+struct bqueue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct batch *head, *tail;
+    int efd; /* eventfd written on each push, or -1: lets an io_uring loop wait for it */
+};
+
+/* efd: -1 for a queue waited on with bqueue_pop_wait. 0 or a negative errno. */
+int bqueue_init(struct bqueue *q, int with_eventfd);
+void bqueue_destroy(struct bqueue *q);
+void bqueue_push(struct bqueue *q, struct batch *b);
+/* The oldest batch, waiting at most timeout_ms (then NULL). */
+struct batch *bqueue_pop_wait(struct bqueue *q, int timeout_ms);
+/* Takes every queued batch, oldest first (a list through ->next), without waiting. */
+struct batch *bqueue_take_all(struct bqueue *q);
+
+#endif

@@ -1,0 +1,893 @@
+/* The network loop (see loop.h). Each submission's user_data packs the operation, the
+ * connection slot and the slot's generation, so a completion that arrives after its connection
+ * was closed and the slot reused is recognised and dropped. A connection is freed only when it
+ * has no operation in the ring and no batch at the writer. */
+#include "net/loop.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <liburing.h>
+#include <msgpack.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define RING_ENTRIES       2048
+#define BR_ENTRIES         512
+#define BR_SIZE            (32u * 1024)
+#define BGID               7
+#define BATCH_CAP          8192
+#define MAX_INFLIGHT       4                  /* ingest batches at the writer */
+#define PENDING_MAX        (4u * 1024 * 1024) /* undecoded bytes per connection before pausing it */
+#define QUERY_MAX_BUF      (1u * 1024 * 1024)
+#define QUERY_MAX_INFLIGHT 64
+#define STOP_GRACE_MS      10000
+#define ERR_KEEP           8
+
+enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
+
+struct conn {
+    int fd;
+    uint32_t gen;
+    uint8_t kind, in_use;
+    uint8_t recv_armed, send_busy, eof, touched, ack_due, cancel_sent, shut, fatal_sent;
+    uint32_t ops;      /* operations in the ring */
+    uint32_t inflight; /* batches at the writer holding this connection's events or requests */
+    uint64_t add_seq, done_seq; /* last batch seq that took / returned events of this conn */
+    struct ingest_decoder *dec;
+    msgpack_unpacker *qunp;
+    uint64_t events, ok, dup, rej;
+    char errs[ERR_KEEP][96];
+    uint32_t nerr; /* rejections since the last ack (only the last ERR_KEEP kept) */
+    char *fatal;
+    char *out, *pend; /* out is being sent; pend accumulates what goes next */
+    size_t out_len, out_off, out_cap, pend_len, pend_cap;
+    char *rbuf; /* only without a provided buffer ring */
+};
+
+struct netloop {
+    struct io_uring ring;
+    int lfd[NET_LISTENERS];
+    uint16_t ports[NET_LISTENERS];
+    int accept_multishot, recv_multishot, use_bufring;
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    struct conn *conns;
+    uint32_t max_conns, nconns;
+    uint32_t *touched;
+    uint32_t ntouched;
+    struct ingest_limits limits;
+    struct bqueue *to_writer, *from_writer;
+    struct batch *cur, *spare;
+    uint32_t inflight;
+    uint64_t seq;
+    uint64_t wake_buf;
+    struct signalfd_siginfo sig_buf;
+    int signal_fd, stopping;
+    uint64_t stop_ms;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------- user_data */
+
+static uint64_t ud(enum op op, uint32_t idx, uint32_t gen)
+{
+    return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | idx;
+}
+
+static enum op ud_op(uint64_t u)
+{
+    return (enum op)(u >> 56);
+}
+
+static uint32_t ud_idx(uint64_t u)
+{
+    return (uint32_t)u;
+}
+
+static uint32_t ud_gen(uint64_t u)
+{
+    return (uint32_t)(u >> 32) & 0xffffff;
+}
+
+static struct io_uring_sqe *get_sqe(struct netloop *n)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&n->ring);
+    if (!sqe) {
+        io_uring_submit(&n->ring);
+        sqe = io_uring_get_sqe(&n->ring);
+    }
+    return sqe; /* after a submit the queue has room: NULL only if the ring is broken */
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int listen_on(const char *bind_addr, uint16_t port, int *fd_out, uint16_t *port_out,
+                     char *err, size_t errlen)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "--bind %s is not an IPv4 address", bind_addr);
+        return -EINVAL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024)) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", bind_addr, port, strerror(e));
+        close(fd);
+        return -e;
+    }
+    socklen_t len = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    *fd_out = fd;
+    *port_out = ntohs(sa.sin_port);
+    return 0;
+}
+
+/* Registers the provided buffer ring; liburing 2.3 has no io_uring_setup_buf_ring, so the
+ * ring's memory is mapped here and handed to the kernel. */
+static int setup_bufring(struct netloop *n)
+{
+    size_t sz = BR_ENTRIES * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    n->br = mem;
+    io_uring_buf_ring_init(n->br);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (unsigned long)mem, .ring_entries = BR_ENTRIES, .bgid = BGID};
+    int rc = io_uring_register_buf_ring(&n->ring, &reg, 0);
+    if (rc) {
+        munmap(mem, sz);
+        n->br = NULL;
+        return rc;
+    }
+    n->bufs = malloc((size_t)BR_ENTRIES * BR_SIZE);
+    if (!n->bufs)
+        return -ENOMEM;
+    for (unsigned i = 0; i < BR_ENTRIES; i++)
+        io_uring_buf_ring_add(n->br, n->bufs + (size_t)i * BR_SIZE, BR_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(BR_ENTRIES), (int)i);
+    io_uring_buf_ring_advance(n->br, BR_ENTRIES);
+    return 0;
+}
+
+int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
+                struct bqueue *from_writer, struct netloop **out, char *err, size_t errlen)
+{
+    struct netloop *n = calloc(1, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    for (int i = 0; i < NET_LISTENERS; i++)
+        n->lfd[i] = -1;
+    n->limits = cfg->limits;
+    n->to_writer = to_writer;
+    n->from_writer = from_writer;
+    n->signal_fd = cfg->signal_fd;
+    n->max_conns = cfg->max_conns ? cfg->max_conns : 1024;
+    n->accept_multishot = n->recv_multishot = 1;
+    n->conns = calloc(n->max_conns, sizeof(struct conn));
+    n->touched = calloc(n->max_conns, sizeof(uint32_t));
+    int rc = (!n->conns || !n->touched) ? -ENOMEM : 0;
+    for (int i = 0; !rc && i < NET_LISTENERS; i++)
+        rc = listen_on(cfg->bind, cfg->ports[i], &n->lfd[i], &n->ports[i], err, errlen);
+    if (!rc && (rc = io_uring_queue_init(RING_ENTRIES, &n->ring, 0)))
+        snprintf(err, errlen, "cannot set up io_uring: %s", strerror(-rc));
+    if (!rc) {
+        n->use_bufring = setup_bufring(n) == 0;
+        if (!n->use_bufring)
+            log_msg(LOG_WARN, "no_buffer_ring",
+                    "fallback=\"single-shot recv into a buffer per "
+                    "connection\"");
+        rc = batch_new(BATCH_INGEST, BATCH_CAP, &n->cur);
+    }
+    if (rc) {
+        if (!*err)
+            snprintf(err, errlen, "cannot start the network loop: %s", strerror(-rc));
+        netloop_free(n);
+        return rc;
+    }
+    *out = n;
+    return 0;
+}
+
+void netloop_ports(const struct netloop *n, uint16_t ports[NET_LISTENERS])
+{
+    for (int i = 0; i < NET_LISTENERS; i++)
+        ports[i] = n->ports[i];
+}
+
+/* ---------------------------------------------------------------- arming operations */
+
+static void arm_accept(struct netloop *n, int l)
+{
+    struct io_uring_sqe *sqe = get_sqe(n);
+    if (n->accept_multishot)
+        io_uring_prep_multishot_accept(sqe, n->lfd[l], NULL, NULL, SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, n->lfd[l], NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud(OP_ACCEPT, (uint32_t)l, 0));
+}
+
+static void arm_wake(struct netloop *n)
+{
+    struct io_uring_sqe *sqe = get_sqe(n);
+    io_uring_prep_read(sqe, n->from_writer->efd, &n->wake_buf, sizeof(n->wake_buf), 0);
+    io_uring_sqe_set_data64(sqe, ud(OP_WAKE, 0, 0));
+}
+
+static void arm_signal(struct netloop *n)
+{
+    struct io_uring_sqe *sqe = get_sqe(n);
+    io_uring_prep_read(sqe, n->signal_fd, &n->sig_buf, sizeof(n->sig_buf), 0);
+    io_uring_sqe_set_data64(sqe, ud(OP_SIGNAL, 0, 0));
+}
+
+static uint32_t conn_idx(const struct netloop *n, const struct conn *c)
+{
+    return (uint32_t)(c - n->conns);
+}
+
+static void arm_recv(struct netloop *n, struct conn *c)
+{
+    struct io_uring_sqe *sqe = get_sqe(n);
+    if (n->use_bufring) {
+        if (n->recv_multishot)
+            io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+        else
+            io_uring_prep_recv(sqe, c->fd, NULL, BR_SIZE, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+    } else {
+        io_uring_prep_recv(sqe, c->fd, c->rbuf, BR_SIZE, 0);
+    }
+    io_uring_sqe_set_data64(sqe, ud(OP_RECV, conn_idx(n, c), c->gen));
+    c->recv_armed = 1;
+    c->cancel_sent = 0;
+    c->ops++;
+}
+
+static void cancel_recv(struct netloop *n, struct conn *c)
+{
+    if (!c->recv_armed || c->cancel_sent)
+        return;
+    struct io_uring_sqe *sqe = get_sqe(n);
+    io_uring_prep_cancel64(sqe, ud(OP_RECV, conn_idx(n, c), c->gen), 0);
+    io_uring_sqe_set_data64(sqe, ud(OP_CANCEL, conn_idx(n, c), c->gen));
+    c->cancel_sent = 1;
+    c->ops++;
+}
+
+static void touch(struct netloop *n, struct conn *c)
+{
+    if (!c->touched) {
+        c->touched = 1;
+        n->touched[n->ntouched++] = conn_idx(n, c);
+    }
+}
+
+/* ---------------------------------------------------------------- output */
+
+static int pend_append(struct conn *c, const void *p, size_t len)
+{
+    if (c->pend_len + len > c->pend_cap) {
+        size_t cap = c->pend_cap ? c->pend_cap : 4096;
+        while (cap < c->pend_len + len)
+            cap *= 2;
+        char *b = realloc(c->pend, cap);
+        if (!b)
+            return -ENOMEM;
+        c->pend = b;
+        c->pend_cap = cap;
+    }
+    memcpy(c->pend + c->pend_len, p, len);
+    c->pend_len += len;
+    return 0;
+}
+
+static int sbuf_write(void *data, const char *buf, size_t len)
+{
+    return pend_append(data, buf, len) ? -1 : 0;
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+/* DESIGN §4: {"ok": N, "dup": N, "rej": N, "err": [...]}, cumulative counts. */
+static void queue_ack(struct conn *c)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, c, sbuf_write);
+    msgpack_pack_map(&pk, 4);
+    pack_cstr(&pk, "ok");
+    msgpack_pack_uint64(&pk, c->ok);
+    pack_cstr(&pk, "dup");
+    msgpack_pack_uint64(&pk, c->dup);
+    pack_cstr(&pk, "rej");
+    msgpack_pack_uint64(&pk, c->rej);
+    pack_cstr(&pk, "err");
+    uint32_t k = c->nerr < ERR_KEEP ? c->nerr : ERR_KEEP;
+    msgpack_pack_array(&pk, k);
+    for (uint32_t i = c->nerr - k; i < c->nerr; i++)
+        pack_cstr(&pk, c->errs[i % ERR_KEEP]);
+    c->nerr = 0;
+    c->ack_due = 0;
+}
+
+static void queue_fatal(struct conn *c)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, c, sbuf_write);
+    msgpack_pack_map(&pk, 1);
+    pack_cstr(&pk, "fatal");
+    pack_cstr(&pk, c->fatal);
+}
+
+static void start_send(struct netloop *n, struct conn *c)
+{
+    if (c->send_busy || c->pend_len == 0)
+        return;
+    /* swap: what accumulated becomes what is sent; the old send buffer is reused */
+    char *buf = c->out;
+    size_t cap = c->out_cap;
+    c->out = c->pend;
+    c->out_cap = c->pend_cap;
+    c->out_len = c->pend_len;
+    c->out_off = 0;
+    c->pend = buf;
+    c->pend_cap = cap;
+    c->pend_len = 0;
+    struct io_uring_sqe *sqe = get_sqe(n);
+    io_uring_prep_send(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud(OP_SEND, conn_idx(n, c), c->gen));
+    c->send_busy = 1;
+    c->ops++;
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static struct conn *conn_of(struct netloop *n, uint64_t u)
+{
+    uint32_t idx = ud_idx(u);
+    if (idx >= n->max_conns)
+        return NULL;
+    struct conn *c = &n->conns[idx];
+    if (!c->in_use || (c->gen & 0xffffff) != ud_gen(u))
+        return NULL;
+    return c;
+}
+
+static void conn_free(struct netloop *n, struct conn *c)
+{
+    close(c->fd);
+    ingest_decoder_free(c->dec);
+    if (c->qunp)
+        msgpack_unpacker_free(c->qunp);
+    free(c->fatal);
+    free(c->out);
+    free(c->pend);
+    free(c->rbuf);
+    uint32_t gen = c->gen + 1;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
+    n->nconns--;
+}
+
+static const char http_not_yet[] =
+    "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    "Content-Length: 59\r\n\r\nthe HTTP port arrives with the query layer; use the query port\n";
+
+static int conn_setup(struct netloop *n, struct conn *c, int kind)
+{
+    if (kind == NET_INGEST && ingest_decoder_new(&n->limits, &c->dec))
+        return -ENOMEM;
+    if (kind == NET_QUERY && !(c->qunp = msgpack_unpacker_new(64 * 1024)))
+        return -ENOMEM;
+    if (kind != NET_HTTP && !n->use_bufring && !(c->rbuf = malloc(BR_SIZE)))
+        return -ENOMEM;
+    if (kind == NET_HTTP) {
+        c->eof = 1; /* nothing to read: answer and close */
+        return pend_append(c, http_not_yet, sizeof(http_not_yet) - 1);
+    }
+    return 0;
+}
+
+static void conn_open(struct netloop *n, int fd, int kind)
+{
+    uint32_t i = 0;
+    while (i < n->max_conns && n->conns[i].in_use)
+        i++;
+    if (i == n->max_conns) {
+        log_msg(LOG_WARN, "connection_refused", "reason=max_connections limit=%u", n->max_conns);
+        close(fd);
+        return;
+    }
+    struct conn *c = &n->conns[i];
+    c->fd = fd;
+    c->kind = (uint8_t)kind;
+    c->in_use = 1;
+    n->nconns++;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (conn_setup(n, c, kind)) {
+        log_msg(LOG_ERROR, "connection_dropped", "reason=out_of_memory");
+        conn_free(n, c);
+        return;
+    }
+    touch(n, c);
+}
+
+static void set_fatal(struct netloop *n, struct conn *c, const char *msg)
+{
+    if (c->fatal)
+        return;
+    c->fatal = strdup(msg);
+    if (!c->fatal)
+        c->fatal = strdup("fatal");
+    cancel_recv(n, c);
+    log_msg(LOG_INFO, "ingest_fatal", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
+}
+
+/* ---------------------------------------------------------------- batches */
+
+static int next_batch(struct netloop *n)
+{
+    struct batch *b = n->spare;
+    if (b) {
+        n->spare = NULL;
+    } else if (batch_new(BATCH_INGEST, BATCH_CAP, &b)) {
+        return -ENOMEM;
+    }
+    b->seq = ++n->seq;
+    n->cur = b;
+    return 0;
+}
+
+/* Hands the current batch to the writer; 0 when the writer has enough in flight already. */
+static int flush_batch(struct netloop *n)
+{
+    if (n->cur->n == 0)
+        return 1;
+    if (n->inflight >= MAX_INFLIGHT)
+        return 0;
+    struct batch *b = n->cur;
+    if (next_batch(n)) {
+        n->cur = b;
+        return 0;
+    }
+    n->inflight++;
+    bqueue_push(n->to_writer, b);
+    return 1;
+}
+
+struct drain_ctx {
+    struct netloop *n;
+    struct conn *c;
+    int oom;
+};
+
+static int on_event(void *arg, const struct event_raw *raw)
+{
+    struct drain_ctx *d = arg;
+    struct netloop *n = d->n;
+    struct conn *c = d->c;
+    if (batch_add(n->cur, conn_idx(n, c), c->gen, c->events, raw)) {
+        d->oom = 1;
+        return 1;
+    }
+    c->events++;
+    if (c->add_seq != n->cur->seq) {
+        c->add_seq = n->cur->seq;
+        c->inflight++;
+    }
+    return batch_full(n->cur);
+}
+
+/* Moves the connection's decoded events into batches while the writer has room. */
+static void drain_ingest(struct netloop *n, struct conn *c)
+{
+    struct drain_ctx d = {n, c, 0};
+    while (ingest_decoder_pending(c->dec) || !ingest_decoder_idle(c->dec)) {
+        if (batch_full(n->cur) && !flush_batch(n))
+            return;
+        long r = ingest_decoder_drain(c->dec, on_event, &d);
+        if (r < 0 || d.oom) {
+            set_fatal(n, c, "the server ran out of memory decoding this stream");
+            return;
+        }
+        if (!batch_full(n->cur))
+            return;
+    }
+}
+
+static void drain_query(struct netloop *n, struct conn *c)
+{
+    msgpack_unpacked r;
+    msgpack_unpacked_init(&r);
+    while (c->inflight < QUERY_MAX_INFLIGHT && !c->eof) {
+        int rc = msgpack_unpacker_next(c->qunp, &r);
+        if (rc == MSGPACK_UNPACK_CONTINUE)
+            break;
+        struct batch *b = NULL;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (rc != MSGPACK_UNPACK_SUCCESS || msgpack_pack_object(&pk, r.data) ||
+            batch_new(BATCH_QUERY, 0, &b)) {
+            msgpack_sbuffer_destroy(&sb);
+            static const char bad[] = "\x94\x01\xc0\x82\xa4"
+                                      "code\xcd\x01\x90\xa7message\xb1malformed msgpack"
+                                      "\xc0";
+            pend_append(c, bad, sizeof(bad) - 1);
+            c->eof = 1;
+            cancel_recv(n, c);
+            break;
+        }
+        b->conn = conn_idx(n, c);
+        b->gen = c->gen;
+        b->req = sb.data;
+        b->req_len = sb.size;
+        c->inflight++;
+        bqueue_push(n->to_writer, b);
+    }
+    msgpack_unpacked_destroy(&r);
+}
+
+static void complete_ingest(struct netloop *n, struct batch *b)
+{
+    for (uint32_t s = 0; s < b->nsegs; s++) {
+        const struct batch_seg *sg = &b->segs[s];
+        struct conn *c = conn_of(n, ud(OP_RECV, sg->conn, sg->gen));
+        if (!c)
+            continue;
+        for (uint32_t k = 0; k < sg->n; k++) {
+            int o = b->outcome[sg->first + k];
+            if (o == EVENT_OK) {
+                c->ok++;
+            } else if (o == EVENT_DUP) {
+                c->dup++;
+            } else if (o == EVENT_ERR_NOMEM) {
+                char msg[160];
+                snprintf(msg, sizeof(msg),
+                         "the server could not log event %llu (see its log); "
+                         "resend from event %llu",
+                         (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
+                set_fatal(n, c, msg);
+            } else {
+                c->rej++;
+                snprintf(c->errs[c->nerr++ % ERR_KEEP], sizeof(c->errs[0]), "event %llu: %s",
+                         (unsigned long long)(sg->base + k), event_outcome_name(o));
+            }
+        }
+        if (c->done_seq != b->seq) {
+            c->done_seq = b->seq;
+            c->inflight--;
+        }
+        c->ack_due = 1;
+        touch(n, c);
+    }
+    n->inflight--;
+    if (!n->spare) {
+        batch_reset(b);
+        n->spare = b;
+    } else {
+        batch_free(b);
+    }
+    /* connections that could not drain for want of a batch get their turn now */
+    for (uint32_t i = 0; i < n->max_conns; i++) {
+        struct conn *c = &n->conns[i];
+        if (c->in_use && c->dec && !ingest_decoder_idle(c->dec))
+            touch(n, c);
+    }
+}
+
+static void complete_query(struct netloop *n, struct batch *b)
+{
+    struct conn *c = conn_of(n, ud(OP_RECV, b->conn, b->gen));
+    if (c) {
+        c->inflight--;
+        if (!b->resp || pend_append(c, b->resp, b->resp_len))
+            c->eof = 1;
+        touch(n, c);
+    }
+    batch_free(b);
+}
+
+/* ---------------------------------------------------------------- completions */
+
+static void feed(struct netloop *n, struct conn *c, const char *data, size_t len)
+{
+    if (c->fatal || c->eof)
+        return;
+    if (c->kind == NET_INGEST) {
+        int rc = ingest_decoder_feed(c->dec, data, len);
+        if (rc == -EPROTO)
+            set_fatal(n, c, ingest_decoder_error(c->dec));
+        else if (rc)
+            set_fatal(n, c, "the server ran out of memory reading this stream");
+        return;
+    }
+    if (c->kind != NET_QUERY)
+        return;
+    if (msgpack_unpacker_message_size(c->qunp) + len > QUERY_MAX_BUF ||
+        !msgpack_unpacker_reserve_buffer(c->qunp, len)) {
+        c->eof = 1; /* a request that large is not a query: drop the connection */
+        cancel_recv(n, c);
+        return;
+    }
+    memcpy(msgpack_unpacker_buffer(c->qunp), data, len);
+    msgpack_unpacker_buffer_consumed(c->qunp, len);
+}
+
+static void on_recv(struct netloop *n, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        c->recv_armed = 0;
+        c->ops--;
+    }
+    int res = cqe->res;
+    if (res > 0) {
+        if (n->use_bufring) {
+            unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+            char *data = n->bufs + (size_t)bid * BR_SIZE;
+            feed(n, c, data, (size_t)res);
+            /* copied out: the buffer goes straight back to the kernel */
+            io_uring_buf_ring_add(n->br, data, BR_SIZE, (unsigned short)bid,
+                                  io_uring_buf_ring_mask(BR_ENTRIES), 0);
+            io_uring_buf_ring_advance(n->br, 1);
+        } else {
+            feed(n, c, c->rbuf, (size_t)res);
+        }
+    } else if (res == 0) {
+        c->eof = 1;
+    } else if (res == -EINVAL && n->recv_multishot) {
+        n->recv_multishot = 0;
+        log_msg(LOG_WARN, "no_multishot_recv", "fallback=\"single-shot recv\"");
+    } else if (res != -ENOBUFS && res != -ECANCELED) {
+        c->eof = 1; /* reset by peer and the like */
+    }
+    touch(n, c);
+}
+
+static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    c->ops--;
+    c->send_busy = 0;
+    if (cqe->res < 0) {
+        c->eof = 1; /* the peer is gone: nothing more can reach it */
+        c->pend_len = 0;
+        c->ack_due = 0;
+    } else if ((c->out_off += (size_t)cqe->res) < c->out_len) {
+        struct io_uring_sqe *sqe = get_sqe(n);
+        io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, ud(OP_SEND, conn_idx(n, c), c->gen));
+        c->send_busy = 1;
+        c->ops++;
+    }
+    touch(n, c);
+}
+
+static void on_accept(struct netloop *n, int l, const struct io_uring_cqe *cqe)
+{
+    if (cqe->res >= 0) {
+        if (n->stopping)
+            close(cqe->res);
+        else
+            conn_open(n, cqe->res, l);
+    } else if (cqe->res == -EINVAL && n->accept_multishot) {
+        n->accept_multishot = 0;
+        log_msg(LOG_WARN, "no_multishot_accept", "fallback=\"single-shot accept\"");
+    } else if (cqe->res != -ECANCELED) {
+        log_msg(LOG_WARN, "accept_failed", "error=\"%s\"", strerror(-cqe->res));
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE) && !n->stopping)
+        arm_accept(n, l);
+}
+
+static void on_wake(struct netloop *n)
+{
+    struct batch *b = bqueue_take_all(n->from_writer);
+    while (b) {
+        struct batch *next = b->next;
+        if (b->kind == BATCH_INGEST)
+            complete_ingest(n, b);
+        else
+            complete_query(n, b);
+        b = next;
+    }
+    arm_wake(n);
+}
+
+static void begin_stop(struct netloop *n)
+{
+    n->stopping = 1;
+    n->stop_ms = now_ms();
+    log_msg(LOG_INFO, "stopping", "connections=%u batches_in_flight=%u", n->nconns, n->inflight);
+    for (int l = 0; l < NET_LISTENERS; l++) {
+        struct io_uring_sqe *sqe = get_sqe(n);
+        io_uring_prep_cancel64(sqe, ud(OP_ACCEPT, (uint32_t)l, 0), 0);
+        io_uring_sqe_set_data64(sqe, ud(OP_CANCEL, UINT32_MAX, 0));
+    }
+    for (uint32_t i = 0; i < n->max_conns; i++) {
+        struct conn *c = &n->conns[i];
+        if (c->in_use && c->recv_armed)
+            shutdown(c->fd, SHUT_RD); /* what was received is drained; nothing more is read */
+        if (c->in_use)
+            touch(n, c);
+    }
+}
+
+static void on_cqe(struct netloop *n, const struct io_uring_cqe *cqe)
+{
+    uint64_t u = io_uring_cqe_get_data64(cqe);
+    struct conn *c;
+    switch (ud_op(u)) {
+    case OP_ACCEPT:
+        on_accept(n, (int)ud_idx(u), cqe);
+        break;
+    case OP_RECV:
+        if ((c = conn_of(n, u)))
+            on_recv(n, c, cqe);
+        break;
+    case OP_SEND:
+        if ((c = conn_of(n, u)))
+            on_send(n, c, cqe);
+        break;
+    case OP_CANCEL:
+        if ((c = conn_of(n, u)))
+            c->ops--;
+        break;
+    case OP_WAKE:
+        on_wake(n);
+        break;
+    case OP_SIGNAL:
+        if (!n->stopping)
+            begin_stop(n);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- service */
+
+static int may_read(const struct netloop *n, const struct conn *c)
+{
+    if (c->kind == NET_HTTP || c->eof || c->fatal || n->stopping)
+        return 0;
+    if (c->kind == NET_QUERY)
+        return c->inflight < QUERY_MAX_INFLIGHT;
+    return c->inflight <= MAX_INFLIGHT && ingest_decoder_pending(c->dec) < PENDING_MAX / 2;
+}
+
+static void service_output(struct netloop *n, struct conn *c)
+{
+    if (c->kind == NET_INGEST && c->fatal && !c->fatal_sent && c->inflight == 0 &&
+        ingest_decoder_idle(c->dec) && !c->send_busy) {
+        queue_ack(c);
+        queue_fatal(c);
+        c->fatal_sent = 1;
+    } else if (c->ack_due && !c->send_busy && !c->fatal_sent) {
+        queue_ack(c);
+    }
+    start_send(n, c);
+}
+
+static void maybe_close(struct netloop *n, struct conn *c)
+{
+    int done_reading = c->eof || c->fatal_sent;
+    if (c->kind == NET_INGEST && c->eof && !c->fatal && !ingest_decoder_idle(c->dec))
+        done_reading = 0;
+    int quiet = c->inflight == 0 && !c->send_busy && c->pend_len == 0 && !c->ack_due;
+    if (!done_reading || !quiet)
+        return;
+    if (c->ops == 0) {
+        conn_free(n, c);
+    } else if (!c->shut) {
+        shutdown(c->fd, SHUT_RDWR); /* ends the recv still in the ring */
+        c->shut = 1;
+    }
+}
+
+static void service(struct netloop *n, struct conn *c)
+{
+    if (c->kind == NET_INGEST)
+        drain_ingest(n, c);
+    else if (c->kind == NET_QUERY)
+        drain_query(n, c);
+    service_output(n, c);
+    if (!c->recv_armed && may_read(n, c))
+        arm_recv(n, c);
+    else if (c->recv_armed && c->kind == NET_INGEST && ingest_decoder_pending(c->dec) > PENDING_MAX)
+        cancel_recv(n, c);
+    maybe_close(n, c);
+}
+
+static void service_touched(struct netloop *n)
+{
+    /* service may touch others (a batch completing) and itself: loop until quiet */
+    for (uint32_t k = 0; k < n->ntouched; k++) {
+        struct conn *c = &n->conns[n->touched[k]];
+        c->touched = 0;
+        if (c->in_use)
+            service(n, c);
+    }
+    n->ntouched = 0;
+    flush_batch(n);
+}
+
+int netloop_run(struct netloop *n)
+{
+    for (int l = 0; l < NET_LISTENERS; l++)
+        arm_accept(n, l);
+    arm_wake(n);
+    arm_signal(n);
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
+        int rc =
+            io_uring_submit_and_wait_timeout(&n->ring, &cqe, 1, n->stopping ? &ts : NULL, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
+            log_msg(LOG_ERROR, "io_uring_wait_failed", "error=\"%s\"", strerror(-rc));
+            return rc;
+        }
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&n->ring, head, cqe)
+        {
+            on_cqe(n, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&n->ring, seen);
+        service_touched(n);
+        if (n->stopping && n->nconns == 0 && n->inflight == 0 && n->cur->n == 0)
+            break;
+        if (n->stopping && now_ms() - n->stop_ms > STOP_GRACE_MS) {
+            log_msg(LOG_WARN, "stop_grace_expired", "connections=%u", n->nconns);
+            break;
+        }
+    }
+    return 0;
+}
+
+void netloop_free(struct netloop *n)
+{
+    if (!n)
+        return;
+    for (uint32_t i = 0; n->conns && i < n->max_conns; i++)
+        if (n->conns[i].in_use)
+            conn_free(n, &n->conns[i]);
+    for (int l = 0; l < NET_LISTENERS; l++)
+        if (n->lfd[l] >= 0)
+            close(n->lfd[l]);
+    if (n->ring.ring_fd > 0)
+        io_uring_queue_exit(&n->ring);
+    if (n->br)
+        munmap(n->br, BR_ENTRIES * sizeof(struct io_uring_buf));
+    free(n->bufs);
+    batch_free(n->cur);
+    batch_free(n->spare);
+    free(n->conns);
+    free(n->touched);
+    free(n);
+}

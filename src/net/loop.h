@@ -1,0 +1,42 @@
+/* The network loop: one io_uring, one thread, every socket of the server. Ingest connections
+ * are read with multishot recv into a provided buffer ring (single-shot recv into a buffer of
+ * their own where the kernel lacks that), decoded, batched, and handed to the writer thread;
+ * their acks go out when the batch comes back. Query connections carry msgpack-RPC requests to
+ * the writer and responses back. Backpressure: a connection whose undecoded bytes or batches in
+ * flight pass a bound stops being read until the writer catches up. */
+#ifndef NET_LOOP_H
+#define NET_LOOP_H
+
+#include <stdint.h>
+
+#include "net/batch.h"
+#include "net/ingest_proto.h"
+
+enum { NET_INGEST = 0, NET_QUERY, NET_HTTP, NET_LISTENERS };
+
+struct netloop_config {
+    const char *bind;              /* IPv4 address, e.g. 127.0.0.1 */
+    uint16_t ports[NET_LISTENERS]; /* 0: any free port */
+    struct ingest_limits limits;
+    uint32_t max_conns; /* default 1024 */
+    int signal_fd;      /* signalfd for SIGTERM/SIGINT: readable means stop */
+};
+
+struct netloop;
+
+/* Binds and listens on every port (so the ports are known), sets up the ring. to_writer gets
+ * the batches; from_writer must have an eventfd (bqueue_init(q, 1)). On error a negative errno
+ * and a message in err. */
+int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
+                struct bqueue *from_writer, struct netloop **out, char *err, size_t errlen);
+
+/* The ports actually bound. */
+void netloop_ports(const struct netloop *n, uint16_t ports[NET_LISTENERS]);
+
+/* Serves until the signal fd fires, then stops accepting and reading, waits for the batches in
+ * flight and the acks they owe (at most a few seconds), and returns 0. */
+int netloop_run(struct netloop *n);
+
+void netloop_free(struct netloop *n);
+
+#endif

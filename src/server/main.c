@@ -1,0 +1,275 @@
+/* cascaded: the server's entry point. Parses the command line and config file (DESIGN §7),
+ * recovers the engine from the WAL, starts the writer thread and the network loop, prints the
+ * `ready` line once every port serves, and on SIGTERM/SIGINT drains and exits 0. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "net/loop.h"
+#include "server/writer.h"
+
+#ifndef CASCADE_VERSION
+#define CASCADE_VERSION "dev"
+#endif
+
+struct config {
+    char bind[64];
+    unsigned ports[NET_LISTENERS];
+    char data_dir[PATH_MAX];
+    enum wal_fsync fsync;
+    unsigned max_conns;
+};
+
+static const char usage[] =
+    "usage: cascaded [options]\n"
+    "\n"
+    "Tracks how content spreads: share events in on the ingest port (msgpack), cascade and\n"
+    "actor metrics out on the query port (msgpack-RPC). Every accepted event is written to a\n"
+    "write-ahead log in the data dir before it is acknowledged, and replayed at start-up.\n"
+    "\n"
+    "  --bind ADDR             IPv4 address to listen on (default 127.0.0.1; anything else\n"
+    "                          exposes the ports: there is no authentication yet)\n"
+    "  --ingest-port N         ingest port (default 7400; 0 picks a free port)\n"
+    "  --query-port N          msgpack-RPC query port (default 7401; 0 picks a free port)\n"
+    "  --http-port N           HTTP port (default 7402; 0 picks a free port; answers 501 until\n"
+    "                          the HTTP layer lands)\n"
+    "  --data-dir DIR          where the WAL lives (default ./cascaded-data, created if missing)\n"
+    "  --fsync POLICY          always: fsync before every ack; everysec (default): fsync once a\n"
+    "                          second, acks after the write; no: leave it to the OS\n"
+    "  --max-connections N     open connections at most (default 1024)\n"
+    "  --config FILE           read `key = value` lines (keys are these option names without\n"
+    "                          the dashes; # starts a comment); options given on the command\n"
+    "                          line win over the file\n"
+    "  --help                  this text\n"
+    "  --version               the version\n"
+    "\n"
+    "When every port serves, one line goes to stdout: ready ingest=PORT query=PORT http=PORT\n"
+    "Logs go to stderr, one `level=... ts=... event=...` line each. SIGTERM or SIGINT: stop\n"
+    "accepting, finish what was received, flush the WAL, exit 0.\n";
+
+static void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->bind, sizeof(c->bind), "127.0.0.1");
+    c->ports[NET_INGEST] = 7400;
+    c->ports[NET_QUERY] = 7401;
+    c->ports[NET_HTTP] = 7402;
+    snprintf(c->data_dir, sizeof(c->data_dir), "./cascaded-data");
+    c->fsync = WAL_FSYNC_EVERYSEC;
+    c->max_conns = 1024;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v > max || *s == '-')
+        return -EINVAL;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* Applies one option (name without dashes). A message on stderr and -EINVAL when bad. */
+static int set_option(struct config *c, const char *key, const char *val, const char *where)
+{
+    int rc = 0;
+    if (!strcmp(key, "bind")) {
+        rc = strlen(val) < sizeof(c->bind) ? 0 : -EINVAL;
+        if (!rc)
+            snprintf(c->bind, sizeof(c->bind), "%s", val);
+    } else if (!strcmp(key, "ingest-port")) {
+        rc = parse_uint(val, 65535, &c->ports[NET_INGEST]);
+    } else if (!strcmp(key, "query-port")) {
+        rc = parse_uint(val, 65535, &c->ports[NET_QUERY]);
+    } else if (!strcmp(key, "http-port")) {
+        rc = parse_uint(val, 65535, &c->ports[NET_HTTP]);
+    } else if (!strcmp(key, "data-dir")) {
+        rc = *val && strlen(val) < sizeof(c->data_dir) ? 0 : -EINVAL;
+        if (!rc)
+            snprintf(c->data_dir, sizeof(c->data_dir), "%s", val);
+    } else if (!strcmp(key, "fsync")) {
+        if (!strcmp(val, "always"))
+            c->fsync = WAL_FSYNC_ALWAYS;
+        else if (!strcmp(val, "everysec"))
+            c->fsync = WAL_FSYNC_EVERYSEC;
+        else if (!strcmp(val, "no"))
+            c->fsync = WAL_FSYNC_NO;
+        else
+            rc = -EINVAL;
+    } else if (!strcmp(key, "max-connections")) {
+        rc = parse_uint(val, 1u << 20, &c->max_conns);
+        rc = rc ? rc : (c->max_conns ? 0 : -EINVAL);
+    } else {
+        fprintf(stderr, "cascaded: %sunknown option %s (see cascaded --help)\n", where, key);
+        return -EINVAL;
+    }
+    if (rc)
+        fprintf(stderr, "cascaded: %sbad value for %s: '%s' (see cascaded --help)\n", where, key,
+                val);
+    return rc;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+        *--e = 0;
+    return s;
+}
+
+static int read_config_file(struct config *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cascaded: cannot read config file %s: %s\n", path, strerror(errno));
+        return -errno;
+    }
+    char line[4096], where[PATH_MAX + 32];
+    int rc = 0;
+    for (unsigned no = 1; !rc && fgets(line, sizeof(line), f); no++) {
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        snprintf(where, sizeof(where), "%s:%u: ", path, no);
+        if (!eq) {
+            fprintf(stderr, "cascaded: %sexpected `key = value`\n", where);
+            rc = -EINVAL;
+            break;
+        }
+        *eq = 0;
+        rc = set_option(c, trim(s), trim(eq + 1), where);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* The config file first (wherever --config appears), then the other options over it. */
+static int parse_args(int argc, char **argv, struct config *c)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "cascaded: --config needs a file\n");
+                return -EINVAL;
+            }
+            if (read_config_file(c, argv[i + 1]))
+                return -EINVAL;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) || !a[2]) {
+            fprintf(stderr, "cascaded: unexpected argument '%s' (see cascaded --help)\n", a);
+            return -EINVAL;
+        }
+        const char *eq = strchr(a, '=');
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a + 2)), a + 2);
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!val) {
+            fprintf(stderr, "cascaded: --%s needs a value\n", key);
+            return -EINVAL;
+        }
+        if (!strcmp(key, "config"))
+            continue;
+        if (set_option(c, key, val, ""))
+            return -EINVAL;
+    }
+    return 0;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    fprintf(stderr, "cascaded: cannot create data dir %s: %s\n", path, strerror(errno));
+    return -errno;
+}
+
+/* SIGTERM and SIGINT arrive through a signalfd read by the network loop; blocked before any
+ * thread starts so that every thread inherits the mask. */
+static int setup_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+static int serve(const struct config *cfg)
+{
+    char err[512] = "";
+    struct bqueue done;
+    struct writer w;
+    struct netloop *n = NULL;
+    int sfd = setup_signals();
+    if (sfd < 0 || bqueue_init(&done, 1)) {
+        fprintf(stderr, "cascaded: cannot set up signals or queues: %s\n", strerror(errno));
+        return 1;
+    }
+    if (make_dir(cfg->data_dir))
+        return 1;
+    if (writer_start(&w, cfg->data_dir, cfg->fsync, &done, err, sizeof(err))) {
+        fprintf(stderr, "cascaded: %s\n", err);
+        return 1;
+    }
+    struct netloop_config nc = {.bind = cfg->bind, .max_conns = cfg->max_conns, .signal_fd = sfd};
+    for (int i = 0; i < NET_LISTENERS; i++)
+        nc.ports[i] = (uint16_t)cfg->ports[i];
+    ingest_limits_default(&nc.limits);
+    if (netloop_new(&nc, &w.in, &done, &n, err, sizeof(err))) {
+        fprintf(stderr, "cascaded: %s\n", err);
+        writer_stop(&w);
+        return 1;
+    }
+    uint16_t ports[NET_LISTENERS];
+    netloop_ports(n, ports);
+    log_msg(LOG_INFO, "ready", "version=%s bind=%s ingest=%u query=%u http=%u data_dir=%s",
+            CASCADE_VERSION, cfg->bind, ports[0], ports[1], ports[2], cfg->data_dir);
+    printf("ready ingest=%u query=%u http=%u\n", ports[0], ports[1], ports[2]);
+    fflush(stdout);
+    int rc = netloop_run(n);
+    netloop_free(n);
+    writer_stop(&w);
+    bqueue_destroy(&done);
+    close(sfd);
+    log_msg(LOG_INFO, "stopped", "status=%d", rc ? 1 : 0);
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            printf("cascaded %s\n", CASCADE_VERSION);
+            return 0;
+        }
+    }
+    struct config cfg;
+    config_defaults(&cfg);
+    if (parse_args(argc, argv, &cfg))
+        return 2;
+    return serve(&cfg);
+}

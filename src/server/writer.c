@@ -1,0 +1,185 @@
+/* The writer thread (see writer.h). */
+#include "server/writer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "query/rpc.h"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int replay_record(void *ctx, const struct event *evs, size_t n)
+{
+    struct writer *w = ctx;
+    uint8_t out[4096];
+    for (size_t i = 0; i < n; i += sizeof(out)) {
+        size_t m = n - i < sizeof(out) ? n - i : sizeof(out);
+        engine_apply(w->engine, evs + i, m, out);
+    }
+    return 0;
+}
+
+static int recover(struct writer *w)
+{
+    struct wal_replay_stats st = {0};
+    uint64_t t0 = now_ms();
+    int rc = wal_replay(w->wal, replay_record, w, &st);
+    if (rc)
+        return rc;
+    uint64_t ms = now_ms() - t0;
+    log_msg(LOG_INFO, "wal_replayed", "segments=%llu records=%llu events=%llu bytes=%llu ms=%llu",
+            (unsigned long long)st.segments, (unsigned long long)st.records,
+            (unsigned long long)st.events, (unsigned long long)st.bytes, (unsigned long long)ms);
+    if (st.cut_bytes)
+        log_msg(LOG_WARN, "wal_tail_cut",
+                "bytes=%llu reason=\"torn or corrupt tail after a crash; everything before it "
+                "was kept\"",
+                (unsigned long long)st.cut_bytes);
+    return 0;
+}
+
+static int ensure_scratch(struct writer *w, uint32_t n)
+{
+    if (n <= w->scratch_cap)
+        return 0;
+    uint8_t *s = realloc(w->scratch, n);
+    if (!s)
+        return -ENOMEM;
+    w->scratch = s;
+    w->scratch_cap = n;
+    return 0;
+}
+
+/* Applies, logs, and fills in every event's outcome. When the WAL cannot take the batch, the
+ * accepted events' outcomes become EVENT_ERR_NOMEM so that no ack covers them. */
+static void do_ingest(struct writer *w, struct batch *b)
+{
+    if (ensure_scratch(w, b->nvalid ? b->nvalid : 1)) {
+        memset(b->outcome, EVENT_ERR_NOMEM, b->n);
+        return;
+    }
+    engine_apply(w->engine, b->evs, b->nvalid, w->scratch);
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->vidx[i] != UINT32_MAX)
+            b->outcome[i] = w->scratch[b->vidx[i]];
+        else
+            engine_note_outcome(w->engine, b->outcome[i]);
+    }
+    for (uint32_t i = 0; i < b->nvalid; i++)
+        w->scratch[i] = w->scratch[i] == EVENT_OK;
+    int rc = wal_append(w->wal, b->evs, w->scratch, b->nvalid);
+    if (rc) {
+        log_msg(LOG_ERROR, "wal_append_failed", "error=\"%s\" events=%u", strerror(-rc), b->nvalid);
+        for (uint32_t i = 0; i < b->n; i++)
+            if (b->outcome[i] == EVENT_OK)
+                b->outcome[i] = EVENT_ERR_NOMEM;
+        return;
+    }
+    w->unsynced = 1;
+}
+
+static void do_query(struct writer *w, struct batch *b)
+{
+    struct rpc_server_stats ss = {wal_bytes(w->wal), now_ms() - w->start_ms};
+    if (rpc_handle(w->engine, &ss, b->req, b->req_len, &b->resp, &b->resp_len)) {
+        b->resp = NULL;
+        b->resp_len = 0;
+    }
+}
+
+static void maybe_sync(struct writer *w)
+{
+    if (w->fsync != WAL_FSYNC_EVERYSEC || !w->unsynced)
+        return;
+    uint64_t now = now_ms();
+    if (now - w->last_sync_ms < 1000)
+        return;
+    int rc = wal_sync(w->wal);
+    if (rc)
+        log_msg(LOG_ERROR, "wal_sync_failed", "error=\"%s\"", strerror(-rc));
+    w->last_sync_ms = now;
+    w->unsynced = rc != 0;
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    for (;;) {
+        struct batch *b = bqueue_pop_wait(&w->in, 200);
+        maybe_sync(w);
+        if (!b)
+            continue;
+        if (b->kind == BATCH_STOP) {
+            batch_free(b);
+            break;
+        }
+        if (b->kind == BATCH_INGEST)
+            do_ingest(w, b);
+        else
+            do_query(w, b);
+        bqueue_push(w->done, b);
+    }
+    return NULL;
+}
+
+int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync, struct bqueue *done,
+                 char *err, size_t errlen)
+{
+    memset(w, 0, sizeof(*w));
+    w->fsync = fsync;
+    w->done = done;
+    w->start_ms = w->last_sync_ms = now_ms();
+    int rc = engine_new(&w->engine);
+    if (rc) {
+        snprintf(err, errlen, "cannot create the engine: %s", strerror(-rc));
+        return rc;
+    }
+    struct wal_options o = {.dir = data_dir, .fsync = fsync};
+    if ((rc = wal_open(&o, &w->wal, err, errlen)))
+        goto fail;
+    if (!wal_uses_io_uring(w->wal))
+        log_msg(LOG_WARN, "wal_no_io_uring", "fallback=pwrite");
+    if ((rc = recover(w))) {
+        snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", data_dir, strerror(-rc));
+        goto fail;
+    }
+    if ((rc = bqueue_init(&w->in, 0)))
+        goto fail;
+    if ((rc = -pthread_create(&w->thread, NULL, writer_main, w))) {
+        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(-rc));
+        goto fail;
+    }
+    w->started = 1;
+    return 0;
+fail:
+    if (w->wal)
+        wal_close(w->wal);
+    engine_free(w->engine);
+    w->wal = NULL;
+    w->engine = NULL;
+    return rc;
+}
+
+void writer_stop(struct writer *w)
+{
+    if (!w->started)
+        return;
+    struct batch *stop;
+    if (batch_new(BATCH_STOP, 0, &stop) == 0)
+        bqueue_push(&w->in, stop);
+    pthread_join(w->thread, NULL);
+    wal_close(w->wal);
+    engine_free(w->engine);
+    bqueue_destroy(&w->in);
+    free(w->scratch);
+    w->started = 0;
+}

@@ -1,0 +1,37 @@
+/* The writer thread: the engine's single writer. It takes batches from the network loop in
+ * order, applies ingest batches to the engine, appends the accepted events to the WAL (durable
+ * per the fsync policy before the batch goes back, so acks never run ahead of the log), answers
+ * queries between batches, and fsyncs every second under `everysec`. */
+#ifndef SERVER_WRITER_H
+#define SERVER_WRITER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "cascade/engine.h"
+#include "net/batch.h"
+#include "store/wal.h"
+
+struct writer {
+    struct engine *engine;
+    struct wal *wal;
+    enum wal_fsync fsync;
+    struct bqueue in;    /* from the network loop */
+    struct bqueue *done; /* back to it */
+    pthread_t thread;
+    int started;
+    uint64_t start_ms, last_sync_ms;
+    int unsynced;
+    uint8_t *scratch; /* outcomes of the valid events of one batch */
+    uint32_t scratch_cap;
+};
+
+/* Opens the WAL under data_dir, replays it into a new engine (logging what it found and cut),
+ * and starts the thread. On failure a negative errno and a message in err. */
+int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync, struct bqueue *done,
+                 char *err, size_t errlen);
+
+/* Finishes every batch queued so far, syncs and closes the WAL, frees the engine. */
+void writer_stop(struct writer *w);
+
+#endif
