@@ -733,10 +733,12 @@ static void begin_stop(struct netloop *n)
     }
     for (uint32_t i = 0; i < n->max_conns; i++) {
         struct conn *c = &n->conns[i];
-        if (c->in_use && c->recv_armed)
+        if (!c->in_use)
+            continue;
+        if (c->recv_armed)
             shutdown(c->fd, SHUT_RD); /* what was received is drained; nothing more is read */
-        if (c->in_use)
-            touch(n, c);
+        c->eof = 1;
+        touch(n, c);
     }
 }
 
@@ -757,8 +759,10 @@ static void on_cqe(struct netloop *n, const struct io_uring_cqe *cqe)
             on_send(n, c, cqe);
         break;
     case OP_CANCEL:
-        if ((c = conn_of(n, u)))
+        if ((c = conn_of(n, u))) {
             c->ops--;
+            touch(n, c);
+        }
         break;
     case OP_WAKE:
         on_wake(n);
@@ -778,7 +782,9 @@ static int may_read(const struct netloop *n, const struct conn *c)
         return 0;
     if (c->kind == NET_QUERY)
         return c->inflight < QUERY_MAX_INFLIGHT;
-    return c->inflight <= MAX_INFLIGHT && ingest_decoder_pending(c->dec) < PENDING_MAX / 2;
+    /* an incomplete value must be read to its end (the decoder bounds its size) */
+    return c->inflight <= MAX_INFLIGHT && (ingest_decoder_pending(c->dec) < PENDING_MAX / 2 ||
+                                           ingest_decoder_idle(c->dec));
 }
 
 static void service_output(struct netloop *n, struct conn *c)

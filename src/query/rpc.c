@@ -115,6 +115,27 @@ static void m_stats(struct rpc_call *c)
     pack_kv_u64(pk, "errors", st.outcomes[EVENT_ERR_NOMEM]);
 }
 
+static void pack_cascade(msgpack_packer *pk, const struct engine_cascade *x)
+{
+    msgpack_pack_map(pk, 15);
+    pack_kv_str(pk, "root", x->root, x->root_len);
+    pack_kv_str(pk, "root_actor", x->root_actor, x->root_actor_len);
+    pack_kv_str(pk, "content", x->content, x->content_len);
+    pack_kv_str(pk, "label", x->label, x->label_len);
+    pack_kv_u64(pk, "size", x->size);
+    pack_kv_u64(pk, "missing", x->missing);
+    pack_kv_u64(pk, "depth", x->depth);
+    pack_kv_u64(pk, "max_breadth", x->max_breadth);
+    pack_key(pk, "structural_virality");
+    msgpack_pack_double(pk, x->structural_virality);
+    pack_kv_u64(pk, "wiener", x->wiener);
+    pack_kv_u64(pk, "unique_actors", x->unique_actors);
+    pack_kv_i64(pk, "first_ts", x->first_ts);
+    pack_kv_i64(pk, "last_ts", x->last_ts);
+    pack_kv_i64(pk, "duration_ms", x->duration_ms);
+    pack_kv_u64(pk, "id", x->id);
+}
+
 static void m_cascade(struct rpc_call *c)
 {
     char buf[24];
@@ -128,24 +149,25 @@ static void m_cascade(struct rpc_call *c)
         c->code = 404;
         return;
     }
-    msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 15);
-    pack_kv_str(pk, "root", x.root, x.root_len);
-    pack_kv_str(pk, "root_actor", x.root_actor, x.root_actor_len);
-    pack_kv_str(pk, "content", x.content, x.content_len);
-    pack_kv_str(pk, "label", x.label, x.label_len);
-    pack_kv_u64(pk, "size", x.size);
-    pack_kv_u64(pk, "missing", x.missing);
-    pack_kv_u64(pk, "depth", x.depth);
-    pack_kv_u64(pk, "max_breadth", x.max_breadth);
-    pack_key(pk, "structural_virality");
-    msgpack_pack_double(pk, x.structural_virality);
-    pack_kv_u64(pk, "wiener", x.wiener);
-    pack_kv_u64(pk, "unique_actors", x.unique_actors);
-    pack_kv_i64(pk, "first_ts", x.first_ts);
-    pack_kv_i64(pk, "last_ts", x.last_ts);
-    pack_kv_i64(pk, "duration_ms", x.duration_ms);
-    pack_kv_u64(pk, "id", x.id);
+    pack_cascade(c->pk, &x);
+}
+
+static void pack_actor(msgpack_packer *pk, const struct engine_actor *a)
+{
+    msgpack_pack_map(pk, 12);
+    pack_kv_str(pk, "id", a->name, a->name_len);
+    pack_kv_u64(pk, "posts", a->posts);
+    pack_kv_u64(pk, "roots", a->roots);
+    pack_kv_u64(pk, "shares", a->shares);
+    pack_kv_u64(pk, "reshares_received", a->reshares_received);
+    pack_kv_u64(pk, "amplifiers", a->amplifiers);
+    pack_kv_u64(pk, "reach", a->reach);
+    pack_kv_u64(pk, "cascades", a->cascades);
+    pack_kv_i64(pk, "first_ts", a->first_ts);
+    pack_kv_i64(pk, "last_ts", a->last_ts);
+    const char *type = a->actor_type == EVENT_ACTOR_PAGE ? "page" : "account";
+    pack_kv_str(pk, "actor_type", type, strlen(type));
+    pack_kv_str(pk, "pagerank", NULL, 0);
 }
 
 static void m_actor(struct rpc_call *c)
@@ -161,30 +183,152 @@ static void m_actor(struct rpc_call *c)
         c->code = 404;
         return;
     }
-    msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 12);
-    pack_kv_str(pk, "id", a.name, a.name_len);
-    pack_kv_u64(pk, "posts", a.posts);
-    pack_kv_u64(pk, "roots", a.roots);
-    pack_kv_u64(pk, "shares", a.shares);
-    pack_kv_u64(pk, "reshares_received", a.reshares_received);
-    pack_kv_u64(pk, "amplifiers", a.amplifiers);
-    pack_kv_u64(pk, "reach", a.reach);
-    pack_kv_u64(pk, "cascades", a.cascades);
-    pack_kv_i64(pk, "first_ts", a.first_ts);
-    pack_kv_i64(pk, "last_ts", a.last_ts);
-    const char *type = a.actor_type == EVENT_ACTOR_PAGE ? "page" : "account";
-    pack_kv_str(pk, "actor_type", type, strlen(type));
-    pack_kv_str(pk, "pagerank", NULL, 0);
+    pack_actor(c->pk, &a);
+}
+
+/* The string param `key`, or NULL when absent; -EINVAL (with the error set) when not a string. */
+static int param_str(struct rpc_call *c, const char *key, const char **s, uint32_t *len)
+{
+    *s = NULL;
+    *len = 0;
+    for (uint32_t i = 0; c->params && i < c->params->size; i++) {
+        const msgpack_object_kv *kv = &c->params->ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != strlen(key) ||
+            memcmp(kv->key.via.str.ptr, key, strlen(key)) != 0)
+            continue;
+        if (kv->val.type != MSGPACK_OBJECT_STR) {
+            snprintf(c->err, sizeof(c->err), "parameter %s must be a string", key);
+            c->code = 400;
+            return -EINVAL;
+        }
+        *s = kv->val.via.str.ptr;
+        *len = kv->val.via.str.size;
+    }
+    return 0;
+}
+
+/* The unsigned param `key` in [1, max], def when absent. */
+static int param_limit(struct rpc_call *c, const char *key, uint32_t def, uint32_t max,
+                       uint32_t *out)
+{
+    *out = def;
+    for (uint32_t i = 0; c->params && i < c->params->size; i++) {
+        const msgpack_object_kv *kv = &c->params->ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != strlen(key) ||
+            memcmp(kv->key.via.str.ptr, key, strlen(key)) != 0)
+            continue;
+        if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER || kv->val.via.u64 == 0 ||
+            kv->val.via.u64 > max) {
+            snprintf(c->err, sizeof(c->err), "parameter %s must be an integer from 1 to %u", key,
+                     max);
+            c->code = 400;
+            return -EINVAL;
+        }
+        *out = (uint32_t)kv->val.via.u64;
+    }
+    return 0;
+}
+
+static void m_top_cascades(struct rpc_call *c)
+{
+    const char *by;
+    uint32_t by_len, limit;
+    if (param_str(c, "by", &by, &by_len) || param_limit(c, "limit", 10, 1000, &limit))
+        return;
+    int metric = by ? engine_cascade_metric_parse(by, by_len) : ENGINE_BY_SIZE;
+    if (metric < 0) {
+        snprintf(c->err, sizeof(c->err),
+                 "by must be one of size, depth, max_breadth, "
+                 "structural_virality, unique_actors, last_ts");
+        c->code = 400;
+        return;
+    }
+    struct engine_cascade *out = malloc(limit * sizeof(*out));
+    int k = out ? engine_top_cascades(c->e, metric, NULL, out, limit) : -ENOMEM;
+    if (k < 0) {
+        snprintf(c->err, sizeof(c->err), "out of memory");
+        c->code = 500;
+        free(out);
+        return;
+    }
+    msgpack_pack_array(c->pk, (size_t)k);
+    for (int i = 0; i < k; i++)
+        pack_cascade(c->pk, &out[i]);
+    free(out);
+}
+
+static void m_top_actors(struct rpc_call *c)
+{
+    const char *by;
+    uint32_t by_len, limit;
+    if (param_str(c, "by", &by, &by_len) || param_limit(c, "limit", 10, 1000, &limit))
+        return;
+    int metric = by ? engine_actor_metric_parse(by, by_len) : ENGINE_BY_REACH;
+    if (metric < 0) {
+        snprintf(c->err, sizeof(c->err),
+                 "by must be one of reach, reshares_received, amplifiers, posts");
+        c->code = 400;
+        return;
+    }
+    struct engine_actor *out = malloc(limit * sizeof(*out));
+    int k = out ? engine_top_actors(c->e, metric, 0, out, limit) : -ENOMEM;
+    if (k < 0) {
+        snprintf(c->err, sizeof(c->err), "out of memory");
+        c->code = 500;
+        free(out);
+        return;
+    }
+    msgpack_pack_array(c->pk, (size_t)k);
+    for (int i = 0; i < k; i++)
+        pack_actor(c->pk, &out[i]);
+    free(out);
+}
+
+struct path_ctx {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    uint32_t n;
+};
+
+static int path_node(void *arg, const struct engine_node *nd)
+{
+    struct path_ctx *p = arg;
+    msgpack_pack_map(&p->pk, 4);
+    pack_kv_str(&p->pk, "post", nd->post, nd->post_len);
+    pack_kv_str(&p->pk, "actor", nd->actor, nd->actor_len);
+    pack_kv_i64(&p->pk, "ts", nd->ts);
+    pack_kv_u64(&p->pk, "depth", nd->depth);
+    p->n++;
+    return 0;
+}
+
+static void m_path(struct rpc_call *c)
+{
+    char buf[24];
+    const char *id;
+    uint32_t len;
+    if (param_id(c, "post", buf, sizeof(buf), &id, &len))
+        return;
+    struct path_ctx p = {.n = 0};
+    msgpack_sbuffer_init(&p.sb);
+    msgpack_packer_init(&p.pk, &p.sb, msgpack_sbuffer_write);
+    if (engine_path(c->e, id, len, path_node, &p) < 0) {
+        snprintf(c->err, sizeof(c->err), "unknown post %.*s", (int)len, id);
+        c->code = 404;
+    } else {
+        msgpack_pack_array(c->pk, p.n);
+        msgpack_sbuffer_write(c->pk->data, p.sb.data, p.sb.size);
+    }
+    msgpack_sbuffer_destroy(&p.sb);
 }
 
 static const struct {
     const char *name;
     void (*fn)(struct rpc_call *c);
 } methods[] = {
-    {"stats", m_stats},
-    {"cascade", m_cascade},
-    {"actor", m_actor},
+    {"stats", m_stats},           {"cascade", m_cascade},
+    {"actor", m_actor},           {"top_cascades", m_top_cascades},
+    {"top_actors", m_top_actors}, {"path", m_path},
 };
 
 /* ---------------------------------------------------------------- dispatch */
@@ -232,7 +376,9 @@ static void dispatch(struct rpc_call *c, const msgpack_object_str *method)
             return;
         }
     }
-    snprintf(c->err, sizeof(c->err), "unknown method %.*s (this server has: stats, cascade, actor)",
+    snprintf(c->err, sizeof(c->err),
+             "unknown method %.*s (this server has: stats, cascade, actor, top_cascades, "
+             "top_actors, path)",
              (int)(method->size > 64 ? 64 : method->size), method->ptr);
     c->code = 404;
 }

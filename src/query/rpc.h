@@ -1,7 +1,8 @@
 /* msgpack-RPC on the query port (DESIGN §5): `[0, msgid, method, [params]]` in, `[1, msgid,
  * error, result]` out. Runs on the engine's thread, between batches, so every answer sees the
- * state as of one moment. This first cut serves stats, cascade and actor; the query issue brings
- * the full method table shared with HTTP and the CLI. */
+ * state as of one moment. This first cut serves stats, cascade, actor, path, top_cascades and
+ * top_actors (by a metric, no filters); the query issue brings the full method table shared with
+ * HTTP and the CLI. */
 #ifndef QUERY_RPC_H
 #define QUERY_RPC_H
 
