@@ -23,9 +23,10 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "level=%s ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ event=%s",
-                     names[level], tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, event);
+    int n =
+        snprintf(line, sizeof(line), "level=%s ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ event=%s",
+                 names[level], tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec, ts.tv_nsec / 1000000, event);
     if (fmt && *fmt && n > 0 && (size_t)n < sizeof(line) - 2) {
         line[n++] = ' ';
         va_list ap;

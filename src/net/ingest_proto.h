@@ -28,8 +28,8 @@ int ingest_decoder_new(const struct ingest_limits *limits, struct ingest_decoder
 void ingest_decoder_free(struct ingest_decoder *d);
 
 /* Appends len received bytes. 0; -EPROTO when the bytes are not msgpack or break a limit (the
- * decoder is dead from then on: see ingest_decoder_error); -ENOMEM. Events before the bad byte
- * can still be drained. */
+ * decoder is dead from then on: see ingest_decoder_error); -ENOMEM (dead too: part of buf may
+ * have been taken). Events before the bad byte can still be drained. */
 int ingest_decoder_feed(struct ingest_decoder *d, const void *buf, size_t len);
 
 /* Called once per event, in stream order. raw is NULL when the value in the event's place is
@@ -39,7 +39,8 @@ int ingest_decoder_feed(struct ingest_decoder *d, const void *buf, size_t len);
 typedef int (*ingest_event_fn)(void *ctx, const struct event_raw *raw);
 
 /* Decodes complete values fed so far and hands their events to fn. Returns the number of events
- * delivered (>= 0), or -ENOMEM. */
+ * delivered (>= 0), or -ENOMEM (msgpack-c failed mid-value: the decoder is dead), or -EPROTO if
+ * msgpack-c ever refused bytes the scanner approved (a bug; see ingest_decoder_error). */
 long ingest_decoder_drain(struct ingest_decoder *d, ingest_event_fn fn, void *ctx);
 
 /* After -EPROTO: "malformed msgpack at byte N" or "... limit ... at byte N" (static storage in

@@ -46,6 +46,10 @@ int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size
 /* fsync of what was appended (the everysec timer, and shutdown). 0 or a negative errno. */
 int wal_sync(struct wal *w);
 
+/* 1 when writes go through io_uring, 0 when wal_open fell back to pwrite/fdatasync because the
+ * kernel refused a ring (seccomp, io_uring_disabled): for the server to log at start-up. */
+int wal_uses_io_uring(const struct wal *w);
+
 /* Total bytes in the WAL's segments (for stats and /metrics). */
 uint64_t wal_bytes(const struct wal *w);
 

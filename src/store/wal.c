@@ -1,0 +1,833 @@
+/* The write-ahead log: numbered segment files of CRC-checked records (format in wal_record.h),
+ * appended through one io_uring (pwrite/fdatasync when the kernel refuses a ring) and replayed at
+ * start-up, where the first bad record cuts the log so that the engine rebuilds a prefix of what
+ * was acknowledged, never a history with a hole in it. */
+#include "store/wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/wal_int.h"
+#include "store/wal_record.h"
+
+/* Segment header: u32 magic "CWAL", u16 version, u16 header size, u64 sequence number. */
+#define SEG_MAGIC       0x4C415743u
+#define SEG_VERSION     1u
+#define SEG_HDR         16u
+#define SEG_DIGITS      20 /* zero-padded so that names sort like their numbers */
+#define SEG_NAME_LEN    (SEG_DIGITS + 4)
+#define SEG_DEFAULT_MAX (64ull << 20)
+
+#define READ_CHUNK  (4u << 20)
+#define WRITE_MAX   (1u << 30) /* per write op: io_uring lengths are 32-bit */
+#define STALLS_MAX  100        /* rounds without progress (EINTR, EAGAIN) before giving up */
+#define RING_DEPTH  8
+#define OP_WRITE    1
+#define OP_FSYNC    2
+#define SEG_CLEAN   0 /* replay_segment: the segment ends on a record boundary */
+#define SEG_CUT     1 /* ... it must be cut at *good */
+#define SEG_STOPPED 2 /* ... the callback stopped the replay */
+
+struct wal_faults wal_faults;
+
+struct seg {
+    uint64_t seq, size;
+};
+
+struct wal {
+    char *path; /* DIR/wal */
+    int dirfd;  /* held open with an flock: one process per WAL */
+    enum wal_fsync policy;
+    uint64_t seg_max;
+    struct seg *segs; /* by sequence; the last one is appended to */
+    size_t nseg, segcap;
+    uint64_t total; /* bytes in all segments */
+    int fd;         /* the last segment, open for writing once ready */
+    int ready;      /* replayed: fd is open, segs[nseg - 1].size is its valid end */
+    int failed;     /* a write or fsync left state we cannot vouch for: refuse appends */
+    int dirty;      /* appended since the last fsync */
+    int uring;
+    struct io_uring ring;
+    uint8_t *buf; /* encoded records of one append */
+    size_t cap;
+};
+
+/* ---- errors and names ---- */
+
+static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -e;
+}
+
+static void seg_name(char out[SEG_NAME_LEN + 1], uint64_t seq)
+{
+    snprintf(out, SEG_NAME_LEN + 1, "%0*" PRIu64 ".wal", SEG_DIGITS, seq);
+}
+
+static int parse_seg_name(const char *name, uint64_t *seq)
+{
+    if (strlen(name) != SEG_NAME_LEN || strcmp(name + SEG_DIGITS, ".wal") != 0)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < SEG_DIGITS; i++) {
+        unsigned d = (unsigned)(name[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *seq = v;
+    return 0;
+}
+
+static void seg_header(uint8_t h[SEG_HDR], uint64_t seq)
+{
+    walrec_put32(h, SEG_MAGIC);
+    walrec_put32(h + 4, SEG_VERSION | SEG_HDR << 16);
+    walrec_put32(h + 8, (uint32_t)seq);
+    walrec_put32(h + 12, (uint32_t)(seq >> 32));
+}
+
+/* 0: ours; 1: not a segment header (torn creation or garbage: cut); -EPROTONOSUPPORT: a segment
+ * from a newer format, which must not be cut as if it were garbage. */
+static int seg_header_check(const uint8_t h[SEG_HDR])
+{
+    if (walrec_get32(h) != SEG_MAGIC)
+        return 1;
+    uint32_t v = walrec_get32(h + 4);
+    if ((v & 0xffff) != SEG_VERSION)
+        return -EPROTONOSUPPORT;
+    return (v >> 16) == SEG_HDR ? 0 : 1;
+}
+
+/* ---- opening ---- */
+
+/* mkdir -p: the data dir may be a fresh path several levels deep. */
+static int mkdir_p(char *path, char *err, size_t errlen)
+{
+    for (char *p = path + 1;; p++) {
+        char c = *p;
+        if (c != '/' && c != '\0')
+            continue;
+        *p = '\0';
+        struct stat st;
+        int rc = 0, e = mkdir(path, 0755) < 0 ? errno : 0;
+        if (e == EEXIST)
+            e = stat(path, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+        if (e)
+            rc = fail(err, errlen, e, "cannot create %s: %s", path, strerror(e));
+        *p = c;
+        if (rc < 0 || c == '\0')
+            return rc;
+    }
+}
+
+static int open_dir(struct wal *w, const char *dir, char *err, size_t errlen)
+{
+    size_t n = strlen(dir);
+    w->path = malloc(n + sizeof("/wal"));
+    if (!w->path)
+        return fail(err, errlen, ENOMEM, "out of memory opening the WAL in %s", dir);
+    memcpy(w->path, dir, n);
+    memcpy(w->path + n, "/wal", sizeof("/wal"));
+    int rc = mkdir_p(w->path, err, errlen);
+    if (rc < 0)
+        return rc;
+    w->dirfd = open(w->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->dirfd < 0)
+        return fail(err, errlen, errno, "cannot open %s: %s", w->path, strerror(errno));
+    /* Two writers on one log would interleave records; the lock goes with the process. */
+    if (flock(w->dirfd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            return fail(err, errlen, EBUSY,
+                        "%s is in use by another process (another cascaded on this data dir?)",
+                        w->path);
+        return fail(err, errlen, errno, "cannot lock %s: %s", w->path, strerror(errno));
+    }
+    return 0;
+}
+
+static int push_seg(struct wal *w, uint64_t seq, uint64_t size)
+{
+    if (w->nseg == w->segcap) {
+        size_t cap = w->segcap ? w->segcap * 2 : 16;
+        struct seg *s = realloc(w->segs, cap * sizeof(*s));
+        if (!s)
+            return -ENOMEM;
+        w->segs = s;
+        w->segcap = cap;
+    }
+    w->segs[w->nseg++] = (struct seg){seq, size};
+    w->total += size;
+    return 0;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+    uint64_t x = ((const struct seg *)a)->seq, y = ((const struct seg *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+static int list_segments(struct wal *w, char *err, size_t errlen)
+{
+    DIR *d = opendir(w->path);
+    if (!d)
+        return fail(err, errlen, errno, "cannot read %s: %s", w->path, strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    uint64_t seq;
+    struct stat st;
+    while (rc == 0 && (errno = 0, de = readdir(d))) {
+        if (parse_seg_name(de->d_name, &seq) < 0)
+            continue; /* not ours: left alone */
+        if (fstatat(w->dirfd, de->d_name, &st, 0) < 0)
+            rc = fail(err, errlen, errno, "cannot stat %s/%s: %s", w->path, de->d_name,
+                      strerror(errno));
+        else if (push_seg(w, seq, (uint64_t)st.st_size) < 0)
+            rc = fail(err, errlen, ENOMEM, "out of memory listing %s", w->path);
+    }
+    if (rc == 0 && errno)
+        rc = fail(err, errlen, errno, "cannot read %s: %s", w->path, strerror(errno));
+    closedir(d);
+    if (w->nseg > 1)
+        qsort(w->segs, w->nseg, sizeof(*w->segs), cmp_seg);
+    return rc;
+}
+
+/* Refuses segments of a newer format up front, where the message can name the file; torn or
+ * foreign headers are left for the replay to cut. */
+static int check_headers(struct wal *w, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < w->nseg; i++) {
+        char name[SEG_NAME_LEN + 1];
+        uint8_t h[SEG_HDR];
+        seg_name(name, w->segs[i].seq);
+        int fd = openat(w->dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return fail(err, errlen, errno, "cannot open %s/%s: %s", w->path, name,
+                        strerror(errno));
+        ssize_t got = pread(fd, h, SEG_HDR, 0);
+        int e = errno;
+        close(fd);
+        if (got < 0)
+            return fail(err, errlen, e, "cannot read %s/%s: %s", w->path, name, strerror(e));
+        if (got == SEG_HDR && seg_header_check(h) < 0)
+            return fail(err, errlen, EPROTONOSUPPORT,
+                        "%s/%s was written by a newer cascaded (WAL format %u; this one reads %u)",
+                        w->path, name, walrec_get32(h + 4) & 0xffff, SEG_VERSION);
+    }
+    return 0;
+}
+
+static void wal_free(struct wal *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->dirfd >= 0)
+        close(w->dirfd); /* releases the flock */
+    if (w->uring)
+        io_uring_queue_exit(&w->ring);
+    free(w->segs);
+    free(w->buf);
+    free(w->path);
+    free(w);
+}
+
+int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!o || !o->dir || !o->dir[0])
+        return fail(err, errlen, EINVAL, "no data directory given for the WAL");
+    if (o->fsync != WAL_FSYNC_NO && o->fsync != WAL_FSYNC_EVERYSEC && o->fsync != WAL_FSYNC_ALWAYS)
+        return fail(err, errlen, EINVAL, "unknown fsync policy %d", (int)o->fsync);
+    struct wal *w = calloc(1, sizeof(*w));
+    if (!w)
+        return fail(err, errlen, ENOMEM, "out of memory opening the WAL in %s", o->dir);
+    w->fd = w->dirfd = -1;
+    w->policy = o->fsync;
+    w->seg_max = o->segment_bytes ? o->segment_bytes : SEG_DEFAULT_MAX;
+    int rc = open_dir(w, o->dir, err, errlen);
+    if (rc == 0)
+        rc = list_segments(w, err, errlen);
+    if (rc == 0)
+        rc = check_headers(w, err, errlen);
+    if (rc < 0) {
+        wal_free(w);
+        return rc;
+    }
+    /* A ring can be refused (seccomp in containers, io_uring_disabled): plain syscalls then. */
+    w->uring = !wal_faults.no_uring && io_uring_queue_init(RING_DEPTH, &w->ring, 0) == 0;
+    *out = w;
+    return 0;
+}
+
+int wal_uses_io_uring(const struct wal *w)
+{
+    return w->uring;
+}
+
+uint64_t wal_bytes(const struct wal *w)
+{
+    return w->total;
+}
+
+/* ---- writing: io_uring, or pwrite/fdatasync ---- */
+
+/* Fault injection: the errno for this op when a countdown reaches it, else 0. */
+static int fault_take(int *countdown)
+{
+    if (*countdown <= 0 || --*countdown > 0)
+        return 0;
+    return -(wal_faults.err ? wal_faults.err : EIO);
+}
+
+static size_t chunk_of(size_t left)
+{
+    size_t c = left < WRITE_MAX ? left : WRITE_MAX;
+    if (wal_faults.max_write && c > wal_faults.max_write)
+        c = wal_faults.max_write;
+    return c;
+}
+
+static int retryable(int res)
+{
+    return res == -EINTR || res == -EAGAIN || res == -ECANCELED;
+}
+
+static int ring_submit(struct wal *w, unsigned nr)
+{
+    unsigned done = 0;
+    int stalls = 0;
+    while (done < nr) {
+        int rc = io_uring_submit_and_wait(&w->ring, nr - done);
+        if (rc > 0) {
+            done += (unsigned)rc;
+            continue;
+        }
+        /* -EINTR/-EAGAIN from io_uring_enter mean nothing was taken: the SQEs are still queued. */
+        if ((rc == 0 || rc == -EINTR || rc == -EAGAIN) && ++stalls <= STALLS_MAX)
+            continue;
+        w->failed = 1; /* SQEs pointing at our buffer may still be queued: never reuse the ring */
+        return rc < 0 ? rc : -EIO;
+    }
+    return 0;
+}
+
+static int ring_reap(struct wal *w, unsigned nr, int *wres, int *fres)
+{
+    for (unsigned i = 0; i < nr; i++) {
+        struct io_uring_cqe *cqe;
+        int rc;
+        while ((rc = io_uring_wait_cqe(&w->ring, &cqe)) == -EINTR)
+            ;
+        if (rc < 0) {
+            w->failed = 1;
+            return rc;
+        }
+        if (io_uring_cqe_get_data64(cqe) == OP_FSYNC)
+            *fres = cqe->res;
+        else
+            *wres = cqe->res;
+        io_uring_cqe_seen(&w->ring, cqe);
+    }
+    return 0;
+}
+
+/* One submission: a write of chunk bytes (if any) and, with with_sync, an fdatasync linked
+ * behind it. IOSQE_IO_LINK starts the fsync only once the write completed in full; a short or
+ * failed write cancels it (-ECANCELED), and the caller resubmits the rest with a new fsync. */
+static int ring_round(struct wal *w, int fd, const uint8_t *p, size_t chunk, uint64_t off,
+                      int with_sync, int *wres, int *fres)
+{
+    int wfault = chunk ? fault_take(&wal_faults.fail_write) : 0;
+    int ffault = with_sync && !wfault ? fault_take(&wal_faults.fail_fsync) : 0;
+    unsigned nr = 0;
+    *wres = wfault;
+    *fres = wfault ? -ECANCELED : ffault;
+    if (chunk && !wfault) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring); /* never NULL: drained */
+        io_uring_prep_write(sqe, fd, p, (unsigned)chunk, off);
+        io_uring_sqe_set_data64(sqe, OP_WRITE);
+        if (with_sync && !ffault)
+            sqe->flags |= IOSQE_IO_LINK;
+        nr++;
+    }
+    if (with_sync && !wfault && !ffault) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sqe, OP_FSYNC);
+        nr++;
+    }
+    if (nr == 0)
+        return 0;
+    int rc = ring_submit(w, nr);
+    return rc < 0 ? rc : ring_reap(w, nr, wres, fres);
+}
+
+static int ring_write(struct wal *w, int fd, const uint8_t *p, size_t len, uint64_t off, int sync)
+{
+    size_t done = 0;
+    for (int stalls = 0; stalls <= STALLS_MAX;) {
+        size_t chunk = chunk_of(len - done);
+        int with_sync = sync && done + chunk == len;
+        int wres = 0, fres = 0;
+        int rc = ring_round(w, fd, p + done, chunk, off + done, with_sync, &wres, &fres);
+        if (rc < 0)
+            return rc;
+        if (wres < 0 && !retryable(wres))
+            return wres;
+        if (wres > 0)
+            done += (size_t)wres;
+        else if (chunk)
+            stalls++;
+        if (done < len)
+            continue;
+        if (!sync || fres >= 0)
+            return 0;
+        if (!retryable(fres)) {
+            w->failed = 1; /* after a failed fsync the page cache may have dropped our data */
+            return fres;
+        }
+        stalls++; /* the next round has chunk 0: the fsync alone */
+    }
+    return -EIO;
+}
+
+static int plain_sync(struct wal *w, int fd)
+{
+    int rc = fault_take(&wal_faults.fail_fsync);
+    while (rc == 0 && fdatasync(fd) < 0)
+        rc = errno == EINTR ? 0 : -errno;
+    if (rc < 0)
+        w->failed = 1;
+    return rc;
+}
+
+static int plain_write(struct wal *w, int fd, const uint8_t *p, size_t len, uint64_t off, int sync)
+{
+    size_t done = 0;
+    for (int stalls = 0; done < len;) {
+        size_t chunk = chunk_of(len - done);
+        ssize_t got = fault_take(&wal_faults.fail_write);
+        if (got == 0 && (got = pwrite(fd, p + done, chunk, (off_t)(off + done))) < 0)
+            got = -errno;
+        if (got > 0) {
+            done += (size_t)got;
+        } else if ((got < 0 && !retryable((int)got)) || ++stalls > STALLS_MAX) {
+            return got < 0 ? (int)got : -EIO;
+        }
+    }
+    return sync ? plain_sync(w, fd) : 0;
+}
+
+/* Writes p[0..len) at off in fd, then with sync makes it durable. Handles short writes. */
+static int io_write(struct wal *w, int fd, const uint8_t *p, size_t len, uint64_t off, int sync)
+{
+    if (w->uring)
+        return ring_write(w, fd, p, len, off, sync);
+    return plain_write(w, fd, p, len, off, sync);
+}
+
+static int io_sync(struct wal *w, int fd)
+{
+    return io_write(w, fd, NULL, 0, 0, 1);
+}
+
+static int sync_dir(struct wal *w)
+{
+    return fsync(w->dirfd) < 0 ? -errno : 0;
+}
+
+/* ---- segments ---- */
+
+/* Creates segment seq with its header, durable (file and directory entry) unless the policy is
+ * "no", so that a crash never leaves records in a file the directory forgot. */
+static int create_segment(struct wal *w, uint64_t seq, int *out)
+{
+    char name[SEG_NAME_LEN + 1];
+    uint8_t h[SEG_HDR];
+    seg_name(name, seq);
+    seg_header(h, seq);
+    int fd = openat(w->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int sync = w->policy != WAL_FSYNC_NO;
+    int rc = io_write(w, fd, h, SEG_HDR, 0, sync);
+    if (rc == 0 && sync)
+        rc = sync_dir(w);
+    if (rc == 0)
+        rc = push_seg(w, seq, SEG_HDR);
+    if (rc < 0) {
+        close(fd);
+        unlinkat(w->dirfd, name, 0);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* Moves appends to a new segment. The old one is made durable first: a later wal_sync only
+ * reaches the new file, and a lost tail before kept records would be a hole in the history. */
+static int roll(struct wal *w)
+{
+    if (w->dirty && w->policy != WAL_FSYNC_NO) {
+        int rc = io_sync(w, w->fd);
+        if (rc < 0)
+            return rc;
+    }
+    int fd;
+    int rc = create_segment(w, w->segs[w->nseg - 1].seq + 1, &fd);
+    if (rc < 0)
+        return rc;
+    close(w->fd);
+    w->fd = fd;
+    w->dirty = 0;
+    return 0;
+}
+
+static int open_tail(struct wal *w)
+{
+    if (w->nseg == 0)
+        return create_segment(w, 1, &w->fd);
+    char name[SEG_NAME_LEN + 1];
+    seg_name(name, w->segs[w->nseg - 1].seq);
+    w->fd = openat(w->dirfd, name, O_WRONLY | O_CLOEXEC);
+    return w->fd < 0 ? -errno : 0;
+}
+
+/* ---- replay ---- */
+
+/* A window on one segment file, refilled in large reads; records are decoded in place. */
+struct reader {
+    int fd;
+    uint8_t *buf;
+    size_t cap, len, pos; /* buf[pos..len) holds file bytes base + pos .. base + len */
+    uint64_t base, size;
+};
+
+struct replay {
+    struct reader rd;
+    wal_replay_fn fn;
+    void *ctx;
+    int stop; /* what fn returned when it stopped the replay */
+    struct event *evs;
+    size_t evcap;
+    struct wal_replay_stats *st;
+};
+
+static int rd_grow(struct reader *r, size_t n)
+{
+    size_t cap = n > READ_CHUNK ? n : READ_CHUNK;
+    uint8_t *b = realloc(r->buf, cap);
+    if (!b)
+        return -ENOMEM;
+    r->buf = b;
+    r->cap = cap;
+    return 0;
+}
+
+/* Makes n bytes available at buf + pos: 1; 0 when the file ends first; or a negative errno. The
+ * size check comes first, so a corrupt length never makes us allocate more than the file. */
+static int rd_need(struct reader *r, size_t n)
+{
+    if (r->len - r->pos >= n)
+        return 1;
+    if (r->size - (r->base + r->pos) < n)
+        return 0;
+    memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+    r->base += r->pos;
+    r->len -= r->pos;
+    r->pos = 0;
+    if (n > r->cap && rd_grow(r, n) < 0)
+        return -ENOMEM;
+    while (r->len < n) {
+        ssize_t got = pread(r->fd, r->buf + r->len, r->cap - r->len, (off_t)(r->base + r->len));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            return 0; /* shorter than fstat said */
+        r->len += (size_t)got;
+    }
+    return 1;
+}
+
+/* Reads and checks one record at the reader's position: 1 with it decoded, 0 when it is torn or
+ * corrupt, or a negative errno. */
+static int next_record(struct replay *rp, size_t *n, uint32_t *len)
+{
+    struct reader *r = &rp->rd;
+    int rc = rd_need(r, WALREC_HDR);
+    if (rc <= 0)
+        return rc;
+    if (walrec_header(r->buf + r->pos, len) < 0)
+        return 0;
+    rc = rd_need(r, WALREC_HDR + (size_t)*len);
+    if (rc <= 0)
+        return rc;
+    const uint8_t *h = r->buf + r->pos;
+    rc = walrec_decode(h, h + WALREC_HDR, *len, &rp->evs, &rp->evcap, n);
+    if (rc < 0)
+        return rc;
+    return rc == 0;
+}
+
+/* Replays the records of the open segment; *good is the end of the last good one. */
+static int replay_records(struct replay *rp, uint64_t *good)
+{
+    struct reader *r = &rp->rd;
+    *good = 0;
+    int rc = rd_need(r, SEG_HDR);
+    if (rc <= 0)
+        return rc < 0 ? rc : SEG_CUT;
+    rc = seg_header_check(r->buf + r->pos);
+    if (rc != 0)
+        return rc < 0 ? rc : SEG_CUT;
+    r->pos += SEG_HDR;
+    for (;;) {
+        *good = r->base + r->pos;
+        if (*good == r->size)
+            return SEG_CLEAN;
+        size_t n;
+        uint32_t len;
+        rc = next_record(rp, &n, &len);
+        if (rc <= 0)
+            return rc < 0 ? rc : SEG_CUT;
+        r->pos += WALREC_HDR + len;
+        rp->st->records++;
+        rp->st->events += n;
+        if (rp->fn && (rp->stop = rp->fn(rp->ctx, rp->evs, n)) != 0)
+            return SEG_STOPPED;
+    }
+}
+
+static int replay_segment(struct wal *w, size_t i, struct replay *rp, uint64_t *good)
+{
+    char name[SEG_NAME_LEN + 1];
+    seg_name(name, w->segs[i].seq);
+    struct reader *r = &rp->rd;
+    r->fd = openat(w->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0)
+        return -errno;
+    struct stat st;
+    int rc = fstat(r->fd, &st) < 0 ? -errno : 0;
+    if (rc == 0) {
+        w->total += (uint64_t)st.st_size - w->segs[i].size; /* in case it changed since open */
+        w->segs[i].size = r->size = (uint64_t)st.st_size;
+        r->base = r->len = r->pos = 0;
+        rc = replay_records(rp, good);
+    }
+    close(r->fd);
+    return rc;
+}
+
+/* Cuts the log at byte good of segment i: later segments go first (newest first), then the
+ * segment is truncated, or removed when not even its header is good. A crash halfway leaves the
+ * bad bytes in place, so the next start cuts again at the same place: never a gap. */
+static int cut_log(struct wal *w, size_t i, uint64_t good, struct wal_replay_stats *st)
+{
+    char name[SEG_NAME_LEN + 1];
+    while (w->nseg > i + 1) {
+        struct seg *s = &w->segs[w->nseg - 1];
+        seg_name(name, s->seq);
+        if (unlinkat(w->dirfd, name, 0) < 0)
+            return -errno;
+        st->cut_bytes += s->size;
+        w->total -= s->size;
+        w->nseg--;
+    }
+    int rc = sync_dir(w);
+    if (rc < 0)
+        return rc;
+    struct seg *s = &w->segs[i];
+    seg_name(name, s->seq);
+    int keep = good >= SEG_HDR;
+    if (keep) {
+        int fd = openat(w->dirfd, name, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        rc = ftruncate(fd, (off_t)good) < 0 || fsync(fd) < 0 ? -errno : 0;
+        close(fd);
+    } else {
+        rc = unlinkat(w->dirfd, name, 0) < 0 ? -errno : sync_dir(w);
+    }
+    if (rc < 0)
+        return rc;
+    st->cut_bytes += s->size - good;
+    w->total -= s->size - good;
+    s->size = good;
+    if (!keep)
+        w->nseg--;
+    return 0;
+}
+
+static int replay_all(struct wal *w, struct replay *rp)
+{
+    for (size_t i = 0; i < w->nseg; i++) {
+        uint64_t good = 0;
+        int rc = replay_segment(w, i, rp, &good);
+        if (rc < 0)
+            return rc;
+        if (rc == SEG_STOPPED)
+            return rp->stop;
+        if (rc == SEG_CUT) {
+            rc = cut_log(w, i, good, rp->st);
+            if (rc < 0)
+                return rc;
+            rp->st->segments += good >= SEG_HDR;
+            break;
+        }
+        rp->st->segments++;
+    }
+    return 0;
+}
+
+int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_stats *st)
+{
+    struct wal_replay_stats local;
+    if (!st)
+        st = &local;
+    memset(st, 0, sizeof(*st));
+    if (w->ready)
+        return -EINVAL; /* the log is replayed once, before the first append */
+    struct replay rp = {.fn = fn, .ctx = ctx, .st = st};
+    int rc = replay_all(w, &rp);
+    free(rp.rd.buf);
+    free(rp.evs);
+    if (rc != 0)
+        return rc;
+    rc = open_tail(w);
+    if (rc < 0)
+        return rc;
+    st->bytes = w->total;
+    w->ready = 1;
+    return 0;
+}
+
+/* ---- appending ---- */
+
+static int reserve_buf(struct wal *w, size_t n)
+{
+    if (n <= w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap : 64 << 10;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *b = realloc(w->buf, cap);
+    if (!b)
+        return -ENOMEM;
+    w->buf = b;
+    w->cap = cap;
+    return 0;
+}
+
+/* Encodes the kept events into w->buf as one record, or several when they overflow the 24-bit
+ * length. An event the decoder would refuse is refused here (-EINVAL), before anything is
+ * written: once on disk it would read back as corruption and cut everything after it. */
+static int encode(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n,
+                  size_t *out)
+{
+    size_t used = 0, rec = 0;
+    uint32_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keep && !keep[i])
+            continue;
+        size_t es = walrec_event_size(&evs[i]);
+        if (es == 0)
+            return -EINVAL;
+        if (count && used - rec - WALREC_HDR + es > WALREC_MAX) {
+            walrec_seal(w->buf + rec, (uint32_t)(used - rec - WALREC_HDR), count);
+            rec = used;
+            count = 0;
+        }
+        size_t head = count ? 0 : WALREC_HDR + WALREC_COUNT;
+        if (reserve_buf(w, used + head + es) < 0)
+            return -ENOMEM;
+        used += head;
+        walrec_put_event(w->buf + used, &evs[i]);
+        used += es;
+        count++;
+    }
+    if (count)
+        walrec_seal(w->buf + rec, (uint32_t)(used - rec - WALREC_HDR), count);
+    *out = used;
+    return 0;
+}
+
+/* After a failed write the file may hold part of the record: cut it off, or the next record
+ * would land after garbage that replay stops at. If even that fails, stop appending. */
+static int undo_write(struct wal *w, int rc)
+{
+    if (ftruncate(w->fd, (off_t)w->segs[w->nseg - 1].size) < 0)
+        w->failed = 1;
+    return rc;
+}
+
+int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n)
+{
+    if (w->failed)
+        return -EIO;
+    if (!w->ready) {
+        /* No replay yet: validate (and cut) the log first, or we could append behind a torn
+         * record and lose everything written from here on at the next start. */
+        int rc = wal_replay(w, NULL, NULL, NULL);
+        if (rc != 0)
+            return rc < 0 ? rc : -EIO;
+    }
+    size_t len;
+    int rc = encode(w, evs, keep, n, &len);
+    if (rc < 0 || len == 0)
+        return rc;
+    struct seg *s = &w->segs[w->nseg - 1];
+    if (s->size > SEG_HDR && s->size + len > w->seg_max) {
+        rc = roll(w);
+        if (rc < 0)
+            return rc;
+        s = &w->segs[w->nseg - 1];
+    }
+    int always = w->policy == WAL_FSYNC_ALWAYS;
+    rc = io_write(w, w->fd, w->buf, len, s->size, always);
+    if (rc < 0)
+        return undo_write(w, rc);
+    s->size += len;
+    w->total += len;
+    w->dirty = !always;
+    return 0;
+}
+
+int wal_sync(struct wal *w)
+{
+    if (w->failed)
+        return -EIO;
+    if (!w->ready || !w->dirty)
+        return 0;
+    int rc = io_sync(w, w->fd);
+    if (rc == 0)
+        w->dirty = 0;
+    return rc;
+}
+
+void wal_close(struct wal *w)
+{
+    if (!w)
+        return;
+    if (w->policy != WAL_FSYNC_NO)
+        wal_sync(w);
+    wal_free(w);
+}

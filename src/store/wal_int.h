@@ -1,0 +1,19 @@
+/* Test hooks of the WAL: fault injection in the manner of SQLite's I/O error tests, so that unit
+ * tests can drive the short-write, failed-write and fallback paths. Production code never sets
+ * them; they are read by the writer thread only. */
+#ifndef STORE_WAL_INT_H
+#define STORE_WAL_INT_H
+
+#include <stdint.h>
+
+struct wal_faults {
+    int no_uring;       /* wal_open skips io_uring: the pwrite/fdatasync path */
+    uint32_t max_write; /* cap on the bytes of one write op, as if the kernel wrote short */
+    int fail_write;     /* the Nth write op from now fails with err (0: none) */
+    int fail_fsync;     /* the Nth fsync op from now fails with err (0: none) */
+    int err;            /* the errno injected (0: EIO) */
+};
+
+extern struct wal_faults wal_faults;
+
+#endif
