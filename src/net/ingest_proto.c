@@ -1,8 +1,6 @@
-/* The ingest protocol's decoder (DESIGN §4): msgpack event maps, or arrays of them, cut wherever
- * recv cut them. Two stages: a header scanner vets every msgpack header against the limits as the
- * bytes arrive, because msgpack-c allocates a container's elements the moment it reads its header;
- * msgpack-c's streaming unpacker then only ever sees approved bytes, and only parses whole values.
- */
+/* The ingest protocol's decoder (DESIGN §4). A header scanner checks every msgpack header against
+ * the limits as bytes arrive, since msgpack-c allocates a container when it reads its header; the
+ * msgpack-c unpacker behind it sees approved bytes only, and parses only complete values. */
 #include "net/ingest_proto.h"
 
 #include <errno.h>
@@ -73,7 +71,7 @@ struct ingest_decoder {
 
 void ingest_limits_default(struct ingest_limits *l)
 {
-    l->max_value_bytes = 16u << 20;
+    l->max_value_bytes = 4u << 20;
     l->max_array = 100000;
     l->max_map = 64;
     l->max_depth = 8;
@@ -316,7 +314,7 @@ static size_t scan(struct ingest_decoder *d, const uint8_t *s, size_t n)
 
 /* Copies the held header bytes and one slice straight into the unpacker's free space, scans them
  * there, and tells the unpacker about the approved prefix only. */
-static int feed_slice(struct ingest_decoder *d, const uint8_t *buf, size_t len)
+static void feed_slice(struct ingest_decoder *d, const uint8_t *buf, size_t len)
 {
     size_t total = d->held_len + len, ok;
     uint8_t *span;
@@ -325,7 +323,7 @@ static int feed_slice(struct ingest_decoder *d, const uint8_t *buf, size_t len)
     if (!msgpack_unpacker_reserve_buffer(d->mp, total)) {
         set_error(d, "out of memory");
         d->feed_err = -ENOMEM;
-        return -ENOMEM;
+        return;
     }
     span = (uint8_t *)msgpack_unpacker_buffer(d->mp);
     memcpy(span, d->held, d->held_len);
@@ -335,7 +333,6 @@ static int feed_slice(struct ingest_decoder *d, const uint8_t *buf, size_t len)
     d->pos += ok;
     d->held_len = d->feed_err < 0 ? 0 : total - ok;
     memcpy(d->held, span + ok, d->held_len);
-    return d->feed_err;
 }
 
 int ingest_decoder_feed(struct ingest_decoder *d, const void *buf, size_t len)
@@ -426,15 +423,18 @@ static int emit(const msgpack_object *o, ingest_event_fn fn, void *ctx)
     return fn(ctx, &raw);
 }
 
-/* msgpack-c's state is lost: drain() and feed() only report the error from now on. */
+/* msgpack-c's state is lost: drain() and feed() only report an error from now on. A message
+ * already given (the caller may hold the pointer) stays as it was. */
 static int broken(struct ingest_decoder *d, int err)
 {
+    d->drain_err = err;
+    if (d->feed_err)
+        return err;
+    d->feed_err = err;
     if (err == -ENOMEM)
         set_error(d, "out of memory");
     else
         set_error(d, "malformed msgpack at byte %llu", (unsigned long long)d->delivered);
-    d->drain_err = err;
-    d->feed_err = err;
     return err;
 }
 

@@ -12,7 +12,8 @@
 #include "cascade/event.h"
 
 struct ingest_limits {
-    uint32_t max_value_bytes; /* one top-level value (an event, or an array of them): 16 MiB */
+    uint32_t max_value_bytes; /* one top-level value (an event, or an array of them): 4 MiB
+                               * (msgpack-c may need up to ~24x that in objects) */
     uint32_t max_array;       /* elements in any array: 100000 */
     uint32_t max_map;         /* keys in any map: 64 */
     uint32_t max_depth;       /* nesting of arrays/maps: 8 */
