@@ -1,0 +1,1183 @@
+#!/usr/bin/python3
+"""Crash and durability test of cascaded (DESIGN §6) through the real server.
+
+usage: /usr/bin/python3 test_durability.py BIN_DIR      (BIN_DIR holds the built `cascaded`)
+
+  kill -9    4 producers send (threads, paced) and record every ack; the server is killed with
+             SIGKILL mid-stream and restarted on the same data dir; each producer resends its acked
+             prefix (all of it must come back as duplicates) and then the rest; the stats and
+             metrics must then equal those computed here from the full stream, posts counted once;
+             a second kill -9 and restart must give the same state. With --fsync everysec, always, no
+             (a process kill loses nothing under any policy: acked events were written to the OS).
+  torn tail  SIGTERM, the last WAL segment (DATA/wal/*.wal) loses its last 3 bytes: the server
+             starts, logs the cut on stderr, and holds exactly the events of the records before the
+             last one; a resend fills the gap, and the next start finds a clean log.
+  corrupt    the same with one byte of the last record flipped; then zeros and noise appended
+             after the last record, and a torn new segment (5 bytes): nothing lost, both cut.
+  conflicts  8 connections race with conflicting events (same post ids, conflicting actor_types):
+             every answer after kill -9 and restart is exactly what it was before.
+  segments   some 82 MB of WAL (two segments) replayed after kill -9; wal_bytes = the files' size.
+  SIGTERM    while 2 producers are sending (and idle connections hold half a value, or nothing):
+             exit status 0, every acked event there after restart.
+Prints one line per check and ends with 'N passed, M failed'; exit status 1 if any failed.
+Needs Debian's python3-msgpack and nothing else; servers are stopped by PID at the end.
+"""
+import collections
+import glob
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import msgpack
+
+passed, failed = 0, 0
+
+
+def check(name, ok, detail=''):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f'ok   {name}', flush=True)
+    else:
+        failed += 1
+        print(f'FAIL {name} {detail}'[:2000], flush=True)
+    return ok
+
+
+def same(a, b):
+    if isinstance(b, float):
+        return isinstance(a, (int, float)) and not isinstance(a, bool) and abs(a - b) <= 1e-9 * max(1.0, abs(b))
+    return a == b
+
+
+# ------------------------------------------------------------------------------------ server
+
+class Server:
+    """One cascaded process on free loopback ports; stderr goes to a file in the data dir's parent."""
+    all = []
+
+    def __init__(self, bin_dir, data_dir, *extra):
+        self.bin, self.data, self.extra = os.path.join(bin_dir, 'cascaded'), data_dir, list(extra)
+        self.p, self.starts = None, 0
+        Server.all.append(self)
+
+    def start(self, timeout=30):
+        self.starts += 1
+        self.err_path = f'{self.data}.stderr.{self.starts}'
+        with open(self.err_path, 'wb') as err:
+            self.p = subprocess.Popen([self.bin, '--bind', '127.0.0.1', '--ingest-port', '0', '--query-port', '0',
+                                       '--http-port', '0', '--data-dir', self.data] + self.extra,
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        buf, deadline = b'', time.time() + timeout
+        while b'\n' not in buf and time.time() < deadline:
+            r, _, _ = select.select([self.p.stdout], [], [], 0.2)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+        line = buf.split(b'\n')[0].decode(errors='replace')
+        m = re.fullmatch(r'ready ingest=(\d+) query=(\d+) http=(\d+)', line.strip())
+        if not m:
+            self.kill()
+            raise RuntimeError(f'no "ready ingest=.. query=.. http=.." line on stdout (got {buf!r}); '
+                               f'stderr: {self.stderr()[-2000:]}')
+        self.ingest, self.query, self.http = map(int, m.groups())
+        return self
+
+    def stderr(self):
+        try:
+            with open(self.err_path, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Signals the process and waits; None when it had to be killed after timeout."""
+        if self.p is None:
+            return None
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        return self.p.returncode
+
+    def kill(self):
+        if self.p is not None and self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+# ------------------------------------------------------------------------------------ clients
+
+def ack_total(m):
+    return sum(m.get(k, 0) for k in ('ok', 'dup', 'rej')) if isinstance(m, dict) else 0
+
+
+class IngestConn:
+    """A producer connection; a thread collects every message the server writes back."""
+
+    def __init__(self, port, timeout=30):
+        self.s = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.msgs, self.closed, self.error = [], False, None
+        self.cv = threading.Condition()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        u = msgpack.Unpacker(raw=False, strict_map_key=False)
+        try:
+            while True:
+                data = self.s.recv(65536)
+                if not data:
+                    break
+                u.feed(data)
+                new = list(u)
+                if new:
+                    with self.cv:
+                        self.msgs.extend(new)
+                        self.cv.notify_all()
+        except Exception as e:  # reset, timeout, closed by us
+            self.error = e
+        finally:
+            with self.cv:
+                self.closed = True
+                self.cv.notify_all()
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def acks(self):
+        with self.cv:
+            return [m for m in self.msgs if isinstance(m, dict) and 'ok' in m]
+
+    def last(self):
+        a = self.acks()
+        return a[-1] if a else {}
+
+    def fatal(self):
+        with self.cv:
+            return next((m['fatal'] for m in self.msgs if isinstance(m, dict) and 'fatal' in m), None)
+
+    def wait(self, pred, timeout=20):
+        """Waits until pred(last ack) holds, a fatal message came, or the connection closed."""
+        with self.cv:
+            self.cv.wait_for(lambda: self.closed or self.fatal() is not None or pred(self.last()), timeout)
+        return self.last()
+
+    def wait_total(self, n, timeout=20):
+        return self.wait(lambda m: ack_total(m) >= n, timeout)
+
+    def wait_closed(self, timeout=10):
+        with self.cv:
+            return self.cv.wait_for(lambda: self.closed, timeout)
+
+    def close(self):
+        try:
+            self.s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.s.close()
+        self.t.join(5)
+
+
+class Rpc:
+    """msgpack-RPC on the query port, one connection for many calls."""
+
+    def __init__(self, port, timeout=30):
+        self.s = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.msgid = 0
+
+    def call(self, method, **params):
+        self.msgid += 1
+        self.s.sendall(msgpack.packb([0, self.msgid, method, [params]]))
+        while True:
+            for m in self.u:
+                if isinstance(m, list) and len(m) == 4 and m[0] == 1 and m[1] == self.msgid:
+                    return m[2], m[3]
+            data = self.s.recv(65536)
+            if not data:
+                raise RuntimeError('query port closed the connection')
+            self.u.feed(data)
+
+    def close(self):
+        self.s.close()
+
+
+def ack_problems(acks, n_events=None):
+    """Invariants of any ack sequence: cumulative counts never decrease, err has at most 8
+    well-formed entries naming events already processed."""
+    out, prev = [], (0, 0, 0)
+    for a in acks:
+        cur = (a.get('ok'), a.get('dup'), a.get('rej'))
+        if not all(isinstance(x, int) for x in cur):
+            out.append(f'ack without integer ok/dup/rej: {a}')
+            continue
+        if any(c < p for c, p in zip(cur, prev)):
+            out.append(f'counts went down: {prev} -> {cur}')
+        prev = cur
+        err = a.get('err', [])
+        if not isinstance(err, list) or len(err) > 8:
+            out.append(f'err is not a list of at most 8: {err!r}')
+            continue
+        for e in err:
+            m = re.fullmatch(r'event (\d+): (\w+)', e) if isinstance(e, str) else None
+            if not m or int(m[1]) >= sum(cur):
+                out.append(f'bad err entry {e!r} in {a}')
+    if n_events is not None and acks and sum(prev) > n_events:
+        out.append(f'more events acked ({sum(prev)}) than sent ({n_events})')
+    return out
+
+
+def err_entries(acks):
+    out = set()
+    for a in acks:
+        for e in a.get('err', []) or []:
+            m = re.fullmatch(r'event (\d+): (\w+)', e) if isinstance(e, str) else None
+            if m:
+                out.add((int(m[1]), m[2]))
+    return out
+
+
+# ------------------------------------------------------------------------------------ the model
+
+ABSENT = object()
+INT64_MAX = 2 ** 63 - 1
+KINDS = ('post', 'share', 'quote', 'reply')
+REASONS = ('missing_post', 'missing_actor', 'missing_ts', 'bad_type', 'too_long', 'self_parent', 'cycle')
+
+
+def _id(v, missing):
+    if v is ABSENT or v is None:
+        return missing, None
+    if isinstance(v, bool):
+        return 'bad_type', None
+    if isinstance(v, int):
+        return (None, str(v)) if v >= 0 else ('bad_type', None)
+    if isinstance(v, str):
+        n = len(v.encode())
+        if n == 0:
+            return missing, None
+        return ('too_long', None) if n > 256 else (None, v)
+    return 'bad_type', None
+
+
+def validate(ev):
+    """DESIGN §2 for one value in an event's place: (reason, None) or (None, fields)."""
+    if not isinstance(ev, dict):
+        return 'bad_type', None
+    g = lambda k: ev.get(k, ABSENT)
+    r, post = _id(g('post'), 'missing_post')
+    if r:
+        return r, None
+    r, actor = _id(g('actor'), 'missing_actor')
+    if r:
+        return r, None
+    ts = g('ts')
+    if ts is ABSENT or ts is None:
+        return 'missing_ts', None
+    if isinstance(ts, bool) or not isinstance(ts, int) or ts > INT64_MAX:
+        return 'bad_type', None
+    parent = g('parent')
+    if parent is ABSENT or parent is None:
+        parent = None
+    else:
+        r, parent = _id(parent, 'bad_type')
+        if r:
+            return r, None
+    for key, allowed in (('kind', KINDS), ('actor_type', ('account', 'page'))):
+        v = g(key)
+        if v is not ABSENT and v is not None and (not isinstance(v, str) or v not in allowed):
+            return 'bad_type', None
+    for key, limit in (('content', 2048), ('label', 64)):
+        v = g(key)
+        if v is ABSENT or v is None:
+            continue
+        if not isinstance(v, str):
+            return 'bad_type', None
+        if len(v.encode()) > limit:
+            return 'too_long', None
+    if parent is not None and parent == post:
+        return 'self_parent', None
+    opt = lambda k: None if g(k) is ABSENT else g(k)
+    return None, dict(post=post, actor=actor, ts=ts, parent=parent, actor_type=opt('actor_type'),
+                      content=opt('content'), label=opt('label'))
+
+
+class Model:
+    """The server's state after a sequence of events, per DESIGN §2/§3."""
+
+    def __init__(self):
+        self.posts = {}            # observed post -> fields
+        self.placeholders = set()  # referenced as parent, not observed
+        self.atype = {}            # actor -> first explicit actor_type
+        self.counts = collections.Counter()
+        self._cache = None
+
+    def apply(self, ev):
+        self._cache = None
+        r, f = validate(ev)
+        if r is None:
+            p, q = f['post'], f['parent']
+            if p in self.posts:
+                r = 'dup'
+            elif q is not None and p in self.placeholders and (q in self.posts or q in self.placeholders):
+                x = q
+                while x in self.posts and self.posts[x]['parent'] is not None:
+                    x = self.posts[x]['parent']
+                if x == p:
+                    r = 'cycle'
+        if r is not None:
+            self.counts[r] += 1
+            return r
+        self.counts['ok'] += 1
+        self.posts[p] = f
+        self.placeholders.discard(p)
+        if q is not None and q not in self.posts:
+            self.placeholders.add(q)
+        if f['actor_type'] is not None and f['actor'] not in self.atype:
+            self.atype[f['actor']] = f['actor_type']
+        return 'ok'
+
+    def apply_values(self, values):
+        """Applies the events of top-level msgpack values (maps, arrays of maps, anything else)."""
+        return [self.apply(e) for v in values for e in (v if isinstance(v, list) else [v])]
+
+    def ack(self):
+        c = self.counts
+        return dict(ok=c['ok'], dup=c['dup'], rej=sum(c[r] for r in REASONS))
+
+    # -- derived state
+    def derive(self):
+        if self._cache:
+            return self._cache
+        posts = self.posts
+        children = collections.defaultdict(list)
+        for p, f in posts.items():
+            if f['parent'] is not None:
+                children[f['parent']].append(p)
+        roots = [x for x in list(posts) + list(self.placeholders) if x not in posts or posts[x]['parent'] is None]
+        root_of, cascades = {}, {}
+        for r in roots:
+            level, depth_of, nodes, d = [r], {r: 0}, [r], 0
+            while level:
+                nxt = [c for x in level for c in children.get(x, ())]
+                d += 1
+                for c in nxt:
+                    depth_of[c] = d
+                nodes.extend(nxt)
+                level = nxt
+            for x in nodes:
+                root_of[x] = r
+            obs = [posts[x] for x in nodes if x in posts]
+            labelled = [f for f in obs if f['label'] is not None]
+            rf = posts.get(r)
+            if rf is not None and rf['label'] is not None:
+                label = rf['label']
+            elif len(labelled) == 1:
+                label = labelled[0]['label']
+            else:
+                label = ABSENT  # not determined by DESIGN's wording: not checked
+            breadth = collections.Counter(depth_of.values())
+            cascades[r] = dict(root=r, size=len(obs), missing=len(nodes) - len(obs), depth=max(depth_of.values()),
+                               max_breadth=max(breadth.values()), unique_actors=len({f['actor'] for f in obs}),
+                               first_ts=min(f['ts'] for f in obs), last_ts=max(f['ts'] for f in obs),
+                               root_actor=rf['actor'] if rf else ABSENT,
+                               content=rf['content'] if rf and rf['content'] is not None else ABSENT,
+                               label=label, _nodes=nodes)
+        actors = {}
+        for p, f in posts.items():
+            a = actors.setdefault(f['actor'], dict(posts=0, roots=0, shares=0, reshares_received=0, _amp=set(),
+                                                   reach=0, _casc=set(), first_ts=f['ts'], last_ts=f['ts']))
+            a['posts'] += 1
+            a['roots' if f['parent'] is None else 'shares'] += 1
+            a['_casc'].add(root_of[p])
+            a['first_ts'], a['last_ts'] = min(a['first_ts'], f['ts']), max(a['last_ts'], f['ts'])
+        edges = set()
+        for p, f in posts.items():
+            q = f['parent']
+            if q is not None and q in posts:
+                qa = posts[q]['actor']
+                actors[qa]['reshares_received'] += 1
+                if qa != f['actor']:
+                    actors[qa]['_amp'].add(f['actor'])
+                    edges.add((f['actor'], qa))
+            seen, x = set(), q
+            while x is not None and x in posts:
+                seen.add(posts[x]['actor'])
+                x = posts[x]['parent']
+            for a in seen:
+                actors[a]['reach'] += 1
+        for name, a in actors.items():
+            a['amplifiers'] = len(a.pop('_amp'))
+            a['cascades'] = len(a.pop('_casc'))
+            a['actor_type'] = self.atype.get(name, 'account')
+        self._cache = dict(children=children, root_of=root_of, cascades=cascades, actors=actors, edges=edges)
+        return self._cache
+
+    def stats(self):
+        d = self.derive()
+        return dict(posts=len(self.posts), placeholders=len(self.placeholders), cascades=len(d['cascades']),
+                    actors=len(d['actors']), edges=len(d['edges']), accepted=self.counts['ok'],
+                    duplicate=self.counts['dup'])
+
+    def virality(self, root):
+        """Structural virality by brute force: BFS from every node of the tree, mean distance. Trees
+        too big for O(n^2) get the Wiener index as the sum over edges of s(n - s) instead."""
+        d = self.derive()
+        nodes = d['cascades'][root]['_nodes']
+        n = len(nodes)
+        if n < 2:
+            return 0.0
+        if n > 1500:
+            sub = {}
+            for x in reversed(nodes):  # nodes are in BFS order: children after parents
+                sub[x] = 1 + sum(sub[c] for c in d['children'].get(x, ()))
+            w = sum(sub[x] * (n - sub[x]) for x in nodes if x != root)
+            return w / (n * (n - 1) / 2)
+        adj = collections.defaultdict(list)
+        for x in nodes:
+            if x in self.posts and self.posts[x]['parent'] is not None:
+                q = self.posts[x]['parent']
+                adj[x].append(q)
+                adj[q].append(x)
+        total = 0
+        for s in nodes:
+            dist, level, k = {s: 0}, [s], 0
+            while level:
+                k += 1
+                nxt = []
+                for x in level:
+                    for y in adj[x]:
+                        if y not in dist:
+                            dist[y] = k
+                            nxt.append(y)
+                level = nxt
+            total += sum(dist.values())
+        return (total / 2) / (n * (n - 1) / 2)
+
+
+def compare_stats(model, got):
+    exp = model.stats()
+    bad = [f'{k}: got {got.get(k)!r} want {v!r}' for k, v in exp.items() if got.get(k) != v]
+    rej = got.get('rejected')
+    if not isinstance(rej, dict):
+        bad.append(f'rejected is not a map: {rej!r}')
+    else:
+        for r in REASONS:
+            if rej.get(r, 0) != model.counts[r]:
+                bad.append(f'rejected.{r}: got {rej.get(r)!r} want {model.counts[r]}')
+    return bad
+
+
+def compare_cascade(model, rpc, root, ask=None):
+    """Mismatches between the server's `cascade` answer for ask (a post of root's cascade) and the model."""
+    exp = model.derive()['cascades'][root]
+    err, res = rpc.call('cascade', post=root if ask is None else ask)
+    if err is not None or not isinstance(res, dict):
+        return [f'cascade {ask or root}: error {err!r} result {res!r}']
+    want = {k: v for k, v in exp.items() if not k.startswith('_') and v is not ABSENT}
+    want['structural_virality'] = model.virality(root)
+    return [f'cascade {ask or root} {k}: got {res.get(k)!r} want {v!r}'
+            for k, v in want.items() if not same(res.get(k), v)]
+
+
+def compare_actor(model, rpc, name):
+    exp = model.derive()['actors'][name]
+    err, res = rpc.call('actor', id=name)
+    if err is not None or not isinstance(res, dict):
+        return [f'actor {name}: error {err!r} result {res!r}']
+    return [f'actor {name} {k}: got {res.get(k)!r} want {v!r}' for k, v in exp.items() if not same(res.get(k), v)]
+
+
+def event_ends(values):
+    """Byte offset just past each event of a stream of top-level values, and past each value."""
+    ev_ends, val_ends, pos = [], [], 0
+    for v in values:
+        b = msgpack.packb(v)
+        if isinstance(v, list):
+            p = pos + len(b) - sum(len(msgpack.packb(e)) for e in v)
+            for e in v:
+                p += len(msgpack.packb(e))
+                ev_ends.append(p)
+        else:
+            ev_ends.append(pos + len(b))
+        pos += len(b)
+        val_ends.append((pos, len(v) if isinstance(v, list) else 1))
+    return ev_ends, val_ends
+
+
+def pack(values):
+    return b''.join(msgpack.packb(v) for v in values)
+
+
+def send_all(port, values, timeout=30):
+    """One connection: sends the values, waits for the ack of every event, returns (acks, fatal)."""
+    n = sum(len(v) if isinstance(v, list) else 1 for v in values)
+    c = IngestConn(port)
+    try:
+        c.send(pack(values))
+        c.wait_total(n, timeout)
+        return c.acks(), c.fatal()
+    finally:
+        c.close()
+
+
+BASE_TS = 1_700_000_000_000
+
+
+def gen_forest(rng, n_events, prefix, n_actors=3000, intid_base=None, max_size=150):
+    """Random trees as event lists (each in a delivery order of its own). Returns (trees, actor types)."""
+    actors = [f'{prefix}u{i}' for i in range(n_actors)]
+    pages = set(rng.sample(actors, n_actors // 30))
+    weights = [1 / (i + 1) ** 0.8 for i in range(n_actors)]
+    trees, total, t, intid = [], 0, 0, intid_base
+    while total < n_events:
+        size = min(max_size, int(rng.paretovariate(1.1)))
+        shape = rng.random()
+        ids, evs = [], []
+        ts0 = BASE_TS + rng.randrange(10 ** 8)
+        picked = rng.choices(actors, weights, k=size)
+        for j in range(size):
+            if intid is not None and rng.random() < 0.2:
+                intid += 1
+                ids.append(intid)
+            else:
+                ids.append(f'{prefix}t{t}.{j}')
+            e = {'post': ids[j], 'actor': picked[j], 'ts': ts0 + j * rng.randrange(1, 5000)}
+            if picked[j] in pages and rng.random() < 0.5:
+                e['actor_type'] = 'page'
+            if j == 0:
+                if rng.random() < 0.6:
+                    e['content'] = f'https://example.org/{prefix}{t}'
+                if rng.random() < 0.4:
+                    e['label'] = rng.choice(['false', 'true', 'mixed', 'unverified'])
+            else:
+                k = j - 1 if shape < 0.1 else (rng.randrange(min(j, 3)) if shape < 0.2 else rng.randrange(j))
+                par = ids[k]
+                e['parent'] = str(par) if isinstance(par, int) and rng.random() < 0.5 else par
+                if rng.random() < 0.2:
+                    e['kind'] = rng.choice(['share', 'quote', 'reply'])
+            if rng.random() < 0.05:
+                e['client'] = {'app': 'x', 'v': [1, 2]}  # unknown key
+            evs.append(e)
+        # delivery order: in order, shuffled, reversed (children first); some posts never arrive
+        r = rng.random()
+        order = list(range(size))
+        if r < 0.3:
+            rng.shuffle(order)
+        elif r < 0.45:
+            order.reverse()
+        order = [j for j in order if j == 0 or rng.random() > 0.02]
+        trees.append([evs[j] for j in order])
+        total += len(order)
+        t += 1
+    return trees, pages
+
+
+def riffle(rng, lists):
+    """Interleaves lists at random, keeping each one's order."""
+    keyed = []
+    for lst in lists:
+        keys = sorted(rng.random() for _ in lst)
+        keyed += zip(keys, range(len(lst)), [id(lst)] * len(lst), lst)
+    keyed.sort(key=lambda x: (x[0], x[2], x[1]))
+    return [x[3] for x in keyed]
+
+
+def bad_event(rng, i):
+    return rng.choice([
+        {'actor': 'a', 'ts': 1},
+        {'post': f'bad{i}', 'ts': 1},
+        {'post': f'bad{i}', 'actor': 'a'},
+        {'post': f'bad{i}', 'actor': 'a', 'ts': 'x'},
+        {'post': f'bad{i}', 'actor': 'a', 'ts': 1, 'kind': 'nope'},
+        {'post': f'bad{i}', 'actor': 'a', 'ts': 1, 'label': 'l' * 80},
+        {'post': f'bad{i}', 'actor': 'a', 'ts': 1, 'parent': f'bad{i}'},
+        'not a map', 7, None,
+    ])
+
+
+def group_values(rng, events):
+    """Packs a list of events into top-level values: single maps (or scalars), arrays of them, and
+    now and then an empty array."""
+    out, i = [], 0
+    while i < len(events):
+        r = rng.random()
+        if r < 0.4:
+            out.append(events[i])
+            i += 1
+        elif r < 0.41:
+            out.append([])
+        else:
+            n = rng.randrange(1, 400)
+            out.append(events[i:i + n])
+            i += n
+    return out
+
+
+
+# ------------------------------------------------------------------------------------ durability
+
+def graph_stats_problems(model, got):
+    """The graph's counts (not the per-run outcome counters) against the model."""
+    exp = {k: v for k, v in model.stats().items() if k in ('posts', 'placeholders', 'cascades', 'actors', 'edges')}
+    if not isinstance(got, dict):
+        return [f'no stats: {got!r}']
+    return [f'{k}: got {got.get(k)!r} want {v!r}' for k, v in exp.items() if got.get(k) != v]
+
+
+def sample_problems(model, rpc, rng, n=40):
+    d = model.derive()
+    roots = list(d['cascades'])
+    bad = []
+    for r in sorted(roots, key=lambda r: -len(d['cascades'][r]['_nodes']))[:2] + rng.sample(roots, min(n, len(roots))):
+        bad += compare_cascade(model, rpc, r)
+    names = list(d['actors'])
+    for a in sorted(names, key=lambda a: -d['actors'][a]['reach'])[:2] + rng.sample(names, min(n, len(names))):
+        bad += compare_actor(model, rpc, a)
+    return bad
+
+
+def make_streams(rng, n_producers, per, prefix):
+    """Event lists for n producers: trees spread over producers (parents on other connections),
+    identical resends on other producers, a few rejections; no cycle attempts and a consistent
+    actor_type, so that the final state does not depend on how the producers interleave."""
+    trees, _ = gen_forest(rng, n_producers * per, prefix, n_actors=1500, intid_base=7_000_000)
+    for tr in trees:
+        for e in tr:
+            if 'actor_type' in e:
+                e['actor_type'] = 'page'
+    streams = [[] for _ in range(n_producers)]
+    for tr in trees:
+        home = rng.randrange(n_producers)
+        for e in tr:
+            streams[home if rng.random() < 0.7 else rng.randrange(n_producers)].append(e)
+    for k in range(n_producers):
+        for e in rng.sample(streams[k], len(streams[k]) // 50):
+            other = streams[(k + 1 + rng.randrange(n_producers - 1)) % n_producers] if n_producers > 1 else streams[k]
+            other.insert(rng.randrange(len(other) + 1), e)
+        for i in range(len(streams[k]) // 200):
+            streams[k].insert(rng.randrange(len(streams[k]) + 1), bad_event(rng, k * 10000 + i))
+    return streams
+
+
+def chunk_values(rng, events, lo=80, hi=250):
+    """The events as a list of chunks, each a list of top-level values (maps and arrays mixed)."""
+    out, i = [], 0
+    while i < len(events):
+        n = rng.randrange(lo, hi)
+        out.append(group_values(rng, events[i:i + n]))
+        i += n
+    return out
+
+
+def split_counts(events):
+    """(valid, rejected) among events: validation alone decides (no cycles in these streams)."""
+    rej = sum(1 for e in events if validate(e)[0] is not None)
+    return len(events) - rej, rej
+
+
+class Producer(threading.Thread):
+    """Sends its chunks with a pause after each, while its connection's reader records every ack."""
+
+    def __init__(self, port, rng, events, pause):
+        super().__init__(daemon=True)
+        self.events, self.pause = events, pause
+        self.chunks = chunk_values(rng, events)
+        self.conn = IngestConn(port, timeout=30)
+        self.error = None
+
+    def run(self):
+        try:
+            for ch in self.chunks:
+                self.conn.send(pack(ch))
+                time.sleep(self.pause)
+            self.conn.wait_total(len(self.events), 30)
+        except OSError as e:
+            self.error = e
+
+    def acked(self):
+        return ack_total(self.conn.last())
+
+
+def resend(port, rng, events, prefix_len, results, k):
+    """Resends events[:prefix_len] and waits for their ack, then the rest; results[k] gets
+    (ack after the prefix, final ack)."""
+    c = IngestConn(port, timeout=30)
+    try:
+        first = {}
+        if prefix_len:
+            c.send(pack(group_values(rng, events[:prefix_len])))
+            first = c.wait_total(prefix_len, 30)
+        for ch in chunk_values(rng, events[prefix_len:], 500, 2000):
+            c.send(pack(ch))
+        results[k] = (first, c.wait_total(len(events), 60))
+    except OSError as e:
+        results[k] = ({'exception': repr(e)}, {'exception': repr(e)})
+    finally:
+        c.close()
+
+
+def run_producers_until(srv, producers, fraction, timeout=30):
+    total = sum(len(p.events) for p in producers)
+    for p in producers:
+        p.start()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if sum(p.acked() for p in producers) >= fraction * total or not any(p.is_alive() for p in producers):
+            break
+        time.sleep(0.005)
+
+
+def resend_all(srv, rng, streams, prefixes):
+    results = [None] * len(streams)
+    threads = [threading.Thread(target=resend, args=(srv.ingest, random.Random(rng.random()), s, t, results, k))
+               for k, (s, t) in enumerate(zip(streams, prefixes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def part_kill(bin_dir, tmp, rng, fsync):
+    tag = f'kill -9 (--fsync {fsync})'
+    data = os.path.join(tmp, f'kill-{fsync}')
+    srv = Server(bin_dir, data, '--fsync', fsync).start()
+    rpc = None
+    try:
+        streams = make_streams(rng, 4, 20000, f'K{fsync[0]}')
+        model = Model()
+        for s in streams:
+            model.apply_values(s)
+        distinct_valid = len(model.posts)
+        producers = [Producer(srv.ingest, random.Random(rng.random()), s, 0.005) for s in streams]
+        run_producers_until(srv, producers, 0.35)
+        srv.stop(signal.SIGKILL)
+        for p in producers:
+            p.join(30)
+            p.conn.close()
+        lasts = [p.conn.last() for p in producers]
+        prefixes = [ack_total(a) for a in lasts]
+        acked_ok = sum(a.get('ok', 0) for a in lasts)
+        total = sum(map(len, streams))
+        check(f'{tag}: killed while the 4 producers were sending ({sum(prefixes)} of {total} events acked)',
+              0 < sum(prefixes) and any(t < len(s) for t, s in zip(prefixes, streams)), str(prefixes))
+        probs = [x for p in producers for x in ack_problems(p.conn.acks(), len(p.events))]
+        check(f'{tag}: acks before the kill well-formed', not probs, str(probs[:4]))
+        srv.start()
+        check(f'{tag}: restarts on the same data dir', srv.alive())
+        rpc = Rpc(srv.query)
+        err, st0 = rpc.call('stats')
+        acked_ids = set()
+        for s, t in zip(streams, prefixes):
+            acked_ids |= {validate(e)[1]['post'] for e in s[:t] if validate(e)[0] is None}
+        check(f'{tag}: after restart at least the {len(acked_ids)} distinct acked posts are there',
+              isinstance(st0, dict) and st0.get('posts', -1) >= len(acked_ids), f'{err} {st0}')
+        results = resend_all(srv, rng, streams, prefixes)
+        bad = []
+        for k, (s, t) in enumerate(zip(streams, prefixes)):
+            first, _ = results[k] or ({}, {})
+            valid, rej = split_counts(s[:t])
+            if (first.get('ok'), first.get('dup'), first.get('rej')) != (0, valid, rej):
+                bad.append(f'producer {k}: resent its {t} acked events, got {first}, want ok 0 dup {valid} rej {rej}')
+        check(f'{tag}: every event acked before the kill comes back as a duplicate', not bad, '; '.join(bad))
+        finals = [r[1] if r else {} for r in results]
+        dup_sum = sum(f.get('dup', 0) for f in finals)
+        check(f'{tag}: resend of everything: sum of dup {dup_sum} >= acked ok {acked_ok}', dup_sum >= acked_ok)
+        done = all(ack_total(f) == len(s) for f, s in zip(finals, streams))
+        check(f'{tag}: resend of everything fully acked', done, str(finals))
+        err, st = rpc.call('stats')
+        check(f'{tag}: nothing counted twice: posts = {distinct_valid} distinct valid post ids',
+              isinstance(st, dict) and st.get('posts') == distinct_valid, f'{err} {st}')
+        bad = graph_stats_problems(model, st)
+        check(f'{tag}: stats after restart and resend = stats of the full stream {model.stats()}', not bad, str(bad))
+        bad = sample_problems(model, rpc, rng)
+        check(f'{tag}: sampled cascades and actors = the full stream\'s', not bad, '; '.join(bad[:6]))
+        rpc.close()
+        rpc = None
+        # a second crash with nothing in flight: the replay gives the same state again
+        srv.stop(signal.SIGKILL)
+        srv.start()
+        rpc = Rpc(srv.query)
+        err, st = rpc.call('stats')
+        bad = graph_stats_problems(model, st)
+        check(f'{tag}: a second kill -9 and restart: same stats', not bad, str(bad))
+        bad = sample_problems(model, rpc, rng, 15)
+        check(f'{tag}: a second kill -9 and restart: same metrics', not bad, '; '.join(bad[:6]))
+    finally:
+        if rpc:
+            rpc.close()
+        check(f'{tag}: SIGTERM exits 0', srv.stop() == 0)
+
+
+CUT_WORDS = re.compile(r'cut|trunc|torn|corrupt', re.I)
+
+
+def cut_lines(srv):
+    """stderr lines that tell of a cut WAL tail (the data dir's own path left out of the search)."""
+    return [l for l in srv.stderr().splitlines() if CUT_WORDS.search(l.replace(srv.data, 'DATA_DIR'))]
+
+
+def segments(data):
+    return sorted(glob.glob(os.path.join(data, 'wal', '*.wal')))
+
+
+def part_tail(bin_dir, tmp, rng, mode):
+    tag = f'{mode} WAL tail'
+    data = os.path.join(tmp, f'tail-{mode}')
+    srv = Server(bin_dir, data).start()
+    rpc = None
+    try:
+        trees, _ = gen_forest(rng, 3000, f'T{mode}', n_actors=300, intid_base=None)
+        batch1 = group_values(rng, riffle(rng, trees))
+        m1 = Model()
+        m1.apply_values(batch1)
+        roots = [e['post'] for tr in trees for e in tr if 'parent' not in e]
+        batch2 = [[{'post': f'tail-{mode}-{i}', 'actor': f'tailer{i % 2}', 'ts': BASE_TS + i,
+                    'parent': rng.choice(roots), 'content': f'TAILMARK-{mode}-{i}-' + 'z' * 400} for i in range(5)]]
+        m2 = Model()
+        m2.apply_values(batch1 + batch2)
+        acks, fatal = send_all(srv.ingest, batch1)
+        check(f'{tag}: first batch acked', acks and acks[-1].get('ok') == m1.counts['ok'], str(acks[-1:]))
+        acks, fatal = send_all(srv.ingest, batch2)
+        check(f'{tag}: last batch (5 events, one record) acked', acks and acks[-1].get('ok') == 5, str(acks[-1:]))
+        check(f'{tag}: SIGTERM exits 0', srv.stop() == 0)
+        segs = [s for s in segments(data) if os.path.getsize(s) > 0]
+        if not check(f'{tag}: WAL segments in DATA/wal/*.wal', segs, str(os.listdir(data))):
+            return
+        last = segs[-1]
+        blob = open(last, 'rb').read()
+        size = len(blob)
+        if mode == 'torn':
+            os.truncate(last, size - 3)
+            what = f'cut the last 3 of {size} bytes of {os.path.basename(last)}'
+        elif mode == 'garbage':
+            with open(last, 'ab') as f:
+                f.write(b'\0' * 3000 + bytes(rng.randrange(256) for _ in range(1000)))
+            what = f'appended 4000 bytes of zeros and noise to {os.path.basename(last)}'
+        elif mode == 'new-segment':
+            base = os.path.basename(last)
+            digits = len(base) - len('.wal')
+            nxt = os.path.join(os.path.dirname(last), f'{int(base[:digits]) + 1:0{digits}d}.wal')
+            with open(nxt, 'wb') as f:
+                f.write(blob[:5])  # a segment whose creation was torn: 5 bytes of a header
+            what = f'created {os.path.basename(nxt)} holding 5 bytes'
+        else:
+            pos = blob.rfind(b'TAILMARK-corrupt-2-')
+            where = pos + 25 if pos >= 0 else size - 600
+            with open(last, 'r+b') as f:
+                f.seek(where)
+                f.write(bytes([blob[where] ^ 0x5a]))
+            what = f'flipped byte {where} of {size} in {os.path.basename(last)}' + ('' if pos >= 0 else ' (marker not found)')
+        print(f'# {tag}: {what}')
+        try:
+            srv.start()
+        except RuntimeError as e:
+            check(f'{tag}: the server starts after: {what}', False, str(e)[-600:])
+            return
+        check(f'{tag}: the server starts after: {what}', True)
+        cuts = cut_lines(srv)
+        check(f'{tag}: a log line on stderr tells of the cut', cuts, srv.stderr()[-800:])
+        if cuts:
+            print(f'# {cuts[0][:300]}')
+        rpc = Rpc(srv.query)
+        err, st = rpc.call('stats')
+        v1, r1 = split_counts([e for v in batch1 for e in (v if isinstance(v, list) else [v])])
+        if mode in ('torn', 'corrupt'):
+            bad = graph_stats_problems(m1, st)
+            check(f'{tag}: every event of the records before the last is there, the last record\'s are not', not bad,
+                  f'{bad} (with the last batch: {graph_stats_problems(m2, st)})')
+            present = [i for i in range(5) if rpc.call('cascade', post=f'tail-{mode}-{i}')[0] is None]
+            check(f'{tag}: none of the last record\'s 5 posts is there', not present, str(present))
+            bad = sample_problems(m1, rpc, rng, 30)
+            check(f'{tag}: the metrics are those of the first batch alone', not bad, '; '.join(bad[:6]))
+            want_ok, want_dup = 5, v1
+        else:
+            bad = graph_stats_problems(m2, st)
+            check(f'{tag}: every event is there (the damage was after the last record)', not bad, str(bad))
+            bad = sample_problems(m2, rpc, rng, 30)
+            check(f'{tag}: the metrics are those of both batches', not bad, '; '.join(bad[:6]))
+            want_ok, want_dup = 0, v1 + 5
+        acks, fatal = send_all(srv.ingest, batch1 + batch2)
+        last_ack = acks[-1] if acks else {}
+        check(f'{tag}: resending both batches: {want_ok} new, {want_dup} duplicates',
+              (last_ack.get('ok'), last_ack.get('dup')) == (want_ok, want_dup), str(last_ack))
+        err, st = rpc.call('stats')
+        bad = graph_stats_problems(m2, st)
+        check(f'{tag}: then the stats are those of both batches', not bad, str(bad))
+        rpc.close()
+        rpc = None
+        check(f'{tag}: SIGTERM exits 0 after the resend', srv.stop() == 0)
+        srv.start()
+        cuts = cut_lines(srv)
+        check(f'{tag}: the next start finds a clean log (no cut)', not cuts, str(cuts[:2]))
+        rpc = Rpc(srv.query)
+        err, st = rpc.call('stats')
+        bad = graph_stats_problems(m2, st)
+        check(f'{tag}: and the same stats', not bad, str(bad))
+        bad = sample_problems(m2, rpc, rng, 20)
+        check(f'{tag}: and the same metrics', not bad, '; '.join(bad[:6]))
+    finally:
+        if rpc:
+            rpc.close()
+        srv.stop()
+
+
+def snapshot(rpc, posts, actors):
+    """Every answer the server gives for these posts and actors, and its graph counts."""
+    out = {}
+    for p in posts:
+        err, res = rpc.call('cascade', post=p)
+        out['cascade', p] = (err is None, {k: v for k, v in (res or {}).items() if k != 'id'})
+    for a in actors:
+        err, res = rpc.call('actor', id=a)
+        out['actor', a] = (err is None, {k: v for k, v in (res or {}).items() if k != 'pagerank'})
+    err, st = rpc.call('stats')
+    out['stats'] = {k: (st or {}).get(k) for k in ('posts', 'placeholders', 'cascades', 'actors', 'edges')}
+    return out
+
+
+def part_conflicts(bin_dir, tmp, rng):
+    """8 connections race with conflicting events: the same post ids with different actors,
+    parents and contents; actors given conflicting actor_types; labels on posts with equal ts.
+    Which one wins is up to the server, but whatever it answered must be what it answers after
+    kill -9 and restart (the WAL holds what was applied, in the order it was applied)."""
+    tag = 'conflicting concurrent events'
+    data = os.path.join(tmp, 'conflicts')
+    srv = Server(bin_dir, data).start()
+    rpc = None
+    try:
+        N, roots = 8, [f'croot-{j}' for j in range(20)]
+        first = [{'post': r, 'actor': 'rooter', 'ts': BASE_TS} for r in roots]
+        acks, fatal = send_all(srv.ingest, [first])
+        streams = []
+        for k in range(N):
+            evs = []
+            for j in range(300):
+                evs.append({'post': f'contested-{j}', 'actor': f'claimant{k}', 'ts': BASE_TS + j + k,
+                            'actor_type': 'page' if k % 2 else 'account',
+                            'parent': roots[(j + k) % 20] if k % 3 else None,
+                            'content': f'from-{k}', 'label': rng.choice(['false', 'true', 'mixed'])})
+                evs.append({'post': f'sh-{k}-{j}', 'actor': f'shared{j % 40}', 'ts': BASE_TS + 1000 + j,
+                            'actor_type': 'page' if (k + j) % 2 else 'account', 'parent': f'contested-{(j * 7) % 300}',
+                            'label': ['false', 'true'][k % 2]})
+            streams.append(evs)
+        results = [None] * N
+        go = threading.Barrier(N)
+
+        def producer(k):
+            c = IngestConn(srv.ingest)
+            try:
+                go.wait(10)
+                for i in range(0, len(streams[k]), 10):
+                    c.send(pack([streams[k][i:i + 10]]))
+                    time.sleep(0.0005)
+                results[k] = c.wait_total(len(streams[k]), 30)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=producer, args=(k,)) for k in range(N)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        oks = sum((r or {}).get('ok', 0) for r in results)
+        check(f'{tag}: all acked; every contested post accepted once ({oks} ok)',
+              all(ack_total(r or {}) == len(s) for r, s in zip(results, streams)) and oks == 300 + N * 300,
+              str(results))
+        posts = roots + [f'contested-{j}' for j in range(300)] + [f'sh-{k}-{j}' for k in range(N) for j in range(300)]
+        actors = ['rooter'] + [f'claimant{k}' for k in range(N)] + [f'shared{j}' for j in range(40)]
+        rpc = Rpc(srv.query)
+        before = snapshot(rpc, posts, actors)
+        rpc.close()
+        rpc = None
+        srv.stop(signal.SIGKILL)
+        srv.start()
+        rpc = Rpc(srv.query)
+        after = snapshot(rpc, posts, actors)
+        diff = [f'{k}: before {before[k]} after {after.get(k)}' for k in before if before[k] != after.get(k)]
+        check(f'{tag}: after kill -9 and restart, all {len(before)} answers are exactly what they were',
+              not diff, '; '.join(diff[:4]))
+        rpc.close()
+        rpc = None
+        check(f'{tag}: SIGTERM exits 0', srv.stop() == 0)
+        srv.start()
+        rpc = Rpc(srv.query)
+        again = snapshot(rpc, posts, actors)
+        diff = [f'{k}: before {before[k]} after {again.get(k)}' for k in before if before[k] != again.get(k)]
+        check(f'{tag}: and after SIGTERM and another restart', not diff, '; '.join(diff[:4]))
+    finally:
+        if rpc:
+            rpc.close()
+        srv.stop()
+
+
+def part_segments(bin_dir, tmp, rng):
+    """Past 64 MiB the WAL goes on in a new segment: a crash after that replays them all, in order."""
+    tag = 'several WAL segments'
+    data = os.path.join(tmp, 'segments')
+    srv = Server(bin_dir, data).start()
+    rpc = None
+    try:
+        n = 40000  # about 2 KiB each: some 82 MB of WAL
+        evs = [{'post': f'seg-{i}', 'actor': f'segger{i % 301}', 'ts': BASE_TS + i,
+                'parent': f'seg-{rng.randrange(i)}' if i % 10 else None,
+                'content': f'{i:08d}' + 'c' * 2000} for i in range(n)]
+        # late parents across the segment boundary: the last 500 events reference the last 500 first
+        evs = evs[:-1000] + evs[-500:] + evs[-1000:-500]
+        model = Model()
+        model.apply_values(evs)
+        c = IngestConn(srv.ingest, timeout=60)
+        for i in range(0, n, 2000):  # acked 4 MB at a time: many records, in values under 4 MiB
+            c.send(pack([evs[i:i + 1000], evs[i + 1000:i + 2000]]))
+            c.wait_total(i + 2000, 60)
+        last = c.wait_total(n, 60)
+        c.close()
+        check(f'{tag}: {n} events with 2 KB contents acked', last.get('ok') == n, str(last))
+        segs = segments(data)
+        sizes = [os.path.getsize(x) for x in segs]
+        check(f'{tag}: more than one segment file ({len(segs)}: {sizes})', len(segs) >= 2)
+        rpc = Rpc(srv.query)
+        err, st = rpc.call('stats')
+        check(f'{tag}: stats wal_bytes = the segment files\' total size ({sum(sizes)})',
+              isinstance(st, dict) and st.get('wal_bytes') == sum(sizes), f'{err} {(st or {}).get("wal_bytes")}')
+        rpc.close()
+        rpc = None
+        srv.stop(signal.SIGKILL)
+        srv.start()
+        rpc = Rpc(srv.query)
+        err, st = rpc.call('stats')
+        bad = graph_stats_problems(model, st)
+        check(f'{tag}: after kill -9, every event of every segment is replayed', not bad, str(bad))
+        bad = sample_problems(model, rpc, rng, 30)
+        check(f'{tag}: and the metrics are right (contents, late parents across segments)', not bad,
+              '; '.join(bad[:6]))
+        replayed = [l for l in srv.stderr().splitlines() if 'replay' in l]
+        print(f'# {replayed[0][:200] if replayed else "no replay log line"}')
+        acks, fatal = send_all(srv.ingest, [evs[i:i + 1000] for i in range(0, 5000, 1000)])
+        check(f'{tag}: a resend after the restart is all duplicates',
+              acks and (acks[-1].get('ok'), acks[-1].get('dup')) == (0, 5000), str(acks[-1:]))
+    finally:
+        if rpc:
+            rpc.close()
+        check(f'{tag}: SIGTERM exits 0', srv.stop() == 0)
+
+
+def part_sigterm(bin_dir, tmp, rng):
+    tag = 'SIGTERM while sending'
+    data = os.path.join(tmp, 'sigterm')
+    srv = Server(bin_dir, data).start()
+    rpc = None
+    try:
+        streams = make_streams(rng, 2, 25000, 'S')
+        model = Model()
+        for s in streams:
+            model.apply_values(s)
+        producers = [Producer(srv.ingest, random.Random(rng.random()), s, 0.005) for s in streams]
+        idle_half = IngestConn(srv.ingest)
+        idle_half.send(msgpack.packb({'post': 'half', 'actor': 'h', 'ts': 1})[:-4])  # half a value, then silence
+        idle_query = socket.create_connection(('127.0.0.1', srv.query), timeout=10)
+        run_producers_until(srv, producers, 0.3)
+        t0 = time.time()
+        st = srv.stop(signal.SIGTERM, timeout=30)
+        idle_half.close()
+        idle_query.close()
+        check(f'{tag}: exit status 0 ({time.time() - t0:.2f} s)', st == 0, f'status {st}; stderr {srv.stderr()[-500:]}')
+        for p in producers:
+            p.join(30)
+            p.conn.close()
+        prefixes = [p.acked() for p in producers]
+        check(f'{tag}: events were acked before the stop ({sum(prefixes)} of {sum(map(len, streams))})',
+              sum(prefixes) > 0, str(prefixes))
+        if all(t == len(s) for t, s in zip(prefixes, streams)):
+            print(f'# {tag}: the server drained every producer to the end before exiting')
+        probs = [x for p in producers for x in ack_problems(p.conn.acks(), len(p.events))]
+        check(f'{tag}: acks well-formed', not probs, str(probs[:4]))
+        srv.start()
+        results = resend_all(srv, rng, streams, prefixes)
+        bad = []
+        for k, (s, t) in enumerate(zip(streams, prefixes)):
+            first, _ = results[k] or ({}, {})
+            valid, rej = split_counts(s[:t])
+            if (first.get('ok'), first.get('dup'), first.get('rej')) != (0, valid, rej):
+                bad.append(f'producer {k}: resent its {t} acked events, got {first}, want ok 0 dup {valid} rej {rej}')
+        check(f'{tag}: every acked event is there after restart (comes back as a duplicate)', not bad, '; '.join(bad))
+        rpc = Rpc(srv.query)
+        err, st = rpc.call('stats')
+        bad = graph_stats_problems(model, st)
+        check(f'{tag}: after the resend, stats = the full stream\'s', not bad, str(bad))
+        bad = sample_problems(model, rpc, rng, 20)
+        check(f'{tag}: sampled cascades and actors = the full stream\'s', not bad, '; '.join(bad[:6]))
+        cuts = cut_lines(srv)
+        check(f'{tag}: a clean stop leaves nothing to cut at the next start', not cuts, str(cuts[:2]))
+    finally:
+        if rpc:
+            rpc.close()
+        check(f'{tag}: final SIGTERM exits 0', srv.stop() == 0)
+
+
+def sanitizer_reports(paths):
+    """Lines of AddressSanitizer/UBSan/LeakSanitizer reports in the servers' stderr files."""
+    out = []
+    for path in paths:
+        try:
+            with open(path, errors='replace') as f:
+                out += [f'{os.path.basename(path)}: {l.strip()}' for l in f
+                        if 'runtime error:' in l or 'Sanitizer' in l]
+        except OSError:
+            pass
+    return out
+
+
+def main():
+    bin_dir = sys.argv[1]
+    seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
+    rng = random.Random(seed)
+    print(f'# seed {seed} (CASCADE_TEST_SEED)')
+    tmp = tempfile.mkdtemp(prefix='cascaded-test-durability-')
+    try:
+        for fsync in ('everysec', 'always', 'no'):
+            part_kill(bin_dir, tmp, rng, fsync)
+        for mode in ('torn', 'corrupt', 'garbage', 'new-segment'):
+            part_tail(bin_dir, tmp, rng, mode)
+        part_conflicts(bin_dir, tmp, rng)
+        part_segments(bin_dir, tmp, rng)
+        part_sigterm(bin_dir, tmp, rng)
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        check('test ran to the end', False, repr(e))
+    finally:
+        for s in Server.all:
+            s.kill()
+        reports = sanitizer_reports([f'{s.data}.stderr.{i}' for s in Server.all for i in range(1, s.starts + 1)])
+        check('no sanitizer report in any server\'s stderr', not reports, '; '.join(reports[:5]))
+        if failed == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f'# data dirs and server stderr kept in {tmp}')
+    print(f'{passed} passed, {failed} failed')
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == '__main__':
+    main()
