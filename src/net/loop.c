@@ -27,11 +27,12 @@
 #define BGID               7
 #define BATCH_CAP          8192
 #define MAX_INFLIGHT       4                  /* ingest batches at the writer */
-#define PENDING_MAX        (4u * 1024 * 1024) /* undecoded bytes per connection before pausing it */
+#define PENDING_MAX        (1u * 1024 * 1024) /* undecoded bytes per connection before pausing it */
 #define QUERY_MAX_BUF      (1u * 1024 * 1024)
 #define QUERY_MAX_INFLIGHT 64
 #define STOP_GRACE_MS      10000
 #define ERR_KEEP           8
+#define DRAIN_QUANTUM      1024 /* events a connection may add before the others get a turn */
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
 
@@ -64,7 +65,7 @@ struct netloop {
     struct conn *conns;
     uint32_t max_conns, nconns;
     uint32_t *touched;
-    uint32_t ntouched;
+    uint32_t ntouched, rr;
     struct ingest_limits limits;
     struct bqueue *to_writer, *from_writer;
     struct batch *cur, *spare;
@@ -486,6 +487,7 @@ struct drain_ctx {
     struct netloop *n;
     struct conn *c;
     int oom;
+    uint32_t budget;
 };
 
 static int on_event(void *arg, const struct event_raw *raw)
@@ -502,19 +504,26 @@ static int on_event(void *arg, const struct event_raw *raw)
         c->add_seq = n->cur->seq;
         c->inflight++;
     }
-    return batch_full(n->cur);
+    return batch_full(n->cur) || --d->budget == 0;
 }
 
-/* Moves the connection's decoded events into batches while the writer has room. */
+/* Moves the connection's decoded events into batches while the writer has room, a quantum at
+ * a time: a connection with more to give goes to the back of the line, so that two fast
+ * producers share the writer evenly. */
 static void drain_ingest(struct netloop *n, struct conn *c)
 {
-    struct drain_ctx d = {n, c, 0};
+    struct drain_ctx d = {n, c, 0, DRAIN_QUANTUM};
     while (ingest_decoder_pending(c->dec) || !ingest_decoder_idle(c->dec)) {
         if (batch_full(n->cur) && !flush_batch(n))
             return;
         long r = ingest_decoder_drain(c->dec, on_event, &d);
         if (r < 0 || d.oom) {
             set_fatal(n, c, "the server ran out of memory decoding this stream");
+            return;
+        }
+        if (d.budget == 0) {
+            if (!ingest_decoder_idle(c->dec))
+                touch(n, c);
             return;
         }
         if (!batch_full(n->cur))
@@ -596,9 +605,11 @@ static void complete_ingest(struct netloop *n, struct batch *b)
     } else {
         batch_free(b);
     }
-    /* connections that could not drain for want of a batch get their turn now */
-    for (uint32_t i = 0; i < n->max_conns; i++) {
-        struct conn *c = &n->conns[i];
+    /* connections that could not drain for want of a batch get their turn now, starting from
+     * a different one each time */
+    n->rr = (n->rr + 1) % n->max_conns;
+    for (uint32_t k = 0; k < n->max_conns; k++) {
+        struct conn *c = &n->conns[(n->rr + k) % n->max_conns];
         if (c->in_use && c->dec && !ingest_decoder_idle(c->dec))
             touch(n, c);
     }
@@ -783,8 +794,8 @@ static int may_read(const struct netloop *n, const struct conn *c)
     if (c->kind == NET_QUERY)
         return c->inflight < QUERY_MAX_INFLIGHT;
     /* an incomplete value must be read to its end (the decoder bounds its size) */
-    return c->inflight <= MAX_INFLIGHT && (ingest_decoder_pending(c->dec) < PENDING_MAX / 2 ||
-                                           ingest_decoder_idle(c->dec));
+    return c->inflight <= MAX_INFLIGHT &&
+           (ingest_decoder_pending(c->dec) < PENDING_MAX / 2 || ingest_decoder_idle(c->dec));
 }
 
 static void service_output(struct netloop *n, struct conn *c)
