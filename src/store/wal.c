@@ -445,7 +445,8 @@ static int io_write(struct wal *w, int fd, const uint8_t *p, size_t len, uint64_
 
 static int io_sync(struct wal *w, int fd)
 {
-    return io_write(w, fd, NULL, 0, 0, 1);
+    static const uint8_t nothing[1];
+    return io_write(w, fd, nothing, 0, 0, 1); /* no bytes: the fsync alone */
 }
 
 static int sync_dir(struct wal *w)
@@ -530,9 +531,15 @@ struct replay {
     struct wal_replay_stats *st;
 };
 
+/* The window holds READ_CHUNK bytes, or all the rest of a smaller file, or one larger record. */
 static int rd_grow(struct reader *r, size_t n)
 {
-    size_t cap = n > READ_CHUNK ? n : READ_CHUNK;
+    uint64_t rest = r->size - r->base;
+    size_t cap = rest < READ_CHUNK ? (size_t)rest : READ_CHUNK;
+    if (cap < n)
+        cap = n;
+    if (cap <= r->cap)
+        return 0;
     uint8_t *b = realloc(r->buf, cap);
     if (!b)
         return -ENOMEM;
@@ -549,11 +556,13 @@ static int rd_need(struct reader *r, size_t n)
         return 1;
     if (r->size - (r->base + r->pos) < n)
         return 0;
-    memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-    r->base += r->pos;
-    r->len -= r->pos;
-    r->pos = 0;
-    if (n > r->cap && rd_grow(r, n) < 0)
+    if (r->pos > 0) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->base += r->pos;
+        r->len -= r->pos;
+        r->pos = 0;
+    }
+    if (rd_grow(r, n) < 0)
         return -ENOMEM;
     while (r->len < n) {
         ssize_t got = pread(r->fd, r->buf + r->len, r->cap - r->len, (off_t)(r->base + r->len));

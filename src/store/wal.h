@@ -30,17 +30,24 @@ struct wal;
 int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t errlen);
 
 /* Replays every valid record, oldest first, calling fn once per record with its events (their
- * strings are valid only during the call). A torn or corrupt tail (bad length, CRC mismatch,
- * short read) is cut: the segment is truncated at the last good record, later segments are
- * removed, and st->cut_bytes says how much went. Must be called once, before wal_append.
- * fn returning non-zero stops the replay with that value. 0 or a negative errno. */
+ * strings are valid only during the call; ids always come back as strings, str non-NULL). A torn
+ * or corrupt tail (bad length, CRC mismatch, short read) is cut: the segment is truncated at the
+ * last good record, later segments are removed, and st->cut_bytes says how much went. Damage in
+ * the middle of an older segment is cut the same way, with everything after it: the engine must
+ * hold a prefix of the acknowledged history, never that history with a hole in it (callers
+ * should log cut_bytes loudly). Read errors (EIO) are returned, never cut. Must be called once,
+ * before wal_append (which replays without a callback if it was not). fn returning non-zero
+ * stops the replay with that value. 0 or a negative errno. */
 typedef int (*wal_replay_fn)(void *ctx, const struct event *evs, size_t n);
 int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_stats *st);
 
 /* Appends one record holding the events evs[i] with keep[i] != 0 (keep NULL: all). When it
  * returns 0 the record is written (and, with WAL_FSYNC_ALWAYS, fsynced): the caller may ack.
- * A record with no kept event writes nothing. 0 or a negative errno (then nothing may be acked;
- * the WAL stays usable if the error was transient). */
+ * A record with no kept event writes nothing. 0 or a negative errno (then nothing may be acked).
+ * After a failed write (ENOSPC, EIO) the partial record is truncated away and the WAL stays
+ * usable; after a failed fsync it is not (the kernel may have dropped the data): every later
+ * append and sync returns -EIO. -EINVAL: an event outside the DESIGN §2 bounds; nothing written.
+ * Appends larger than 16 MiB are written as several records (replayed as several calls). */
 int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n);
 
 /* fsync of what was appended (the everysec timer, and shutdown). 0 or a negative errno. */

@@ -1,0 +1,175 @@
+/* WAL benchmark: append throughput of records of N events under each fsync policy, and replay
+ * throughput of what was written. Events look like the generated workload (short ids, a URL,
+ * sometimes a label), so bytes per event are realistic. Usage:
+ *     wal-bench [--dir DIR] [--events N] [--batch N] [--fsync no|everysec|always]
+ *               [--io uring|pwrite] */
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "store/wal.h"
+#include "store/wal_int.h"
+
+struct opts {
+    const char *dir;
+    long events, batch;
+    enum wal_fsync fsync;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--dir"))
+            o->dir = v;
+        else if (!strcmp(k, "--events"))
+            o->events = atol(v);
+        else if (!strcmp(k, "--batch"))
+            o->batch = atol(v);
+        else if (!strcmp(k, "--io") && !strcmp(v, "pwrite"))
+            wal_faults.no_uring = 1; /* measure the fallback */
+        else if (!strcmp(k, "--io") && !strcmp(v, "uring"))
+            wal_faults.no_uring = 0;
+        else if (!strcmp(k, "--fsync") && !strcmp(v, "no"))
+            o->fsync = WAL_FSYNC_NO;
+        else if (!strcmp(k, "--fsync") && !strcmp(v, "everysec"))
+            o->fsync = WAL_FSYNC_EVERYSEC;
+        else if (!strcmp(k, "--fsync") && !strcmp(v, "always"))
+            o->fsync = WAL_FSYNC_ALWAYS;
+        else
+            return -1;
+    }
+    return o->events > 0 && o->batch > 0 ? 0 : -1;
+}
+
+/* Per event: its id strings, kept alive for the whole run. */
+struct evtext {
+    char post[24], actor[24], parent[24], content[48];
+};
+
+static void make_batch(long base, long n, struct event *evs, struct evtext *t)
+{
+    for (long k = 0; k < n; k++) {
+        long i = base + k;
+        struct event *ev = &evs[k];
+        memset(ev, 0, sizeof(*ev));
+        ev->post.str = t[k].post;
+        ev->post.len = (uint32_t)sprintf(t[k].post, "%ld", 1000000000L + i);
+        ev->actor.str = t[k].actor;
+        ev->actor.len = (uint32_t)sprintf(t[k].actor, "u%ld", (i * 7919) % 500000);
+        if (i % 5) {
+            ev->parent.str = t[k].parent;
+            ev->parent.len = (uint32_t)sprintf(t[k].parent, "%ld", 1000000000L + i / 2);
+            ev->kind = EVENT_KIND_SHARE;
+        }
+        ev->ts = 1700000000000 + i;
+        if (i % 5 == 0) {
+            ev->content = t[k].content;
+            ev->content_len = (uint16_t)sprintf(t[k].content, "https://news.example/%ld", i % 9973);
+            ev->label = i % 2 ? "false" : "true";
+            ev->label_len = (uint8_t)strlen(ev->label);
+        }
+    }
+}
+
+static int count_events(void *ctx, const struct event *evs, size_t n)
+{
+    *(long *)ctx += (long)n;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static struct wal *open_wal(const struct opts *o)
+{
+    struct wal_options wo = {.dir = o->dir, .fsync = o->fsync};
+    struct wal *w;
+    char err[256];
+    if (wal_open(&wo, &w, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wal-bench: %s\n", err);
+        exit(1);
+    }
+    return w;
+}
+
+static double append_all(struct wal *w, const struct opts *o)
+{
+    struct event *evs = calloc((size_t)o->batch, sizeof(*evs));
+    struct evtext *t = calloc((size_t)o->batch, sizeof(*t));
+    if (!evs || !t)
+        exit(1);
+    double busy = 0, last_sync = now_s();
+    for (long done = 0; done < o->events; done += o->batch) {
+        long n = o->events - done < o->batch ? o->events - done : o->batch;
+        make_batch(done, n, evs, t); /* not timed */
+        double t0 = now_s();
+        int rc = wal_append(w, evs, NULL, (size_t)n);
+        if (rc == 0 && o->fsync == WAL_FSYNC_EVERYSEC && t0 - last_sync >= 1.0) {
+            rc = wal_sync(w); /* what the server's timer does */
+            last_sync = t0;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "wal-bench: append: %s\n", strerror(-rc));
+            exit(1);
+        }
+        busy += now_s() - t0;
+    }
+    free(evs);
+    free(t);
+    return busy;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.events = 2000000, .batch = 4096, .fsync = WAL_FSYNC_EVERYSEC};
+    char tmp[] = "/tmp/wal-bench.XXXXXX";
+    if (parse(argc, argv, &o) < 0) {
+        fprintf(stderr, "usage: wal-bench [--dir DIR] [--events N] [--batch N] "
+                        "[--fsync no|everysec|always] [--io uring|pwrite]\n");
+        return 2;
+    }
+    int own = !o.dir;
+    if (own && !(o.dir = mkdtemp(tmp)))
+        return 1;
+    struct wal *w = open_wal(&o);
+    wal_replay(w, NULL, NULL, NULL);
+    int uring = wal_uses_io_uring(w);
+    double busy = append_all(w, &o);
+    unsigned long long bytes = wal_bytes(w);
+    double t0 = now_s();
+    wal_close(w); /* the final sync counts for everysec */
+    busy += now_s() - t0;
+
+    long seen = 0;
+    struct wal_replay_stats st;
+    t0 = now_s();
+    w = open_wal(&o);
+    wal_replay(w, count_events, &seen, &st);
+    double replay = now_s() - t0;
+    wal_close(w);
+    printf("wal-bench fsync=%s batch=%ld events=%ld io_uring=%s: append %.0f events/s (%.1f MB/s, "
+           "%.1f bytes/event); replay %.0f events/s (%ld events, %llu records)\n",
+           o.fsync == WAL_FSYNC_NO       ? "no"
+           : o.fsync == WAL_FSYNC_ALWAYS ? "always"
+                                         : "everysec",
+           o.batch, o.events, uring ? "yes" : "no", (double)o.events / busy,
+           (double)bytes / busy / 1e6, (double)bytes / (double)o.events, (double)seen / replay,
+           seen, (unsigned long long)st.records);
+    if (own)
+        nftw(o.dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return seen == o.events ? 0 : 1;
+}

@@ -1,0 +1,808 @@
+/* Unit tests of the write-ahead log (src/store/wal.h): every field survives append + replay,
+ * segments roll and replay in order across reopenings, and a torn or corrupt log is cut to the
+ * prefix before the damage, wherever it is, with appends working after the cut. Faults (short
+ * writes, failed writes and fsyncs, no io_uring) are injected through store/wal_int.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store/crc32c.h"
+#include "store/wal.h"
+#include "store/wal_int.h"
+#include "store/wal_record.h"
+
+#define SEG_HDR 16
+
+/* ---- generated events: event i is a pure function of i, so replay can be checked ---- */
+
+struct genev {
+    struct event ev;
+    char post[EVENT_ID_MAX], actor[EVENT_ID_MAX], parent[EVENT_ID_MAX];
+    char content[EVENT_CONTENT_MAX], label[EVENT_LABEL_MAX];
+};
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+/* Arbitrary bytes (NULs and 0xff included) of length len. */
+static void fill_bytes(char *s, uint32_t len, uint64_t seed)
+{
+    for (uint32_t k = 0; k < len; k++)
+        s[k] = (char)(mix(seed + k) & 0xff);
+}
+
+static void set_num_id(struct event_id *id, uint64_t v)
+{
+    id->str = NULL;
+    id->len = (uint32_t)snprintf(id->num, sizeof(id->num), "%" PRIu64, v);
+}
+
+static void set_str_id(struct event_id *id, char *buf, uint32_t len)
+{
+    id->str = buf;
+    id->len = len;
+}
+
+static void gen_ids(uint64_t i, struct genev *g)
+{
+    struct event *ev = &g->ev;
+    uint64_t h = mix(i);
+    if (i % 5 == 0) {
+        set_num_id(&ev->post, i * 1000003u + (i == 10 ? UINT64_MAX - 20000000 : 0));
+    } else if (i % 5 == 1) {
+        uint32_t len = 1 + (uint32_t)(h % EVENT_ID_MAX); /* 1..256 */
+        fill_bytes(g->post, len, h);
+        set_str_id(&ev->post, g->post, len);
+    } else {
+        set_str_id(&ev->post, g->post,
+                   (uint32_t)snprintf(g->post, sizeof(g->post), "p%" PRIu64, i));
+    }
+    if (i % 7 == 0) {
+        fill_bytes(g->actor, EVENT_ID_MAX, h + 1);
+        set_str_id(&ev->actor, g->actor, EVENT_ID_MAX);
+    } else {
+        set_str_id(&ev->actor, g->actor,
+                   (uint32_t)snprintf(g->actor, sizeof(g->actor), "a%" PRIu64, i % 97));
+    }
+    if (i % 3 == 0)
+        ev->parent.len = 0; /* an original post */
+    else if (i % 11 == 1)
+        set_num_id(&ev->parent, i - 1);
+    else
+        set_str_id(&ev->parent, g->parent,
+                   (uint32_t)snprintf(g->parent, sizeof(g->parent), "p%" PRIu64, i - 1));
+}
+
+static void gen_rest(uint64_t i, struct genev *g)
+{
+    struct event *ev = &g->ev;
+    ev->ts = i == 4 ? INT64_MIN : i == 8 ? INT64_MAX : (int64_t)(i * 1000) - 3000;
+    ev->kind = (uint8_t)(i % 4);
+    ev->actor_type = (uint8_t)(i % 3);
+    if (i % 4 == 1) {
+        ev->content = g->content; /* present but empty */
+    } else if (i % 50 == 7) {
+        fill_bytes(g->content, EVENT_CONTENT_MAX, i);
+        ev->content = g->content;
+        ev->content_len = EVENT_CONTENT_MAX;
+    } else if (i % 4 != 0) {
+        ev->content_len = (uint16_t)snprintf(g->content, 64, "https://x.example/%" PRIu64, i % 13);
+        ev->content = g->content;
+    }
+    if (i % 3 == 1) {
+        memcpy(g->label, "false", 5);
+        ev->label = g->label;
+        ev->label_len = 5;
+    } else if (i % 3 == 2) {
+        fill_bytes(g->label, EVENT_LABEL_MAX, i + 7);
+        ev->label = g->label;
+        ev->label_len = EVENT_LABEL_MAX;
+    }
+}
+
+static void gen(uint64_t i, struct genev *g)
+{
+    memset(&g->ev, 0, sizeof(g->ev));
+    gen_ids(i, g);
+    gen_rest(i, g);
+}
+
+static int same_id(const struct event_id *got, const struct event_id *want)
+{
+    return got->str != NULL && got->len == want->len &&
+           memcmp(got->str, event_id_str(want), want->len) == 0;
+}
+
+static int same_opt(const char *a, size_t al, const char *b, size_t bl)
+{
+    if (!a || !b)
+        return !a && !b;
+    return al == bl && memcmp(a, b, al) == 0;
+}
+
+static int same_event(const struct event *got, const struct event *want)
+{
+    return same_id(&got->post, &want->post) && same_id(&got->actor, &want->actor) &&
+           got->parent.len == want->parent.len &&
+           (want->parent.len == 0 || same_id(&got->parent, &want->parent)) && got->ts == want->ts &&
+           got->kind == want->kind && got->actor_type == want->actor_type &&
+           same_opt(got->content, got->content_len, want->content, want->content_len) &&
+           same_opt(got->label, got->label_len, want->label, want->label_len);
+}
+
+/* ---- appending and checking ---- */
+
+/* Appends events first..first+n-1 as one record (those with keep[k], keep NULL: all). */
+static int append_range(struct wal *w, uint64_t first, size_t n, const uint8_t *keep)
+{
+    struct genev *g = calloc(n ? n : 1, sizeof(*g));
+    struct event *evs = calloc(n ? n : 1, sizeof(*evs));
+    assert_non_null(g);
+    assert_non_null(evs);
+    for (size_t k = 0; k < n; k++) {
+        gen(first + k, &g[k]);
+        evs[k] = g[k].ev;
+    }
+    int rc = wal_append(w, evs, keep, n);
+    free(evs);
+    free(g);
+    return rc;
+}
+
+/* What a replay should see: event indices in order (NULL: 0, 1, 2, ...). */
+struct check {
+    const uint64_t *want;
+    size_t nwant, pos, bad, records;
+    int stop_after; /* stop the replay with 7 after this many records (0: never) */
+};
+
+static int check_fn(void *ctx, const struct event *evs, size_t n)
+{
+    struct check *c = ctx;
+    struct genev g;
+    for (size_t j = 0; j < n; j++, c->pos++) {
+        if (c->pos >= c->nwant) {
+            c->bad++;
+            continue;
+        }
+        gen(c->want ? c->want[c->pos] : c->pos, &g);
+        c->bad += !same_event(&evs[j], &g.ev);
+    }
+    c->records++;
+    return c->stop_after && c->records == (size_t)c->stop_after ? 7 : 0;
+}
+
+static char tmp[64];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    memset(&wal_faults, 0, sizeof(wal_faults));
+    snprintf(tmp, sizeof(tmp), "/tmp/test_wal.XXXXXX");
+    return mkdtemp(tmp) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    memset(&wal_faults, 0, sizeof(wal_faults));
+    return nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct wal *open_wal(enum wal_fsync policy, uint64_t seg_bytes)
+{
+    struct wal_options o = {.dir = tmp, .fsync = policy, .segment_bytes = seg_bytes};
+    struct wal *w = NULL;
+    char err[256] = "";
+    int rc = wal_open(&o, &w, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("wal_open: %d %s", rc, err);
+    return w;
+}
+
+/* Opens, replays against want[0..nwant) (NULL: identity), returns the open WAL. */
+static struct wal *reopen_check(const uint64_t *want, size_t nwant, uint64_t seg_bytes,
+                                struct wal_replay_stats *st)
+{
+    struct wal *w = open_wal(WAL_FSYNC_NO, seg_bytes);
+    struct check c = {.want = want, .nwant = nwant};
+    assert_int_equal(wal_replay(w, check_fn, &c, st), 0);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.pos, nwant);
+    assert_int_equal(st->events, nwant);
+    return w;
+}
+
+static void seg_path(char *out, size_t len, uint64_t seq)
+{
+    snprintf(out, len, "%s/wal/%020" PRIu64 ".wal", tmp, seq);
+}
+
+static uint64_t file_size(uint64_t seq)
+{
+    char p[128];
+    struct stat st;
+    seg_path(p, sizeof(p), seq);
+    return stat(p, &st) == 0 ? (uint64_t)st.st_size : UINT64_MAX;
+}
+
+static int seg_exists(uint64_t seq)
+{
+    return file_size(seq) != UINT64_MAX;
+}
+
+static uint8_t *read_seg(uint64_t seq, size_t *len)
+{
+    char p[128];
+    seg_path(p, sizeof(p), seq);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*len + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, *len, f), *len);
+    fclose(f);
+    return b;
+}
+
+static void write_seg(uint64_t seq, const uint8_t *b, size_t len)
+{
+    char p[128];
+    seg_path(p, sizeof(p), seq);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    fclose(f);
+}
+
+static uint64_t *iota(size_t n)
+{
+    uint64_t *v = malloc((n ? n : 1) * sizeof(*v));
+    assert_non_null(v);
+    for (size_t k = 0; k < n; k++)
+        v[k] = k;
+    return v;
+}
+
+/* ---- CRC32C ---- */
+
+static void test_crc32c_vectors(void **state)
+{
+    uint8_t buf[32];
+    assert_int_equal(crc32c(0, "123456789", 9), 0xE3069283u);
+    assert_int_equal(crc32c_sw(0, "123456789", 9), 0xE3069283u);
+    memset(buf, 0, sizeof(buf)); /* RFC 3720 B.4 */
+    assert_int_equal(crc32c(0, buf, 32), 0x8A9136AAu);
+    memset(buf, 0xff, sizeof(buf));
+    assert_int_equal(crc32c(0, buf, 32), 0x62A8AB43u);
+    for (int k = 0; k < 32; k++)
+        buf[k] = (uint8_t)k;
+    assert_int_equal(crc32c(0, buf, 32), 0x46DD794Eu);
+    assert_int_equal(crc32c_sw(0, buf, 32), 0x46DD794Eu);
+}
+
+/* Hardware and tables agree at every length and alignment, and chaining equals one pass. */
+static void test_crc32c_hw_matches_sw(void **state)
+{
+    uint8_t buf[600];
+    fill_bytes((char *)buf, sizeof(buf), 42);
+    for (size_t off = 0; off < 9; off++) {
+        for (size_t len = 0; len + off <= sizeof(buf); len += 1 + len / 8) {
+            uint32_t a = crc32c(0, buf + off, len), b = crc32c_sw(0, buf + off, len);
+            assert_int_equal(a, b);
+            size_t half = len / 3;
+            assert_int_equal(crc32c(crc32c(0, buf + off, half), buf + off + half, len - half), a);
+        }
+    }
+    print_message("crc32c: %s\n", crc32c_hw_available() ? "sse4.2" : "tables");
+}
+
+/* ---- round trips ---- */
+
+static void test_roundtrip_every_field(void **state)
+{
+    struct wal *w = open_wal(WAL_FSYNC_EVERYSEC, 0);
+    struct wal_replay_stats st;
+    assert_int_equal(wal_replay(w, NULL, NULL, &st), 0);
+    assert_int_equal(st.records, 0);
+    assert_int_equal(st.cut_bytes, 0);
+    print_message("io_uring: %s\n", wal_uses_io_uring(w) ? "yes" : "no (pwrite fallback)");
+    assert_int_equal(append_range(w, 0, 300, NULL), 0);
+    assert_int_equal(append_range(w, 300, 1, NULL), 0);
+    assert_int_equal(wal_sync(w), 0);
+    assert_int_equal(wal_bytes(w), file_size(1));
+    wal_close(w);
+
+    w = reopen_check(NULL, 301, 0, &st);
+    assert_int_equal(st.records, 2);
+    assert_int_equal(st.segments, 1);
+    assert_int_equal(st.cut_bytes, 0);
+    assert_int_equal(st.bytes, file_size(1));
+    wal_close(w);
+}
+
+static void test_keep_and_empty(void **state)
+{
+    struct wal *w = open_wal(WAL_FSYNC_NO, 0);
+    assert_int_equal(wal_replay(w, NULL, NULL, NULL), 0);
+    uint64_t empty = wal_bytes(w);
+    assert_int_equal(empty, SEG_HDR);
+    uint8_t keep[40] = {0};
+    assert_int_equal(append_range(w, 0, 40, keep), 0); /* nothing kept: nothing written */
+    assert_int_equal(append_range(w, 0, 0, NULL), 0);
+    assert_int_equal(wal_bytes(w), empty);
+    assert_int_equal(file_size(1), empty);
+
+    uint64_t want[40];
+    size_t nwant = 0;
+    for (size_t k = 0; k < 40; k++) {
+        keep[k] = k % 3 == 1 || k == 39;
+        if (keep[k])
+            want[nwant++] = k;
+    }
+    assert_int_equal(append_range(w, 0, 40, keep), 0);
+    wal_close(w);
+
+    struct wal_replay_stats st;
+    w = reopen_check(want, nwant, 0, &st);
+    assert_int_equal(st.records, 1);
+    wal_close(w);
+}
+
+/* Small segments: many files, in order, across two reopenings with appends in between. */
+static void test_segments_and_reopen(void **state)
+{
+    const uint64_t seg = 4096;
+    struct wal *w = open_wal(WAL_FSYNC_NO, seg);
+    assert_int_equal(wal_replay(w, NULL, NULL, NULL), 0);
+    for (uint64_t r = 0; r < 150; r++)
+        assert_int_equal(append_range(w, r * 4, 4, NULL), 0);
+    uint64_t bytes = wal_bytes(w);
+    wal_close(w);
+
+    uint64_t sum = 0, nseg = 0;
+    for (uint64_t s = 1; seg_exists(s); s++, nseg++)
+        sum += file_size(s);
+    assert_true(nseg > 5);
+    assert_int_equal(sum, bytes);
+    for (uint64_t s = 1; s < nseg; s++) /* past seg by one record at most */
+        assert_true(file_size(s) <= seg + WALREC_HDR + WALREC_COUNT + 4 * WALREC_EVENT_MAX);
+
+    struct wal_replay_stats st;
+    uint64_t *want = iota(1000);
+    w = reopen_check(want, 600, seg, &st);
+    assert_int_equal(st.records, 150);
+    assert_int_equal(st.segments, nseg);
+    assert_int_equal(wal_bytes(w), bytes);
+    for (uint64_t r = 150; r < 250; r++)
+        assert_int_equal(append_range(w, r * 4, 4, NULL), 0);
+    wal_close(w);
+
+    w = reopen_check(want, 1000, seg, &st);
+    assert_int_equal(st.records, 250);
+    assert_int_equal(st.cut_bytes, 0);
+    wal_close(w);
+    free(want);
+}
+
+/* A record bigger than a segment still goes in (alone), and appends over 16 MiB split. */
+static void test_big_appends(void **state)
+{
+    const size_t n = 7000;
+    static char big_id[EVENT_ID_MAX], big_content[EVENT_CONTENT_MAX];
+    memset(big_id, 'i', sizeof(big_id));
+    memset(big_content, 'c', sizeof(big_content));
+    struct event *evs = calloc(n, sizeof(*evs));
+    assert_non_null(evs);
+    for (size_t k = 0; k < n; k++) {
+        evs[k].post = evs[k].actor = evs[k].parent =
+            (struct event_id){.str = big_id, .len = EVENT_ID_MAX};
+        evs[k].ts = (int64_t)k;
+        evs[k].content = big_content;
+        evs[k].content_len = EVENT_CONTENT_MAX;
+    }
+    struct wal *w = open_wal(WAL_FSYNC_NO, 1 << 20);
+    assert_int_equal(wal_append(w, evs, NULL, n), 0); /* replays implicitly first */
+    assert_int_equal(wal_append(w, evs, NULL, 1), 0);
+    wal_close(w);
+    free(evs);
+    assert_true(file_size(1) > 16u << 20);
+    assert_true(seg_exists(2));
+
+    w = open_wal(WAL_FSYNC_NO, 1 << 20);
+    struct wal_replay_stats st;
+    assert_int_equal(wal_replay(w, NULL, NULL, &st), 0);
+    assert_int_equal(st.records, 3); /* 7000 events: two records; then one */
+    assert_int_equal(st.events, n + 1);
+    assert_int_equal(st.cut_bytes, 0);
+    wal_close(w);
+}
+
+/* Events the decoder would refuse are refused on append, and nothing is written. */
+static void test_invalid_event_refused(void **state)
+{
+    struct wal *w = open_wal(WAL_FSYNC_NO, 0);
+    struct genev g;
+    gen(2, &g);
+    struct event bad[4] = {g.ev, g.ev, g.ev, g.ev};
+    bad[0].post.len = 0;
+    bad[1].actor.len = EVENT_ID_MAX + 1;
+    bad[2].kind = 4;
+    bad[3].content_len = EVENT_CONTENT_MAX + 1;
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(wal_append(w, &bad[k], NULL, 1), -EINVAL);
+    assert_int_equal(wal_bytes(w), SEG_HDR);
+    assert_int_equal(wal_replay(w, NULL, NULL, NULL), -EINVAL); /* already replayed */
+    wal_close(w);
+}
+
+static void test_callback_stops_replay(void **state)
+{
+    struct wal *w = open_wal(WAL_FSYNC_NO, 0);
+    for (int r = 0; r < 4; r++)
+        assert_int_equal(append_range(w, (uint64_t)r, 1, NULL), 0);
+    wal_close(w);
+    w = open_wal(WAL_FSYNC_NO, 0);
+    uint64_t *want = iota(4);
+    struct check c = {.want = want, .nwant = 4, .stop_after = 2};
+    assert_int_equal(wal_replay(w, check_fn, &c, NULL), 7);
+    assert_int_equal(c.records, 2);
+    wal_close(w);
+    free(want);
+}
+
+/* ---- torn and corrupt logs ---- */
+
+/* Writes records 0..k-1 (3 events each) in one segment; returns where the last one starts. */
+static uint64_t write_records(int k)
+{
+    struct wal *w = open_wal(WAL_FSYNC_NO, 0);
+    uint64_t last = 0;
+    for (int r = 0; r < k; r++) {
+        last = wal_bytes(w);
+        assert_int_equal(append_range(w, (uint64_t)r * 3, 3, NULL), 0);
+    }
+    wal_close(w);
+    return last ? last : SEG_HDR;
+}
+
+/* After a cut: an append lands after the good prefix and everything replays. */
+static void append_after_cut(struct wal *w, size_t good_events)
+{
+    assert_int_equal(append_range(w, good_events, 3, NULL), 0);
+    wal_close(w);
+    struct wal_replay_stats st;
+    uint64_t *want = iota(good_events + 3);
+    w = reopen_check(want, good_events + 3, 0, &st);
+    assert_int_equal(st.cut_bytes, 0);
+    wal_close(w);
+    free(want);
+}
+
+static void test_torn_tail_every_offset(void **state)
+{
+    uint64_t last = write_records(4);
+    size_t len;
+    uint8_t *pristine = read_seg(1, &len);
+    uint64_t *want = iota(12);
+    for (uint64_t cut = last + 1; cut < len; cut++) {
+        write_seg(1, pristine, cut);
+        struct wal_replay_stats st;
+        struct wal *w = reopen_check(want, 9, 0, &st);
+        assert_int_equal(st.records, 3);
+        assert_int_equal(st.cut_bytes, cut - last);
+        assert_int_equal(file_size(1), last);
+        assert_int_equal(wal_bytes(w), last);
+        if (cut % 16 == 0 || cut == len - 1)
+            append_after_cut(w, 9);
+        else
+            wal_close(w);
+    }
+    free(pristine);
+    free(want);
+}
+
+static void test_flipped_byte_cut(void **state)
+{
+    uint64_t last = write_records(4);
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    /* In the payload (CRC mismatch), in the CRC itself, and in the length word. */
+    const uint64_t where[] = {len - 1, last + WALREC_HDR + 5, last + 5, last + 1, last + 3};
+    for (size_t k = 0; k < sizeof(where) / sizeof(where[0]); k++) {
+        b[where[k]] ^= 0x40;
+        write_seg(1, b, len);
+        b[where[k]] ^= 0x40;
+        struct wal_replay_stats st;
+        struct wal *w = reopen_check(NULL, 9, 0, &st);
+        assert_int_equal(st.records, 3);
+        assert_int_equal(st.cut_bytes, len - last);
+        append_after_cut(w, 9);
+    }
+    free(b);
+}
+
+static void test_garbage_after_last_record(void **state)
+{
+    write_records(3);
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    uint8_t *g = malloc(len + 5000);
+    assert_non_null(g);
+    memcpy(g, b, len);
+    const size_t extra[] = {1, 7, 8, 100, 5000};
+    for (size_t k = 0; k < sizeof(extra) / sizeof(extra[0]); k++) {
+        for (size_t j = 0; j < extra[k]; j++) /* zeros (a crash on ext4), then noise */
+            g[len + j] = k % 2 ? 0 : (uint8_t)mix(j);
+        write_seg(1, g, len + extra[k]);
+        struct wal_replay_stats st;
+        struct wal *w = reopen_check(NULL, 9, 0, &st);
+        assert_int_equal(st.cut_bytes, extra[k]);
+        assert_int_equal(file_size(1), len);
+        append_after_cut(w, 9);
+        write_seg(1, g, len); /* the segment grew: start again from the original */
+    }
+    free(g);
+    free(b);
+}
+
+/* Damage in an older segment drops everything after it, later segments included. */
+static void test_corrupt_middle_drops_rest(void **state)
+{
+    const uint64_t seg = 1024;
+    struct wal *w = open_wal(WAL_FSYNC_NO, seg);
+    size_t events = 0, events_in_1 = 0;
+    while (!seg_exists(4) && events < 3000) {
+        assert_int_equal(append_range(w, events, 3, NULL), 0);
+        events += 3;
+        if (!seg_exists(2))
+            events_in_1 = events;
+    }
+    uint64_t total = wal_bytes(w);
+    wal_close(w);
+    assert_true(seg_exists(4));
+
+    size_t len;
+    uint8_t *b = read_seg(2, &len);
+    b[SEG_HDR + WALREC_HDR + 3] ^= 1; /* the first record of segment 2 */
+    write_seg(2, b, len);
+    free(b);
+    struct wal_replay_stats st;
+    w = reopen_check(NULL, events_in_1, seg, &st);
+    assert_int_equal(st.cut_bytes, total - file_size(1) - SEG_HDR);
+    assert_false(seg_exists(3));
+    assert_false(seg_exists(4));
+    assert_int_equal(file_size(2), SEG_HDR);
+    assert_int_equal(wal_bytes(w), file_size(1) + SEG_HDR);
+    append_after_cut(w, events_in_1);
+}
+
+/* A segment whose header never made it (crash while rolling) is removed, not refused. */
+static void test_torn_segment_header(void **state)
+{
+    write_records(2);
+    static const uint8_t partial[7] = {'C', 'W', 'A', 'L', 1, 0, 16};
+    write_seg(2, partial, sizeof(partial));
+    struct wal_replay_stats st;
+    struct wal *w = reopen_check(NULL, 6, 0, &st);
+    assert_int_equal(st.cut_bytes, sizeof(partial));
+    assert_false(seg_exists(2));
+    append_after_cut(w, 6);
+
+    write_seg(1, partial, 3); /* even the only segment: an empty log */
+    w = reopen_check(NULL, 0, 0, &st);
+    assert_int_equal(st.cut_bytes, 3);
+    assert_int_equal(file_size(1), SEG_HDR);
+    append_after_cut(w, 0);
+}
+
+/* Appending without a replay validates the log first instead of writing behind a torn tail. */
+static void test_append_without_replay_cuts_first(void **state)
+{
+    uint64_t last = write_records(3);
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    write_seg(1, b, len - 2);
+    free(b);
+    struct wal *w = open_wal(WAL_FSYNC_NO, 0);
+    assert_int_equal(append_range(w, 6, 3, NULL), 0);
+    wal_close(w);
+    struct wal_replay_stats st;
+    w = reopen_check(NULL, 9, 0, &st);
+    assert_int_equal(st.cut_bytes, 0);
+    assert_true(file_size(1) > last);
+    wal_close(w);
+}
+
+/* ---- fsync policies, io_uring and its fallback, injected faults ---- */
+
+static void policies_round_trip(int no_uring)
+{
+    const enum wal_fsync pol[] = {WAL_FSYNC_NO, WAL_FSYNC_EVERYSEC, WAL_FSYNC_ALWAYS};
+    size_t events = 0;
+    for (int k = 0; k < 3; k++) {
+        wal_faults.no_uring = no_uring;
+        struct wal *w = open_wal(pol[k], 2048);
+        if (no_uring)
+            assert_int_equal(wal_uses_io_uring(w), 0);
+        assert_int_equal(wal_replay(w, NULL, NULL, NULL), 0);
+        for (int r = 0; r < 20; r++, events += 3)
+            assert_int_equal(append_range(w, events, 3, NULL), 0);
+        assert_int_equal(wal_sync(w), 0);
+        wal_close(w);
+    }
+    struct wal_replay_stats st;
+    struct wal *w = reopen_check(NULL, events, 2048, &st);
+    assert_true(st.segments > 3);
+    wal_close(w);
+}
+
+static void test_fsync_policies_uring(void **state)
+{
+    policies_round_trip(0);
+}
+
+static void test_fsync_policies_pwrite(void **state)
+{
+    policies_round_trip(1);
+}
+
+/* The kernel may write less than asked: the rest is resubmitted (with its fsync). */
+static void short_writes(int no_uring)
+{
+    wal_faults.no_uring = no_uring;
+    wal_faults.max_write = 7;
+    struct wal *w = open_wal(WAL_FSYNC_ALWAYS, 4096);
+    for (int r = 0; r < 10; r++)
+        assert_int_equal(append_range(w, (uint64_t)r * 20, 20, NULL), 0);
+    wal_close(w);
+    wal_faults.max_write = 0;
+    struct wal_replay_stats st;
+    w = reopen_check(NULL, 200, 4096, &st);
+    wal_close(w);
+}
+
+static void test_short_writes_uring(void **state)
+{
+    short_writes(0);
+}
+
+static void test_short_writes_pwrite(void **state)
+{
+    short_writes(1);
+}
+
+/* A write failing halfway leaves part of a record on disk: it is cut off, the WAL goes on. */
+static void failed_write(int no_uring)
+{
+    wal_faults.no_uring = no_uring;
+    struct wal *w = open_wal(WAL_FSYNC_EVERYSEC, 0);
+    assert_int_equal(append_range(w, 0, 3, NULL), 0);
+    uint64_t before = wal_bytes(w);
+    wal_faults.max_write = 50;
+    wal_faults.fail_write = 3;
+    wal_faults.err = ENOSPC;
+    assert_int_equal(append_range(w, 100, 10, NULL), -ENOSPC);
+    assert_int_equal(wal_bytes(w), before);
+    assert_int_equal(file_size(1), before);
+    wal_faults.max_write = 0;
+    assert_int_equal(append_range(w, 3, 3, NULL), 0);
+    wal_close(w);
+    struct wal_replay_stats st;
+    w = reopen_check(NULL, 6, 0, &st);
+    assert_int_equal(st.cut_bytes, 0);
+    wal_close(w);
+}
+
+static void test_failed_write_uring(void **state)
+{
+    failed_write(0);
+}
+
+static void test_failed_write_pwrite(void **state)
+{
+    failed_write(1);
+}
+
+/* After a failed fsync nothing more is acked: the page cache may have dropped the data. */
+static void test_failed_fsync_stops_appends(void **state)
+{
+    for (int no_uring = 0; no_uring < 2; no_uring++) {
+        wal_faults.no_uring = no_uring;
+        struct wal *w = open_wal(WAL_FSYNC_ALWAYS, 0);
+        assert_int_equal(wal_replay(w, NULL, NULL, NULL), 0);
+        wal_faults.fail_fsync = 1;
+        assert_int_equal(append_range(w, 0, 3, NULL), -EIO);
+        assert_int_equal(append_range(w, 0, 3, NULL), -EIO);
+        assert_int_equal(wal_sync(w), -EIO);
+        wal_close(w);
+        struct wal_replay_stats st;
+        w = reopen_check(NULL, 0, 0, &st);
+        wal_close(w);
+    }
+}
+
+/* ---- opening ---- */
+
+static void test_open_errors(void **state)
+{
+    char dir[128], err[256];
+    struct wal *w = NULL, *w2 = NULL;
+    snprintf(dir, sizeof(dir), "%s/file", tmp);
+    FILE *f = fopen(dir, "w");
+    assert_non_null(f);
+    fclose(f);
+    struct wal_options o = {.dir = dir};
+    assert_int_equal(wal_open(&o, &w, err, sizeof(err)), -ENOTDIR);
+    assert_null(w);
+    assert_non_null(strstr(err, dir));
+    assert_non_null(strstr(err, strerror(ENOTDIR)));
+
+    snprintf(dir, sizeof(dir), "%s/a/b/c", tmp); /* created, parents included */
+    assert_int_equal(wal_open(&o, &w, err, sizeof(err)), 0);
+    assert_int_equal(wal_open(&o, &w2, err, sizeof(err)), -EBUSY); /* one process per WAL */
+    assert_non_null(strstr(err, "in use"));
+    wal_close(w);
+    assert_int_equal(wal_open(&o, &w2, err, sizeof(err)), 0);
+    wal_close(w2);
+
+    o.dir = tmp; /* a segment of a newer format is refused, not cut */
+    static const uint8_t newer[SEG_HDR] = {'C', 'W', 'A', 'L', 2, 0, 16, 0, 1};
+    mkdir(strcat(strcpy(dir, tmp), "/wal"), 0755);
+    write_seg(1, newer, sizeof(newer));
+    assert_int_equal(wal_open(&o, &w, err, sizeof(err)), -EPROTONOSUPPORT);
+    assert_non_null(strstr(err, "00000000000000000001.wal"));
+    assert_int_equal(file_size(1), SEG_HDR);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c_vectors),
+        cmocka_unit_test(test_crc32c_hw_matches_sw),
+        cmocka_unit_test_setup_teardown(test_roundtrip_every_field, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_and_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segments_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_event_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_stops_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flipped_byte_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_after_last_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_middle_drops_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_segment_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_without_replay_cuts_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsync_policies_uring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsync_policies_pwrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_writes_uring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_writes_pwrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_uring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_pwrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_fsync_stops_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
