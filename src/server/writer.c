@@ -84,7 +84,6 @@ static void do_ingest(struct writer *w, struct batch *b)
                 b->outcome[i] = EVENT_ERR_NOMEM;
         return;
     }
-    w->unsynced = 1;
 }
 
 static void do_query(struct writer *w, struct batch *b)
@@ -96,26 +95,11 @@ static void do_query(struct writer *w, struct batch *b)
     }
 }
 
-static void maybe_sync(struct writer *w)
-{
-    if (w->fsync != WAL_FSYNC_EVERYSEC || !w->unsynced)
-        return;
-    uint64_t now = now_ms();
-    if (now - w->last_sync_ms < 1000)
-        return;
-    int rc = wal_sync(w->wal);
-    if (rc)
-        log_msg(LOG_ERROR, "wal_sync_failed", "error=\"%s\"", strerror(-rc));
-    w->last_sync_ms = now;
-    w->unsynced = rc != 0;
-}
-
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     for (;;) {
-        struct batch *b = bqueue_pop_wait(&w->in, 200);
-        maybe_sync(w);
+        struct batch *b = bqueue_pop_wait(&w->in, 1000);
         if (!b)
             continue;
         if (b->kind == BATCH_STOP) {
@@ -137,7 +121,7 @@ int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync, s
     memset(w, 0, sizeof(*w));
     w->fsync = fsync;
     w->done = done;
-    w->start_ms = w->last_sync_ms = now_ms();
+    w->start_ms = now_ms();
     int rc = engine_new(&w->engine);
     if (rc) {
         snprintf(err, errlen, "cannot create the engine: %s", strerror(-rc));

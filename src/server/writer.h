@@ -1,7 +1,7 @@
 /* The writer thread: the engine's single writer. It takes batches from the network loop in
  * order, applies ingest batches to the engine, appends the accepted events to the WAL (durable
- * per the fsync policy before the batch goes back, so acks never run ahead of the log), answers
- * queries between batches, and fsyncs every second under `everysec`. */
+ * per the fsync policy before the batch goes back, so acks never run ahead of the log), and
+ * answers queries between batches. Under `everysec` the WAL fsyncs on a thread of its own. */
 #ifndef SERVER_WRITER_H
 #define SERVER_WRITER_H
 
@@ -20,8 +20,7 @@ struct writer {
     struct bqueue *done; /* back to it */
     pthread_t thread;
     int started;
-    uint64_t start_ms, last_sync_ms;
-    int unsynced;
+    uint64_t start_ms;
     uint8_t *scratch; /* outcomes of the valid events of one batch */
     uint32_t scratch_cap;
 };

@@ -6,6 +6,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <liburing.h>
@@ -60,7 +62,21 @@ struct wal {
     struct io_uring ring;
     uint8_t *buf; /* encoded records of one append */
     size_t cap;
+    /* everysec: a thread of its own fsyncs once a second, so the appending thread never waits
+     * for the disk. mu guards fd (swapped by roll), dirty and failed against it. */
+    pthread_t syncer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int syncer_on, syncer_stop;
 };
+
+/* Marks the WAL unusable; under mu because the syncer reads it. */
+static void set_failed(struct wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->failed = 1;
+    pthread_mutex_unlock(&w->mu);
+}
 
 /* ---- errors and names ---- */
 
@@ -234,8 +250,23 @@ static int check_headers(struct wal *w, char *err, size_t errlen)
     return 0;
 }
 
+static void stop_syncer(struct wal *w)
+{
+    if (!w->syncer_on)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->syncer_stop = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->syncer, NULL);
+    w->syncer_on = 0;
+}
+
 static void wal_free(struct wal *w)
 {
+    stop_syncer(w);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
     if (w->fd >= 0)
         close(w->fd);
     if (w->dirfd >= 0)
@@ -260,6 +291,8 @@ int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t er
         return fail(err, errlen, ENOMEM, "out of memory opening the WAL in %s", o->dir);
     w->fd = w->dirfd = -1;
     w->policy = o->fsync;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
     w->seg_max = o->segment_bytes ? o->segment_bytes : SEG_DEFAULT_MAX;
     int rc = open_dir(w, o->dir, err, errlen);
     if (rc == 0)
@@ -322,7 +355,7 @@ static int ring_submit(struct wal *w, unsigned nr)
         /* -EINTR/-EAGAIN from io_uring_enter mean nothing was taken: the SQEs are still queued. */
         if ((rc == 0 || rc == -EINTR || rc == -EAGAIN) && ++stalls <= STALLS_MAX)
             continue;
-        w->failed = 1; /* SQEs pointing at our buffer may still be queued: never reuse the ring */
+        set_failed(w); /* SQEs pointing at our buffer may still be queued: never reuse the ring */
         return rc < 0 ? rc : -EIO;
     }
     return 0;
@@ -336,7 +369,7 @@ static int ring_reap(struct wal *w, unsigned nr, int *wres, int *fres)
         while ((rc = io_uring_wait_cqe(&w->ring, &cqe)) == -EINTR)
             ;
         if (rc < 0) {
-            w->failed = 1;
+            set_failed(w);
             return rc;
         }
         if (io_uring_cqe_get_data64(cqe) == OP_FSYNC)
@@ -400,7 +433,7 @@ static int ring_write(struct wal *w, int fd, const uint8_t *p, size_t len, uint6
         if (!sync || fres >= 0)
             return 0;
         if (!retryable(fres)) {
-            w->failed = 1; /* after a failed fsync the page cache may have dropped our data */
+            set_failed(w); /* after a failed fsync the page cache may have dropped our data */
             return fres;
         }
         stalls++; /* the next round has chunk 0: the fsync alone */
@@ -414,7 +447,7 @@ static int plain_sync(struct wal *w, int fd)
     while (rc == 0 && fdatasync(fd) < 0)
         rc = errno == EINTR ? 0 : -errno;
     if (rc < 0)
-        w->failed = 1;
+        set_failed(w);
     return rc;
 }
 
@@ -486,7 +519,10 @@ static int create_segment(struct wal *w, uint64_t seq, int *out)
  * reaches the new file, and a lost tail before kept records would be a hole in the history. */
 static int roll(struct wal *w)
 {
-    if (w->dirty && w->policy != WAL_FSYNC_NO) {
+    pthread_mutex_lock(&w->mu);
+    int dirty = w->dirty;
+    pthread_mutex_unlock(&w->mu);
+    if (dirty && w->policy != WAL_FSYNC_NO) {
         int rc = io_sync(w, w->fd);
         if (rc < 0)
             return rc;
@@ -495,9 +531,11 @@ static int roll(struct wal *w)
     int rc = create_segment(w, w->segs[w->nseg - 1].seq + 1, &fd);
     if (rc < 0)
         return rc;
+    pthread_mutex_lock(&w->mu);
     close(w->fd);
     w->fd = fd;
     w->dirty = 0;
+    pthread_mutex_unlock(&w->mu);
     return 0;
 }
 
@@ -784,13 +822,59 @@ static int encode(struct wal *w, const struct event *evs, const uint8_t *keep, s
 static int undo_write(struct wal *w, int rc)
 {
     if (ftruncate(w->fd, (off_t)w->segs[w->nseg - 1].size) < 0)
-        w->failed = 1;
+        set_failed(w);
     return rc;
+}
+
+/* The everysec syncer: fsyncs a duplicate of the current segment's descriptor, so that a roll
+ * may close the original meanwhile; a roll fsyncs the old segment itself. */
+static void *syncer_main(void *arg)
+{
+    struct wal *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->syncer_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&w->cv, &w->mu, &until);
+        if (w->syncer_stop || !w->dirty || w->failed)
+            continue;
+        int fd = dup(w->fd);
+        w->dirty = 0;
+        pthread_mutex_unlock(&w->mu);
+        int rc = fd < 0 || fdatasync(fd) < 0 ? -errno : 0;
+        if (fd >= 0)
+            close(fd);
+        pthread_mutex_lock(&w->mu);
+        if (rc < 0)
+            w->failed = 1; /* the kernel may have dropped the data: refuse further appends */
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int start_syncer(struct wal *w)
+{
+    if (w->syncer_on || w->policy != WAL_FSYNC_EVERYSEC)
+        return 0;
+    int rc = pthread_create(&w->syncer, NULL, syncer_main, w);
+    if (rc)
+        return -rc;
+    w->syncer_on = 1;
+    return 0;
+}
+
+static int failed(struct wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int f = w->failed;
+    pthread_mutex_unlock(&w->mu);
+    return f;
 }
 
 int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n)
 {
-    if (w->failed)
+    if (failed(w))
         return -EIO;
     if (!w->ready) {
         /* No replay yet: validate (and cut) the log first, or we could append behind a torn
@@ -816,19 +900,26 @@ int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size
         return undo_write(w, rc);
     s->size += len;
     w->total += len;
+    pthread_mutex_lock(&w->mu);
     w->dirty = !always;
-    return 0;
+    pthread_mutex_unlock(&w->mu);
+    return start_syncer(w);
 }
 
 int wal_sync(struct wal *w)
 {
-    if (w->failed)
+    pthread_mutex_lock(&w->mu);
+    int f = w->failed, dirty = w->dirty;
+    pthread_mutex_unlock(&w->mu);
+    if (f)
         return -EIO;
-    if (!w->ready || !w->dirty)
+    if (!w->ready || !dirty)
         return 0;
     int rc = io_sync(w, w->fd);
+    pthread_mutex_lock(&w->mu);
     if (rc == 0)
         w->dirty = 0;
+    pthread_mutex_unlock(&w->mu);
     return rc;
 }
 
@@ -836,6 +927,7 @@ void wal_close(struct wal *w)
 {
     if (!w)
         return;
+    stop_syncer(w);
     if (w->policy != WAL_FSYNC_NO)
         wal_sync(w);
     wal_free(w);

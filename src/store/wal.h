@@ -13,7 +13,7 @@
 enum wal_fsync { WAL_FSYNC_NO = 0, WAL_FSYNC_EVERYSEC, WAL_FSYNC_ALWAYS };
 
 struct wal_options {
-    const char *dir;        /* the data dir; the WAL lives in DIR/wal/ (created if missing) */
+    const char *dir; /* the data dir; the WAL lives in DIR/wal/ (created if missing) */
     enum wal_fsync fsync;
     uint64_t segment_bytes; /* start a new segment past this size; 0: 64 MiB */
 };
@@ -50,7 +50,9 @@ int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_sta
  * Appends larger than 16 MiB are written as several records (replayed as several calls). */
 int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n);
 
-/* fsync of what was appended (the everysec timer, and shutdown). 0 or a negative errno. */
+/* fsync of what was appended, now. Under WAL_FSYNC_EVERYSEC the WAL also does this once a
+ * second on a thread of its own (started by the first append), so callers need not.
+ * 0 or a negative errno. */
 int wal_sync(struct wal *w);
 
 /* 1 when writes go through io_uring, 0 when wal_open fell back to pwrite/fdatasync because the
