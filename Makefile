@@ -26,10 +26,11 @@ asan-test: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
 
-# Installs what is missing, builds, and starts the server in the foreground with its defaults
-# (ports 7400-7402 on 127.0.0.1, data in ./cascaded-data). Ctrl-C stops it cleanly.
+# Installs what is missing, builds, starts the server in the foreground with its defaults
+# (ports 7400-7402 on 127.0.0.1, data in ./cascaded-data) and loads the sample dump into it.
+# Ctrl-C stops it cleanly. RUN_ARGS="..." passes options to cascaded.
 run: deps all
-	$(BUILD)/cascaded $(RUN_ARGS)
+	scripts/run-with-sample.sh $(BUILD) $(RUN_ARGS)
 
 bench: all
 	bench/run-engine-bench.sh $(BUILD)
