@@ -56,36 +56,43 @@ static void pack_kv_str(msgpack_packer *pk, const char *k, const char *s, size_t
 
 /* ---------------------------------------------------------------- params */
 
+/* The value of param `key`, or NULL when absent (the last one wins). */
+static const msgpack_object *find_param(const struct rpc_call *c, const char *key)
+{
+    const msgpack_object *v = NULL;
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; c->params && i < c->params->size; i++) {
+        const msgpack_object *k = &c->params->ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+            memcmp(k->via.str.ptr, key, klen) == 0)
+            v = &c->params->ptr[i].val;
+    }
+    return v;
+}
+
 /* The id param `key` as canonical bytes (an unsigned int becomes its decimal string). */
 static int param_id(struct rpc_call *c, const char *key, char *buf, size_t cap, const char **s,
                     uint32_t *len)
 {
-    if (c->params) {
-        for (uint32_t i = 0; i < c->params->size; i++) {
-            const msgpack_object_kv *kv = &c->params->ptr[i];
-            if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != strlen(key) ||
-                memcmp(kv->key.via.str.ptr, key, strlen(key)) != 0)
-                continue;
-            if (kv->val.type == MSGPACK_OBJECT_STR && kv->val.via.str.size > 0 &&
-                kv->val.via.str.size <= EVENT_ID_MAX) {
-                *s = kv->val.via.str.ptr;
-                *len = kv->val.via.str.size;
-                return 0;
-            }
-            if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-                *len = (uint32_t)snprintf(buf, cap, "%" PRIu64, kv->val.via.u64);
-                *s = buf;
-                return 0;
-            }
-            snprintf(c->err, sizeof(c->err),
-                     "parameter %s must be a non-empty string of at most "
-                     "%d bytes or an unsigned integer",
-                     key, EVENT_ID_MAX);
-            c->code = 400;
-            return -EINVAL;
-        }
+    const msgpack_object *v = find_param(c, key);
+    if (v && v->type == MSGPACK_OBJECT_STR && v->via.str.size > 0 &&
+        v->via.str.size <= EVENT_ID_MAX) {
+        *s = v->via.str.ptr;
+        *len = v->via.str.size;
+        return 0;
     }
-    snprintf(c->err, sizeof(c->err), "missing parameter %s", key);
+    if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *len = (uint32_t)snprintf(buf, cap, "%" PRIu64, v->via.u64);
+        *s = buf;
+        return 0;
+    }
+    if (v)
+        snprintf(c->err, sizeof(c->err),
+                 "parameter %s must be a non-empty string of at most %d bytes or an unsigned "
+                 "integer",
+                 key, EVENT_ID_MAX);
+    else
+        snprintf(c->err, sizeof(c->err), "missing parameter %s", key);
     c->code = 400;
     return -EINVAL;
 }
@@ -189,21 +196,18 @@ static void m_actor(struct rpc_call *c)
 /* The string param `key`, or NULL when absent; -EINVAL (with the error set) when not a string. */
 static int param_str(struct rpc_call *c, const char *key, const char **s, uint32_t *len)
 {
+    const msgpack_object *v = find_param(c, key);
     *s = NULL;
     *len = 0;
-    for (uint32_t i = 0; c->params && i < c->params->size; i++) {
-        const msgpack_object_kv *kv = &c->params->ptr[i];
-        if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != strlen(key) ||
-            memcmp(kv->key.via.str.ptr, key, strlen(key)) != 0)
-            continue;
-        if (kv->val.type != MSGPACK_OBJECT_STR) {
-            snprintf(c->err, sizeof(c->err), "parameter %s must be a string", key);
-            c->code = 400;
-            return -EINVAL;
-        }
-        *s = kv->val.via.str.ptr;
-        *len = kv->val.via.str.size;
+    if (!v)
+        return 0;
+    if (v->type != MSGPACK_OBJECT_STR) {
+        snprintf(c->err, sizeof(c->err), "parameter %s must be a string", key);
+        c->code = 400;
+        return -EINVAL;
     }
+    *s = v->via.str.ptr;
+    *len = v->via.str.size;
     return 0;
 }
 
@@ -211,21 +215,16 @@ static int param_str(struct rpc_call *c, const char *key, const char **s, uint32
 static int param_limit(struct rpc_call *c, const char *key, uint32_t def, uint32_t max,
                        uint32_t *out)
 {
+    const msgpack_object *v = find_param(c, key);
     *out = def;
-    for (uint32_t i = 0; c->params && i < c->params->size; i++) {
-        const msgpack_object_kv *kv = &c->params->ptr[i];
-        if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != strlen(key) ||
-            memcmp(kv->key.via.str.ptr, key, strlen(key)) != 0)
-            continue;
-        if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER || kv->val.via.u64 == 0 ||
-            kv->val.via.u64 > max) {
-            snprintf(c->err, sizeof(c->err), "parameter %s must be an integer from 1 to %u", key,
-                     max);
-            c->code = 400;
-            return -EINVAL;
-        }
-        *out = (uint32_t)kv->val.via.u64;
+    if (!v)
+        return 0;
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 == 0 || v->via.u64 > max) {
+        snprintf(c->err, sizeof(c->err), "parameter %s must be an integer from 1 to %u", key, max);
+        c->code = 400;
+        return -EINVAL;
     }
+    *out = (uint32_t)v->via.u64;
     return 0;
 }
 
