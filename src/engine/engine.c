@@ -148,8 +148,9 @@ static int push_dirty(uint32_t **list, uint32_t *n, uint32_t *cap, uint32_t id)
     return 0;
 }
 
-/* A hot cascade gets many events in one batch: its keys are indexed once, at the batch's end
- * (engine_apply), not per event. Where the list cannot grow, index now. */
+/* A hot cascade gets many events between two top-k reads: its keys are indexed once, when the
+ * next read needs them (engine_flush_index), not per event. Where the list cannot grow, index
+ * now. */
 static void touch_cascade(struct engine *e, uint32_t cid)
 {
     struct cascade *c = cascade_at(e, cid);
@@ -172,7 +173,7 @@ static void touch_actor(struct engine *e, uint32_t aid)
         a->dirty = 1;
 }
 
-static void flush_dirty(struct engine *e)
+void engine_flush_index(struct engine *e)
 {
     for (uint32_t i = 0; i < e->ndirty_c; i++) {
         struct cascade *c = cascade_at(e, e->dirty_c[i]);
@@ -826,6 +827,7 @@ static int apply_one(struct engine *e, const struct event *ev, const struct ev_h
  * applied, the slots of event i+HASH_AHEAD and the records of event i+PEEK_AHEAD are already
  * on their way. Prefetches are hints only: a guess that misses (an id created by an event in
  * between) costs a little time, never correctness. */
+#define DIRTY_MAX  (1u << 16)
 #define HASH_AHEAD 12
 #define PEEK_AHEAD 6
 #define NEAR_AHEAD 2
@@ -905,7 +907,10 @@ size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t
         outcomes[i] = (uint8_t)rc;
         ok += rc == EVENT_OK;
     }
-    flush_dirty(e);
+    /* The top-k indexes catch up lazily: before a top-k read, or once this many records wait,
+     * so that a hot cascade touched in many batches is re-indexed once. */
+    if (e->ndirty_c > DIRTY_MAX || e->ndirty_a > DIRTY_MAX)
+        engine_flush_index(e);
     return ok;
 }
 

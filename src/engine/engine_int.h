@@ -107,6 +107,9 @@ static inline int post_is_root(const struct post *p)
     return (p->parent & ROOT_FLAG) != 0;
 }
 
+/* Brings the top-k indexes up to date with every record changed since the last call. */
+void engine_flush_index(struct engine *e);
+
 /* Walks from post id up to its root; returns the root's cascade id. */
 uint32_t engine_find_cascade(const struct engine *e, uint32_t post);
 
