@@ -18,9 +18,9 @@ int engine_new(struct engine **out)
     struct engine *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
-    segvec_init(&e->posts, sizeof(struct post), 16);
-    segvec_init(&e->actors, sizeof(struct actor), 14);
-    segvec_init(&e->cascades, sizeof(struct cascade), 12);
+    segvec_init(&e->posts, sizeof(struct post), POST_SHIFT);
+    segvec_init(&e->actors, sizeof(struct actor), ACTOR_SHIFT);
+    segvec_init(&e->cascades, sizeof(struct cascade), CASCADE_SHIFT);
     int rc = intern_init(&e->post_ids);
     rc = rc ? rc : intern_init(&e->actor_ids);
     rc = rc ? rc : intern_init(&e->contents);

@@ -81,19 +81,27 @@ struct engine {
     uint32_t path_cap;
 };
 
+/* Records per chunk of each segmented array, as constants so that an access is a shift, a
+ * mask and a load. */
+#define POST_SHIFT    16
+#define ACTOR_SHIFT   14
+#define CASCADE_SHIFT 12
+#define CHUNK_AT(v, type, shift, id)                                                               \
+    ((type *)(v).chunks[(id) >> (shift)] + ((id) & ((1u << (shift)) - 1)))
+
 static inline struct post *post_at(const struct engine *e, uint32_t id)
 {
-    return segvec_at(&e->posts, id);
+    return CHUNK_AT(e->posts, struct post, POST_SHIFT, id);
 }
 
 static inline struct actor *actor_at(const struct engine *e, uint32_t id)
 {
-    return segvec_at(&e->actors, id);
+    return CHUNK_AT(e->actors, struct actor, ACTOR_SHIFT, id);
 }
 
 static inline struct cascade *cascade_at(const struct engine *e, uint32_t id)
 {
-    return segvec_at(&e->cascades, id);
+    return CHUNK_AT(e->cascades, struct cascade, CASCADE_SHIFT, id);
 }
 
 /* The count of nodes at depth d >= 1 (capacity must have been ensured). */
