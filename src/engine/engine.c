@@ -759,6 +759,7 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
 /* hashes of the event's ids, computed ahead by the prefetch pipeline */
 struct ev_hashes {
     uint64_t ph, qh, ah;
+    uint32_t qp, ap; /* stage_peek's guesses at the parent's and actor's ids, for stage_near */
 };
 
 static int plan_event(struct engine *e, const struct event *ev, const struct ev_hashes *h,
@@ -840,22 +841,24 @@ static void stage_hash(struct engine *e, const struct event *ev, struct ev_hashe
     h->ah = hash_bytes(event_id_str(&ev->actor), ev->actor.len);
     intern_prefetch(&e->actor_ids, h->ah);
     h->qh = 0;
+    h->qp = h->ap = NONE; /* no guesses until stage_peek (the first events of a batch get none) */
     if (event_has_parent(ev)) {
         h->qh = hash_bytes(event_id_str(&ev->parent), ev->parent.len);
         intern_prefetch(&e->post_ids, h->qh);
     }
 }
 
-static void stage_peek(struct engine *e, const struct event *ev, const struct ev_hashes *h)
+static void stage_peek(struct engine *e, const struct event *ev, struct ev_hashes *h)
 {
-    uint32_t a = intern_peek(&e->actor_ids, h->ah);
+    uint32_t a = h->ap = intern_peek(&e->actor_ids, h->ah);
     if (a != NONE) {
         __builtin_prefetch(&e->actor_ids.refs[a]);
         __builtin_prefetch(actor_at(e, a));
     }
+    h->qp = NONE;
     if (!event_has_parent(ev))
         return;
-    uint32_t q = intern_peek(&e->post_ids, h->qh);
+    uint32_t q = h->qp = intern_peek(&e->post_ids, h->qh);
     if (q != NONE) {
         __builtin_prefetch(&e->post_ids.refs[q]);
         __builtin_prefetch(post_at(e, q));
@@ -866,12 +869,10 @@ static void stage_peek(struct engine *e, const struct event *ev, const struct ev
  * cascade, its actor, and the edge and pair slots. */
 static void stage_near(struct engine *e, const struct event *ev, const struct ev_hashes *h)
 {
-    if (!event_has_parent(ev))
-        return;
-    uint32_t q = intern_peek(&e->post_ids, h->qh), a = intern_peek(&e->actor_ids, h->ah);
+    uint32_t q = h->qp, a = h->ap;
     if (a != NONE)
         intern_prefetch_str(&e->actor_ids, a);
-    if (q == NONE)
+    if (!event_has_parent(ev) || q == NONE)
         return;
     intern_prefetch_str(&e->post_ids, q);
     const struct post *qr = post_at(e, q);
