@@ -30,7 +30,7 @@ if [ -z "$line" ]; then
 fi
 port=$(sed -n 's/.*ingest=\([0-9]*\).*/\1/p' <<<"$line")
 if [ -x "$build/tools/cascade-replay" ] && [ -f "$sample" ]; then
-    echo "run: loading the sample ($sample) into port $port" >&2
+    echo "run: loading the sample ($sample) into port $port; its duplicates and invalid events are there on purpose" >&2
     "$build/tools/cascade-replay" --port "$port" "$sample" >&2 ||
         echo "run: the sample did not load completely (see above); the server keeps running" >&2
 fi
