@@ -615,3 +615,16 @@ def group_values(rng, events):
             out.append(events[i:i + n])
             i += n
     return out
+
+
+def sanitizer_reports(paths):
+    """Lines of AddressSanitizer/UBSan/LeakSanitizer reports in the servers' stderr files."""
+    out = []
+    for path in paths:
+        try:
+            with open(path, errors='replace') as f:
+                out += [f'{os.path.basename(path)}: {l.strip()}' for l in f
+                        if 'runtime error:' in l or 'Sanitizer' in l]
+        except OSError:
+            pass
+    return out

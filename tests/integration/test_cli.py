@@ -25,6 +25,7 @@ import tempfile
 import time
 
 import msgpack
+from harness import sanitizer_reports
 
 FLAGS = ['--bind', '--ingest-port', '--query-port', '--http-port', '--data-dir', '--fsync', '--config', '--help',
          '--version']
@@ -149,19 +150,6 @@ def ingest_one(port, post):
                     return m
     finally:
         s.close()
-
-
-def sanitizer_reports(paths):
-    """Lines of AddressSanitizer/UBSan/LeakSanitizer reports in the servers' stderr files."""
-    out = []
-    for path in paths:
-        try:
-            with open(path, errors='replace') as f:
-                out += [f'{os.path.basename(path)}: {l.strip()}' for l in f
-                        if 'runtime error:' in l or 'Sanitizer' in l]
-        except OSError:
-            pass
-    return out
 
 
 def main():

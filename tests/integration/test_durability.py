@@ -526,19 +526,6 @@ def part_sigterm(bin_dir, tmp, rng):
         check(f'{tag}: final SIGTERM exits 0', srv.stop() == 0)
 
 
-def sanitizer_reports(paths):
-    """Lines of AddressSanitizer/UBSan/LeakSanitizer reports in the servers' stderr files."""
-    out = []
-    for path in paths:
-        try:
-            with open(path, errors='replace') as f:
-                out += [f'{os.path.basename(path)}: {l.strip()}' for l in f
-                        if 'runtime error:' in l or 'Sanitizer' in l]
-        except OSError:
-            pass
-    return out
-
-
 def main():
     bin_dir = sys.argv[1]
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))

@@ -709,19 +709,6 @@ def part_slow(srv, model, rpc):
         fast.close()
 
 
-def sanitizer_reports(paths):
-    """Lines of AddressSanitizer/UBSan/LeakSanitizer reports in the servers' stderr files."""
-    out = []
-    for path in paths:
-        try:
-            with open(path, errors='replace') as f:
-                out += [f'{os.path.basename(path)}: {l.strip()}' for l in f
-                        if 'runtime error:' in l or 'Sanitizer' in l]
-        except OSError:
-            pass
-    return out
-
-
 def main():
     bin_dir = sys.argv[1]
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
