@@ -41,6 +41,7 @@ struct conn {
     uint32_t gen;
     uint8_t kind, in_use;
     uint8_t recv_armed, send_busy, eof, touched, ack_due, cancel_sent, shut, fatal_sent;
+    uint8_t qbacklog;  /* query: complete requests may still wait in qunp (stopped at the limit) */
     uint32_t ops;      /* operations in the ring */
     uint32_t inflight; /* batches at the writer holding this connection's events or requests */
     uint64_t add_seq, done_seq; /* last batch seq that took / returned events of this conn */
@@ -535,7 +536,11 @@ static void drain_query(struct netloop *n, struct conn *c)
 {
     msgpack_unpacked r;
     msgpack_unpacked_init(&r);
-    while (c->inflight < QUERY_MAX_INFLIGHT && !c->eof) {
+    /* requests already received are answered even after the peer half-closes (eof) */
+    c->qbacklog = 1;
+    while (!c->fatal) {
+        if (c->inflight >= QUERY_MAX_INFLIGHT)
+            goto out;
         int rc = msgpack_unpacker_next(c->qunp, &r);
         if (rc == MSGPACK_UNPACK_CONTINUE)
             break;
@@ -552,6 +557,7 @@ static void drain_query(struct netloop *n, struct conn *c)
                                       "\xc0";
             pend_append(c, bad, sizeof(bad) - 1);
             c->eof = 1;
+            c->fatal = strdup("malformed request"); /* stops reading and parsing; NULL is ok */
             cancel_recv(n, c);
             break;
         }
@@ -562,6 +568,8 @@ static void drain_query(struct netloop *n, struct conn *c)
         c->inflight++;
         bqueue_push(n->to_writer, b);
     }
+    c->qbacklog = 0;
+out:
     msgpack_unpacked_destroy(&r);
 }
 
@@ -815,6 +823,8 @@ static void maybe_close(struct netloop *n, struct conn *c)
 {
     int done_reading = c->eof || c->fatal_sent;
     if (c->kind == NET_INGEST && c->eof && !c->fatal && !ingest_decoder_idle(c->dec))
+        done_reading = 0;
+    if (c->kind == NET_QUERY && c->qbacklog)
         done_reading = 0;
     int quiet = c->inflight == 0 && !c->send_busy && c->pend_len == 0 && !c->ack_due;
     if (!done_reading || !quiet)
