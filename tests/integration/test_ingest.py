@@ -709,6 +709,31 @@ def part_slow(srv, model, rpc):
         fast.close()
 
 
+def part_query_halfclose(srv):
+    """100 pipelined requests (past the server's 64 in flight), then a half-close: every one is
+    answered, in order, before the server closes; a malformed request gets an error, not silence."""
+    s = socket.create_connection(('127.0.0.1', srv.query), timeout=20)
+    s.sendall(b''.join(msgpack.packb([0, i, 'stats', [{}]]) for i in range(100)))
+    s.shutdown(socket.SHUT_WR)
+    u, ids = msgpack.Unpacker(raw=False), []
+    while True:
+        data = s.recv(65536)
+        if not data:
+            break
+        u.feed(data)
+        ids += [m[1] for m in u]
+    s.close()
+    check('query: 100 pipelined requests then a half-close: 100 answers in order', ids == list(range(100)),
+          f'got {len(ids)}')
+    s = socket.create_connection(('127.0.0.1', srv.query), timeout=20)
+    s.sendall(b'\xc1')
+    u = msgpack.Unpacker(raw=False)
+    u.feed(s.recv(65536))
+    m = next(u, None)
+    s.close()
+    check('query: a malformed request gets an error response', isinstance(m, list) and m[2] is not None, repr(m))
+
+
 def main():
     bin_dir = sys.argv[1]
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
@@ -727,6 +752,7 @@ def main():
             part_eof(srv, model, rpc)
             part_nonreader(srv, model, rpc)
             part_fds(srv, model, rpc)
+            part_query_halfclose(srv)
             err, st = rpc.call('stats')
             bad = compare_stats(model, st or {})
             check('all of the above: stats match the model', err is None and not bad, f'{err} {bad}')
