@@ -227,9 +227,10 @@ int delivery_finish(struct delivery *d)
     uint64_t n = 0, *posts = malloc((d->held_at.count + 1) * sizeof *posts);
     if (!posts)
         return -ENOMEM;
-    for (uint64_t i = 0; i <= d->held_at.mask; i++)
-        if (d->held_at.keys[i] != U64MAP_EMPTY)
-            posts[n++] = d->held_at.keys[i];
+    u64map_finish(&d->held_at);
+    for (uint64_t i = 0; i <= d->held_at.t.mask; i++)
+        if (d->held_at.t.keys[i] != U64MAP_EMPTY)
+            posts[n++] = d->held_at.t.keys[i];
     qsort(posts, n, sizeof *posts, cmp_post);
     int rc = 0;
     struct gen_event ev;

@@ -1,4 +1,7 @@
-/* uint64 hash map (see u64map.h). */
+/* uint64 hash map (see u64map.h). Growing is incremental: the old table stays readable while
+ * each later reservation moves a few of its clusters (maximal runs of full slots) into the new
+ * one. A cluster moves whole, so a lookup in the old table either finds its key's cluster intact
+ * or finds an empty slot at once; no operation ever waits for a whole rehash. */
 #include "core/u64map.h"
 
 #include <errno.h>
@@ -7,73 +10,143 @@
 
 #include "core/hash.h"
 
+#define MIGRATE_SLOTS                                                                              \
+    64 /* old slots walked per reservation: done long before the new table fills */
+
 /* A set answers u64map_get with a pointer to this: present, but no value. */
 static uint32_t set_present;
 
-static int alloc_table(struct u64map *m, uint64_t n, int with_values)
+static int alloc_table(struct u64map_table *t, uint64_t n, int with_values)
 {
-    m->keys = malloc(n * sizeof(uint64_t));
-    if (!m->keys)
+    t->keys = malloc(n * sizeof(uint64_t));
+    if (!t->keys)
         return -ENOMEM;
-    memset(m->keys, 0xff, n * sizeof(uint64_t));
-    m->vals = NULL;
+    memset(t->keys, 0xff, n * sizeof(uint64_t));
+    t->vals = NULL;
     if (with_values) {
-        m->vals = calloc(n, sizeof(uint32_t));
-        if (!m->vals) {
-            free(m->keys);
+        t->vals = calloc(n, sizeof(uint32_t));
+        if (!t->vals) {
+            free(t->keys);
             return -ENOMEM;
         }
     }
-    m->mask = n - 1;
+    t->mask = n - 1;
     return 0;
+}
+
+static void free_table(struct u64map_table *t)
+{
+    free(t->keys);
+    free(t->vals);
+    memset(t, 0, sizeof(*t));
 }
 
 int u64map_init(struct u64map *m, int with_values)
 {
-    m->count = 0;
-    return alloc_table(m, 1024, with_values);
+    memset(m, 0, sizeof(*m));
+    return alloc_table(&m->t, 1024, with_values);
 }
 
 void u64map_destroy(struct u64map *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free_table(&m->t);
+    free_table(&m->old);
     memset(m, 0, sizeof(*m));
 }
 
-static uint64_t find_slot(const struct u64map *m, uint64_t key)
+static uint64_t find_slot(const struct u64map_table *t, uint64_t key)
 {
-    uint64_t i = hash_u64(key) & m->mask;
-    while (m->keys[i] != key && m->keys[i] != U64MAP_EMPTY)
-        i = (i + 1) & m->mask;
+    uint64_t i = hash_u64(key) & t->mask;
+    while (t->keys[i] != key && t->keys[i] != U64MAP_EMPTY)
+        i = (i + 1) & t->mask;
     return i;
 }
 
+/* The slot of key in the old table, or UINT64_MAX when it is not there (or nothing migrates). */
+static uint64_t old_slot(const struct u64map *m, uint64_t key)
+{
+    if (!m->old.keys)
+        return UINT64_MAX;
+    uint64_t i = find_slot(&m->old, key);
+    return m->old.keys[i] == U64MAP_EMPTY ? UINT64_MAX : i;
+}
+
+static void put_new(struct u64map_table *t, uint64_t key, uint32_t val)
+{
+    uint64_t j = find_slot(t, key);
+    t->keys[j] = key;
+    if (t->vals)
+        t->vals[j] = val;
+}
+
+/* Moves the cluster that starts at old slot i (full, after an empty one) into the new table;
+ * returns the slot after it. */
+static uint64_t move_cluster(struct u64map *m, uint64_t i)
+{
+    struct u64map_table *o = &m->old;
+    while (o->keys[i] != U64MAP_EMPTY) {
+        put_new(&m->t, o->keys[i], o->vals ? o->vals[i] : 0);
+        o->keys[i] = U64MAP_EMPTY;
+        m->old_left--;
+        i = (i + 1) & o->mask;
+    }
+    return i;
+}
+
+/* Walks at least `slots` old slots, moving every cluster met; frees the old table at the end. */
+static void migrate(struct u64map *m, uint64_t slots)
+{
+    while (m->old.keys && slots > 0) {
+        if (m->old_left == 0 || m->walk_left == 0) {
+            free_table(&m->old);
+            return;
+        }
+        uint64_t i = m->walk_pos;
+        if (m->old.keys[i] != U64MAP_EMPTY) {
+            uint64_t next = move_cluster(m, i);
+            uint64_t len = (next - i) & m->old.mask;
+            slots -= len < slots ? len : slots;
+            m->walk_left -= len < m->walk_left ? len : m->walk_left;
+            m->walk_pos = next;
+        } else {
+            m->walk_pos = (i + 1) & m->old.mask;
+            m->walk_left--;
+            slots--;
+        }
+    }
+    if (m->old.keys && (m->old_left == 0 || m->walk_left == 0))
+        free_table(&m->old);
+}
+
+void u64map_finish(struct u64map *m)
+{
+    migrate(m, UINT64_MAX);
+}
+
+/* Starts moving into a table twice the size. The walk starts just after an empty slot, so that
+ * every cluster is met from its first slot (none wraps around the walk's start). */
 static int grow(struct u64map *m)
 {
-    struct u64map old = *m;
-    if (alloc_table(m, (old.mask + 1) * 2, old.vals != NULL)) {
-        *m = old;
+    u64map_finish(m);
+    struct u64map_table fresh;
+    if (alloc_table(&fresh, (m->t.mask + 1) * 2, m->t.vals != NULL))
         return -ENOMEM;
-    }
-    m->count = old.count;
-    for (uint64_t i = 0; i <= old.mask; i++) {
-        if (old.keys[i] == U64MAP_EMPTY)
-            continue;
-        uint64_t j = find_slot(m, old.keys[i]);
-        m->keys[j] = old.keys[i];
-        if (m->vals)
-            m->vals[j] = old.vals[i];
-    }
-    free(old.keys);
-    free(old.vals);
+    m->old = m->t;
+    m->t = fresh;
+    m->old_left = m->count;
+    uint64_t e = 0;
+    while (m->old.keys[e] != U64MAP_EMPTY)
+        e++; /* the load factor is at most 3/4: an empty slot exists */
+    m->walk_pos = (e + 1) & m->old.mask;
+    m->walk_left = m->old.mask + 1;
     return 0;
 }
 
 int u64map_reserve_slow(struct u64map *m, uint64_t n)
 {
-    /* load factor at most 3/4 */
-    while ((m->count + n) * 4 > (m->mask + 1) * 3) {
+    migrate(m, MIGRATE_SLOTS);
+    /* load factor of the new table at most 3/4, counting what still waits in the old one */
+    while ((m->count + n) * 4 > (m->t.mask + 1) * 3) {
         int rc = grow(m);
         if (rc)
             return rc;
@@ -83,59 +156,81 @@ int u64map_reserve_slow(struct u64map *m, uint64_t n)
 
 uint32_t *u64map_put(struct u64map *m, uint64_t key, int *created)
 {
-    uint64_t i = find_slot(m, key);
-    *created = m->keys[i] == U64MAP_EMPTY;
-    if (*created) {
-        m->keys[i] = key;
-        m->count++;
-        if (m->vals)
-            m->vals[i] = 0;
+    uint64_t o = old_slot(m, key);
+    if (o != UINT64_MAX) {
+        *created = 0;
+        return m->old.vals ? &m->old.vals[o] : &set_present;
     }
-    return m->vals ? &m->vals[i] : &set_present;
+    uint64_t i = find_slot(&m->t, key);
+    *created = m->t.keys[i] == U64MAP_EMPTY;
+    if (*created) {
+        m->t.keys[i] = key;
+        m->count++;
+        if (m->t.vals)
+            m->t.vals[i] = 0;
+    }
+    return m->t.vals ? &m->t.vals[i] : &set_present;
 }
 
 uint32_t *u64map_get(const struct u64map *m, uint64_t key)
 {
-    uint64_t i = find_slot(m, key);
-    if (m->keys[i] == U64MAP_EMPTY)
+    uint64_t o = old_slot(m, key);
+    if (o != UINT64_MAX)
+        return m->old.vals ? &m->old.vals[o] : &set_present;
+    uint64_t i = find_slot(&m->t, key);
+    if (m->t.keys[i] == U64MAP_EMPTY)
         return NULL;
-    return m->vals ? &m->vals[i] : &set_present;
+    return m->t.vals ? &m->t.vals[i] : &set_present;
 }
 
 int u64map_has(const struct u64map *m, uint64_t key)
 {
-    return m->keys[find_slot(m, key)] != U64MAP_EMPTY;
+    return u64map_get(m, key) != NULL;
 }
 
-/* Backward-shift deletion: pull later members of the probe run into the hole when their home
- * slot does not lie strictly between the hole and their current slot. */
-int u64map_del(struct u64map *m, uint64_t key)
+/* Backward-shift deletion in one table: pull later members of the probe run into the hole when
+ * their home slot does not lie strictly between the hole and their current slot. The run stays
+ * one cluster (or splits in two), so the old table's clusters remain whole. */
+static void delete_at(struct u64map_table *t, uint64_t hole)
 {
-    uint64_t i = find_slot(m, key);
-    if (m->keys[i] == U64MAP_EMPTY)
-        return 0;
-    uint64_t hole = i;
-    for (uint64_t j = (i + 1) & m->mask; m->keys[j] != U64MAP_EMPTY; j = (j + 1) & m->mask) {
-        uint64_t home = hash_u64(m->keys[j]) & m->mask;
-        /* distance from home to j vs from home to hole, cyclically */
-        if (((j - home) & m->mask) >= ((j - hole) & m->mask)) {
-            m->keys[hole] = m->keys[j];
-            if (m->vals)
-                m->vals[hole] = m->vals[j];
+    for (uint64_t j = (hole + 1) & t->mask; t->keys[j] != U64MAP_EMPTY; j = (j + 1) & t->mask) {
+        uint64_t home = hash_u64(t->keys[j]) & t->mask;
+        if (((j - home) & t->mask) >= ((j - hole) & t->mask)) {
+            t->keys[hole] = t->keys[j];
+            if (t->vals)
+                t->vals[hole] = t->vals[j];
             hole = j;
         }
     }
-    m->keys[hole] = U64MAP_EMPTY;
+    t->keys[hole] = U64MAP_EMPTY;
+}
+
+int u64map_del(struct u64map *m, uint64_t key)
+{
+    uint64_t o = old_slot(m, key);
+    if (o != UINT64_MAX) {
+        delete_at(&m->old, o);
+        m->old_left--;
+        m->count--;
+        return 1;
+    }
+    uint64_t i = find_slot(&m->t, key);
+    if (m->t.keys[i] == U64MAP_EMPTY)
+        return 0;
+    delete_at(&m->t, i);
     m->count--;
     return 1;
 }
 
 size_t u64map_bytes(const struct u64map *m)
 {
-    return (m->mask + 1) * (sizeof(uint64_t) + (m->vals ? sizeof(uint32_t) : 0));
+    size_t per = sizeof(uint64_t) + (m->t.vals ? sizeof(uint32_t) : 0);
+    return (m->t.mask + 1) * per + (m->old.keys ? (m->old.mask + 1) * per : 0);
 }
 
 void u64map_prefetch(const struct u64map *m, uint64_t key)
 {
-    __builtin_prefetch(&m->keys[hash_u64(key) & m->mask]);
+    __builtin_prefetch(&m->t.keys[hash_u64(key) & m->t.mask]);
+    if (m->old.keys)
+        __builtin_prefetch(&m->old.keys[hash_u64(key) & m->old.mask]);
 }

@@ -1,6 +1,7 @@
 /* Open-addressing hash map from uint64 keys to uint32 values (or a set, without values): the
- * engine's (actor, cascade) membership set and its weighted amplification edges. Linear probing
- * with backward-shift deletion, so there are no tombstones and lookups stay short after joins. */
+ * engine's (actor, cascade) membership set and its amplification edges. Linear probing with
+ * backward-shift deletion, so there are no tombstones and lookups stay short after joins; the
+ * table grows incrementally, a little per reservation, so no insert waits for a whole rehash. */
 #ifndef CORE_U64MAP_H
 #define CORE_U64MAP_H
 
@@ -9,11 +10,18 @@
 
 #define U64MAP_EMPTY UINT64_MAX /* the one key that cannot be stored */
 
-struct u64map {
+struct u64map_table {
     uint64_t *keys;
     uint32_t *vals; /* NULL for a set */
     uint64_t mask;
-    uint64_t count;
+};
+
+struct u64map {
+    struct u64map_table t;   /* where inserts go */
+    struct u64map_table old; /* while growing: the previous table, emptied cluster by cluster */
+    uint64_t count;          /* keys in both */
+    uint64_t old_left;       /* keys still in old */
+    uint64_t walk_pos, walk_left; /* the migration's next old slot and how many remain */
 };
 
 /* with_values: 0 for a set. 0 or -ENOMEM. */
@@ -25,7 +33,8 @@ int u64map_reserve_slow(struct u64map *m, uint64_t n);
 
 static inline int u64map_reserve(struct u64map *m, uint64_t n)
 {
-    if ((m->count + n) * 4 <= (m->mask + 1) * 3) /* load factor at most 3/4 */
+    /* load factor at most 3/4; while growing, every reservation moves part of the old table */
+    if (!m->old.keys && (m->count + n) * 4 <= (m->t.mask + 1) * 3)
         return 0;
     return u64map_reserve_slow(m, n);
 }
@@ -43,7 +52,9 @@ int u64map_has(const struct u64map *m, uint64_t key);
 /* Removes key; 1 if it was there, else 0. */
 int u64map_del(struct u64map *m, uint64_t key);
 
-/* Iteration: for (uint64_t i = 0; i <= m->mask; i++) if (m->keys[i] != U64MAP_EMPTY) ... */
+/* Completes a growth in progress, so that every key is in m->t. Iteration:
+ * u64map_finish(m); for (uint64_t i = 0; i <= m->t.mask; i++) if (m->t.keys[i] != U64MAP_EMPTY) */
+void u64map_finish(struct u64map *m);
 
 size_t u64map_bytes(const struct u64map *m);
 

@@ -77,17 +77,43 @@ static void test_intern_long_and_binary(void **state)
     intern_destroy(&t);
 }
 
+static uint64_t model_key(uint32_t k)
+{
+    return hash_u64(k) & 0xffff00000000ffffULL; /* clustered keys */
+}
+
+/* Every key of the model present with its value, every other absent, the count right. */
+static void check_u64map(const struct u64map *m, const uint32_t *model, uint32_t keys)
+{
+    uint64_t count = 0;
+    for (uint32_t k = 0; k < keys; k++) {
+        uint32_t *v = u64map_get(m, model_key(k));
+        if (model[k]) {
+            assert_non_null(v);
+            assert_int_equal(*v, model[k]);
+            count++;
+        } else {
+            assert_null(v);
+        }
+    }
+    assert_int_equal(m->count, count);
+}
+
+/* Random puts and deletes against a model, through many growths: the key space grows in steps
+ * so that inserts, lookups and deletes all happen while the old table is half moved. */
 static void test_u64map_model(void **state)
 {
     struct u64map m;
     assert_int_equal(u64map_init(&m, 1), 0);
-    enum { KEYS = 5000 };
-    uint32_t model[KEYS];
-    memset(model, 0, sizeof(model)); /* 0: absent, else value */
-    for (int step = 0; step < 400000; step++) {
-        uint32_t k = (uint32_t)(rnd() % KEYS);
-        uint64_t key = hash_u64(k) & 0xffff00000000ffffULL; /* clustered keys */
-        if (rnd() % 3 == 0) {
+    enum { KEYS = 60000 };
+    static uint32_t model[KEYS]; /* 0: absent, else value */
+    memset(model, 0, sizeof(model));
+    int grew_midway = 0;
+    for (int step = 0; step < 600000; step++) {
+        uint32_t span = 500 + (uint32_t)((uint64_t)step * (KEYS - 500) / 600000);
+        uint32_t k = (uint32_t)(rnd() % span);
+        uint64_t key = model_key(k);
+        if (rnd() % 4 == 0) {
             assert_int_equal(u64map_del(&m, key), model[k] != 0);
             model[k] = 0;
         } else {
@@ -97,20 +123,20 @@ static void test_u64map_model(void **state)
             assert_int_equal(created, model[k] == 0);
             *v = model[k] = (uint32_t)(rnd() | 1);
         }
-    }
-    uint64_t count = 0;
-    for (uint32_t k = 0; k < KEYS; k++) {
-        uint64_t key = hash_u64(k) & 0xffff00000000ffffULL;
-        uint32_t *v = u64map_get(&m, key);
-        if (model[k]) {
-            assert_non_null(v);
-            assert_int_equal(*v, model[k]);
-            count++;
-        } else {
-            assert_null(v);
+        if (m.old.keys && step % 97 == 0) {
+            grew_midway++;
+            check_u64map(&m, model, span);
         }
     }
-    assert_int_equal(m.count, count);
+    assert_true(grew_midway > 0); /* the checks above did see half-moved tables */
+    check_u64map(&m, model, KEYS);
+    u64map_finish(&m);
+    assert_null(m.old.keys);
+    check_u64map(&m, model, KEYS);
+    uint64_t n = 0;
+    for (uint64_t i = 0; i <= m.t.mask; i++)
+        n += m.t.keys[i] != U64MAP_EMPTY;
+    assert_int_equal(n, m.count);
     u64map_destroy(&m);
 }
 
@@ -200,9 +226,9 @@ static void test_topk_any_direction(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intern_dense_ids),   cmocka_unit_test(test_intern_long_and_binary),
-        cmocka_unit_test(test_u64map_model),       cmocka_unit_test(test_segvec_stable),
-        cmocka_unit_test(test_topk_monotone),      cmocka_unit_test(test_topk_any_direction),
+        cmocka_unit_test(test_intern_dense_ids), cmocka_unit_test(test_intern_long_and_binary),
+        cmocka_unit_test(test_u64map_model),     cmocka_unit_test(test_segvec_stable),
+        cmocka_unit_test(test_topk_monotone),    cmocka_unit_test(test_topk_any_direction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
