@@ -229,8 +229,8 @@ int delivery_finish(struct delivery *d)
         return -ENOMEM;
     u64map_finish(&d->held_at);
     for (uint64_t i = 0; i <= d->held_at.t.mask; i++)
-        if (d->held_at.t.keys[i] != U64MAP_EMPTY)
-            posts[n++] = d->held_at.t.keys[i];
+        if (u64map_slot(&d->held_at, i, &posts[n]))
+            n++;
     qsort(posts, n, sizeof *posts, cmp_post);
     int rc = 0;
     struct gen_event ev;

@@ -16,12 +16,20 @@
 /* A set answers u64map_get with a pointer to this: present, but no value. */
 static uint32_t set_present;
 
+/* Slots hold ~key, so that an empty slot is 0 and a new table comes zeroed from calloc, page by
+ * page as it is first touched, instead of a memset of the whole table in one go. */
+#define EMPTY 0
+
+static inline uint64_t key_of(uint64_t stored)
+{
+    return ~stored;
+}
+
 static int alloc_table(struct u64map_table *t, uint64_t n, int with_values)
 {
-    t->keys = malloc(n * sizeof(uint64_t));
+    t->keys = calloc(n, sizeof(uint64_t));
     if (!t->keys)
         return -ENOMEM;
-    memset(t->keys, 0xff, n * sizeof(uint64_t));
     t->vals = NULL;
     if (with_values) {
         t->vals = calloc(n, sizeof(uint32_t));
@@ -56,8 +64,8 @@ void u64map_destroy(struct u64map *m)
 
 static uint64_t find_slot(const struct u64map_table *t, uint64_t key)
 {
-    uint64_t i = hash_u64(key) & t->mask;
-    while (t->keys[i] != key && t->keys[i] != U64MAP_EMPTY)
+    uint64_t i = hash_u64(key) & t->mask, stored = ~key;
+    while (t->keys[i] != stored && t->keys[i] != EMPTY)
         i = (i + 1) & t->mask;
     return i;
 }
@@ -68,13 +76,13 @@ static uint64_t old_slot(const struct u64map *m, uint64_t key)
     if (!m->old.keys)
         return UINT64_MAX;
     uint64_t i = find_slot(&m->old, key);
-    return m->old.keys[i] == U64MAP_EMPTY ? UINT64_MAX : i;
+    return m->old.keys[i] == EMPTY ? UINT64_MAX : i;
 }
 
 static void put_new(struct u64map_table *t, uint64_t key, uint32_t val)
 {
     uint64_t j = find_slot(t, key);
-    t->keys[j] = key;
+    t->keys[j] = ~key;
     if (t->vals)
         t->vals[j] = val;
 }
@@ -84,9 +92,9 @@ static void put_new(struct u64map_table *t, uint64_t key, uint32_t val)
 static uint64_t move_cluster(struct u64map *m, uint64_t i)
 {
     struct u64map_table *o = &m->old;
-    while (o->keys[i] != U64MAP_EMPTY) {
-        put_new(&m->t, o->keys[i], o->vals ? o->vals[i] : 0);
-        o->keys[i] = U64MAP_EMPTY;
+    while (o->keys[i] != EMPTY) {
+        put_new(&m->t, key_of(o->keys[i]), o->vals ? o->vals[i] : 0);
+        o->keys[i] = EMPTY;
         m->old_left--;
         i = (i + 1) & o->mask;
     }
@@ -102,7 +110,7 @@ static void migrate(struct u64map *m, uint64_t slots)
             return;
         }
         uint64_t i = m->walk_pos;
-        if (m->old.keys[i] != U64MAP_EMPTY) {
+        if (m->old.keys[i] != EMPTY) {
             uint64_t next = move_cluster(m, i);
             uint64_t len = (next - i) & m->old.mask;
             slots -= len < slots ? len : slots;
@@ -135,7 +143,7 @@ static int grow(struct u64map *m)
     m->t = fresh;
     m->old_left = m->count;
     uint64_t e = 0;
-    while (m->old.keys[e] != U64MAP_EMPTY)
+    while (m->old.keys[e] != EMPTY)
         e++; /* the load factor is at most 3/4: an empty slot exists */
     m->walk_pos = (e + 1) & m->old.mask;
     m->walk_left = m->old.mask + 1;
@@ -162,9 +170,9 @@ uint32_t *u64map_put(struct u64map *m, uint64_t key, int *created)
         return m->old.vals ? &m->old.vals[o] : &set_present;
     }
     uint64_t i = find_slot(&m->t, key);
-    *created = m->t.keys[i] == U64MAP_EMPTY;
+    *created = m->t.keys[i] == EMPTY;
     if (*created) {
-        m->t.keys[i] = key;
+        m->t.keys[i] = ~key;
         m->count++;
         if (m->t.vals)
             m->t.vals[i] = 0;
@@ -178,7 +186,7 @@ uint32_t *u64map_get(const struct u64map *m, uint64_t key)
     if (o != UINT64_MAX)
         return m->old.vals ? &m->old.vals[o] : &set_present;
     uint64_t i = find_slot(&m->t, key);
-    if (m->t.keys[i] == U64MAP_EMPTY)
+    if (m->t.keys[i] == EMPTY)
         return NULL;
     return m->t.vals ? &m->t.vals[i] : &set_present;
 }
@@ -193,8 +201,8 @@ int u64map_has(const struct u64map *m, uint64_t key)
  * one cluster (or splits in two), so the old table's clusters remain whole. */
 static void delete_at(struct u64map_table *t, uint64_t hole)
 {
-    for (uint64_t j = (hole + 1) & t->mask; t->keys[j] != U64MAP_EMPTY; j = (j + 1) & t->mask) {
-        uint64_t home = hash_u64(t->keys[j]) & t->mask;
+    for (uint64_t j = (hole + 1) & t->mask; t->keys[j] != EMPTY; j = (j + 1) & t->mask) {
+        uint64_t home = hash_u64(key_of(t->keys[j])) & t->mask;
         if (((j - home) & t->mask) >= ((j - hole) & t->mask)) {
             t->keys[hole] = t->keys[j];
             if (t->vals)
@@ -202,7 +210,7 @@ static void delete_at(struct u64map_table *t, uint64_t hole)
             hole = j;
         }
     }
-    t->keys[hole] = U64MAP_EMPTY;
+    t->keys[hole] = EMPTY;
 }
 
 int u64map_del(struct u64map *m, uint64_t key)
@@ -215,7 +223,7 @@ int u64map_del(struct u64map *m, uint64_t key)
         return 1;
     }
     uint64_t i = find_slot(&m->t, key);
-    if (m->t.keys[i] == U64MAP_EMPTY)
+    if (m->t.keys[i] == EMPTY)
         return 0;
     delete_at(&m->t, i);
     m->count--;
@@ -233,4 +241,12 @@ void u64map_prefetch(const struct u64map *m, uint64_t key)
     __builtin_prefetch(&m->t.keys[hash_u64(key) & m->t.mask]);
     if (m->old.keys)
         __builtin_prefetch(&m->old.keys[hash_u64(key) & m->old.mask]);
+}
+
+int u64map_slot(const struct u64map *m, uint64_t i, uint64_t *key)
+{
+    if (m->t.keys[i] == EMPTY)
+        return 0;
+    *key = key_of(m->t.keys[i]);
+    return 1;
 }

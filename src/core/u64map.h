@@ -11,7 +11,7 @@
 #define U64MAP_EMPTY UINT64_MAX /* the one key that cannot be stored */
 
 struct u64map_table {
-    uint64_t *keys;
+    uint64_t *keys; /* ~key per slot, 0 when empty (see u64map.c) */
     uint32_t *vals; /* NULL for a set */
     uint64_t mask;
 };
@@ -53,8 +53,11 @@ int u64map_has(const struct u64map *m, uint64_t key);
 int u64map_del(struct u64map *m, uint64_t key);
 
 /* Completes a growth in progress, so that every key is in m->t. Iteration:
- * u64map_finish(m); for (uint64_t i = 0; i <= m->t.mask; i++) if (m->t.keys[i] != U64MAP_EMPTY) */
+ * u64map_finish(m); for (i = 0; i <= m->t.mask; i++) if (u64map_slot(m, i, &key)) ... */
 void u64map_finish(struct u64map *m);
+
+/* 1 and the key stored in slot i of m->t, or 0 for an empty slot. */
+int u64map_slot(const struct u64map *m, uint64_t i, uint64_t *key);
 
 size_t u64map_bytes(const struct u64map *m);
 
