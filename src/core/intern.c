@@ -30,7 +30,6 @@ void intern_destroy(struct intern *t)
         free(t->chunks[i]);
     free(t->chunks);
     free(t->slots);
-    free(t->old_slots);
     free(t->refs);
     memset(t, 0, sizeof(*t));
 }
@@ -47,11 +46,11 @@ static const char *ref_ptr(const struct intern *t, uint32_t ref, uint32_t *len)
     return (const char *)p + 2;
 }
 
-static uint32_t probe(const struct intern *t, const uint64_t *slots, uint32_t mask, uint32_t h,
-                      const char *s, uint32_t len)
+uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64_t hash)
 {
-    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-        uint64_t slot = slots[i];
+    uint32_t h = intern_hash32(hash);
+    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t slot = t->slots[i];
         if (!slot)
             return INTERN_NONE;
         if ((uint32_t)(slot >> 32) != h)
@@ -63,33 +62,16 @@ static uint32_t probe(const struct intern *t, const uint64_t *slots, uint32_t ma
     }
 }
 
-uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64_t hash)
+uint32_t intern_peek(const struct intern *t, uint64_t hash)
 {
     uint32_t h = intern_hash32(hash);
-    if (t->old_slots) {
-        uint32_t id = probe(t, t->old_slots, t->old_mask, h, s, len);
-        if (id != INTERN_NONE)
-            return id;
-    }
-    return probe(t, t->slots, t->mask, h, s, len);
-}
-
-static uint32_t peek_in(const uint64_t *slots, uint32_t mask, uint32_t h)
-{
-    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-        uint64_t slot = slots[i];
+    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t slot = t->slots[i];
         if (!slot)
             return INTERN_NONE;
         if ((uint32_t)(slot >> 32) == h)
             return (uint32_t)slot - 1;
     }
-}
-
-uint32_t intern_peek(const struct intern *t, uint64_t hash)
-{
-    uint32_t h = intern_hash32(hash);
-    uint32_t id = t->old_slots ? peek_in(t->old_slots, t->old_mask, h) : INTERN_NONE;
-    return id != INTERN_NONE ? id : peek_in(t->slots, t->mask, h);
 }
 
 void intern_prefetch_str(const struct intern *t, uint32_t id)
@@ -98,60 +80,27 @@ void intern_prefetch_str(const struct intern *t, uint32_t id)
     __builtin_prefetch(t->chunks[ref >> CHUNK_SHIFT] + (ref & (CHUNK_SIZE - 1)));
 }
 
-static void place(uint64_t *slots, uint32_t mask, uint64_t slot)
-{
-    uint32_t j = (uint32_t)(slot >> 32) & mask;
-    while (slots[j])
-        j = (j + 1) & mask;
-    slots[j] = slot;
-}
-
-/* Walks at least `n` old slots, moving each cluster met whole (so that a probe of the old slots
- * finds a key's cluster intact or an empty slot at once); frees the old slots at the end. */
-static void migrate(struct intern *t, uint64_t n)
-{
-    while (t->old_slots && n > 0 && t->old_left > 0 && t->walk_left > 0) {
-        uint32_t i = t->walk_pos;
-        n--;
-        t->walk_left--;
-        t->walk_pos = (i + 1) & t->old_mask;
-        while (t->old_slots[i]) {
-            place(t->slots, t->mask, t->old_slots[i]);
-            t->old_slots[i] = 0;
-            t->old_left--;
-            i = (i + 1) & t->old_mask;
-            n -= n > 0;
-            t->walk_left -= t->walk_left > 0;
-            t->walk_pos = (i + 1) & t->old_mask;
-        }
-    }
-    if (t->old_slots && (t->old_left == 0 || t->walk_left == 0)) {
-        free(t->old_slots);
-        t->old_slots = NULL;
-    }
-}
-
-/* Starts moving into twice the slots, from just after an empty slot so that every cluster is
- * met from its first slot. */
 static int grow_slots(struct intern *t)
 {
-    migrate(t, UINT64_MAX);
     uint64_t n = ((uint64_t)t->mask + 1) * 2;
     if (n > ((uint64_t)1 << 32))
         return -E2BIG;
     uint64_t *slots = calloc(n, sizeof(uint64_t));
     if (!slots)
         return -ENOMEM;
-    t->old_slots = t->slots;
-    t->old_mask = t->mask;
-    t->old_left = t->count;
+    uint32_t mask = (uint32_t)(n - 1);
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        uint64_t slot = t->slots[i];
+        if (!slot)
+            continue;
+        uint32_t j = (uint32_t)(slot >> 32) & mask;
+        while (slots[j])
+            j = (j + 1) & mask;
+        slots[j] = slot;
+    }
+    free(t->slots);
     t->slots = slots;
-    t->mask = (uint32_t)(n - 1);
-    uint32_t e = 0;
-    while (t->old_slots[e])
-        e++; /* at most 3/4 full: an empty slot exists */
-    t->walk_pos = (e + 1) & t->old_mask;
-    t->walk_left = (uint64_t)t->old_mask + 1;
+    t->mask = mask;
     return 0;
 }
 
@@ -193,8 +142,7 @@ int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes)
     uint64_t want = (uint64_t)t->count + n;
     if (want > MAX_IDS)
         return -E2BIG;
-    migrate(t, 64);
-    /* load factor of the new slots at most 3/4, counting what still waits in the old ones */
+    /* load factor at most 3/4 */
     while (want * 4 > ((uint64_t)t->mask + 1) * 3) {
         int rc = grow_slots(t);
         if (rc)
@@ -233,7 +181,11 @@ uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash
 
     uint32_t id = t->count++;
     t->refs[id] = ref;
-    place(t->slots, t->mask, (uint64_t)intern_hash32(hash) << 32 | (id + 1));
+    uint32_t h = intern_hash32(hash);
+    uint32_t i = h & t->mask;
+    while (t->slots[i])
+        i = (i + 1) & t->mask;
+    t->slots[i] = (uint64_t)h << 32 | (id + 1);
     return id;
 }
 
@@ -263,7 +215,6 @@ const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len)
 
 size_t intern_bytes(const struct intern *t)
 {
-    return ((size_t)t->mask + 1) * sizeof(uint64_t) +
-           (t->old_slots ? ((size_t)t->old_mask + 1) * sizeof(uint64_t) : 0) +
-           (size_t)t->refs_cap * sizeof(uint32_t) + (size_t)t->nchunks * CHUNK_SIZE;
+    return ((size_t)t->mask + 1) * sizeof(uint64_t) + (size_t)t->refs_cap * sizeof(uint32_t) +
+           (size_t)t->nchunks * CHUNK_SIZE;
 }

@@ -14,13 +14,8 @@
 struct intern {
     uint64_t *slots; /* 0: empty; else (uint64_t)hash32 << 32 | (id + 1) */
     uint32_t mask;   /* slot count - 1 (a power of two) */
-    /* While growing, the previous slots stay searchable and move to the new ones a few clusters
-     * per reservation (as in u64map.c), so no add waits for a whole rehash. */
-    uint64_t *old_slots;
-    uint32_t old_mask, old_left, walk_pos;
-    uint64_t walk_left;
-    uint32_t count; /* ids handed out */
-    uint32_t *refs; /* id -> arena offset */
+    uint32_t count;  /* ids handed out */
+    uint32_t *refs;  /* id -> arena offset */
     uint32_t refs_cap;
     char **chunks; /* arena: 1 MiB chunks, a string never spans two */
     uint32_t nchunks, chunks_cap, chunk_used;
@@ -45,7 +40,7 @@ int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes);
 static inline int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes)
 {
     uint64_t want = (uint64_t)t->count + n;
-    if (!t->old_slots && want * 4 <= ((uint64_t)t->mask + 1) * 3 && want <= t->refs_cap &&
+    if (want * 4 <= ((uint64_t)t->mask + 1) * 3 && want <= t->refs_cap &&
         (uint64_t)t->chunk_used + bytes + 2ull * n <= (1u << INTERN_CHUNK_SHIFT))
         return 0;
     return intern_reserve_slow(t, n, bytes);
@@ -64,8 +59,6 @@ const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len);
 static inline void intern_prefetch(const struct intern *t, uint64_t hash)
 {
     __builtin_prefetch(&t->slots[intern_hash32(hash) & t->mask]);
-    if (t->old_slots)
-        __builtin_prefetch(&t->old_slots[intern_hash32(hash) & t->old_mask]);
 }
 
 /* The id in the first slot whose hash bits match, without comparing strings: a guess for
