@@ -578,20 +578,28 @@ static void add_under_placeholder(struct engine *e, uint32_t p, uint32_t a, cons
     touch_cascade(e, cid);
 }
 
-/* Counts a new post below the ancestors in e->path[0..plen) for reach, once per actor. */
-static void count_reach(struct engine *e, uint32_t plen)
+/* Actors on the path e->path[0..plen), each once, into e->tracked; returns how many. */
+static uint32_t path_actors(struct engine *e, uint32_t plen)
 {
+    uint32_t n = 0;
     next_stamp(e);
     for (uint32_t i = 0; i < plen; i++) {
         uint32_t a = post_at(e, e->path[i])->actor;
-        if (a == NONE)
+        if (a == NONE || actor_at(e, a)->stamp == e->stamp)
             continue;
-        struct actor *r = actor_at(e, a);
-        if (r->stamp == e->stamp)
-            continue;
-        r->stamp = e->stamp;
-        r->reach++;
-        touch_actor(e, a);
+        actor_at(e, a)->stamp = e->stamp;
+        e->tracked[n++] = a;
+    }
+    return n;
+}
+
+/* Counts a new post below the ancestors in e->path[0..plen) for reach, once per actor. */
+static void count_reach(struct engine *e, uint32_t plen)
+{
+    uint32_t n = path_actors(e, plen);
+    for (uint32_t i = 0; i < n; i++) {
+        actor_at(e, e->tracked[i])->reach++;
+        touch_actor(e, e->tracked[i]);
     }
 }
 
@@ -669,21 +677,6 @@ static void reroot(struct engine *e, uint32_t p, const struct event *ev, const s
     t->s2 += n * n;
     offer_label(t, label, ev->ts, 0);
     touch_cascade(e, tid);
-}
-
-/* Actors on the path e->path[0..plen), each once, into e->tracked; returns how many. */
-static uint32_t path_actors(struct engine *e, uint32_t plen)
-{
-    uint32_t n = 0;
-    next_stamp(e);
-    for (uint32_t i = 0; i < plen; i++) {
-        uint32_t a = post_at(e, e->path[i])->actor;
-        if (a == NONE || actor_at(e, a)->stamp == e->stamp)
-            continue;
-        actor_at(e, a)->stamp = e->stamp;
-        e->tracked[n++] = a;
-    }
-    return n;
 }
 
 /* Every path actor now reaches the whole joined subtree, less what it reached there already. */
