@@ -24,6 +24,18 @@ struct engine_cascade {
     double structural_virality;
     uint64_t wiener; /* W: sum of distances over unordered pairs of nodes */
     int64_t first_ts, last_ts, duration_ms;
+    uint64_t growth; /* engine_top_growth only: its posts with ts in [newest - window, newest] */
+};
+
+/* What one content key (a URL, claim id, hashtag) amounts to. A post's content is its own, else
+ * its cascade root's (DESIGN §2), so it follows joins. */
+struct engine_content {
+    const char *key;
+    uint32_t key_len;
+    uint64_t posts;         /* observed posts whose content is key */
+    uint32_t cascades;      /* distinct cascades holding at least one of them */
+    uint32_t unique_actors; /* distinct actors among them */
+    int64_t first_ts, last_ts;
 };
 
 /* Actor metrics of DESIGN §3 (pagerank comes from the analytics worker). */
@@ -50,6 +62,7 @@ struct engine_stats {
     uint64_t outcomes[EVENT_OUTCOME_COUNT]; /* accepted, duplicate, per rejection reason */
     uint64_t posts, placeholders, cascades, actors, edges, contents, labels;
     uint64_t bytes; /* bytes the engine's tables hold (capacity, not RSS) */
+    int64_t newest_ts; /* the largest ts of an accepted event (0 before the first) */
 };
 
 enum engine_cascade_metric {
@@ -119,6 +132,24 @@ int engine_tree(struct engine *e, const char *post, uint32_t len, uint32_t limit
  * from a scan of every cascade. */
 int engine_top_cascades(struct engine *e, int metric, const struct engine_cascade_filter *filter,
                         struct engine_cascade *out, uint32_t limit);
+
+/* Growth windows reach back at most this far from the newest event (event time). */
+#define ENGINE_GROWTH_HORIZON_MS (7LL * 24 * 3600 * 1000)
+
+/* The cascades with the most posts whose ts lies in [newest - window_ms, newest] (newest: the
+ * largest ts accepted so far), best first (ties: older cascade first), among those passing
+ * filter (may be NULL); cascades without such a post are left out. Each one's growth is set.
+ * Cost: the activity inside the window (counts are kept per time bucket as events arrive), not
+ * the number of cascades or posts held. Returns how many were written; -EINVAL for a window_ms
+ * outside [1, ENGINE_GROWTH_HORIZON_MS]; -ENOMEM. */
+int engine_top_growth(struct engine *e, int64_t window_ms, const struct engine_cascade_filter *filter,
+                      struct engine_cascade *out, uint32_t limit);
+
+/* The figures of one content key, and its largest cascades by size (ties: older first) in
+ * top[0..limit). Returns how many cascades were written to top, -ENOENT for a key no post
+ * carries, -ENOMEM. Cost: the posts that carry key. */
+int engine_content(struct engine *e, const char *key, uint32_t len, struct engine_content *out,
+                   struct engine_cascade *top, uint32_t limit);
 
 /* Top actors by metric; actor_type 0 for any. Returns how many were written, or -EINVAL. */
 int engine_top_actors(struct engine *e, int metric, int actor_type, struct engine_actor *out,
