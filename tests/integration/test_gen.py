@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Integration test of cascade-gen, the synthetic workload generator (DESIGN §7, issue 5).
 
-usage: /usr/bin/python3 test_gen.py BIN_DIR      (BIN_DIR holds the built `cascade-gen`)
+usage: /usr/bin/python3 test_gen.py SERVER_DIR TOOLS_DIR   (TOOLS_DIR holds the built `cascade-gen`)
 
 Checks the command line (--help lists every flag, bad flags exit 2), determinism (same arguments,
 same bytes; another seed, other bytes; .gz and plain agree), that NDJSON, msgpack and CSV carry
@@ -470,10 +470,10 @@ def finish():
 
 def main():
     global GEN
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3:
         print(__doc__)
         return 2
-    GEN = os.path.join(sys.argv[1], 'cascade-gen')
+    GEN = os.path.join(sys.argv[2], 'cascade-gen')
     check_cli()
     with tempfile.TemporaryDirectory() as tmp:
         check_determinism(tmp)

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Integration test of cascade-replay (DESIGN §7, issue 5) against the real cascaded.
 
-usage: /usr/bin/python3 test_replay.py BIN_DIR REPLAY   (BIN_DIR holds `cascaded`, REPLAY is the
-                                                        cascade-replay binary)
+usage: /usr/bin/python3 test_replay.py BIN_DIR TOOLS_DIR   (BIN_DIR holds `cascaded`, TOOLS_DIR
+                                                           the cascade-replay binary)
 
 One generated dump (random forests delivered in hostile orders, so parents often come after their
 children; duplicates; every rejection reason; values that are not events) is written as NDJSON,
@@ -665,7 +665,7 @@ def main():
     global BIN_DIR, REPLAY, TMP
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    BIN_DIR, REPLAY = sys.argv[1], os.path.abspath(sys.argv[2])
+    BIN_DIR, REPLAY = sys.argv[1], os.path.abspath(os.path.join(sys.argv[2], 'cascade-replay'))
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
     rng = random.Random(seed)
     print(f'# seed {seed} (CASCADE_TEST_SEED)')
