@@ -157,6 +157,35 @@ int engine_top_actors(struct engine *e, int metric, int actor_type, struct engin
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
 
+/* The label summary of DESIGN §3. Quantiles are exact and interpolate linearly between the two
+ * nearest ranks (pandas' and numpy's default): q at position q * (n - 1) of the sorted values. */
+enum engine_label_metric {
+    ENGINE_LABEL_SIZE = 0,
+    ENGINE_LABEL_DEPTH,
+    ENGINE_LABEL_MAX_BREADTH,
+    ENGINE_LABEL_VIRALITY,
+    ENGINE_LABEL_UNIQUE_ACTORS,
+    ENGINE_LABEL_METRICS
+};
+
+struct engine_dist {
+    double mean, median, p90, max;
+};
+
+struct engine_label_summary {
+    const char *label; /* NULL: the cascades without a label */
+    uint32_t label_len;
+    uint32_t cascades;
+    struct engine_dist dist[ENGINE_LABEL_METRICS];
+    double duration_median;
+};
+
+/* One summary per label that some live cascade carries, by label name, then the unlabelled
+ * cascades last (if any). *out is malloc'd, owned by the caller (free). Cost: one pass over
+ * every cascade and a selection per metric. 0 or -ENOMEM. */
+int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t *n);
+const char *engine_label_metric_name(int metric);
+
 /* Metric names as the protocols spell them ("size", "structural_virality", "reach", ...);
  * -EINVAL for an unknown name. */
 int engine_cascade_metric_parse(const char *name, size_t len);

@@ -2,6 +2,7 @@
 #include "net/batch.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -173,15 +174,32 @@ void bqueue_destroy(struct bqueue *q)
     pthread_cond_destroy(&q->cv);
 }
 
+/* Queries go after the queries already waiting but before any ingest batch: a query is answered
+ * between two chunks of ingest, not after everything queued before it. */
+static void push_query(struct bqueue *q, struct batch *b)
+{
+    struct batch **at = q->qlast ? &q->qlast->next : &q->head;
+    b->next = *at;
+    *at = b;
+    if (!b->next)
+        q->tail = b;
+    q->qlast = b;
+    atomic_fetch_add_explicit(&q->nq, 1, memory_order_release);
+}
+
 void bqueue_push(struct bqueue *q, struct batch *b)
 {
     b->next = NULL;
     pthread_mutex_lock(&q->mu);
-    if (q->tail)
-        q->tail->next = b;
-    else
-        q->head = b;
-    q->tail = b;
+    if (b->kind == BATCH_QUERY) {
+        push_query(q, b);
+    } else {
+        if (q->tail)
+            q->tail->next = b;
+        else
+            q->head = b;
+        q->tail = b;
+    }
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
     if (q->efd >= 0) {
@@ -189,6 +207,19 @@ void bqueue_push(struct bqueue *q, struct batch *b)
         ssize_t w = write(q->efd, &one, sizeof(one));
         (void)w; /* an eventfd write fails only on counter overflow: the reader is awake anyway */
     }
+}
+
+static void unlink_head(struct bqueue *q)
+{
+    struct batch *b = q->head;
+    q->head = b->next;
+    if (!q->head)
+        q->tail = NULL;
+    if (q->qlast == b)
+        q->qlast = NULL;
+    if (b->kind == BATCH_QUERY)
+        atomic_fetch_sub_explicit(&q->nq, 1, memory_order_relaxed);
+    b->next = NULL;
 }
 
 struct batch *bqueue_pop_wait(struct bqueue *q, int timeout_ms)
@@ -205,12 +236,22 @@ struct batch *bqueue_pop_wait(struct bqueue *q, int timeout_ms)
     while (!q->head && pthread_cond_timedwait(&q->cv, &q->mu, &until) == 0)
         ;
     struct batch *b = q->head;
-    if (b) {
-        q->head = b->next;
-        if (!q->head)
-            q->tail = NULL;
-        b->next = NULL;
-    }
+    if (b)
+        unlink_head(q);
+    pthread_mutex_unlock(&q->mu);
+    return b;
+}
+
+struct batch *bqueue_pop_query(struct bqueue *q)
+{
+    if (atomic_load_explicit(&q->nq, memory_order_acquire) == 0)
+        return NULL;
+    pthread_mutex_lock(&q->mu);
+    struct batch *b = q->head;
+    if (b && b->kind == BATCH_QUERY)
+        unlink_head(q);
+    else
+        b = NULL;
     pthread_mutex_unlock(&q->mu);
     return b;
 }
@@ -219,7 +260,8 @@ struct batch *bqueue_take_all(struct bqueue *q)
 {
     pthread_mutex_lock(&q->mu);
     struct batch *b = q->head;
-    q->head = q->tail = NULL;
+    q->head = q->tail = q->qlast = NULL;
+    atomic_store_explicit(&q->nq, 0, memory_order_relaxed);
     pthread_mutex_unlock(&q->mu);
     return b;
 }

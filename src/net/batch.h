@@ -62,15 +62,21 @@ struct bqueue {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct batch *head, *tail;
+    struct batch *qlast; /* the last of the queries at the head of the queue, or NULL */
+    _Atomic uint32_t nq; /* queries queued: read without the lock between ingest chunks */
     int efd; /* eventfd written on each push, or -1: lets an io_uring loop wait for it */
 };
 
 /* efd: -1 for a queue waited on with bqueue_pop_wait. 0 or a negative errno. */
 int bqueue_init(struct bqueue *q, int with_eventfd);
 void bqueue_destroy(struct bqueue *q);
+/* Appends b; a query batch goes ahead of every ingest batch (after the queries already queued). */
 void bqueue_push(struct bqueue *q, struct batch *b);
 /* The oldest batch, waiting at most timeout_ms (then NULL). */
 struct batch *bqueue_pop_wait(struct bqueue *q, int timeout_ms);
+/* The oldest batch if it is a query (queries queue ahead of ingest), else NULL; cheap when no
+ * query waits (one atomic load), so the writer can ask between chunks of a batch. */
+struct batch *bqueue_pop_query(struct bqueue *q);
 /* Takes every queued batch, oldest first (a list through ->next), without waiting. */
 struct batch *bqueue_take_all(struct bqueue *q);
 

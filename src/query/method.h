@@ -34,8 +34,8 @@ struct qcall;
 
 /* How a result is laid out, so that text renderers (CSV, tables) know what the rows are. */
 enum qshape {
-    QS_RECORD = 0, /* one flat map */
-    QS_LIST,       /* an array of flat maps */
+    QS_RECORD = 0,       /* one flat map */
+    QS_LIST,             /* an array of flat maps */
     QS_RECORD_WITH_LIST, /* a flat map plus one array of flat maps under `list_key` */
 };
 

@@ -1,8 +1,7 @@
 /* msgpack-RPC on the query port (DESIGN §5): `[0, msgid, method, [params]]` in, `[1, msgid,
- * error, result]` out. Runs on the engine's thread, between batches, so every answer sees the
- * state as of one moment. This first cut serves stats, cascade, actor, path, top_cascades and
- * top_actors (by a metric, no filters); the query issue brings the full method table shared with
- * HTTP and the CLI. */
+ * error, result]` out, every method and its parameter schema from query/method.h. Runs on the
+ * engine's thread, between two applied chunks of events, so every answer sees the state as of one
+ * moment. The HTTP port and cascade-cli build the same requests (qrequest_from_text). */
 #ifndef QUERY_RPC_H
 #define QUERY_RPC_H
 
@@ -15,6 +14,8 @@
 struct rpc_server_stats {
     uint64_t wal_bytes;
     uint64_t uptime_ms;
+    double ingest_rate; /* accepted events per second, over the last few seconds */
+    uint64_t mem_allocated, mem_resident; /* jemalloc's figures, else the process RSS */
 };
 
 /* Answers one request (the bytes of one msgpack value). *resp is malloc'd, owned by the caller.

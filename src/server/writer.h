@@ -1,7 +1,8 @@
 /* The writer thread: the engine's single writer. It takes batches from the network loop in
  * order, applies ingest batches to the engine, appends the accepted events to the WAL (durable
  * per the fsync policy before the batch goes back, so acks never run ahead of the log), and
- * answers queries between batches. Under `everysec` the WAL fsyncs on a thread of its own. */
+ * answers queries between chunks of a batch (queries queue ahead of ingest). Under `everysec` the
+ * WAL fsyncs on a thread of its own. */
 #ifndef SERVER_WRITER_H
 #define SERVER_WRITER_H
 
@@ -11,6 +12,14 @@
 #include "cascade/engine.h"
 #include "net/batch.h"
 #include "store/wal.h"
+
+#define WRITER_RATE_SAMPLES 6
+
+/* The accepted count sampled about once a second: `stats` reports the rate over them. */
+struct writer_rate {
+    uint64_t ms[WRITER_RATE_SAMPLES], accepted[WRITER_RATE_SAMPLES];
+    uint32_t head, n;
+};
 
 struct writer {
     struct engine *engine;
@@ -23,6 +32,7 @@ struct writer {
     uint64_t start_ms;
     uint8_t *scratch; /* outcomes of the valid events of one batch */
     uint32_t scratch_cap;
+    struct writer_rate rate;
 };
 
 /* Opens the WAL under data_dir, replays it into a new engine (logging what it found and cut),

@@ -458,13 +458,11 @@ class Model:
 def compare_stats(model, got):
     exp = model.stats()
     bad = [f'{k}: got {got.get(k)!r} want {v!r}' for k, v in exp.items() if got.get(k) != v]
-    rej = got.get('rejected')
-    if not isinstance(rej, dict):
-        bad.append(f'rejected is not a map: {rej!r}')
-    else:
-        for r in REASONS:
-            if rej.get(r, 0) != model.counts[r]:
-                bad.append(f'rejected.{r}: got {rej.get(r)!r} want {model.counts[r]}')
+    for r in REASONS:
+        if got.get('rejected_' + r) != model.counts[r]:
+            bad.append(f'rejected_{r}: got {got.get("rejected_" + r)!r} want {model.counts[r]}')
+    if got.get('rejected') != sum(model.counts[r] for r in REASONS):
+        bad.append(f'rejected: got {got.get("rejected")!r} want the sum over reasons')
     return bad
 
 

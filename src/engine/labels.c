@@ -1,0 +1,206 @@
+/* The label summary (DESIGN §3): per label, the distribution of the cascade metrics. Exact: one
+ * pass groups every live cascade's value by label (a counting sort), then a selection finds each
+ * quantile in linear time, so a call costs O(cascades) and no sort. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+
+static const char *const metric_names[ENGINE_LABEL_METRICS] = {
+    "size", "depth", "max_breadth", "structural_virality", "unique_actors",
+};
+
+const char *engine_label_metric_name(int metric)
+{
+    return metric >= 0 && metric < ENGINE_LABEL_METRICS ? metric_names[metric] : NULL;
+}
+
+/* metric m of cascade c; m == ENGINE_LABEL_METRICS: duration_ms. */
+static double metric_of(const struct cascade *c, int m)
+{
+    uint64_t n = (uint64_t)c->size + c->missing;
+    switch (m) {
+    case ENGINE_LABEL_SIZE:
+        return c->size;
+    case ENGINE_LABEL_DEPTH:
+        return c->depth;
+    case ENGINE_LABEL_MAX_BREADTH:
+        return c->max_breadth;
+    case ENGINE_LABEL_VIRALITY:
+        if (n < 2)
+            return 0.0;
+        return (double)((unsigned __int128)n * c->s1 - c->s2) / ((double)n * (double)(n - 1) / 2);
+    case ENGINE_LABEL_UNIQUE_ACTORS:
+        return c->unique;
+    default:
+        return (double)(c->last_ts - c->first_ts);
+    }
+}
+
+static void swap(double *a, size_t i, size_t j)
+{
+    double t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+}
+
+/* Rearranges a[0..n) so that a[k] holds the k-th smallest, nothing larger before it and nothing
+ * smaller after it (Hoare's selection; equal keys stop both scans, so runs of equal values,
+ * which cascade sizes are full of, still split evenly). */
+static double select_k(double *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < a[lo])
+            swap(a, mid, lo);
+        if (a[hi] < a[lo])
+            swap(a, hi, lo);
+        if (a[hi] < a[mid])
+            swap(a, hi, mid);
+        double pivot = a[mid];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
+            if (i <= j) {
+                swap(a, i, j);
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return a[k];
+}
+
+/* The q-quantile, interpolating between the two nearest ranks. */
+static double quantile(double *a, size_t n, double q)
+{
+    double pos = q * (double)(n - 1);
+    size_t k = (size_t)pos;
+    double frac = pos - (double)k, lo = select_k(a, n, k);
+    if (frac == 0.0 || k + 1 >= n)
+        return lo;
+    double hi = a[k + 1];
+    for (size_t i = k + 2; i < n; i++)
+        if (a[i] < hi)
+            hi = a[i];
+    return lo + frac * (hi - lo);
+}
+
+static void distribution(double *a, size_t n, struct engine_dist *d)
+{
+    double sum = 0, max = a[0];
+    for (size_t i = 0; i < n; i++) {
+        sum += a[i];
+        if (a[i] > max)
+            max = a[i];
+    }
+    d->mean = sum / (double)n;
+    d->max = max;
+    d->median = quantile(a, n, 0.5);
+    d->p90 = quantile(a, n, 0.9);
+}
+
+struct groups {
+    uint32_t ngroups; /* labels + 1: the last group holds the unlabelled cascades */
+    uint32_t *start;  /* ngroups + 1 offsets into the value array */
+    uint32_t *fill;
+};
+
+static uint32_t group_of(const struct engine *e, const struct cascade *c)
+{
+    return c->label == NONE ? e->labels.count : c->label;
+}
+
+/* Fills vals with metric m of every live cascade, grouped by label. */
+static void gather(const struct engine *e, struct groups *g, double *vals, int m)
+{
+    memcpy(g->fill, g->start, g->ngroups * sizeof(uint32_t));
+    for (uint32_t i = 0; i < e->cascades.len; i++) {
+        const struct cascade *c = cascade_at(e, i);
+        if (!c->dead)
+            vals[g->fill[group_of(e, c)]++] = metric_of(c, m);
+    }
+}
+
+static int cmp_summary(const void *pa, const void *pb)
+{
+    const struct engine_label_summary *a = pa, *b = pb;
+    if (!a->label || !b->label)
+        return !a->label - !b->label;
+    uint32_t n = a->label_len < b->label_len ? a->label_len : b->label_len;
+    int r = memcmp(a->label, b->label, n);
+    return r ? r : (a->label_len > b->label_len) - (a->label_len < b->label_len);
+}
+
+static void summarise(const struct engine *e, struct groups *g, double *vals,
+                      struct engine_label_summary *out, uint32_t *n)
+{
+    for (int m = 0; m <= ENGINE_LABEL_METRICS; m++) {
+        gather(e, g, vals, m);
+        uint32_t k = 0;
+        for (uint32_t gi = 0; gi < g->ngroups; gi++) {
+            uint32_t cnt = g->start[gi + 1] - g->start[gi];
+            if (cnt == 0)
+                continue;
+            struct engine_label_summary *s = &out[k++];
+            double *a = vals + g->start[gi];
+            if (m == 0) {
+                s->cascades = cnt;
+                if (gi < e->labels.count)
+                    s->label = intern_str(&e->labels, gi, &s->label_len);
+            }
+            if (m < ENGINE_LABEL_METRICS)
+                distribution(a, cnt, &s->dist[m]);
+            else
+                s->duration_median = quantile(a, cnt, 0.5);
+        }
+        *n = k;
+    }
+}
+
+int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t *n)
+{
+    struct groups g = {.ngroups = e->labels.count + 1};
+    g.start = calloc((size_t)g.ngroups + 1, sizeof(uint32_t));
+    g.fill = calloc(g.ngroups, sizeof(uint32_t));
+    struct engine_label_summary *res = calloc(g.ngroups, sizeof(*res));
+    double *vals = NULL;
+    if (g.start && g.fill) {
+        for (uint32_t i = 0; i < e->cascades.len; i++) {
+            const struct cascade *c = cascade_at(e, i);
+            if (!c->dead)
+                g.start[group_of(e, c) + 1]++;
+        }
+        for (uint32_t gi = 0; gi < g.ngroups; gi++)
+            g.start[gi + 1] += g.start[gi];
+        vals = malloc(((size_t)g.start[g.ngroups] + 1) * sizeof(double));
+    }
+    if (!g.start || !g.fill || !vals || !res) {
+        free(g.start);
+        free(g.fill);
+        free(vals);
+        free(res);
+        return -ENOMEM;
+    }
+    *n = 0;
+    summarise(e, &g, vals, res, n);
+    qsort(res, *n, sizeof(*res), cmp_summary);
+    free(g.start);
+    free(g.fill);
+    free(vals);
+    *out = res;
+    return 0;
+}

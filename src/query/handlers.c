@@ -1,0 +1,502 @@
+/* Query handlers (see handlers.h): read the engine, pack flat records. Results use the same key
+ * names as DESIGN §3; ids are strings, times integer milliseconds; lists are arrays of flat maps
+ * so that the HTTP port's JSON loads straight into pandas. */
+#include "query/handlers.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- parameters */
+
+static const msgpack_object *val(const struct qcall *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->m->nparams && i < QCALL_MAX_PARAMS; i++)
+        if (strcmp(c->m->params[i].name, name) == 0)
+            return c->vals[i];
+    return NULL;
+}
+
+int qcall_has(const struct qcall *c, const char *name)
+{
+    return val(c, name) != NULL;
+}
+
+uint64_t qcall_uint(const struct qcall *c, const char *name, uint64_t def)
+{
+    const msgpack_object *v = val(c, name);
+    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : def;
+}
+
+int64_t qcall_int(const struct qcall *c, const char *name, int64_t def)
+{
+    const msgpack_object *v = val(c, name);
+    if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (int64_t)v->via.u64;
+    if (v && v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return v->via.i64;
+    return def;
+}
+
+int qcall_bool(const struct qcall *c, const char *name, int def)
+{
+    const msgpack_object *v = val(c, name);
+    if (v && v->type == MSGPACK_OBJECT_BOOLEAN)
+        return v->via.boolean;
+    if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return v->via.u64 != 0;
+    return def;
+}
+
+double qcall_float(const struct qcall *c, const char *name, double def)
+{
+    const msgpack_object *v = val(c, name);
+    if (!v)
+        return def;
+    if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+        return v->via.f64;
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (double)v->via.u64;
+    if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return (double)v->via.i64;
+    return def;
+}
+
+const char *qcall_str(const struct qcall *c, const char *name, uint32_t *len)
+{
+    const msgpack_object *v = val(c, name);
+    *len = 0;
+    if (!v || v->type != MSGPACK_OBJECT_STR)
+        return NULL;
+    *len = v->via.str.size;
+    return v->via.str.ptr;
+}
+
+const char *qcall_id(const struct qcall *c, const char *name, char *buf, uint32_t *len)
+{
+    const msgpack_object *v = val(c, name);
+    if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *len = (uint32_t)snprintf(buf, 24, "%" PRIu64, v->via.u64);
+        return buf;
+    }
+    return qcall_str(c, name, len);
+}
+
+void qcall_fail(struct qcall *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    c->code = code;
+}
+
+/* An id for an error message: at most 64 bytes of it. */
+#define SHOW(len) (int)((len) > 64 ? 64 : (len))
+
+/* ---------------------------------------------------------------- packing */
+
+static void pack_key(msgpack_packer *pk, const char *k)
+{
+    size_t n = strlen(k);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, k, n);
+}
+
+static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    pack_key(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void kv_i64(msgpack_packer *pk, const char *k, int64_t v)
+{
+    pack_key(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+
+static void kv_f64(msgpack_packer *pk, const char *k, double v)
+{
+    pack_key(pk, k);
+    msgpack_pack_double(pk, v);
+}
+
+/* A string value, nil when s is NULL. */
+static void kv_str(msgpack_packer *pk, const char *k, const char *s, size_t len)
+{
+    pack_key(pk, k);
+    if (!s) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, s, len);
+}
+
+static void kv_cstr(msgpack_packer *pk, const char *k, const char *s)
+{
+    kv_str(pk, k, s, s ? strlen(s) : 0);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+void handle_stats(struct qcall *c)
+{
+    struct engine_stats st;
+    engine_get_stats(c->e, &st);
+    msgpack_packer *pk = c->pk;
+    uint64_t rejected = 0;
+    for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
+        rejected += st.outcomes[r];
+    msgpack_pack_map(pk, 19 + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    kv_u64(pk, "posts", st.posts);
+    kv_u64(pk, "placeholders", st.placeholders);
+    kv_u64(pk, "cascades", st.cascades);
+    kv_u64(pk, "actors", st.actors);
+    kv_u64(pk, "edges", st.edges);
+    kv_u64(pk, "contents", st.contents);
+    kv_u64(pk, "labels", st.labels);
+    kv_u64(pk, "accepted", st.outcomes[EVENT_OK]);
+    kv_u64(pk, "duplicate", st.outcomes[EVENT_DUP]);
+    kv_u64(pk, "rejected", rejected);
+    for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++) {
+        char key[64];
+        snprintf(key, sizeof(key), "rejected_%s", event_outcome_name(r));
+        kv_u64(pk, key, st.outcomes[r]);
+    }
+    kv_u64(pk, "errors", st.outcomes[EVENT_ERR_NOMEM]);
+    kv_f64(pk, "ingest_rate", c->ss->ingest_rate);
+    kv_i64(pk, "newest_ts", st.newest_ts);
+    kv_u64(pk, "wal_bytes", c->ss->wal_bytes);
+    kv_u64(pk, "memory_allocated", c->ss->mem_allocated);
+    kv_u64(pk, "memory_resident", c->ss->mem_resident);
+    kv_u64(pk, "engine_bytes", st.bytes);
+    kv_u64(pk, "uptime_ms", c->ss->uptime_ms);
+    kv_cstr(pk, "version", CASCADE_VERSION);
+}
+
+/* ---------------------------------------------------------------- cascades */
+
+static void pack_cascade_fields(msgpack_packer *pk, const struct engine_cascade *x)
+{
+    kv_str(pk, "root", x->root, x->root_len);
+    kv_str(pk, "root_actor", x->root_actor, x->root_actor_len);
+    kv_str(pk, "content", x->content, x->content_len);
+    kv_str(pk, "label", x->label, x->label_len);
+    kv_u64(pk, "size", x->size);
+    kv_u64(pk, "missing", x->missing);
+    kv_u64(pk, "depth", x->depth);
+    kv_u64(pk, "max_breadth", x->max_breadth);
+    kv_f64(pk, "structural_virality", x->structural_virality);
+    kv_u64(pk, "wiener", x->wiener);
+    kv_u64(pk, "unique_actors", x->unique_actors);
+    kv_i64(pk, "first_ts", x->first_ts);
+    kv_i64(pk, "last_ts", x->last_ts);
+    kv_i64(pk, "duration_ms", x->duration_ms);
+}
+
+#define CASCADE_FIELDS 14
+
+static void pack_cascade(msgpack_packer *pk, const struct engine_cascade *x, int with_growth)
+{
+    msgpack_pack_map(pk, CASCADE_FIELDS + (with_growth ? 1 : 0));
+    pack_cascade_fields(pk, x);
+    if (with_growth)
+        kv_u64(pk, "growth", x->growth);
+}
+
+static const char *const kind_names[] = {"post", "share", "quote", "reply"};
+
+struct nodes_ctx {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    uint32_t n;
+    int tree; /* tree nodes carry parent, kind, placeholder too */
+};
+
+static int pack_node(void *arg, const struct engine_node *nd)
+{
+    struct nodes_ctx *x = arg;
+    msgpack_packer *pk = &x->pk;
+    msgpack_pack_map(pk, x->tree ? 7 : 4);
+    kv_str(pk, "post", nd->post, nd->post_len);
+    if (x->tree)
+        kv_str(pk, "parent", nd->parent, nd->parent_len);
+    kv_str(pk, "actor", nd->actor, nd->actor_len);
+    kv_i64(pk, "ts", nd->ts);
+    kv_u64(pk, "depth", nd->depth);
+    if (x->tree) {
+        kv_cstr(pk, "kind", nd->placeholder ? NULL : kind_names[nd->kind & 3]);
+        pack_key(pk, "placeholder");
+        if (nd->placeholder)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
+    x->n++;
+    return 0;
+}
+
+static void nodes_init(struct nodes_ctx *x, int tree)
+{
+    memset(x, 0, sizeof(*x));
+    msgpack_sbuffer_init(&x->sb);
+    msgpack_packer_init(&x->pk, &x->sb, msgpack_sbuffer_write);
+    x->tree = tree;
+}
+
+/* Appends the collected nodes as an array to c's result. */
+static void nodes_flush(struct qcall *c, struct nodes_ctx *x)
+{
+    msgpack_pack_array(c->pk, x->n);
+    if (x->sb.size)
+        msgpack_sbuffer_write(c->pk->data, x->sb.data, x->sb.size);
+    msgpack_sbuffer_destroy(&x->sb);
+}
+
+void handle_cascade(struct qcall *c)
+{
+    char buf[24];
+    uint32_t len;
+    const char *id = qcall_id(c, "post", buf, &len);
+    struct engine_cascade x;
+    if (engine_cascade(c->e, id, len, &x)) {
+        qcall_fail(c, QERR_NOT_FOUND, "unknown post %.*s", SHOW(len), id);
+        return;
+    }
+    if (!qcall_bool(c, "tree", 0)) {
+        pack_cascade(c->pk, &x, 0);
+        return;
+    }
+    struct nodes_ctx nodes;
+    nodes_init(&nodes, 1);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 100000);
+    int k = engine_tree(c->e, id, len, limit, pack_node, &nodes);
+    if (k < 0) {
+        msgpack_sbuffer_destroy(&nodes.sb);
+        qcall_fail(c, QERR_INTERNAL, "out of memory while walking the tree");
+        return;
+    }
+    msgpack_pack_map(c->pk, CASCADE_FIELDS + 2);
+    pack_cascade_fields(c->pk, &x);
+    pack_key(c->pk, "nodes_truncated");
+    if ((uint64_t)nodes.n < (uint64_t)x.size + x.missing)
+        msgpack_pack_true(c->pk);
+    else
+        msgpack_pack_false(c->pk);
+    pack_key(c->pk, "nodes");
+    nodes_flush(c, &nodes);
+}
+
+static int cascade_filter(struct qcall *c, struct engine_cascade_filter *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->label = qcall_str(c, "label", &f->label_len);
+    f->content = qcall_str(c, "content", &f->content_len);
+    f->has_since = qcall_has(c, "since");
+    f->since = qcall_int(c, "since", 0);
+    f->has_until = qcall_has(c, "until");
+    f->until = qcall_int(c, "until", 0);
+    f->min_size = (uint32_t)qcall_uint(c, "min_size", 0);
+    return f->label || f->content || f->has_since || f->has_until || f->min_size;
+}
+
+void handle_top_cascades(struct qcall *c)
+{
+    uint32_t by_len;
+    const char *by = qcall_str(c, "by", &by_len);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
+    int growth = by && by_len == 6 && memcmp(by, "growth", 6) == 0;
+    int metric = by && !growth ? engine_cascade_metric_parse(by, by_len) : ENGINE_BY_SIZE;
+    if (!growth && qcall_has(c, "window_ms")) {
+        qcall_fail(c, QERR_BAD_REQUEST, "parameter window_ms goes with by=growth");
+        return;
+    }
+    struct engine_cascade_filter f;
+    int filtered = cascade_filter(c, &f);
+    struct engine_cascade *out = malloc((size_t)limit * sizeof(*out));
+    int k = -ENOMEM;
+    if (out && growth)
+        k = engine_top_growth(c->e, (int64_t)qcall_uint(c, "window_ms", 60000),
+                              filtered ? &f : NULL, out, limit);
+    else if (out)
+        k = engine_top_cascades(c->e, metric, filtered ? &f : NULL, out, limit);
+    if (k < 0) {
+        free(out);
+        if (k == -EINVAL)
+            qcall_fail(c, QERR_BAD_REQUEST, "bad top_cascades parameters");
+        else
+            qcall_fail(c, QERR_INTERNAL, "out of memory");
+        return;
+    }
+    msgpack_pack_array(c->pk, (size_t)k);
+    for (int i = 0; i < k; i++)
+        pack_cascade(c->pk, &out[i], growth);
+    free(out);
+}
+
+/* ---------------------------------------------------------------- actors */
+
+static void pack_actor(msgpack_packer *pk, const struct engine_actor *a)
+{
+    msgpack_pack_map(pk, 12);
+    kv_str(pk, "id", a->name, a->name_len);
+    kv_cstr(pk, "actor_type", a->actor_type == EVENT_ACTOR_PAGE ? "page" : "account");
+    kv_u64(pk, "posts", a->posts);
+    kv_u64(pk, "roots", a->roots);
+    kv_u64(pk, "shares", a->shares);
+    kv_u64(pk, "reshares_received", a->reshares_received);
+    kv_u64(pk, "amplifiers", a->amplifiers);
+    kv_u64(pk, "reach", a->reach);
+    kv_u64(pk, "cascades", a->cascades);
+    kv_i64(pk, "first_ts", a->first_ts);
+    kv_i64(pk, "last_ts", a->last_ts);
+    /* nil until the analytics worker has computed a snapshot */
+    kv_str(pk, "pagerank", NULL, 0);
+}
+
+void handle_actor(struct qcall *c)
+{
+    char buf[24];
+    uint32_t len;
+    const char *id = qcall_id(c, "id", buf, &len);
+    struct engine_actor a;
+    if (engine_actor(c->e, id, len, &a)) {
+        qcall_fail(c, QERR_NOT_FOUND, "unknown actor %.*s", SHOW(len), id);
+        return;
+    }
+    pack_actor(c->pk, &a);
+}
+
+void handle_top_actors(struct qcall *c)
+{
+    uint32_t by_len, t_len;
+    const char *by = qcall_str(c, "by", &by_len);
+    const char *type = qcall_str(c, "actor_type", &t_len);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
+    if (by && by_len == 8 && memcmp(by, "pagerank", 8) == 0) {
+        handle_not_ready(c);
+        return;
+    }
+    int metric = by ? engine_actor_metric_parse(by, by_len) : ENGINE_BY_REACH;
+    int atype = !type ? 0 : t_len == 4 ? EVENT_ACTOR_PAGE : EVENT_ACTOR_ACCOUNT;
+    struct engine_actor *out = malloc((size_t)limit * sizeof(*out));
+    int k = out ? engine_top_actors(c->e, metric, atype, out, limit) : -ENOMEM;
+    if (k < 0) {
+        free(out);
+        qcall_fail(c, QERR_INTERNAL, "out of memory");
+        return;
+    }
+    msgpack_pack_array(c->pk, (size_t)k);
+    for (int i = 0; i < k; i++)
+        pack_actor(c->pk, &out[i]);
+    free(out);
+}
+
+/* ---------------------------------------------------------------- content, path */
+
+void handle_content(struct qcall *c)
+{
+    uint32_t len;
+    const char *key = qcall_str(c, "key", &len);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
+    struct engine_content ct;
+    struct engine_cascade *top = malloc((size_t)limit * sizeof(*top));
+    int k = top ? engine_content(c->e, key, len, &ct, top, limit) : -ENOMEM;
+    if (k < 0) {
+        free(top);
+        if (k == -ENOENT)
+            qcall_fail(c, QERR_NOT_FOUND, "no post carries content %.*s", SHOW(len), key);
+        else
+            qcall_fail(c, QERR_INTERNAL, "out of memory");
+        return;
+    }
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_map(pk, 7);
+    kv_str(pk, "key", key, len);
+    kv_u64(pk, "posts", ct.posts);
+    kv_u64(pk, "cascades", ct.cascades);
+    kv_u64(pk, "unique_actors", ct.unique_actors);
+    kv_i64(pk, "first_ts", ct.first_ts);
+    kv_i64(pk, "last_ts", ct.last_ts);
+    pack_key(pk, "top_cascades");
+    msgpack_pack_array(pk, (size_t)k);
+    for (int i = 0; i < k; i++)
+        pack_cascade(pk, &top[i], 0);
+    free(top);
+}
+
+void handle_path(struct qcall *c)
+{
+    char buf[24];
+    uint32_t len;
+    const char *id = qcall_id(c, "post", buf, &len);
+    struct nodes_ctx nodes;
+    nodes_init(&nodes, 0);
+    if (engine_path(c->e, id, len, pack_node, &nodes) < 0) {
+        msgpack_sbuffer_destroy(&nodes.sb);
+        qcall_fail(c, QERR_NOT_FOUND, "unknown post %.*s", SHOW(len), id);
+        return;
+    }
+    nodes_flush(c, &nodes);
+}
+
+/* ---------------------------------------------------------------- labels */
+
+static void pack_dist(msgpack_packer *pk, const char *metric, const struct engine_dist *d)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s_mean", metric);
+    kv_f64(pk, key, d->mean);
+    snprintf(key, sizeof(key), "%s_median", metric);
+    kv_f64(pk, key, d->median);
+    snprintf(key, sizeof(key), "%s_p90", metric);
+    kv_f64(pk, key, d->p90);
+    snprintf(key, sizeof(key), "%s_max", metric);
+    kv_f64(pk, key, d->max);
+}
+
+void handle_labels(struct qcall *c)
+{
+    struct engine_label_summary *ls;
+    uint32_t n;
+    if (engine_labels(c->e, &ls, &n)) {
+        qcall_fail(c, QERR_INTERNAL, "out of memory");
+        return;
+    }
+    msgpack_pack_array(c->pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        msgpack_pack_map(c->pk, 3 + 4 * ENGINE_LABEL_METRICS);
+        kv_str(c->pk, "label", ls[i].label, ls[i].label_len);
+        kv_u64(c->pk, "cascades", ls[i].cascades);
+        for (int m = 0; m < ENGINE_LABEL_METRICS; m++)
+            pack_dist(c->pk, engine_label_metric_name(m), &ls[i].dist[m]);
+        kv_f64(c->pk, "duration_ms_median", ls[i].duration_median);
+    }
+    free(ls);
+}
+
+void handle_not_ready(struct qcall *c)
+{
+    qcall_fail(c, QERR_NOT_READY,
+               "%s is not yet computed: this server has no analytics worker yet (PageRank, "
+               "coordination and communities come with it)",
+               c->m->name);
+}
+
+/* TEMPORARY until the engine's growth/content land: removed in the same session. */
+__attribute__((weak)) int engine_top_growth(struct engine *e, int64_t window_ms,
+                                            const struct engine_cascade_filter *filter,
+                                            struct engine_cascade *out, uint32_t limit)
+{
+    return -ENOSYS;
+}
+__attribute__((weak)) int engine_content(struct engine *e, const char *key, uint32_t len,
+                                         struct engine_content *out, struct engine_cascade *top,
+                                         uint32_t limit)
+{
+    return -ENOSYS;
+}

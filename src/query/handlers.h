@@ -1,0 +1,51 @@
+/* The query handlers behind the method table (query/method.c). query/rpc.c checks a request's
+ * parameters against the method's schema, fills a qcall, and calls the handler on the engine's
+ * thread; a handler packs its result with c->pk or sets c->code and c->err. */
+#ifndef QUERY_HANDLERS_H
+#define QUERY_HANDLERS_H
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#include "cascade/engine.h"
+#include "query/method.h"
+#include "query/rpc.h"
+
+#define QCALL_MAX_PARAMS 16
+
+struct qcall {
+    struct engine *e;
+    const struct rpc_server_stats *ss;
+    const struct qmethod *m;
+    const msgpack_object *vals[QCALL_MAX_PARAMS]; /* per schema param; NULL when absent */
+    msgpack_packer *pk;
+    int code; /* 0, or a QERR_* code with err set */
+    char err[256];
+};
+
+/* Typed values of checked parameters (absent: the default given here). */
+int qcall_has(const struct qcall *c, const char *name);
+uint64_t qcall_uint(const struct qcall *c, const char *name, uint64_t def);
+int64_t qcall_int(const struct qcall *c, const char *name, int64_t def);
+int qcall_bool(const struct qcall *c, const char *name, int def);
+double qcall_float(const struct qcall *c, const char *name, double def);
+/* A string (QT_STR, QT_ENUM) or NULL when absent. */
+const char *qcall_str(const struct qcall *c, const char *name, uint32_t *len);
+/* An id as its canonical bytes (an integer becomes its decimal string, in buf[24]). */
+const char *qcall_id(const struct qcall *c, const char *name, char *buf, uint32_t *len);
+
+void qcall_fail(struct qcall *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void handle_stats(struct qcall *c);
+void handle_cascade(struct qcall *c);
+void handle_top_cascades(struct qcall *c);
+void handle_actor(struct qcall *c);
+void handle_top_actors(struct qcall *c);
+void handle_content(struct qcall *c);
+void handle_labels(struct qcall *c);
+void handle_path(struct qcall *c);
+/* coordination, communities and PageRank until the analytics worker exists. */
+void handle_not_ready(struct qcall *c);
+
+#endif
