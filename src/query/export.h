@@ -7,7 +7,7 @@
 
 #include "core/strbuf.h"
 
-/* 0, or -EINVAL when result is not a cascade result with nodes. */
+/* 0, or -EINVAL when result is not a cascade result with nodes (-ENOMEM: out->oom is set). */
 int export_graphml(const msgpack_object *result, struct strbuf *out);
 int export_dot(const msgpack_object *result, struct strbuf *out);
 

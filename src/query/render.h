@@ -6,6 +6,8 @@
 #define QUERY_RENDER_H
 
 #include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core/strbuf.h"
 #include "query/method.h"
@@ -22,5 +24,10 @@ void render_csv(const struct qmethod *m, const msgpack_object *result, struct st
 /* The same rows as an aligned text table for a terminal (a record with a list: the record's
  * fields as `key  value` lines, then the list as a table). */
 void render_table(const struct qmethod *m, const msgpack_object *result, struct strbuf *out);
+
+/* Decodes the UTF-8 sequence at s (n > 0 bytes left): its length in bytes, with the code point
+ * in *cp; an invalid, overlong or truncated sequence counts as one byte of U+FFFD. For the
+ * exporters, which sanitise strings the same way (query/export.c). */
+size_t render_utf8_next(const char *s, size_t n, uint32_t *cp);
 
 #endif
