@@ -1,0 +1,552 @@
+/* cascade-cli: one query to cascaded's query port (DESIGN §5, §7), printed as a table, JSON,
+ * CSV, GraphML or DOT. The request is built and checked locally from the shared method table
+ * (query/method.h), so a typo fails before any I/O with the server's own wording; the answer is
+ * untrusted input, read under a size bound and a deadline. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "core/strbuf.h"
+#include "query/export.h"
+#include "query/method.h"
+#include "query/render.h"
+
+#ifndef CASCADE_VERSION
+#define CASCADE_VERSION "dev"
+#endif
+
+/* Exit codes (DESIGN §7): scripts tell these apart. */
+enum {
+    EXIT_OK = 0,
+    EXIT_SERVER_ERROR = 1, /* the server answered with an error */
+    EXIT_USAGE = 2,        /* bad command line, unknown method or parameter */
+    EXIT_NETWORK = 3,      /* cannot connect, timeout, closed, malformed or oversized answer */
+    EXIT_LOCAL = 4,        /* out of memory, cannot write the output */
+};
+
+#define MAX_ANSWER (256u << 20) /* the largest answer read (a big cascade tree is ~100 MiB) */
+#define READ_CHUNK (64u << 10)
+#define MAX_PARAMS 64
+#define MSGID      1
+
+enum format { F_TABLE, F_JSON, F_CSV, F_GRAPHML, F_DOT };
+static const char *const FORMATS[] = {"table", "json", "csv", "graphml", "dot", NULL};
+
+struct opts {
+    const char *host, *port;
+    double timeout_s;
+    enum format format;
+    int help;                /* --help / -h (with a method: that method's help) */
+    const char *method;      /* NULL: none given */
+    const char *help_method; /* `help METHOD` */
+    struct qtext_param ps[MAX_PARAMS + 1];
+    size_t nps;
+};
+
+/* ------------------------------------------------------------------ command line */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cascade-cli [--host H] [--port N] [--json] [--format FMT] [--timeout S]\n"
+               "                   METHOD [key=value ...]\n"
+               "       cascade-cli help METHOD      (or METHOD --help)\n\n"
+               "One query to cascaded's query port, printed as a table (default) or in FMT.\n\n"
+               "options:\n"
+               "  --host H        the server's address (default 127.0.0.1)\n"
+               "  --port N        its query port (default 7401)\n"
+               "  --json          the result as JSON (same as --format json)\n"
+               "  --format FMT    table, json, csv, graphml or dot (graphml and dot: the\n"
+               "                  cascade method, whose tree they draw; tree=true is implied)\n"
+               "  --timeout S     give up after S seconds (default 30)\n"
+               "  --help, -h      this help; --version\n\n"
+               "exit status: 0 ok, 1 the server answered an error, 2 usage error,\n"
+               "3 cannot reach the server (or no valid answer in time), 4 local failure\n\n"
+               "methods:\n\n");
+    size_t n;
+    const struct qmethod *ms = qmethod_all(&n);
+    for (size_t i = 0; i < n; i++) {
+        qmethod_usage(f, &ms[i]);
+        fputc('\n', f);
+    }
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "cascade-cli: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(cascade-cli --help lists the options and methods)\n");
+    return EXIT_USAGE;
+}
+
+static int parse_format(struct opts *o, const char *v)
+{
+    for (int i = 0; FORMATS[i]; i++)
+        if (!strcmp(v, FORMATS[i])) {
+            o->format = (enum format)i;
+            return 0;
+        }
+    return usage_error("unknown --format %s (table, json, csv, graphml, dot)", v);
+}
+
+static int parse_port(struct opts *o, const char *v)
+{
+    char *end;
+    errno = 0;
+    long p = strtol(v, &end, 10);
+    if (errno || end == v || *end || p < 1 || p > 65535)
+        return usage_error("--port takes a port number (1-65535), not %s", v);
+    o->port = v;
+    return 0;
+}
+
+static int parse_timeout(struct opts *o, const char *v)
+{
+    char *end;
+    double t = strtod(v, &end);
+    if (end == v || *end || !(t > 0) || t > 86400)
+        return usage_error("--timeout takes seconds (a number > 0), not %s", v);
+    o->timeout_s = t;
+    return 0;
+}
+
+/* An option that takes a value: --name V or --name=V. *i advances past what it used. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    if (!strncmp(argv[*i], name, n) && argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (strcmp(argv[*i], name))
+        return NULL;
+    if (*i + 1 >= argc)
+        return "";
+    return argv[++*i];
+}
+
+static int parse_option(struct opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        o->help = 1;
+        return 0;
+    }
+    if (!strcmp(a, "--version")) {
+        printf("cascade-cli %s\n", CASCADE_VERSION);
+        exit(EXIT_OK);
+    }
+    if (!strcmp(a, "--json")) {
+        o->format = F_JSON;
+        return 0;
+    }
+    if ((v = opt_value(argc, argv, i, "--host")))
+        return *v ? (o->host = v, 0) : usage_error("--host takes an address%s", "");
+    if ((v = opt_value(argc, argv, i, "--port")))
+        return parse_port(o, v);
+    if ((v = opt_value(argc, argv, i, "--format")))
+        return parse_format(o, v);
+    if ((v = opt_value(argc, argv, i, "--timeout")))
+        return parse_timeout(o, v);
+    return usage_error("unknown option %s", a);
+}
+
+static int parse_param(struct opts *o, const char *a)
+{
+    const char *eq = strchr(a, '=');
+    if (!eq || eq == a)
+        return usage_error("expected key=value, got '%s'", a);
+    if (o->nps >= MAX_PARAMS)
+        return usage_error("too many parameters (at most 64)%s", "");
+    o->ps[o->nps++] = (struct qtext_param){
+        .key = a, .key_len = (size_t)(eq - a), .val = eq + 1, .val_len = strlen(eq + 1)};
+    return 0;
+}
+
+/* Options may stand anywhere; the first other word is the method (or `help`), then key=value. */
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int rc;
+        if (a[0] == '-' && a[1])
+            rc = parse_option(o, argc, argv, &i);
+        else if (!o->method && !o->help_method && !strcmp(a, "help") && i + 1 < argc)
+            rc = 0, o->help_method = argv[++i];
+        else if (!o->method && !o->help_method)
+            rc = 0, o->method = a;
+        else
+            rc = parse_param(o, a);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Help asked for (0 printed, else an exit code), or -1 when this is a query. */
+static int maybe_help(const struct opts *o)
+{
+    const char *name = o->help_method ? o->help_method : o->help ? o->method : NULL;
+    if (name) {
+        const struct qmethod *m = qmethod_find(name, strlen(name));
+        if (!m) {
+            fprintf(stderr, "cascade-cli: unknown method %s (methods: %s)\n", name,
+                    qmethod_names());
+            return EXIT_USAGE;
+        }
+        qmethod_usage(stdout, m);
+        return EXIT_OK;
+    }
+    if (o->help || (o->method && !strcmp(o->method, "help"))) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (!o->method) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ the request */
+
+static int is_export(const struct opts *o)
+{
+    return o->format == F_GRAPHML || o->format == F_DOT;
+}
+
+/* The request bytes into sb; an exit code on failure. The exports draw a tree, so they ask for
+ * one (tree=true replaces any tree=... given). */
+static int build_request(struct opts *o, msgpack_sbuffer *sb)
+{
+    char err[512];
+    if (is_export(o)) {
+        if (strcmp(o->method, "cascade"))
+            return usage_error("--format graphml and dot draw a cascade: use them with the "
+                               "cascade method, not %s",
+                               o->method);
+        size_t k = 0;
+        for (size_t i = 0; i < o->nps; i++)
+            if (!(o->ps[i].key_len == 4 && !memcmp(o->ps[i].key, "tree", 4)))
+                o->ps[k++] = o->ps[i];
+        o->ps[k++] = (struct qtext_param){.key = "tree", .key_len = 4, .val = "true", .val_len = 4};
+        o->nps = k;
+    }
+    int rc = qrequest_from_text(o->method, strlen(o->method), o->ps, o->nps, MSGID, sb, err,
+                                sizeof(err));
+    if (rc == -ENOMEM) {
+        fprintf(stderr, "cascade-cli: out of memory\n");
+        return EXIT_LOCAL;
+    }
+    if (rc) {
+        fprintf(stderr, "cascade-cli: %s\n", err);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the exchange */
+
+struct conn {
+    int fd;
+    double deadline; /* CLOCK_MONOTONIC seconds */
+    char where[300]; /* host:port, for messages */
+    const struct opts *o;
+};
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int net_fail(const struct conn *c, const char *what)
+{
+    fprintf(stderr, "cascade-cli: %s %s\n", what, c->where);
+    return EXIT_NETWORK;
+}
+
+static int cannot_connect(const struct conn *c, const char *why)
+{
+    fprintf(stderr,
+            "cascade-cli: cannot connect to %s: %s\n"
+            "  is cascaded running? start it with `cascaded --query-port %s`, or point\n"
+            "  --host/--port at its query port (the port in its `ready ... query=N` line)\n",
+            c->where, why, c->o->port);
+    return EXIT_NETWORK;
+}
+
+/* Waits for events on the socket until the deadline: 1 ready, 0 timed out. */
+static int wait_for(const struct conn *c, short events)
+{
+    for (;;) {
+        double left = c->deadline - now_s();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int n = poll(&p, 1, (int)ceil(left * 1000));
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return 1; /* let the following call report the error */
+    }
+}
+
+/* A non-blocking connect bounded by the deadline: 0, or the error text in why. */
+static int connect_one(struct conn *c, const struct addrinfo *ai, const char **why)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *why = strerror(errno);
+        return -1;
+    }
+    c->fd = fd;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        return 0;
+    int err = errno;
+    if (err == EINPROGRESS) {
+        socklen_t len = sizeof(err);
+        if (!wait_for(c, POLLOUT))
+            err = ETIMEDOUT;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+            err = errno;
+        if (!err)
+            return 0;
+    }
+    *why = strerror(err);
+    close(fd);
+    c->fd = -1;
+    return -1;
+}
+
+static int net_connect(struct conn *c)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    int rc = getaddrinfo(c->o->host, c->o->port, &hints, &res);
+    if (rc)
+        return cannot_connect(c, gai_strerror(rc));
+    const char *why = "no address";
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if (connect_one(c, ai, &why) == 0) {
+            freeaddrinfo(res);
+            return 0;
+        }
+    freeaddrinfo(res);
+    return cannot_connect(c, why);
+}
+
+static int net_send(struct conn *c, const char *p, size_t n)
+{
+    while (n > 0) {
+        if (!wait_for(c, POLLOUT))
+            return net_fail(c, "timed out (--timeout) sending the request to");
+        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (k < 0) {
+            fprintf(stderr, "cascade-cli: sending to %s: %s\n", c->where, strerror(errno));
+            return EXIT_NETWORK;
+        }
+        p += k, n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads more of the answer into u: 0, or an exit code (timeout, closed, too large). */
+static int net_read_more(struct conn *c, msgpack_unpacker *u, size_t *total)
+{
+    if (*total >= MAX_ANSWER)
+        return net_fail(c, "answer larger than 256 MiB from");
+    if (!msgpack_unpacker_reserve_buffer(u, READ_CHUNK)) {
+        fprintf(stderr, "cascade-cli: out of memory reading the answer\n");
+        return EXIT_LOCAL;
+    }
+    for (;;) {
+        if (!wait_for(c, POLLIN))
+            return net_fail(c, "timed out (--timeout) waiting for the answer from");
+        ssize_t k = recv(c->fd, msgpack_unpacker_buffer(u), READ_CHUNK, 0);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (k < 0) {
+            fprintf(stderr, "cascade-cli: reading from %s: %s\n", c->where, strerror(errno));
+            return EXIT_NETWORK;
+        }
+        if (k == 0)
+            return net_fail(c, "connection closed before the answer came, by");
+        msgpack_unpacker_buffer_consumed(u, (size_t)k);
+        *total += (size_t)k;
+        return 0;
+    }
+}
+
+/* The first complete value on the connection into out: 0, or an exit code. */
+static int net_receive(struct conn *c, msgpack_unpacker *u, msgpack_unpacked *out)
+{
+    size_t total = 0;
+    for (;;) {
+        msgpack_unpack_return r = msgpack_unpacker_next(u, out);
+        if (r == MSGPACK_UNPACK_SUCCESS)
+            return 0;
+        if (r == MSGPACK_UNPACK_NOMEM_ERROR) /* also a hostile header's huge count */
+            return net_fail(c, "out of memory decoding (or oversized) answer from");
+        if (r != MSGPACK_UNPACK_CONTINUE)
+            return net_fail(c, "malformed msgpack in the answer from");
+        int rc = net_read_more(c, u, &total);
+        if (rc)
+            return rc;
+    }
+}
+
+/* ------------------------------------------------------------------ the answer */
+
+static const msgpack_object *map_field(const msgpack_object *m, const char *key)
+{
+    size_t n = strlen(key);
+    for (uint32_t i = 0; m->type == MSGPACK_OBJECT_MAP && i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            !memcmp(k->via.str.ptr, key, n))
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+/* Prints an RPC error as `error CODE: MESSAGE` on stderr, control characters (a terminal's
+ * escape sequences) shown as '?'. */
+static int print_error(const msgpack_object *err)
+{
+    const msgpack_object *code = map_field(err, "code"), *msg = map_field(err, "message");
+    struct strbuf b = STRBUF_INIT;
+    if (msg && msg->type == MSGPACK_OBJECT_STR)
+        sb_append(&b, msg->via.str.ptr, msg->via.str.size);
+    else
+        render_json(err, &b);
+    fputs("error", stderr);
+    if (code && code->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        fprintf(stderr, " %" PRIu64, code->via.u64);
+    fputs(": ", stderr);
+    for (size_t i = 0; i < b.n;) {
+        uint32_t cp;
+        size_t len = render_utf8_next(b.p + i, b.n - i, &cp);
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp == 0xfffd && len == 1))
+            fputc('?', stderr);
+        else
+            fwrite(b.p + i, 1, len, stderr);
+        i += len;
+    }
+    fputc('\n', stderr);
+    sb_free(&b);
+    return EXIT_SERVER_ERROR;
+}
+
+static int render(const struct opts *o, const msgpack_object *result, struct strbuf *out)
+{
+    const struct qmethod *m = qmethod_find(o->method, strlen(o->method));
+    switch (o->format) {
+    case F_JSON:
+        render_json(result, out);
+        sb_putc(out, '\n');
+        return 0;
+    case F_CSV:
+        render_csv(m, result, out);
+        return 0;
+    case F_TABLE:
+        render_table(m, result, out);
+        return 0;
+    case F_GRAPHML:
+        return export_graphml(result, out);
+    case F_DOT:
+        return export_dot(result, out);
+    }
+    return -EINVAL;
+}
+
+static int print_result(const struct opts *o, const msgpack_object *result)
+{
+    struct strbuf out = STRBUF_INIT;
+    int rc = render(o, result, &out);
+    if (out.oom || rc == -ENOMEM) {
+        sb_free(&out);
+        fprintf(stderr, "cascade-cli: out of memory rendering the answer\n");
+        return EXIT_LOCAL;
+    }
+    if (rc) {
+        sb_free(&out);
+        fprintf(stderr, "cascade-cli: the answer holds no cascade tree to export\n");
+        return EXIT_NETWORK;
+    }
+    size_t n = out.n, w = n ? fwrite(out.p, 1, n, stdout) : 0;
+    sb_free(&out);
+    if (w != n || fflush(stdout)) {
+        fprintf(stderr, "cascade-cli: writing the output: %s\n", strerror(errno));
+        return EXIT_LOCAL;
+    }
+    return EXIT_OK;
+}
+
+/* Checks the envelope [1, msgid, error, result] and prints what it holds. */
+static int handle_answer(const struct conn *c, const msgpack_object *a)
+{
+    const msgpack_object_array *v = &a->via.array;
+    if (a->type != MSGPACK_OBJECT_ARRAY || v->size != 4 ||
+        v->ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[0].via.u64 != 1 ||
+        v->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[1].via.u64 != MSGID)
+        return net_fail(c, "not a msgpack-RPC response (is this the query port?) from");
+    if (v->ptr[2].type != MSGPACK_OBJECT_NIL)
+        return print_error(&v->ptr[2]);
+    return print_result(c->o, &v->ptr[3]);
+}
+
+static int query(const struct opts *o, const msgpack_sbuffer *req)
+{
+    struct conn c = {.fd = -1, .deadline = now_s() + o->timeout_s, .o = o};
+    int v6 = strchr(o->host, ':') != NULL;
+    snprintf(c.where, sizeof(c.where), "%s%.255s%s:%s", v6 ? "[" : "", o->host, v6 ? "]" : "",
+             o->port);
+    int rc = net_connect(&c);
+    if (rc)
+        return rc;
+    msgpack_unpacker u;
+    msgpack_unpacked ans;
+    if (!msgpack_unpacker_init(&u, READ_CHUNK)) {
+        close(c.fd);
+        fprintf(stderr, "cascade-cli: out of memory\n");
+        return EXIT_LOCAL;
+    }
+    msgpack_unpacked_init(&ans);
+    rc = net_send(&c, req->data, req->size);
+    if (!rc)
+        rc = net_receive(&c, &u, &ans);
+    close(c.fd); /* answered or failed: the connection has done its work */
+    if (!rc)
+        rc = handle_answer(&c, &ans.data);
+    msgpack_unpacked_destroy(&ans);
+    msgpack_unpacker_destroy(&u);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.host = "127.0.0.1", .port = "7401", .timeout_s = 30};
+    int rc = parse_args(&o, argc, argv);
+    if (rc)
+        return rc;
+    if ((rc = maybe_help(&o)) >= 0)
+        return rc;
+    msgpack_sbuffer req;
+    msgpack_sbuffer_init(&req);
+    rc = build_request(&o, &req);
+    if (!rc)
+        rc = query(&o, &req);
+    msgpack_sbuffer_destroy(&req);
+    return rc;
+}
