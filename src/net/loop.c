@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/strbuf.h"
+#include "query/http.h"
+#include "query/prom.h"
 
 #define RING_ENTRIES       2048
 #define BR_ENTRIES         512
@@ -33,6 +36,8 @@
 #define STOP_GRACE_MS      10000
 #define ERR_KEEP           8
 #define DRAIN_QUANTUM      1024 /* events a connection may add before the others get a turn */
+#define HTTP_IN_SOFT       (32u * 1024)  /* buffered HTTP input past which reading stops */
+#define HTTP_OUT_HIGH      (256u * 1024) /* queued HTTP output past which requests wait */
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
 
@@ -54,6 +59,11 @@ struct conn {
     char *out, *pend; /* out is being sent; pend accumulates what goes next */
     size_t out_len, out_off, out_cap, pend_len, pend_cap;
     char *rbuf; /* only without a provided buffer ring */
+    /* http: one request at a time; what its answer needs while the writer has it */
+    struct http_in *hin;
+    struct http_api api;
+    uint8_t hkeep, h10, hhead, hmetrics, hclose;
+    uint64_t t0_ns; /* when the request was complete: the start of its latency */
 };
 
 struct netloop {
@@ -76,13 +86,20 @@ struct netloop {
     struct signalfd_siginfo sig_buf;
     int signal_fd, stopping;
     uint64_t stop_ms;
+    struct prom_loop stats; /* the loop's own figures for /metrics */
+    uint64_t msgid;         /* of the RPC requests the HTTP port makes */
 };
 
-static uint64_t now_ms(void)
+static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ms(void)
+{
+    return now_ns() / 1000000;
 }
 
 /* ---------------------------------------------------------------- user_data */
@@ -391,15 +408,13 @@ static void conn_free(struct netloop *n, struct conn *c)
     free(c->out);
     free(c->pend);
     free(c->rbuf);
+    http_in_free(c->hin);
+    n->stats.open[c->kind]--;
     uint32_t gen = c->gen + 1;
     memset(c, 0, sizeof(*c));
     c->gen = gen;
     n->nconns--;
 }
-
-static const char http_not_yet[] =
-    "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-    "Content-Length: 59\r\n\r\nthe HTTP port arrives with the query layer; use the query port\n";
 
 static int conn_setup(struct netloop *n, struct conn *c, int kind)
 {
@@ -407,12 +422,10 @@ static int conn_setup(struct netloop *n, struct conn *c, int kind)
         return -ENOMEM;
     if (kind == NET_QUERY && !(c->qunp = msgpack_unpacker_new(64 * 1024)))
         return -ENOMEM;
-    if (kind != NET_HTTP && !n->use_bufring && !(c->rbuf = malloc(BR_SIZE)))
+    if (kind == NET_HTTP && http_in_new(&c->hin))
         return -ENOMEM;
-    if (kind == NET_HTTP) {
-        c->eof = 1; /* nothing to read: answer and close */
-        return pend_append(c, http_not_yet, sizeof(http_not_yet) - 1);
-    }
+    if (!n->use_bufring && !(c->rbuf = malloc(BR_SIZE)))
+        return -ENOMEM;
     return 0;
 }
 
@@ -431,6 +444,8 @@ static void conn_open(struct netloop *n, int fd, int kind)
     c->kind = (uint8_t)kind;
     c->in_use = 1;
     n->nconns++;
+    n->stats.open[kind]++;
+    n->stats.accepted[kind]++;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (conn_setup(n, c, kind)) {
@@ -565,6 +580,7 @@ static void drain_query(struct netloop *n, struct conn *c)
         b->gen = c->gen;
         b->req = sb.data;
         b->req_len = sb.size;
+        b->seq = now_ns(); /* query batches carry their start time (latency) in seq */
         c->inflight++;
         bqueue_push(n->to_writer, b);
     }
@@ -623,24 +639,216 @@ static void complete_ingest(struct netloop *n, struct batch *b)
     }
 }
 
+static void http_answer(struct netloop *n, struct conn *c, const struct batch *b);
+
+/* A query batch back from the writer; dropped when its connection is gone (the generation in
+ * the batch no longer matches the slot's). */
 static void complete_query(struct netloop *n, struct batch *b)
 {
     struct conn *c = conn_of(n, ud(OP_RECV, b->conn, b->gen));
-    if (c) {
+    if (c && c->kind == NET_HTTP) {
+        c->inflight--;
+        http_answer(n, c, b);
+        touch(n, c);
+    } else if (c) {
         c->inflight--;
         if (!b->resp || pend_append(c, b->resp, b->resp_len))
             c->eof = 1;
+        else
+            prom_observe(&n->stats.latency[PROM_PORT_RPC], now_ns() - b->seq);
         touch(n, c);
     }
     batch_free(b);
+}
+
+/* ---------------------------------------------------------------- http */
+
+/* Queues one response (no body for HEAD) and records its latency; an answer that ends the
+ * connection stops reading. Out of memory mid-response: the peer is dropped. */
+static void http_respond(struct netloop *n, struct conn *c, int status, const char *ctype,
+                         const char *body, size_t len, const char *extra)
+{
+    struct strbuf h = STRBUF_INIT;
+    http_head(&h, status, ctype, len, c->hkeep, c->h10, extra);
+    if (h.oom || pend_append(c, h.p, h.n) || (!c->hhead && pend_append(c, body, len)))
+        c->hkeep = 0;
+    sb_free(&h);
+    prom_observe(&n->stats.latency[PROM_PORT_HTTP], now_ns() - c->t0_ns);
+    if (!c->hkeep) {
+        c->eof = c->hclose = 1;
+        cancel_recv(n, c);
+    }
+}
+
+static void http_error(struct netloop *n, struct conn *c, int status, const char *msg)
+{
+    struct strbuf body = STRBUF_INIT;
+    http_error_json(&body, status, msg);
+    const char *extra = status == 405 ? "Allow: GET, HEAD\r\n" : NULL;
+    if (body.oom)
+        c->hkeep = 0;
+    http_respond(n, c, status, HTTP_JSON_TYPE, body.oom ? "" : body.p, body.n, extra);
+    sb_free(&body);
+}
+
+/* Hands a request to the writer as a query batch, as the query port does; req is malloc'd and
+ * taken over. */
+static void http_send_query(struct netloop *n, struct conn *c, char *req, size_t len)
+{
+    struct batch *b = NULL;
+    if (!req || batch_new(BATCH_QUERY, 0, &b)) {
+        free(req);
+        http_error(n, c, 500, "out of memory");
+        return;
+    }
+    b->conn = conn_idx(n, c);
+    b->gen = c->gen;
+    b->req = req;
+    b->req_len = len;
+    c->inflight++;
+    bqueue_push(n->to_writer, b);
+}
+
+static void http_metrics(struct netloop *n, struct conn *c)
+{
+    static const char stats_req[] = "\x94\x00\x00\xa5stats\x91\x80"; /* [0, 0, "stats", [{}]] */
+    char *req = malloc(sizeof(stats_req) - 1);
+    if (req)
+        memcpy(req, stats_req, sizeof(stats_req) - 1);
+    c->hmetrics = 1;
+    http_send_query(n, c, req, sizeof(stats_req) - 1);
+}
+
+static void http_api(struct netloop *n, struct conn *c, const char *name, size_t name_len,
+                     const char *query, size_t query_len)
+{
+    char msg[256];
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int st = http_api_request(name, name_len, query, query_len, ++n->msgid, &sb, &c->api, msg,
+                              sizeof(msg));
+    if (st) {
+        msgpack_sbuffer_destroy(&sb);
+        http_error(n, c, st, msg);
+        return;
+    }
+    c->hmetrics = 0;
+    http_send_query(n, c, sb.data, sb.size);
+}
+
+static const char *const http_status_msg[][2] = {
+    {"400", "malformed HTTP request"},
+    {"405", "only GET and HEAD are served"},
+    {"413", "requests have no body here"},
+    {"414", "request target longer than 8192 bytes"},
+    {"431", "request line and headers longer than 16384 bytes"},
+};
+
+static void http_bad_request(struct netloop *n, struct conn *c, int status)
+{
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status);
+    const char *msg = "bad request";
+    for (size_t i = 0; i < sizeof(http_status_msg) / sizeof(http_status_msg[0]); i++)
+        if (strcmp(code, http_status_msg[i][0]) == 0)
+            msg = http_status_msg[i][1];
+    http_error(n, c, status, msg);
+}
+
+static void http_dispatch(struct netloop *n, struct conn *c, const struct http_request *req)
+{
+    static const char ok[] = "ok\n", no_ui[] = "the web view is not part of this build yet\n";
+    const char *name, *query;
+    size_t name_len, query_len;
+    if (req->status) {
+        http_bad_request(n, c, req->status);
+        return;
+    }
+    switch (http_route(req->target, req->target_len, &name, &name_len, &query, &query_len)) {
+    case HTTP_R_HEALTHZ:
+        http_respond(n, c, 200, "text/plain; charset=utf-8", ok, sizeof(ok) - 1, NULL);
+        break;
+    case HTTP_R_METRICS:
+        http_metrics(n, c);
+        break;
+    case HTTP_R_API:
+        http_api(n, c, name, name_len, query, query_len);
+        break;
+    case HTTP_R_UI: /* the web view's static assets will be served from here */
+        http_respond(n, c, 404, "text/plain; charset=utf-8", no_ui, sizeof(no_ui) - 1, NULL);
+        break;
+    default:
+        http_error(n, c, 404, "no such path (the API is at /v1/<method>, also /metrics, /healthz)");
+    }
+}
+
+/* Answers the requests received, in order, one at a time: the next is parsed only when the
+ * previous one's answer is queued and the output has not piled up. */
+static void drain_http(struct netloop *n, struct conn *c)
+{
+    struct http_request req;
+    while (!c->hclose && c->inflight == 0 && c->pend_len < HTTP_OUT_HIGH &&
+           http_in_next(c->hin, &req)) {
+        c->t0_ns = now_ns();
+        c->hkeep = (uint8_t)req.keep_alive;
+        c->h10 = (uint8_t)req.http10;
+        c->hhead = req.verb == HTTP_VERB_HEAD;
+        http_dispatch(n, c, &req);
+    }
+}
+
+static void http_answer_metrics(struct netloop *n, struct conn *c, const struct batch *b)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *stats = NULL;
+    if (b->resp && msgpack_unpack_next(&u, b->resp, b->resp_len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4 &&
+        u.data.via.array.ptr[2].type == MSGPACK_OBJECT_NIL)
+        stats = &u.data.via.array.ptr[3];
+    struct strbuf body = STRBUF_INIT;
+    prom_render(stats, &n->stats, &body);
+    if (body.oom)
+        http_error(n, c, 500, "out of memory");
+    else
+        http_respond(n, c, 200, PROM_CONTENT_TYPE, body.p, body.n, NULL);
+    sb_free(&body);
+    msgpack_unpacked_destroy(&u);
+}
+
+/* The writer's answer to the connection's request in flight. */
+static void http_answer(struct netloop *n, struct conn *c, const struct batch *b)
+{
+    if (c->hclose)
+        return;
+    if (c->hmetrics) {
+        http_answer_metrics(n, c, b);
+        return;
+    }
+    struct strbuf body = STRBUF_INIT;
+    const char *ctype;
+    int st = http_api_render(&c->api, b->resp, b->resp_len, &body, &ctype);
+    if (body.oom)
+        http_error(n, c, 500, "out of memory");
+    else
+        http_respond(n, c, st, ctype, body.p ? body.p : "", body.n, NULL);
+    sb_free(&body);
 }
 
 /* ---------------------------------------------------------------- completions */
 
 static void feed(struct netloop *n, struct conn *c, const char *data, size_t len)
 {
+    n->stats.bytes_in[c->kind] += len;
     if (c->fatal || c->eof)
         return;
+    if (c->kind == NET_HTTP) {
+        if (!c->hclose && http_in_append(c->hin, data, len)) {
+            c->eof = c->hclose = 1; /* far past the limits, or out of memory: drop the peer */
+            cancel_recv(n, c);
+        }
+        return;
+    }
     if (c->kind == NET_INGEST) {
         int rc = ingest_decoder_feed(c->dec, data, len);
         if (rc == -EPROTO)
@@ -696,7 +904,7 @@ static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe
     c->ops--;
     c->send_busy = 0;
     if (cqe->res < 0) {
-        c->eof = 1; /* the peer is gone: nothing more can reach it */
+        c->eof = c->hclose = 1; /* the peer is gone: nothing more can reach it */
         c->pend_len = 0;
         c->ack_due = 0;
     } else if ((c->out_off += (size_t)cqe->res) < c->out_len) {
@@ -797,8 +1005,10 @@ static void on_cqe(struct netloop *n, const struct io_uring_cqe *cqe)
 
 static int may_read(const struct netloop *n, const struct conn *c)
 {
-    if (c->kind == NET_HTTP || c->eof || c->fatal || n->stopping)
+    if (c->eof || c->fatal || n->stopping)
         return 0;
+    if (c->kind == NET_HTTP)
+        return !c->hclose && http_in_buffered(c->hin) < HTTP_IN_SOFT;
     if (c->kind == NET_QUERY)
         return c->inflight < QUERY_MAX_INFLIGHT;
     /* an incomplete value must be read to its end (the decoder bounds its size) */
@@ -843,10 +1053,14 @@ static void service(struct netloop *n, struct conn *c)
         drain_ingest(n, c);
     else if (c->kind == NET_QUERY)
         drain_query(n, c);
+    else
+        drain_http(n, c);
     service_output(n, c);
     if (!c->recv_armed && may_read(n, c))
         arm_recv(n, c);
     else if (c->recv_armed && c->kind == NET_INGEST && ingest_decoder_pending(c->dec) > PENDING_MAX)
+        cancel_recv(n, c);
+    else if (c->recv_armed && c->kind == NET_HTTP && !may_read(n, c))
         cancel_recv(n, c);
     maybe_close(n, c);
 }

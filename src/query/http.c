@@ -1,0 +1,479 @@
+/* The HTTP port's protocol (see http.h). http-parser does the byte-level work; this file adds
+ * what it leaves to its user: a bound on each request's head enforced before anything grows,
+ * one request at a time (the parser is paused at each message's end, so pipelined requests wait
+ * in the buffer, in order), and the mapping between URLs and the method table. */
+#include "query/http.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/export.h"
+#include "query/render.h"
+
+struct http_in {
+    http_parser p;
+    char *buf; /* received bytes; [off, len) not parsed yet */
+    size_t off, len, cap;
+    size_t head_len; /* bytes of the current request's head parsed so far */
+    char target[HTTP_TARGET_MAX];
+    size_t target_len;
+    uint8_t headers_done, complete, saw_field, dead;
+    int status, verb, keep_alive, http10;
+};
+
+/* ---------------------------------------------------------------- parser callbacks */
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_in *h = p->data;
+    h->target_len = 0;
+    h->head_len = 0;
+    h->headers_done = h->complete = h->saw_field = 0;
+    h->status = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_in *h = p->data;
+    if (len > HTTP_TARGET_MAX - h->target_len) {
+        h->status = 414;
+        h->keep_alive = 0;
+        http_parser_pause(p, 1); /* the request is answered from here on; nothing more is read */
+        return 0;
+    }
+    memcpy(h->target + h->target_len, at, len);
+    h->target_len += len;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    ((struct http_in *)p->data)->saw_field = 1;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_in *h = p->data;
+    h->headers_done = 1;
+    h->verb = p->method == HTTP_GET    ? HTTP_VERB_GET
+              : p->method == HTTP_HEAD ? HTTP_VERB_HEAD
+                                       : HTTP_VERB_OTHER;
+    h->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    h->http10 = p->http_major == 1 && p->http_minor == 0;
+    /* the API has no request bodies: rather than read one, answer and close */
+    int body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
+    if (body) {
+        h->status = h->verb == HTTP_VERB_OTHER ? 405 : 413;
+        h->keep_alive = 0;
+        http_parser_pause(p, 1);
+    } else if (h->verb == HTTP_VERB_OTHER) {
+        h->status = 405; /* well formed, so the connection can go on */
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_in *h = p->data;
+    h->complete = 1;
+    http_parser_pause(p, 1); /* one request at a time: the next waits for its turn */
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_headers_complete = on_headers_complete,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---------------------------------------------------------------- input */
+
+int http_in_new(struct http_in **out)
+{
+    struct http_in *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    http_parser_init(&h->p, HTTP_REQUEST);
+    h->p.data = h;
+    *out = h;
+    return 0;
+}
+
+void http_in_free(struct http_in *h)
+{
+    if (!h)
+        return;
+    free(h->buf);
+    free(h);
+}
+
+int http_in_append(struct http_in *h, const char *data, size_t len)
+{
+    size_t live = h->len - h->off;
+    if (len > HTTP_IN_MAX - live)
+        return -ENOSPC;
+    if (h->off) {
+        memmove(h->buf, h->buf + h->off, live);
+        h->off = 0;
+        h->len = live;
+    }
+    if (h->len + len > h->cap) {
+        size_t cap = h->cap ? h->cap : 4096;
+        while (cap < h->len + len)
+            cap *= 2;
+        char *b = realloc(h->buf, cap);
+        if (!b)
+            return -ENOMEM;
+        h->buf = b;
+        h->cap = cap;
+    }
+    memcpy(h->buf + h->len, data, len);
+    h->len += len;
+    return 0;
+}
+
+size_t http_in_buffered(const struct http_in *h)
+{
+    return h->len - h->off;
+}
+
+/* Hands out the request found (complete, or cut short by an error status). */
+static int deliver(struct http_in *h, struct http_request *req)
+{
+    req->verb = h->verb;
+    req->status = h->status;
+    req->keep_alive = h->keep_alive;
+    req->http10 = h->http10;
+    req->target = h->target;
+    req->target_len = h->target_len;
+    if (!h->keep_alive || !h->complete)
+        h->dead = 1; /* the answer closes the connection: the rest is never parsed */
+    h->headers_done = h->complete = 0;
+    h->head_len = 0;
+    return 1;
+}
+
+static int fail(struct http_in *h, struct http_request *req, int status)
+{
+    h->status = status;
+    h->keep_alive = 0;
+    h->complete = 0;
+    return deliver(h, req);
+}
+
+int http_in_next(struct http_in *h, struct http_request *req)
+{
+    if (h->dead)
+        return 0;
+    http_parser_pause(&h->p, 0);
+    while (h->off < h->len) {
+        size_t n = h->len - h->off;
+        /* the head is parsed at most HTTP_HEAD_MAX bytes into it: a longer one is refused
+         * before http-parser's own (much larger) limit comes into play */
+        if (!h->headers_done && n > HTTP_HEAD_MAX - h->head_len)
+            n = HTTP_HEAD_MAX - h->head_len;
+        if (n == 0)
+            return fail(h, req, h->saw_field ? 431 : 414);
+        size_t got = http_parser_execute(&h->p, &settings, h->buf + h->off, n);
+        if (!h->headers_done)
+            h->head_len += got;
+        h->off += got;
+        enum http_errno e = HTTP_PARSER_ERRNO(&h->p);
+        if (e == HPE_PAUSED)
+            return deliver(h, req);
+        if (e != HPE_OK || got < n)
+            return fail(h, req, 400);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static int path_is(const char *p, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(p, lit, len) == 0;
+}
+
+enum http_route http_route(const char *target, size_t len, const char **name, size_t *name_len,
+                           const char **query, size_t *query_len)
+{
+    const char *q = memchr(target, '?', len);
+    size_t plen = q ? (size_t)(q - target) : len;
+    *query = q ? q + 1 : target + len;
+    *query_len = q ? len - plen - 1 : 0;
+    *name = NULL;
+    *name_len = 0;
+    if (path_is(target, plen, "/healthz"))
+        return HTTP_R_HEALTHZ;
+    if (path_is(target, plen, "/metrics"))
+        return HTTP_R_METRICS;
+    if (plen > 4 && memcmp(target, "/v1/", 4) == 0) {
+        if (memchr(target + 4, '/', plen - 4))
+            return HTTP_R_NOT_FOUND;
+        *name = target + 4;
+        *name_len = plen - 4;
+        return HTTP_R_API;
+    }
+    if (path_is(target, plen, "/") || path_is(target, plen, "/ui") ||
+        (plen > 4 && memcmp(target, "/ui/", 4) == 0))
+        return HTTP_R_UI;
+    return HTTP_R_NOT_FOUND;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+long http_pct_decode(const char *in, size_t len, char *out, int form)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == '%') {
+            if (i + 2 >= len)
+                return -EINVAL;
+            int hi = hexval(in[i + 1]);
+            int lo = hexval(in[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -EINVAL;
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = form && in[i] == '+' ? ' ' : in[i];
+        }
+    }
+    return (long)o;
+}
+
+/* ---------------------------------------------------------------- API requests */
+
+static const char *const format_names[] = {"json", "csv", "graphml", "dot"};
+
+static int set_format(struct http_api *api, const char *v, size_t len, char *msg, size_t msglen)
+{
+    for (int f = 0; f < 4; f++) {
+        if (path_is(v, len, format_names[f])) {
+            api->fmt = (enum http_format)f;
+            return 0;
+        }
+    }
+    snprintf(msg, msglen, "format must be one of json, csv, graphml, dot (got %.*s)",
+             (int)(len > 32 ? 32 : len), v);
+    return 400;
+}
+
+/* Splits and decodes the query string into ps (decoded bytes go to scratch, which has room for
+ * qlen bytes: decoding never lengthens), taking `format` out. 0 or 400. */
+static int parse_query(const char *query, size_t qlen, char *scratch, struct qtext_param *ps,
+                       size_t *n, struct http_api *api, char *msg, size_t msglen)
+{
+    size_t i = 0;
+    while (i < qlen) {
+        const char *amp = memchr(query + i, '&', qlen - i);
+        size_t end = amp ? (size_t)(amp - query) : qlen;
+        const char *eq = memchr(query + i, '=', end - i);
+        size_t kend = eq ? (size_t)(eq - query) : end;
+        if (end > i) {
+            long kl = http_pct_decode(query + i, kend - i, scratch, 1);
+            long vl = kl < 0 ? -EINVAL
+                      : eq   ? http_pct_decode(eq + 1, end - kend - 1, scratch + kl, 1)
+                             : 0;
+            if (kl < 0 || vl < 0) {
+                snprintf(msg, msglen, "malformed %%-escape in the query string");
+                return 400;
+            }
+            struct qtext_param p = {scratch, scratch + kl, (size_t)kl, (size_t)vl};
+            scratch += kl + vl;
+            if (path_is(p.key, p.key_len, "format")) {
+                if (set_format(api, p.val, p.val_len, msg, msglen))
+                    return 400;
+            } else if (*n == HTTP_PARAMS_MAX) {
+                snprintf(msg, msglen, "more than %u parameters", HTTP_PARAMS_MAX);
+                return 400;
+            } else {
+                ps[(*n)++] = p;
+            }
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* GraphML and DOT draw the tree: the request asks for it whatever `tree` said. */
+static int want_tree(struct http_api *api, struct qtext_param *ps, size_t *n, char *msg,
+                     size_t msglen)
+{
+    if (api->fmt != HTTP_FMT_GRAPHML && api->fmt != HTTP_FMT_DOT)
+        return 0;
+    if (strcmp(api->m->name, "cascade") != 0) {
+        snprintf(msg, msglen, "format %s is for cascade trees only", format_names[api->fmt]);
+        return 400;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!path_is(ps[i].key, ps[i].key_len, "tree"))
+            ps[k++] = ps[i];
+    ps[k++] = (struct qtext_param){"tree", "true", 4, 4};
+    *n = k;
+    return 0;
+}
+
+int http_api_request(const char *name, size_t name_len, const char *query, size_t query_len,
+                     uint64_t msgid, msgpack_sbuffer *req, struct http_api *api, char *msg,
+                     size_t msglen)
+{
+    api->fmt = HTTP_FMT_JSON;
+    api->m = qmethod_find(name, name_len);
+    if (!api->m) {
+        snprintf(msg, msglen, "unknown method %.*s (methods: %s)",
+                 (int)(name_len > 64 ? 64 : name_len), name, qmethod_names());
+        return 404;
+    }
+    struct qtext_param ps[HTTP_PARAMS_MAX + 1];
+    size_t n = 0;
+    char *scratch = malloc(query_len + 1);
+    if (!scratch) {
+        snprintf(msg, msglen, "out of memory");
+        return 500;
+    }
+    int st = parse_query(query, query_len, scratch, ps, &n, api, msg, msglen);
+    if (!st)
+        st = want_tree(api, ps, &n, msg, msglen);
+    if (!st) {
+        int rc = qrequest_from_text(name, name_len, ps, n, msgid, req, msg, msglen);
+        st = rc == 0 ? 0 : rc == -ENOENT ? 404 : rc == -ENOMEM ? 500 : 400;
+        if (rc == -ENOMEM)
+            snprintf(msg, msglen, "out of memory");
+    }
+    free(scratch);
+    return st;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+static const char *const format_types[] = {HTTP_JSON_TYPE, "text/csv; charset=utf-8",
+                                           "application/graphml+xml", "text/vnd.graphviz"};
+
+/* The HTTP status for an RPC error map {"code": N, "message": ...}. */
+static int error_status(const msgpack_object *err)
+{
+    if (err->type != MSGPACK_OBJECT_MAP)
+        return 500;
+    for (uint32_t i = 0; i < err->via.map.size; i++) {
+        const msgpack_object *k = &err->via.map.ptr[i].key, *v = &err->via.map.ptr[i].val;
+        if (k->type == MSGPACK_OBJECT_STR && path_is(k->via.str.ptr, k->via.str.size, "code") &&
+            v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 >= 400 && v->via.u64 < 600)
+            return (int)v->via.u64;
+    }
+    return 500;
+}
+
+static int render_result(const struct http_api *api, const msgpack_object *res, struct strbuf *body)
+{
+    switch (api->fmt) {
+    case HTTP_FMT_CSV:
+        render_csv(api->m, res, body);
+        return 0;
+    case HTTP_FMT_GRAPHML:
+        return export_graphml(res, body);
+    case HTTP_FMT_DOT:
+        return export_dot(res, body);
+    default:
+        render_json(res, body);
+        return 0;
+    }
+}
+
+int http_api_render(const struct http_api *api, const char *resp, size_t len, struct strbuf *body,
+                    const char **ctype)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    *ctype = HTTP_JSON_TYPE;
+    int status = 500;
+    const msgpack_object *a = NULL;
+    if (resp && msgpack_unpack_next(&u, resp, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4)
+        a = u.data.via.array.ptr;
+    if (!a) {
+        http_error_json(body, 500, "the engine's answer could not be read");
+    } else if (a[2].type != MSGPACK_OBJECT_NIL) {
+        status = error_status(&a[2]);
+        sb_puts(body, "{\"error\": ");
+        render_json(&a[2], body);
+        sb_puts(body, "}");
+    } else if (render_result(api, &a[3], body)) {
+        body->n = 0;
+        http_error_json(body, 500, "the result has no tree to export");
+    } else {
+        status = 200;
+        *ctype = format_types[api->fmt];
+    }
+    msgpack_unpacked_destroy(&u);
+    return status;
+}
+
+void http_error_json(struct strbuf *body, int status, const char *msg)
+{
+    msgpack_object m = {.type = MSGPACK_OBJECT_STR};
+    m.via.str.ptr = msg;
+    m.via.str.size = (uint32_t)strlen(msg);
+    sb_printf(body, "{\"error\": {\"code\": %d, \"message\": ", status);
+    render_json(&m, body);
+    sb_puts(body, "}}");
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
+    }
+}
+
+void http_head(struct strbuf *out, int status, const char *ctype, size_t body_len, int keep_alive,
+               int http10, const char *extra)
+{
+    sb_printf(out, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+    if (ctype)
+        sb_printf(out, "Content-Type: %s\r\n", ctype);
+    sb_printf(out, "Content-Length: %zu\r\nCache-Control: no-store\r\n", body_len);
+    if (!keep_alive)
+        sb_puts(out, "Connection: close\r\n");
+    else if (http10)
+        sb_puts(out, "Connection: keep-alive\r\n");
+    if (extra)
+        sb_puts(out, extra);
+    sb_puts(out, "\r\n");
+}

@@ -1,0 +1,94 @@
+/* The HTTP port's protocol (DESIGN §5), apart from the event loop so that it can be unit-tested
+ * and fuzzed: request parsing with Debian's http-parser under our own size limits, routing,
+ * query strings turned into msgpack-RPC requests through the method table, the writer's answers
+ * rendered as JSON, CSV, GraphML or DOT, and response heads. Nothing here does I/O. */
+#ifndef QUERY_HTTP_H
+#define QUERY_HTTP_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/strbuf.h"
+#include "query/method.h"
+
+#define HTTP_HEAD_MAX   (16u * 1024)   /* request line + headers of one request */
+#define HTTP_TARGET_MAX (8u * 1024)    /* the request target (path and query string) */
+#define HTTP_IN_MAX     (1024u * 1024) /* received, unparsed bytes; past it the peer is dropped */
+#define HTTP_PARAMS_MAX 32             /* key=value pairs in one query string */
+
+enum http_verb { HTTP_VERB_GET = 0, HTTP_VERB_HEAD, HTTP_VERB_OTHER };
+
+/* One request, as http_in_next found it. */
+struct http_request {
+    int verb;
+    int status;     /* 0: well formed; else the error status to answer (400, 405, 413, 414, 431) */
+    int keep_alive; /* the connection may stay open after the answer */
+    int http10;     /* an HTTP/1.0 client: keep-alive has to be said explicitly */
+    const char *target; /* path and query string, valid until the next http_in_* call */
+    size_t target_len;
+};
+
+struct http_in;
+
+/* Per-connection input: the bytes received and the parser's state. 0 or -ENOMEM. */
+int http_in_new(struct http_in **out);
+void http_in_free(struct http_in *h);
+/* Buffers received bytes: 0, -ENOSPC past HTTP_IN_MAX (nothing added), -ENOMEM. */
+int http_in_append(struct http_in *h, const char *data, size_t len);
+/* Received bytes not yet parsed into a request. */
+size_t http_in_buffered(const struct http_in *h);
+/* Parses the next request out of the buffered bytes: 1 (req filled in), 0 (incomplete). After a
+ * request whose answer closes the connection (!keep_alive), it returns 0 for good. */
+int http_in_next(struct http_in *h, struct http_request *req);
+
+enum http_route {
+    HTTP_R_NOT_FOUND = 0,
+    HTTP_R_HEALTHZ, /* /healthz */
+    HTTP_R_METRICS, /* /metrics */
+    HTTP_R_API,     /* /v1/<method> */
+    HTTP_R_UI,      /* / and /ui/...: the web view's static assets (none yet) */
+};
+
+/* The route of a request target; for HTTP_R_API, *name gets the method name (raw bytes of the
+ * path), and for every route *query the query string after '?' (maybe empty). */
+enum http_route http_route(const char *target, size_t len, const char **name, size_t *name_len,
+                           const char **query, size_t *query_len);
+
+/* Percent-decodes in (form: '+' is a space, as in query strings) into out, which has room for
+ * len bytes: the decoded length, or -EINVAL for a malformed %-escape. */
+long http_pct_decode(const char *in, size_t len, char *out, int form);
+
+enum http_format { HTTP_FMT_JSON = 0, HTTP_FMT_CSV, HTTP_FMT_GRAPHML, HTTP_FMT_DOT };
+
+/* An API call under way: what is needed to render the writer's answer. */
+struct http_api {
+    const struct qmethod *m;
+    enum http_format fmt;
+};
+
+/* Builds the msgpack-RPC request for GET /v1/<name>?<query> into req (initialised by the
+ * caller): 0, or the status to answer instead (400 bad parameter, 404 unknown method, 500 out
+ * of memory) with a message for the user in msg. */
+int http_api_request(const char *name, size_t name_len, const char *query, size_t query_len,
+                     uint64_t msgid, msgpack_sbuffer *req, struct http_api *api, char *msg,
+                     size_t msglen);
+
+/* Renders the writer's answer (the bytes of [1, msgid, error, result]) into body: the status
+ * (200, or the error's code: 400, 404, 503, 500), with *ctype the body's content type. A body
+ * that could not be built for want of memory leaves body->oom set. */
+int http_api_render(const struct http_api *api, const char *resp, size_t len, struct strbuf *body,
+                    const char **ctype);
+
+#define HTTP_JSON_TYPE "application/json"
+
+/* {"error": {"code": status, "message": msg}} */
+void http_error_json(struct strbuf *body, int status, const char *msg);
+
+/* The status line and headers of a response with a body of body_len bytes; extra is more
+ * header lines (each ending in \r\n) or NULL. */
+void http_head(struct strbuf *out, int status, const char *ctype, size_t body_len, int keep_alive,
+               int http10, const char *extra);
+const char *http_reason(int status);
+
+#endif

@@ -1,0 +1,288 @@
+/* Prometheus text exposition (see prom.h). The stats map is read by key, never by position, so
+ * that a key the engine adds later shows up (as cascaded_stats_<key>) and a key it drops just
+ * leaves its metric out. Every family is written whole, HELP and TYPE first. */
+#include "query/prom.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const uint64_t bucket_ns[PROM_BUCKETS] = {
+    50000,    100000,   250000,   500000,    1000000,   2500000,   5000000,
+    10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000};
+
+static const char *const port_names[PROM_PORTS] = {"ingest", "rpc", "http"};
+
+/* Stats keys with a name, a type and a unit of their own; scale converts to the base unit. */
+struct known {
+    const char *key, *name, *type;
+    double scale;
+    const char *help;
+};
+
+static const struct known known[] = {
+    {"posts", "cascaded_posts", "gauge", 1, "Posts observed (placeholders not included)."},
+    {"placeholders", "cascaded_placeholders", "gauge", 1,
+     "Posts referenced as a parent that have not arrived."},
+    {"cascades", "cascaded_cascades", "gauge", 1, "Cascades (trees of reshares)."},
+    {"actors", "cascaded_actors", "gauge", 1, "Accounts and pages seen."},
+    {"edges", "cascaded_edges", "gauge", 1, "Amplification edges between actors."},
+    {"contents", "cascaded_contents", "gauge", 1, "Distinct content keys."},
+    {"labels", "cascaded_labels", "gauge", 1, "Distinct labels."},
+    {"memory_allocated", "cascaded_memory_allocated_bytes", "gauge", 1,
+     "Bytes allocated by the server (jemalloc)."},
+    {"memory_resident", "cascaded_memory_resident_bytes", "gauge", 1,
+     "Resident bytes of the allocator (jemalloc)."},
+    {"engine_bytes", "cascaded_engine_bytes", "gauge", 1, "Bytes held by the graph engine."},
+    {"wal_bytes", "cascaded_wal_bytes", "gauge", 1, "Bytes in the write-ahead log."},
+    {"uptime_ms", "cascaded_uptime_seconds", "gauge", 0.001, "Seconds since the server started."},
+    {"ingest_rate", "cascaded_ingest_events_per_second", "gauge", 1,
+     "Events ingested per second, recently."},
+    {"newest_ts", "cascaded_newest_event_timestamp_seconds", "gauge", 0.001,
+     "Event time of the newest event seen, in seconds since the epoch."},
+};
+
+#define NKNOWN (sizeof(known) / sizeof(known[0]))
+
+/* ---------------------------------------------------------------- values */
+
+static int key_is(const msgpack_object *k, const char *lit)
+{
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(lit) &&
+           memcmp(k->via.str.ptr, lit, k->via.str.size) == 0;
+}
+
+static int key_has_prefix(const msgpack_object *k, const char *lit)
+{
+    size_t n = strlen(lit);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size > n &&
+           memcmp(k->via.str.ptr, lit, n) == 0;
+}
+
+static int is_number(const msgpack_object *v)
+{
+    return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+           v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER || v->type == MSGPACK_OBJECT_FLOAT32 ||
+           v->type == MSGPACK_OBJECT_FLOAT64;
+}
+
+/* The shortest of %.15g and %.17g that reads back as d (0.559, not 0.55900000000000005). */
+static int strtod_roundtrip(double d)
+{
+    char b[32];
+    snprintf(b, sizeof(b), "%.15g", d);
+    return strtod(b, NULL) == d;
+}
+
+static void put_double(struct strbuf *out, double d)
+{
+    if (isnan(d))
+        sb_puts(out, "NaN");
+    else if (isinf(d))
+        sb_puts(out, d > 0 ? "+Inf" : "-Inf");
+    else if (strtod_roundtrip(d))
+        sb_printf(out, "%.15g", d);
+    else
+        sb_printf(out, "%.17g", d);
+}
+
+/* A sample's value; integers exactly, scaled ones as doubles. */
+static void put_value(struct strbuf *out, const msgpack_object *v, double scale)
+{
+    if (scale == 1 && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        sb_printf(out, "%llu", (unsigned long long)v->via.u64);
+    else if (scale == 1 && v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        sb_printf(out, "%lld", (long long)v->via.i64);
+    else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        put_double(out, (double)v->via.u64 * scale);
+    else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        put_double(out, (double)v->via.i64 * scale);
+    else
+        put_double(out, v->via.f64 * scale);
+}
+
+/* Label values come from the engine's keys: escaped as the format asks. */
+static void put_label_value(struct strbuf *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' || s[i] == '"')
+            sb_putc(out, '\\');
+        if (s[i] == '\n')
+            sb_puts(out, "\\n");
+        else
+            sb_putc(out, s[i]);
+    }
+}
+
+/* Metric names allow [a-zA-Z0-9_:]; anything else in a key becomes '_'. */
+static void put_name_part(struct strbuf *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        sb_putc(out, ok ? c : '_');
+    }
+}
+
+static void family(struct strbuf *out, const char *name, const char *type, const char *help)
+{
+    sb_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* ---------------------------------------------------------------- the stats map */
+
+static const msgpack_object *lookup(const msgpack_object_map *m, const char *key)
+{
+    for (uint32_t i = 0; i < m->size; i++)
+        if (key_is(&m->ptr[i].key, key))
+            return &m->ptr[i].val;
+    return NULL;
+}
+
+static void event_sample(struct strbuf *out, const char *outcome, const char *reason, size_t rlen,
+                         const msgpack_object *v)
+{
+    sb_printf(out, "cascaded_events_total{outcome=\"%s\"", outcome);
+    if (reason) {
+        sb_puts(out, ",reason=\"");
+        put_label_value(out, reason, rlen);
+        sb_putc(out, '"');
+    }
+    sb_puts(out, "} ");
+    put_value(out, v, 1);
+    sb_putc(out, '\n');
+}
+
+/* Rejections by reason, from rejected_<reason> keys or a `rejected` map; 1 if any were found. */
+static int rejected_by_reason(struct strbuf *out, const msgpack_object_map *m)
+{
+    int found = 0;
+    const msgpack_object *rm = lookup(m, "rejected");
+    const msgpack_object_map *src = rm && rm->type == MSGPACK_OBJECT_MAP ? &rm->via.map : m;
+    size_t skip = src == m ? strlen("rejected_") : 0;
+    for (uint32_t i = 0; i < src->size; i++) {
+        const msgpack_object *k = &src->ptr[i].key, *v = &src->ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR || !is_number(v) ||
+            (skip && !key_has_prefix(k, "rejected_")))
+            continue;
+        event_sample(out, "rejected", k->via.str.ptr + skip, k->via.str.size - skip, v);
+        found = 1;
+    }
+    return found;
+}
+
+static void events(struct strbuf *out, const msgpack_object_map *m)
+{
+    static const char *const plain[][2] = {
+        {"accepted", "accepted"}, {"duplicate", "duplicate"}, {"errors", "error"}};
+    family(out, "cascaded_events_total", "counter",
+           "Ingest events by outcome, and rejected ones by reason.");
+    for (int i = 0; i < 3; i++) {
+        const msgpack_object *v = lookup(m, plain[i][0]);
+        if (v && is_number(v))
+            event_sample(out, plain[i][1], NULL, 0, v);
+    }
+    const msgpack_object *total = lookup(m, "rejected");
+    if (!rejected_by_reason(out, m) && total && is_number(total))
+        event_sample(out, "rejected", NULL, 0, total);
+}
+
+static int handled_elsewhere(const msgpack_object *k)
+{
+    for (size_t i = 0; i < NKNOWN; i++)
+        if (key_is(k, known[i].key))
+            return 1;
+    return key_is(k, "accepted") || key_is(k, "duplicate") || key_is(k, "errors") ||
+           key_is(k, "rejected") || key_has_prefix(k, "rejected_");
+}
+
+static void stats_metrics(struct strbuf *out, const msgpack_object_map *m)
+{
+    events(out, m);
+    for (size_t i = 0; i < NKNOWN; i++) {
+        const msgpack_object *v = lookup(m, known[i].key);
+        if (!v || !is_number(v))
+            continue;
+        family(out, known[i].name, known[i].type, known[i].help);
+        sb_printf(out, "%s ", known[i].name);
+        put_value(out, v, known[i].scale);
+        sb_putc(out, '\n');
+    }
+    /* keys this file does not know yet still get out, under a generic name */
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR || !is_number(v) || handled_elsewhere(k))
+            continue;
+        struct strbuf name = STRBUF_INIT;
+        sb_puts(&name, "cascaded_stats_");
+        put_name_part(&name, k->via.str.ptr, k->via.str.size);
+        if (name.oom) {
+            out->oom = 1;
+        } else {
+            family(out, name.p, "gauge",
+                   "A figure of the stats method without a metric of its own.");
+            sb_printf(out, "%s ", name.p);
+            put_value(out, v, 1);
+            sb_putc(out, '\n');
+        }
+        sb_free(&name);
+    }
+}
+
+/* ---------------------------------------------------------------- the loop's own */
+
+void prom_observe(struct prom_hist *h, uint64_t ns)
+{
+    for (int i = 0; i < PROM_BUCKETS; i++) {
+        if (ns <= bucket_ns[i]) {
+            h->bucket[i]++;
+            break;
+        }
+    }
+    h->count++;
+    h->sum_ns += ns;
+}
+
+static void per_port(struct strbuf *out, const char *name, const char *type, const char *help,
+                     const uint64_t v[PROM_PORTS])
+{
+    family(out, name, type, help);
+    for (int p = 0; p < PROM_PORTS; p++)
+        sb_printf(out, "%s{port=\"%s\"} %llu\n", name, port_names[p], (unsigned long long)v[p]);
+}
+
+static void histogram(struct strbuf *out, const struct prom_loop *l)
+{
+    const char *name = "cascaded_query_duration_seconds";
+    family(out, name, "histogram",
+           "Queries from a complete request to its response being queued, by port.");
+    for (int p = PROM_PORT_RPC; p <= PROM_PORT_HTTP; p++) {
+        const struct prom_hist *h = &l->latency[p];
+        uint64_t cum = 0;
+        for (int i = 0; i < PROM_BUCKETS; i++) {
+            cum += h->bucket[i];
+            sb_printf(out, "%s_bucket{port=\"%s\",le=\"%g\"} %llu\n", name, port_names[p],
+                      (double)bucket_ns[i] / 1e9, (unsigned long long)cum);
+        }
+        sb_printf(out, "%s_bucket{port=\"%s\",le=\"+Inf\"} %llu\n", name, port_names[p],
+                  (unsigned long long)h->count);
+        sb_printf(out, "%s_sum{port=\"%s\"} %.9f\n", name, port_names[p], (double)h->sum_ns / 1e9);
+        sb_printf(out, "%s_count{port=\"%s\"} %llu\n", name, port_names[p],
+                  (unsigned long long)h->count);
+    }
+}
+
+void prom_render(const msgpack_object *stats, const struct prom_loop *loop, struct strbuf *out)
+{
+    if (stats && stats->type == MSGPACK_OBJECT_MAP)
+        stats_metrics(out, &stats->via.map);
+    family(out, "cascaded_up", "gauge", "1 when the engine answered the stats query.");
+    sb_printf(out, "cascaded_up %d\n", stats && stats->type == MSGPACK_OBJECT_MAP);
+    per_port(out, "cascaded_connections_open", "gauge", "Connections open, by port.", loop->open);
+    per_port(out, "cascaded_connections_accepted_total", "counter",
+             "Connections accepted since the start, by port.", loop->accepted);
+    per_port(out, "cascaded_received_bytes_total", "counter",
+             "Bytes received since the start, by port.", loop->bytes_in);
+    histogram(out, loop);
+}

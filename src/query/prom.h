@@ -1,0 +1,34 @@
+/* Prometheus text exposition (format 0.0.4) for GET /metrics: the engine's `stats` result (a
+ * msgpack map, whatever numeric keys it has) and the network loop's own counters, among them a
+ * query latency histogram per port that the loop feeds. */
+#ifndef QUERY_PROM_H
+#define QUERY_PROM_H
+
+#include <msgpack.h>
+#include <stdint.h>
+
+#include "core/strbuf.h"
+
+#define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define PROM_BUCKETS      14 /* finite upper bounds, 50 µs .. 1 s; +Inf is the count */
+
+/* Ports, in the order of the loop's listeners (net/loop.h: ingest, query, http). */
+enum { PROM_PORT_INGEST = 0, PROM_PORT_RPC, PROM_PORT_HTTP, PROM_PORTS };
+
+struct prom_hist {
+    uint64_t bucket[PROM_BUCKETS]; /* observations in (le[i-1], le[i]]: made cumulative on output */
+    uint64_t count, sum_ns;
+};
+
+struct prom_loop {
+    uint64_t open[PROM_PORTS], accepted[PROM_PORTS], bytes_in[PROM_PORTS];
+    struct prom_hist latency[PROM_PORTS]; /* rpc and http only */
+};
+
+void prom_observe(struct prom_hist *h, uint64_t ns);
+
+/* Appends the exposition to out; stats may be NULL (or not a map) when the engine could not
+ * answer: then only the loop's figures are there. */
+void prom_render(const msgpack_object *stats, const struct prom_loop *loop, struct strbuf *out);
+
+#endif
