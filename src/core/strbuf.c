@@ -13,6 +13,7 @@ static int reserve(struct strbuf *b, size_t more)
         return -1;
     if (b->n + more + 1 <= b->cap)
         return 0;
+    int fresh = b->p == NULL;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + more + 1)
         cap *= 2;
@@ -23,11 +24,15 @@ static int reserve(struct strbuf *b, size_t more)
     }
     b->p = p;
     b->cap = cap;
+    if (fresh)
+        p[0] = 0; /* an empty buffer taken at once is still a C string */
     return 0;
 }
 
 void sb_append(struct strbuf *b, const char *s, size_t len)
 {
+    if (!len) /* s may be NULL then (msgpack's empty strings) */
+        return;
     if (reserve(b, len))
         return;
     memcpy(b->p + b->n, s, len);
