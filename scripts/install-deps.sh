@@ -9,7 +9,7 @@ packages=(
     gcc libc6-dev make cmake pkg-config
     liburing-dev libjemalloc-dev libmsgpack-dev libigraph-dev libxxhash-dev libcmocka-dev
     libjansson-dev libhttp-parser-dev zlib1g-dev libzstd-dev zstd
-    python3 python3-msgpack python3-networkx python3-igraph
+    python3 python3-msgpack python3-networkx python3-igraph python3-pandas
     clang-format
 )
 

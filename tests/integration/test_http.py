@@ -117,6 +117,38 @@ def check_csv(srv, roots):
         check(f'CSV {method} has the JSON rows', ok, f'{st} {body[:300]!r} vs {str(want)[:300]}')
 
 
+def check_pandas(srv, roots):
+    """What the README promises analysts: pandas.read_json(url) gives one row per record, with the
+    RPC port's values, and read_csv of ?format=csv the same frame."""
+    import pandas as pd
+    rpc = Rpc(srv.query)
+    base = f'http://127.0.0.1:{srv.http}/v1'
+    for method, params in (('top_cascades', {'by': 'structural_virality', 'limit': 25}),
+                           ('top_actors', {'by': 'amplifiers', 'limit': 25}),
+                           ('path', {'post': roots[0]}), ('labels', {})):
+        err, want = rpc.call(method, **params)
+        url = f'{base}/{method}?{urllib.parse.urlencode(params)}'
+        for how, df in (('read_json', pd.read_json(url, dtype=False)),
+                        ('read_csv', pd.read_csv(url + '&format=csv', dtype={'root': str, 'id': str,
+                                                                            'post': str, 'actor': str}))):
+            ok = err is None and len(df) == len(want)
+            for i, w in enumerate(want if ok else []):
+                for k, v in w.items():
+                    got = df[k].iloc[i]
+                    if v is None:
+                        ok &= bool(pd.isna(got))
+                    elif isinstance(v, float):
+                        ok &= same(float(got), v)
+                    else:
+                        ok &= str(got) == str(v)
+            check(f'pandas.{how} {method} has the RPC rows', ok, f'{df.head()} vs {str(want)[:300]}')
+    err, want = rpc.call('cascade', post=roots[0])
+    ser = pd.read_json(f'{base}/cascade?post={urllib.parse.quote(roots[0])}', typ='series')
+    check('pandas.read_json(typ=series) of a record', err is None and int(ser['size']) == want['size'],
+          f'{ser} vs {want}')
+    rpc.close()
+
+
 def check_exports(srv, model, roots):
     for r in roots[:3]:
         exp = model.derive()['cascades'][r]
@@ -364,6 +396,7 @@ def main():
         model = load(srv)
         roots = check_json_equals_rpc(srv, model)
         check_csv(srv, roots)
+        check_pandas(srv, roots)
         check_exports(srv, model, roots)
         check_statuses(srv)
         check_connections(srv)
