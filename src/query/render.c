@@ -400,6 +400,9 @@ static void cell_text(const msgpack_object *v, struct strbuf *out, enum esc mode
         put_text(out, v->via.str.ptr, v->via.str.size, mode);
     else if (v->type == MSGPACK_OBJECT_BIN)
         put_base64(out, v->via.bin.ptr, v->via.bin.size);
+    else if (mode == ESC_TERM &&
+             (v->type == MSGPACK_OBJECT_FLOAT64 || v->type == MSGPACK_OBJECT_FLOAT32))
+        sb_printf(out, "%.6g", v->via.f64); /* a person reads 6 digits; --json keeps them all */
     else
         json_value(v, out, 0);
 }
