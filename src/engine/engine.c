@@ -21,6 +21,7 @@ int engine_new(struct engine **out)
     segvec_init(&e->posts, sizeof(struct post), POST_SHIFT);
     segvec_init(&e->actors, sizeof(struct actor), ACTOR_SHIFT);
     segvec_init(&e->cascades, sizeof(struct cascade), CASCADE_SHIFT);
+    segvec_init(&e->clists, sizeof(struct content_list), CLIST_SHIFT);
     int rc = intern_init(&e->post_ids);
     rc = rc ? rc : intern_init(&e->actor_ids);
     rc = rc ? rc : intern_init(&e->contents);
@@ -32,6 +33,7 @@ int engine_new(struct engine **out)
     for (int m = 0; !rc && m < ENGINE_ACTOR_METRICS; m++)
         rc = topk_init(&e->atop[m], TOPK_CAP, 1);
     rc = rc ? rc : ensure_path(e, 64);
+    rc = rc ? rc : growth_init(&e->growth);
     if (rc) {
         engine_free(e);
         return rc;
@@ -64,6 +66,8 @@ void engine_free(struct engine *e)
     free(e->tracked);
     free(e->dirty_c);
     free(e->dirty_a);
+    growth_destroy(&e->growth);
+    content_destroy(e);
     free(e);
 }
 
@@ -75,6 +79,13 @@ uint32_t engine_find_cascade(const struct engine *e, uint32_t post)
     while (!post_is_root(p))
         p = post_at(e, p->parent);
     return p->parent & ~ROOT_FLAG;
+}
+
+uint32_t engine_live_cascade(const struct engine *e, uint32_t cid)
+{
+    /* a joined cascade's root now hangs below a post of the cascade it joined */
+    const struct cascade *c = cascade_at(e, cid);
+    return c->dead ? engine_find_cascade(e, c->root) : cid;
 }
 
 uint64_t engine_cascade_key(const struct cascade *c, int metric)
@@ -260,8 +271,9 @@ static int ensure_levels(struct cascade *c, uint32_t n)
 /* What an event resolves to before anything changes. */
 struct plan {
     const char *ps, *qs, *as;
-    uint64_t ph, qh, ah;
+    uint64_t ph, qh, ah, ch;
     uint32_t p, q, a; /* NONE: not known yet */
+    uint32_t content; /* the event's content id; NONE: none, or not interned yet */
     uint32_t plen;    /* ancestors of q collected in e->path */
 };
 
@@ -302,6 +314,9 @@ static int reserve(struct engine *e, const struct event *ev, const struct plan *
     rc = rc ? rc : intern_reserve(&e->actor_ids, 1, ev->actor.len);
     rc = rc ? rc : segvec_reserve(&e->actors, 1);
     rc = rc ? rc : intern_reserve(&e->contents, 1, ev->content_len);
+    if (!rc && ev->content)
+        rc = content_reserve(e, pl->content);
+    rc = rc ? rc : growth_reserve(&e->growth, ev->ts);
     rc = rc ? rc : intern_reserve(&e->labels, 1, ev->label_len);
     rc = rc ? rc : segvec_reserve(&e->cascades, 1);
     rc = rc ? rc : u64map_reserve(&e->pairs, 1);
@@ -375,13 +390,23 @@ static uint32_t get_actor(struct engine *e, const struct event *ev, const struct
     return a;
 }
 
-static void set_observed(struct engine *e, uint32_t p, uint32_t a, const struct event *ev)
+static void set_observed(struct engine *e, uint32_t p, uint32_t a, const struct event *ev,
+                         uint32_t content)
 {
     struct post *r = post_at(e, p);
     r->actor = a;
     r->ts = ev->ts;
-    uint32_t content = intern_opt(&e->contents, ev->content, ev->content_len);
     r->content = (content == NONE ? CONTENT_NONE : content) | (uint32_t)ev->kind << 30;
+}
+
+/* The event's content id, interned (with its post list) if new; NONE without content. */
+static uint32_t event_content(struct engine *e, const struct event *ev, const struct plan *pl)
+{
+    if (!ev->content || pl->content != NONE)
+        return pl->content;
+    uint32_t id = intern_add(&e->contents, ev->content, ev->content_len, pl->ch);
+    content_new(e);
+    return id;
 }
 
 static void link_child(struct engine *e, uint32_t parent, uint32_t child)
@@ -633,7 +658,8 @@ static void add_leaf(struct engine *e, uint32_t p, uint32_t a, const struct even
 /* ---------------------------------------------------------------- late parents */
 
 /* Placeholder p, root of cascade tid, gets its own event: it becomes a post of actor a. */
-static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *ev, uint32_t tid)
+static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *ev, uint32_t tid,
+                 uint32_t content)
 {
     struct cascade *t = cascade_at(e, tid);
     uint32_t below = post_at(e, p)->sub - 1, already = 0;
@@ -642,7 +668,7 @@ static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *e
         e->tracked[0] = a;
         already = reach_within(e, p, 1)[0];
     }
-    set_observed(e, p, a, ev);
+    set_observed(e, p, a, ev, content);
     e->placeholders--;
     t->missing--;
     t->size++;
@@ -779,6 +805,11 @@ static int plan_event(struct engine *e, const struct event *ev, const struct ev_
     pl->as = event_id_str(&ev->actor);
     pl->ah = h->ah;
     pl->a = intern_find(&e->actor_ids, pl->as, ev->actor.len, pl->ah);
+    pl->content = NONE;
+    if (ev->content) {
+        pl->ch = hash_bytes(ev->content, ev->content_len);
+        pl->content = intern_find(&e->contents, ev->content, ev->content_len, pl->ch);
+    }
     return reserve(e, ev, pl) ? EVENT_ERR_NOMEM : EVENT_OK;
 }
 
@@ -790,28 +821,41 @@ static int apply_one(struct engine *e, const struct event *ev, const struct ev_h
         return rc;
     uint32_t a = get_actor(e, ev, &pl);
     uint32_t label = intern_opt(&e->labels, ev->label, ev->label_len);
+    uint32_t content = event_content(e, ev, &pl);
     int has_parent = event_has_parent(ev);
-    if (pl.p == NONE) {
-        uint32_t p = new_post(e, pl.ps, ev->post.len, pl.ph);
-        set_observed(e, p, a, ev);
-        if (!has_parent)
+    /* the post's root once the event is applied: itself, a known post, or NONE (a placeholder) */
+    uint32_t p = pl.p, root = NONE;
+    if (p == NONE) {
+        p = new_post(e, pl.ps, ev->post.len, pl.ph);
+        set_observed(e, p, a, ev, content);
+        if (!has_parent) {
             add_root(e, p, a, ev, label);
-        else if (pl.q == NONE)
+            root = p;
+        } else if (pl.q == NONE) {
             add_under_placeholder(e, p, a, ev, &pl, label);
-        else
+        } else {
             add_leaf(e, p, a, ev, pl.plen, label);
+            root = e->path[pl.plen - 1];
+        }
     } else {
-        uint32_t tid = post_at(e, pl.p)->parent & ~ROOT_FLAG;
-        fill(e, pl.p, a, ev, tid);
+        uint32_t tid = post_at(e, p)->parent & ~ROOT_FLAG;
+        fill(e, p, a, ev, tid, content);
         if (!has_parent) {
             offer_label(cascade_at(e, tid), label, ev->ts, 1);
             touch_cascade(e, tid);
+            root = p;
         } else if (pl.q == NONE) {
-            reroot(e, pl.p, ev, &pl, tid, label);
+            reroot(e, p, ev, &pl, tid, label);
         } else {
-            join(e, pl.p, a, tid, pl.plen, ev, label);
+            join(e, p, a, tid, pl.plen, ev, label);
+            root = e->path[pl.plen - 1];
         }
     }
+    /* A post whose content its root already carries is found through the root's list entry. */
+    if (content != NONE &&
+        (root == p || root == NONE || (post_at(e, root)->content & CONTENT_MASK) != content))
+        content_note(e, content, p);
+    growth_note(&e->growth, p, ev->ts);
     touch_actor(e, a);
     return EVENT_OK;
 }

@@ -60,6 +60,32 @@ struct actor {
     int64_t first_ts, last_ts;
 };
 
+/* Recent activity for engine_top_growth (growth.c): the posts of each second of event time, in a
+ * ring of pages covering ENGINE_GROWTH_HORIZON_MS back from the newest event. */
+struct growth_page;
+struct growth_bucket;
+
+struct growth {
+    struct growth_page **pages;     /* GROWTH_PAGES entries; a page is allocated on first use */
+    struct growth_page *spare_page; /* reserved for a note that lands on a missing page */
+    uint32_t *spare_ent;            /* reserved for a note that starts a new bucket */
+    int64_t newest;                 /* the largest ts accepted (valid when has_newest) */
+    int64_t lo_bucket;              /* buckets below this are dropped */
+    int has_newest;
+    size_t bytes;
+};
+
+/* Per content id (content.c): the posts through which its carriers are found at query time.
+ * A post is listed when its event gives it own content and it is then a root, or its root's
+ * content differs. One id inline, else an array. 16 bytes. */
+struct content_list {
+    uint32_t n, cap; /* cap 0: the id (if n == 1) is inline */
+    union {
+        uint32_t one;
+        uint32_t *ids;
+    } u;
+};
+
 struct engine {
     struct intern post_ids, actor_ids, contents, labels;
     struct segvec posts, actors, cascades;
@@ -79,6 +105,9 @@ struct engine {
     uint32_t *path;    /* scratch: ancestors of the post being attached */
     uint32_t *tracked; /* scratch: 3 * path_cap: actors whose reach a join changes, counters */
     uint32_t path_cap;
+    struct growth growth;
+    struct segvec clists; /* struct content_list per content id */
+    size_t clist_heap;    /* bytes of the lists' arrays */
 };
 
 /* Records per chunk of each segmented array, as constants so that an access is a shift, a
@@ -86,6 +115,7 @@ struct engine {
 #define POST_SHIFT    16
 #define ACTOR_SHIFT   14
 #define CASCADE_SHIFT 12
+#define CLIST_SHIFT   12
 #define CHUNK_AT(v, type, shift, id)                                                               \
     ((type *)(v).chunks[(id) >> (shift)] + ((id) & ((1u << (shift)) - 1)))
 
@@ -102,6 +132,11 @@ static inline struct actor *actor_at(const struct engine *e, uint32_t id)
 static inline struct cascade *cascade_at(const struct engine *e, uint32_t id)
 {
     return CHUNK_AT(e->cascades, struct cascade, CASCADE_SHIFT, id);
+}
+
+static inline struct content_list *clist_at(const struct engine *e, uint32_t id)
+{
+    return CHUNK_AT(e->clists, struct content_list, CLIST_SHIFT, id);
 }
 
 /* The count of nodes at depth d >= 1 (capacity must have been ensured). */
@@ -124,5 +159,36 @@ uint32_t engine_find_cascade(const struct engine *e, uint32_t post);
 /* Sort keys of the top-k indexes. */
 uint64_t engine_cascade_key(const struct cascade *c, int metric);
 uint64_t engine_actor_key(const struct actor *a, int metric);
+
+/* The cascade of a post, a dead (joined) cascade's successor, and the metrics a read reports. */
+uint32_t engine_live_cascade(const struct engine *e, uint32_t cid);
+void engine_describe_cascade(const struct engine *e, uint32_t cid, struct engine_cascade *o);
+
+/* engine_top_cascades' filter, with its strings resolved to ids once. */
+struct cascade_match {
+    uint32_t label, content;
+    const struct engine_cascade_filter *f;
+};
+
+/* 0 when the filter names a label or content no post has (nothing can pass), else 1. */
+int engine_match_prepare(const struct engine *e, const struct engine_cascade_filter *f,
+                         struct cascade_match *m);
+/* 1 when live cascade cid passes the filter. */
+int engine_match(const struct engine *e, uint32_t cid, const struct cascade_match *m);
+
+/* ---- growth.c: the recent-activity index. The apply path reserves before it changes anything
+ * and notes after, so a note cannot fail. */
+int growth_init(struct growth *g);
+void growth_destroy(struct growth *g);
+int growth_reserve(struct growth *g, int64_t ts);
+void growth_note(struct growth *g, uint32_t post, int64_t ts);
+
+/* ---- content.c: the per-content post lists, reserved and noted the same way. content is an
+ * existing content id, or NONE for one the event is about to intern. */
+int content_reserve(struct engine *e, uint32_t content);
+void content_new(struct engine *e); /* right after interning a new content id */
+void content_note(struct engine *e, uint32_t content, uint32_t post);
+void content_destroy(struct engine *e);
+size_t content_bytes(const struct engine *e);
 
 #endif

@@ -56,7 +56,7 @@ static uint32_t find_id(const struct intern *t, const char *s, uint32_t len)
 
 /* ---------------------------------------------------------------- cascades */
 
-static void describe_cascade(const struct engine *e, uint32_t cid, struct engine_cascade *o)
+void engine_describe_cascade(const struct engine *e, uint32_t cid, struct engine_cascade *o)
 {
     const struct cascade *c = cascade_at(e, cid);
     const struct post *root = post_at(e, c->root);
@@ -88,7 +88,7 @@ int engine_cascade(struct engine *e, const char *post, uint32_t len, struct engi
     uint32_t p = find_id(&e->post_ids, post, len);
     if (p == NONE)
         return -ENOENT;
-    describe_cascade(e, engine_find_cascade(e, p), out);
+    engine_describe_cascade(e, engine_find_cascade(e, p), out);
     return 0;
 }
 
@@ -195,12 +195,7 @@ int engine_tree(struct engine *e, const char *post, uint32_t len, uint32_t limit
 
 /* ---------------------------------------------------------------- top-k */
 
-struct cascade_match {
-    uint32_t label, content;
-    const struct engine_cascade_filter *f;
-};
-
-static int cascade_passes(const struct engine *e, uint32_t cid, const struct cascade_match *m)
+int engine_match(const struct engine *e, uint32_t cid, const struct cascade_match *m)
 {
     const struct cascade *c = cascade_at(e, cid);
     const struct engine_cascade_filter *f = m->f;
@@ -219,7 +214,7 @@ static int cascade_passes(const struct engine *e, uint32_t cid, const struct cas
     return c->size >= f->min_size;
 }
 
-static int prepare_match(const struct engine *e, const struct engine_cascade_filter *f,
+int engine_match_prepare(const struct engine *e, const struct engine_cascade_filter *f,
                          struct cascade_match *m)
 {
     m->f = f;
@@ -321,7 +316,7 @@ static int cascade_alive(const struct top_query *q, uint32_t item)
 
 static int cascade_filter(const struct top_query *q, uint32_t item)
 {
-    return cascade_passes(q->e, item, q->arg);
+    return engine_match(q->e, item, q->arg);
 }
 
 int engine_top_cascades(struct engine *e, int metric, const struct engine_cascade_filter *filter,
@@ -333,7 +328,7 @@ int engine_top_cascades(struct engine *e, int metric, const struct engine_cascad
     struct cascade_match m;
     if (limit > e->live_cascades)
         limit = (uint32_t)e->live_cascades; /* no point making room for more than exist */
-    if (limit == 0 || !prepare_match(e, filter, &m))
+    if (limit == 0 || !engine_match_prepare(e, filter, &m))
         return 0;
     struct top_query q = {
         e, &e->ctop[metric], metric, e->cascades.len, cascade_alive, cascade_filter, cascade_key_of,
@@ -343,7 +338,7 @@ int engine_top_cascades(struct engine *e, int metric, const struct engine_cascad
         return -ENOMEM;
     int k = top_items(&q, items, limit);
     for (int i = 0; i < k; i++)
-        describe_cascade(e, items[i], &out[i]);
+        engine_describe_cascade(e, items[i], &out[i]);
     free(items);
     return k;
 }
@@ -400,8 +395,9 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
     out->edges = e->edges.count;
     out->contents = e->contents.count;
     out->labels = e->labels.count;
+    out->newest_ts = e->growth.has_newest ? e->growth.newest : 0;
     out->bytes = segvec_bytes(&e->posts) + segvec_bytes(&e->actors) + segvec_bytes(&e->cascades) +
                  intern_bytes(&e->post_ids) + intern_bytes(&e->actor_ids) +
                  intern_bytes(&e->contents) + intern_bytes(&e->labels) + u64map_bytes(&e->pairs) +
-                 u64map_bytes(&e->edges);
+                 u64map_bytes(&e->edges) + e->growth.bytes + content_bytes(e);
 }

@@ -368,7 +368,7 @@ static int same_str(const char *a, uint32_t alen, const char *b, uint32_t blen)
     return a && alen == blen && memcmp(a, b, alen) == 0;
 }
 
-static int passes(const struct engine_cascade *c, const struct engine_cascade_filter *flt)
+int cascade_passes(const struct engine_cascade *c, const struct engine_cascade_filter *flt)
 {
     if (!flt)
         return 1;
@@ -416,7 +416,7 @@ static void check_top_cascades_by(struct checker *ck, int metric, double *vals,
     uint32_t m = 0;
 
     for (uint32_t c = 0; c < o->n_cascades; c++)
-        if (passes(&ck->cv[c].c, flt))
+        if (cascade_passes(&ck->cv[c].c, flt))
             vals[m++] = cascade_metric(&ck->cv[c].c, metric);
     qsort(vals, m, sizeof(*vals), by_value_desc);
     uint32_t limit = 1 + rng_below(ck->r, m + 3);
@@ -427,7 +427,7 @@ static void check_top_cascades_by(struct checker *ck, int metric, double *vals,
     memset(seen, 0, o->n_cascades);
     for (int i = 0; i < rc; i++) {
         int32_t k = post_index(ck->f, out[i].root, out[i].root_len);
-        if (k < 0 || o->root[k] != k || seen[o->casc[k]] || !passes(&out[i], flt))
+        if (k < 0 || o->root[k] != k || seen[o->casc[k]] || !cascade_passes(&out[i], flt))
             prop_fail("%s: entry %d (root \"%.*s\") is no cascade root, a repeat, or fails the "
                       "filter",
                       ck->where, i, (int)out[i].root_len, out[i].root);
@@ -524,6 +524,11 @@ void check_engine(struct engine *e, const struct forest *f, const struct model *
     check_paths_and_trees(&ck, full);
     check_top_cascades(&ck);
     check_top_actors(&ck);
+    struct engine_cascade *views = calloc(o.n_cascades + 1, sizeof(*views));
+    for (uint32_t c = 0; c < o.n_cascades; c++)
+        views[c] = ck.cv[c].c;
+    check_recent(e, f, &o, views, r);
+    free(views);
     free(ck.cv);
     free(ck.av);
     oracle_free(&o);

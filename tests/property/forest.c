@@ -108,8 +108,11 @@ static void gen_times(struct forest *f, struct rng *r)
     int64_t base = rng_chance(r, 10) ? -(int64_t)rng_below(r, 1000000) - 100000
                                      : 1700000000000LL + rng_below(r, 1000000);
 
+    /* sometimes far apart: the forest then spans several growth horizons */
+    int64_t step = rng_chance(r, 10) ? ENGINE_GROWTH_HORIZON_MS / 8 : 16;
+
     for (uint32_t k = 0; k < f->n; k++)
-        f->nodes[k].ts = base + (int64_t)k * 16 + rng_below(r, 16);
+        f->nodes[k].ts = base + (int64_t)k * step + rng_below(r, 16);
     if (!rng_chance(r, 10))
         return;
     for (uint32_t k = f->n; k > 1; k--) {
@@ -141,6 +144,14 @@ static void gen_node(struct forest *f, struct rng *r, uint32_t k, uint32_t int_p
         nd->type = f->fickle_types ? (uint8_t)(EVENT_ACTOR_ACCOUNT + rng_below(r, 2))
                                    : f->actor_type[nd->actor];
     nd->content = rng_chance(r, root ? 70 : 15) ? contents[rng_below(r, COUNT(contents))] : NULL;
+    if (!root && !nd->content && rng_chance(r, 10)) { /* one its tree's root lacks */
+        const struct node *top = nd;
+        while (top->parent >= 0)
+            top = &f->nodes[top->parent];
+        do
+            nd->content = contents[rng_below(r, COUNT(contents))];
+        while (nd->content == top->content);
+    }
     nd->label = rng_chance(r, root ? 40 : 10) ? labels[rng_below(r, COUNT(labels))] : NULL;
 }
 

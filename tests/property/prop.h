@@ -155,6 +155,12 @@ struct engine *deliver(const struct forest *f, struct rng *r, const struct deliv
 /* Checks every metric, query and counter of e against the oracle of accepted. */
 void check_engine(struct engine *e, const struct forest *f, const struct model *m, struct rng *r,
                   int full);
+/* engine_top_growth and engine_content against counts over every accepted post; cv holds the
+ * oracle's view of each cascade (oracle_cascade_view). */
+void check_recent(struct engine *e, const struct forest *f, const struct oracle *o,
+                  const struct engine_cascade *cv, struct rng *r);
+/* The oracle's side of engine_cascade_filter. */
+int cascade_passes(const struct engine_cascade *c, const struct engine_cascade_filter *flt);
 /* Two engines fed the same forest must agree on every metric of every post and actor. */
 void check_same_state(struct engine *a, struct engine *b, const struct forest *f);
 

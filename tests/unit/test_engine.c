@@ -184,6 +184,103 @@ static void test_top_cascades(void **state)
     engine_free(e);
 }
 
+static struct engine_content content_of(struct engine *e, const char *key, int want_top,
+                                        struct engine_cascade *top, uint32_t limit)
+{
+    struct engine_content c;
+    assert_int_equal(engine_content(e, key, (uint32_t)strlen(key), &c, top, limit), want_top);
+    assert_str(c.key, c.key_len, key);
+    return c;
+}
+
+/* A post carries its own content, else its root's (not its parent's). */
+static void test_content_own_and_root(void **state)
+{
+    struct engine *e;
+    struct engine_cascade top[4];
+    assert_int_equal(engine_new(&e), 0);
+    assert_int_equal(apply(e, (struct ev){"a", "", "ann", 1000, NULL, "u1"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"b", "a", "bob", 2000}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"c", "b", "cat", 3000, NULL, "u2"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"d", "c", "bob", 4000}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"x", "", "ann", 500, NULL, "u2"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"y", "x", "ann", 600, NULL, "u2"}), EVENT_OK);
+    struct engine_content c = content_of(e, "u1", 1, top, 4);
+    assert_int_equal(c.posts, 3); /* a, b, d */
+    assert_int_equal(c.cascades, 1);
+    assert_int_equal(c.unique_actors, 2);
+    assert_int_equal(c.first_ts, 1000);
+    assert_int_equal(c.last_ts, 4000);
+    assert_str(top[0].root, top[0].root_len, "a");
+    c = content_of(e, "u2", 2, top, 4);
+    assert_int_equal(c.posts, 3); /* c, x, y */
+    assert_int_equal(c.cascades, 2);
+    assert_int_equal(c.unique_actors, 2);
+    assert_int_equal(c.first_ts, 500);
+    assert_int_equal(c.last_ts, 3000);
+    assert_str(top[0].root, top[0].root_len, "a"); /* size 4 before size 2 */
+    assert_str(top[1].root, top[1].root_len, "x");
+    assert_int_equal(top[0].size, 4);
+    content_of(e, "u2", 1, top, 1);
+    assert_str(top[0].root, top[0].root_len, "a");
+    content_of(e, "u2", 0, NULL, 0);
+    struct engine_content none;
+    assert_int_equal(engine_content(e, "u3", 2, &none, top, 4), -ENOENT);
+    assert_int_equal(engine_content(e, "", 0, &none, top, 4), -ENOENT);
+    engine_free(e);
+}
+
+/* Under a placeholder a post without content has none; it takes the root's once the missing
+ * parent arrives, and the new root's again when that one joins another cascade. */
+static void test_content_late_parents(void **state)
+{
+    struct engine *e;
+    struct engine_cascade top[4];
+    struct engine_content c;
+    assert_int_equal(engine_new(&e), 0);
+    assert_int_equal(apply(e, (struct ev){"x", "p", "ann", 2000}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"y", "x", "bob", 3000, NULL, "u1"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"z", "y", "cat", 3500}), EVENT_OK);
+    c = content_of(e, "u1", 1, top, 4);
+    assert_int_equal(c.posts, 1); /* y only: z takes its root's, and p is a placeholder */
+    assert_str(top[0].root, top[0].root_len, "p");
+    assert_int_equal(apply(e, (struct ev){"p", "q", "dan", 1500, NULL, "u2"}), EVENT_OK);
+    c = content_of(e, "u2", 1, top, 4);
+    assert_int_equal(c.posts, 1); /* p, whose root is now the placeholder q */
+    assert_int_equal(apply(e, (struct ev){"q", "", "eve", 1000, NULL, "u2"}), EVENT_OK);
+    c = content_of(e, "u2", 1, top, 4);
+    assert_int_equal(c.posts, 4); /* q, p, x, z */
+    assert_int_equal(c.first_ts, 1000);
+    assert_int_equal(c.last_ts, 3500);
+    assert_str(top[0].root, top[0].root_len, "q");
+    /* a cascade whose root has u1 takes the whole tree in by q's join below it */
+    assert_int_equal(apply(e, (struct ev){"r", "", "fay", 500, NULL, "u1"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"r2", "r", "fay", 600}), EVENT_OK);
+    c = content_of(e, "u1", 2, top, 4);
+    assert_int_equal(c.posts, 3); /* r, r2; y */
+    assert_int_equal(apply(e, (struct ev){"q", "r2", "eve", 1000, NULL, "u2"}), EVENT_DUP);
+    engine_free(e);
+    /* the same, with q's event naming r2 as its parent */
+    assert_int_equal(engine_new(&e), 0);
+    assert_int_equal(apply(e, (struct ev){"x", "p", "ann", 2000}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"y", "x", "bob", 3000, NULL, "u1"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"p", "q", "dan", 1500, NULL, "u2"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"z", "y", "cat", 3500}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"r", "", "fay", 500, NULL, "u1"}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"r2", "r", "fay", 600}), EVENT_OK);
+    assert_int_equal(apply(e, (struct ev){"q", "r2", "eve", 1000}), EVENT_OK);
+    c = content_of(e, "u1", 1, top, 4);
+    assert_int_equal(c.posts, 6); /* r, r2, q, x, y, z: not p, which has its own */
+    assert_int_equal(c.cascades, 1);
+    assert_int_equal(c.unique_actors, 5); /* fay twice */
+    assert_str(top[0].root, top[0].root_len, "r");
+    assert_int_equal(top[0].size, 7);
+    c = content_of(e, "u2", 1, top, 4);
+    assert_int_equal(c.posts, 1);
+    assert_int_equal(c.first_ts, 1500);
+    engine_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +288,8 @@ int main(void)
         cmocka_unit_test(test_scenario_reversed),
         cmocka_unit_test(test_cycle_rejected),
         cmocka_unit_test(test_top_cascades),
+        cmocka_unit_test(test_content_own_and_root),
+        cmocka_unit_test(test_content_late_parents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
