@@ -487,16 +487,3 @@ void handle_not_ready(struct qcall *c)
                c->m->name);
 }
 
-/* TEMPORARY until the engine's growth/content land: removed in the same session. */
-__attribute__((weak)) int engine_top_growth(struct engine *e, int64_t window_ms,
-                                            const struct engine_cascade_filter *filter,
-                                            struct engine_cascade *out, uint32_t limit)
-{
-    return -ENOSYS;
-}
-__attribute__((weak)) int engine_content(struct engine *e, const char *key, uint32_t len,
-                                         struct engine_content *out, struct engine_cascade *top,
-                                         uint32_t limit)
-{
-    return -ENOSYS;
-}
