@@ -33,7 +33,7 @@ def start_server(build, data):
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline().split()
     ports = dict(kv.split('=') for kv in line[1:])
-    return p, int(ports['ingest']), int(ports['query'])
+    return p, int(ports['ingest']), int(ports['query']), int(ports['http'])
 
 
 class Client:
@@ -65,6 +65,31 @@ def measure(port, seconds, n_posts, n_actors, stop=None):
         c.call(m, params)
         lat[m].append(time.perf_counter() - t)
     return lat
+
+
+def server_hist(http_port):
+    """The server's own rpc latency histogram (cumulative bucket counts by upper bound)."""
+    import urllib.request
+    text = urllib.request.urlopen(f'http://127.0.0.1:{http_port}/metrics', timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith('cascaded_query_duration_seconds_bucket') and 'port="rpc"' in line:
+            le = line.split('le="')[1].split('"')[0]
+            out[le] = int(float(line.rsplit(' ', 1)[1]))
+    return out
+
+
+def report_server(name, before, after):
+    total = after.get('+Inf', 0) - before.get('+Inf', 0)
+    if not total:
+        return
+    cells = []
+    for le in after:
+        share = (after[le] - before.get(le, 0)) / total
+        if le != '+Inf':
+            cells.append(f'<={float(le) * 1e6:.0f}µs {share * 100:.2f}%')
+    print(f'  server side ({name}, request complete to answer queued, {total} queries): ' +
+          ', '.join(cells))
 
 
 def pct(xs, q):
@@ -100,10 +125,13 @@ def main():
         with open(allf) as f, open(warm, 'w') as w, open(load, 'w') as ld:
             for i, line in enumerate(f):
                 (w if i < n // 4 else ld).write(line)
-        srv, ingest, query = start_server(build, os.path.join(tmp, 'data'))
+        srv, ingest, query, http = start_server(build, os.path.join(tmp, 'data'))
         subprocess.run([replay, '--port', str(ingest), '--connections', '2', warm], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        h0 = server_hist(http)
         report('idle', measure(query, secs, n // 4, n // 20))
+        h1 = server_hist(http)
+        report_server('idle', h0, h1)
         out = {}
         done = threading.Event()
 
@@ -119,6 +147,7 @@ def main():
         lat = measure(query, 3600, n // 4, n // 20, stop=done)
         th.join()
         report('during ingest', lat)
+        report_server('during ingest', h1, server_hist(http))
         print('replay:', out.get('line'))
     finally:
         if srv:
