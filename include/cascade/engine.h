@@ -186,6 +186,36 @@ struct engine_label_summary {
 int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t *n);
 const char *engine_label_metric_name(int metric);
 
+/* What the analytics worker computes on (DESIGN §1): copied out on the engine's thread, used on
+ * the worker's. Actors and content keys by their dense ids (engine_actor_at, engine_content_key
+ * turn them back into names). */
+struct engine_share {
+    uint32_t from, to; /* a post of `from` whose direct parent is a post of `to` (from != to) */
+};
+
+struct engine_post_key {
+    uint32_t actor, content; /* content: the post's own key, else its cascade root's */
+    int64_t ts;
+};
+
+struct engine_snapshot {
+    uint32_t nactors;             /* every actor id is below this */
+    struct engine_share *shares;  /* one per such post (repeats: the edge's weight) */
+    struct engine_post_key *keys; /* one per observed post that carries a content key */
+    size_t nshares, nkeys;
+    uint64_t accepted; /* accepted events when it was taken: tells whether the graph changed */
+};
+
+/* Copies the shares and content keys out: O(posts), no allocation on the engine. 0 or -ENOMEM.
+ * Free with engine_snapshot_free. */
+int engine_snapshot_take(struct engine *e, struct engine_snapshot *out);
+void engine_snapshot_free(struct engine_snapshot *s);
+
+/* The actor with dense id `id` (< engine_snapshot.nactors): 0 or -ENOENT. */
+int engine_actor_at(struct engine *e, uint32_t id, struct engine_actor *out);
+/* The content key with dense id `id`, or NULL. Borrowed, valid for the engine's life. */
+const char *engine_content_key(const struct engine *e, uint32_t id, uint32_t *len);
+
 /* Metric names as the protocols spell them ("size", "structural_virality", "reach", ...);
  * -EINVAL for an unknown name. */
 int engine_cascade_metric_parse(const char *name, size_t len);
