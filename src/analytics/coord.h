@@ -1,7 +1,21 @@
 /* Coordinated link sharing (DESIGN §3): actors that post the same content keys within window_ms
  * of each other, again and again. A pure computation over the (actor, content key, ts) of every
  * post that carries a content key (its own, else its cascade root's); the analytics worker feeds
- * it a snapshot. */
+ * it a snapshot.
+ *
+ * How it stays fast on viral content (see coord.c): posts are sorted by (content, ts); an actor
+ * that posted fewer than min_repeats keys, or that meets nobody within the window on at least
+ * min_repeats keys, can be in no qualifying pair and is dropped first (repeated to a fixpoint;
+ * this removes the one-off crowd of a viral link without changing any result). Each remaining
+ * post is then compared with the distinct actors that posted the key since its actor's previous
+ * post of it, within the window (a list of actors by latest post), so a pair that meets on a key
+ * many times costs little. When a post would meet more than max_window_actors such actors, it is
+ * paired with the nearest max_window_actors of them only and the key counts in keys_capped: the
+ * work is at most max_window_actors comparisons per post, and pairs that meet on such a key only
+ * beyond that crowd lose that key (weight, ratio, contents, gaps). With keys_capped == 0 the
+ * result is exact: the same as comparing every pair of posts.
+ *
+ * Medians: over an even count, the lower middle value (always an observed gap, an integer). */
 #ifndef ANALYTICS_COORD_H
 #define ANALYTICS_COORD_H
 
@@ -17,7 +31,15 @@ struct coord_params {
     int64_t window_ms;    /* two posts at most this far apart co-share (inclusive); default 10000 */
     uint32_t min_repeats; /* weight(a,b) >= this; default 3 */
     double min_ratio;     /* weight / min(keys(a), keys(b)) >= this; default 0.3 */
+    /* a post is compared with at most this many distinct actors in its window; more and the key
+     * is capped (see above). 0: COORD_MAX_WINDOW_ACTORS */
+    uint32_t max_window_actors;
 };
+
+#define COORD_DEFAULT_WINDOW_MS   10000
+#define COORD_DEFAULT_MIN_REPEATS 3
+#define COORD_DEFAULT_MIN_RATIO   0.3
+#define COORD_MAX_WINDOW_ACTORS   1000
 
 /* A tie between two members of a group. */
 struct coord_pair {
@@ -35,7 +57,8 @@ struct coord_group {
     uint32_t ncontents;
     struct coord_pair *pairs; /* the qualifying pairs inside the group */
     uint32_t npairs;
-    int64_t median_gap; /* median over all co-shared (pair, key) of the smallest gap */
+    int64_t median_gap;    /* median over all co-shared (pair, key) of the smallest gap */
+    uint64_t total_weight; /* sum of the pairs' weights */
 };
 
 struct coord_result {
@@ -45,8 +68,10 @@ struct coord_result {
     uint32_t keys_capped;    /* content keys whose windows were too crowded to pair exhaustively */
 };
 
-/* Computes the groups from posts[n] (any order; the array is reordered). Owns nothing of posts;
- * res is filled with malloc'd memory (coord_result_free). 0 or -ENOMEM. */
+/* Computes the groups from posts[n] (any order; the array is reordered, its values are kept).
+ * Owns nothing of posts; res is filled with malloc'd memory (coord_result_free). p NULL: the
+ * defaults. A pair needs at least one co-shared key whatever min_repeats says. 0, -EINVAL
+ * (window_ms < 0, min_ratio NaN, n >= 2^32 - 1) or -ENOMEM. */
 int coord_compute(struct coord_post *posts, size_t n, const struct coord_params *p,
                   struct coord_result *res);
 void coord_result_free(struct coord_result *res);
