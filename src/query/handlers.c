@@ -340,9 +340,13 @@ void handle_top_cascades(struct qcall *c)
 
 /* ---------------------------------------------------------------- actors */
 
-static void pack_actor(msgpack_packer *pk, const struct engine_actor *a)
+static void pack_actor(const struct qcall *c, const struct engine_actor *a)
 {
-    msgpack_pack_map(pk, 12);
+    msgpack_packer *pk = c->pk;
+    double rank;
+    uint64_t age;
+    int has_rank = pagerank_of(c, a->id, &rank, &age) == 0;
+    msgpack_pack_map(pk, 13);
     kv_str(pk, "id", a->name, a->name_len);
     kv_cstr(pk, "actor_type", a->actor_type == EVENT_ACTOR_PAGE ? "page" : "account");
     kv_u64(pk, "posts", a->posts);
@@ -354,8 +358,17 @@ static void pack_actor(msgpack_packer *pk, const struct engine_actor *a)
     kv_u64(pk, "cascades", a->cascades);
     kv_i64(pk, "first_ts", a->first_ts);
     kv_i64(pk, "last_ts", a->last_ts);
-    /* nil until the analytics worker has computed a snapshot */
-    kv_str(pk, "pagerank", NULL, 0);
+    /* nil until the analytics worker has computed a snapshot that holds this actor */
+    pack_key(pk, "pagerank");
+    if (has_rank)
+        msgpack_pack_double(pk, rank);
+    else
+        msgpack_pack_nil(pk);
+    pack_key(pk, "pagerank_age_ms");
+    if (has_rank)
+        msgpack_pack_uint64(pk, age);
+    else
+        msgpack_pack_nil(pk);
 }
 
 void handle_actor(struct qcall *c)
@@ -368,7 +381,7 @@ void handle_actor(struct qcall *c)
         qcall_fail(c, QERR_NOT_FOUND, "unknown actor %.*s", SHOW(len), id);
         return;
     }
-    pack_actor(c->pk, &a);
+    pack_actor(c, &a);
 }
 
 void handle_top_actors(struct qcall *c)
@@ -377,22 +390,22 @@ void handle_top_actors(struct qcall *c)
     const char *by = qcall_str(c, "by", &by_len);
     const char *type = qcall_str(c, "actor_type", &t_len);
     uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
-    if (by && by_len == 8 && memcmp(by, "pagerank", 8) == 0) {
-        handle_not_ready(c);
-        return;
-    }
-    int metric = by ? engine_actor_metric_parse(by, by_len) : ENGINE_BY_REACH;
+    int pagerank = by && by_len == 8 && memcmp(by, "pagerank", 8) == 0;
+    int metric = by && !pagerank ? engine_actor_metric_parse(by, by_len) : ENGINE_BY_REACH;
     int atype = !type ? 0 : t_len == 4 ? EVENT_ACTOR_PAGE : EVENT_ACTOR_ACCOUNT;
     struct engine_actor *out = malloc((size_t)limit * sizeof(*out));
-    int k = out ? engine_top_actors(c->e, metric, atype, out, limit) : -ENOMEM;
+    int k = !out       ? -ENOMEM
+            : pagerank ? top_by_pagerank(c, atype, out, limit)
+                       : engine_top_actors(c->e, metric, atype, out, limit);
     if (k < 0) {
         free(out);
-        qcall_fail(c, QERR_INTERNAL, "out of memory");
+        if (!c->code)
+            qcall_fail(c, QERR_INTERNAL, "out of memory");
         return;
     }
     msgpack_pack_array(c->pk, (size_t)k);
     for (int i = 0; i < k; i++)
-        pack_actor(c->pk, &out[i]);
+        pack_actor(c, &out[i]);
     free(out);
 }
 
@@ -478,12 +491,3 @@ void handle_labels(struct qcall *c)
     }
     free(ls);
 }
-
-void handle_not_ready(struct qcall *c)
-{
-    qcall_fail(c, QERR_NOT_READY,
-               "%s is not yet computed: this server has no analytics worker yet (PageRank, "
-               "coordination and communities come with it)",
-               c->m->name);
-}
-

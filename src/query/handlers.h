@@ -45,7 +45,15 @@ void handle_top_actors(struct qcall *c);
 void handle_content(struct qcall *c);
 void handle_labels(struct qcall *c);
 void handle_path(struct qcall *c);
-/* coordination, communities and PageRank until the analytics worker exists. */
-void handle_not_ready(struct qcall *c);
+void handle_coordination(struct qcall *c);
+void handle_communities(struct qcall *c);
+void handle_analytics(struct qcall *c);
+
+/* PageRank of actor (dense id) in the latest analytics result and that result's age: 0, or
+ * -ENODATA when there is none (or the actor is newer than it). */
+int pagerank_of(const struct qcall *c, uint32_t actor, double *rank, uint64_t *age_ms);
+/* The latest ranking by PageRank, filtered by actor_type (0: any): how many were written, or
+ * -ENODATA with c failed (503). */
+int top_by_pagerank(struct qcall *c, int actor_type, struct engine_actor *out, uint32_t limit);
 
 #endif

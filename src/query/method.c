@@ -87,6 +87,11 @@ static const struct qparam p_communities[] = {
     {"min_size", QT_UINT, 0, NULL, 1, UINT32_MAX, 0, 0, "2", "only communities this large"},
 };
 
+static const struct qparam p_analytics[] = {
+    {"refresh", QT_BOOL, 0, NULL, 0, 0, 0, 0, "false",
+     "take a new snapshot now (when the worker is idle) instead of at the next interval"},
+};
+
 #define PARAMS(p) p, sizeof(p) / sizeof(p[0])
 
 static const struct qmethod methods[] = {
@@ -104,11 +109,13 @@ static const struct qmethod methods[] = {
     {"labels", "per label: cascades and the mean, median, p90, max of their metrics", NULL, 0,
      QS_LIST, NULL, handle_labels},
     {"coordination", "groups of actors sharing the same content keys within a window",
-     PARAMS(p_coordination), QS_LIST, NULL, handle_not_ready},
+     PARAMS(p_coordination), QS_LIST, NULL, handle_coordination},
     {"path", "the chain from a post up to its cascade's root", PARAMS(p_path), QS_LIST, NULL,
      handle_path},
     {"communities", "Leiden communities of the amplification graph", PARAMS(p_communities), QS_LIST,
-     NULL, handle_not_ready},
+     NULL, handle_communities},
+    {"analytics", "the analytics worker: the last snapshot's age, sizes and timings",
+     PARAMS(p_analytics), QS_RECORD, NULL, handle_analytics},
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
@@ -138,7 +145,7 @@ const struct qparam *qmethod_param(const struct qmethod *m, const char *name, si
 const char *qmethod_names(void)
 {
     return "stats, cascade, top_cascades, actor, top_actors, content, labels, coordination, "
-           "path, communities";
+           "path, communities, analytics";
 }
 
 /* ---------------------------------------------------------------- checking values */

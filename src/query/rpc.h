@@ -10,12 +10,15 @@
 
 #include "cascade/engine.h"
 
+struct analytics;
+
 /* What the server adds to the engine's own figures in `stats`. */
 struct rpc_server_stats {
     uint64_t wal_bytes;
     uint64_t uptime_ms;
     double ingest_rate; /* accepted events per second, over the last few seconds */
     uint64_t mem_allocated, mem_resident; /* jemalloc's figures, else the process RSS */
+    struct analytics *analytics;          /* NULL: analytics off (the methods answer 503) */
 };
 
 /* Answers one request (the bytes of one msgpack value). *resp is malloc'd, owned by the caller.

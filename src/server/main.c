@@ -25,25 +25,30 @@ struct config {
     char data_dir[PATH_MAX];
     enum wal_fsync fsync;
     unsigned max_conns;
+    unsigned analytics_interval; /* seconds; 0: only on request */
 };
 
 static const char usage[] =
     "usage: cascaded [options]\n"
     "\n"
     "Tracks how content spreads: share events in on the ingest port (msgpack), cascade and\n"
-    "actor metrics out on the query port (msgpack-RPC). Every accepted event is written to a\n"
-    "write-ahead log in the data dir before it is acknowledged, and replayed at start-up.\n"
+    "actor metrics out on the query port (msgpack-RPC) and the HTTP port (JSON, CSV,\n"
+    "Prometheus /metrics). Every accepted event is written to a write-ahead log in the data\n"
+    "dir before it is acknowledged, and replayed at start-up.\n"
     "\n"
     "  --bind ADDR             IPv4 address to listen on (default 127.0.0.1; anything else\n"
     "                          exposes the ports: there is no authentication yet)\n"
     "  --ingest-port N         ingest port (default 7400; 0 picks a free port)\n"
     "  --query-port N          msgpack-RPC query port (default 7401; 0 picks a free port)\n"
-    "  --http-port N           HTTP port (default 7402; 0 picks a free port; answers 501 until\n"
-    "                          the HTTP layer lands)\n"
+    "  --http-port N           HTTP port: GET /v1/<method>?..., /metrics, /healthz (default\n"
+    "                          7402; 0 picks a free port)\n"
     "  --data-dir DIR          where the WAL lives (default ./cascaded-data, created if missing)\n"
     "  --fsync POLICY          always: fsync before every ack; everysec (default): fsync once a\n"
     "                          second, acks after the write; no: leave it to the OS\n"
     "  --max-connections N     open connections at most (default 1024)\n"
+    "  --analytics-interval S  recompute PageRank, communities and coordination on a fresh\n"
+    "                          snapshot every S seconds when events arrived since (default 60;\n"
+    "                          0: only when asked, with the `analytics` method's refresh=true)\n"
     "  --config FILE           read `key = value` lines (keys are these option names without\n"
     "                          the dashes; # starts a comment); options given on the command\n"
     "                          line win over the file\n"
@@ -64,6 +69,7 @@ static void config_defaults(struct config *c)
     snprintf(c->data_dir, sizeof(c->data_dir), "./cascaded-data");
     c->fsync = WAL_FSYNC_EVERYSEC;
     c->max_conns = 1024;
+    c->analytics_interval = 60;
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *out)
@@ -104,6 +110,8 @@ static int set_option(struct config *c, const char *key, const char *val, const 
             c->fsync = WAL_FSYNC_NO;
         else
             rc = -EINVAL;
+    } else if (!strcmp(key, "analytics-interval")) {
+        rc = parse_uint(val, 86400 * 365, &c->analytics_interval);
     } else if (!strcmp(key, "max-connections")) {
         rc = parse_uint(val, 1u << 20, &c->max_conns);
         rc = rc ? rc : (c->max_conns ? 0 : -EINVAL);
@@ -227,7 +235,8 @@ static int serve(const struct config *cfg)
     }
     if (make_dir(cfg->data_dir))
         return 1;
-    if (writer_start(&w, cfg->data_dir, cfg->fsync, &done, err, sizeof(err))) {
+    if (writer_start(&w, cfg->data_dir, cfg->fsync, (uint64_t)cfg->analytics_interval * 1000, &done,
+                     err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         return 1;
     }

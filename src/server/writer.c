@@ -160,6 +160,7 @@ static void do_query(struct writer *w, struct batch *b)
         .wal_bytes = wal_bytes(w->wal),
         .uptime_ms = now_ms() - w->start_ms,
         .ingest_rate = ingest_rate(w),
+        .analytics = w->analytics,
     };
     memory_figures(&ss.mem_allocated, &ss.mem_resident);
     if (rpc_handle(w->engine, &ss, b->req, b->req_len, &b->resp, &b->resp_len)) {
@@ -184,6 +185,7 @@ static void *writer_main(void *arg)
     for (;;) {
         struct batch *b = bqueue_pop_wait(&w->in, 1000);
         sample_rate(w);
+        analytics_tick(w->analytics, w->engine);
         if (!b)
             continue;
         if (b->kind == BATCH_STOP) {
@@ -199,8 +201,8 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync, struct bqueue *done,
-                 char *err, size_t errlen)
+int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync,
+                 uint64_t analytics_interval_ms, struct bqueue *done, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->fsync = fsync;
@@ -220,6 +222,8 @@ int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync, s
         snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", data_dir, strerror(-rc));
         goto fail;
     }
+    if ((rc = analytics_start(&w->analytics, analytics_interval_ms, err, errlen)))
+        goto fail;
     if ((rc = bqueue_init(&w->in, 0)))
         goto fail;
     if ((rc = -pthread_create(&w->thread, NULL, writer_main, w))) {
@@ -229,6 +233,8 @@ int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync, s
     w->started = 1;
     return 0;
 fail:
+    analytics_stop(w->analytics);
+    w->analytics = NULL;
     if (w->wal)
         wal_close(w->wal);
     engine_free(w->engine);
@@ -245,6 +251,7 @@ void writer_stop(struct writer *w)
     if (batch_new(BATCH_STOP, 0, &stop) == 0)
         bqueue_push(&w->in, stop);
     pthread_join(w->thread, NULL);
+    analytics_stop(w->analytics);
     wal_close(w->wal);
     engine_free(w->engine);
     bqueue_destroy(&w->in);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "analytics/worker.h"
 #include "cascade/engine.h"
 #include "net/batch.h"
 #include "store/wal.h"
@@ -33,12 +34,14 @@ struct writer {
     uint8_t *scratch; /* outcomes of the valid events of one batch */
     uint32_t scratch_cap;
     struct writer_rate rate;
+    struct analytics *analytics;
 };
 
 /* Opens the WAL under data_dir, replays it into a new engine (logging what it found and cut),
- * and starts the thread. On failure a negative errno and a message in err. */
-int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync, struct bqueue *done,
-                 char *err, size_t errlen);
+ * starts the analytics worker (a snapshot every analytics_interval_ms when events arrived; 0:
+ * only on request) and the thread. On failure a negative errno and a message in err. */
+int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync,
+                 uint64_t analytics_interval_ms, struct bqueue *done, char *err, size_t errlen);
 
 /* Finishes every batch queued so far, syncs and closes the WAL, frees the engine. */
 void writer_stop(struct writer *w);

@@ -551,10 +551,10 @@ static void test_find(void **state)
 {
     size_t n;
     const struct qmethod *all = qmethod_all(&n);
-    assert_int_equal(n, 10);
-    static const char *const names[] = {"stats",      "cascade",    "top_cascades", "actor",
-                                        "top_actors", "content",    "labels",       "coordination",
-                                        "path",       "communities"};
+    assert_int_equal(n, 11);
+    static const char *const names[] = {"stats",      "cascade",     "top_cascades", "actor",
+                                        "top_actors", "content",     "labels",       "coordination",
+                                        "path",       "communities", "analytics"};
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(all[i].name, names[i]);
         assert_ptr_equal(qmethod_find(names[i], strlen(names[i])), &all[i]);
