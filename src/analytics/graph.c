@@ -30,7 +30,8 @@
 #define LEIDEN_SEED      42
 #define LEIDEN_BETA      0.01 /* python-igraph's default randomness of the refinement step */
 /* Iterate until an iteration no longer improves the partition (python-igraph's default is 2):
- * the partition is then a fixed point of the algorithm, and better than after 2 iterations. */
+ * a result that does not depend on where a fixed count happened to stop. On 1 M vertices / 4 M
+ * edges it was no slower than 2 iterations (12-22 s against 19-28 s on a busy 2-core machine). */
 #define LEIDEN_ITERATIONS (-1)
 
 /* igraph's default error handler aborts the process; ours keeps the reason for the caller and
