@@ -189,13 +189,14 @@ static void pack_names(struct qcall *c, const uint32_t *ids, uint32_t n, int con
     }
 }
 
-static void pack_group(struct qcall *c, const struct coord_group *g, uint32_t idx, uint64_t age)
+static void pack_group(struct qcall *c, const struct coord_group *g, uint32_t idx, uint64_t age,
+                       int exact)
 {
     uint64_t weight = 0;
     for (uint32_t i = 0; i < g->npairs; i++)
         weight += g->pairs[i].weight;
     msgpack_packer *pk = c->pk;
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 10);
     key(pk, "group");
     msgpack_pack_uint32(pk, idx);
     key(pk, "size");
@@ -214,6 +215,12 @@ static void pack_group(struct qcall *c, const struct coord_group *g, uint32_t id
     msgpack_pack_int64(pk, g->median_gap);
     key(pk, "snapshot_age_ms");
     msgpack_pack_uint64(pk, age);
+    /* false: some key was too crowded to compare every pair of its posts (coord.h) */
+    key(pk, "exact");
+    if (exact)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
 }
 
 void handle_coordination(struct qcall *c)
@@ -252,7 +259,7 @@ void handle_coordination(struct qcall *c)
     uint64_t age = analytics_age_ms(r);
     msgpack_pack_array(c->pk, n);
     for (uint32_t i = 0; i < n; i++)
-        pack_group(c, &res->groups[i], i, age);
+        pack_group(c, &res->groups[i], i, age, res->keys_capped == 0);
     analytics_put(c->ss->analytics, r);
 }
 
