@@ -1,8 +1,8 @@
 /* Coordinated link sharing (coord.h). Posts sorted by (content, ts) make every key a run of
- * posts in time order; a list of actors ordered by their latest post of the key turns "who met
- * this post within the window" into a walk from the list's tail, stopped at the actor's own
- * previous post, so a pair meeting many times on one key costs little. An exact prefilter drops
- * the actors that can be in no qualifying pair before any pair is formed. */
+ * posts in time order, so the posts that meet one lie next to it. Pairs are counted one actor at
+ * a time (its posts' neighbours, in dense per-actor arrays), so no table of all the pairs that
+ * ever met is built: only the qualifying ones are kept. An exact prefilter drops the actors that
+ * can be in no qualifying pair before any pair is formed. */
 #include "analytics/coord.h"
 
 #include <errno.h>
@@ -23,14 +23,9 @@ struct wpost {
     int64_t ts;
 };
 
-/* A pair seen in pass 1. After pass 1, last_run becomes the pair's index in qp or NIL. */
-struct pair {
-    uint32_t weight, last_run;
-};
-
-/* A qualifying pair, with room for one (content, smallest gap) per co-shared key. */
+/* A qualifying pair, with its (content, smallest gap) per co-shared key at ev[ev_off...]. */
 struct qpair {
-    uint32_t a, b, weight, last_run, nev;
+    uint32_t a, b, weight, nev;
     size_t ev_off;
 };
 
@@ -39,8 +34,12 @@ struct ev {
     int64_t gap;
 };
 
-struct coord_ctx;
-typedef int (*emit_fn)(struct coord_ctx *c, uint32_t a, uint32_t b, uint32_t run, int64_t gap);
+/* What the actor being counted knows of another: valid when epoch is that actor + 1 (no reset
+ * between actors), keys met on, the last of them, their qualifying pair. One record, so that a
+ * meeting costs one cache miss. */
+struct meet {
+    uint32_t epoch, cnt, mark, qidx;
+};
 
 struct coord_ctx {
     int64_t window;
@@ -56,24 +55,18 @@ struct coord_ctx {
     uint32_t *nkeys; /* distinct keys posted per actor (all of them: the ratio's denominator) */
     uint8_t *alive;  /* can still be in a qualifying pair */
 
-    /* actors of the current run by latest post, oldest first */
-    uint32_t *prev, *next, head, tail;
-    int64_t *lts;
-    uint8_t *inlist;
+    uint32_t *start, *pos; /* the positions in w of actor a's posts: pos[start[a]..start[a+1]) */
+    uint8_t *capd;         /* per post: its scan was cut by the cap */
 
-    struct u64map pairmap; /* (a << 32 | b), a < b dense -> index into pairs */
-    struct pair *pairs;
-    size_t npairs, pcap;
-    uint32_t *capped; /* runs capped in pass 1, ascending */
-    size_t ncapped, capcap;
+    /* the actor being counted: what it knows of the others; those met on min_repeats keys */
+    struct meet *meet;
+    uint32_t *cand, ncand, epoch;
 
     struct qpair *qp;
-    size_t nqp;
+    size_t nqp, qpcap;
     struct ev *ev;
-    size_t nev;
-    uint8_t *qual;    /* actor is in a qualifying pair */
-    uint32_t content; /* the run being scanned */
-    emit_fn emit;
+    size_t nev, evcap;
+    uint8_t *qual; /* actor is in a qualifying pair */
 };
 
 static uint64_t absdiff(int64_t x, int64_t y)
@@ -312,179 +305,83 @@ out:
     return rc;
 }
 
-/* ---- the list of a run's actors by latest post */
+/* ---- counting, one actor at a time */
 
-static void lru_unlink(struct coord_ctx *c, uint32_t x)
+/* Actor b met the current actor on key content (posts come key by key, so one mark suffices). */
+static void note_meet(struct coord_ctx *c, uint32_t b, uint32_t content)
 {
-    uint32_t p = c->prev[x], n = c->next[x];
-    if (p != NIL)
-        c->next[p] = n;
-    else
-        c->head = n;
-    if (n != NIL)
-        c->prev[n] = p;
-    else
-        c->tail = p;
-    c->inlist[x] = 0;
+    struct meet *m = &c->meet[b];
+    if (m->epoch != c->epoch)
+        *m = (struct meet){c->epoch, 0, content, NIL};
+    else if (m->mark == content)
+        return;
+    m->mark = content;
+    if (++m->cnt == c->min_repeats) /* most pairs meet once: only these are looked at again */
+        c->cand[c->ncand++] = b;
 }
 
-static void lru_touch(struct coord_ctx *c, uint32_t x, int64_t ts)
+/* The smallest gap of qualifying pair (current actor, b) on key content. */
+static void note_gap(struct coord_ctx *c, uint32_t b, uint32_t content, int64_t gap)
 {
-    if (c->inlist[x])
-        lru_unlink(c, x);
-    c->prev[x] = c->tail;
-    c->next[x] = NIL;
-    if (c->tail != NIL)
-        c->next[c->tail] = x;
-    else
-        c->head = x;
-    c->tail = x;
-    c->lts[x] = ts;
-    c->inlist[x] = 1;
+    if (c->meet[b].qidx == NIL)
+        return;
+    struct qpair *q = &c->qp[c->meet[b].qidx];
+    if (q->nev && c->ev[q->ev_off + q->nev - 1].content == content) {
+        struct ev *last = &c->ev[q->ev_off + q->nev - 1];
+        last->gap = gap < last->gap ? gap : last->gap;
+    } else if (q->nev < q->weight) { /* always: the same scan found weight keys */
+        c->ev[q->ev_off + q->nev++] = (struct ev){content, gap};
+    }
 }
 
-static void lru_clear(struct coord_ctx *c)
+/* Visits the posts of post i's key within the window, at most cap on each side, nearest first,
+ * and notes those of actors above a (each pair is counted from its smaller actor). 1 when the cap
+ * cut a side short. Exact without the cap: every post that meets post i is visited. */
+static int scan_post(struct coord_ctx *c, uint32_t a, size_t i, int gaps)
 {
-    for (uint32_t x = c->head; x != NIL; x = c->next[x])
-        c->inlist[x] = 0;
-    c->head = c->tail = NIL;
-}
-
-/* Pairs each post of run [lo, hi) with the distinct actors whose latest post of the key came
- * after its actor's previous one and lies within the window. That finds every pair that meets:
- * of two actors' posts that meet, take a closest pair, adjacent among their posts; when the later
- * one is scanned the other actor's entry is that earlier post and lies after the actor's own.
- * And it finds each pair's smallest gap on the key the same way. all: every post, else only
- * those of actors in qualifying pairs (pass 2). 1 when the cap cut a scan, 0, or -errno. */
-static int scan_run(struct coord_ctx *c, size_t lo, size_t hi, uint32_t run, int all)
-{
+    const struct wpost *w = c->w;
+    int64_t t = w[i].ts;
+    uint32_t content = w[i].content;
     int capped = 0;
-    c->content = c->w[lo].content;
-    for (size_t i = lo; i < hi; i++) {
-        uint32_t a = c->w[i].actor, k = 0, x;
-        int64_t t = c->w[i].ts;
-        if (!all && !c->qual[a])
-            continue;
-        while (c->head != NIL && !within(c, t, c->lts[c->head]))
-            lru_unlink(c, c->head);
-        for (x = c->tail; x != NIL && x != a; x = c->prev[x], k++) {
+    for (int dir = -1; dir <= 1; dir += 2) {
+        uint32_t k = 0;
+        for (size_t j = i; dir < 0 ? j > 0 : j + 1 < c->n; k++) {
+            j = dir < 0 ? j - 1 : j + 1;
+            if (w[j].content != content || !within(c, t, w[j].ts))
+                break;
             if (k == c->cap) {
                 capped = 1;
                 break;
             }
-            int rc = c->emit(c, a, x, run, (int64_t)absdiff(t, c->lts[x]));
-            if (rc)
-                return rc;
+            uint32_t b = w[j].actor;
+            if (b > a && gaps)
+                note_gap(c, b, content, (int64_t)absdiff(t, w[j].ts));
+            else if (b > a)
+                note_meet(c, b, content);
         }
         c->res->pairs_examined += k;
-        lru_touch(c, a, t);
     }
-    lru_clear(c);
     return capped;
 }
 
-static uint64_t pair_key(uint32_t a, uint32_t b)
+static int push_qpair(struct coord_ctx *c, uint32_t a, uint32_t b, uint32_t weight)
 {
-    return a < b ? u64map_pair(a, b) : u64map_pair(b, a);
-}
-
-/* Pass 1: one more key for the pair, once per run. */
-static int count_pair(struct coord_ctx *c, uint32_t a, uint32_t b, uint32_t run, int64_t gap)
-{
-    if (c->npairs == c->pcap) {
-        size_t cap = c->pcap ? 2 * c->pcap : 4096;
-        struct pair *np = cap < NIL ? realloc(c->pairs, cap * sizeof(*np)) : NULL;
+    if (c->nqp == NIL) /* meet.qidx holds the index */
+        return -ENOMEM;
+    if (c->nqp == c->qpcap) {
+        size_t cap = c->qpcap ? 2 * c->qpcap : 1024;
+        struct qpair *np = realloc(c->qp, cap * sizeof(*np));
         if (!np)
             return -ENOMEM;
-        c->pairs = np;
-        c->pcap = cap;
+        c->qp = np;
+        c->qpcap = cap;
     }
-    if (u64map_reserve(&c->pairmap, 1))
-        return -ENOMEM;
-    int created;
-    uint32_t *v = u64map_put(&c->pairmap, pair_key(a, b), &created);
-    if (created) {
-        *v = (uint32_t)c->npairs;
-        c->pairs[c->npairs++] = (struct pair){0, NIL};
-    }
-    struct pair *pr = &c->pairs[*v];
-    if (pr->last_run != run) {
-        pr->last_run = run;
-        pr->weight++;
-    }
+    c->meet[b].qidx = (uint32_t)c->nqp;
+    c->qp[c->nqp++] = (struct qpair){a, b, weight, 0, c->nev};
+    c->nev += weight;
+    c->qual[a] = c->qual[b] = 1;
     return 0;
 }
-
-/* Pass 2: the smallest gap of a qualifying pair on this key. */
-static int record_gap(struct coord_ctx *c, uint32_t a, uint32_t b, uint32_t run, int64_t gap)
-{
-    uint32_t *v = u64map_get(&c->pairmap, pair_key(a, b));
-    if (!v || c->pairs[*v].last_run == NIL)
-        return 0;
-    struct qpair *q = &c->qp[c->pairs[*v].last_run];
-    if (q->nev && q->last_run == run) {
-        struct ev *last = &c->ev[q->ev_off + q->nev - 1];
-        if (gap < last->gap)
-            last->gap = gap;
-    } else if (q->nev < q->weight) { /* always, as pass 1 saw the same meetings */
-        c->ev[q->ev_off + q->nev++] = (struct ev){c->content, gap};
-        q->last_run = run;
-    }
-    return 0;
-}
-
-static int note_capped(struct coord_ctx *c, uint32_t run)
-{
-    if (c->ncapped == c->capcap) {
-        size_t cap = c->capcap ? 2 * c->capcap : 64;
-        uint32_t *np = realloc(c->capped, cap * sizeof(*np));
-        if (!np)
-            return -ENOMEM;
-        c->capped = np;
-        c->capcap = cap;
-    }
-    c->capped[c->ncapped++] = run;
-    c->res->keys_capped++;
-    return 0;
-}
-
-/* Pass 1 over every run. Pass 2 replays capped runs exactly as pass 1 saw them (every post, the
- * same cap) so that their meetings match the weights; other runs were exact, so there the posts
- * of qualifying actors alone find the same meetings of qualifying pairs. */
-static int scan_all(struct coord_ctx *c, int pass)
-{
-    size_t ci = 0;
-    c->emit = pass == 1 ? count_pair : record_gap;
-    uint32_t run = 0;
-    for (size_t i = 0; i < c->n; run++) {
-        size_t e = run_end(c->w, c->n, i);
-        int all = pass == 1 || (ci < c->ncapped && c->capped[ci] == run);
-        ci += pass == 2 && all;
-        int rc = scan_run(c, i, e, run, all);
-        if (rc < 0)
-            return rc;
-        if (rc && pass == 1 && (rc = note_capped(c, run)))
-            return rc;
-        i = e;
-    }
-    return 0;
-}
-
-static int alloc_scan(struct coord_ctx *c)
-{
-    size_t na = (size_t)c->nactors + 1;
-    c->prev = malloc(na * sizeof(*c->prev));
-    c->next = malloc(na * sizeof(*c->next));
-    c->lts = malloc(na * sizeof(*c->lts));
-    c->inlist = calloc(na, 1);
-    c->qual = calloc(na, 1);
-    c->head = c->tail = NIL;
-    if (!c->prev || !c->next || !c->lts || !c->inlist || !c->qual)
-        return -ENOMEM;
-    return u64map_init(&c->pairmap, 1);
-}
-
-/* ---- qualifying pairs */
 
 static int qualifies(const struct coord_ctx *c, uint32_t w, uint32_t a, uint32_t b)
 {
@@ -492,38 +389,78 @@ static int qualifies(const struct coord_ctx *c, uint32_t w, uint32_t a, uint32_t
     return w >= c->min_repeats && (double)w / (double)m >= c->min_ratio;
 }
 
-/* Picks the qualifying pairs out of the map and lays out their evidence. */
-static int qualify(struct coord_ctx *c)
+/* Keeps the qualifying pairs among those a met; 1 if there is one, 0, or -ENOMEM. */
+static int keep_qualifying(struct coord_ctx *c, uint32_t a)
 {
-    struct u64map *m = &c->pairmap;
-    u64map_finish(m);
-    for (int fill = 0; fill < 2; fill++) {
-        for (uint64_t i = 0; i <= m->t.mask; i++) {
-            uint64_t key;
-            if (!u64map_slot(m, i, &key))
-                continue;
-            struct pair *pr = &c->pairs[m->t.vals[i]];
-            uint32_t a = (uint32_t)(key >> 32), b = (uint32_t)key;
-            if (!fill) {
-                pr->last_run = NIL;
-                if (qualifies(c, pr->weight, a, b))
-                    c->nqp++, c->nev += pr->weight;
-                continue;
-            }
-            if (!qualifies(c, pr->weight, a, b))
-                continue;
-            pr->last_run = (uint32_t)c->nqp;
-            c->qp[c->nqp++] = (struct qpair){a, b, pr->weight, NIL, 0, c->nev};
-            c->nev += pr->weight;
-            c->qual[a] = c->qual[b] = 1;
-        }
-        if (!fill) {
-            c->qp = malloc((c->nqp ? c->nqp : 1) * sizeof(*c->qp));
-            c->ev = malloc((c->nev ? c->nev : 1) * sizeof(*c->ev));
-            if (!c->qp || !c->ev)
-                return -ENOMEM;
-            c->nqp = c->nev = 0;
-        }
+    size_t first = c->nqp;
+    for (uint32_t k = 0; k < c->ncand; k++) {
+        uint32_t b = c->cand[k];
+        if (qualifies(c, c->meet[b].cnt, a, b) && push_qpair(c, a, b, c->meet[b].cnt))
+            return -ENOMEM;
+    }
+    if (c->nev > c->evcap) {
+        size_t cap = c->nev > 2 * c->evcap ? c->nev : 2 * c->evcap;
+        struct ev *ne = realloc(c->ev, cap * sizeof(*ne));
+        if (!ne)
+            return -ENOMEM;
+        c->ev = ne;
+        c->evcap = cap;
+    }
+    return c->nqp > first;
+}
+
+/* The pairs (a, b > a): count the keys each b met a on, keep those that qualify, and for them
+ * scan again for the smallest gaps (the same scans, so the same keys). */
+static int count_actor(struct coord_ctx *c, uint32_t a)
+{
+    c->ncand = 0;
+    c->epoch = a + 1;
+    for (uint32_t k = c->start[a]; k < c->start[a + 1]; k++)
+        c->capd[c->pos[k]] |= scan_post(c, a, c->pos[k], 0);
+    int rc = keep_qualifying(c, a);
+    if (rc > 0)
+        for (uint32_t k = c->start[a]; k < c->start[a + 1]; k++)
+            scan_post(c, a, c->pos[k], 1);
+    return rc < 0 ? rc : 0;
+}
+
+/* Groups the posts' positions by actor (ascending, so key by key) and allocates the scratch. */
+static int index_actors(struct coord_ctx *c)
+{
+    size_t na = (size_t)c->nactors + 1;
+    c->start = calloc(na + 1, sizeof(*c->start));
+    c->pos = malloc((c->n + 1) * sizeof(*c->pos));
+    c->capd = calloc(c->n + 1, 1);
+    c->meet = calloc(na, sizeof(*c->meet));
+    c->qual = calloc(na, 1);
+    c->cand = malloc(na * sizeof(*c->cand));
+    if (!c->start || !c->pos || !c->capd || !c->meet || !c->qual || !c->cand)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->n; i++)
+        c->start[c->w[i].actor + 1]++;
+    for (uint32_t a = 0; a < c->nactors; a++)
+        c->start[a + 1] += c->start[a];
+    for (size_t i = 0; i < c->n; i++)
+        c->pos[c->start[c->w[i].actor]++] = (uint32_t)i;
+    for (uint32_t a = c->nactors; a > 0; a--) /* the fill moved each start to the next's */
+        c->start[a] = c->start[a - 1];
+    c->start[0] = 0;
+    return 0;
+}
+
+static int count_pairs(struct coord_ctx *c)
+{
+    int rc = index_actors(c);
+    for (uint32_t a = 0; !rc && a < c->nactors; a++)
+        rc = count_actor(c, a);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < c->n;) { /* keys_capped: the keys with a capped post */
+        size_t e = run_end(c->w, c->n, i);
+        int capped = 0;
+        for (; i < e; i++)
+            capped |= c->capd[i];
+        c->res->keys_capped += capped;
     }
     return 0;
 }
@@ -717,28 +654,18 @@ static int init_ctx(struct coord_ctx *c, const struct coord_params *p, size_t n,
     c->window = p->window_ms;
     c->min_repeats = p->min_repeats ? p->min_repeats : 1; /* a pair must meet at least once */
     c->min_ratio = p->min_ratio;
-    c->cap = p->max_window_actors ? p->max_window_actors : COORD_MAX_WINDOW_ACTORS;
+    c->cap = p->max_window_posts ? p->max_window_posts : COORD_MAX_WINDOW_POSTS;
     c->res = res;
     return 0;
 }
 
 static void free_ctx(struct coord_ctx *c)
 {
-    free(c->w);
-    free(c->ids);
+    void *owned[] = {c->w,    c->ids,  c->nkeys, c->alive, c->start, c->pos,
+                     c->capd, c->meet, c->qp,    c->ev,    c->qual,  c->cand};
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+        free(owned[i]);
     u64map_destroy(&c->actor_map);
-    free(c->nkeys);
-    free(c->alive);
-    free(c->prev);
-    free(c->next);
-    free(c->lts);
-    free(c->inlist);
-    u64map_destroy(&c->pairmap);
-    free(c->pairs);
-    free(c->capped);
-    free(c->qp);
-    free(c->ev);
-    free(c->qual);
 }
 
 int coord_compute(struct coord_post *posts, size_t n, const struct coord_params *p,
@@ -749,10 +676,9 @@ int coord_compute(struct coord_post *posts, size_t n, const struct coord_params 
     if (rc)
         return rc;
     if ((rc = sort_posts(posts, n)) || (rc = map_actors(&c, posts, n)) ||
-        (rc = load_posts(&c, posts, n)) || (rc = prefilter(&c)) || (rc = alloc_scan(&c)) ||
-        (rc = scan_all(&c, 1)) || (rc = qualify(&c)))
+        (rc = load_posts(&c, posts, n)) || (rc = prefilter(&c)) || (rc = count_pairs(&c)))
         goto out;
-    if (c.nqp && (!(rc = scan_all(&c, 2))))
+    if (c.nqp)
         rc = build_groups(&c);
 out:
     free_ctx(&c);

@@ -3,17 +3,19 @@
  * post that carries a content key (its own, else its cascade root's); the analytics worker feeds
  * it a snapshot.
  *
- * How it stays fast on viral content (see coord.c): posts are sorted by (content, ts); an actor
- * that posted fewer than min_repeats keys, or that meets nobody within the window on at least
- * min_repeats keys, can be in no qualifying pair and is dropped first (repeated to a fixpoint;
- * this removes the one-off crowd of a viral link without changing any result). Each remaining
- * post is then compared with the distinct actors that posted the key since its actor's previous
- * post of it, within the window (a list of actors by latest post), so a pair that meets on a key
- * many times costs little. When a post would meet more than max_window_actors such actors, it is
- * paired with the nearest max_window_actors of them only and the key counts in keys_capped: the
- * work is at most max_window_actors comparisons per post, and pairs that meet on such a key only
- * beyond that crowd lose that key (weight, ratio, contents, gaps). With keys_capped == 0 the
- * result is exact: the same as comparing every pair of posts.
+ * How it stays fast on viral content (see coord.c): posts are sorted by (content, ts), so the
+ * posts that meet one are its neighbours in that order. An actor that posted fewer than
+ * min_repeats keys, or that meets nobody within the window on at least min_repeats keys, can be
+ * in no qualifying pair and is dropped first, with its posts and every post that meets nobody
+ * (rounds to a fixpoint; this removes the one-off crowd of a viral link and changes no result).
+ * Pairs are then counted one actor at a time in per-actor arrays, so memory is linear in the
+ * posts and actors plus the qualifying pairs' evidence: no pair that fails is stored. Each post
+ * looks at most max_window_posts posts of its key on each side within the window; when a side holds
+ * more, only the nearest max_window_posts are seen and the key counts in keys_capped: the work is
+ * bounded by 2 * max_window_posts per post (twice that for actors in qualifying pairs, whose posts
+ * are scanned again for the gaps), and pairs that meet on such a key only beyond that many posts
+ * lose that key (weight, ratio, contents, gaps). With keys_capped == 0 the result is exact: the
+ * same as comparing every pair of posts.
  *
  * Medians: over an even count, the lower middle value (always an observed gap, an integer). */
 #ifndef ANALYTICS_COORD_H
@@ -31,15 +33,15 @@ struct coord_params {
     int64_t window_ms;    /* two posts at most this far apart co-share (inclusive); default 10000 */
     uint32_t min_repeats; /* weight(a,b) >= this; default 3 */
     double min_ratio;     /* weight / min(keys(a), keys(b)) >= this; default 0.3 */
-    /* a post is compared with at most this many distinct actors in its window; more and the key
-     * is capped (see above). 0: COORD_MAX_WINDOW_ACTORS */
-    uint32_t max_window_actors;
+    /* a post is compared with at most this many posts of its key on each side within the window;
+     * more and the key is capped (see above). 0: COORD_MAX_WINDOW_POSTS */
+    uint32_t max_window_posts;
 };
 
 #define COORD_DEFAULT_WINDOW_MS   10000
 #define COORD_DEFAULT_MIN_REPEATS 3
 #define COORD_DEFAULT_MIN_RATIO   0.3
-#define COORD_MAX_WINDOW_ACTORS   1000
+#define COORD_MAX_WINDOW_POSTS    1000
 
 /* A tie between two members of a group. */
 struct coord_pair {

@@ -264,14 +264,14 @@ static void crowd_cap(void **state)
             p[n++] = (struct coord_post){a, k, k * 100000 + a};
     struct coord_params cp = params(10000, 3, 0.3);
     struct coord_result r;
-    cp.max_window_actors = 100;
+    cp.max_window_posts = 100;
     assert_int_equal(coord_compute(p, n, &cp, &r), 0);
     assert_int_equal(r.keys_capped, 3);
-    assert_true(r.pairs_examined <= 2 * n * 100);
+    assert_true(r.pairs_examined <= 4 * n * 100); /* two sides, two scans */
     assert_int_equal(r.ngroups, 1);
     assert_true(r.groups[0].npairs < 300 * 299 / 2);
     coord_result_free(&r);
-    cp.max_window_actors = 0;
+    cp.max_window_posts = 0;
     assert_int_equal(coord_compute(p, n, &cp, &r), 0);
     assert_int_equal(r.keys_capped, 0);
     assert_int_equal(r.ngroups, 1);
@@ -472,7 +472,7 @@ static void brute_force(void **state)
 {
     static const double ratios[] = {0, 0.1, 0.3, 0.5, 1.0};
     static struct coord_post p[300], copy[300];
-    uint32_t with_groups = 0, multi = 0;
+    uint32_t with_groups = 0, multi = 0, capped = 0;
     for (uint64_t seed = 1; seed <= 3000; seed++) {
         uint64_t s = seed;
         size_t n = 1 + rnd(&s) % 300;
@@ -484,18 +484,24 @@ static void brute_force(void **state)
                                        base * 1000000000000LL + rnd(&s) % span};
         }
         struct coord_params cp = params(rnd(&s) % 20000, rnd(&s) % 5, ratios[rnd(&s) % 5]);
-        cp.max_window_actors = rnd(&s) % 2 ? 0 : 40; /* never binding with 30 actors */
+        /* 300 never binds with 300 posts; 1-4 often does, and then only keys_capped == 0 is
+         * promised exact */
+        uint32_t caps[] = {0, 300, 1 + rnd(&s) % 4};
+        cp.max_window_posts = caps[rnd(&s) % 3];
         memcpy(copy, p, n * sizeof(*p));
         struct coord_result r;
         assert_int_equal(coord_compute(p, n, &cp, &r), 0);
-        assert_int_equal(r.keys_capped, 0);
-        ref_compare(copy, n, &cp, &r);
+        assert_true(r.keys_capped == 0 || cp.max_window_posts < 5);
+        capped += r.keys_capped > 0;
+        if (!r.keys_capped)
+            ref_compare(copy, n, &cp, &r);
         with_groups += r.ngroups > 0;
         multi += r.ngroups > 1;
         coord_result_free(&r);
     }
-    print_message("%u of 3000 inputs had groups, %u more than one\n", with_groups, multi);
-    assert_true(with_groups > 500 && multi > 100); /* the comparison was not vacuous */
+    print_message("%u of 3000 inputs had groups, %u more than one, %u capped\n", with_groups, multi,
+                  capped);
+    assert_true(with_groups > 500 && multi > 100 && capped > 100 && capped < 1000);
 }
 
 int main(void)
