@@ -79,6 +79,10 @@ def main():
         print(f'coordination query (cached): {(time.perf_counter() - t0) * 1e3:.2f} ms, '
               f'{len(groups or [])} groups; sizes {[g["size"] for g in groups or []][:25]}')
         t0 = time.perf_counter()
+        err, labels = rpc(q, 'labels')
+        print(f'labels query (a pass over every cascade on the engine thread): '
+              f'{(time.perf_counter() - t0) * 1e3:.2f} ms, {len(labels or [])} labels')
+        t0 = time.perf_counter()
         err, comms = rpc(q, 'communities', limit=10)
         print(f'communities query: {(time.perf_counter() - t0) * 1e3:.2f} ms; '
               f'largest sizes {[c["size"] for c in comms or []]}')

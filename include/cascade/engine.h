@@ -202,6 +202,7 @@ struct engine_snapshot {
     uint32_t nactors;             /* every actor id is below this */
     struct engine_share *shares;  /* one per such post (repeats: the edge's weight) */
     struct engine_post_key *keys; /* one per observed post that carries a content key */
+    uint32_t *reach;              /* per actor id: its reach when the snapshot was taken */
     size_t nshares, nkeys;
     uint64_t accepted; /* accepted events when it was taken: tells whether the graph changed */
 };

@@ -144,8 +144,23 @@ static int rank_top(struct analytics_result *r)
     return 0;
 }
 
-/* Sizes, members and internal weights of the communities. */
-static int summarise_communities(struct analytics_result *r, const struct graph_edge *e, size_t ne)
+/* Keeps c->top the ANALYTICS_TOP_MEMBERS members of largest reach (ties: smaller id first);
+ * members arrive in ascending id order. */
+static void offer_member(struct community *c, uint32_t v, const uint32_t *reach)
+{
+    uint32_t j = c->ntop < ANALYTICS_TOP_MEMBERS ? c->ntop++ : ANALYTICS_TOP_MEMBERS;
+    while (j > 0 && reach[c->top[j - 1]] < reach[v]) {
+        if (j < ANALYTICS_TOP_MEMBERS)
+            c->top[j] = c->top[j - 1];
+        j--;
+    }
+    if (j < ANALYTICS_TOP_MEMBERS)
+        c->top[j] = v;
+}
+
+/* Sizes, members, top members and internal weights of the communities. */
+static int summarise_communities(struct analytics_result *r, const struct graph_edge *e, size_t ne,
+                                 const uint32_t *reach)
 {
     r->comms = calloc((size_t)r->ncomms + 1, sizeof(*r->comms));
     r->members = malloc(((size_t)r->nactors + 1) * sizeof(uint32_t));
@@ -162,6 +177,7 @@ static int summarise_communities(struct analytics_result *r, const struct graph_
     for (uint32_t v = 0; v < r->nactors; v++) {
         struct community *c = &r->comms[r->membership[v]];
         r->members[c->first_member + c->size++] = v;
+        offer_member(c, v, reach);
     }
     for (size_t i = 0; i < ne; i++)
         if (r->membership[e[i].from] == r->membership[e[i].to])
@@ -195,7 +211,7 @@ static int compute_graph(struct analytics_result *r, struct engine_snapshot *s)
                           sizeof(r->error));
     uint64_t t2 = mono_ms();
     if (!rc)
-        rc = summarise_communities(r, edges, ne);
+        rc = summarise_communities(r, edges, ne, s->reach);
     r->pagerank_ms = t1 - t0;
     r->leiden_ms = t2 - t1;
     free(edges);

@@ -15,10 +15,14 @@
 #define ANALYTICS_TOP         1024 /* actors kept ranked by PageRank */
 #define ANALYTICS_COORD_CACHE 16   /* coordination parameter sets kept per snapshot */
 
+#define ANALYTICS_TOP_MEMBERS 5
+
 struct community {
     uint32_t size;
     uint64_t internal_weight; /* shares between two members */
     uint32_t first_member;    /* index into analytics_result.members of its first member */
+    uint32_t ntop;            /* members in top[] */
+    uint32_t top[ANALYTICS_TOP_MEMBERS]; /* the members with the largest reach, largest first */
 };
 
 /* One computation over one snapshot. Read-only once published. */

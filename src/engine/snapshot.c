@@ -62,7 +62,8 @@ int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
     uint32_t *stack = malloc(((size_t)n + 1) * sizeof(uint32_t));
     s->shares = malloc(((size_t)n + 1) * sizeof(*s->shares));
     s->keys = malloc(((size_t)n + 1) * sizeof(*s->keys));
-    if (!root || !stack || !s->shares || !s->keys) {
+    s->reach = malloc(((size_t)s->nactors + 1) * sizeof(uint32_t));
+    if (!root || !stack || !s->shares || !s->keys || !s->reach) {
         free(root);
         free(stack);
         engine_snapshot_free(s);
@@ -70,6 +71,8 @@ int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
     }
     memset(root, 0xff, (size_t)n * sizeof(uint32_t));
     take(e, s, root, stack);
+    for (uint32_t a = 0; a < s->nactors; a++)
+        s->reach[a] = actor_at(e, a)->reach;
     free(root);
     free(stack);
     /* give back the slack: most posts are not shares */
@@ -83,6 +86,7 @@ void engine_snapshot_free(struct engine_snapshot *s)
 {
     free(s->shares);
     free(s->keys);
+    free(s->reach);
     memset(s, 0, sizeof(*s));
 }
 

@@ -100,39 +100,11 @@ int top_by_pagerank(struct qcall *c, int actor_type, struct engine_actor *out, u
 
 /* ---------------------------------------------------------------- communities */
 
-#define TOP_MEMBERS 5
-
-/* The community's TOP_MEMBERS members with the largest reach (ties: smaller id). */
-static uint32_t top_members(struct qcall *c, const struct analytics_result *r,
-                            const struct community *cm, uint32_t *best, uint32_t *reach)
-{
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < cm->size; i++) {
-        uint32_t id = r->members[cm->first_member + i];
-        struct engine_actor a;
-        if (engine_actor_at(c->e, id, &a))
-            continue;
-        uint32_t j = n < TOP_MEMBERS ? n++ : TOP_MEMBERS;
-        while (j > 0 && (reach[j - 1] < a.reach || (reach[j - 1] == a.reach && best[j - 1] > id))) {
-            if (j < TOP_MEMBERS) {
-                best[j] = best[j - 1];
-                reach[j] = reach[j - 1];
-            }
-            j--;
-        }
-        if (j < TOP_MEMBERS) {
-            best[j] = id;
-            reach[j] = a.reach;
-        }
-    }
-    return n;
-}
+static void pack_names(struct qcall *c, const uint32_t *ids, uint32_t n, int contents);
 
 static void pack_community(struct qcall *c, const struct analytics_result *r, uint32_t idx)
 {
     const struct community *cm = &r->comms[idx];
-    uint32_t best[TOP_MEMBERS], reach[TOP_MEMBERS];
-    uint32_t n = top_members(c, r, cm, best, reach);
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 5);
     key(pk, "community");
@@ -141,13 +113,8 @@ static void pack_community(struct qcall *c, const struct analytics_result *r, ui
     msgpack_pack_uint32(pk, cm->size);
     key(pk, "internal_weight");
     msgpack_pack_uint64(pk, cm->internal_weight);
-    key(pk, "top_members");
-    msgpack_pack_array(pk, n);
-    for (uint32_t i = 0; i < n; i++) {
-        struct engine_actor a;
-        engine_actor_at(c->e, best[i], &a);
-        str(pk, a.name, a.name_len);
-    }
+    key(pk, "top_members"); /* by reach when the snapshot was taken */
+    pack_names(c, cm->top, cm->ntop, 0);
     key(pk, "snapshot_age_ms");
     msgpack_pack_uint64(pk, analytics_age_ms(r));
 }

@@ -106,6 +106,13 @@ def check_communities(rpc, model):
     ok = ok and sum(sizes) <= n_actors and sum(c['internal_weight'] for c in comms) <= total_w
     ok = ok and all(1 <= len(c['top_members']) <= 5 for c in comms)
     check('communities: largest first, sizes and weights within the graph', ok, f'{err} {str(comms)[:400]}')
+    reach = {}
+    for c in comms or []:
+        for m in c['top_members']:
+            reach[m] = rpc.call('actor', id=m)[1]['reach']
+    ordered = all([reach[m] for m in c['top_members']] == sorted((reach[m] for m in c['top_members']), reverse=True)
+                  for c in comms or [])
+    check('communities: top members by reach, largest first', ordered and len(reach) > 0, str(comms)[:300])
     err, again = rpc.call('communities', limit=20, min_size=2)
     strip = lambda cs: [{k: v for k, v in c.items() if k != 'snapshot_age_ms'} for c in cs or []]
     check('communities are the same on a second ask', err is None and strip(again) == strip(comms))
