@@ -173,14 +173,20 @@ static uint32_t group_of(const struct engine *e, const struct cascade *c)
     return c->label == NONE ? e->labels.count : c->label;
 }
 
-/* Fills vals with metric m of every live cascade, grouped by label. */
-static void gather(const struct engine *e, struct groups *g, double *vals, int m)
+#define NVALS (ENGINE_LABEL_METRICS + 1) /* the metrics and duration_ms */
+
+/* Fills vals[m] with metric m of every live cascade, grouped by label: one pass over the
+ * cascades (their records are the bulk of the memory read), not one per metric. */
+static void gather(const struct engine *e, struct groups *g, double **vals)
 {
     memcpy(g->fill, g->start, g->ngroups * sizeof(uint32_t));
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         const struct cascade *c = cascade_at(e, i);
-        if (!c->dead)
-            vals[g->fill[group_of(e, c)]++] = metric_of(c, m);
+        if (c->dead)
+            continue;
+        uint32_t at = g->fill[group_of(e, c)]++;
+        for (int m = 0; m < NVALS; m++)
+            vals[m][at] = metric_of(c, m);
     }
 }
 
@@ -194,18 +200,18 @@ static int cmp_summary(const void *pa, const void *pb)
     return r ? r : (a->label_len > b->label_len) - (a->label_len < b->label_len);
 }
 
-static void summarise(const struct engine *e, struct groups *g, double *vals,
+static void summarise(const struct engine *e, struct groups *g, double **vals,
                       struct engine_label_summary *out, uint32_t *n)
 {
-    for (int m = 0; m <= ENGINE_LABEL_METRICS; m++) {
-        gather(e, g, vals, m);
+    gather(e, g, vals);
+    for (int m = 0; m < NVALS; m++) {
         uint32_t k = 0;
         for (uint32_t gi = 0; gi < g->ngroups; gi++) {
             uint32_t cnt = g->start[gi + 1] - g->start[gi];
             if (cnt == 0)
                 continue;
             struct engine_label_summary *s = &out[k++];
-            double *a = vals + g->start[gi];
+            double *a = vals[m] + g->start[gi];
             if (m == 0) {
                 s->cascades = cnt;
                 if (gi < e->labels.count)
@@ -235,7 +241,7 @@ int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t 
         }
         for (uint32_t gi = 0; gi < g.ngroups; gi++)
             g.start[gi + 1] += g.start[gi];
-        vals = malloc(((size_t)g.start[g.ngroups] + 1) * sizeof(double));
+        vals = malloc(((size_t)g.start[g.ngroups] + 1) * NVALS * sizeof(double));
     }
     if (!g.start || !g.fill || !vals || !res) {
         free(g.start);
@@ -244,8 +250,11 @@ int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t 
         free(res);
         return -ENOMEM;
     }
+    double *cols[NVALS];
+    for (int m = 0; m < NVALS; m++)
+        cols[m] = vals + (size_t)m * ((size_t)g.start[g.ngroups] + 1);
     *n = 0;
-    summarise(e, &g, vals, res, n);
+    summarise(e, &g, cols, res, n);
     qsort(res, *n, sizeof(*res), cmp_summary);
     free(g.start);
     free(g.fill);
