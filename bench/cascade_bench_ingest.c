@@ -1,0 +1,350 @@
+/* The ingest load: each connection's pre-encoded stream is written as fast as the socket takes it,
+ * by one thread that also reads the acks (a non-blocking socket and poll: two threads per
+ * connection would take CPU from a server that needs both cores). A batch's latency runs from
+ * the moment its last byte was written to the ack that covers it (DESIGN §4: an ack means the
+ * events are in the WAL). */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cascade_bench.h"
+
+#define RECV_BYTES 65536
+
+static void fail(struct iconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct iconn *c, const char *fmt, ...)
+{
+    va_list ap;
+    if (c->failure[0])
+        return; /* the first failure is the cause */
+    va_start(ap, fmt);
+    vsnprintf(c->failure, sizeof c->failure, fmt, ap);
+    va_end(ap);
+}
+
+static void keep_err(struct iconn *c, const msgpack_object *o)
+{
+    if (o->type != MSGPACK_OBJECT_STR)
+        return;
+    for (int i = 0; i < c->nerrs; i++)
+        if (strlen(c->errs[i]) == o->via.str.size &&
+            !memcmp(c->errs[i], o->via.str.ptr, o->via.str.size))
+            return;
+    if (c->nerrs < ERRS_KEPT)
+        snprintf(c->errs[c->nerrs++], sizeof c->errs[0], "%.*s", (int)o->via.str.size,
+                 o->via.str.ptr);
+}
+
+static int key_is(const msgpack_object *k, const char *s)
+{
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(s) &&
+           !memcmp(k->via.str.ptr, s, k->via.str.size);
+}
+
+/* Batches are retired in order; each one this ack covers gets its latency. The sender stamps a
+ * batch as soon as send() has taken its last byte, on this same thread, so an ack can only cover
+ * stamped batches; one that covers more is a server bug. */
+static void retire(struct iconn *c, uint64_t covered, uint64_t t)
+{
+    const struct stream *s = c->st;
+    while (c->nlat < s->nmarks && s->marks[c->nlat].end_events <= covered) {
+        if (c->nlat >= c->nsent) {
+            fail(c, "an ack covers batch %" PRIu64 ", which was never sent in full", c->nlat);
+            return;
+        }
+        uint64_t sent = c->sent_ns[c->nlat];
+        c->lat_ns[c->nlat++] = t > sent ? t - sent : 0;
+    }
+    if (t - c->last_ack_ns > c->max_gap_ns) /* the first gap is from the start */
+        c->max_gap_ns = t - c->last_ack_ns;
+    c->last_ack_ns = t;
+    atomic_store(&c->covered, covered);
+}
+
+static void handle_ack(struct iconn *c, const msgpack_object *o, uint64_t t)
+{
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        fail(c, "an ack that is not a map (msgpack type %d)", (int)o->type);
+        return;
+    }
+    uint64_t v[3] = {c->ok, c->dup, c->rej};
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *val = &o->via.map.ptr[i].val;
+        int idx = key_is(k, "ok") ? 0 : key_is(k, "dup") ? 1 : key_is(k, "rej") ? 2 : -1;
+        if (idx >= 0 && val->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            v[idx] = val->via.u64;
+        else if (key_is(k, "err") && val->type == MSGPACK_OBJECT_ARRAY)
+            for (uint32_t j = 0; j < val->via.array.size; j++)
+                keep_err(c, &val->via.array.ptr[j]);
+        else if (key_is(k, "fatal") && val->type == MSGPACK_OBJECT_STR)
+            fail(c, "fatal from the server: %.*s", (int)val->via.str.size, val->via.str.ptr);
+    }
+    uint64_t covered = v[0] + v[1] + v[2], before = atomic_load(&c->covered);
+    if (covered < before || covered > c->st->events)
+        fail(c, "ack counts %" PRIu64 " after %" PRIu64 " of %" PRIu64 " events sent", covered,
+             before, c->st->events);
+    c->ok = v[0], c->dup = v[1], c->rej = v[2];
+    if (!c->failure[0])
+        retire(c, covered, t);
+}
+
+/* Reads what the socket holds; -1 when the connection is over for a failure. */
+static int rx(struct iconn *c, msgpack_unpacker *u, msgpack_unpacked *r)
+{
+    for (;;) {
+        if (!msgpack_unpacker_reserve_buffer(u, RECV_BYTES)) {
+            fail(c, "out of memory reading acks");
+            return -1;
+        }
+        ssize_t n = recv(c->fd, msgpack_unpacker_buffer(u), RECV_BYTES, 0);
+        uint64_t t = now_ns();
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0) {
+            fail(c, "recv: %s", strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            fail(c, "the server closed the connection with %" PRIu64 " of %" PRIu64 " events acked",
+                 atomic_load(&c->covered), c->st->events);
+            return -1;
+        }
+        msgpack_unpacker_buffer_consumed(u, (size_t)n);
+        int rc = MSGPACK_UNPACK_CONTINUE;
+        while (!c->failure[0] && (rc = msgpack_unpacker_next(u, r)) == MSGPACK_UNPACK_SUCCESS)
+            handle_ack(c, &r->data, t);
+        if (!c->failure[0] && rc == MSGPACK_UNPACK_PARSE_ERROR)
+            fail(c, "the server's acks are not msgpack");
+        if (c->failure[0])
+            return -1;
+    }
+}
+
+/* How far the stream may be written now: all of it, or up to --window unacked batches. */
+static uint64_t send_limit(const struct iconn *c)
+{
+    const struct stream *s = c->st;
+    if (!c->window)
+        return s->out.size;
+    uint64_t upto = c->nlat + c->window;
+    return upto >= s->nmarks ? s->out.size : s->marks[upto - 1].end_off;
+}
+
+/* Writes as much as the socket takes (one big send: the kernel copies what fits) and stamps every
+ * batch whose last byte went. */
+static int tx(struct iconn *c, uint64_t *off)
+{
+    const struct stream *s = c->st;
+    uint64_t limit = send_limit(c);
+    while (*off < limit) {
+        ssize_t n = send(c->fd, s->out.data + *off, limit - *off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0) {
+            fail(c, "send: %s", strerror(errno));
+            return -1;
+        }
+        *off += (uint64_t)n;
+        uint64_t t = now_ns();
+        while (c->nsent < s->nmarks && s->marks[c->nsent].end_off <= *off)
+            c->sent_ns[c->nsent++] = t;
+    }
+    return 0;
+}
+
+static void *conn_main(void *arg)
+{
+    struct iconn *c = arg;
+    msgpack_unpacker u;
+    msgpack_unpacked r;
+    uint64_t off = 0, progress = now_ns();
+    if (!msgpack_unpacker_init(&u, RECV_BYTES)) {
+        fail(c, "out of memory");
+        atomic_store(&c->done, 1);
+        return NULL;
+    }
+    msgpack_unpacked_init(&r);
+    while (!c->failure[0] && atomic_load(&c->covered) < c->st->events) {
+        uint64_t before = atomic_load(&c->covered);
+        struct pollfd p = {c->fd, POLLIN | (off < send_limit(c) ? POLLOUT : 0), 0};
+        if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+            fail(c, "poll: %s", strerror(errno));
+            break;
+        }
+        if (p.revents & POLLOUT && tx(c, &off))
+            break;
+        if (p.revents & (POLLIN | POLLERR | POLLHUP) && rx(c, &u, &r))
+            break;
+        uint64_t t = now_ns();
+        if (atomic_load(&c->covered) > before) {
+            progress = t;
+        } else if (secs(t - progress) > c->timeout) {
+            c->max_gap_ns = t - c->last_ack_ns; /* the wait given up on is the longest */
+            fail(c, "no ack for %.0f s with %" PRIu64 " of %" PRIu64 " events acked", c->timeout,
+                 before, c->st->events);
+        }
+    }
+    msgpack_unpacked_destroy(&r);
+    msgpack_unpacker_destroy(&u);
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+static int all_done(const struct ingest *in)
+{
+    for (uint32_t i = 0; i < in->nconns; i++)
+        if (!atomic_load(&in->c[i].done))
+            return 0;
+    return 1;
+}
+
+static uint64_t total_covered(const struct ingest *in)
+{
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < in->nconns; i++)
+        sum += atomic_load(&in->c[i].covered);
+    return sum;
+}
+
+static int per_second(struct ingest_result *r, double v)
+{
+    if (r->nper_s == r->per_s_cap) {
+        uint32_t cap = r->per_s_cap ? 2 * r->per_s_cap : 64;
+        double *p = realloc(r->per_s, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        r->per_s = p, r->per_s_cap = cap;
+    }
+    r->per_s[r->nper_s++] = v;
+    return 0;
+}
+
+int ingest_start(struct ingest *in, const struct workload *w, const char *host, const char *port,
+                 uint32_t window, double timeout)
+{
+    *in = (struct ingest){.w = w, .nconns = w->spec.conns};
+    in->c = calloc(in->nconns, sizeof *in->c);
+    if (!in->c)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < in->nconns; i++)
+        in->c[i].fd = -1;
+    for (uint32_t i = 0; i < in->nconns; i++) {
+        struct iconn *c = &in->c[i];
+        c->st = &w->st[i], c->window = window, c->timeout = timeout;
+        c->sent_ns = calloc(c->st->nmarks + 1, sizeof *c->sent_ns);
+        c->lat_ns = calloc(c->st->nmarks + 1, sizeof *c->lat_ns);
+        if (!c->sent_ns || !c->lat_ns)
+            return -ENOMEM;
+        c->fd = connect_to(host, port);
+        if (c->fd < 0)
+            return c->fd;
+        if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK))
+            return -errno;
+    }
+    in->cpu0 = cpu_seconds(0);
+    in->t0 = now_ns();
+    for (uint32_t i = 0; i < in->nconns; i++) {
+        in->c[i].t0_ns = in->c[i].last_ack_ns = in->t0;
+        int rc = pthread_create(&in->c[i].th, NULL, conn_main, &in->c[i]);
+        if (rc) {
+            /* the ones started stop at once: their connections are shut down */
+            for (uint32_t j = 0; j < in->nconns; j++)
+                shutdown(in->c[j].fd, SHUT_RDWR);
+            for (uint32_t j = 0; j < i; j++)
+                pthread_join(in->c[j].th, NULL);
+            in->nconns = i; /* what ingest_free has to close */
+            return -rc;
+        }
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void collect(struct ingest *in)
+{
+    struct ingest_result *r = &in->r;
+    uint64_t total = 0, end = in->t0;
+    for (uint32_t i = 0; i < in->nconns; i++)
+        total += in->c[i].nlat;
+    r->lat_ns = malloc((total ? total : 1) * sizeof *r->lat_ns);
+    for (uint32_t i = 0; i < in->nconns; i++) {
+        const struct iconn *c = &in->c[i];
+        if (r->lat_ns)
+            memcpy(r->lat_ns + r->nlat, c->lat_ns, c->nlat * sizeof *r->lat_ns);
+        r->nlat += r->lat_ns ? c->nlat : 0;
+        r->ok += c->ok, r->dup += c->dup, r->rej += c->rej;
+        r->max_gap_ns = c->max_gap_ns > r->max_gap_ns ? c->max_gap_ns : r->max_gap_ns;
+        r->failed |= c->failure[0] != 0;
+        end = c->last_ack_ns > end ? c->last_ack_ns : end;
+    }
+    for (int e = -1; e < ERRS_KEPT; e++)
+        for (uint32_t i = 0; i < in->nconns && r->nmsgs < ERRS_KEPT; i++) {
+            const struct iconn *c = &in->c[i];
+            const char *m = e < 0 ? c->failure : e < c->nerrs ? c->errs[e] : "";
+            if (*m)
+                snprintf(r->msgs[r->nmsgs++], sizeof r->msgs[0], "conn %u: %s", i, m);
+        }
+    if (r->lat_ns)
+        qsort(r->lat_ns, r->nlat, sizeof *r->lat_ns, cmp_u64);
+    else
+        r->failed = 1; /* no latencies to report is not a result */
+    r->events = in->w->spec.events;
+    r->bytes = in->w->bytes;
+    r->seconds = secs(end - in->t0);
+    r->failed |= r->ok != r->events;
+}
+
+/* Samples the acked count once a second until every connection is done: a stall shows up as a
+ * slow second here long before it shows in the average. The clock runs from the first byte sent
+ * to the last ack received. */
+void ingest_wait(struct ingest *in, int progress)
+{
+    uint64_t next = in->t0 + 1000000000u, prev = 0;
+    while (!all_done(in)) {
+        sleep_ns(10000000u);
+        if (now_ns() < next)
+            continue;
+        uint64_t cov = total_covered(in);
+        if (per_second(&in->r, (double)(cov - prev)))
+            in->r.failed = 1;
+        if (progress)
+            fprintf(stderr, PROG ": %4u s  %10" PRIu64 " acked  %9.0f events/s\n", in->r.nper_s,
+                    cov, (double)(cov - prev));
+        prev = cov;
+        next += 1000000000u;
+    }
+    for (uint32_t i = 0; i < in->nconns; i++)
+        pthread_join(in->c[i].th, NULL);
+    in->r.cpu_s = cpu_seconds(0) - in->cpu0;
+    collect(in);
+}
+
+/* Closes the connections (the server's SIGTERM waits for open ones) and keeps the result. */
+void ingest_free(struct ingest *in)
+{
+    for (uint32_t i = 0; in->c && i < in->w->spec.conns; i++) {
+        if (in->c[i].fd >= 0)
+            close(in->c[i].fd);
+        free(in->c[i].sent_ns);
+        free(in->c[i].lat_ns);
+    }
+    free(in->c);
+    in->c = NULL;
+}
