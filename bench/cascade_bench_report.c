@@ -272,7 +272,8 @@ static void json_params(struct jw *j, const struct opts *o)
     jint(j, "batch", o->batch);
     jint(j, "connections", o->conns);
     jint(j, "window", o->window);
-    jint(j, "seed", (long long)o->seed);
+    jkey(j, "seed");
+    fprintf(j->f, "%" PRIu64, o->seed); /* the whole range: seeds are 64-bit */
     jstr(j, "prefix", o->prefix);
     if (o->cmd != CMD_INGEST) {
         jnum(j, "rate", o->rate);

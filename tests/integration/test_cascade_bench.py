@@ -1,0 +1,123 @@
+"""cascade-bench end to end: each subcommand run briefly against a cascaded it starts itself, its
+JSON checked for the figures' consistency (every event acked, percentiles ordered, the query rate
+near its target, no errors, the server's clean exit), and its command line's exit statuses. The
+figures' sizes are never asserted: this machine's speed is not the test's business."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import harness
+from harness import check
+
+server = os.path.join(sys.argv[1], 'cascaded')
+# cascade-bench is built in the bench dir of the build root that holds cascaded (argv[1]; a
+# trailing slash would make that root's dirname the root itself)
+candidates = [os.path.join(d, 'bench', 'cascade-bench')
+              for d in (sys.argv[1], os.path.dirname(sys.argv[1]))]
+bench = next((c for c in candidates if os.path.exists(c)), candidates[0])
+check('cascade-bench exists', os.path.exists(bench), bench)
+tmp = tempfile.mkdtemp(prefix='test-cascade-bench.')
+
+
+def run(*args, timeout=120):
+    out = os.path.join(tmp, f'{args[0]}.json')
+    p = subprocess.run([bench, *args, '--server', server, '--json', out], capture_output=True,
+                       text=True, timeout=timeout)
+    try:
+        with open(out) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        doc = {'error': str(e)}
+    return p, doc
+
+
+def ordered(lat):
+    return lat['p50'] <= lat['p99'] <= lat['p999'] <= lat['max']
+
+
+def check_ingest(name, ing, events):
+    check(f'{name}: every event acked ok', ing.get('ok') == events and ing.get('dup') == 0 and
+          ing.get('rej') == 0 and ing.get('all_ok') is True, ing)
+    check(f'{name}: events/s and MB/s reported', ing['events_per_s'] > 0 and ing['mb_per_s'] > 0, ing)
+    check(f'{name}: ack percentiles ordered', ordered(ing['ack_ms']), ing['ack_ms'])
+    check(f'{name}: no errors', ing['errors'] == [], ing['errors'])
+
+
+def check_server(name, doc, events):
+    sv = doc['results'].get('server', {})
+    check(f'{name}: server exited 0', sv.get('exit_status') == 0, sv)
+    check(f'{name}: server RSS read', sv.get('peak_rss_bytes', 0) > 0 and
+          sv.get('rss_end_bytes', 0) > 0 and sv['peak_rss_bytes_per_event'] > 0, sv)
+    check(f'{name}: client CPU reported', doc['results'].get('client_cpu_seconds', -1) >= 0, doc['results'])
+    check(f'{name}: result ok', doc['results'].get('result') == 'ok', doc['results'].get('result'))
+
+
+def check_query(name, q, rate, mix):
+    check(f'{name}: no errors, none lost', q['errors'] == 0 and q['lost'] == 0 and
+          q['answered'] == q['sent'] > 0, q)
+    # open-loop: the schedule alone sets the rate, so only a server that stalls for seconds
+    # could pull it far off
+    check(f'{name}: achieved QPS near the target', abs(q['achieved_qps'] - rate) <= 0.2 * rate,
+          (q['achieved_qps'], rate))
+    lat = q['latency_ms']
+    check(f'{name}: a row per method and overall', set(lat) == set(mix) | {'all'}, sorted(lat))
+    check(f'{name}: percentiles ordered', all(
+        l['p50'] <= l['p90'] <= l['p99'] <= l['p999'] <= l['max'] for l in lat.values() if l['count']), lat)
+    check(f'{name}: counts add up', sum(lat[m]['count'] for m in mix) == lat['all']['count'] == q['answered'], lat)
+    sl = q.get('server_latency_ms', {})
+    check(f'{name}: server histogram delta read', sl.get('count', 0) >= q['answered'] and
+          sl['p50'] <= sl['p99'] <= sl['max'], sl)
+
+
+# ingest
+p, doc = run('ingest', '--events', '20000', '--batch', '500')
+check('ingest: exit 0', p.returncode == 0, p.stdout + p.stderr)
+check('ingest: table on stdout', 'events/s' in p.stdout and 'result     ok' in p.stdout, p.stdout)
+if check('ingest: JSON', doc.get('command') == 'ingest', doc):
+    check('ingest: params', doc['params']['events'] == 20000 and doc['params']['batch'] == 500, doc['params'])
+    check_ingest('ingest', doc['results']['ingest'], 20000)
+    check_server('ingest', doc, 20000)
+
+# query
+mix = ['cascade', 'actor', 'path', 'top_cascades']
+p, doc = run('query', '--events', '20000', '--rate', '200', '--seconds', '2')
+check('query: exit 0', p.returncode == 0, p.stdout + p.stderr)
+if check('query: JSON', doc.get('command') == 'query', doc):
+    check_ingest('query preload', doc['results']['preload'], 20000)
+    check_query('query', doc['results']['query'], 200, mix)
+    check_server('query', doc, 20000)
+
+p, doc = run('query', '--events', '5000', '--rate', '100', '--seconds', '1', '--mix', 'actor=1,path=1',
+             '--connections', '1')
+check('query --mix: exit 0', p.returncode == 0, p.stdout + p.stderr)
+if check('query --mix: JSON', doc.get('command') == 'query', doc):
+    check_query('query --mix', doc['results']['query'], 100, ['actor', 'path'])
+
+# mixed: the queries last as long as the ingest, so the rate is checked only when it ran long
+p, doc = run('mixed', '--events', '100000', '--preload', '10000', '--rate', '200')
+check('mixed: exit 0', p.returncode == 0, p.stdout + p.stderr)
+if check('mixed: JSON', doc.get('command') == 'mixed', doc):
+    res = doc['results']
+    check_ingest('mixed ingest', res['ingest'], 100000)
+    check_ingest('mixed preload', res['preload'], 10000)
+    q = res['query']
+    check('mixed: queries answered without error', q['errors'] == 0 and q['lost'] == 0 and
+          q['answered'] == q['sent'], q)
+    check('mixed: percentiles ordered', ordered(q['latency_ms']['all']) if q['answered'] else True, q)
+    check_server('mixed', doc, 110000)
+
+# the command line
+p = subprocess.run([bench, '--help'], capture_output=True, text=True, timeout=10)
+check('--help: exit 0', p.returncode == 0 and 'ingest' in p.stdout and '--rate' in p.stdout, p.stdout)
+for bad in (['ingest', '--events', '0'], ['frobnicate'], [], ['query', '--rate', 'fast'],
+            ['ingest', '--rate', '10'], ['query', '--mix', 'cascade=1,nosuch=2'],
+            ['ingest', '--server', server, '--port', '7400'], ['mixed', '--seconds', '3']):
+    p = subprocess.run([bench, *bad], capture_output=True, text=True, timeout=10)
+    check(f'bad args {bad[:3]}: exit 2', p.returncode == 2 and p.stderr, (p.returncode, p.stderr))
+
+shutil.rmtree(tmp, ignore_errors=True)
+print(f'{harness.passed} passed, {harness.failed} failed')
+sys.exit(1 if harness.failed else 0)
