@@ -2,7 +2,8 @@
 # Installs what the peer baselines of bench/peers/ need on top of scripts/install-deps.sh:
 # Debian's redis-server and redis-tools (redis-benchmark) for the Redis peer, and
 # @duckdb/node-api from npm (pinned by bench/peers/duckdb/package-lock.json) for the DuckDB peer.
-# The networkx / igraph peer uses python3-networkx and python3-igraph from install-deps.sh.
+# The networkx / igraph peer uses python3-networkx and python3-igraph (also in install-deps.sh);
+# run-peers.sh asks cascaded its top cascades with curl.
 # Idempotent: dpkg is asked what is already installed, npm ci runs only when node_modules is missing
 # or older than the lock file. The Debian package starts a system redis-server; it is stopped and
 # disabled again, since the bench starts its own on a free loopback port with a temporary dir.
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-packages=(redis-server redis-tools nodejs npm python3-networkx python3-igraph)
+packages=(redis-server redis-tools curl nodejs npm python3-networkx python3-igraph)
 
 missing=()
 for pkg in "${packages[@]}"; do
