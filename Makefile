@@ -32,11 +32,16 @@ asan-test: deps
 run: deps all
 	scripts/run-with-sample.sh $(BUILD) $(RUN_ARGS)
 
-bench: all
-	bench/run-engine-bench.sh $(BUILD)
+# The benchmark suite (bench/run-suite.sh) on a Release build in build-bench, peers included;
+# writes bench/results/suite-<date>.md and .json. A few minutes.
+bench: deps
+	scripts/install-bench-deps.sh
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build build-bench -j $(JOBS)
+	bench/run-suite.sh build-bench
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-bench

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make bench`: the standard suite on fresh servers, with the peers measured in the same run, and
+# the result written as bench/results/suite-<date>[-HHMMSS].md and .json (machine, commands,
+# figures, ratios). Takes a few minutes on the 2-core development machine.
+# usage: bench/run-suite.sh BUILD_DIR      (a Release build: `make bench` makes one in build-bench)
+# Env: EVENTS (ingest, default 10000000), MIXED_EVENTS (5000000), RATE (query rate, 2000),
+#      PEER_EVENTS (the dump the peers and cascaded share, 1000000), PEERS (see peers/run-peers.sh)
+set -euo pipefail
+build=${1:?usage: bench/run-suite.sh BUILD_DIR}
+build=$(cd "$build" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(dirname "$here")
+events=${EVENTS:-10000000}
+mixed=${MIXED_EVENTS:-5000000}
+rate=${RATE:-2000}
+pevents=${PEER_EVENTS:-1000000}
+stamp=$(date +%Y-%m-%d)
+out="$here/results/suite-$stamp"
+[ -e "$out.md" ] && out="$out-$(date +%H%M%S)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+bench="$build/bench/cascade-bench"
+server="$build/cascaded"
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "ingest: $events events, 2 connections, fsync everysec"
+"$bench" ingest --server "$server" --events "$events" --connections 2 --json "$tmp/ingest.json" >&2
+step "query, idle: $rate queries/s for 10 s after 1000000 events"
+"$bench" query --server "$server" --events 1000000 --rate "$rate" --seconds 10 --json "$tmp/query.json" >&2
+step "mixed: $rate queries/s while $mixed events ingest flat out"
+"$bench" mixed --server "$server" --events "$mixed" --rate "$rate" --json "$tmp/mixed.json" >&2
+step "peers on one $pevents-event dump"
+"$build/tools/cascade-gen" --events "$pevents" --seed 1 --out "$tmp/dump.ndjson.gz"
+BUILD="$build" PEERS="${PEERS:-cascaded redis networkx duckdb}" \
+    "$here/peers/run-peers.sh" "$tmp/dump.ndjson.gz" "$pevents" >"$tmp/peers.jsonl" || true
+step "profile of the ingest path"
+"$here/profile-ingest.sh" "$build" 3000000 >"$tmp/profile.txt" 2>&1 || true
+
+/usr/bin/python3 "$here/suite_report.py" "$tmp" "$out" "$build" \
+    "EVENTS=$events MIXED_EVENTS=$mixed RATE=$rate PEER_EVENTS=$pevents"
+echo "written: ${out#$top/}.md and .json" >&2
