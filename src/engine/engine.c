@@ -103,12 +103,7 @@ uint64_t engine_cascade_key(const struct cascade *c, int metric)
         return (uint64_t)c->last_ts ^ (1ull << 63);
     default: {
         /* non-negative doubles order like their bit patterns */
-        uint64_t n = (uint64_t)c->size + c->missing;
-        double sv = 0;
-        if (n > 1) {
-            unsigned __int128 w = (unsigned __int128)n * c->s1 - c->s2;
-            sv = (double)w / ((double)n * (double)(n - 1) / 2.0);
-        }
+        double sv = cascade_virality(c);
         uint64_t bits;
         memcpy(&bits, &sv, sizeof(bits));
         return bits;

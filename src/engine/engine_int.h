@@ -150,6 +150,19 @@ static inline int post_is_root(const struct post *p)
     return (p->parent & ROOT_FLAG) != 0;
 }
 
+/* The Wiener index W = n*s1 - s2 (may exceed 64 bits on huge cascades). */
+static inline unsigned __int128 cascade_wiener(const struct cascade *c)
+{
+    return (unsigned __int128)((uint64_t)c->size + c->missing) * c->s1 - c->s2;
+}
+
+/* Structural virality: W over the n(n-1)/2 pairs of nodes, 0 for a single node. */
+static inline double cascade_virality(const struct cascade *c)
+{
+    uint64_t n = (uint64_t)c->size + c->missing;
+    return n > 1 ? (double)cascade_wiener(c) / ((double)n * (double)(n - 1) / 2.0) : 0.0;
+}
+
 /* Brings the top-k indexes up to date with every record changed since the last call. */
 void engine_flush_index(struct engine *e);
 
@@ -163,6 +176,7 @@ uint64_t engine_actor_key(const struct actor *a, int metric);
 /* The cascade of a post, a dead (joined) cascade's successor, and the metrics a read reports. */
 uint32_t engine_live_cascade(const struct engine *e, uint32_t cid);
 void engine_describe_cascade(const struct engine *e, uint32_t cid, struct engine_cascade *o);
+void engine_describe_actor(const struct engine *e, uint32_t aid, struct engine_actor *o);
 
 /* engine_top_cascades' filter, with its strings resolved to ids once. */
 struct cascade_match {

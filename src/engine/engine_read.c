@@ -74,10 +74,9 @@ void engine_describe_cascade(const struct engine *e, uint32_t cid, struct engine
     o->depth = c->depth;
     o->max_breadth = c->max_breadth;
     o->unique_actors = c->unique;
-    uint64_t n = (uint64_t)c->size + c->missing;
-    unsigned __int128 w = (unsigned __int128)n * c->s1 - c->s2;
+    unsigned __int128 w = cascade_wiener(c);
     o->wiener = w > UINT64_MAX ? UINT64_MAX : (uint64_t)w;
-    o->structural_virality = n > 1 ? (double)w / ((double)n * (double)(n - 1) / 2.0) : 0.0;
+    o->structural_virality = cascade_virality(c);
     o->first_ts = c->first_ts;
     o->last_ts = c->last_ts;
     o->duration_ms = c->last_ts - c->first_ts;
@@ -94,7 +93,7 @@ int engine_cascade(struct engine *e, const char *post, uint32_t len, struct engi
 
 /* ---------------------------------------------------------------- actors */
 
-static void describe_actor(const struct engine *e, uint32_t aid, struct engine_actor *o)
+void engine_describe_actor(const struct engine *e, uint32_t aid, struct engine_actor *o)
 {
     const struct actor *a = actor_at(e, aid);
     memset(o, 0, sizeof(*o));
@@ -117,7 +116,7 @@ int engine_actor(struct engine *e, const char *id, uint32_t len, struct engine_a
     uint32_t a = find_id(&e->actor_ids, id, len);
     if (a == NONE)
         return -ENOENT;
-    describe_actor(e, a, out);
+    engine_describe_actor(e, a, out);
     return 0;
 }
 
@@ -377,7 +376,7 @@ int engine_top_actors(struct engine *e, int metric, int actor_type, struct engin
         return -ENOMEM;
     int k = top_items(&q, items, limit);
     for (int i = 0; i < k; i++)
-        describe_actor(e, items[i], &out[i]);
+        engine_describe_actor(e, items[i], &out[i]);
     free(items);
     return k;
 }

@@ -20,7 +20,6 @@ const char *engine_label_metric_name(int metric)
 /* metric m of cascade c; m == ENGINE_LABEL_METRICS: duration_ms. */
 static double metric_of(const struct cascade *c, int m)
 {
-    uint64_t n = (uint64_t)c->size + c->missing;
     switch (m) {
     case ENGINE_LABEL_SIZE:
         return c->size;
@@ -29,9 +28,7 @@ static double metric_of(const struct cascade *c, int m)
     case ENGINE_LABEL_MAX_BREADTH:
         return c->max_breadth;
     case ENGINE_LABEL_VIRALITY:
-        if (n < 2)
-            return 0.0;
-        return (double)((unsigned __int128)n * c->s1 - c->s2) / ((double)n * (double)(n - 1) / 2);
+        return cascade_virality(c);
     case ENGINE_LABEL_UNIQUE_ACTORS:
         return c->unique;
     default:

@@ -92,11 +92,10 @@ void engine_snapshot_free(struct engine_snapshot *s)
 
 int engine_actor_at(struct engine *e, uint32_t id, struct engine_actor *out)
 {
-    uint32_t len;
     if (id >= e->actors.len)
         return -ENOENT;
-    const char *name = intern_str(&e->actor_ids, id, &len);
-    return engine_actor(e, name, len, out);
+    engine_describe_actor(e, id, out);
+    return 0;
 }
 
 const char *engine_content_key(const struct engine *e, uint32_t id, uint32_t *len)
