@@ -78,6 +78,12 @@ struct analytics_result *analytics_get(struct analytics *a)
     return r;
 }
 
+uint64_t analytics_age_ms(const struct analytics_result *r)
+{
+    uint64_t now = wall_ms();
+    return now > r->taken_ms ? now - r->taken_ms : 0;
+}
+
 void analytics_put(struct analytics *a, struct analytics_result *r)
 {
     if (!r)
@@ -249,7 +255,6 @@ static void publish(struct analytics *a, struct analytics_result *r, struct engi
     a->keys = *s; /* its shares are no longer needed, its keys are */
     free(a->keys.shares);
     a->keys.shares = NULL;
-    a->busy = 0;
     pthread_mutex_unlock(&a->mu);
     engine_snapshot_free(&oldkeys);
     analytics_put(a, old);

@@ -68,6 +68,8 @@ void analytics_request(struct analytics *a);
 /* The latest result (a reference: analytics_put it), or NULL before the first. */
 struct analytics_result *analytics_get(struct analytics *a);
 void analytics_put(struct analytics *a, struct analytics_result *r);
+/* How long ago r's snapshot was taken. */
+uint64_t analytics_age_ms(const struct analytics_result *r);
 
 /* What the worker is doing, for `analytics` and error messages. */
 struct analytics_status {

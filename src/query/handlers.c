@@ -99,35 +99,15 @@ void qcall_fail(struct qcall *c, int code, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- packing */
 
-static void pack_key(msgpack_packer *pk, const char *k)
+void qpack_key(msgpack_packer *pk, const char *k)
 {
     size_t n = strlen(k);
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, k, n);
 }
 
-static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+void qpack_strv(msgpack_packer *pk, const char *s, size_t len)
 {
-    pack_key(pk, k);
-    msgpack_pack_uint64(pk, v);
-}
-
-static void kv_i64(msgpack_packer *pk, const char *k, int64_t v)
-{
-    pack_key(pk, k);
-    msgpack_pack_int64(pk, v);
-}
-
-static void kv_f64(msgpack_packer *pk, const char *k, double v)
-{
-    pack_key(pk, k);
-    msgpack_pack_double(pk, v);
-}
-
-/* A string value, nil when s is NULL. */
-static void kv_str(msgpack_packer *pk, const char *k, const char *s, size_t len)
-{
-    pack_key(pk, k);
     if (!s) {
         msgpack_pack_nil(pk);
         return;
@@ -136,9 +116,42 @@ static void kv_str(msgpack_packer *pk, const char *k, const char *s, size_t len)
     msgpack_pack_str_body(pk, s, len);
 }
 
-static void kv_cstr(msgpack_packer *pk, const char *k, const char *s)
+void qpack_u64(msgpack_packer *pk, const char *k, uint64_t v)
 {
-    kv_str(pk, k, s, s ? strlen(s) : 0);
+    qpack_key(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+void qpack_i64(msgpack_packer *pk, const char *k, int64_t v)
+{
+    qpack_key(pk, k);
+    msgpack_pack_int64(pk, v);
+}
+
+void qpack_f64(msgpack_packer *pk, const char *k, double v)
+{
+    qpack_key(pk, k);
+    msgpack_pack_double(pk, v);
+}
+
+void qpack_bool(msgpack_packer *pk, const char *k, int v)
+{
+    qpack_key(pk, k);
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
+void qpack_str(msgpack_packer *pk, const char *k, const char *s, size_t len)
+{
+    qpack_key(pk, k);
+    qpack_strv(pk, s, len);
+}
+
+void qpack_cstr(msgpack_packer *pk, const char *k, const char *s)
+{
+    qpack_str(pk, k, s, s ? strlen(s) : 0);
 }
 
 /* ---------------------------------------------------------------- stats */
@@ -152,50 +165,50 @@ void handle_stats(struct qcall *c)
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
     msgpack_pack_map(pk, 19 + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
-    kv_u64(pk, "posts", st.posts);
-    kv_u64(pk, "placeholders", st.placeholders);
-    kv_u64(pk, "cascades", st.cascades);
-    kv_u64(pk, "actors", st.actors);
-    kv_u64(pk, "edges", st.edges);
-    kv_u64(pk, "contents", st.contents);
-    kv_u64(pk, "labels", st.labels);
-    kv_u64(pk, "accepted", st.outcomes[EVENT_OK]);
-    kv_u64(pk, "duplicate", st.outcomes[EVENT_DUP]);
-    kv_u64(pk, "rejected", rejected);
+    qpack_u64(pk, "posts", st.posts);
+    qpack_u64(pk, "placeholders", st.placeholders);
+    qpack_u64(pk, "cascades", st.cascades);
+    qpack_u64(pk, "actors", st.actors);
+    qpack_u64(pk, "edges", st.edges);
+    qpack_u64(pk, "contents", st.contents);
+    qpack_u64(pk, "labels", st.labels);
+    qpack_u64(pk, "accepted", st.outcomes[EVENT_OK]);
+    qpack_u64(pk, "duplicate", st.outcomes[EVENT_DUP]);
+    qpack_u64(pk, "rejected", rejected);
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++) {
         char key[64];
         snprintf(key, sizeof(key), "rejected_%s", event_outcome_name(r));
-        kv_u64(pk, key, st.outcomes[r]);
+        qpack_u64(pk, key, st.outcomes[r]);
     }
-    kv_u64(pk, "errors", st.outcomes[EVENT_ERR_NOMEM]);
-    kv_f64(pk, "ingest_rate", c->ss->ingest_rate);
-    kv_i64(pk, "newest_ts", st.newest_ts);
-    kv_u64(pk, "wal_bytes", c->ss->wal_bytes);
-    kv_u64(pk, "memory_allocated", c->ss->mem_allocated);
-    kv_u64(pk, "memory_resident", c->ss->mem_resident);
-    kv_u64(pk, "engine_bytes", st.bytes);
-    kv_u64(pk, "uptime_ms", c->ss->uptime_ms);
-    kv_cstr(pk, "version", CASCADE_VERSION);
+    qpack_u64(pk, "errors", st.outcomes[EVENT_ERR_NOMEM]);
+    qpack_f64(pk, "ingest_rate", c->ss->ingest_rate);
+    qpack_i64(pk, "newest_ts", st.newest_ts);
+    qpack_u64(pk, "wal_bytes", c->ss->wal_bytes);
+    qpack_u64(pk, "memory_allocated", c->ss->mem_allocated);
+    qpack_u64(pk, "memory_resident", c->ss->mem_resident);
+    qpack_u64(pk, "engine_bytes", st.bytes);
+    qpack_u64(pk, "uptime_ms", c->ss->uptime_ms);
+    qpack_cstr(pk, "version", CASCADE_VERSION);
 }
 
 /* ---------------------------------------------------------------- cascades */
 
 static void pack_cascade_fields(msgpack_packer *pk, const struct engine_cascade *x)
 {
-    kv_str(pk, "root", x->root, x->root_len);
-    kv_str(pk, "root_actor", x->root_actor, x->root_actor_len);
-    kv_str(pk, "content", x->content, x->content_len);
-    kv_str(pk, "label", x->label, x->label_len);
-    kv_u64(pk, "size", x->size);
-    kv_u64(pk, "missing", x->missing);
-    kv_u64(pk, "depth", x->depth);
-    kv_u64(pk, "max_breadth", x->max_breadth);
-    kv_f64(pk, "structural_virality", x->structural_virality);
-    kv_u64(pk, "wiener", x->wiener);
-    kv_u64(pk, "unique_actors", x->unique_actors);
-    kv_i64(pk, "first_ts", x->first_ts);
-    kv_i64(pk, "last_ts", x->last_ts);
-    kv_i64(pk, "duration_ms", x->duration_ms);
+    qpack_str(pk, "root", x->root, x->root_len);
+    qpack_str(pk, "root_actor", x->root_actor, x->root_actor_len);
+    qpack_str(pk, "content", x->content, x->content_len);
+    qpack_str(pk, "label", x->label, x->label_len);
+    qpack_u64(pk, "size", x->size);
+    qpack_u64(pk, "missing", x->missing);
+    qpack_u64(pk, "depth", x->depth);
+    qpack_u64(pk, "max_breadth", x->max_breadth);
+    qpack_f64(pk, "structural_virality", x->structural_virality);
+    qpack_u64(pk, "wiener", x->wiener);
+    qpack_u64(pk, "unique_actors", x->unique_actors);
+    qpack_i64(pk, "first_ts", x->first_ts);
+    qpack_i64(pk, "last_ts", x->last_ts);
+    qpack_i64(pk, "duration_ms", x->duration_ms);
 }
 
 #define CASCADE_FIELDS 14
@@ -205,7 +218,7 @@ static void pack_cascade(msgpack_packer *pk, const struct engine_cascade *x, int
     msgpack_pack_map(pk, CASCADE_FIELDS + (with_growth ? 1 : 0));
     pack_cascade_fields(pk, x);
     if (with_growth)
-        kv_u64(pk, "growth", x->growth);
+        qpack_u64(pk, "growth", x->growth);
 }
 
 static const char *const kind_names[] = {"post", "share", "quote", "reply"};
@@ -222,19 +235,15 @@ static int pack_node(void *arg, const struct engine_node *nd)
     struct nodes_ctx *x = arg;
     msgpack_packer *pk = &x->pk;
     msgpack_pack_map(pk, x->tree ? 7 : 4);
-    kv_str(pk, "post", nd->post, nd->post_len);
+    qpack_str(pk, "post", nd->post, nd->post_len);
     if (x->tree)
-        kv_str(pk, "parent", nd->parent, nd->parent_len);
-    kv_str(pk, "actor", nd->actor, nd->actor_len);
-    kv_i64(pk, "ts", nd->ts);
-    kv_u64(pk, "depth", nd->depth);
+        qpack_str(pk, "parent", nd->parent, nd->parent_len);
+    qpack_str(pk, "actor", nd->actor, nd->actor_len);
+    qpack_i64(pk, "ts", nd->ts);
+    qpack_u64(pk, "depth", nd->depth);
     if (x->tree) {
-        kv_cstr(pk, "kind", nd->placeholder ? NULL : kind_names[nd->kind & 3]);
-        pack_key(pk, "placeholder");
-        if (nd->placeholder)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
+        qpack_cstr(pk, "kind", nd->placeholder ? NULL : kind_names[nd->kind & 3]);
+        qpack_bool(pk, "placeholder", nd->placeholder);
     }
     x->n++;
     return 0;
@@ -282,12 +291,8 @@ void handle_cascade(struct qcall *c)
     }
     msgpack_pack_map(c->pk, CASCADE_FIELDS + 2);
     pack_cascade_fields(c->pk, &x);
-    pack_key(c->pk, "nodes_truncated");
-    if ((uint64_t)nodes.n < (uint64_t)x.size + x.missing)
-        msgpack_pack_true(c->pk);
-    else
-        msgpack_pack_false(c->pk);
-    pack_key(c->pk, "nodes");
+    qpack_bool(c->pk, "nodes_truncated", (uint64_t)nodes.n < (uint64_t)x.size + x.missing);
+    qpack_key(c->pk, "nodes");
     nodes_flush(c, &nodes);
 }
 
@@ -347,24 +352,24 @@ static void pack_actor(const struct qcall *c, const struct engine_actor *a)
     uint64_t age;
     int has_rank = pagerank_of(c, a->id, &rank, &age) == 0;
     msgpack_pack_map(pk, 13);
-    kv_str(pk, "id", a->name, a->name_len);
-    kv_cstr(pk, "actor_type", a->actor_type == EVENT_ACTOR_PAGE ? "page" : "account");
-    kv_u64(pk, "posts", a->posts);
-    kv_u64(pk, "roots", a->roots);
-    kv_u64(pk, "shares", a->shares);
-    kv_u64(pk, "reshares_received", a->reshares_received);
-    kv_u64(pk, "amplifiers", a->amplifiers);
-    kv_u64(pk, "reach", a->reach);
-    kv_u64(pk, "cascades", a->cascades);
-    kv_i64(pk, "first_ts", a->first_ts);
-    kv_i64(pk, "last_ts", a->last_ts);
+    qpack_str(pk, "id", a->name, a->name_len);
+    qpack_cstr(pk, "actor_type", a->actor_type == EVENT_ACTOR_PAGE ? "page" : "account");
+    qpack_u64(pk, "posts", a->posts);
+    qpack_u64(pk, "roots", a->roots);
+    qpack_u64(pk, "shares", a->shares);
+    qpack_u64(pk, "reshares_received", a->reshares_received);
+    qpack_u64(pk, "amplifiers", a->amplifiers);
+    qpack_u64(pk, "reach", a->reach);
+    qpack_u64(pk, "cascades", a->cascades);
+    qpack_i64(pk, "first_ts", a->first_ts);
+    qpack_i64(pk, "last_ts", a->last_ts);
     /* nil until the analytics worker has computed a snapshot that holds this actor */
-    pack_key(pk, "pagerank");
+    qpack_key(pk, "pagerank");
     if (has_rank)
         msgpack_pack_double(pk, rank);
     else
         msgpack_pack_nil(pk);
-    pack_key(pk, "pagerank_age_ms");
+    qpack_key(pk, "pagerank_age_ms");
     if (has_rank)
         msgpack_pack_uint64(pk, age);
     else
@@ -429,13 +434,13 @@ void handle_content(struct qcall *c)
     }
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 7);
-    kv_str(pk, "key", key, len);
-    kv_u64(pk, "posts", ct.posts);
-    kv_u64(pk, "cascades", ct.cascades);
-    kv_u64(pk, "unique_actors", ct.unique_actors);
-    kv_i64(pk, "first_ts", ct.first_ts);
-    kv_i64(pk, "last_ts", ct.last_ts);
-    pack_key(pk, "top_cascades");
+    qpack_str(pk, "key", key, len);
+    qpack_u64(pk, "posts", ct.posts);
+    qpack_u64(pk, "cascades", ct.cascades);
+    qpack_u64(pk, "unique_actors", ct.unique_actors);
+    qpack_i64(pk, "first_ts", ct.first_ts);
+    qpack_i64(pk, "last_ts", ct.last_ts);
+    qpack_key(pk, "top_cascades");
     msgpack_pack_array(pk, (size_t)k);
     for (int i = 0; i < k; i++)
         pack_cascade(pk, &top[i], 0);
@@ -463,13 +468,13 @@ static void pack_dist(msgpack_packer *pk, const char *metric, const struct engin
 {
     char key[64];
     snprintf(key, sizeof(key), "%s_mean", metric);
-    kv_f64(pk, key, d->mean);
+    qpack_f64(pk, key, d->mean);
     snprintf(key, sizeof(key), "%s_median", metric);
-    kv_f64(pk, key, d->median);
+    qpack_f64(pk, key, d->median);
     snprintf(key, sizeof(key), "%s_p90", metric);
-    kv_f64(pk, key, d->p90);
+    qpack_f64(pk, key, d->p90);
     snprintf(key, sizeof(key), "%s_max", metric);
-    kv_f64(pk, key, d->max);
+    qpack_f64(pk, key, d->max);
 }
 
 void handle_labels(struct qcall *c)
@@ -483,11 +488,11 @@ void handle_labels(struct qcall *c)
     msgpack_pack_array(c->pk, n);
     for (uint32_t i = 0; i < n; i++) {
         msgpack_pack_map(c->pk, 3 + 4 * ENGINE_LABEL_METRICS);
-        kv_str(c->pk, "label", ls[i].label, ls[i].label_len);
-        kv_u64(c->pk, "cascades", ls[i].cascades);
+        qpack_str(c->pk, "label", ls[i].label, ls[i].label_len);
+        qpack_u64(c->pk, "cascades", ls[i].cascades);
         for (int m = 0; m < ENGINE_LABEL_METRICS; m++)
             pack_dist(c->pk, engine_label_metric_name(m), &ls[i].dist[m]);
-        kv_f64(c->pk, "duration_ms_median", ls[i].duration_median);
+        qpack_f64(c->pk, "duration_ms_median", ls[i].duration_median);
     }
     free(ls);
 }

@@ -34,6 +34,16 @@ const char *qcall_str(const struct qcall *c, const char *name, uint32_t *len);
 /* An id as its canonical bytes (an integer becomes its decimal string, in buf[24]). */
 const char *qcall_id(const struct qcall *c, const char *name, char *buf, uint32_t *len);
 
+/* Packing a flat record: a key, then its value (strings: nil when s is NULL). */
+void qpack_key(msgpack_packer *pk, const char *k);
+void qpack_strv(msgpack_packer *pk, const char *s, size_t len); /* a value alone */
+void qpack_u64(msgpack_packer *pk, const char *k, uint64_t v);
+void qpack_i64(msgpack_packer *pk, const char *k, int64_t v);
+void qpack_f64(msgpack_packer *pk, const char *k, double v);
+void qpack_bool(msgpack_packer *pk, const char *k, int v);
+void qpack_str(msgpack_packer *pk, const char *k, const char *s, size_t len);
+void qpack_cstr(msgpack_packer *pk, const char *k, const char *s);
+
 void qcall_fail(struct qcall *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -6,33 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "analytics/worker.h"
 #include "query/handlers.h"
-
-static void key(msgpack_packer *pk, const char *k)
-{
-    msgpack_pack_str(pk, strlen(k));
-    msgpack_pack_str_body(pk, k, strlen(k));
-}
-
-static void str(msgpack_packer *pk, const char *s, uint32_t len)
-{
-    if (!s) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, s, len);
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* The latest result, or NULL with c failed (503) when there is none to read. */
 static struct analytics_result *latest(struct qcall *c)
@@ -55,12 +31,6 @@ static struct analytics_result *latest(struct qcall *c)
         return NULL;
     }
     return r;
-}
-
-uint64_t analytics_age_ms(const struct analytics_result *r)
-{
-    uint64_t now = wall_ms();
-    return now > r->taken_ms ? now - r->taken_ms : 0;
 }
 
 /* ---------------------------------------------------------------- pagerank */
@@ -107,16 +77,12 @@ static void pack_community(struct qcall *c, const struct analytics_result *r, ui
     const struct community *cm = &r->comms[idx];
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 5);
-    key(pk, "community");
-    msgpack_pack_uint32(pk, idx);
-    key(pk, "size");
-    msgpack_pack_uint32(pk, cm->size);
-    key(pk, "internal_weight");
-    msgpack_pack_uint64(pk, cm->internal_weight);
-    key(pk, "top_members"); /* by reach when the snapshot was taken */
+    qpack_u64(pk, "community", idx);
+    qpack_u64(pk, "size", cm->size);
+    qpack_u64(pk, "internal_weight", cm->internal_weight);
+    qpack_key(pk, "top_members"); /* by reach when the snapshot was taken */
     pack_names(c, cm->top, cm->ntop, 0);
-    key(pk, "snapshot_age_ms");
-    msgpack_pack_uint64(pk, analytics_age_ms(r));
+    qpack_u64(pk, "snapshot_age_ms", analytics_age_ms(r));
 }
 
 void handle_communities(struct qcall *c)
@@ -152,7 +118,7 @@ static void pack_names(struct qcall *c, const uint32_t *ids, uint32_t n, int con
             s = a.name;
             len = a.name_len;
         }
-        str(c->pk, s, len);
+        qpack_strv(c->pk, s, len);
     }
 }
 
@@ -164,30 +130,19 @@ static void pack_group(struct qcall *c, const struct coord_group *g, uint32_t id
         weight += g->pairs[i].weight;
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 10);
-    key(pk, "group");
-    msgpack_pack_uint32(pk, idx);
-    key(pk, "size");
-    msgpack_pack_uint32(pk, g->nmembers);
-    key(pk, "members");
+    qpack_u64(pk, "group", idx);
+    qpack_u64(pk, "size", g->nmembers);
+    qpack_key(pk, "members");
     pack_names(c, g->members, g->nmembers, 0);
-    key(pk, "pairs");
-    msgpack_pack_uint32(pk, g->npairs);
-    key(pk, "weight");
-    msgpack_pack_uint64(pk, weight);
-    key(pk, "contents");
-    msgpack_pack_uint32(pk, g->ncontents);
-    key(pk, "content_keys");
+    qpack_u64(pk, "pairs", g->npairs);
+    qpack_u64(pk, "weight", weight);
+    qpack_u64(pk, "contents", g->ncontents);
+    qpack_key(pk, "content_keys");
     pack_names(c, g->contents, g->ncontents < GROUP_CONTENTS ? g->ncontents : GROUP_CONTENTS, 1);
-    key(pk, "median_gap_ms");
-    msgpack_pack_int64(pk, g->median_gap);
-    key(pk, "snapshot_age_ms");
-    msgpack_pack_uint64(pk, age);
+    qpack_i64(pk, "median_gap_ms", g->median_gap);
+    qpack_u64(pk, "snapshot_age_ms", age);
     /* false: some key was too crowded to compare every pair of its posts (coord.h) */
-    key(pk, "exact");
-    if (exact)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    qpack_bool(pk, "exact", exact);
 }
 
 void handle_coordination(struct qcall *c)
@@ -232,6 +187,17 @@ void handle_coordination(struct qcall *c)
 
 /* ---------------------------------------------------------------- status */
 
+/* A figure of the latest result, nil before there is one. */
+static void pack_figure(msgpack_packer *pk, const char *k, const struct analytics_result *r,
+                        uint64_t v)
+{
+    qpack_key(pk, k);
+    if (r)
+        msgpack_pack_uint64(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
 void handle_analytics(struct qcall *c)
 {
     if (!c->ss->analytics) {
@@ -243,32 +209,23 @@ void handle_analytics(struct qcall *c)
     struct analytics_status st;
     analytics_status(c->ss->analytics, &st);
     struct analytics_result *r = analytics_get(c->ss->analytics);
+    const struct analytics_result z = {0}, *v = r ? r : &z; /* zeros behind the nils */
     msgpack_packer *pk = c->pk;
     msgpack_pack_map(pk, 14);
-    key(pk, "computing");
+    qpack_key(pk, "computing");
     msgpack_pack_int(pk, st.busy);
-    key(pk, "interval_ms");
-    msgpack_pack_uint64(pk, st.interval_ms);
-    key(pk, "coordination_queued");
-    msgpack_pack_uint32(pk, st.coord_queued);
-    const char *keys[] = {"snapshot_age_ms", "accepted",       "actors",      "edges",
-                          "communities",     "groups",         "snapshot_ms", "pagerank_ms",
-                          "leiden_ms",       "coordination_ms"};
-    uint64_t vals[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-    if (r) {
-        uint64_t v[] = {analytics_age_ms(r), r->accepted,      r->nactors,     r->nedges,
-                        r->ncomms,           r->coord.ngroups, r->snapshot_ms, r->pagerank_ms,
-                        r->leiden_ms,        r->coord_ms};
-        memcpy(vals, v, sizeof(vals));
-    }
-    for (int i = 0; i < 10; i++) {
-        key(pk, keys[i]);
-        if (r)
-            msgpack_pack_uint64(pk, vals[i]);
-        else
-            msgpack_pack_nil(pk);
-    }
-    key(pk, "error");
-    str(pk, r && r->error[0] ? r->error : NULL, r ? (uint32_t)strlen(r->error) : 0);
+    qpack_u64(pk, "interval_ms", st.interval_ms);
+    qpack_u64(pk, "coordination_queued", st.coord_queued);
+    pack_figure(pk, "snapshot_age_ms", r, r ? analytics_age_ms(r) : 0);
+    pack_figure(pk, "accepted", r, v->accepted);
+    pack_figure(pk, "actors", r, v->nactors);
+    pack_figure(pk, "edges", r, v->nedges);
+    pack_figure(pk, "communities", r, v->ncomms);
+    pack_figure(pk, "groups", r, v->coord.ngroups);
+    pack_figure(pk, "snapshot_ms", r, v->snapshot_ms);
+    pack_figure(pk, "pagerank_ms", r, v->pagerank_ms);
+    pack_figure(pk, "leiden_ms", r, v->leiden_ms);
+    pack_figure(pk, "coordination_ms", r, v->coord_ms);
+    qpack_cstr(pk, "error", v->error[0] ? v->error : NULL);
     analytics_put(c->ss->analytics, r);
 }

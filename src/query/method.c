@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,10 +143,25 @@ const struct qparam *qmethod_param(const struct qmethod *m, const char *name, si
     return NULL;
 }
 
+static char names_text[256];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void build_names(void)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < NMETHODS && used < sizeof(names_text); i++) {
+        int k = snprintf(names_text + used, sizeof(names_text) - used, "%s%s", i ? ", " : "",
+                         methods[i].name);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+}
+
 const char *qmethod_names(void)
 {
-    return "stats, cascade, top_cascades, actor, top_actors, content, labels, coordination, "
-           "path, communities, analytics";
+    pthread_once(&names_once, build_names); /* the HTTP loop, the writer and tools all ask */
+    return names_text;
 }
 
 /* ---------------------------------------------------------------- checking values */

@@ -23,14 +23,6 @@ struct rpc_call {
     int code; /* 0 ok; else a QERR_* code */
 };
 
-static void pack_kv(msgpack_packer *pk, const char *k, const char *s, size_t len)
-{
-    msgpack_pack_str(pk, strlen(k));
-    msgpack_pack_str_body(pk, k, strlen(k));
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, s, len);
-}
-
 /* ---------------------------------------------------------------- dispatch */
 
 /* Checks the envelope; fills method/params or an error. */
@@ -130,10 +122,8 @@ static void pack_response(msgpack_packer *pk, const msgpack_object *msgid, const
     msgpack_pack_object(pk, *msgid);
     if (c->code) {
         msgpack_pack_map(pk, 2);
-        msgpack_pack_str(pk, 4);
-        msgpack_pack_str_body(pk, "code", 4);
-        msgpack_pack_uint64(pk, (uint64_t)c->code);
-        pack_kv(pk, "message", c->err, strlen(c->err));
+        qpack_u64(pk, "code", (uint64_t)c->code);
+        qpack_cstr(pk, "message", c->err);
         msgpack_pack_nil(pk);
     } else {
         msgpack_pack_nil(pk);
