@@ -39,6 +39,7 @@ struct batch {
     uint32_t conn, gen;
     char *req, *resp; /* request bytes (one msgpack value) and response bytes, malloc'd */
     size_t req_len, resp_len;
+    uint64_t start_ns; /* when the request was complete: the query latency histogram's start */
 };
 
 /* 0 or -ENOMEM; cap events at most. */

@@ -580,7 +580,7 @@ static void drain_query(struct netloop *n, struct conn *c)
         b->gen = c->gen;
         b->req = sb.data;
         b->req_len = sb.size;
-        b->seq = now_ns(); /* query batches carry their start time (latency) in seq */
+        b->start_ns = now_ns();
         c->inflight++;
         bqueue_push(n->to_writer, b);
     }
@@ -655,7 +655,7 @@ static void complete_query(struct netloop *n, struct batch *b)
         if (!b->resp || pend_append(c, b->resp, b->resp_len))
             c->eof = 1;
         else
-            prom_observe(&n->stats.latency[PROM_PORT_RPC], now_ns() - b->seq);
+            prom_observe(&n->stats.latency[PROM_PORT_RPC], now_ns() - b->start_ns);
         touch(n, c);
     }
     batch_free(b);
