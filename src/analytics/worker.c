@@ -191,7 +191,8 @@ static int summarise_communities(struct analytics_result *r, const struct graph_
     return 0;
 }
 
-static const struct coord_params coord_defaults = {10000, 3, 0.3};
+static const struct coord_params coord_defaults = {
+    COORD_DEFAULT_WINDOW_MS, COORD_DEFAULT_MIN_REPEATS, COORD_DEFAULT_MIN_RATIO, 0};
 
 static int compute_graph(struct analytics_result *r, struct engine_snapshot *s)
 {

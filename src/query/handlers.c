@@ -20,49 +20,61 @@ static const msgpack_object *val(const struct qcall *c, const char *name)
     return NULL;
 }
 
+/* The schema's default of an absent parameter (the text help shows), or NULL: the table is the
+ * one place a default is written. */
+static const char *def_of(const struct qcall *c, const char *name)
+{
+    const struct qparam *p = qmethod_param(c->m, name, strlen(name));
+    return p ? p->def : NULL;
+}
+
 int qcall_has(const struct qcall *c, const char *name)
 {
     return val(c, name) != NULL;
 }
 
-uint64_t qcall_uint(const struct qcall *c, const char *name, uint64_t def)
+uint64_t qcall_uint(const struct qcall *c, const char *name)
 {
     const msgpack_object *v = val(c, name);
-    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : def;
+    if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return v->via.u64;
+    const char *d = def_of(c, name);
+    return d ? strtoull(d, NULL, 10) : 0;
 }
 
-int64_t qcall_int(const struct qcall *c, const char *name, int64_t def)
+int64_t qcall_int(const struct qcall *c, const char *name)
 {
     const msgpack_object *v = val(c, name);
     if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return (int64_t)v->via.u64;
     if (v && v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return v->via.i64;
-    return def;
+    const char *d = def_of(c, name);
+    return d ? strtoll(d, NULL, 10) : 0;
 }
 
-int qcall_bool(const struct qcall *c, const char *name, int def)
+int qcall_bool(const struct qcall *c, const char *name)
 {
     const msgpack_object *v = val(c, name);
     if (v && v->type == MSGPACK_OBJECT_BOOLEAN)
         return v->via.boolean;
     if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return v->via.u64 != 0;
-    return def;
+    const char *d = def_of(c, name);
+    return d && strcmp(d, "true") == 0;
 }
 
-double qcall_float(const struct qcall *c, const char *name, double def)
+double qcall_float(const struct qcall *c, const char *name)
 {
     const msgpack_object *v = val(c, name);
-    if (!v)
-        return def;
-    if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+    if (v && (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64))
         return v->via.f64;
-    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+    if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return (double)v->via.u64;
-    if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+    if (v && v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return (double)v->via.i64;
-    return def;
+    const char *d = def_of(c, name);
+    return d ? strtod(d, NULL) : 0.0;
 }
 
 const char *qcall_str(const struct qcall *c, const char *name, uint32_t *len)
@@ -276,13 +288,13 @@ void handle_cascade(struct qcall *c)
         qcall_fail(c, QERR_NOT_FOUND, "unknown post %.*s", SHOW(len), id);
         return;
     }
-    if (!qcall_bool(c, "tree", 0)) {
+    if (!qcall_bool(c, "tree")) {
         pack_cascade(c->pk, &x, 0);
         return;
     }
     struct nodes_ctx nodes;
     nodes_init(&nodes, 1);
-    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 100000);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
     int k = engine_tree(c->e, id, len, limit, pack_node, &nodes);
     if (k < 0) {
         msgpack_sbuffer_destroy(&nodes.sb);
@@ -302,10 +314,10 @@ static int cascade_filter(struct qcall *c, struct engine_cascade_filter *f)
     f->label = qcall_str(c, "label", &f->label_len);
     f->content = qcall_str(c, "content", &f->content_len);
     f->has_since = qcall_has(c, "since");
-    f->since = qcall_int(c, "since", 0);
+    f->since = qcall_int(c, "since");
     f->has_until = qcall_has(c, "until");
-    f->until = qcall_int(c, "until", 0);
-    f->min_size = (uint32_t)qcall_uint(c, "min_size", 0);
+    f->until = qcall_int(c, "until");
+    f->min_size = (uint32_t)qcall_uint(c, "min_size");
     return f->label || f->content || f->has_since || f->has_until || f->min_size;
 }
 
@@ -313,7 +325,7 @@ void handle_top_cascades(struct qcall *c)
 {
     uint32_t by_len;
     const char *by = qcall_str(c, "by", &by_len);
-    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
     int growth = by && by_len == 6 && memcmp(by, "growth", 6) == 0;
     int metric = by && !growth ? engine_cascade_metric_parse(by, by_len) : ENGINE_BY_SIZE;
     if (!growth && qcall_has(c, "window_ms")) {
@@ -325,8 +337,8 @@ void handle_top_cascades(struct qcall *c)
     struct engine_cascade *out = malloc((size_t)limit * sizeof(*out));
     int k = -ENOMEM;
     if (out && growth)
-        k = engine_top_growth(c->e, (int64_t)qcall_uint(c, "window_ms", 60000),
-                              filtered ? &f : NULL, out, limit);
+        k = engine_top_growth(c->e, (int64_t)qcall_uint(c, "window_ms"), filtered ? &f : NULL, out,
+                              limit);
     else if (out)
         k = engine_top_cascades(c->e, metric, filtered ? &f : NULL, out, limit);
     if (k < 0) {
@@ -394,7 +406,7 @@ void handle_top_actors(struct qcall *c)
     uint32_t by_len, t_len;
     const char *by = qcall_str(c, "by", &by_len);
     const char *type = qcall_str(c, "actor_type", &t_len);
-    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
     int pagerank = by && by_len == 8 && memcmp(by, "pagerank", 8) == 0;
     int metric = by && !pagerank ? engine_actor_metric_parse(by, by_len) : ENGINE_BY_REACH;
     int atype = !type ? 0 : t_len == 4 ? EVENT_ACTOR_PAGE : EVENT_ACTOR_ACCOUNT;
@@ -420,7 +432,7 @@ void handle_content(struct qcall *c)
 {
     uint32_t len;
     const char *key = qcall_str(c, "key", &len);
-    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
     struct engine_content ct;
     struct engine_cascade *top = malloc((size_t)limit * sizeof(*top));
     int k = top ? engine_content(c->e, key, len, &ct, top, limit) : -ENOMEM;

@@ -23,12 +23,13 @@ struct qcall {
     char err[256];
 };
 
-/* Typed values of checked parameters (absent: the default given here). */
+/* Typed values of checked parameters; absent: the default written in the method table (0,
+ * false when it has none). */
 int qcall_has(const struct qcall *c, const char *name);
-uint64_t qcall_uint(const struct qcall *c, const char *name, uint64_t def);
-int64_t qcall_int(const struct qcall *c, const char *name, int64_t def);
-int qcall_bool(const struct qcall *c, const char *name, int def);
-double qcall_float(const struct qcall *c, const char *name, double def);
+uint64_t qcall_uint(const struct qcall *c, const char *name);
+int64_t qcall_int(const struct qcall *c, const char *name);
+int qcall_bool(const struct qcall *c, const char *name);
+double qcall_float(const struct qcall *c, const char *name);
 /* A string (QT_STR, QT_ENUM) or NULL when absent. */
 const char *qcall_str(const struct qcall *c, const char *name, uint32_t *len);
 /* An id as its canonical bytes (an integer becomes its decimal string, in buf[24]). */

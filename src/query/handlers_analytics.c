@@ -90,8 +90,8 @@ void handle_communities(struct qcall *c)
     struct analytics_result *r = latest(c);
     if (!r)
         return;
-    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
-    uint32_t min_size = (uint32_t)qcall_uint(c, "min_size", 2);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
+    uint32_t min_size = (uint32_t)qcall_uint(c, "min_size");
     uint32_t n = 0;
     while (n < r->ncomms && n < limit && r->comms[n].size >= min_size)
         n++; /* communities are numbered largest first */
@@ -152,9 +152,9 @@ void handle_coordination(struct qcall *c)
         return;
     }
     struct coord_params p = {
-        .window_ms = (int64_t)qcall_uint(c, "window_ms", 10000),
-        .min_repeats = (uint32_t)qcall_uint(c, "min_repeats", 3),
-        .min_ratio = qcall_float(c, "min_ratio", 0.3),
+        .window_ms = (int64_t)qcall_uint(c, "window_ms"),
+        .min_repeats = (uint32_t)qcall_uint(c, "min_repeats"),
+        .min_ratio = qcall_float(c, "min_ratio"),
     };
     struct analytics_result *r;
     const struct coord_result *res;
@@ -176,7 +176,7 @@ void handle_coordination(struct qcall *c)
         qcall_fail(c, QERR_INTERNAL, "out of memory");
     if (rc)
         return;
-    uint32_t limit = (uint32_t)qcall_uint(c, "limit", 10);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
     uint32_t n = res->ngroups < limit ? res->ngroups : limit;
     uint64_t age = analytics_age_ms(r);
     msgpack_pack_array(c->pk, n);
@@ -204,7 +204,7 @@ void handle_analytics(struct qcall *c)
         qcall_fail(c, QERR_NOT_READY, "the analytics worker is not running here");
         return;
     }
-    if (qcall_bool(c, "refresh", 0))
+    if (qcall_bool(c, "refresh"))
         analytics_request(c->ss->analytics);
     struct analytics_status st;
     analytics_status(c->ss->analytics, &st);

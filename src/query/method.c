@@ -10,11 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analytics/coord.h"
 #include "cascade/engine.h"
 #include "cascade/event.h"
 #include "query/handlers.h"
 
 #define LIMIT_MAX 1000
+
+/* A default written once, as a number where it is used and as text in the schema. */
+#define TEXT_(x) #x
+#define TEXT(x)  TEXT_(x)
 
 static const char *const cascade_by[] = {
     "size",          "depth",   "max_breadth", "structural_virality",
@@ -70,11 +75,12 @@ static const struct qparam p_content[] = {
 };
 
 static const struct qparam p_coordination[] = {
-    {"window_ms", QT_UINT, 0, NULL, 0, ENGINE_GROWTH_HORIZON_MS, 0, 0, "10000",
+    {"window_ms", QT_UINT, 0, NULL, 0, ENGINE_GROWTH_HORIZON_MS, 0, 0,
+     TEXT(COORD_DEFAULT_WINDOW_MS),
      "two posts of a content key at most this far apart co-share it"},
-    {"min_repeats", QT_UINT, 0, NULL, 1, UINT32_MAX, 0, 0, "3",
+    {"min_repeats", QT_UINT, 0, NULL, 1, UINT32_MAX, 0, 0, TEXT(COORD_DEFAULT_MIN_REPEATS),
      "distinct content keys a pair must co-share"},
-    {"min_ratio", QT_FLOAT, 0, NULL, 0, 0, 0.0, 1.0, "0.3",
+    {"min_ratio", QT_FLOAT, 0, NULL, 0, 0, 0.0, 1.0, TEXT(COORD_DEFAULT_MIN_RATIO),
      "co-shared keys / the smaller of the two actors' distinct keys"},
     P_LIMIT("10", "groups"),
 };
