@@ -26,7 +26,7 @@ static uint32_t root_of(const struct engine *e, uint32_t id, uint32_t *root, uin
     return r;
 }
 
-static int take(struct engine *e, struct engine_snapshot *s, uint32_t *root, uint32_t *stack)
+static void take(struct engine *e, struct engine_snapshot *s, uint32_t *root, uint32_t *stack)
 {
     uint32_t n = e->posts.len;
     for (uint32_t i = 0; i < n; i++) {
@@ -49,7 +49,6 @@ static int take(struct engine *e, struct engine_snapshot *s, uint32_t *root, uin
         if (content != CONTENT_NONE)
             s->keys[s->nkeys++] = (struct engine_post_key){p->actor, content, p->ts};
     }
-    return 0;
 }
 
 int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
