@@ -23,6 +23,7 @@
 #include "core/strbuf.h"
 #include "query/http.h"
 #include "query/prom.h"
+#include "query/web.h"
 
 #define RING_ENTRIES       2048
 #define BR_ENTRIES         512
@@ -755,9 +756,20 @@ static void http_bad_request(struct netloop *n, struct conn *c, int status)
     http_error(n, c, status, msg);
 }
 
+/* The web view's page and bundle, from the binary itself. */
+static void http_web(struct netloop *n, struct conn *c, const char *path, size_t len)
+{
+    const struct web_asset *a = web_find(path, len);
+    if (!a) {
+        http_error(n, c, 404, "no such file in the web view (its page is at /)");
+        return;
+    }
+    http_respond(n, c, 200, a->ctype, (const char *)a->data, a->len, WEB_EXTRA_HEADERS);
+}
+
 static void http_dispatch(struct netloop *n, struct conn *c, const struct http_request *req)
 {
-    static const char ok[] = "ok\n", no_ui[] = "the web view is not part of this build yet\n";
+    static const char ok[] = "ok\n";
     const char *name, *query;
     size_t name_len, query_len;
     if (req->status) {
@@ -774,8 +786,8 @@ static void http_dispatch(struct netloop *n, struct conn *c, const struct http_r
     case HTTP_R_API:
         http_api(n, c, name, name_len, query, query_len);
         break;
-    case HTTP_R_UI: /* the web view's static assets will be served from here */
-        http_respond(n, c, 404, "text/plain; charset=utf-8", no_ui, sizeof(no_ui) - 1, NULL);
+    case HTTP_R_UI:
+        http_web(n, c, name, name_len);
         break;
     default:
         http_error(n, c, 404, "no such path (the API is at /v1/<method>, also /metrics, /healthz)");

@@ -222,8 +222,12 @@ enum http_route http_route(const char *target, size_t len, const char **name, si
         return HTTP_R_API;
     }
     if (path_is(target, plen, "/") || path_is(target, plen, "/ui") ||
-        (plen > 4 && memcmp(target, "/ui/", 4) == 0))
+        (plen > 4 && memcmp(target, "/ui/", 4) == 0) ||
+        (plen > 8 && memcmp(target, "/assets/", 8) == 0)) {
+        *name = target;
+        *name_len = plen;
         return HTTP_R_UI;
+    }
     return HTTP_R_NOT_FOUND;
 }
 

@@ -47,11 +47,12 @@ enum http_route {
     HTTP_R_HEALTHZ, /* /healthz */
     HTTP_R_METRICS, /* /metrics */
     HTTP_R_API,     /* /v1/<method> */
-    HTTP_R_UI,      /* / and /ui/...: the web view's static assets (none yet) */
+    HTTP_R_UI,      /* /, /ui, /ui/... and /assets/...: the web view (query/web.h) */
 };
 
 /* The route of a request target; for HTTP_R_API, *name gets the method name (raw bytes of the
- * path), and for every route *query the query string after '?' (maybe empty). */
+ * path), for HTTP_R_UI the whole path, and for every route *query the query string after '?'
+ * (maybe empty). */
 enum http_route http_route(const char *target, size_t len, const char **name, size_t *name_len,
                            const char **query, size_t *query_len);
 

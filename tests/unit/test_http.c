@@ -14,6 +14,7 @@
 
 #include "query/http.h"
 #include "query/prom.h"
+#include "query/web.h"
 
 static void test_pct_decode(void **state)
 {
@@ -54,8 +55,40 @@ static void test_route(void **state)
     assert_int_equal(route("/", &name, &nl, &q, &ql), HTTP_R_UI);
     assert_int_equal(route("/ui/cascade/x", &name, &nl, &q, &ql), HTTP_R_UI);
     assert_int_equal(route("/uix", &name, &nl, &q, &ql), HTTP_R_NOT_FOUND);
+    assert_int_equal(route("/assets/app.js?v=1", &name, &nl, &q, &ql), HTTP_R_UI);
+    assert_int_equal(nl, 14);
+    assert_memory_equal(name, "/assets/app.js", 14);
+    assert_int_equal(route("/assets/", &name, &nl, &q, &ql), HTTP_R_NOT_FOUND);
     assert_int_equal(route("/healthzz", &name, &nl, &q, &ql), HTTP_R_NOT_FOUND);
     assert_int_equal(route("*", &name, &nl, &q, &ql), HTTP_R_NOT_FOUND);
+}
+
+/* Every page path gets the one index.html; assets by name; nothing else. */
+static void test_web_find(void **state)
+{
+    (void)state;
+    const struct web_asset *index = web_find("/", 1);
+    assert_non_null(index);
+    assert_string_equal(index->name, "index.html");
+    assert_string_equal(index->ctype, "text/html; charset=utf-8");
+    assert_true(index->len > 0);
+    assert_ptr_equal(web_find("/ui", 3), index);
+    assert_ptr_equal(web_find("/ui/cascade/p1", 14), index);
+    assert_ptr_equal(web_find("/ui/", 4), index);
+    assert_null(web_find("/uix", 4));
+    assert_null(web_find("", 0));
+    assert_null(web_find("/assets/", 8));
+    assert_null(web_find("/assets/nope.js", 15));
+    assert_null(web_find("/assets/x/app.js", 16));
+    if (web_bundle_built) {
+        const struct web_asset *js = web_find("/assets/app.js", 14);
+        assert_non_null(js);
+        assert_string_equal(js->ctype, "text/javascript; charset=utf-8");
+        assert_non_null(web_find("/assets/app.css", 15));
+        assert_non_null(strstr((const char *)index->data, "/assets/app.js"));
+    } else {
+        assert_int_equal(web_nassets, 1);
+    }
 }
 
 static struct http_in *in_with(const char *s, size_t len)
@@ -328,11 +361,17 @@ static void test_prom(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pct_decode),  cmocka_unit_test(test_route),
-        cmocka_unit_test(test_pipelined),   cmocka_unit_test(test_incremental),
-        cmocka_unit_test(test_errors),      cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_api_request), cmocka_unit_test(test_api_render_error),
-        cmocka_unit_test(test_head),        cmocka_unit_test(test_prom),
+        cmocka_unit_test(test_pct_decode),
+        cmocka_unit_test(test_route),
+        cmocka_unit_test(test_web_find),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_incremental),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_api_request),
+        cmocka_unit_test(test_api_render_error),
+        cmocka_unit_test(test_head),
+        cmocka_unit_test(test_prom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
