@@ -14,14 +14,17 @@ $(BUILD)/Makefile: CMakeLists.txt
 deps:
 	scripts/install-deps.sh
 
-# Installs what is missing, builds with -Werror, runs every test.
-test: deps
+# Installs what is missing (Chromium for the browser tests too), builds with -Werror, runs
+# every test.
+test:
+	scripts/install-deps.sh --browser
 	cmake -S . -B $(BUILD) -DCASCADE_WERROR=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
-asan-test: deps
+asan-test:
+	scripts/install-deps.sh --browser
 	cmake -S . -B build-asan -DCASCADE_WERROR=ON -DCASCADE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)

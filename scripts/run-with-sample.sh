@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: starts cascaded in the foreground with its defaults and, once it serves, loads the
 # sample dump (tests/data/sample.ndjson.gz, made by cascade-gen) with cascade-replay, so that the
-# first queries have answers. Ctrl-C (or SIGTERM) stops the server cleanly. Extra arguments go
+# first queries (and the web view at http://127.0.0.1:7402/) have answers. Ctrl-C (or SIGTERM) stops the server cleanly. Extra arguments go
 # to cascaded. Usage: scripts/run-with-sample.sh BUILD_DIR [cascaded options]
 set -euo pipefail
 build=${1:?usage: $0 BUILD_DIR [cascaded options]}
@@ -34,7 +34,11 @@ if [ -x "$build/tools/cascade-replay" ] && [ -f "$sample" ]; then
     "$build/tools/cascade-replay" --port "$port" "$sample" >&2 ||
         echo "run: the sample did not load completely (see above); the server keeps running" >&2
 fi
-echo "run: serving; Ctrl-C stops the server" >&2
+qport=$(sed -n 's/.*query=\([0-9]*\).*/\1/p' <<<"$line")
+hport=$(sed -n 's/.*http=\([0-9]*\).*/\1/p' <<<"$line")
+# PageRank, communities and coordination at once rather than after --analytics-interval.
+"$build/tools/cascade-cli" --port "$qport" analytics refresh=true >/dev/null 2>&1 || true
+echo "run: serving; open http://127.0.0.1:$hport/ for the web view; Ctrl-C stops the server" >&2
 status=0
 while :; do
     wait "$server" && status=0 || status=$?
