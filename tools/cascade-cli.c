@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
@@ -18,6 +19,7 @@
 #include <msgpack.h>
 
 #include "core/strbuf.h"
+#include "net/auth.h"
 #include "query/export.h"
 #include "query/method.h"
 #include "query/render.h"
@@ -39,12 +41,14 @@ enum {
 #define READ_CHUNK (64u << 10)
 #define MAX_PARAMS 64
 #define MSGID      1
+#define AUTH_MSGID 0
 
 enum format { F_TABLE, F_JSON, F_CSV, F_GRAPHML, F_DOT };
 static const char *const FORMATS[] = {"table", "json", "csv", "graphml", "dot", NULL};
 
 struct opts {
     const char *host, *port;
+    const char *token_file; /* --auth-token-file, or NULL */
     double timeout_s;
     enum format format;
     int help;                /* --help / -h (with a method: that method's help) */
@@ -59,7 +63,7 @@ struct opts {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: cascade-cli [--host H] [--port N] [--json] [--format FMT] [--timeout S]\n"
-               "                   METHOD [key=value ...]\n"
+               "                   [--auth-token-file FILE] METHOD [key=value ...]\n"
                "       cascade-cli help METHOD      (or METHOD --help)\n\n"
                "One query to cascaded's query port, printed as a table (default) or in FMT.\n\n"
                "options:\n"
@@ -69,6 +73,9 @@ static void usage(FILE *f)
                "  --format FMT    table, json, csv, graphml or dot (graphml and dot: the\n"
                "                  cascade method, whose tree they draw; tree=true is implied)\n"
                "  --timeout S     give up after S seconds (default 30)\n"
+               "  --auth-token-file FILE\n"
+               "                  the server's shared secret (its --auth-token-file): sent\n"
+               "                  first, as the `auth` request\n"
                "  --help, -h      this help; --version\n\n"
                "exit status: 0 ok, 1 the server answered an error, 2 usage error,\n"
                "3 cannot reach the server (or no valid answer in time), 4 local failure\n\n"
@@ -156,6 +163,8 @@ static int parse_option(struct opts *o, int argc, char **argv, int *i)
         return parse_format(o, v);
     if ((v = opt_value(argc, argv, i, "--timeout")))
         return parse_timeout(o, v);
+    if ((v = opt_value(argc, argv, i, "--auth-token-file")))
+        return *v ? (o->token_file = v, 0) : usage_error("--auth-token-file takes a file%s", "");
     return usage_error("unknown option %s", a);
 }
 
@@ -493,17 +502,42 @@ static int print_result(const struct opts *o, const msgpack_object *result)
     return EXIT_OK;
 }
 
-/* Checks the envelope [1, msgid, error, result] and prints what it holds. */
-static int handle_answer(const struct conn *c, const msgpack_object *a)
+/* Checks the envelope [1, msgid, error, result] and prints what it holds (with print set;
+ * else only an error). */
+static int handle_answer(const struct conn *c, const msgpack_object *a, uint64_t msgid, int print)
 {
     const msgpack_object_array *v = &a->via.array;
     if (a->type != MSGPACK_OBJECT_ARRAY || v->size != 4 ||
         v->ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[0].via.u64 != 1 ||
-        v->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[1].via.u64 != MSGID)
+        v->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[1].via.u64 != msgid)
         return net_fail(c, "not a msgpack-RPC response (is this the query port?) from");
     if (v->ptr[2].type != MSGPACK_OBJECT_NIL)
         return print_error(&v->ptr[2]);
-    return print_result(c->o, &v->ptr[3]);
+    return print ? print_result(c->o, &v->ptr[3]) : EXIT_OK;
+}
+
+/* [0, AUTH_MSGID, "auth", [{"token": TOKEN}]] ahead of the query, with the token of
+ * --auth-token-file. 0 or an exit code. */
+static int auth_request(const struct opts *o, msgpack_sbuffer *out)
+{
+    char err[PATH_MAX + 128], *token;
+    int loose;
+    if (auth_token_load(o->token_file, &token, &loose, err, sizeof(err))) {
+        fprintf(stderr, "cascade-cli: %s\n", err);
+        return EXIT_LOCAL;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint8(&pk, AUTH_MSGID);
+    msgpack_pack_str_with_body(&pk, "auth", 4);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "token", 5);
+    msgpack_pack_str_with_body(&pk, token, strlen(token));
+    free(token);
+    return EXIT_OK;
 }
 
 static int query(const struct opts *o, const msgpack_sbuffer *req)
@@ -523,12 +557,20 @@ static int query(const struct opts *o, const msgpack_sbuffer *req)
         return EXIT_LOCAL;
     }
     msgpack_unpacked_init(&ans);
-    rc = net_send(&c, req->data, req->size);
+    msgpack_sbuffer auth;
+    msgpack_sbuffer_init(&auth);
+    rc = o->token_file ? auth_request(o, &auth) : 0;
+    if (!rc && auth.size && !(rc = net_send(&c, auth.data, auth.size)) &&
+        !(rc = net_receive(&c, &u, &ans)))
+        rc = handle_answer(&c, &ans.data, AUTH_MSGID, 0);
+    msgpack_sbuffer_destroy(&auth);
+    if (!rc)
+        rc = net_send(&c, req->data, req->size);
     if (!rc)
         rc = net_receive(&c, &u, &ans);
     close(c.fd); /* answered or failed: the connection has done its work */
     if (!rc)
-        rc = handle_answer(&c, &ans.data);
+        rc = handle_answer(&c, &ans.data, MSGID, 1);
     msgpack_unpacked_destroy(&ans);
     msgpack_unpacker_destroy(&u);
     return rc;

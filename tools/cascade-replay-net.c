@@ -414,6 +414,18 @@ static int conn_init(struct rp_net *net, struct rp_conn *c)
     return 0;
 }
 
+/* The stream opens with {"auth": TOKEN} when the server asks for a token (net/auth.h). */
+static int send_auth(struct rp_conn *c, const char *token)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, c, out_write);
+    if (msgpack_pack_map(&pk, 1) || msgpack_pack_str_with_body(&pk, "auth", 4) ||
+        msgpack_pack_str_with_body(&pk, token, strlen(token)))
+        return -ENOMEM;
+    c->ready = c->len;
+    return 0;
+}
+
 int rp_net_open(struct rp_net *net, const char *host, const char *port, unsigned n, char *err,
                 size_t errlen)
 {
@@ -438,6 +450,10 @@ int rp_net_open(struct rp_net *net, const char *host, const char *port, unsigned
         if (fd < 0)
             return fd;
         net->c[k].fd = fd;
+        if (net->token && send_auth(&net->c[k], net->token)) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
     }
     return 0;
 }
@@ -454,6 +470,8 @@ void rp_net_close(struct rp_net *net)
         free(c->out);
     }
     free(net->c);
+    free(net->token);
     net->c = NULL;
+    net->token = NULL;
     net->n = 0;
 }

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/auth.h"
+
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "dev"
 #endif
@@ -26,6 +28,7 @@
 
 struct opts {
     const char *host, *port;
+    const char *token_file; /* --auth-token-file, or NULL */
     double speed; /* 0: as fast as the server acks; else this many times the dump's pace */
     unsigned conns;
     enum rp_format format;
@@ -507,6 +510,9 @@ static void usage(FILE *f)
             "\n"
             "  --host H           server address (default 127.0.0.1)\n"
             "  --port N           its ingest port (default 7400)\n"
+            "  --auth-token-file FILE\n"
+            "                     the server's shared secret (its --auth-token-file), sent\n"
+            "                     first on every connection as {\"auth\": TOKEN}\n"
             "  --speed max|Nx     max (default): as fast as the server acknowledges; Nx: at N\n"
             "                     times the dump's own pace, from the gaps between event ts\n"
             "                     (e.g. 10x; an event whose ts goes backwards goes at once)\n"
@@ -614,6 +620,9 @@ static int take_option(struct opts *o, int c, const char *arg)
         return parse_u64(arg, UINT64_MAX, &o->from) == 0
                    ? 0
                    : bad_usage("--from must be a number of events, not '%s'", arg);
+    case 'T':
+        o->token_file = arg;
+        return arg[0] ? 0 : bad_usage("--auth-token-file needs a file%s", "");
     case 'n':
         o->dry_run = 1;
         return 0;
@@ -635,6 +644,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"connections", required_argument, 0, 'c'},
         {"format", required_argument, 0, 'f'},
         {"from", required_argument, 0, 'F'},
+        {"auth-token-file", required_argument, 0, 'T'},
         {"dry-run", no_argument, 0, 'n'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -716,6 +726,12 @@ static int run(struct replay *r)
     }
     r->net.on_reject = on_reject;
     r->net.ctx = r;
+    int loose;
+    if (r->o.token_file &&
+        auth_token_load(r->o.token_file, &r->net.token, &loose, err, sizeof(err))) {
+        fprintf(stderr, "cascade-replay: %s\n", err);
+        return 1;
+    }
     if (rp_net_open(&r->net, r->o.host, r->o.port, r->o.conns, err, sizeof(err))) {
         fprintf(stderr, "cascade-replay: %s\n", err);
         return 1;

@@ -193,7 +193,8 @@ struct rp_net {
     size_t window_bytes;
     rp_reject_fn on_reject;
     void *ctx;
-    int failed; /* a connection was lost or got a fatal message */
+    int failed;  /* a connection was lost or got a fatal message */
+    char *token; /* --auth-token-file's secret (malloc'd, freed by rp_net_close), or NULL */
 };
 
 /* Opens n connections. 0, or -errno with a message in err. */

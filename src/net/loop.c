@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/strbuf.h"
+#include "net/auth.h"
 #include "query/http.h"
 #include "query/prom.h"
 #include "query/web.h"
@@ -47,7 +48,10 @@ struct conn {
     uint32_t gen;
     uint8_t kind, in_use;
     uint8_t recv_armed, send_busy, eof, touched, ack_due, cancel_sent, shut, fatal_sent;
-    uint8_t qbacklog;  /* query: complete requests may still wait in qunp (stopped at the limit) */
+    uint8_t qbacklog; /* query: complete requests may still wait in qunp (stopped at the limit) */
+    uint8_t authed;   /* the client proved it knows --auth-token-file's token */
+    char *abuf;       /* ingest, before authentication: the first bytes, until {"auth": ...} */
+    size_t abuf_len;
     uint32_t ops;      /* operations in the ring */
     uint32_t inflight; /* batches at the writer holding this connection's events or requests */
     uint64_t add_seq, done_seq; /* last batch seq that took / returned events of this conn */
@@ -89,6 +93,8 @@ struct netloop {
     uint64_t stop_ms;
     struct prom_loop stats; /* the loop's own figures for /metrics */
     uint64_t msgid;         /* of the RPC requests the HTTP port makes */
+    const char *token;      /* --auth-token-file's secret, or NULL: no authentication */
+    size_t token_len;
 };
 
 static uint64_t now_ns(void)
@@ -204,6 +210,8 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     n->from_writer = from_writer;
     n->signal_fd = cfg->signal_fd;
     n->max_conns = cfg->max_conns ? cfg->max_conns : 1024;
+    n->token = cfg->auth_token;
+    n->token_len = cfg->auth_token ? strlen(cfg->auth_token) : 0;
     n->accept_multishot = n->recv_multishot = 1;
     n->conns = calloc(n->max_conns, sizeof(struct conn));
     n->touched = calloc(n->max_conns, sizeof(uint32_t));
@@ -409,6 +417,7 @@ static void conn_free(struct netloop *n, struct conn *c)
     free(c->out);
     free(c->pend);
     free(c->rbuf);
+    free(c->abuf);
     http_in_free(c->hin);
     n->stats.open[c->kind]--;
     uint32_t gen = c->gen + 1;
@@ -466,6 +475,16 @@ static void set_fatal(struct netloop *n, struct conn *c, const char *msg)
         c->fatal = strdup("fatal");
     cancel_recv(n, c);
     log_msg(LOG_INFO, "ingest_fatal", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
+}
+
+static void auth_failed(struct netloop *n, struct conn *c, const char *why)
+{
+    n->stats.auth_failures[c->kind]++;
+    log_msg(LOG_WARN, "auth_failed", "port=%s conn=%u reason=\"%s\"",
+            c->kind == NET_INGEST  ? "ingest"
+            : c->kind == NET_QUERY ? "rpc"
+                                   : "http",
+            conn_idx(n, c), why);
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -548,6 +567,40 @@ static void drain_ingest(struct netloop *n, struct conn *c)
     }
 }
 
+/* msgpack-RPC before authentication: the first request must be `auth` with the token; it and
+ * anything else are answered here, not by the writer (nothing is in flight yet, so answers stay
+ * in order). A wrong token or another method first ends the connection. */
+static void query_auth(struct netloop *n, struct conn *c, const msgpack_object *req)
+{
+    uint64_t msgid;
+    enum auth_result a = auth_rpc_request(req, n->token, n->token_len, &msgid);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, c, sbuf_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 1);
+    msgpack_pack_uint64(&pk, msgid);
+    if (a == AUTH_OK) {
+        c->authed = 1;
+        msgpack_pack_nil(&pk);
+        msgpack_pack_map(&pk, 1);
+        pack_cstr(&pk, "authenticated");
+        msgpack_pack_true(&pk);
+        return;
+    }
+    auth_failed(n, c, a == AUTH_WRONG ? "wrong token" : "no auth request first");
+    msgpack_pack_map(&pk, 2);
+    pack_cstr(&pk, "code");
+    msgpack_pack_uint16(&pk, 401);
+    pack_cstr(&pk, "message");
+    pack_cstr(&pk, a == AUTH_WRONG ? "authentication failed: wrong token"
+                                   : "authentication required: the first request must be "
+                                     "[0, msgid, \"auth\", [{\"token\": TOKEN}]]");
+    msgpack_pack_nil(&pk);
+    c->eof = 1;
+    c->fatal = strdup("authentication failed"); /* stops reading and parsing; NULL is ok */
+    cancel_recv(n, c);
+}
+
 static void drain_query(struct netloop *n, struct conn *c)
 {
     msgpack_unpacked r;
@@ -560,6 +613,10 @@ static void drain_query(struct netloop *n, struct conn *c)
         int rc = msgpack_unpacker_next(c->qunp, &r);
         if (rc == MSGPACK_UNPACK_CONTINUE)
             break;
+        if (rc == MSGPACK_UNPACK_SUCCESS && n->token && !c->authed) {
+            query_auth(n, c, &r.data);
+            continue;
+        }
         struct batch *b = NULL;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
@@ -685,7 +742,9 @@ static void http_error(struct netloop *n, struct conn *c, int status, const char
 {
     struct strbuf body = STRBUF_INIT;
     http_error_json(&body, status, msg);
-    const char *extra = status == 405 ? "Allow: GET, HEAD\r\n" : NULL;
+    const char *extra = status == 405   ? "Allow: GET, HEAD\r\n"
+                        : status == 401 ? "WWW-Authenticate: Bearer realm=\"cascaded\"\r\n"
+                                        : NULL;
     if (body.oom)
         c->hkeep = 0;
     http_respond(n, c, status, HTTP_JSON_TYPE, body.oom ? "" : body.p, body.n, extra);
@@ -767,6 +826,19 @@ static void http_web(struct netloop *n, struct conn *c, const char *path, size_t
     http_respond(n, c, 200, a->ctype, (const char *)a->data, a->len, WEB_EXTRA_HEADERS);
 }
 
+static int http_authorized(struct netloop *n, struct conn *c, const struct http_request *req)
+{
+    size_t tlen;
+    const char *tok = auth_bearer(req->authorization, req->authorization_len, &tlen);
+    if (tok && auth_token_equal(n->token, n->token_len, tok, tlen))
+        return 1;
+    auth_failed(n, c, tok ? "wrong token" : "no bearer token");
+    http_error(n, c, 401,
+               tok ? "authentication failed: wrong token"
+                   : "authentication required: send the header Authorization: Bearer TOKEN");
+    return 0;
+}
+
 static void http_dispatch(struct netloop *n, struct conn *c, const struct http_request *req)
 {
     static const char ok[] = "ok\n";
@@ -776,7 +848,12 @@ static void http_dispatch(struct netloop *n, struct conn *c, const struct http_r
         http_bad_request(n, c, req->status);
         return;
     }
-    switch (http_route(req->target, req->target_len, &name, &name_len, &query, &query_len)) {
+    enum http_route route =
+        http_route(req->target, req->target_len, &name, &name_len, &query, &query_len);
+    /* the page and /healthz hold no data: only the API and /metrics ask for the token */
+    if (n->token && (route == HTTP_R_API || route == HTTP_R_METRICS) && !http_authorized(n, c, req))
+        return;
+    switch (route) {
     case HTTP_R_HEALTHZ:
         http_respond(n, c, 200, "text/plain; charset=utf-8", ok, sizeof(ok) - 1, NULL);
         break;
@@ -849,6 +926,42 @@ static void http_answer(struct netloop *n, struct conn *c, const struct batch *b
 
 /* ---------------------------------------------------------------- completions */
 
+/* Ingest before authentication: the stream must open with {"auth": TOKEN}. Feeds the decoder
+ * what follows the map once it is complete and right; a wrong or missing map ends the
+ * connection with a fatal message. */
+static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data, size_t len)
+{
+    static const char need[] = "authentication required: the stream must begin with the map "
+                               "{\"auth\": TOKEN} (see --auth-token-file)";
+    const size_t cap = AUTH_TOKEN_MAX + 16;
+    if (!c->abuf && !(c->abuf = malloc(cap))) {
+        set_fatal(n, c, "the server ran out of memory reading this stream");
+        return;
+    }
+    size_t take = len < cap - c->abuf_len ? len : cap - c->abuf_len;
+    memcpy(c->abuf + c->abuf_len, data, take);
+    c->abuf_len += take;
+    size_t used = 0;
+    enum auth_result a = auth_ingest_prefix(c->abuf, c->abuf_len, n->token, n->token_len, &used);
+    if (a == AUTH_MORE && c->abuf_len < cap)
+        return;
+    if (a != AUTH_OK) {
+        auth_failed(n, c, a == AUTH_WRONG ? "wrong token" : "no auth map first");
+        set_fatal(n, c, a == AUTH_WRONG ? "authentication failed: wrong token" : need);
+        return;
+    }
+    c->authed = 1;
+    int rc = ingest_decoder_feed(c->dec, c->abuf + used, c->abuf_len - used);
+    if (rc == 0 && take < len)
+        rc = ingest_decoder_feed(c->dec, data + take, len - take);
+    free(c->abuf);
+    c->abuf = NULL;
+    if (rc == -EPROTO)
+        set_fatal(n, c, ingest_decoder_error(c->dec));
+    else if (rc)
+        set_fatal(n, c, "the server ran out of memory reading this stream");
+}
+
 static void feed(struct netloop *n, struct conn *c, const char *data, size_t len)
 {
     n->stats.bytes_in[c->kind] += len;
@@ -862,6 +975,10 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
         return;
     }
     if (c->kind == NET_INGEST) {
+        if (n->token && !c->authed) {
+            feed_ingest_auth(n, c, data, len);
+            return;
+        }
         int rc = ingest_decoder_feed(c->dec, data, len);
         if (rc == -EPROTO)
             set_fatal(n, c, ingest_decoder_error(c->dec));

@@ -18,8 +18,9 @@ struct netloop_config {
     const char *bind;              /* IPv4 address, e.g. 127.0.0.1 */
     uint16_t ports[NET_LISTENERS]; /* 0: any free port */
     struct ingest_limits limits;
-    uint32_t max_conns; /* default 1024 */
-    int signal_fd;      /* signalfd for SIGTERM/SIGINT: readable means stop */
+    uint32_t max_conns;     /* default 1024 */
+    int signal_fd;          /* signalfd for SIGTERM/SIGINT: readable means stop */
+    const char *auth_token; /* NULL: no authentication; else every port asks for it (net/auth.h) */
 };
 
 struct netloop;

@@ -21,6 +21,12 @@ struct http_in {
     char target[HTTP_TARGET_MAX];
     size_t target_len;
     uint8_t headers_done, complete, saw_field, dead;
+    /* the Authorization header: its field name is matched as it arrives (maybe in pieces) */
+    char field[16];
+    size_t field_len;
+    uint8_t in_value, field_is_auth;
+    char auth[HTTP_AUTH_MAX];
+    size_t auth_len;
     int status, verb, keep_alive, http10;
 };
 
@@ -33,6 +39,8 @@ static int on_message_begin(http_parser *p)
     h->head_len = 0;
     h->headers_done = h->complete = h->saw_field = 0;
     h->status = 0;
+    h->field_len = h->auth_len = 0;
+    h->in_value = h->field_is_auth = 0;
     return 0;
 }
 
@@ -52,7 +60,34 @@ static int on_url(http_parser *p, const char *at, size_t len)
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    ((struct http_in *)p->data)->saw_field = 1;
+    struct http_in *h = p->data;
+    h->saw_field = 1;
+    if (h->in_value) { /* a new field begins */
+        h->in_value = 0;
+        h->field_len = 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (h->field_len < sizeof(h->field))
+            h->field[h->field_len] = (char)(at[i] | 0x20); /* ASCII lower case for letters */
+        h->field_len++;
+    }
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_in *h = p->data;
+    if (!h->in_value) {
+        h->in_value = 1;
+        h->field_is_auth = h->field_len == 13 && memcmp(h->field, "authorization", 13) == 0;
+        if (h->field_is_auth)
+            h->auth_len = 0; /* a repeated header: the last one counts */
+    }
+    if (!h->field_is_auth)
+        return 0;
+    size_t room = sizeof(h->auth) - h->auth_len;
+    memcpy(h->auth + h->auth_len, at, len < room ? len : room);
+    h->auth_len += len < room ? len : room;
     return 0;
 }
 
@@ -89,6 +124,7 @@ static const http_parser_settings settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
     .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_message_complete = on_message_complete,
 };
@@ -153,6 +189,8 @@ static int deliver(struct http_in *h, struct http_request *req)
     req->http10 = h->http10;
     req->target = h->target;
     req->target_len = h->target_len;
+    req->authorization = h->auth;
+    req->authorization_len = h->auth_len;
     if (!h->keep_alive || !h->complete)
         h->dead = 1; /* the answer closes the connection: the rest is never parsed */
     h->headers_done = h->complete = 0;
@@ -447,6 +485,8 @@ const char *http_reason(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 404:
         return "Not Found";
     case 405:

@@ -16,6 +16,7 @@
 #define HTTP_TARGET_MAX (8u * 1024)    /* the request target (path and query string) */
 #define HTTP_IN_MAX     (1024u * 1024) /* received, unparsed bytes; past it the peer is dropped */
 #define HTTP_PARAMS_MAX 32             /* key=value pairs in one query string */
+#define HTTP_AUTH_MAX   1100           /* bytes kept of an Authorization header (longer: cut) */
 
 enum http_verb { HTTP_VERB_GET = 0, HTTP_VERB_HEAD, HTTP_VERB_OTHER };
 
@@ -27,6 +28,8 @@ struct http_request {
     int http10;     /* an HTTP/1.0 client: keep-alive has to be said explicitly */
     const char *target; /* path and query string, valid until the next http_in_* call */
     size_t target_len;
+    const char *authorization; /* the Authorization header's value (empty: none), as target */
+    size_t authorization_len;
 };
 
 struct http_in;

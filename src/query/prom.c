@@ -284,5 +284,9 @@ void prom_render(const msgpack_object *stats, const struct prom_loop *loop, stru
              "Connections accepted since the start, by port.", loop->accepted);
     per_port(out, "cascaded_received_bytes_total", "counter",
              "Bytes received since the start, by port.", loop->bytes_in);
+    per_port(out, "cascaded_auth_failures_total", "counter",
+             "Connections or requests refused for a missing or wrong --auth-token-file token, "
+             "by port.",
+             loop->auth_failures);
     histogram(out, loop);
 }

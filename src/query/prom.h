@@ -22,6 +22,7 @@ struct prom_hist {
 
 struct prom_loop {
     uint64_t open[PROM_PORTS], accepted[PROM_PORTS], bytes_in[PROM_PORTS];
+    uint64_t auth_failures[PROM_PORTS]; /* connections or requests refused for want of the token */
     struct prom_hist latency[PROM_PORTS]; /* rpc and http only */
 };
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "net/auth.h"
 #include "net/loop.h"
 #include "server/writer.h"
 
@@ -25,7 +26,8 @@ struct config {
     char data_dir[PATH_MAX];
     enum wal_fsync fsync;
     unsigned max_conns;
-    unsigned analytics_interval; /* seconds; 0: only on request */
+    unsigned analytics_interval;    /* seconds; 0: only on request */
+    char auth_token_file[PATH_MAX]; /* empty: no authentication */
 };
 
 static const char usage[] =
@@ -37,7 +39,7 @@ static const char usage[] =
     "dir before it is acknowledged, and replayed at start-up.\n"
     "\n"
     "  --bind ADDR             IPv4 address to listen on (default 127.0.0.1; anything else\n"
-    "                          exposes the ports: there is no authentication yet)\n"
+    "                          exposes the ports: use --auth-token-file, and TLS in front)\n"
     "  --ingest-port N         ingest port (default 7400; 0 picks a free port)\n"
     "  --query-port N          msgpack-RPC query port (default 7401; 0 picks a free port)\n"
     "  --http-port N           HTTP port: GET /v1/<method>?..., /metrics, /healthz (default\n"
@@ -49,6 +51,11 @@ static const char usage[] =
     "  --analytics-interval S  recompute PageRank, communities and coordination on a fresh\n"
     "                          snapshot every S seconds when events arrived since (default 60;\n"
     "                          0: only when asked, with the `analytics` method's refresh=true)\n"
+    "  --auth-token-file FILE  a shared secret (16-1024 printable bytes) every client must\n"
+    "                          present: ingest streams begin with {\"auth\": TOKEN}, RPC\n"
+    "                          connections call `auth` token=TOKEN first, HTTP requests to\n"
+    "                          /v1 and /metrics carry `Authorization: Bearer TOKEN` (default:\n"
+    "                          none; the page itself and /healthz stay open)\n"
     "  --config FILE           read `key = value` lines (keys are these option names without\n"
     "                          the dashes; # starts a comment); options given on the command\n"
     "                          line win over the file\n"
@@ -112,6 +119,10 @@ static int set_option(struct config *c, const char *key, const char *val, const 
             rc = -EINVAL;
     } else if (!strcmp(key, "analytics-interval")) {
         rc = parse_uint(val, 86400 * 365, &c->analytics_interval);
+    } else if (!strcmp(key, "auth-token-file")) {
+        rc = *val && strlen(val) < sizeof(c->auth_token_file) ? 0 : -EINVAL;
+        if (!rc)
+            snprintf(c->auth_token_file, sizeof(c->auth_token_file), "%s", val);
     } else if (!strcmp(key, "max-connections")) {
         rc = parse_uint(val, 1u << 20, &c->max_conns);
         rc = rc ? rc : (c->max_conns ? 0 : -EINVAL);
@@ -222,6 +233,25 @@ static int setup_signals(void)
     return signalfd(-1, &set, SFD_CLOEXEC);
 }
 
+/* --auth-token-file's token into *token (malloc'd; NULL without the option). 0 or -1 with a
+ * message on stderr. */
+static int load_token(const struct config *cfg, char **token)
+{
+    char err[PATH_MAX + 128];
+    int loose = 0;
+    *token = NULL;
+    if (!cfg->auth_token_file[0])
+        return 0;
+    if (auth_token_load(cfg->auth_token_file, token, &loose, err, sizeof(err))) {
+        fprintf(stderr, "cascaded: %s\n", err);
+        return -1;
+    }
+    if (loose)
+        log_msg(LOG_WARN, "auth_token_file_readable", "path=%s hint=\"chmod 600 it\"",
+                cfg->auth_token_file);
+    return 0;
+}
+
 static int serve(const struct config *cfg)
 {
     char err[512] = "";
@@ -233,20 +263,24 @@ static int serve(const struct config *cfg)
         fprintf(stderr, "cascaded: cannot set up signals or queues: %s\n", strerror(errno));
         return 1;
     }
-    if (make_dir(cfg->data_dir))
+    char *token;
+    if (make_dir(cfg->data_dir) || load_token(cfg, &token))
         return 1;
     if (writer_start(&w, cfg->data_dir, cfg->fsync, (uint64_t)cfg->analytics_interval * 1000, &done,
                      err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
+        free(token);
         return 1;
     }
-    struct netloop_config nc = {.bind = cfg->bind, .max_conns = cfg->max_conns, .signal_fd = sfd};
+    struct netloop_config nc = {
+        .bind = cfg->bind, .max_conns = cfg->max_conns, .signal_fd = sfd, .auth_token = token};
     for (int i = 0; i < NET_LISTENERS; i++)
         nc.ports[i] = (uint16_t)cfg->ports[i];
     ingest_limits_default(&nc.limits);
     if (netloop_new(&nc, &w.in, &done, &n, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         writer_stop(&w);
+        free(token);
         return 1;
     }
     uint16_t ports[NET_LISTENERS];
@@ -258,6 +292,7 @@ static int serve(const struct config *cfg)
     int rc = netloop_run(n);
     netloop_free(n);
     writer_stop(&w);
+    free(token);
     bqueue_destroy(&done);
     close(sfd);
     log_msg(LOG_INFO, "stopped", "status=%d", rc ? 1 : 0);

@@ -1,0 +1,158 @@
+/* --auth-token-file: the shared secret and the first message of each port (see auth.h). The
+ * comparison never exits early, so that the time of a wrong guess says nothing about how much
+ * of it was right. */
+#include "net/auth.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int load_fail(char *err, size_t errlen, int rc, const char *path, const char *why)
+{
+    snprintf(err, errlen, "--auth-token-file %s: %s", path, why);
+    return rc;
+}
+
+int auth_token_load(const char *path, char **out, int *loose, char *err, size_t errlen)
+{
+    char buf[AUTH_TOKEN_MAX + 64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return load_fail(err, errlen, -errno, path, strerror(errno));
+    struct stat st;
+    ssize_t n = fstat(fd, &st) == 0 ? read(fd, buf, sizeof(buf)) : -1;
+    int saved = errno;
+    close(fd);
+    if (n < 0)
+        return load_fail(err, errlen, -saved, path, strerror(saved));
+    if ((size_t)n == sizeof(buf))
+        return load_fail(err, errlen, -EINVAL, path, "longer than 1024 bytes");
+    size_t lo = 0, hi = (size_t)n;
+    while (lo < hi && isspace((unsigned char)buf[lo]))
+        lo++;
+    while (hi > lo && isspace((unsigned char)buf[hi - 1]))
+        hi--;
+    if (hi - lo < AUTH_TOKEN_MIN)
+        return load_fail(err, errlen, -EINVAL, path,
+                         "the token is shorter than 16 bytes (e.g. `openssl rand -hex 32`)");
+    if (hi - lo > AUTH_TOKEN_MAX)
+        return load_fail(err, errlen, -EINVAL, path, "longer than 1024 bytes");
+    for (size_t i = lo; i < hi; i++)
+        if (!isgraph((unsigned char)buf[i]))
+            return load_fail(err, errlen, -EINVAL, path,
+                             "the token must be printable ASCII without spaces");
+    char *t = malloc(hi - lo + 1);
+    if (!t)
+        return load_fail(err, errlen, -ENOMEM, path, "out of memory");
+    memcpy(t, buf + lo, hi - lo);
+    t[hi - lo] = '\0';
+    *out = t;
+    *loose = (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
+    return 0;
+}
+
+int auth_token_equal(const char *want, size_t wlen, const char *got, size_t glen)
+{
+    volatile unsigned char diff = (unsigned char)(wlen != glen);
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)(want[i] ^ (i < glen ? got[i] : (char)~want[i]));
+    return diff == 0;
+}
+
+/* A msgpack str header at buf: 1 with its body's offset and length, 0 incomplete, -1 not a
+ * str (or longer than any token). */
+static int str_head(const unsigned char *b, size_t len, size_t *off, size_t *slen)
+{
+    if (len < 1)
+        return 0;
+    if ((b[0] & 0xe0) == 0xa0) {
+        *off = 1;
+        *slen = b[0] & 0x1f;
+    } else if (b[0] == 0xd9) {
+        if (len < 2)
+            return 0;
+        *off = 2;
+        *slen = b[1];
+    } else if (b[0] == 0xda) {
+        if (len < 3)
+            return 0;
+        *off = 3;
+        *slen = (size_t)b[1] << 8 | b[2];
+    } else {
+        return -1;
+    }
+    return *slen <= AUTH_TOKEN_MAX ? 1 : -1;
+}
+
+enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *token, size_t tlen,
+                                    size_t *used)
+{
+    static const unsigned char key[] = {0x81, 0xa4, 'a', 'u', 't', 'h'};
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t k = len < sizeof(key) ? len : sizeof(key);
+    if (memcmp(b, key, k) != 0)
+        return AUTH_MISSING;
+    if (len < sizeof(key))
+        return AUTH_MORE;
+    size_t off, slen;
+    int h = str_head(b + sizeof(key), len - sizeof(key), &off, &slen);
+    if (h <= 0)
+        return h < 0 ? AUTH_WRONG : AUTH_MORE;
+    off += sizeof(key);
+    if (len - off < slen)
+        return AUTH_MORE;
+    *used = off + slen;
+    return auth_token_equal(token, tlen, buf + off, slen) ? AUTH_OK : AUTH_WRONG;
+}
+
+static int obj_is(const msgpack_object *o, const char *s)
+{
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+enum auth_result auth_rpc_request(const msgpack_object *req, const char *token, size_t tlen,
+                                  uint64_t *msgid)
+{
+    *msgid = 0;
+    if (req->type != MSGPACK_OBJECT_ARRAY || req->via.array.size != 4)
+        return AUTH_MISSING;
+    const msgpack_object *a = req->via.array.ptr;
+    if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *msgid = a[1].via.u64;
+    if (!obj_is(&a[2], "auth"))
+        return AUTH_MISSING;
+    if (a[3].type != MSGPACK_OBJECT_ARRAY || a[3].via.array.size != 1 ||
+        a[3].via.array.ptr[0].type != MSGPACK_OBJECT_MAP)
+        return AUTH_WRONG;
+    const msgpack_object_map *m = &a[3].via.array.ptr[0].via.map;
+    for (uint32_t i = 0; i < m->size; i++)
+        if (obj_is(&m->ptr[i].key, "token") && m->ptr[i].val.type == MSGPACK_OBJECT_STR)
+            return auth_token_equal(token, tlen, m->ptr[i].val.via.str.ptr,
+                                    m->ptr[i].val.via.str.size)
+                       ? AUTH_OK
+                       : AUTH_WRONG;
+    return AUTH_WRONG;
+}
+
+const char *auth_bearer(const char *value, size_t len, size_t *tok_len)
+{
+    *tok_len = 0;
+    while (len && (*value == ' ' || *value == '\t'))
+        value++, len--;
+    if (len < 7 || strncasecmp(value, "bearer ", 7) != 0)
+        return NULL;
+    value += 7;
+    len -= 7;
+    while (len && (*value == ' ' || *value == '\t'))
+        value++, len--;
+    while (len && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    *tok_len = len;
+    return len ? value : NULL;
+}

@@ -1,0 +1,46 @@
+/* The optional shared secret of --auth-token-file: loading it, comparing in constant time, and
+ * recognising the first message a client sends to prove it knows it on each port (ingest: the
+ * value {"auth": TOKEN}; msgpack-RPC: [0, msgid, "auth", [{"token": TOKEN}]]; HTTP: an
+ * `Authorization: Bearer TOKEN` header, checked in net/loop.c). Nothing here does network I/O. */
+#ifndef NET_AUTH_H
+#define NET_AUTH_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_TOKEN_MIN 16   /* bytes: shorter secrets are refused at start-up */
+#define AUTH_TOKEN_MAX 1024 /* bytes */
+
+/* Reads the token from path (surrounding whitespace trimmed). *out is malloc'd, NUL-terminated,
+ * owned by the caller. *loose is set when group or others may read the file (the caller warns).
+ * 0, or a negative errno with a message for the user in err. */
+int auth_token_load(const char *path, char **out, int *loose, char *err, size_t errlen);
+
+/* 1 when got equals want. The time taken depends on want's length only, not on where the two
+ * differ nor on got's length. */
+int auth_token_equal(const char *want, size_t wlen, const char *got, size_t glen);
+
+enum auth_result {
+    AUTH_MORE = 0, /* not a whole message yet */
+    AUTH_OK,       /* the right token */
+    AUTH_WRONG,    /* an auth message with the wrong token */
+    AUTH_MISSING,  /* something else came first */
+};
+
+/* Ingest port: looks at the first bytes of the stream, which must be exactly the msgpack map
+ * {"auth": TOKEN} (one key, a str value). Parsed by hand, so that no declared length of
+ * untrusted bytes ever sizes an allocation. On AUTH_OK, *used gets the bytes the map took (the
+ * events follow it). */
+enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *token, size_t tlen,
+                                    size_t *used);
+
+/* msgpack-RPC: req is a decoded request. AUTH_MISSING unless it calls the `auth` method;
+ * *msgid gets its msgid (0 when there is none) for the answer. */
+enum auth_result auth_rpc_request(const msgpack_object *req, const char *token, size_t tlen,
+                                  uint64_t *msgid);
+
+/* The token of an `Authorization: Bearer TOKEN` header value, or NULL (*len 0). */
+const char *auth_bearer(const char *value, size_t len, size_t *tok_len);
+
+#endif

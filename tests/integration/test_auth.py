@@ -1,0 +1,180 @@
+"""--auth-token-file against the real server: every port refuses a client without the token or
+with a wrong one (a clear message, a counter in /metrics, nothing ingested, the server unharmed),
+and serves one that presents it: ingest streams that begin with {"auth": TOKEN} (also split
+across packets), RPC connections that call `auth` first, HTTP requests with a Bearer header; the
+page and /healthz stay open; cascade-replay and cascade-cli take --auth-token-file; start-up
+refuses a short token. argv: the directory of cascaded, the tools dir."""
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import msgpack  # noqa: E402
+
+import harness  # noqa: E402
+from harness import IngestConn, Rpc, Server, check  # noqa: E402
+
+TOKEN = 'k3y-' + 'x' * 28 + '-s3cret'
+
+
+def get(port, path, token=None):
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    try:
+        c.request('GET', path, headers={'Authorization': f'Bearer {token}'} if token else {})
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+def events(prefix, n):
+    return [{'post': f'{prefix}{i}', 'actor': f'a{i % 7}', 'ts': 1000 + i,
+             **({'parent': f'{prefix}{i // 2}'} if i else {})} for i in range(n)]
+
+
+def stats(srv):
+    _, _, body = get(srv.http, '/v1/stats', TOKEN)
+    return json.loads(body)
+
+
+def check_ingest(srv):
+    c = IngestConn(srv.ingest)
+    c.send(msgpack.packb(events('n', 3)))
+    c.wait_closed()
+    check('ingest without the auth map: fatal, names the map', 'auth' in (c.fatal() or ''), str(c.msgs))
+    c.close()
+    c = IngestConn(srv.ingest)
+    c.send(msgpack.packb({'auth': 'wrong-token-wrong-token'}) + msgpack.packb(events('w', 3)))
+    c.wait_closed()
+    check('ingest with a wrong token: fatal "wrong token"', 'wrong token' in (c.fatal() or ''), str(c.msgs))
+    c.close()
+    check('nothing of the refused streams was ingested', stats(srv)['accepted'] == 0, str(stats(srv)))
+    # the right token, the map split across two sends, events in the same packet as its end
+    c = IngestConn(srv.ingest)
+    data = msgpack.packb({'auth': TOKEN}) + msgpack.packb(events('ok', 10))
+    c.send(data[:9])
+    time.sleep(0.2)
+    c.send(data[9:])
+    ack = c.wait_total(10)
+    check('ingest after {"auth": TOKEN} (split): every event acked', ack.get('ok') == 10 and c.fatal() is None,
+          f'{ack} {c.msgs}')
+    c.close()
+
+
+def check_rpc(srv):
+    r = Rpc(srv.query)
+    err, res = r.call('stats')
+    check('RPC without auth: 401 naming the auth request', err and err.get('code') == 401
+          and 'auth' in err.get('message', ''), str(err))
+    r.close()
+    r = Rpc(srv.query)
+    err, res = r.call('auth', token='not-the-token-at-all')
+    check('RPC auth with a wrong token: 401', err and err.get('code') == 401 and 'wrong' in err['message'], str(err))
+    r.close()
+    r = Rpc(srv.query)
+    err, res = r.call('auth', token=TOKEN)
+    check('RPC auth with the token', err is None and res == {'authenticated': True}, f'{err} {res}')
+    err, res = r.call('stats')
+    check('RPC after auth: answered', err is None and res.get('accepted') == 10, f'{err} {res}')
+    r.close()
+
+
+def check_http(srv):
+    st, h, body = get(srv.http, '/v1/stats')
+    check('HTTP /v1 without a token: 401 with WWW-Authenticate', st == 401 and 'Bearer' in
+          h.get('WWW-Authenticate', '') and b'Authorization' in body, f'{st} {h} {body!r}')
+    st, _, _ = get(srv.http, '/metrics', 'wrong-token-wrong-token')
+    check('HTTP /metrics with a wrong token: 401', st == 401, str(st))
+    st, _, body = get(srv.http, '/v1/cascade?post=ok0', TOKEN)
+    check('HTTP with the Bearer token: answered', st == 200 and json.loads(body).get('size') == 10,
+          f'{st} {body[:200]!r}')
+    for path in ('/healthz', '/', '/ui/cascade/ok0'):
+        st, _, _ = get(srv.http, path)
+        check(f'{path} needs no token', st == 200, str(st))
+    _, _, body = get(srv.http, '/metrics', TOKEN)
+    text = body.decode()
+    counts = {p: int(line.rsplit(' ', 1)[1]) for line in text.splitlines()
+              if line.startswith('cascaded_auth_failures_total{')
+              for p in ('ingest', 'rpc', 'http') if f'port="{p}"' in line}
+    check('/metrics counts the refusals per port', counts == {'ingest': 2, 'rpc': 2, 'http': 2}, str(counts))
+
+
+def check_tools(srv, tools, tmp):
+    tokfile = os.path.join(tmp, 'token')
+    with open(tokfile, 'w') as f:
+        f.write(TOKEN + '\n')
+    os.chmod(tokfile, 0o600)
+    dump = os.path.join(tmp, 'dump.ndjson')
+    with open(dump, 'w') as f:
+        for e in events('r', 50):
+            f.write(json.dumps(e) + '\n')
+    replay = os.path.join(tools, 'cascade-replay')
+    p = subprocess.run([replay, '--quiet', '--port', str(srv.ingest), '--auth-token-file', tokfile, dump],
+                       capture_output=True, text=True, timeout=60)
+    check('cascade-replay --auth-token-file: all acked', p.returncode == 0 and 'ok 50' in p.stdout,
+          f'{p.returncode} {p.stdout} {p.stderr}')
+    p = subprocess.run([replay, '--quiet', '--port', str(srv.ingest), dump], capture_output=True, text=True,
+                       timeout=60)
+    check('cascade-replay without the token: fails, says why', p.returncode != 0 and 'auth' in p.stderr,
+          f'{p.returncode} {p.stdout} {p.stderr}')
+    cli = os.path.join(tools, 'cascade-cli')
+    p = subprocess.run([cli, '--port', str(srv.query), '--auth-token-file', tokfile, '--json', 'cascade',
+                        'post=r0'], capture_output=True, text=True, timeout=60)
+    check('cascade-cli --auth-token-file: answered', p.returncode == 0 and json.loads(p.stdout).get('size') == 50,
+          f'{p.returncode} {p.stdout[:300]} {p.stderr}')
+    p = subprocess.run([cli, '--port', str(srv.query), 'stats'], capture_output=True, text=True, timeout=60)
+    check('cascade-cli without the token: exit 1 with the 401 message', p.returncode == 1
+          and 'auth' in p.stderr, f'{p.returncode} {p.stderr}')
+
+
+def check_startup(bin_dir, tmp):
+    short = os.path.join(tmp, 'short')
+    with open(short, 'w') as f:
+        f.write('tooshort\n')
+    p = subprocess.run([os.path.join(bin_dir, 'cascaded'), '--ingest-port', '0', '--query-port', '0',
+                        '--http-port', '0', '--data-dir', os.path.join(tmp, 'd2'), '--auth-token-file', short],
+                       capture_output=True, text=True, timeout=30)
+    check('a short token is refused at start-up', p.returncode != 0 and '16 bytes' in p.stderr, p.stderr)
+    p = subprocess.run([os.path.join(bin_dir, 'cascaded'), '--ingest-port', '0', '--query-port', '0',
+                        '--http-port', '0', '--data-dir', os.path.join(tmp, 'd3'), '--auth-token-file',
+                        os.path.join(tmp, 'missing')], capture_output=True, text=True, timeout=30)
+    check('a missing token file is refused at start-up', p.returncode != 0 and 'missing' in p.stderr, p.stderr)
+
+
+def main():
+    bin_dir, tools = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix='cascade-auth-')
+    tokfile = os.path.join(tmp, 'server-token')
+    with open(tokfile, 'w') as f:
+        f.write(f'  {TOKEN}\n')
+    os.chmod(tokfile, 0o600)
+    srv = Server(bin_dir, os.path.join(tmp, 'data'), '--auth-token-file', tokfile)
+    try:
+        srv.start()
+        check_ingest(srv)
+        check_rpc(srv)
+        check_http(srv)
+        check_tools(srv, tools, tmp)
+        check_startup(bin_dir, tmp)
+        check('the server survived every refusal', srv.alive())
+        check('SIGTERM exits 0', srv.stop() == 0)
+        reports = harness.sanitizer_reports([srv.err_path])
+        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        check('the test ran to its end', False, repr(e))
+    finally:
+        srv.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f'{harness.passed} passed, {harness.failed} failed')
+    sys.exit(1 if harness.failed else 0)
+
+
+if __name__ == '__main__':
+    main()
