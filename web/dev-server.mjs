@@ -21,12 +21,15 @@ const dir = resolve(args.dir || 'dist');
 const port = Number(args.port || 20080);
 const api = new URL(args.api || 'http://127.0.0.1:7402');
 
+// The same Content-Security-Policy cascaded sends (src/query/web.h), so that a violation shows here first.
+const CSP =
+  "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'";
 const types = { 'app.js': 'text/javascript; charset=utf-8', 'app.css': 'text/css; charset=utf-8' };
 
 async function send(res, file, type) {
   try {
     const body = await readFile(join(dir, file));
-    res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store' });
+    res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'content-security-policy': CSP });
     res.end(body);
   } catch (e) {
     res.writeHead(500, { 'content-type': 'text/plain' });

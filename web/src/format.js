@@ -45,6 +45,12 @@ export function utc(ts) {
   return new Date(ts).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
 }
 
+// "2023-11-15 14:24:46": for figures whose label already says UTC.
+export function utcShort(ts) {
+  if (ts === null || ts === undefined) return dash;
+  return new Date(ts).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+}
+
 export function duration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return dash;
   const s = Math.round(ms / 1000);
@@ -60,6 +66,7 @@ export function duration(ms) {
 
 // Short relative durations for ticks ("+5 min").
 export function shortDuration(ms) {
+  if (ms === 0) return '0 s';
   if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 60e3) return `${+(ms / 1000).toFixed(1)} s`;
   if (ms < 3600e3) return `${+(ms / 60e3).toFixed(1)} min`;

@@ -55,12 +55,13 @@ function panel(p) {
 function draw({ p, svg }, rows, total) {
   const height = TOP + rows.length * ROW + AXIS;
   svg.attr('viewBox', `0 0 ${W} ${height}`);
-  const vmax =
+  let vmax =
     p.kind === 'dist'
       ? Math.max(1e-9, ...rows.map((r) => Math.max(r[`${p.key}_mean`], r[`${p.key}_p90`], r[`${p.key}_median`])))
       : Math.max(1e-9, ...rows.map((r) => value(p, r)));
+  // All zero (e.g. median durations when most cascades are one post): a unit axis, not five "0"s.
   const x = scaleLinear()
-    .domain([0, vmax * 1.05])
+    .domain([0, vmax > 1e-9 ? vmax * 1.05 : 1])
     .nice()
     .range([NAME_W, W - VALUE_W]);
 

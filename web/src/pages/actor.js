@@ -5,7 +5,7 @@
 // answers 503 until the analytics worker ran: shown as "not computed yet" and asked again later.
 import { api, poll, retrying, ApiError, NetworkError, isUnknownMethod } from '../api.js';
 import { h, link, replace, actorHref, cascadeHref, errorBox, emptyBox } from '../dom.js';
-import { int, num, utc, duration, pagerank } from '../format.js';
+import { int, num, utc, utcShort, duration, pagerank } from '../format.js';
 import { createMetrics } from '../components/metrics.js';
 import { createTable } from '../components/table.js';
 import { labelBadge, labelName } from '../components/labels.js';
@@ -53,8 +53,8 @@ export function mountActor(root, { id }, signal) {
       { key: 'amplifiers', label: 'Amplifiers', fmt: int, help: 'distinct other actors who reshared it' },
       { key: 'reach', label: 'Reach', fmt: int, help: 'posts with one of its posts as a proper ancestor' },
       { key: 'cascades', label: 'Cascades', fmt: int },
-      { key: 'first_ts', label: 'First post', fmt: utc },
-      { key: 'last_ts', label: 'Last post', fmt: utc },
+      { key: 'first_ts', label: 'First post (UTC)', fmt: utcShort },
+      { key: 'last_ts', label: 'Last post (UTC)', fmt: utcShort },
       {
         key: 'pagerank',
         label: 'PageRank',

@@ -5,7 +5,7 @@
 // under the analyst's eyes: a button offers to load the new posts.
 import { api, apiUrl, poll, retrying, ApiError, NetworkError } from '../api.js';
 import { h, link, setText, replace, actorHref, cascadeHref, errorBox } from '../dom.js';
-import { int, num, utc, duration, isoTime, shortDuration } from '../format.js';
+import { int, num, utc, utcShort, duration, isoTime, shortDuration } from '../format.js';
 import { createMetrics } from '../components/metrics.js';
 import { labelBadge } from '../components/labels.js';
 import { createCascadeTree, buildTree, timeColor, depthColor } from '../components/cascade-tree.js';
@@ -78,8 +78,8 @@ export function mountCascade(root, { post }, signal) {
       { key: 'max_breadth', label: 'Max breadth', fmt: int, help: 'most nodes at one depth' },
       { key: 'structural_virality', label: 'Structural virality', fmt: num, help: 'mean distance between two nodes (Goel et al. 2016)' },
       { key: 'unique_actors', label: 'Unique actors', fmt: int },
-      { key: 'first_ts', label: 'First post', fmt: utc },
-      { key: 'last_ts', label: 'Last post', fmt: utc },
+      { key: 'first_ts', label: 'First post (UTC)', fmt: utcShort },
+      { key: 'last_ts', label: 'Last post (UTC)', fmt: utcShort },
       { key: 'duration_ms', label: 'Duration', fmt: duration },
     ]);
     metrics.update(rec);

@@ -5,7 +5,7 @@
 // it is slow (20x its own latency): a dashboard left open must not steal the ingest's time.
 import { api, poll, NetworkError, ApiError } from '../api.js';
 import { h, link, setText, replace, cascadeHref, actorHref, errorBox, emptyBox } from '../dom.js';
-import { int, num, pagerank, utc, duration } from '../format.js';
+import { int, num, pagerank, utc, duration, shortDuration } from '../format.js';
 import { createStats } from '../components/stats.js';
 import { createTable } from '../components/table.js';
 import { createLabelCharts } from '../components/label-charts.js';
@@ -41,8 +41,9 @@ function truncate(s, n) {
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
 }
 
+// Content keys are mostly URLs: the scheme is noise in a narrow column (the full key is the title).
 function content(c) {
-  return c ? h('span', { class: 'content', title: c }, truncate(c, 42)) : h('span', { class: 'muted' }, '—');
+  return c ? h('span', { class: 'content', title: c }, truncate(c.replace(/^https?:\/\//, ''), 28)) : h('span', { class: 'muted' }, '—');
 }
 
 export function mountOverview(root, _params, signal) {
@@ -68,6 +69,7 @@ export function mountOverview(root, _params, signal) {
 
   // --- viral now --------------------------------------------------------------------------------
   let maxGrowth = 1;
+  let newestTs = 0; // newest event time, from stats: "now" for event-time windows
   const viral = createTable({
     key: (r) => r.root,
     caption: 'Cascades with the most posts in the window',
@@ -93,7 +95,6 @@ export function mountOverview(root, _params, signal) {
         sig: (r) => `${r.growth}/${maxGrowth}`,
       },
       { title: 'Size', cls: 'num', text: (r) => int(r.size) },
-      { title: 'Depth', cls: 'num', text: (r) => int(r.depth) },
       { title: 'Virality', cls: 'num', help: 'structural virality', text: (r) => num(r.structural_virality) },
       { title: 'Label', node: (r) => labelBadge(r.label), sig: (r) => labelName(r.label) },
       {
@@ -102,7 +103,13 @@ export function mountOverview(root, _params, signal) {
         sig: (r) => r.root_actor,
       },
       { title: 'Content', node: (r) => content(r.content), sig: (r) => r.content ?? '' },
-      { title: 'Last post', cls: 'nowrap', text: (r) => utc(r.last_ts) },
+      {
+        title: 'Last post',
+        cls: 'num nowrap',
+        help: 'event time of its last post, before the newest event received',
+        node: (r) => h('span', { title: utc(r.last_ts) }, newestTs === r.last_ts ? 'newest' : newestTs && newestTs > r.last_ts ? `−${shortDuration(newestTs - r.last_ts)}` : utc(r.last_ts)),
+        sig: (r) => `${r.last_ts}/${newestTs}`,
+      },
     ],
   });
   viral.el.dataset.testid = 'viral-table';
@@ -161,7 +168,6 @@ export function mountOverview(root, _params, signal) {
           state.limit,
           (v) => {
             state.limit = Number(v);
-            viralList.dataset.limit = v;
             remember();
             refreshViral.now();
           },
@@ -173,8 +179,8 @@ export function mountOverview(root, _params, signal) {
     viralStatus,
     viralList,
   );
-  viralList.dataset.limit = String(state.limit);
-  viralList.dataset.window = String(state.window);
+  // data-window / data-limit: the query behind the rows on screen (tests repeat it against the API).
+  let shown = { window: null, limit: null };
 
   const actorsPanel = h(
     'section',
@@ -246,6 +252,7 @@ export function mountOverview(root, _params, signal) {
       const s = await api('stats', {}, { signal });
       stats.update(s);
       version = `${s.accepted}`;
+      newestTs = s.newest_ts;
       setText(newest, s.newest_ts ? `Newest event ${utc(s.newest_ts)} · up ${duration(s.uptime_ms)} · cascaded ${s.version}` : `cascaded ${s.version} · no events yet`);
       if (s.posts === 0) {
         emptyNote.hidden = false;
@@ -267,7 +274,7 @@ export function mountOverview(root, _params, signal) {
 
   const refreshViral = poll(
     async () => {
-      if (!due('viral') && viralList.dataset.window === String(state.window) && viral.el.dataset.limit === String(state.limit)) return 500;
+      if (!due('viral') && shown.window === state.window && shown.limit === state.limit) return 500;
       const v = version;
       const want = { window: state.window, limit: state.limit };
       try {
@@ -275,8 +282,9 @@ export function mountOverview(root, _params, signal) {
         if (want.window !== state.window || want.limit !== state.limit) return 0; // changed meanwhile
         maxGrowth = Math.max(1, ...rows.map((r) => r.growth));
         viral.update(rows);
+        shown = want;
         viralList.dataset.window = String(want.window);
-        viral.el.dataset.limit = String(want.limit);
+        viralList.dataset.limit = String(want.limit);
         setText(viralSub, `Cascades ranked by their posts in the last ${windowText()} of event time (up to the newest event).`);
         viralStatus.replaceChildren();
         seen.viral = v;
