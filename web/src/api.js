@@ -59,6 +59,56 @@ setInterval(() => {
   el.textContent = state === 'down' ? 'offline' : state === 'live' ? 'live' : lastOk ? 'idle' : '';
 }, 500);
 
+// --- access token ------------------------------------------------------------------------------
+// A cascaded started with --auth-token-file serves this page openly but answers /v1 with 401
+// unless the request carries "Authorization: Bearer TOKEN". The page then asks for the token once
+// and keeps it for the browser tab only (sessionStorage), never in the URL.
+const TOKEN_KEY = 'cascaded.token';
+
+export function authHeaders() {
+  let t = null;
+  try {
+    t = sessionStorage.getItem(TOKEN_KEY);
+  } catch {}
+  return t ? { authorization: `Bearer ${t}` } : {};
+}
+
+function askToken(message) {
+  if (document.getElementById('auth-form')) return;
+  const form = document.createElement('form');
+  form.id = 'auth-form';
+  form.className = 'auth-form';
+  form.innerHTML =
+    '<strong>This cascaded needs an access token.</strong> <span class="auth-msg"></span>' +
+    '<label class="sr-only" for="auth-token">Access token</label>' +
+    '<input id="auth-token" type="password" autocomplete="current-password" placeholder="token" required>' +
+    '<button type="submit" class="btn">Use token</button>';
+  form.querySelector('.auth-msg').textContent = `(${message})`;
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    try {
+      sessionStorage.setItem(TOKEN_KEY, form.querySelector('input').value.trim());
+    } catch {}
+    form.remove();
+    window.dispatchEvent(new CustomEvent('cascaded:reload'));
+  });
+  document.querySelector('.topbar')?.after(form);
+  form.querySelector('input').focus();
+}
+
+// Downloads (GraphML, DOT) are plain links; with a token they must carry the header, so the
+// file is fetched here and handed to the browser as a blob.
+export async function download(url, filename) {
+  const res = await fetch(url, { headers: authHeaders(), cache: 'no-store' });
+  if (!res.ok) throw new ApiError(res.status, `${url}: HTTP ${res.status}`);
+  const href = URL.createObjectURL(await res.blob());
+  const a = Object.assign(document.createElement('a'), { href, download: filename });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 10000);
+}
+
 // --- requests ----------------------------------------------------------------------------------
 
 export function apiUrl(method, params = {}) {
@@ -72,7 +122,7 @@ export async function api(method, params = {}, { signal } = {}) {
   const url = apiUrl(method, params);
   let res, text;
   try {
-    res = await fetch(url, { signal, cache: 'no-store', headers: { accept: 'application/json' } });
+    res = await fetch(url, { signal, cache: 'no-store', headers: { accept: 'application/json', ...authHeaders() } });
     text = await res.text();
   } catch (e) {
     if (e.name === 'AbortError') throw e;
@@ -93,6 +143,7 @@ export async function api(method, params = {}, { signal } = {}) {
   }
   if (!res.ok || (body && typeof body === 'object' && !Array.isArray(body) && body.error && res.status >= 400)) {
     const msg = body && body.error && body.error.message ? body.error.message : `HTTP ${res.status}`;
+    if (res.status === 401) askToken(msg);
     throw new ApiError(body?.error?.code ?? res.status, msg, method);
   }
   return body;

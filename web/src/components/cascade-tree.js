@@ -5,7 +5,8 @@
 // (no incremental state to get wrong) and writes how many nodes it drew into data-drawn.
 //
 // Encoding:
-//   colour  time since the root (sqrt scale: most reshares come early) or depth (a toggle)
+//   colour  time since the root on a log scale (reshare delays are roughly log-normal: seconds,
+//           minutes and hours all get their own hues), or depth (a toggle)
 //   shape   square: a page; circle: an account, or an actor whose type was not fetched
 //   hollow, dashed outline: a placeholder (a parent referred to but never received)
 //   edges   share: solid; quote: dashed; reply: dotted
@@ -22,7 +23,9 @@ const SPACING = 9; // minimum distance between neighbouring leaves
 const LEVEL = 110; // distance between depths in the left-to-right tree
 const TIME_BUCKETS = 48; // colours are batched: one canvas path per colour
 
-export const timeColor = (f) => interpolatePlasma(0.02 + 0.8 * Math.sqrt(Math.max(0, Math.min(1, f))));
+export const timeColor = (f) => interpolatePlasma(0.02 + 0.8 * Math.max(0, Math.min(1, f)));
+// Where a time falls on the colour scale: log of the delay after the root, in seconds.
+export const timeFraction = (dt, span) => (span > 0 ? Math.log1p(Math.max(0, dt) / 1000) / Math.log1p(span / 1000) : 0);
 export const depthColor = (d) => (d === 0 ? '#1f2a44' : schemeTableau10[(d - 1) % 10]);
 const EDGE_DASH = { share: [], post: [], quote: [4, 3], reply: [1, 2.5] };
 
@@ -116,8 +119,7 @@ export function createCascadeTree({ onSelect, actorType = () => undefined } = {}
 
   function colorOf(n) {
     if (colorBy === 'depth') return depthColor(n.depth);
-    const span = Math.max(1, tmax - tmin);
-    const f = Math.round(((n.t - tmin) / span) * TIME_BUCKETS) / TIME_BUCKETS;
+    const f = Math.round(timeFraction(n.t - tmin, tmax - tmin) * TIME_BUCKETS) / TIME_BUCKETS;
     return timeColor(f);
   }
 

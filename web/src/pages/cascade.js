@@ -3,15 +3,15 @@
 // downloads. Any post of the cascade can be the URL's id: the page then opens with that post
 // selected. The metrics are polled every 3 s; when the cascade grew, the tree is not re-laid out
 // under the analyst's eyes: a button offers to load the new posts.
-import { api, apiUrl, poll, retrying, ApiError, NetworkError } from '../api.js';
+import { api, apiUrl, poll, retrying, ApiError, NetworkError, authHeaders, download } from '../api.js';
 import { h, link, setText, replace, actorHref, cascadeHref, errorBox } from '../dom.js';
 import { int, num, utc, utcShort, duration, isoTime, shortDuration } from '../format.js';
 import { createMetrics } from '../components/metrics.js';
 import { labelBadge } from '../components/labels.js';
-import { createCascadeTree, buildTree, timeColor, depthColor } from '../components/cascade-tree.js';
+import { createCascadeTree, buildTree, timeColor, timeFraction, depthColor } from '../components/cascade-tree.js';
 
 const TREE_LIMIT = 100000;
-const TYPE_LOOKUPS = 200; // actor records fetched at most to tell pages from accounts
+const TYPE_LOOKUPS = 400; // actor records fetched at most to tell pages from accounts
 const SLIDER_MAX = 1000;
 
 function segmented(name, legend, options, value, onchange) {
@@ -119,12 +119,17 @@ export function mountCascade(root, { post }, signal) {
     let colorBy = 'time';
     function drawColourLegend() {
       if (colorBy === 'time') {
+        const span = Math.max(0, tmax - tmin);
         const stops = Array.from({ length: 11 }, (_, i) => `${timeColor(i / 10)} ${i * 10}%`).join(',');
+        // Tick marks at round delays that fall inside the cascade's life, placed on the log scale.
+        const ticks = [60e3, 600e3, 3600e3, 86400e3, 7 * 86400e3]
+          .filter((d) => d < span * 0.85 && timeFraction(d, span) > 0.15)
+          .map((d) => h('span', { class: 'tick', style: `left:${(100 * timeFraction(d, span)).toFixed(1)}%` }, shortDuration(d)));
         replace(
           colourLegend,
           h('span', {}, 'root'),
-          h('span', { class: 'gradient', style: `background:linear-gradient(90deg,${stops})`, title: 'time since the root post, square-root scale' }),
-          h('span', {}, `+${shortDuration(Math.max(0, tmax - tmin))}`),
+          h('span', { class: 'gradient', style: `background:linear-gradient(90deg,${stops})`, title: 'time since the root post, log scale' }, ticks),
+          h('span', {}, `+${shortDuration(span)}`),
         );
       } else {
         const depths = Array.from({ length: Math.min(view.maxDepth(), 12) + 1 }, (_, d) => d);
@@ -258,7 +263,16 @@ export function mountCascade(root, { post }, signal) {
       ),
       h(
         'div',
-        { class: 'downloads' },
+        {
+          class: 'downloads',
+          // Plain links unless a token is in use (then the request must carry it: see download()).
+          onclick: (e) => {
+            const a = e.target.closest('a[download]');
+            if (!a || !authHeaders().authorization) return;
+            e.preventDefault();
+            download(a.getAttribute('href'), a.getAttribute('download')).catch((err) => alert(err.message));
+          },
+        },
         h('a', { class: 'btn', href: apiUrl('cascade', { post: rec.root, format: 'graphml' }), download: `${rec.root}.graphml`, 'data-testid': 'download-graphml' }, '⤓ GraphML'),
         h('a', { class: 'btn', href: apiUrl('cascade', { post: rec.root, format: 'dot' }), download: `${rec.root}.dot`, 'data-testid': 'download-dot' }, '⤓ DOT'),
       ),
