@@ -67,6 +67,7 @@ struct ingest_decoder {
     uint64_t delivered;  /* stream bytes of the values fully delivered */
 
     char err[160];
+    enum ingest_violation violation; /* which limit ended the stream, if one did */
 };
 
 void ingest_limits_default(struct ingest_limits *l)
@@ -196,21 +197,25 @@ static int check_counts(struct ingest_decoder *d, const struct header *h, uint64
     bool container = h->kind == H_ARRAY || h->kind == H_MAP;
 
     if (container && d->sc.depth + 1 > l->max_depth) {
+        d->violation = INGEST_LIMIT_DEPTH;
         set_error(d, "nesting depth of %u exceeds the limit of %u at byte %llu", d->sc.depth + 1,
                   l->max_depth, pos);
         return -EPROTO;
     }
     if (h->kind == H_ARRAY && n > l->max_array) {
+        d->violation = INGEST_LIMIT_ARRAY;
         set_error(d, "array of %llu elements exceeds the limit of %u at byte %llu", n, l->max_array,
                   pos);
         return -EPROTO;
     }
     if (h->kind == H_MAP && n > l->max_map) {
+        d->violation = INGEST_LIMIT_MAP;
         set_error(d, "map of %llu keys exceeds the limit of %u at byte %llu", n, l->max_map, pos);
         return -EPROTO;
     }
     if ((h->kind == H_STR || h->kind == H_BIN || h->kind == H_EXT) && n > l->max_str) {
         const char *what = h->kind == H_STR ? "str" : h->kind == H_BIN ? "bin" : "ext";
+        d->violation = INGEST_LIMIT_STRING;
         set_error(d, "%s of %llu bytes exceeds the limit of %u at byte %llu", what, n, l->max_str,
                   pos);
         return -EPROTO;
@@ -242,6 +247,7 @@ static int check_size(struct ingest_decoder *d, const struct header *h, uint64_t
     sc->min_end += h->size + body_min(h) - 1;
     least = sc->min_end - sc->value_start;
     if (least > d->lim.max_value_bytes) {
+        d->violation = INGEST_LIMIT_VALUE;
         set_error(d, "value of at least %llu bytes exceeds the limit of %u at byte %llu", least,
                   d->lim.max_value_bytes, (unsigned long long)at);
         return -EPROTO;
@@ -534,6 +540,11 @@ long ingest_decoder_drain(struct ingest_decoder *d, ingest_event_fn fn, void *ct
         if (stop)
             return count;
     }
+}
+
+enum ingest_violation ingest_decoder_violation(const struct ingest_decoder *d)
+{
+    return d->violation;
 }
 
 const char *ingest_decoder_error(const struct ingest_decoder *d)

@@ -48,6 +48,18 @@ long ingest_decoder_drain(struct ingest_decoder *d, ingest_event_fn fn, void *ct
  * the decoder). N counts from the start of the stream (byte 0 is the first byte received). */
 const char *ingest_decoder_error(const struct ingest_decoder *d);
 
+/* After -EPROTO: the limit the stream broke, or INGEST_LIMIT_NONE when it was not msgpack. */
+enum ingest_violation {
+    INGEST_LIMIT_NONE = 0,
+    INGEST_LIMIT_VALUE,  /* max_value_bytes */
+    INGEST_LIMIT_ARRAY,  /* max_array */
+    INGEST_LIMIT_MAP,    /* max_map */
+    INGEST_LIMIT_DEPTH,  /* max_depth */
+    INGEST_LIMIT_STRING, /* max_str */
+    INGEST_LIMIT_KINDS
+};
+enum ingest_violation ingest_decoder_violation(const struct ingest_decoder *d);
+
 /* Bytes fed but not yet decoded into delivered events (for backpressure accounting). */
 size_t ingest_decoder_pending(const struct ingest_decoder *d);
 

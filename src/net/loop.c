@@ -439,6 +439,30 @@ static int conn_setup(struct netloop *n, struct conn *c, int kind)
     return 0;
 }
 
+/* A connection past --max-connections: one message in the port's own protocol, then close.
+ * The socket is new, so the few bytes fit its buffer; if not, the close says enough. */
+static void refuse(int fd, int kind)
+{
+    static const char ingest[] = "\x81\xa5"
+                                 "fatal\xd9\x35too many connections (--max-connections); "
+                                 "retry later";
+    static const char rpc[] = "\x94\x01\xc0\x82\xa4"
+                              "code\xcd\x01\xf7\xa7message\xd9\x35too many connections "
+                              "(--max-connections); retry later\xc0";
+    static const char http[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                               "text/plain\r\nContent-Length: 54\r\nRetry-After: "
+                               "1\r\nConnection: close\r\n\r\ntoo many connections "
+                               "(--max-connections); retry later\n";
+    const char *msg = kind == NET_INGEST ? ingest : kind == NET_QUERY ? rpc : http;
+    size_t len = kind == NET_INGEST  ? sizeof(ingest) - 1
+                 : kind == NET_QUERY ? sizeof(rpc) - 1
+                                     : sizeof(http) - 1;
+    if (send(fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* nothing more to do: the close below tells the peer */
+    }
+    close(fd);
+}
+
 static void conn_open(struct netloop *n, int fd, int kind)
 {
     uint32_t i = 0;
@@ -446,7 +470,8 @@ static void conn_open(struct netloop *n, int fd, int kind)
         i++;
     if (i == n->max_conns) {
         log_msg(LOG_WARN, "connection_refused", "reason=max_connections limit=%u", n->max_conns);
-        close(fd);
+        n->stats.limits[PROM_LIM_CONNECTIONS]++;
+        refuse(fd, kind);
         return;
     }
     struct conn *c = &n->conns[i];
@@ -475,6 +500,17 @@ static void set_fatal(struct netloop *n, struct conn *c, const char *msg)
         c->fatal = strdup("fatal");
     cancel_recv(n, c);
     log_msg(LOG_INFO, "ingest_fatal", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
+}
+
+/* The decoder refused the stream: a limit broken, or not msgpack. */
+static void ingest_broken(struct netloop *n, struct conn *c)
+{
+    enum ingest_violation v = ingest_decoder_violation(c->dec);
+    if (v == INGEST_LIMIT_NONE)
+        n->stats.malformed[PROM_PORT_INGEST]++;
+    else
+        n->stats.limits[PROM_LIM_INGEST_VALUE + (v - INGEST_LIMIT_VALUE)]++;
+    set_fatal(n, c, ingest_decoder_error(c->dec));
 }
 
 static void auth_failed(struct netloop *n, struct conn *c, const char *why)
@@ -631,6 +667,7 @@ static void drain_query(struct netloop *n, struct conn *c)
             pend_append(c, bad, sizeof(bad) - 1);
             c->eof = 1;
             c->fatal = strdup("malformed request"); /* stops reading and parsing; NULL is ok */
+            n->stats.malformed[PROM_PORT_RPC]++;
             cancel_recv(n, c);
             break;
         }
@@ -806,6 +843,12 @@ static const char *const http_status_msg[][2] = {
 
 static void http_bad_request(struct netloop *n, struct conn *c, int status)
 {
+    if (status == 431 || status == 414 || status == 413)
+        n->stats.limits[status == 431   ? PROM_LIM_HTTP_HEAD
+                        : status == 414 ? PROM_LIM_HTTP_TARGET
+                                        : PROM_LIM_HTTP_BODY]++;
+    else if (status == 400)
+        n->stats.malformed[PROM_PORT_HTTP]++;
     char code[8];
     snprintf(code, sizeof(code), "%d", status);
     const char *msg = "bad request";
@@ -957,7 +1000,7 @@ static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data
     free(c->abuf);
     c->abuf = NULL;
     if (rc == -EPROTO)
-        set_fatal(n, c, ingest_decoder_error(c->dec));
+        ingest_broken(n, c);
     else if (rc)
         set_fatal(n, c, "the server ran out of memory reading this stream");
 }
@@ -969,6 +1012,7 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
         return;
     if (c->kind == NET_HTTP) {
         if (!c->hclose && http_in_append(c->hin, data, len)) {
+            n->stats.limits[PROM_LIM_HTTP_BUFFER]++;
             c->eof = c->hclose = 1; /* far past the limits, or out of memory: drop the peer */
             cancel_recv(n, c);
         }
@@ -981,16 +1025,26 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
         }
         int rc = ingest_decoder_feed(c->dec, data, len);
         if (rc == -EPROTO)
-            set_fatal(n, c, ingest_decoder_error(c->dec));
+            ingest_broken(n, c);
         else if (rc)
             set_fatal(n, c, "the server ran out of memory reading this stream");
         return;
     }
     if (c->kind != NET_QUERY)
         return;
-    if (msgpack_unpacker_message_size(c->qunp) + len > QUERY_MAX_BUF ||
-        !msgpack_unpacker_reserve_buffer(c->qunp, len)) {
-        c->eof = 1; /* a request that large is not a query: drop the connection */
+    if (msgpack_unpacker_message_size(c->qunp) + len > QUERY_MAX_BUF) {
+        /* a request that large is not a query: say so (msgid nil: its own is unknown), close */
+        static const char big[] = "\x94\x01\xc0\x82\xa4"
+                                  "code\xcd\x01\x9d\xa7message\xd9\x21request larger than 1 MiB "
+                                  "refused\xc0";
+        n->stats.limits[PROM_LIM_RPC_REQUEST]++;
+        pend_append(c, big, sizeof(big) - 1);
+        c->eof = 1;
+        cancel_recv(n, c);
+        return;
+    }
+    if (!msgpack_unpacker_reserve_buffer(c->qunp, len)) {
+        c->eof = 1; /* out of memory: drop the peer */
         cancel_recv(n, c);
         return;
     }

@@ -252,6 +252,20 @@ static void per_port(struct strbuf *out, const char *name, const char *type, con
         sb_printf(out, "%s{port=\"%s\"} %llu\n", name, port_names[p], (unsigned long long)v[p]);
 }
 
+static void limit_violations(struct strbuf *out, const struct prom_loop *l)
+{
+    static const char *const names[PROM_LIMITS] = {
+        "ingest_value_bytes",  "ingest_array", "ingest_map_keys",   "ingest_depth",
+        "ingest_string_bytes", "connections",  "rpc_request_bytes", "http_head_bytes",
+        "http_target_bytes",   "http_body",    "http_buffer_bytes",
+    };
+    const char *name = "cascaded_limit_violations_total";
+    family(out, name, "counter",
+           "Inputs refused for breaking a limit (the client got an error saying which), by limit.");
+    for (int i = 0; i < PROM_LIMITS; i++)
+        sb_printf(out, "%s{limit=\"%s\"} %llu\n", name, names[i], (unsigned long long)l->limits[i]);
+}
+
 static void histogram(struct strbuf *out, const struct prom_loop *l)
 {
     const char *name = "cascaded_query_duration_seconds";
@@ -288,5 +302,10 @@ void prom_render(const msgpack_object *stats, const struct prom_loop *loop, stru
              "Connections or requests refused for a missing or wrong --auth-token-file token, "
              "by port.",
              loop->auth_failures);
+    per_port(out, "cascaded_malformed_total", "counter",
+             "Connections ended or requests refused for bytes that are not the port's protocol, "
+             "by port.",
+             loop->malformed);
+    limit_violations(out, loop);
     histogram(out, loop);
 }

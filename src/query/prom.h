@@ -20,9 +20,28 @@ struct prom_hist {
     uint64_t count, sum_ns;
 };
 
+/* Limits whose violations /metrics counts (cascaded_limit_violations_total{limit=...}). The
+ * ingest ones are in net/ingest_proto.h's order. */
+enum prom_limit {
+    PROM_LIM_INGEST_VALUE = 0, /* one msgpack value (event or array) over --max-value-bytes */
+    PROM_LIM_INGEST_ARRAY,     /* --max-array */
+    PROM_LIM_INGEST_MAP,       /* --max-map-keys */
+    PROM_LIM_INGEST_DEPTH,     /* --max-depth */
+    PROM_LIM_INGEST_STRING,    /* --max-string-bytes */
+    PROM_LIM_CONNECTIONS,      /* --max-connections: a connection refused */
+    PROM_LIM_RPC_REQUEST,      /* an RPC request over 1 MiB */
+    PROM_LIM_HTTP_HEAD,        /* 431 */
+    PROM_LIM_HTTP_TARGET,      /* 414 */
+    PROM_LIM_HTTP_BODY,        /* 413: requests have no body */
+    PROM_LIM_HTTP_BUFFER,      /* a peer that sent over 1 MiB unanswered */
+    PROM_LIMITS
+};
+
 struct prom_loop {
     uint64_t open[PROM_PORTS], accepted[PROM_PORTS], bytes_in[PROM_PORTS];
     uint64_t auth_failures[PROM_PORTS]; /* connections or requests refused for want of the token */
+    uint64_t malformed[PROM_PORTS];     /* bytes that are not msgpack / not HTTP (400) */
+    uint64_t limits[PROM_LIMITS];
     struct prom_hist latency[PROM_PORTS]; /* rpc and http only */
 };
 

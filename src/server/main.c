@@ -26,6 +26,7 @@ struct config {
     char data_dir[PATH_MAX];
     enum wal_fsync fsync;
     unsigned max_conns;
+    struct ingest_limits limits;    /* the ingest decoder's, checked before anything is allocated */
     unsigned analytics_interval;    /* seconds; 0: only on request */
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
 };
@@ -47,7 +48,18 @@ static const char usage[] =
     "  --data-dir DIR          where the WAL lives (default ./cascaded-data, created if missing)\n"
     "  --fsync POLICY          always: fsync before every ack; everysec (default): fsync once a\n"
     "                          second, acks after the write; no: leave it to the OS\n"
-    "  --max-connections N     open connections at most (default 1024)\n"
+    "  --max-connections N     open connections at most (default 1024); more are refused\n"
+    "ingest limits, checked as bytes arrive, before anything is allocated; a stream that\n"
+    "breaks one gets {\"fatal\": \"... exceeds the limit ...\"} and is closed (counted in\n"
+    "/metrics as cascaded_limit_violations_total):\n"
+    "  --max-value-bytes N     one msgpack value, an event or an array of them (default\n"
+    "                          4194304, 1024..16777216; msgpack-c may need ~24x that\n"
+    "                          in memory per connection)\n"
+    "  --max-string-bytes N    one string (default 65536, 256..16777216; the fields of an\n"
+    "                          event have tighter bounds of their own, DESIGN §2)\n"
+    "  --max-array N           elements of one array (default 100000, 1..10000000)\n"
+    "  --max-map-keys N        keys of one map (default 64, 8..65536)\n"
+    "  --max-depth N           nesting of arrays and maps (default 8, 2..32)\n"
     "  --analytics-interval S  recompute PageRank, communities and coordination on a fresh\n"
     "                          snapshot every S seconds when events arrived since (default 60;\n"
     "                          0: only when asked, with the `analytics` method's refresh=true)\n"
@@ -76,6 +88,7 @@ static void config_defaults(struct config *c)
     snprintf(c->data_dir, sizeof(c->data_dir), "./cascaded-data");
     c->fsync = WAL_FSYNC_EVERYSEC;
     c->max_conns = 1024;
+    ingest_limits_default(&c->limits);
     c->analytics_interval = 60;
 }
 
@@ -87,6 +100,16 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
     if (errno || end == s || *end || v > max || *s == '-')
         return -EINVAL;
     *out = (unsigned)v;
+    return 0;
+}
+
+/* A limit in [lo, hi]: below lo no event could pass (an event map needs 3 keys, 2 levels, ...). */
+static int parse_limit(const char *s, unsigned lo, unsigned hi, uint32_t *out)
+{
+    unsigned v;
+    if (parse_uint(s, hi, &v) || v < lo)
+        return -EINVAL;
+    *out = v;
     return 0;
 }
 
@@ -123,6 +146,16 @@ static int set_option(struct config *c, const char *key, const char *val, const 
         rc = *val && strlen(val) < sizeof(c->auth_token_file) ? 0 : -EINVAL;
         if (!rc)
             snprintf(c->auth_token_file, sizeof(c->auth_token_file), "%s", val);
+    } else if (!strcmp(key, "max-value-bytes")) {
+        rc = parse_limit(val, 1024, 16u << 20, &c->limits.max_value_bytes);
+    } else if (!strcmp(key, "max-string-bytes")) {
+        rc = parse_limit(val, 256, 16u << 20, &c->limits.max_str);
+    } else if (!strcmp(key, "max-array")) {
+        rc = parse_limit(val, 1, 10000000, &c->limits.max_array);
+    } else if (!strcmp(key, "max-map-keys")) {
+        rc = parse_limit(val, 8, 65536, &c->limits.max_map);
+    } else if (!strcmp(key, "max-depth")) {
+        rc = parse_limit(val, 2, 32, &c->limits.max_depth);
     } else if (!strcmp(key, "max-connections")) {
         rc = parse_uint(val, 1u << 20, &c->max_conns);
         rc = rc ? rc : (c->max_conns ? 0 : -EINVAL);
@@ -276,7 +309,7 @@ static int serve(const struct config *cfg)
         .bind = cfg->bind, .max_conns = cfg->max_conns, .signal_fd = sfd, .auth_token = token};
     for (int i = 0; i < NET_LISTENERS; i++)
         nc.ports[i] = (uint16_t)cfg->ports[i];
-    ingest_limits_default(&nc.limits);
+    nc.limits = cfg->limits;
     if (netloop_new(&nc, &w.in, &done, &n, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         writer_stop(&w);

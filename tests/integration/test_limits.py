@@ -1,0 +1,192 @@
+"""Configured limits against the real server: each violation (a value, string, array, map or depth
+past its --max-* flag on the ingest port; a connection past --max-connections; an RPC request
+over 1 MiB; HTTP heads and targets over their bounds; bytes that are not the port's protocol)
+gets a clear error naming the limit, is counted in /metrics, and leaves the server and what was
+acked before it unharmed. Also: bad limit values are refused at start-up. argv: the directory of
+cascaded, the tools dir."""
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import msgpack  # noqa: E402
+
+import harness  # noqa: E402
+from harness import IngestConn, Rpc, Server, check  # noqa: E402
+
+LIMITS = ['--max-value-bytes', '4096', '--max-string-bytes', '512', '--max-array', '20',
+          '--max-map-keys', '10', '--max-depth', '3', '--max-connections', '6']
+
+
+def get(port, path, headers=None):
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    try:
+        c.request('GET', path, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def metrics(srv):
+    _, body = get(srv.http, '/metrics')
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith(('cascaded_limit_violations_total{', 'cascaded_malformed_total{')):
+            key, val = line.rsplit(' ', 1)
+            out[key] = int(val)
+    return out
+
+
+def ev(i):
+    return {'post': f'p{i}', 'actor': f'a{i % 3}', 'ts': 1000 + i}
+
+
+def violate(srv, name, good, bad, words, counter):
+    """Sends good events then a bad value on one connection: the good ones are acked, the bad
+    value ends the connection with a fatal message holding `words`, the counter goes up by one."""
+    before = metrics(srv).get(counter, 0)
+    c = IngestConn(srv.ingest)
+    c.send(msgpack.packb(good))
+    ack = c.wait_total(len(good))
+    c.send(bad)
+    c.wait_closed()
+    fatal = c.fatal() or ''
+    c.close()
+    check(f'{name}: events before it acked', ack.get('ok', 0) + ack.get('dup', 0) == len(good), str(ack))
+    check(f'{name}: fatal message names the limit', all(w in fatal for w in words), fatal)
+    after = metrics(srv).get(counter, 0)
+    check(f'{name}: counted in /metrics ({counter})', after == before + 1, f'{before} -> {after}')
+
+
+def check_ingest(srv):
+    lim = 'cascaded_limit_violations_total{limit="%s"}'
+    big_value = msgpack.packb([dict(ev(900 + i), content='x' * 300) for i in range(15)])
+    violate(srv, 'value over --max-value-bytes', [ev(1)], big_value, ['value', '4096'], lim % 'ingest_value_bytes')
+    violate(srv, 'string over --max-string-bytes', [ev(2)], msgpack.packb(dict(ev(901), content='y' * 600)),
+            ['str', '512'], lim % 'ingest_string_bytes')
+    violate(srv, 'array over --max-array', [ev(3)], msgpack.packb([ev(910 + i) for i in range(21)]),
+            ['array', '20'], lim % 'ingest_array')
+    wide = dict(ev(902), **{f'k{i}': i for i in range(8)})
+    violate(srv, 'map over --max-map-keys', [ev(4)], msgpack.packb(wide), ['map', '10'], lim % 'ingest_map_keys')
+    violate(srv, 'nesting over --max-depth', [ev(5)], msgpack.packb([dict(ev(903), extra=[[1]])]),
+            ['depth', '3'], lim % 'ingest_depth')
+    violate(srv, 'bytes that are not msgpack', [ev(6)], b'\xc1garbage', ['malformed'],
+            'cascaded_malformed_total{port="ingest"}')
+    # a value at the limits passes: unknown keys up to the map limit, a long content
+    ok = dict(ev(7), content='z' * 500, **{f'u{i}': 1 for i in range(5)})
+    c = IngestConn(srv.ingest)
+    c.send(msgpack.packb([ok]))
+    ack = c.wait_total(1)
+    c.close()
+    check('a value just inside every limit is accepted', ack.get('ok') == 1, str(ack))
+    r = Rpc(srv.query)
+    err, st = r.call('stats')
+    r.close()
+    check('only the good events were applied', err is None and st['posts'] == 7 and st['rejected'] == 0, str(st))
+
+
+def refused_message(port, parse):
+    """What a connection past the limit reads before the server closes it."""
+    s = socket.create_connection(('127.0.0.1', port), timeout=5)
+    data = b''
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    s.close()
+    return parse(data)
+
+
+def check_connections(srv):
+    key = 'cascaded_limit_violations_total{limit="connections"}'
+    before = metrics(srv).get(key, 0)
+    held = [socket.create_connection(('127.0.0.1', srv.ingest)) for _ in range(6)]
+    time.sleep(0.3)
+    fatal = refused_message(srv.ingest, lambda d: msgpack.unpackb(d, raw=False) if d else None)
+    check('ingest past --max-connections: a fatal message, then closed',
+          isinstance(fatal, dict) and 'max-connections' in fatal.get('fatal', ''), str(fatal))
+    rpc = refused_message(srv.query, lambda d: msgpack.unpackb(d, raw=False) if d else None)
+    check('RPC past --max-connections: error 503, then closed', isinstance(rpc, list) and rpc[2]
+          and rpc[2].get('code') == 503 and 'max-connections' in rpc[2]['message'], str(rpc))
+    page = refused_message(srv.http, lambda d: d)
+    check('HTTP past --max-connections: 503, then closed', page.startswith(b'HTTP/1.1 503')
+          and page.endswith(b'retry later\n') and b'Content-Length: 54' in page, repr(page))
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    check('the refusals are counted', metrics(srv).get(key, 0) == before + 3, str(metrics(srv)))
+
+
+def check_rpc_and_http(srv):
+    s = socket.create_connection(('127.0.0.1', srv.query), timeout=10)
+    s.sendall(b'\x94\x00\x01\xa5stats\x91\xdb' + (2 << 20).to_bytes(4, 'big') + b'x' * (1100 * 1024))
+    u = msgpack.Unpacker(raw=False)
+    got = None
+    try:
+        while got is None:
+            data = s.recv(65536)
+            if not data:
+                break
+            u.feed(data)
+            got = next(u, None)
+    except OSError:
+        pass
+    s.close()
+    check('an RPC request over 1 MiB: error 413 saying so', isinstance(got, list) and got[2]
+          and got[2].get('code') == 413 and '1 MiB' in got[2].get('message', ''), str(got))
+    st, body = get(srv.http, '/v1/stats?' + 'a' * 9000)
+    check('HTTP target over 8 KiB: 414 with a message', st == 414 and b'8192' in body, f'{st} {body[:100]!r}')
+    st, body = get(srv.http, '/v1/stats', {'X-Big': 'b' * 17000})
+    check('HTTP head over 16 KiB: 431 with a message', st == 431 and b'16384' in body, f'{st} {body[:100]!r}')
+    m = metrics(srv)
+    check('RPC and HTTP limits counted', m.get('cascaded_limit_violations_total{limit="rpc_request_bytes"}') == 1
+          and m.get('cascaded_limit_violations_total{limit="http_target_bytes"}') == 1
+          and m.get('cascaded_limit_violations_total{limit="http_head_bytes"}') == 1, json.dumps(m))
+
+
+def check_startup(bin_dir, tmp):
+    for flag, val in (('--max-depth', '1'), ('--max-array', '0'), ('--max-value-bytes', '99999999999'),
+                      ('--max-map-keys', 'lots')):
+        p = subprocess.run([os.path.join(bin_dir, 'cascaded'), '--data-dir', os.path.join(tmp, 'x'), flag, val],
+                           capture_output=True, text=True, timeout=30)
+        check(f'{flag} {val} refused at start-up', p.returncode == 2 and flag[2:] in p.stderr, p.stderr)
+
+
+def main():
+    bin_dir = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix='cascade-limits-')
+    srv = Server(bin_dir, os.path.join(tmp, 'data'), *LIMITS)
+    try:
+        srv.start()
+        check_ingest(srv)
+        check_connections(srv)
+        check_rpc_and_http(srv)
+        check_startup(bin_dir, tmp)
+        check('the server is unharmed', srv.alive() and get(srv.http, '/healthz')[0] == 200)
+        check('SIGTERM exits 0', srv.stop() == 0)
+        reports = harness.sanitizer_reports([srv.err_path])
+        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        check('the test ran to its end', False, repr(e))
+    finally:
+        srv.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f'{harness.passed} passed, {harness.failed} failed')
+    sys.exit(1 if harness.failed else 0)
+
+
+if __name__ == '__main__':
+    main()
