@@ -197,6 +197,17 @@ void growth_destroy(struct growth *g);
 int growth_reserve(struct growth *g, int64_t ts);
 void growth_note(struct growth *g, uint32_t post, int64_t ts);
 
+/* Persistence of the growth index (persist.c): each filed second's post entries, as they are
+ * (a query's per-cascade counts are a cache, rebuilt on demand). slot: the second's place in
+ * the ring. fn returning non-zero stops the walk with that value. */
+typedef int (*growth_bucket_fn)(void *ctx, uint32_t slot, int64_t id, const uint32_t *ent,
+                                uint32_t n, uint32_t cap, uint32_t last);
+int growth_each_bucket(const struct growth *g, growth_bucket_fn fn, void *ctx);
+/* Files a copy of ent[0..n) (room for cap) as second id at slot: 0, -ENOMEM, or -EINVAL when
+ * slot does not fit id or is taken. */
+int growth_restore_bucket(struct growth *g, uint32_t slot, int64_t id, const uint32_t *ent,
+                          uint32_t n, uint32_t cap, uint32_t last);
+
 /* ---- content.c: the per-content post lists, reserved and noted the same way. content is an
  * existing content id, or NONE for one the event is about to intern. */
 int content_reserve(struct engine *e, uint32_t content);

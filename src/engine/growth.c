@@ -386,3 +386,45 @@ int engine_top_growth(struct engine *e, int64_t window_ms,
     u64map_destroy(&acc);
     return rc;
 }
+
+/* ---------------------------------------------------------------- persistence (persist.c) */
+
+int growth_each_bucket(const struct growth *g, growth_bucket_fn fn, void *ctx)
+{
+    for (uint32_t p = 0; p < PAGES; p++) {
+        const struct growth_page *pg = g->pages[p];
+        for (uint32_t i = 0; pg && i < PAGE_SLOTS; i++) {
+            const struct growth_bucket *bk = &pg->b[i];
+            if (!bk->cap)
+                continue;
+            int rc = fn(ctx, p << PAGE_SHIFT | i, bk->id, bk->ent, bk->n, bk->cap, bk->last);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int growth_restore_bucket(struct growth *g, uint32_t slot, int64_t id, const uint32_t *ent,
+                          uint32_t n, uint32_t cap, uint32_t last)
+{
+    if (slot > RING_MASK || ring_slot(id) != slot || cap == 0 || n > cap)
+        return -EINVAL;
+    struct growth_page **pg = &g->pages[slot >> PAGE_SHIFT];
+    if (!*pg) {
+        if (!(*pg = calloc(1, sizeof(struct growth_page))))
+            return -ENOMEM;
+        g->bytes += sizeof(struct growth_page);
+    }
+    struct growth_bucket *bk = &(*pg)->b[slot & (PAGE_SLOTS - 1)];
+    if (bk->cap)
+        return -EINVAL; /* the slot is taken */
+    uint32_t *copy = malloc((size_t)cap * sizeof(uint32_t));
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, ent, (size_t)n * sizeof(uint32_t));
+    *bk = (struct growth_bucket){.id = id, .ent = copy, .n = n, .cap = cap, .last = last};
+    (*pg)->used++;
+    g->bytes += (size_t)cap * sizeof(uint32_t);
+    return 0;
+}

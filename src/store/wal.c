@@ -309,6 +309,39 @@ int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t er
     return 0;
 }
 
+struct wal_pos wal_position(const struct wal *w)
+{
+    if (!w->nseg)
+        return (struct wal_pos){0, 0};
+    return (struct wal_pos){w->segs[w->nseg - 1].seq, w->segs[w->nseg - 1].size};
+}
+
+uint64_t wal_segments(const struct wal *w)
+{
+    return w->nseg;
+}
+
+int wal_remove_before(struct wal *w, uint64_t seq)
+{
+    size_t k = 0;
+    int rc = 0;
+    char name[SEG_NAME_LEN + 1];
+    while (k + 1 < w->nseg && w->segs[k].seq < seq) {
+        seg_name(name, w->segs[k].seq);
+        if (unlinkat(w->dirfd, name, 0) < 0 && errno != ENOENT) {
+            rc = -errno;
+            break;
+        }
+        w->total -= w->segs[k].size;
+        k++;
+    }
+    if (k) {
+        memmove(w->segs, w->segs + k, (w->nseg - k) * sizeof(*w->segs));
+        w->nseg -= k;
+    }
+    return rc < 0 ? rc : (int)k;
+}
+
 int wal_uses_io_uring(const struct wal *w)
 {
     return w->uring;
@@ -561,6 +594,8 @@ struct reader {
 
 struct replay {
     struct reader rd;
+    struct wal_pos from; /* records before this are skipped unread */
+    uint64_t skip;       /* in the segment being read: the offset to start at */
     wal_replay_fn fn;
     void *ctx;
     int stop; /* what fn returned when it stopped the replay */
@@ -647,6 +682,14 @@ static int replay_records(struct replay *rp, uint64_t *good)
     if (rc != 0)
         return rc < 0 ? rc : SEG_CUT;
     r->pos += SEG_HDR;
+    if (rp->skip > SEG_HDR) { /* a snapshot holds the records before skip: jump over them */
+        if (rp->skip >= r->size) {
+            *good = r->size;
+            return SEG_CLEAN;
+        }
+        r->base = rp->skip;
+        r->len = r->pos = 0;
+    }
     for (;;) {
         *good = r->base + r->pos;
         if (*good == r->size)
@@ -728,6 +771,9 @@ static int replay_all(struct wal *w, struct replay *rp)
 {
     for (size_t i = 0; i < w->nseg; i++) {
         uint64_t good = 0;
+        if (w->segs[i].seq < rp->from.seq)
+            continue;
+        rp->skip = w->segs[i].seq == rp->from.seq ? rp->from.off : 0;
         int rc = replay_segment(w, i, rp, &good);
         if (rc < 0)
             return rc;
@@ -745,7 +791,20 @@ static int replay_all(struct wal *w, struct replay *rp)
     return 0;
 }
 
+int wal_pos_cmp(struct wal_pos a, struct wal_pos b)
+{
+    if (a.seq != b.seq)
+        return a.seq < b.seq ? -1 : 1;
+    return a.off < b.off ? -1 : a.off > b.off;
+}
+
 int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_stats *st)
+{
+    return wal_replay_from(w, (struct wal_pos){0, 0}, fn, ctx, st);
+}
+
+int wal_replay_from(struct wal *w, struct wal_pos from, wal_replay_fn fn, void *ctx,
+                    struct wal_replay_stats *st)
 {
     struct wal_replay_stats local;
     if (!st)
@@ -753,7 +812,7 @@ int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_sta
     memset(st, 0, sizeof(*st));
     if (w->ready)
         return -EINVAL; /* the log is replayed once, before the first append */
-    struct replay rp = {.fn = fn, .ctx = ctx, .st = st};
+    struct replay rp = {.from = from, .fn = fn, .ctx = ctx, .st = st};
     int rc = replay_all(w, &rp);
     free(rp.rd.buf);
     free(rp.evs);
@@ -762,6 +821,16 @@ int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_sta
     rc = open_tail(w);
     if (rc < 0)
         return rc;
+    if (wal_pos_cmp(wal_position(w), from) < 0) {
+        /* The log ends before the snapshot's position: continue past it, in a new segment. */
+        uint64_t last = w->segs[w->nseg - 1].seq;
+        int fd;
+        rc = create_segment(w, (last > from.seq ? last : from.seq) + 1, &fd);
+        if (rc < 0)
+            return rc;
+        close(w->fd);
+        w->fd = fd;
+    }
     st->bytes = w->total;
     w->ready = 1;
     return 0;

@@ -41,6 +41,33 @@ int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t er
 typedef int (*wal_replay_fn)(void *ctx, const struct event *evs, size_t n);
 int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_stats *st);
 
+/* A place in the log: segment number and byte offset in it. A snapshot of the engine records
+ * the position after the last record it holds, and start-up replays only what lies beyond. */
+struct wal_pos {
+    uint64_t seq, off;
+};
+
+/* -1, 0 or 1 as a lies before, at or after b. */
+int wal_pos_cmp(struct wal_pos a, struct wal_pos b);
+
+/* wal_replay of the records at or after from only: segments numbered below from.seq are not
+ * read, segment from.seq is read from byte from.off. ({0, 0} replays everything.) When the log
+ * ends before from (its tail was lost in a crash after the snapshot was written: the snapshot
+ * is newer than the log), appends go to a new segment after from.seq, so that a later replay
+ * from the same position never starts inside a record. */
+int wal_replay_from(struct wal *w, struct wal_pos from, wal_replay_fn fn, void *ctx,
+                    struct wal_replay_stats *st);
+
+/* The position after the last record appended (or replayed). Valid once replayed. */
+struct wal_pos wal_position(const struct wal *w);
+
+/* Removes the segments numbered below seq, never the one appended to: the log before a
+ * snapshot. Returns how many went, or a negative errno (those removed before it stay gone). */
+int wal_remove_before(struct wal *w, uint64_t seq);
+
+/* Segments in the log (for stats and tests). */
+uint64_t wal_segments(const struct wal *w);
+
 /* Appends one record holding the events evs[i] with keep[i] != 0 (keep NULL: all). When it
  * returns 0 the record is written (and, with WAL_FSYNC_ALWAYS, fsynced): the caller may ack.
  * A record with no kept event writes nothing. 0 or a negative errno (then nothing may be acked).

@@ -408,6 +408,64 @@ static void test_segments_and_reopen(void **state)
     free(want);
 }
 
+/* Positions: replaying from one skips exactly what lies before it, segments before a snapshot
+ * can go, and a log that ends before a snapshot's position goes on in a fresh segment. */
+static void test_positions(void **state)
+{
+    const uint64_t seg = 4096;
+    struct wal *w = open_wal(WAL_FSYNC_NO, seg);
+    assert_int_equal(wal_replay(w, NULL, NULL, NULL), 0);
+    struct wal_pos at[201];
+    at[0] = wal_position(w);
+    assert_int_equal(at[0].seq, 1);
+    for (uint64_t r = 0; r < 200; r++) {
+        assert_int_equal(append_range(w, r * 3, 3, NULL), 0);
+        at[r + 1] = wal_position(w);
+        assert_int_equal(wal_pos_cmp(at[r], at[r + 1]), -1);
+    }
+    wal_close(w);
+    uint64_t *want = iota(600);
+    const uint64_t from[] = {0, 1, 77, 150, 199, 200};
+    for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+        w = open_wal(WAL_FSYNC_NO, seg);
+        struct check c = {.want = want + from[i] * 3, .nwant = 600 - from[i] * 3};
+        struct wal_replay_stats st;
+        assert_int_equal(wal_replay_from(w, at[from[i]], check_fn, &c, &st), 0);
+        assert_int_equal(c.bad, 0);
+        assert_int_equal(c.pos, c.nwant);
+        assert_int_equal(wal_pos_cmp(wal_position(w), at[200]), 0);
+        wal_close(w);
+    }
+    /* drop what lies before record 150 */
+    w = open_wal(WAL_FSYNC_NO, seg);
+    assert_int_equal(wal_replay_from(w, at[150], NULL, NULL, NULL), 0);
+    uint64_t nseg = wal_segments(w);
+    assert_true(at[150].seq > 2);
+    assert_int_equal(wal_remove_before(w, at[150].seq), (int)(at[150].seq - 1));
+    assert_int_equal(wal_segments(w), nseg - (at[150].seq - 1));
+    assert_false(seg_exists(1));
+    assert_true(seg_exists(at[150].seq));
+    nseg = wal_segments(w);
+    assert_int_equal(wal_remove_before(w, UINT64_MAX), (int)nseg - 1);
+    assert_int_equal(wal_segments(w), 1); /* never the one appended to */
+    wal_close(w);
+    /* a snapshot newer than the log: appends after it start a new segment */
+    w = open_wal(WAL_FSYNC_NO, seg);
+    struct wal_pos ahead = {at[200].seq, at[200].off + 100};
+    assert_int_equal(wal_replay_from(w, ahead, NULL, NULL, NULL), 0);
+    assert_int_equal(wal_position(w).seq, ahead.seq + 1);
+    assert_int_equal(append_range(w, 600, 3, NULL), 0);
+    wal_close(w);
+    w = open_wal(WAL_FSYNC_NO, seg);
+    uint64_t tail[3] = {600, 601, 602};
+    struct check c = {.want = tail, .nwant = 3};
+    assert_int_equal(wal_replay_from(w, ahead, check_fn, &c, NULL), 0);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.pos, 3);
+    wal_close(w);
+    free(want);
+}
+
 /* A record bigger than a segment still goes in (alone), and appends over 16 MiB split. */
 static void test_big_appends(void **state)
 {
@@ -803,6 +861,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_write_pwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_fsync_stops_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

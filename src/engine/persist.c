@@ -1,0 +1,1047 @@
+/* The engine's state as a file (see persist.h). The tables are written as they are in memory
+ * (the records of each segmented array, the intern tables' slots, offsets and string arena,
+ * the u64map slot arrays, per-cascade level arrays, content lists, growth buckets), so that a
+ * load is mostly a copy; the top-k heaps are not written but rebuilt from the records (one pass,
+ * a small part of the load), and the engine's scratch and dirty lists start empty.
+ *
+ * Layout (little-endian, this build's struct layouts, which the header pins):
+ *   header, 64 bytes: "CASCSNAP", version, header size, byte-order mark, sizes of the four
+ *     record structs, section count, CRC32C of the bytes before it;
+ *   sections, in a fixed order, each {tag u32, crc32c u32 of the payload, length u64},
+ *     the payload, zeros to a multiple of 8; the last one is END (empty).
+ * A load checks the header and each section's CRC before it reads the section, then every
+ * count against the bytes left and every id against the tables already read, and finally
+ * walks every cascade tree once, so that nothing it hands the engine can make a later read
+ * loop or index out of bounds. */
+#include "engine/persist.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/engine_int.h"
+#include "store/crc32c.h"
+
+#define MAGIC      "CASCSNAP"
+#define HDR_SIZE   64u
+#define SEC_HDR    16u
+#define BOM        0x01020304u
+#define OUT_BUF    (1u << 20)
+#define ICHUNK     (1u << INTERN_CHUNK_SHIFT)
+#define MAX_IDS    0x7fffffffu
+#define RUN        0x80000000u /* growth.c: a run of consecutive post ids */
+#define UNVISITED  UINT32_MAX
+#define MAX_KIND   EVENT_KIND_REPLY
+#define MAX_ATYPE  EVENT_ACTOR_PAGE
+#define FIRST_CAPS 4u /* smallest array of a content list or growth bucket */
+
+enum {
+    SEC_USER = 1,
+    SEC_ENGINE,
+    SEC_POST_IDS,
+    SEC_ACTOR_IDS,
+    SEC_CONTENTS,
+    SEC_LABELS,
+    SEC_POSTS,
+    SEC_ACTORS,
+    SEC_CASCADES,
+    SEC_CLISTS,
+    SEC_PAIRS,
+    SEC_EDGES,
+    SEC_GROWTH,
+    SEC_END,
+    SEC_COUNT = SEC_END
+};
+
+static const char *const sec_names[] = {
+    "",       "user",     "engine",        "post ids", "actor ids", "contents", "labels", "posts",
+    "actors", "cascades", "content lists", "pairs",    "edges",     "growth",   "end"};
+
+/* ================================================================ writing */
+
+struct out {
+    int fd;
+    uint8_t *buf;
+    size_t len;
+    uint64_t off; /* file offset of buf[0] + len, relative to the start */
+    uint64_t base;
+    uint64_t sec_at;
+    uint32_t crc;
+    int err;
+};
+
+static void out_write(struct out *o, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (!o->err && n) {
+        ssize_t w = write(o->fd, b, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            o->err = w < 0 ? -errno : -EIO;
+            return;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+static void out_flush(struct out *o)
+{
+    out_write(o, o->buf, o->len);
+    o->len = 0;
+}
+
+/* Payload bytes: counted in the section's CRC. Large blocks bypass the buffer. */
+static void put(struct out *o, const void *p, size_t n)
+{
+    if (!n)
+        return; /* p may be NULL then (an empty table's array) */
+    o->crc = crc32c(o->crc, p, n);
+    o->off += n;
+    if (n >= OUT_BUF / 2) {
+        out_flush(o);
+        out_write(o, p, n);
+        return;
+    }
+    if (o->len + n > OUT_BUF)
+        out_flush(o);
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
+static void put32(struct out *o, uint32_t v)
+{
+    put(o, &v, 4);
+}
+
+static void put64(struct out *o, uint64_t v)
+{
+    put(o, &v, 8);
+}
+
+static void sec_begin(struct out *o)
+{
+    static const uint8_t zero[SEC_HDR];
+    out_flush(o);
+    o->sec_at = o->off;
+    out_write(o, zero, SEC_HDR); /* patched by sec_end */
+    o->off += SEC_HDR;
+    o->crc = 0;
+}
+
+static void sec_end(struct out *o, uint32_t tag)
+{
+    static const uint8_t zero[8];
+    uint64_t len = o->off - o->sec_at - SEC_HDR;
+    uint32_t crc = o->crc;
+    size_t pad = (8 - (len & 7)) & 7;
+    if (pad) {
+        memcpy(o->buf + o->len, zero, pad);
+        o->len += pad;
+        o->off += pad;
+    }
+    out_flush(o);
+    uint8_t h[SEC_HDR];
+    memcpy(h, &tag, 4);
+    memcpy(h + 4, &crc, 4);
+    memcpy(h + 8, &len, 8);
+    if (!o->err && pwrite(o->fd, h, SEC_HDR, (off_t)(o->base + o->sec_at)) != SEC_HDR)
+        o->err = -EIO;
+}
+
+static void save_intern(struct out *o, const struct intern *t)
+{
+    uint32_t used = t->nchunks ? t->chunk_used : ICHUNK;
+    put32(o, t->count);
+    put32(o, t->mask);
+    put32(o, t->refs_cap);
+    put32(o, t->nchunks);
+    put32(o, used);
+    put32(o, 0);
+    put(o, t->slots, ((size_t)t->mask + 1) * sizeof(uint64_t));
+    put(o, t->refs, (size_t)t->count * sizeof(uint32_t));
+    for (uint32_t i = 0; i < t->nchunks; i++)
+        put(o, t->chunks[i], i + 1 < t->nchunks ? ICHUNK : used);
+}
+
+/* The records [0, len) of a segmented array, chunk by chunk. */
+static void save_segvec(struct out *o, const struct segvec *v)
+{
+    put32(o, v->len);
+    put32(o, v->elsize);
+    uint32_t per = 1u << v->shift;
+    for (uint32_t at = 0; at < v->len; at += per) {
+        uint32_t n = v->len - at < per ? v->len - at : per;
+        put(o, v->chunks[at >> v->shift], (size_t)n * v->elsize);
+    }
+}
+
+static void save_table(struct out *o, const struct u64map_table *t)
+{
+    put64(o, t->keys ? t->mask : 0);
+    if (t->keys)
+        put(o, t->keys, ((size_t)t->mask + 1) * sizeof(uint64_t));
+}
+
+static void save_u64map(struct out *o, const struct u64map *m)
+{
+    put64(o, m->count);
+    put64(o, m->old_left);
+    put64(o, m->walk_pos);
+    put64(o, m->walk_left);
+    save_table(o, &m->t);
+    save_table(o, &m->old);
+}
+
+static int save_bucket(void *ctx, uint32_t slot, int64_t id, const uint32_t *ent, uint32_t n,
+                       uint32_t cap, uint32_t last)
+{
+    struct out *o = ctx;
+    put32(o, slot);
+    put32(o, n);
+    put64(o, (uint64_t)id);
+    put32(o, cap);
+    put32(o, last);
+    put(o, ent, (size_t)n * sizeof(uint32_t));
+    return o->err;
+}
+
+static void save_sections(struct out *o, const struct engine *e, const void *user,
+                          uint32_t user_len)
+{
+    sec_begin(o);
+    put(o, user, user_len);
+    sec_end(o, SEC_USER);
+
+    sec_begin(o);
+    put32(o, EVENT_OUTCOME_COUNT);
+    put32(o, e->stamp);
+    put(o, e->outcomes, sizeof(e->outcomes));
+    put64(o, e->placeholders);
+    put64(o, e->live_cascades);
+    sec_end(o, SEC_ENGINE);
+
+    const struct intern *interns[] = {&e->post_ids, &e->actor_ids, &e->contents, &e->labels};
+    for (int i = 0; i < 4; i++) {
+        sec_begin(o);
+        save_intern(o, interns[i]);
+        sec_end(o, SEC_POST_IDS + (uint32_t)i);
+    }
+
+    sec_begin(o);
+    save_segvec(o, &e->posts);
+    sec_end(o, SEC_POSTS);
+    sec_begin(o);
+    save_segvec(o, &e->actors);
+    sec_end(o, SEC_ACTORS);
+
+    sec_begin(o);
+    save_segvec(o, &e->cascades);
+    for (uint32_t i = 0; i < e->cascades.len; i++) {
+        const struct cascade *c = cascade_at(e, i);
+        if (c->cap_log2)
+            put(o, c->lv.ext, ((size_t)1 << c->cap_log2) * sizeof(uint32_t));
+    }
+    sec_end(o, SEC_CASCADES);
+
+    sec_begin(o);
+    save_segvec(o, &e->clists);
+    for (uint32_t i = 0; i < e->clists.len; i++) {
+        const struct content_list *l = clist_at(e, i);
+        if (l->cap)
+            put(o, l->u.ids, (size_t)l->n * sizeof(uint32_t));
+    }
+    sec_end(o, SEC_CLISTS);
+
+    sec_begin(o);
+    save_u64map(o, &e->pairs);
+    sec_end(o, SEC_PAIRS);
+    sec_begin(o);
+    save_u64map(o, &e->edges);
+    sec_end(o, SEC_EDGES);
+
+    sec_begin(o);
+    const struct growth *g = &e->growth;
+    put32(o, (uint32_t)g->has_newest);
+    put32(o, 0);
+    put64(o, (uint64_t)g->newest);
+    put64(o, (uint64_t)g->lo_bucket);
+    growth_each_bucket(g, save_bucket, o);
+    put32(o, UINT32_MAX); /* no more buckets */
+    put32(o, 0);
+    sec_end(o, SEC_GROWTH);
+
+    sec_begin(o);
+    sec_end(o, SEC_END);
+}
+
+int engine_save(const struct engine *e, int fd, const void *user, uint32_t user_len,
+                uint64_t *bytes)
+{
+    if (user_len > ENGINE_PERSIST_USER_MAX || e->pairs.t.vals || e->edges.t.vals)
+        return -EINVAL;
+    off_t base = lseek(fd, 0, SEEK_CUR);
+    struct out o = {.fd = fd, .buf = malloc(OUT_BUF + 16), .base = base < 0 ? 0 : (uint64_t)base};
+    if (!o.buf)
+        return -ENOMEM;
+    uint8_t h[HDR_SIZE] = {0};
+    uint32_t v[] = {ENGINE_PERSIST_VERSION, HDR_SIZE, BOM};
+    uint16_t sizes[] = {sizeof(struct post), sizeof(struct actor), sizeof(struct cascade),
+                        sizeof(struct content_list)};
+    uint32_t nsec = SEC_COUNT;
+    memcpy(h, MAGIC, 8);
+    memcpy(h + 8, v, sizeof(v));
+    memcpy(h + 20, sizes, sizeof(sizes));
+    memcpy(h + 28, &nsec, 4);
+    uint32_t crc = crc32c(0, h, HDR_SIZE - 4);
+    memcpy(h + HDR_SIZE - 4, &crc, 4);
+    out_write(&o, h, HDR_SIZE);
+    o.off = HDR_SIZE;
+    save_sections(&o, e, user, user_len);
+    free(o.buf);
+    if (o.err)
+        return o.err;
+    if (bytes)
+        *bytes = o.off;
+    return 0;
+}
+
+/* ================================================================ reading */
+
+struct in {
+    const uint8_t *p;
+    size_t len, pos;
+    const char *sec; /* the section being read, for messages */
+    char *err;
+    size_t errlen;
+    int bad;
+};
+
+static int bad(struct in *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int bad(struct in *r, const char *fmt, ...)
+{
+    if (!r->bad) {
+        int n =
+            snprintf(r->err, r->errlen, "%s%s", r->sec ? r->sec : "", r->sec ? " section: " : "");
+        va_list ap;
+        va_start(ap, fmt);
+        if (n >= 0 && (size_t)n < r->errlen)
+            vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    r->bad = 1;
+    return -EINVAL;
+}
+
+/* n bytes of the section, or NULL (the reader is then bad) when fewer are left. */
+static const void *take(struct in *r, uint64_t n)
+{
+    if (r->bad)
+        return NULL;
+    if (n > r->len - r->pos) {
+        bad(r, "truncated (needs %llu more bytes, has %llu)", (unsigned long long)n,
+            (unsigned long long)(r->len - r->pos));
+        return NULL;
+    }
+    const void *p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+
+static uint32_t get32(struct in *r)
+{
+    const void *p = take(r, 4);
+    uint32_t v = 0;
+    if (p)
+        memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(struct in *r)
+{
+    const void *p = take(r, 8);
+    uint64_t v = 0;
+    if (p)
+        memcpy(&v, p, 8);
+    return v;
+}
+
+/* Whether n items of size each fit in what is left: checked before anything is allocated. */
+static int fits(struct in *r, uint64_t n, uint64_t size)
+{
+    if (r->bad)
+        return 0;
+    if (size && n > (r->len - r->pos) / size) {
+        bad(r, "truncated (%llu items of %llu bytes do not fit)", (unsigned long long)n,
+            (unsigned long long)size);
+        return 0;
+    }
+    return 1;
+}
+
+/* Opens section tag at the file reader's position: checks its frame and CRC, and points sec at
+ * its payload. */
+static int open_section(struct in *f, struct in *sec, uint32_t tag)
+{
+    f->sec = sec_names[tag];
+    const uint8_t *h = take(f, SEC_HDR);
+    if (!h)
+        return -EINVAL;
+    uint32_t got, crc;
+    uint64_t len;
+    memcpy(&got, h, 4);
+    memcpy(&crc, h + 4, 4);
+    memcpy(&len, h + 8, 8);
+    if (got != tag)
+        return bad(f, "found a section tagged %u where %u belongs", got, tag);
+    uint64_t padded = len + ((8 - (len & 7)) & 7);
+    if (len > f->len - f->pos || padded > f->len - f->pos)
+        return bad(f, "truncated (%llu bytes declared, %llu in the file)", (unsigned long long)len,
+                   (unsigned long long)(f->len - f->pos));
+    const uint8_t *p = f->p + f->pos;
+    if (crc32c(0, p, len) != crc)
+        return bad(f, "CRC mismatch (corrupt)");
+    f->pos += padded;
+    *sec =
+        (struct in){.p = p, .len = len, .sec = sec_names[tag], .err = f->err, .errlen = f->errlen};
+    return 0;
+}
+
+static int close_section(struct in *f, struct in *sec)
+{
+    if (sec->bad) {
+        f->bad = 1;
+        return -EINVAL;
+    }
+    if (sec->pos != sec->len)
+        return bad(sec, "%llu bytes left over", (unsigned long long)(sec->len - sec->pos));
+    return 0;
+}
+
+static int is_mask(uint64_t mask, uint64_t min)
+{
+    return mask + 1 >= min && ((mask + 1) & mask) == 0;
+}
+
+/* ---- intern tables */
+
+static int load_intern(struct in *r, struct intern *t)
+{
+    uint32_t count = get32(r), mask = get32(r), refs_cap = get32(r), nchunks = get32(r);
+    uint32_t used = get32(r);
+    get32(r);
+    if (r->bad)
+        return -EINVAL;
+    if (!is_mask(mask, 1024) || count > MAX_IDS || (uint64_t)count * 4 > ((uint64_t)mask + 1) * 3)
+        return bad(r, "bad table size (%u ids, %llu slots)", count, (unsigned long long)mask + 1);
+    if (refs_cap < count || refs_cap - count > count + 1024 || nchunks > 4096 || used > ICHUNK ||
+        (nchunks == 0 && (count || used != ICHUNK)))
+        return bad(r, "bad arena (%u ids, %u offsets, %u chunks, %u bytes used)", count, refs_cap,
+                   nchunks, used);
+    if (!fits(r, (uint64_t)mask + 1, 8))
+        return -EINVAL;
+    const uint64_t *slots = take(r, ((uint64_t)mask + 1) * 8);
+    if (!fits(r, count, 4))
+        return -EINVAL;
+    const uint32_t *refs = take(r, (uint64_t)count * 4);
+    uint64_t arena = nchunks ? (uint64_t)(nchunks - 1) * ICHUNK + used : 0;
+    const uint8_t *bytes = take(r, arena);
+    if (r->bad)
+        return -EINVAL;
+    uint64_t full = 0;
+    for (uint64_t i = 0; i <= mask; i++) {
+        uint64_t s;
+        memcpy(&s, &slots[i], 8);
+        if (!s)
+            continue;
+        if ((uint32_t)s == 0 || (uint32_t)s > count)
+            return bad(r, "slot %llu holds id %u of %u", (unsigned long long)i, (uint32_t)s - 1,
+                       count);
+        full++;
+    }
+    if (full != count)
+        return bad(r, "%llu slots in use for %u ids", (unsigned long long)full, count);
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t ref;
+        memcpy(&ref, &refs[i], 4);
+        uint32_t ci = ref >> INTERN_CHUNK_SHIFT, off = ref & (ICHUNK - 1);
+        uint32_t lim = ci + 1 == nchunks ? used : ICHUNK;
+        if (ci >= nchunks || off >= lim)
+            return bad(r, "string %u lies outside the arena", i);
+        const uint8_t *s = bytes + (size_t)ci * ICHUNK + off;
+        uint32_t len = s[0], pre = 1;
+        if (len >= 0x80) {
+            if (off + 2 > lim)
+                return bad(r, "string %u lies outside the arena", i);
+            len = (uint32_t)(s[0] & 0x7f) << 8 | s[1];
+            pre = 2;
+        }
+        if ((uint64_t)off + pre + len > lim)
+            return bad(r, "string %u lies outside the arena", i);
+    }
+    intern_destroy(t);
+    t->slots = malloc(((size_t)mask + 1) * 8);
+    t->refs = malloc((size_t)(refs_cap ? refs_cap : 1) * 4);
+    t->chunks = calloc(nchunks ? nchunks : 1, sizeof(char *));
+    if (!t->slots || !t->refs || !t->chunks)
+        return -ENOMEM;
+    memcpy(t->slots, slots, ((size_t)mask + 1) * 8);
+    memcpy(t->refs, refs, (size_t)count * 4);
+    t->chunks_cap = nchunks ? nchunks : 1;
+    for (uint32_t i = 0; i < nchunks; i++) {
+        if (!(t->chunks[i] = malloc(ICHUNK)))
+            return -ENOMEM;
+        t->nchunks++;
+        memcpy(t->chunks[i], bytes + (size_t)i * ICHUNK, i + 1 < nchunks ? ICHUNK : used);
+    }
+    t->mask = mask;
+    t->count = count;
+    t->refs_cap = refs_cap;
+    t->chunk_used = used;
+    return 0;
+}
+
+/* ---- segmented arrays */
+
+static int load_segvec(struct in *r, struct segvec *v)
+{
+    uint32_t len = get32(r), elsize = get32(r);
+    if (r->bad)
+        return -EINVAL;
+    if (elsize != v->elsize)
+        return bad(r, "records of %u bytes, this build's are %u", elsize, v->elsize);
+    if (!fits(r, len, elsize))
+        return -EINVAL;
+    if (segvec_reserve(v, len))
+        return -ENOMEM;
+    uint32_t per = 1u << v->shift;
+    for (uint32_t at = 0; at < len; at += per) {
+        uint32_t n = len - at < per ? len - at : per;
+        memcpy(v->chunks[at >> v->shift], take(r, (uint64_t)n * elsize), (size_t)n * elsize);
+    }
+    v->len = len;
+    return 0;
+}
+
+/* ---- u64 maps */
+
+typedef int (*key_ok_fn)(const struct engine *e, uint64_t key);
+
+static int pair_ok(const struct engine *e, uint64_t key)
+{
+    return (key >> 32) < e->actors.len && (uint32_t)key < e->cascades.len;
+}
+
+static int edge_ok(const struct engine *e, uint64_t key)
+{
+    return (key >> 32) < e->actors.len && (uint32_t)key < e->actors.len;
+}
+
+static int load_table(struct in *r, const struct engine *e, struct u64map_table *t, int optional,
+                      key_ok_fn ok, uint64_t *full)
+{
+    uint64_t mask = get64(r);
+    *full = 0;
+    if (r->bad)
+        return -EINVAL;
+    if (optional && mask == 0)
+        return 0;
+    if (!is_mask(mask, 1024) || mask >= (1ull << 40))
+        return bad(r, "bad table size %llu", (unsigned long long)mask + 1);
+    if (!fits(r, mask + 1, 8))
+        return -EINVAL;
+    const uint64_t *keys = take(r, (mask + 1) * 8);
+    for (uint64_t i = 0; i <= mask; i++) {
+        uint64_t s;
+        memcpy(&s, &keys[i], 8);
+        if (!s)
+            continue;
+        if (!ok(e, ~s))
+            return bad(r, "key %#llx names a record that does not exist", (unsigned long long)~s);
+        ++*full;
+    }
+    if (*full > mask)
+        return bad(r, "a table without an empty slot");
+    t->keys = malloc((mask + 1) * 8);
+    if (!t->keys)
+        return -ENOMEM;
+    memcpy(t->keys, keys, (mask + 1) * 8);
+    t->mask = mask;
+    return 0;
+}
+
+static int load_u64map(struct in *r, const struct engine *e, struct u64map *m, key_ok_fn ok)
+{
+    uint64_t count = get64(r), old_left = get64(r), walk_pos = get64(r), walk_left = get64(r);
+    struct u64map fresh = {0};
+    uint64_t nt, no;
+    int rc = load_table(r, e, &fresh.t, 0, ok, &nt);
+    if (rc == 0)
+        rc = load_table(r, e, &fresh.old, 1, ok, &no);
+    if (rc == 0 &&
+        (count != nt + no || old_left != no || (fresh.old.keys && walk_pos > fresh.old.mask)))
+        rc = bad(r, "counts do not match the tables (%llu keys, %llu + %llu found)",
+                 (unsigned long long)count, (unsigned long long)nt, (unsigned long long)no);
+    if (rc) {
+        u64map_destroy(&fresh);
+        return rc;
+    }
+    fresh.count = count;
+    fresh.old_left = old_left;
+    fresh.walk_pos = walk_pos;
+    fresh.walk_left = walk_left;
+    u64map_destroy(m);
+    *m = fresh;
+    return 0;
+}
+
+/* ---- records and their cross-references */
+
+static int check_ref(uint32_t id, uint32_t n)
+{
+    return id == NONE || id < n;
+}
+
+static int load_posts(struct in *r, struct engine *e)
+{
+    int rc = load_segvec(r, &e->posts);
+    if (rc)
+        return rc;
+    uint32_t n = e->posts.len, na = e->actor_ids.count, nc = e->contents.count;
+    if (n != e->post_ids.count)
+        return bad(r, "%u posts for %u post ids", n, e->post_ids.count);
+    uint64_t placeholders = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct post *p = post_at(e, i);
+        uint32_t content = p->content & CONTENT_MASK;
+        if ((!post_is_root(p) && p->parent >= n) || !check_ref(p->actor, na) ||
+            !check_ref(p->child, n) || !check_ref(p->sibling, n) ||
+            (content != CONTENT_NONE && content >= nc) || (p->content >> 30) > MAX_KIND ||
+            (p->actor == NONE && !post_is_root(p)))
+            return bad(r, "post %u refers to records that do not exist", i);
+        placeholders += p->actor == NONE;
+    }
+    if (placeholders != e->placeholders)
+        return bad(r, "%llu placeholders, the engine counts %llu", (unsigned long long)placeholders,
+                   (unsigned long long)e->placeholders);
+    return 0;
+}
+
+static int load_actors(struct in *r, struct engine *e)
+{
+    int rc = load_segvec(r, &e->actors);
+    if (rc)
+        return rc;
+    if (e->actors.len != e->actor_ids.count)
+        return bad(r, "%u actors for %u actor ids", e->actors.len, e->actor_ids.count);
+    for (uint32_t i = 0; i < e->actors.len; i++) {
+        struct actor *a = actor_at(e, i);
+        if (a->type > MAX_ATYPE || a->type_explicit > 1)
+            return bad(r, "actor %u has type %u", i, a->type);
+        a->dirty = 0;
+    }
+    return 0;
+}
+
+static int load_cascades(struct in *r, struct engine *e)
+{
+    int rc = load_segvec(r, &e->cascades);
+    if (rc)
+        return rc;
+    uint32_t np = e->posts.len, nl = e->labels.count;
+    /* level arrays belong to no cascade until each is read, so that engine_free stays safe */
+    uint8_t *logs = malloc((size_t)e->cascades.len + 1);
+    if (!logs)
+        return -ENOMEM;
+    uint64_t live = 0;
+    for (uint32_t i = 0; i < e->cascades.len; i++) {
+        struct cascade *c = cascade_at(e, i);
+        logs[i] = c->cap_log2;
+        c->cap_log2 = 0;
+        c->dirty = 0;
+        live += !c->dead;
+    }
+    if (live != e->live_cascades)
+        rc = bad(r, "%llu live cascades, the engine counts %llu", (unsigned long long)live,
+                 (unsigned long long)e->live_cascades);
+    for (uint32_t i = 0; i < e->cascades.len && !rc; i++) {
+        struct cascade *c = cascade_at(e, i);
+        uint8_t lg = logs[i];
+        if (c->root >= np || !check_ref(c->label, nl) || c->dead > 1 || c->label_root > 1 ||
+            lg > 31 || (c->dead && lg)) {
+            rc = bad(r, "cascade %u is malformed", i);
+            break;
+        }
+        if (!lg)
+            continue;
+        if (!fits(r, 1ull << lg, 4)) {
+            rc = -EINVAL;
+            break;
+        }
+        uint32_t *lv = malloc(((size_t)1 << lg) * 4);
+        if (!lv) {
+            rc = -ENOMEM;
+            break;
+        }
+        memcpy(lv, take(r, (1ull << lg) * 4), ((size_t)1 << lg) * 4);
+        c->lv.ext = lv;
+        c->cap_log2 = lg;
+    }
+    free(logs);
+    return rc;
+}
+
+static int load_clists(struct in *r, struct engine *e)
+{
+    int rc = load_segvec(r, &e->clists);
+    if (rc)
+        return rc;
+    uint32_t np = e->posts.len;
+    if (e->clists.len != e->contents.count)
+        return bad(r, "%u lists for %u contents", e->clists.len, e->contents.count);
+    uint32_t *caps = malloc(((size_t)e->clists.len + 1) * 4);
+    if (!caps)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < e->clists.len; i++) { /* as in load_cascades: nothing owned yet */
+        struct content_list *l = clist_at(e, i);
+        caps[i] = l->cap;
+        l->cap = 0;
+    }
+    for (uint32_t i = 0; i < e->clists.len && !rc; i++) {
+        struct content_list *l = clist_at(e, i);
+        uint32_t cap = caps[i], n = l->n;
+        if (!cap) {
+            if (n > 1 || (n == 1 && l->u.one >= np))
+                rc = bad(r, "content list %u is malformed", i);
+            continue;
+        }
+        if (n > cap || cap < FIRST_CAPS || cap > 2 * n + FIRST_CAPS) {
+            rc = bad(r, "content list %u holds %u of %u", i, n, cap);
+            break;
+        }
+        if (!fits(r, n, 4)) {
+            rc = -EINVAL;
+            break;
+        }
+        uint32_t *ids = malloc((size_t)cap * 4);
+        if (!ids) {
+            rc = -ENOMEM;
+            break;
+        }
+        memcpy(ids, take(r, (uint64_t)n * 4), (size_t)n * 4);
+        l->u.ids = ids;
+        l->cap = cap;
+        e->clist_heap += (size_t)cap * 4;
+        for (uint32_t k = 0; k < n; k++)
+            if (ids[k] >= np)
+                rc = bad(r, "content list %u names post %u of %u", i, ids[k], np);
+    }
+    free(caps);
+    return rc;
+}
+
+static int load_growth(struct in *r, struct engine *e)
+{
+    struct growth *g = &e->growth;
+    uint32_t has = get32(r);
+    get32(r);
+    int64_t newest = (int64_t)get64(r), lo = (int64_t)get64(r);
+    if (r->bad)
+        return -EINVAL;
+    if (has > 1)
+        return bad(r, "malformed header");
+    g->has_newest = (int)has;
+    g->newest = newest;
+    g->lo_bucket = lo;
+    uint32_t np = e->posts.len;
+    for (;;) {
+        uint32_t slot = get32(r), n = get32(r);
+        if (r->bad)
+            return -EINVAL;
+        if (slot == UINT32_MAX)
+            return n == 0 ? 0 : bad(r, "malformed end");
+        int64_t id = (int64_t)get64(r);
+        uint32_t cap = get32(r), last = get32(r);
+        if (!has || cap < n || cap < FIRST_CAPS || cap > 2 * n + FIRST_CAPS || last >= np)
+            return bad(r, "bucket at slot %u is malformed", slot);
+        if (!fits(r, n, 4))
+            return -EINVAL;
+        const uint32_t *ent = take(r, (uint64_t)n * 4);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t x;
+            memcpy(&x, &ent[i], 4);
+            uint32_t prev = 0;
+            if (i)
+                memcpy(&prev, &ent[i - 1], 4);
+            /* a run counts on from the plain id before it */
+            if (x & RUN ? i == 0 || (prev & RUN) || (uint64_t)prev + (x & ~RUN) >= np : x >= np)
+                return bad(r, "bucket at slot %u names posts that do not exist", slot);
+        }
+        int rc = growth_restore_bucket(g, slot, id, ent, n, cap, last);
+        if (rc)
+            return rc == -ENOMEM ? rc : bad(r, "bucket at slot %u is misplaced", slot);
+    }
+}
+
+/* ---- the trees: every post in exactly one tree below a live cascade's root, with the
+ * cascade's and each node's counts what the tree says. */
+
+struct walk {
+    uint32_t *acc;   /* per post: UNVISITED, else the sum of its children's subtree sizes */
+    uint32_t *level; /* per depth of the tree being walked: nodes seen */
+    uint32_t cap;
+};
+
+static int visit(struct in *r, struct walk *w, const struct engine *e, uint32_t x, uint32_t parent,
+                 uint32_t depth)
+{
+    if (x >= e->posts.len || w->acc[x] != UNVISITED || post_at(e, x)->parent != parent)
+        return bad(r, "post %u is reached twice or hangs below the wrong parent", x);
+    w->acc[x] = 0;
+    if (depth >= w->cap) {
+        uint32_t cap = w->cap * 2;
+        uint32_t *l = realloc(w->level, (size_t)cap * 4);
+        if (!l)
+            return -ENOMEM;
+        memset(l + w->cap, 0, (size_t)(cap - w->cap) * 4);
+        w->level = l;
+        w->cap = cap;
+    }
+    w->level[depth]++;
+    return 0;
+}
+
+static int walk_tree(struct in *r, struct walk *w, struct engine *e, uint32_t root, uint32_t cid,
+                     uint64_t *seen)
+{
+    struct cascade *c = cascade_at(e, cid);
+    if (c->dead || c->root != root)
+        return bad(r, "post %u roots cascade %u, which is not its", root, cid);
+    uint32_t depth = 0, maxd = 0, x = root;
+    uint64_t nodes = 0, missing = 0;
+    int rc = visit(r, w, e, root, ROOT_FLAG | cid, 0);
+    while (rc == 0) {
+        nodes++;
+        missing += post_at(e, x)->actor == NONE;
+        const struct post *p = post_at(e, x);
+        if (p->child != NONE) {
+            rc = visit(r, w, e, p->child, x, ++depth);
+            x = p->child;
+            maxd = depth > maxd ? depth : maxd;
+            continue;
+        }
+        for (;;) { /* leaving x: its subtree is complete */
+            p = post_at(e, x);
+            if (p->sub != w->acc[x] + 1)
+                return bad(r, "post %u counts %u below it, the tree %u", x, p->sub, w->acc[x] + 1);
+            if (x == root)
+                goto done;
+            w->acc[p->parent] += p->sub;
+            if (p->sibling != NONE) {
+                rc = visit(r, w, e, p->sibling, p->parent, depth);
+                x = p->sibling;
+                break;
+            }
+            x = p->parent;
+            depth--;
+        }
+    }
+    return rc;
+done:
+    if (nodes - missing != c->size || missing != c->missing || maxd != c->depth ||
+        maxd > (c->cap_log2 ? 1u << c->cap_log2 : 2))
+        return bad(r, "cascade %u's counts do not match its tree", cid);
+    for (uint32_t d = 1; d <= maxd; d++)
+        if (*cascade_level(c, d) != w->level[d])
+            return bad(r, "cascade %u's breadth at depth %u does not match its tree", cid, d);
+    memset(w->level, 0, ((size_t)maxd + 1) * 4);
+    *seen += nodes;
+    return 0;
+}
+
+static int check_trees(struct in *r, struct engine *e)
+{
+    uint32_t n = e->posts.len;
+    struct walk w = {malloc(((size_t)n + 1) * 4), calloc(64, 4), 64};
+    int rc = w.acc && w.level ? 0 : -ENOMEM;
+    if (rc == 0)
+        memset(w.acc, 0xff, (size_t)n * 4);
+    uint64_t seen = 0, live = 0;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        const struct post *p = post_at(e, i);
+        if (!post_is_root(p))
+            continue;
+        uint32_t cid = p->parent & ~ROOT_FLAG;
+        if (cid >= e->cascades.len) {
+            rc = bad(r, "post %u roots cascade %u of %u", i, cid, e->cascades.len);
+            break;
+        }
+        live++;
+        rc = walk_tree(r, &w, e, i, cid, &seen);
+    }
+    if (rc == 0 && (seen != n || live != e->live_cascades))
+        rc = bad(r, "%llu of %u posts lie in %llu trees; the engine counts %llu cascades",
+                 (unsigned long long)seen, n, (unsigned long long)live,
+                 (unsigned long long)e->live_cascades);
+    free(w.acc);
+    free(w.level);
+    return rc;
+}
+
+/* The top-k indexes, from every live record: what engine_read's rebuild does per metric. */
+static void rebuild_topk(struct engine *e)
+{
+    for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
+        topk_reset(&e->ctop[m]);
+    for (int m = 0; m < ENGINE_ACTOR_METRICS; m++)
+        topk_reset(&e->atop[m]);
+    for (uint32_t i = 0; i < e->cascades.len; i++) {
+        const struct cascade *c = cascade_at(e, i);
+        for (int m = 0; !c->dead && m < ENGINE_CASCADE_METRICS; m++)
+            topk_offer(&e->ctop[m], i, engine_cascade_key(c, m));
+    }
+    for (uint32_t i = 0; i < e->actors.len; i++)
+        for (int m = 0; m < ENGINE_ACTOR_METRICS; m++)
+            topk_offer(&e->atop[m], i, engine_actor_key(actor_at(e, i), m));
+}
+
+static int load_header(struct in *f)
+{
+    const uint8_t *h = take(f, HDR_SIZE);
+    if (!h)
+        return -EINVAL;
+    uint32_t v[3], nsec, crc;
+    uint16_t sizes[4], want[] = {sizeof(struct post), sizeof(struct actor), sizeof(struct cascade),
+                                 sizeof(struct content_list)};
+    memcpy(v, h + 8, sizeof(v));
+    memcpy(sizes, h + 20, sizeof(sizes));
+    memcpy(&nsec, h + 28, 4);
+    memcpy(&crc, h + HDR_SIZE - 4, 4);
+    if (memcmp(h, MAGIC, 8) != 0)
+        return bad(f, "not a cascaded snapshot (bad magic)");
+    if (crc32c(0, h, HDR_SIZE - 4) != crc)
+        return bad(f, "header CRC mismatch (corrupt)");
+    if (v[0] != ENGINE_PERSIST_VERSION)
+        return bad(f, "format version %u; this build reads %u", v[0], ENGINE_PERSIST_VERSION);
+    if (v[1] != HDR_SIZE || v[2] != BOM || memcmp(sizes, want, sizeof(want)) != 0 ||
+        nsec != SEC_COUNT)
+        return bad(f, "written by a build with another record layout or byte order");
+    return 0;
+}
+
+static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_len)
+{
+    struct in s;
+    int rc = open_section(f, &s, SEC_USER);
+    if (rc)
+        return rc;
+    if (s.len > ENGINE_PERSIST_USER_MAX)
+        return bad(&s, "%zu bytes, at most %u", s.len, ENGINE_PERSIST_USER_MAX);
+    memcpy(user, take(&s, s.len), s.len);
+    *user_len = (uint32_t)s.len;
+
+    if ((rc = open_section(f, &s, SEC_ENGINE)))
+        return rc;
+    if (get32(&s) != EVENT_OUTCOME_COUNT)
+        return bad(&s, "another set of event outcomes");
+    e->stamp = get32(&s);
+    const void *oc = take(&s, sizeof(e->outcomes));
+    if (oc)
+        memcpy(e->outcomes, oc, sizeof(e->outcomes));
+    e->placeholders = get64(&s);
+    e->live_cascades = get64(&s);
+    if ((rc = close_section(f, &s)))
+        return rc;
+
+    struct intern *interns[] = {&e->post_ids, &e->actor_ids, &e->contents, &e->labels};
+    for (uint32_t i = 0; i < 4; i++) {
+        if ((rc = open_section(f, &s, SEC_POST_IDS + i)))
+            return rc;
+        if ((rc = load_intern(&s, interns[i])) || (rc = close_section(f, &s)))
+            return rc;
+    }
+    /* posts refer to actors and contents (counted by their intern tables), cascades to posts */
+    static int (*const loaders[])(struct in *, struct engine *) = {load_posts, load_actors,
+                                                                   load_cascades, load_clists};
+    for (uint32_t i = 0; i < 4; i++) {
+        if ((rc = open_section(f, &s, SEC_POSTS + i)))
+            return rc;
+        if ((rc = loaders[i](&s, e)) || (rc = close_section(f, &s)))
+            return rc;
+    }
+    if ((rc = open_section(f, &s, SEC_PAIRS)))
+        return rc;
+    if ((rc = load_u64map(&s, e, &e->pairs, pair_ok)) || (rc = close_section(f, &s)))
+        return rc;
+    if ((rc = open_section(f, &s, SEC_EDGES)))
+        return rc;
+    if ((rc = load_u64map(&s, e, &e->edges, edge_ok)) || (rc = close_section(f, &s)))
+        return rc;
+    if ((rc = open_section(f, &s, SEC_GROWTH)))
+        return rc;
+    if ((rc = load_growth(&s, e)) || (rc = close_section(f, &s)))
+        return rc;
+    if ((rc = open_section(f, &s, SEC_END)) || (rc = close_section(f, &s)))
+        return rc;
+    f->sec = NULL;
+    if (f->pos != f->len)
+        return bad(f, "%zu bytes after the end", f->len - f->pos);
+    if ((rc = check_trees(f, e)))
+        return rc;
+    rebuild_topk(e);
+    return 0;
+}
+
+int engine_load_mem(const void *buf, size_t len, struct engine **out, void *user,
+                    uint32_t *user_len, char *err, size_t errlen)
+{
+    char dummy[1];
+    struct in f = {.p = buf, .len = len, .err = err ? err : dummy, .errlen = err ? errlen : 1};
+    *out = NULL;
+    int rc = load_header(&f);
+    if (rc)
+        return rc;
+    struct engine *e;
+    if ((rc = engine_new(&e)))
+        return rc;
+    rc = load_body(&f, e, user, user_len);
+    if (rc) {
+        if (rc == -ENOMEM && !f.bad)
+            snprintf(f.err, f.errlen, "out of memory loading the snapshot");
+        engine_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+int engine_load(int fd, struct engine **out, void *user, uint32_t *user_len, char *err,
+                size_t errlen)
+{
+    struct stat st;
+    *out = NULL;
+    if (fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "cannot stat: %s", strerror(errno));
+        return -errno;
+    }
+    if (st.st_size == 0) {
+        snprintf(err, errlen, "empty file");
+        return -EINVAL;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map: %s", strerror(errno));
+        return -errno;
+    }
+    madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+    int rc = engine_load_mem(p, (size_t)st.st_size, out, user, user_len, err, errlen);
+    munmap(p, (size_t)st.st_size);
+    return rc;
+}
