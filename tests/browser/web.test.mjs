@@ -240,6 +240,16 @@ try {
       assert(drawn === nodes, `at the end ${drawn} of ${nodes} nodes drawn`);
     });
   });
+  await check('tree layout and depth colours redraw every node', async () => {
+    await page.check('[data-testid="layout-tree"]');
+    await page.check('[data-testid="colour-depth"]');
+    await page.waitForTimeout(200);
+    const drawn = await attr('[data-testid="cascade-canvas"]', 'data-drawn');
+    assert(drawn === String(nodes), `tree layout: ${drawn} of ${nodes} nodes drawn`);
+    await page.screenshot({ path: join(artifacts, 'cascade-tree.png') });
+    await page.check('[data-testid="layout-radial"]');
+    await page.check('[data-testid="colour-time"]');
+  });
   await check('path to the root of a deep post equals /v1/path', async () => {
     const tree = await api(`/v1/cascade?post=${encodeURIComponent(big.root)}&tree=true`);
     const deepest = tree.nodes[tree.nodes.length - 1].post;

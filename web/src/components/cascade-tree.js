@@ -68,10 +68,19 @@ function layoutRadial(root) {
   });
 }
 
-function layoutTree(root) {
-  d3tree().nodeSize([SPACING, LEVEL])(root);
+// Left to right. Cascades are far broader than deep, so the distance between depths stretches
+// to the view's aspect ratio (at least LEVEL): otherwise "fit" shows a thin vertical sliver.
+function layoutTree(root, aspect) {
+  d3tree().nodeSize([SPACING, 1])(root);
+  let x0 = Infinity,
+    x1 = -Infinity;
   root.each((n) => {
-    n.px = n.y;
+    x0 = Math.min(x0, n.x);
+    x1 = Math.max(x1, n.x);
+  });
+  const level = Math.max(LEVEL, Math.min(4000, ((x1 - x0) * aspect) / Math.max(1, root.height) / 1.15));
+  root.each((n) => {
+    n.px = n.depth * level;
     n.py = n.x;
   });
 }
@@ -280,7 +289,7 @@ export function createCascadeTree({ onSelect, actorType = () => undefined } = {}
   function doLayout() {
     if (!root) return;
     if (layout === 'radial') layoutRadial(root);
-    else layoutTree(root);
+    else layoutTree(root, width && height ? width / height : 1.6);
     qt = null;
     fit();
     request();

@@ -43,7 +43,7 @@ function truncate(s, n) {
 
 // Content keys are mostly URLs: the scheme is noise in a narrow column (the full key is the title).
 function content(c) {
-  return c ? h('span', { class: 'content', title: c }, truncate(c.replace(/^https?:\/\//, ''), 28)) : h('span', { class: 'muted' }, '—');
+  return c ? h('span', { class: 'content', title: c }, truncate(c.replace(/^https?:\/\//, ''), 22)) : h('span', { class: 'muted' }, '—');
 }
 
 export function mountOverview(root, _params, signal) {
@@ -125,8 +125,14 @@ export function mountOverview(root, _params, signal) {
     empty: 'No actors yet.',
     rowAttrs: (r) => ({ 'data-testid': 'actor-row', 'data-actor': r.id }),
     columns: [
-      { title: 'Actor', node: (r) => link(actorHref(r.id), r.id, { class: 'id' }), sig: (r) => r.id },
-      { title: 'Type', node: (r) => h('span', { class: `type type-${r.actor_type}` }, r.actor_type), sig: (r) => r.actor_type },
+      // Pages are the exception among actors: only they carry a badge (the column stays narrow).
+      {
+        title: 'Actor',
+        cls: 'nowrap',
+        node: (r) =>
+          h('span', {}, link(actorHref(r.id), r.id, { class: 'id' }), r.actor_type === 'page' ? [' ', h('span', { class: 'type type-page' }, 'page')] : null),
+        sig: (r) => `${r.id}/${r.actor_type}`,
+      },
       { title: 'Reach', cls: 'num', help: 'posts below this actor’s posts', text: (r) => int(r.reach) },
       { title: 'Reshares', cls: 'num', help: 'reshares received', text: (r) => int(r.reshares_received) },
       { title: 'Amplifiers', cls: 'num', help: 'distinct actors who reshared it', text: (r) => int(r.amplifiers) },
