@@ -35,6 +35,7 @@ static int alloc_table(struct u64map_table *t, uint64_t n, int with_values)
         t->vals = calloc(n, sizeof(uint32_t));
         if (!t->vals) {
             free(t->keys);
+            t->keys = NULL; /* a map whose init failed stays safe to destroy */
             return -ENOMEM;
         }
     }

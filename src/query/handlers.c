@@ -80,11 +80,13 @@ double qcall_float(const struct qcall *c, const char *name)
 const char *qcall_str(const struct qcall *c, const char *name, uint32_t *len)
 {
     const msgpack_object *v = val(c, name);
-    *len = 0;
-    if (!v || v->type != MSGPACK_OBJECT_STR)
-        return NULL;
-    *len = v->via.str.size;
-    return v->via.str.ptr;
+    if (v && v->type == MSGPACK_OBJECT_STR) {
+        *len = v->via.str.size;
+        return v->via.str.ptr;
+    }
+    const char *d = def_of(c, name);
+    *len = d ? (uint32_t)strlen(d) : 0;
+    return d;
 }
 
 const char *qcall_id(const struct qcall *c, const char *name, char *buf, uint32_t *len)
@@ -225,12 +227,14 @@ static void pack_cascade_fields(msgpack_packer *pk, const struct engine_cascade 
 
 #define CASCADE_FIELDS 14
 
-static void pack_cascade(msgpack_packer *pk, const struct engine_cascade *x, int with_growth)
+/* A cascade record, with one more field `extra` = v when extra is not NULL. */
+static void pack_cascade(msgpack_packer *pk, const struct engine_cascade *x, const char *extra,
+                         uint64_t v)
 {
-    msgpack_pack_map(pk, CASCADE_FIELDS + (with_growth ? 1 : 0));
+    msgpack_pack_map(pk, CASCADE_FIELDS + (extra ? 1 : 0));
     pack_cascade_fields(pk, x);
-    if (with_growth)
-        qpack_u64(pk, "growth", x->growth);
+    if (extra)
+        qpack_u64(pk, extra, v);
 }
 
 static const char *const kind_names[] = {"post", "share", "quote", "reply"};
@@ -289,7 +293,7 @@ void handle_cascade(struct qcall *c)
         return;
     }
     if (!qcall_bool(c, "tree")) {
-        pack_cascade(c->pk, &x, 0);
+        pack_cascade(c->pk, &x, NULL, 0);
         return;
     }
     struct nodes_ctx nodes;
@@ -351,7 +355,7 @@ void handle_top_cascades(struct qcall *c)
     }
     msgpack_pack_array(c->pk, (size_t)k);
     for (int i = 0; i < k; i++)
-        pack_cascade(c->pk, &out[i], growth);
+        pack_cascade(c->pk, &out[i], growth ? "growth" : NULL, out[i].growth);
     free(out);
 }
 
@@ -388,17 +392,78 @@ static void pack_actor(const struct qcall *c, const struct engine_actor *a)
         msgpack_pack_nil(pk);
 }
 
+/* The error of an actor query that returned rc < 0. */
+static void actor_failed(struct qcall *c, int rc, const char *id, uint32_t len)
+{
+    if (rc == -ENOENT)
+        qcall_fail(c, QERR_NOT_FOUND, "unknown actor %.*s", SHOW(len), id);
+    else
+        qcall_fail(c, QERR_INTERNAL, "out of memory");
+}
+
 void handle_actor(struct qcall *c)
 {
     char buf[24];
     uint32_t len;
     const char *id = qcall_id(c, "id", buf, &len);
     struct engine_actor a;
-    if (engine_actor(c->e, id, len, &a)) {
-        qcall_fail(c, QERR_NOT_FOUND, "unknown actor %.*s", SHOW(len), id);
+    int rc = engine_actor(c->e, id, len, &a);
+    if (rc) {
+        actor_failed(c, rc, id, len);
         return;
     }
     pack_actor(c, &a);
+}
+
+static const char *const link_dir_names[] = {NULL, "in", "out", "both"};
+
+void handle_actor_links(struct qcall *c)
+{
+    char buf[24];
+    uint32_t len, dlen;
+    const char *id = qcall_id(c, "id", buf, &len);
+    const char *dir = qcall_str(c, "direction", &dlen);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
+    int dirs = ENGINE_LINK_BOTH;
+    for (int d = ENGINE_LINK_IN; d <= ENGINE_LINK_BOTH; d++)
+        if (dir && strlen(link_dir_names[d]) == dlen && memcmp(dir, link_dir_names[d], dlen) == 0)
+            dirs = d;
+    struct engine_link *out = malloc(2 * (size_t)limit * sizeof(*out));
+    int k = out ? engine_actor_links(c->e, id, len, dirs, limit, out) : -ENOMEM;
+    if (k < 0) {
+        free(out);
+        actor_failed(c, k, id, len);
+        return;
+    }
+    msgpack_pack_array(c->pk, (size_t)k);
+    for (int i = 0; i < k; i++) {
+        msgpack_pack_map(c->pk, 5);
+        qpack_cstr(c->pk, "direction", link_dir_names[out[i].direction]);
+        qpack_str(c->pk, "actor", out[i].actor, out[i].actor_len);
+        qpack_cstr(c->pk, "actor_type", out[i].actor_type == EVENT_ACTOR_PAGE ? "page" : "account");
+        qpack_u64(c->pk, "weight", out[i].weight);
+        qpack_u64(c->pk, "reach", out[i].reach);
+    }
+    free(out);
+}
+
+void handle_actor_cascades(struct qcall *c)
+{
+    char buf[24];
+    uint32_t len;
+    const char *id = qcall_id(c, "id", buf, &len);
+    uint32_t limit = (uint32_t)qcall_uint(c, "limit");
+    struct engine_actor_cascade *out = malloc((size_t)limit * sizeof(*out));
+    int k = out ? engine_actor_cascades(c->e, id, len, out, limit) : -ENOMEM;
+    if (k < 0) {
+        free(out);
+        actor_failed(c, k, id, len);
+        return;
+    }
+    msgpack_pack_array(c->pk, (size_t)k);
+    for (int i = 0; i < k; i++)
+        pack_cascade(c->pk, &out[i].cascade, "actor_posts", out[i].actor_posts);
+    free(out);
 }
 
 void handle_top_actors(struct qcall *c)
@@ -455,7 +520,7 @@ void handle_content(struct qcall *c)
     qpack_key(pk, "top_cascades");
     msgpack_pack_array(pk, (size_t)k);
     for (int i = 0; i < k; i++)
-        pack_cascade(pk, &top[i], 0);
+        pack_cascade(pk, &top[i], NULL, 0);
     free(top);
 }
 

@@ -30,7 +30,7 @@ uint64_t qcall_uint(const struct qcall *c, const char *name);
 int64_t qcall_int(const struct qcall *c, const char *name);
 int qcall_bool(const struct qcall *c, const char *name);
 double qcall_float(const struct qcall *c, const char *name);
-/* A string (QT_STR, QT_ENUM) or NULL when absent. */
+/* A string (QT_STR, QT_ENUM); absent: its default in the method table, else NULL. */
 const char *qcall_str(const struct qcall *c, const char *name, uint32_t *len);
 /* An id as its canonical bytes (an integer becomes its decimal string, in buf[24]). */
 const char *qcall_id(const struct qcall *c, const char *name, char *buf, uint32_t *len);
@@ -53,6 +53,8 @@ void handle_cascade(struct qcall *c);
 void handle_top_cascades(struct qcall *c);
 void handle_actor(struct qcall *c);
 void handle_top_actors(struct qcall *c);
+void handle_actor_links(struct qcall *c);
+void handle_actor_cascades(struct qcall *c);
 void handle_content(struct qcall *c);
 void handle_labels(struct qcall *c);
 void handle_path(struct qcall *c);

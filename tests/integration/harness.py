@@ -626,3 +626,28 @@ def sanitizer_reports(paths):
         except OSError:
             pass
     return out
+
+
+def run_with_server(prefix, body, *server_args):
+    """The usual main of a test: argv is BIN_DIR [TOOLS_DIR]; starts one server in a temporary
+    directory, runs body(srv, tools_dir), then checks a clean SIGTERM exit and no sanitizer
+    reports, prints the tally and exits 1 if any check failed."""
+    bin_dir = sys.argv[1]
+    tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    srv = Server(bin_dir, os.path.join(tmp, 'data'), *server_args)
+    try:
+        srv.start()
+        body(srv, tools)
+        check('SIGTERM exits 0', srv.stop() == 0)
+        reports = sanitizer_reports([srv.err_path])
+        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        check('the test ran to its end', False, repr(e))
+    finally:
+        srv.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f'{passed} passed, {failed} failed')
+    sys.exit(1 if failed else 0)

@@ -181,6 +181,10 @@ static void test_text_uint(void **state)
     text_refused("top_cascades", "window_ms", "0");
     text_refused("top_cascades", "window_ms", "604800001");
     text_refused("top_actors", "limit", "5000");
+    text_refused("actor_links", "limit", "0");
+    text_refused("actor_links", "limit", "1001");
+    text_refused("actor_cascades", "limit", "0");
+    text_refused("actor_cascades", "limit", "1001");
     text_refused("coordination", "min_repeats", "0");
 }
 
@@ -266,6 +270,12 @@ static void test_text_enum_str_id(void **state)
     text_refused("top_cascades", "by", "");
     text_refused("top_actors", "by", "size");
     text_refused("top_actors", "actor_type", "robot");
+    v = text_value(&t, "actor_links", "direction", "in");
+    assert_true(str_is(&v, "in"));
+    text_done(&t);
+    text_refused("actor_links", "direction", "sideways");
+    text_refused("actor_links", "direction", "IN");
+    text_refused("actor_cascades", "direction", "in"); /* not one of its parameters */
     /* the message lists the choices */
     text_request(&t, "top_cascades", "by", "bogus", 1);
     assert_true(contains(t.err, "size") && contains(t.err, "growth"));
@@ -551,10 +561,11 @@ static void test_find(void **state)
 {
     size_t n;
     const struct qmethod *all = qmethod_all(&n);
-    assert_int_equal(n, 11);
-    static const char *const names[] = {"stats",      "cascade",     "top_cascades", "actor",
-                                        "top_actors", "content",     "labels",       "coordination",
-                                        "path",       "communities", "analytics"};
+    assert_int_equal(n, 13);
+    static const char *const names[] = {
+        "stats",       "cascade",        "top_cascades", "actor",  "top_actors",
+        "actor_links", "actor_cascades", "content",      "labels", "coordination",
+        "path",        "communities",    "analytics"};
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(all[i].name, names[i]);
         assert_ptr_equal(qmethod_find(names[i], strlen(names[i])), &all[i]);
@@ -581,6 +592,10 @@ static void test_find(void **state)
     assert_null(qmethod_param(c, "id", 2));
     assert_null(qmethod_param(qmethod_find("stats", 5), "limit", 5));
     assert_true(qmethod_param(qmethod_find("actor", 5), "id", 2)->required);
+    assert_true(qmethod_param(qmethod_find("actor_links", 11), "id", 2)->required);
+    assert_true(qmethod_param(qmethod_find("actor_cascades", 14), "id", 2)->required);
+    assert_int_equal(qmethod_find("actor_links", 11)->shape, QS_LIST);
+    assert_int_equal(qmethod_find("actor_cascades", 14)->shape, QS_LIST);
     assert_true(qmethod_param(qmethod_find("content", 7), "key", 3)->required);
     assert_true(qmethod_param(qmethod_find("path", 4), "post", 4)->required);
     assert_false(qmethod_param(qmethod_find("top_cascades", 12), "by", 2)->required);
@@ -1009,9 +1024,12 @@ static void test_rpc_params(void **state)
     resp_done(&r);
 
     /* unknown ids: 404; an integer id is its decimal string */
-    static const char *const lookups[][2] = {
-        {"cascade", "post"}, {"path", "post"}, {"actor", "id"}};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const lookups[][2] = {{"cascade", "post"},
+                                             {"path", "post"},
+                                             {"actor", "id"},
+                                             {"actor_links", "id"},
+                                             {"actor_cascades", "id"}};
+    for (size_t i = 0; i < sizeof(lookups) / sizeof(lookups[0]); i++) {
         pk = req_begin(&q, 20 + i, lookups[i][0], 1);
         pk_str(pk, (void *)lookups[i][1]);
         pk_str(pk, "no-such-thing");
