@@ -107,9 +107,9 @@ function run(cmd, args) {
   });
 }
 
-async function startServer() {
+async function startServer(extra = [], dataDir = join(work, 'data')) {
   const bin = join(binDir, 'cascaded');
-  server = spawn(bin, ['--bind', '127.0.0.1', '--ingest-port', '0', '--query-port', '0', '--http-port', '0', '--data-dir', join(work, 'data'), '--analytics-interval', '0'], {
+  server = spawn(bin, ['--bind', '127.0.0.1', '--ingest-port', '0', '--query-port', '0', '--http-port', '0', '--data-dir', dataDir, '--analytics-interval', '0', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -338,6 +338,28 @@ try {
     const text = await page.textContent('[data-testid="offline-banner"]');
     assert(/cannot reach cascaded at/i.test(text) && /retrying/i.test(text), `banner reads "${text}"`);
     await page.screenshot({ path: join(artifacts, 'offline.png') });
+  });
+
+  // --- a server with --auth-token-file ---------------------------------------------------------
+  await check('with --auth-token-file: the page asks for the token, then shows the data', async () => {
+    const token = 'browser-test-token-0123456789';
+    const tokenFile = join(work, 'token');
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    await new Promise((r) => (server.exitCode !== null || server.signalCode !== null ? r() : server.once('exit', r)));
+    const p2 = await startServer(['--auth-token-file', tokenFile], join(work, 'data-auth'));
+    const denied = await fetch(`http://127.0.0.1:${p2.http}/v1/stats`);
+    assert(denied.status === 401, `/v1/stats without the token: HTTP ${denied.status}`);
+    await page.goto(`http://127.0.0.1:${p2.http}/`);
+    await page.waitForSelector('#auth-form input', { timeout: 8000 });
+    await page.screenshot({ path: join(artifacts, 'token.png') });
+    await page.fill('#auth-form input', token);
+    await page.click('#auth-form button');
+    await page.waitForSelector('body[data-ready="1"]', { timeout: 15000 });
+    await eventually(async () => {
+      const posts = await page.getAttribute('[data-testid="stat-posts"]', 'data-value');
+      assert(posts === '0', `posts counter reads ${posts} on an empty server`);
+    });
+    assert((await page.$('#auth-form')) === null, 'the token form is still there');
   });
 } catch (e) {
   failed++;
