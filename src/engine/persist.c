@@ -425,6 +425,21 @@ static int close_section(struct in *f, struct in *sec)
     return 0;
 }
 
+/* Copies n bytes into fresh memory. Large copies have the kernel map the pages in one call
+ * first: one page fault at a time costs several times the copy on a virtual machine. */
+static void copy_in(void *dst, const void *src, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE
+    if (n >= (256u << 10)) {
+        uintptr_t page = 4096, lo = ((uintptr_t)dst + page - 1) & ~(page - 1);
+        uintptr_t hi = ((uintptr_t)dst + n) & ~(page - 1);
+        if (hi > lo)
+            madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    }
+#endif
+    memcpy(dst, src, n);
+}
+
 static int is_mask(uint64_t mask, uint64_t min)
 {
     return mask + 1 >= min && ((mask + 1) & mask) == 0;
@@ -492,14 +507,14 @@ static int load_intern(struct in *r, struct intern *t)
     t->chunks = calloc(nchunks ? nchunks : 1, sizeof(char *));
     if (!t->slots || !t->refs || !t->chunks)
         return -ENOMEM;
-    memcpy(t->slots, slots, ((size_t)mask + 1) * 8);
-    memcpy(t->refs, refs, (size_t)count * 4);
+    copy_in(t->slots, slots, ((size_t)mask + 1) * 8);
+    copy_in(t->refs, refs, (size_t)count * 4);
     t->chunks_cap = nchunks ? nchunks : 1;
     for (uint32_t i = 0; i < nchunks; i++) {
         if (!(t->chunks[i] = malloc(ICHUNK)))
             return -ENOMEM;
         t->nchunks++;
-        memcpy(t->chunks[i], bytes + (size_t)i * ICHUNK, i + 1 < nchunks ? ICHUNK : used);
+        copy_in(t->chunks[i], bytes + (size_t)i * ICHUNK, i + 1 < nchunks ? ICHUNK : used);
     }
     t->mask = mask;
     t->count = count;
@@ -524,7 +539,7 @@ static int load_segvec(struct in *r, struct segvec *v)
     uint32_t per = 1u << v->shift;
     for (uint32_t at = 0; at < len; at += per) {
         uint32_t n = len - at < per ? len - at : per;
-        memcpy(v->chunks[at >> v->shift], take(r, (uint64_t)n * elsize), (size_t)n * elsize);
+        copy_in(v->chunks[at >> v->shift], take(r, (uint64_t)n * elsize), (size_t)n * elsize);
     }
     v->len = len;
     return 0;
@@ -572,7 +587,7 @@ static int load_table(struct in *r, const struct engine *e, struct u64map_table 
     t->keys = malloc((mask + 1) * 8);
     if (!t->keys)
         return -ENOMEM;
-    memcpy(t->keys, keys, (mask + 1) * 8);
+    copy_in(t->keys, keys, (mask + 1) * 8);
     t->mask = mask;
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
+#include <signal.h>
 #include <msgpack.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -90,6 +91,8 @@ struct netloop {
     uint64_t wake_buf;
     struct signalfd_siginfo sig_buf;
     int signal_fd, stopping;
+    void (*on_sigusr1)(void *ctx);
+    void *sigusr1_ctx;
     uint64_t stop_ms;
     struct prom_loop stats; /* the loop's own figures for /metrics */
     uint64_t msgid;         /* of the RPC requests the HTTP port makes */
@@ -209,6 +212,8 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     n->to_writer = to_writer;
     n->from_writer = from_writer;
     n->signal_fd = cfg->signal_fd;
+    n->on_sigusr1 = cfg->on_sigusr1;
+    n->sigusr1_ctx = cfg->sigusr1_ctx;
     n->max_conns = cfg->max_conns ? cfg->max_conns : 1024;
     n->token = cfg->auth_token;
     n->token_len = cfg->auth_token ? strlen(cfg->auth_token) : 0;
@@ -1178,6 +1183,12 @@ static void on_cqe(struct netloop *n, const struct io_uring_cqe *cqe)
         on_wake(n);
         break;
     case OP_SIGNAL:
+        if (cqe->res > 0 && n->sig_buf.ssi_signo == SIGUSR1) { /* a snapshot, not a stop */
+            if (n->on_sigusr1)
+                n->on_sigusr1(n->sigusr1_ctx);
+            arm_signal(n);
+            break;
+        }
         if (!n->stopping)
             begin_stop(n);
         break;

@@ -18,8 +18,10 @@ struct netloop_config {
     const char *bind;              /* IPv4 address, e.g. 127.0.0.1 */
     uint16_t ports[NET_LISTENERS]; /* 0: any free port */
     struct ingest_limits limits;
-    uint32_t max_conns;     /* default 1024 */
-    int signal_fd;          /* signalfd for SIGTERM/SIGINT: readable means stop */
+    uint32_t max_conns;            /* default 1024 */
+    int signal_fd;                 /* signalfd for SIGTERM/SIGINT (stop) and SIGUSR1 (on_sigusr1) */
+    void (*on_sigusr1)(void *ctx); /* called on the loop's thread; NULL: SIGUSR1 is ignored */
+    void *sigusr1_ctx;
     const char *auth_token; /* NULL: no authentication; else every port asks for it (net/auth.h) */
 };
 

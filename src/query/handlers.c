@@ -178,7 +178,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 19 + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 19 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
@@ -203,6 +203,7 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "engine_bytes", st.bytes);
     qpack_u64(pk, "uptime_ms", c->ss->uptime_ms);
     qpack_cstr(pk, "version", CASCADE_VERSION);
+    pack_snapshot_stats(pk, c->ss);
 }
 
 /* ---------------------------------------------------------------- cascades */

@@ -61,6 +61,11 @@ void handle_path(struct qcall *c);
 void handle_coordination(struct qcall *c);
 void handle_communities(struct qcall *c);
 void handle_analytics(struct qcall *c);
+void handle_snapshot(struct qcall *c);
+
+/* handlers_snapshot.c: the snapshot figures `stats` ends with (SNAPSHOT_STATS keys). */
+#define SNAPSHOT_STATS 9
+void pack_snapshot_stats(msgpack_packer *pk, const struct rpc_server_stats *ss);
 
 /* PageRank of actor (dense id) in the latest analytics result and that result's age: 0, or
  * -ENODATA when there is none (or the actor is newer than it). */

@@ -149,6 +149,10 @@ static const struct qmethod methods[] = {
      NULL, handle_communities},
     {"analytics", "the analytics worker: the last snapshot's age, sizes and timings",
      PARAMS(p_analytics), QS_RECORD, NULL, handle_analytics},
+    {"snapshot",
+     "write a snapshot of the engine now (start-up loads it and replays only the WAL after it); "
+     "answers once the file is in place",
+     NULL, 0, QS_RECORD, NULL, handle_snapshot},
 };
 
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))

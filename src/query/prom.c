@@ -41,6 +41,22 @@ static const struct known known[] = {
      "Events ingested per second, recently."},
     {"newest_ts", "cascaded_newest_event_timestamp_seconds", "gauge", 0.001,
      "Event time of the newest event seen, in seconds since the epoch."},
+    {"snapshots_written", "cascaded_snapshots_written_total", "counter", 1,
+     "Engine snapshots written since start-up."},
+    {"snapshots_failed", "cascaded_snapshots_failed_total", "counter", 1,
+     "Engine snapshots that failed since start-up."},
+    {"snapshot_last_time_ms", "cascaded_snapshot_last_timestamp_seconds", "gauge", 0.001,
+     "When the last engine snapshot was taken, in seconds since the epoch (0: none yet)."},
+    {"snapshot_last_events", "cascaded_snapshot_last_events", "gauge", 1,
+     "Accepted events held by the last engine snapshot."},
+    {"snapshot_last_bytes", "cascaded_snapshot_last_bytes", "gauge", 1,
+     "Size of the last engine snapshot file."},
+    {"snapshot_last_duration_ms", "cascaded_snapshot_last_duration_seconds", "gauge", 0.001,
+     "Time the last engine snapshot took to write, from the fork to the file in place."},
+    {"snapshot_last_fork_us", "cascaded_snapshot_last_fork_seconds", "gauge", 0.000001,
+     "Time the last snapshot's fork held up the engine thread (ingest and queries)."},
+    {"snapshot_running", "cascaded_snapshot_running", "gauge", 1,
+     "1 while an engine snapshot is being written."},
 };
 
 #define NKNOWN (sizeof(known) / sizeof(known[0]))

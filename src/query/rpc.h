@@ -12,6 +12,27 @@
 
 struct analytics;
 
+/* The engine snapshots (store/snapshot.h) as `stats` and the `snapshot` method see them. */
+struct rpc_snapshot_status {
+    uint64_t written;      /* snapshots written since start-up */
+    uint64_t failed;       /* ... and attempts that failed */
+    int64_t last_unix_ms;  /* when the last one was taken (0: none yet) */
+    uint64_t last_events;  /* accepted events it holds */
+    uint64_t last_bytes;   /* its size */
+    uint64_t last_ms;      /* from the fork to the file in place */
+    uint64_t last_fork_us; /* the fork: how long ingest stood still for it */
+    int running;           /* a child is writing one now */
+    char last_file[96];    /* its name under DATA_DIR/snapshots */
+};
+
+/* The answer to a deferred `snapshot` request. */
+struct rpc_snapshot_result {
+    int err; /* 0, or a negative errno (message says what failed) */
+    char message[200];
+    char file[96];
+    uint64_t events, bytes, ms;
+};
+
 /* What the server adds to the engine's own figures in `stats`. */
 struct rpc_server_stats {
     uint64_t wal_bytes;
@@ -19,6 +40,12 @@ struct rpc_server_stats {
     double ingest_rate; /* accepted events per second, over the last few seconds */
     uint64_t mem_allocated, mem_resident; /* jemalloc's figures, else the process RSS */
     struct analytics *analytics;          /* NULL: analytics off (the methods answer 503) */
+    struct rpc_snapshot_status snapshot;
+    /* `snapshot`: the handler sets *snapshot_defer to have the server hold the request until
+     * the next snapshot is written, then calls again with snapshot_done set. NULL: no
+     * snapshots here (the method answers 503). */
+    int *snapshot_defer;
+    const struct rpc_snapshot_result *snapshot_done;
 };
 
 /* Answers one request (the bytes of one msgpack value). *resp is malloc'd, owned by the caller.

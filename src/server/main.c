@@ -26,8 +26,10 @@ struct config {
     char data_dir[PATH_MAX];
     enum wal_fsync fsync;
     unsigned max_conns;
-    struct ingest_limits limits;    /* the ingest decoder's, checked before anything is allocated */
-    unsigned analytics_interval;    /* seconds; 0: only on request */
+    struct ingest_limits limits; /* the ingest decoder's, checked before anything is allocated */
+    unsigned analytics_interval; /* seconds; 0: only on request */
+    unsigned snapshot_interval;  /* seconds; 0: only on request */
+    unsigned wal_segment_mb;
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
 };
 
@@ -48,6 +50,12 @@ static const char usage[] =
     "  --data-dir DIR          where the WAL lives (default ./cascaded-data, created if missing)\n"
     "  --fsync POLICY          always: fsync before every ack; everysec (default): fsync once a\n"
     "                          second, acks after the write; no: leave it to the OS\n"
+    "  --snapshot-interval S   write a snapshot of the engine to DIR/snapshots every S seconds\n"
+    "                          when events arrived since (default 300; 0: only on the\n"
+    "                          `snapshot` method or SIGUSR1); start-up loads the newest and\n"
+    "                          replays only the WAL after it; WAL segments older than both\n"
+    "                          kept snapshots are removed\n"
+    "  --wal-segment-mb N      start a new WAL segment past N MiB (default 64, 1..4096)\n"
     "  --max-connections N     open connections at most (default 1024); more are refused\n"
     "ingest limits, checked as bytes arrive, before anything is allocated; a stream that\n"
     "breaks one gets {\"fatal\": \"... exceeds the limit ...\"} and is closed (counted in\n"
@@ -76,7 +84,7 @@ static const char usage[] =
     "\n"
     "When every port serves, one line goes to stdout: ready ingest=PORT query=PORT http=PORT\n"
     "Logs go to stderr, one `level=... ts=... event=...` line each. SIGTERM or SIGINT: stop\n"
-    "accepting, finish what was received, flush the WAL, exit 0.\n";
+    "accepting, finish what was received, flush the WAL, exit 0. SIGUSR1: write a snapshot.\n";
 
 static void config_defaults(struct config *c)
 {
@@ -88,6 +96,8 @@ static void config_defaults(struct config *c)
     snprintf(c->data_dir, sizeof(c->data_dir), "./cascaded-data");
     c->fsync = WAL_FSYNC_EVERYSEC;
     c->max_conns = 1024;
+    c->snapshot_interval = 300;
+    c->wal_segment_mb = 64;
     ingest_limits_default(&c->limits);
     c->analytics_interval = 60;
 }
@@ -142,6 +152,11 @@ static int set_option(struct config *c, const char *key, const char *val, const 
             rc = -EINVAL;
     } else if (!strcmp(key, "analytics-interval")) {
         rc = parse_uint(val, 86400 * 365, &c->analytics_interval);
+    } else if (!strcmp(key, "snapshot-interval")) {
+        rc = parse_uint(val, 86400 * 365, &c->snapshot_interval);
+    } else if (!strcmp(key, "wal-segment-mb")) {
+        rc = parse_uint(val, 4096, &c->wal_segment_mb);
+        rc = rc ? rc : (c->wal_segment_mb ? 0 : -EINVAL);
     } else if (!strcmp(key, "auth-token-file")) {
         rc = *val && strlen(val) < sizeof(c->auth_token_file) ? 0 : -EINVAL;
         if (!rc)
@@ -260,6 +275,7 @@ static int setup_signals(void)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1); /* a snapshot (the loop hands it to the writer) */
     if (pthread_sigmask(SIG_BLOCK, &set, NULL))
         return -1;
     signal(SIGPIPE, SIG_IGN);
@@ -299,14 +315,22 @@ static int serve(const struct config *cfg)
     char *token;
     if (make_dir(cfg->data_dir) || load_token(cfg, &token))
         return 1;
-    if (writer_start(&w, cfg->data_dir, cfg->fsync, (uint64_t)cfg->analytics_interval * 1000, &done,
-                     err, sizeof(err))) {
+    struct writer_config wc = {.data_dir = cfg->data_dir,
+                               .fsync = cfg->fsync,
+                               .analytics_interval_ms = (uint64_t)cfg->analytics_interval * 1000,
+                               .snapshot_interval_ms = (uint64_t)cfg->snapshot_interval * 1000,
+                               .wal_segment_bytes = (uint64_t)cfg->wal_segment_mb << 20};
+    if (writer_start(&w, &wc, &done, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         free(token);
         return 1;
     }
-    struct netloop_config nc = {
-        .bind = cfg->bind, .max_conns = cfg->max_conns, .signal_fd = sfd, .auth_token = token};
+    struct netloop_config nc = {.bind = cfg->bind,
+                                .max_conns = cfg->max_conns,
+                                .signal_fd = sfd,
+                                .on_sigusr1 = writer_request_snapshot,
+                                .sigusr1_ctx = &w,
+                                .auth_token = token};
     for (int i = 0; i < NET_LISTENERS; i++)
         nc.ports[i] = (uint16_t)cfg->ports[i];
     nc.limits = cfg->limits;

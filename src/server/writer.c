@@ -2,10 +2,16 @@
 #include "server/writer.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "query/rpc.h"
@@ -36,11 +42,63 @@ static int replay_record(void *ctx, const struct event *evs, size_t n)
     return 0;
 }
 
+static uint64_t accepted_now(const struct writer *w)
+{
+    struct engine_stats st;
+    engine_get_stats(w->engine, &st);
+    return st.outcomes[EVENT_OK];
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The newest intact snapshot, if any, into w->engine: the WAL position to replay from. */
+static struct wal_pos load_snapshot(struct writer *w)
+{
+    struct engine *e;
+    struct snapshot_meta meta;
+    char name[SNAPSHOT_NAME_MAX];
+    unsigned refused;
+    uint64_t t0 = now_ms();
+    int rc = snapshot_load_newest(w->data_dir, &e, &meta, name, &refused);
+    if (rc || !e) {
+        if (rc)
+            log_msg(LOG_ERROR, "snapshot_load_failed", "error=\"%s\"", strerror(-rc));
+        if (refused)
+            log_msg(LOG_ERROR, "snapshot_none_intact",
+                    "refused=%u action=\"replaying the whole WAL; segments removed after those "
+                    "snapshots were taken are gone, so older events may be missing\"",
+                    refused);
+        return (struct wal_pos){0, 0};
+    }
+    engine_free(w->engine);
+    w->engine = e;
+    struct rpc_snapshot_status *s = &w->snap.status;
+    char path[PATH_MAX + 128];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, name);
+    s->last_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    s->last_unix_ms = meta.written_ms;
+    s->last_events = meta.events;
+    snprintf(s->last_file, sizeof(s->last_file), "%s", name);
+    log_msg(LOG_INFO, "snapshot_loaded",
+            "file=%s events=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64 " wal_seq=%" PRIu64
+            " wal_offset=%" PRIu64,
+            name, meta.events, s->last_bytes, now_ms() - t0, meta.pos.seq, meta.pos.off);
+    return meta.pos;
+}
+
 static int recover(struct writer *w)
 {
     struct wal_replay_stats st = {0};
+    struct wal_pos from = load_snapshot(w);
+    w->snap.accepted = accepted_now(w);
     uint64_t t0 = now_ms();
-    int rc = wal_replay(w->wal, replay_record, w, &st);
+    int rc = wal_replay_from(w->wal, from, replay_record, w, &st);
     if (rc)
         return rc;
     uint64_t ms = now_ms() - t0;
@@ -52,6 +110,8 @@ static int recover(struct writer *w)
                 "bytes=%llu reason=\"torn or corrupt tail after a crash; everything before it "
                 "was kept\"",
                 (unsigned long long)st.cut_bytes);
+    struct wal_pos oldest;
+    snapshot_prune(w->data_dir, SNAPSHOT_KEEP, &oldest); /* a crash's leftover .tmp files */
     return 0;
 }
 
@@ -154,19 +214,42 @@ static double ingest_rate(struct writer *w)
     return dt ? (double)(r->accepted[newest] - r->accepted[oldest]) * 1000.0 / (double)dt : 0.0;
 }
 
-static void do_query(struct writer *w, struct batch *b)
+static void server_stats(struct writer *w, struct rpc_server_stats *ss)
 {
-    struct rpc_server_stats ss = {
+    *ss = (struct rpc_server_stats){
         .wal_bytes = wal_bytes(w->wal),
         .uptime_ms = now_ms() - w->start_ms,
         .ingest_rate = ingest_rate(w),
         .analytics = w->analytics,
+        .snapshot = w->snap.status,
     };
-    memory_figures(&ss.mem_allocated, &ss.mem_resident);
-    if (rpc_handle(w->engine, &ss, b->req, b->req_len, &b->resp, &b->resp_len)) {
+    memory_figures(&ss->mem_allocated, &ss->mem_resident);
+}
+
+static void respond(struct writer *w, struct batch *b, const struct rpc_server_stats *ss)
+{
+    if (rpc_handle(w->engine, ss, b->req, b->req_len, &b->resp, &b->resp_len)) {
         b->resp = NULL;
         b->resp_len = 0;
     }
+}
+
+/* Answers a query; 1 when it waits for a snapshot instead (it is then on w->snap.next). */
+static int do_query(struct writer *w, struct batch *b)
+{
+    struct rpc_server_stats ss;
+    int defer = 0;
+    server_stats(w, &ss);
+    ss.snapshot_defer = &defer;
+    respond(w, b, &ss);
+    if (!defer)
+        return 0;
+    free(b->resp);
+    b->resp = NULL;
+    b->resp_len = 0;
+    b->next = w->snap.next;
+    w->snap.next = b;
+    return 1;
 }
 
 /* Answers every query waiting now: they queue ahead of ingest (bqueue_push). */
@@ -174,18 +257,159 @@ static void answer_queries(struct writer *w)
 {
     struct batch *b;
     while ((b = bqueue_pop_query(&w->in))) {
-        do_query(w, b);
+        if (!do_query(w, b))
+            bqueue_push(w->done, b);
+    }
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static void answer_waiting(struct writer *w, struct batch **list,
+                           const struct rpc_snapshot_result *r)
+{
+    struct rpc_server_stats ss;
+    server_stats(w, &ss);
+    ss.snapshot_done = r;
+    while (*list) {
+        struct batch *b = *list;
+        *list = b->next;
+        b->next = NULL;
+        respond(w, b, &ss);
         bqueue_push(w->done, b);
     }
+}
+
+/* The child: writes its image of the engine and exits (never returns). It dies with the
+ * server (PDEATHSIG), so that a killed server's child cannot hold its ports or WAL lock. */
+static void snapshot_child(struct writer *w, pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(ESRCH);
+    char name[SNAPSHOT_NAME_MAX];
+    uint64_t bytes;
+    int rc = snapshot_write(w->data_dir, w->engine, &w->snap.meta, name, &bytes);
+    _exit(rc ? (-rc > 0 && -rc < 256 ? -rc : EIO) : 0);
+}
+
+static void snapshot_failed(struct writer *w, int err, const char *what)
+{
+    struct rpc_snapshot_result r = {.err = -err};
+    snprintf(r.message, sizeof(r.message), "%s: %s", what, strerror(err));
+    w->snap.status.failed++;
+    log_msg(LOG_ERROR, "snapshot_failed", "error=\"%s\"", r.message);
+    answer_waiting(w, &w->snap.now, &r);
+}
+
+static void snapshot_start(struct writer *w)
+{
+    struct writer_snap *s = &w->snap;
+    s->requested = 0;
+    s->meta = (struct snapshot_meta){
+        .pos = wal_position(w->wal), .events = accepted_now(w), .written_ms = wall_ms()};
+    s->now = s->next; /* the requests so far are answered by this one */
+    s->next = NULL;
+    s->last_ms = s->started_ms = now_ms();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0)
+        snapshot_child(w, parent);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (pid < 0) {
+        snapshot_failed(w, errno, "fork");
+        return;
+    }
+    s->status.last_fork_us =
+        (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000;
+    s->child = pid;
+    s->status.running = 1;
+    log_msg(LOG_INFO, "snapshot_started",
+            "pid=%d events=%" PRIu64 " wal_seq=%" PRIu64 " wal_offset=%" PRIu64 " fork_us=%" PRIu64,
+            (int)pid, s->meta.events, s->meta.pos.seq, s->meta.pos.off, s->status.last_fork_us);
+}
+
+/* The child is done: the figures, retention (snapshots, then the WAL before the older kept
+ * one), and the answers to the requests it covers. */
+static void snapshot_done(struct writer *w, int status)
+{
+    struct writer_snap *s = &w->snap;
+    s->child = 0;
+    s->status.running = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        int err = WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
+        snapshot_failed(w, err,
+                        WIFEXITED(status) ? "writing the snapshot" : "the child was killed");
+        return;
+    }
+    struct rpc_snapshot_result r = {.events = s->meta.events, .ms = now_ms() - s->started_ms};
+    char path[PATH_MAX + 128];
+    struct stat st;
+    snapshot_name(r.file, s->meta.pos);
+    snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, r.file);
+    r.bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    s->accepted = s->meta.events;
+    struct rpc_snapshot_status *t = &s->status;
+    t->written++;
+    t->last_unix_ms = s->meta.written_ms;
+    t->last_events = r.events;
+    t->last_bytes = r.bytes;
+    t->last_ms = r.ms;
+    snprintf(t->last_file, sizeof(t->last_file), "%s", r.file);
+    struct wal_pos oldest;
+    int pruned = snapshot_prune(w->data_dir, SNAPSHOT_KEEP, &oldest);
+    int segs = oldest.seq ? wal_remove_before(w->wal, oldest.seq) : 0;
+    log_msg(LOG_INFO, "snapshot_written",
+            "file=%s events=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64 " fork_us=%" PRIu64
+            " snapshots_removed=%d wal_segments_removed=%d",
+            r.file, r.events, r.bytes, r.ms, t->last_fork_us, pruned, segs);
+    answer_waiting(w, &s->now, &r);
+}
+
+/* Between batches: reaps a finished child (waiting for it when block), then starts the next
+ * snapshot when one is asked for or due. */
+static void snapshot_tick(struct writer *w, int block)
+{
+    struct writer_snap *s = &w->snap;
+    if (s->child) {
+        int status;
+        pid_t got = waitpid(s->child, &status, block ? 0 : WNOHANG);
+        if (got == s->child)
+            snapshot_done(w, status);
+        else if (got < 0 && errno != EINTR) {
+            int e = errno;
+            s->child = 0;
+            s->status.running = 0;
+            snapshot_failed(w, e, "waiting for the snapshot's child");
+        }
+        if (s->child)
+            return;
+    }
+    if (block)
+        return;
+    uint64_t t = now_ms();
+    int due = s->interval_ms && t - s->last_ms >= s->interval_ms && accepted_now(w) != s->accepted;
+    if (s->requested || s->next || due)
+        snapshot_start(w);
+    else if (s->interval_ms && t - s->last_ms >= s->interval_ms)
+        s->last_ms = t; /* nothing new: look again an interval from now */
+}
+
+void writer_request_snapshot(void *ctx)
+{
+    struct writer *w = ctx;
+    w->snap.requested = 1;
 }
 
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     for (;;) {
-        struct batch *b = bqueue_pop_wait(&w->in, 1000);
+        /* short waits while a child writes, so that it is reaped (and its WAL freed) soon */
+        struct batch *b = bqueue_pop_wait(&w->in, w->snap.child ? 20 : 200);
         sample_rate(w);
         analytics_tick(w->analytics, w->engine);
+        snapshot_tick(w, 0);
         if (!b)
             continue;
         if (b->kind == BATCH_STOP) {
@@ -194,34 +418,45 @@ static void *writer_main(void *arg)
         }
         if (b->kind == BATCH_INGEST)
             do_ingest(w, b);
-        else
-            do_query(w, b);
+        else if (do_query(w, b))
+            continue;
         bqueue_push(w->done, b);
     }
+    snapshot_tick(w, 1); /* a snapshot under way is finished, not abandoned */
+    struct rpc_snapshot_result r = {.err = -ESHUTDOWN};
+    snprintf(r.message, sizeof(r.message), "the server is stopping");
+    answer_waiting(w, &w->snap.next, &r);
     return NULL;
 }
 
-int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync,
-                 uint64_t analytics_interval_ms, struct bqueue *done, char *err, size_t errlen)
+int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueue *done, char *err,
+                 size_t errlen)
 {
     memset(w, 0, sizeof(*w));
-    w->fsync = fsync;
+    w->fsync = cfg->fsync;
     w->done = done;
     w->start_ms = now_ms();
+    w->snap.interval_ms = cfg->snapshot_interval_ms;
+    w->snap.last_ms = w->start_ms;
+    snprintf(w->data_dir, sizeof(w->data_dir), "%s", cfg->data_dir);
     int rc = engine_new(&w->engine);
     if (rc) {
         snprintf(err, errlen, "cannot create the engine: %s", strerror(-rc));
         return rc;
     }
-    struct wal_options o = {.dir = data_dir, .fsync = fsync};
+    struct wal_options o = {
+        .dir = cfg->data_dir, .fsync = cfg->fsync, .segment_bytes = cfg->wal_segment_bytes};
     if ((rc = wal_open(&o, &w->wal, err, errlen)))
         goto fail;
     if (!wal_uses_io_uring(w->wal))
         log_msg(LOG_WARN, "wal_no_io_uring", "fallback=pwrite");
+    if ((rc = snapshot_dir_init(cfg->data_dir, err, errlen)))
+        goto fail;
     if ((rc = recover(w))) {
-        snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", data_dir, strerror(-rc));
+        snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", cfg->data_dir, strerror(-rc));
         goto fail;
     }
+    uint64_t analytics_interval_ms = cfg->analytics_interval_ms;
     if ((rc = analytics_start(&w->analytics, analytics_interval_ms, err, errlen)))
         goto fail;
     if ((rc = bqueue_init(&w->in, 0)))

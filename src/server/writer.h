@@ -2,16 +2,27 @@
  * order, applies ingest batches to the engine, appends the accepted events to the WAL (durable
  * per the fsync policy before the batch goes back, so acks never run ahead of the log), and
  * answers queries between chunks of a batch (queries queue ahead of ingest). Under `everysec` the
- * WAL fsyncs on a thread of its own. */
+ * WAL fsyncs on a thread of its own.
+ *
+ * Snapshots (store/snapshot.h): between two batches the writer forks; the child writes its
+ * copy-on-write image of the engine to DATA_DIR/snapshots and exits, while the parent goes on
+ * applying batches and reaps the child between them. Once the file is in place, snapshots
+ * beyond the two newest and the WAL segments before the older of those are removed. Start-up
+ * loads the newest intact snapshot and replays only the WAL after it. */
 #ifndef SERVER_WRITER_H
 #define SERVER_WRITER_H
 
+#include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "analytics/worker.h"
 #include "cascade/engine.h"
 #include "net/batch.h"
+#include "query/rpc.h"
+#include "store/snapshot.h"
 #include "store/wal.h"
 
 #define WRITER_RATE_SAMPLES 6
@@ -20,6 +31,25 @@
 struct writer_rate {
     uint64_t ms[WRITER_RATE_SAMPLES], accepted[WRITER_RATE_SAMPLES];
     uint32_t head, n;
+};
+
+struct writer_config {
+    const char *data_dir;
+    enum wal_fsync fsync;
+    uint64_t analytics_interval_ms; /* 0: only on request */
+    uint64_t snapshot_interval_ms;  /* 0: only on request (the method, SIGUSR1) */
+    uint64_t wal_segment_bytes;     /* 0: the WAL's default */
+};
+
+/* The snapshot in progress and what is waiting for one. */
+struct writer_snap {
+    pid_t child; /* 0: none running */
+    struct snapshot_meta meta;
+    uint64_t started_ms, last_ms, interval_ms;
+    uint64_t accepted;        /* accepted events when the last one was taken */
+    struct batch *now, *next; /* `snapshot` requests: answered by the running one / the next */
+    atomic_int requested;     /* SIGUSR1 */
+    struct rpc_snapshot_status status;
 };
 
 struct writer {
@@ -35,13 +65,20 @@ struct writer {
     uint32_t scratch_cap;
     struct writer_rate rate;
     struct analytics *analytics;
+    char data_dir[PATH_MAX];
+    struct writer_snap snap;
 };
 
-/* Opens the WAL under data_dir, replays it into a new engine (logging what it found and cut),
- * starts the analytics worker (a snapshot every analytics_interval_ms when events arrived; 0:
- * only on request) and the thread. On failure a negative errno and a message in err. */
-int writer_start(struct writer *w, const char *data_dir, enum wal_fsync fsync,
-                 uint64_t analytics_interval_ms, struct bqueue *done, char *err, size_t errlen);
+/* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it
+ * (the whole WAL without one) into the engine, logging what it found, refused and cut; starts
+ * the analytics worker (a snapshot every analytics_interval_ms when events arrived; 0: only on
+ * request) and the thread. On failure a negative errno and a message in err. */
+int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueue *done, char *err,
+                 size_t errlen);
+
+/* Asks for an engine snapshot as soon as the writer is between batches (for SIGUSR1: safe from
+ * any thread). ctx is the writer. */
+void writer_request_snapshot(void *ctx);
 
 /* Finishes every batch queued so far, syncs and closes the WAL, frees the engine. */
 void writer_stop(struct writer *w);
