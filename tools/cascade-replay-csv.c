@@ -135,7 +135,7 @@ static void cell_ts(const struct cell *c, struct rp_value *v)
         x = x * 10 + (uint64_t)(s[i] - '0');
     }
     if (i == len && len > (uint32_t)neg && (!neg || x <= (uint64_t)INT64_MAX + 1)) {
-        v->type = neg ? RV_NEGINT : RV_UINT;
+        v->type = neg && x ? RV_NEGINT : RV_UINT; /* as in NDJSON: -0 is the integer 0 */
         v->u = x;
         v->i = neg ? (int64_t)(0 - x) : 0;
         return;
@@ -226,14 +226,18 @@ int rp_csv_next(struct rp_reader *rd, struct rp_record *rec)
     for (;;) {
         if (rd->discarding) {
             int rc = rp_discard_line(rd, 1);
-            rd->scan_quoted = 0;
+            /* -EAGAIN: stdin will say more, and the discarding goes on inside quotes or not */
+            if (rc != -EAGAIN)
+                rd->scan_quoted = 0;
             if (rc <= 0)
                 return rc;
         }
         long end = find_record(rd);
+        /* Too long whether or not its end is in the buffer: a fill may bring more than
+         * RP_CHUNK, and the end with it, while cells holds only RP_RECORD_MAX bytes. */
+        if (end >= (long)RP_RECORD_MAX || (end < 0 && in->end - in->start >= RP_RECORD_MAX))
+            return too_long(rd);
         if (end < 0) {
-            if (in->end - in->start >= RP_RECORD_MAX)
-                return too_long(rd);
             int rc = rp_input_fill(in);
             if (rc <= 0 && !(rc == 0 && in->end > in->start))
                 return rc;

@@ -71,7 +71,7 @@ static ssize_t read_fd(struct rp_input *in, void *dst, size_t len)
     if (!in->regular) {
         struct pollfd p = {.fd = in->fd, .events = POLLIN};
         int n = poll(&p, 1, 0);
-        if (n == 0)
+        if (n == 0 || (n < 0 && errno == EINTR)) /* a signal is not data: read would block */
             return -EAGAIN;
     }
     for (;;) {
@@ -166,6 +166,8 @@ static int gzip_next_member(struct rp_input *in)
 
 static int fill_gzip(struct rp_input *in, size_t space)
 {
+    if (in->err[0])
+        return -EIO; /* corrupt data, held back while the bytes before it were read */
     for (;;) {
         if (in->gz_member_done) {
             int rc = gzip_next_member(in);
@@ -190,7 +192,9 @@ static int fill_gzip(struct rp_input *in, size_t space)
         else if (ret != Z_OK && ret != Z_BUF_ERROR) {
             snprintf(in->err, sizeof(in->err), "corrupt gzip data (%s)",
                      in->zs.msg ? in->zs.msg : "inflate failed");
-            return -EIO;
+            /* what this call inflated first is read before the error, as it would have been
+             * had it come in an earlier call */
+            return before != in->zs.avail_out ? 1 : -EIO;
         }
         if (before != in->zs.avail_out)
             return 1;
@@ -203,6 +207,8 @@ static int fill_gzip(struct rp_input *in, size_t space)
 
 static int fill_zstd(struct rp_input *in, size_t space)
 {
+    if (in->err[0])
+        return -EIO; /* as in fill_gzip */
     for (;;) {
         if (in->raw_off == in->raw_len && !in->raw_eof) {
             int rc = read_raw(in);
@@ -217,7 +223,7 @@ static int fill_zstd(struct rp_input *in, size_t space)
         in->end += dst.pos;
         if (ZSTD_isError(ret)) {
             snprintf(in->err, sizeof(in->err), "corrupt zstd data (%s)", ZSTD_getErrorName(ret));
-            return -EIO;
+            return dst.pos > 0 ? 1 : -EIO;
         }
         /* 0 means a frame is complete; a call that moved nothing after it says what the next
          * frame would need, which is not a truncation */

@@ -106,14 +106,16 @@ int rp_ndjson_next(struct rp_reader *rd, struct rp_record *rec)
                 return rc;
         }
         long len = find_line(rd);
+        /* too long whether or not its end came in the same fill, so that read sizes do not
+         * decide */
+        if (len >= (long)RP_RECORD_MAX || (len < 0 && in->end - in->start >= RP_RECORD_MAX)) {
+            rd->line = rd->next_line;
+            rd->discarding = 1;
+            rd->scan = 0;
+            snprintf(rd->msg, sizeof(rd->msg), "line longer than %u bytes", RP_RECORD_MAX);
+            return -EBADMSG;
+        }
         if (len < 0) {
-            if (in->end - in->start >= RP_RECORD_MAX) {
-                rd->line = rd->next_line;
-                rd->discarding = 1;
-                rd->scan = 0;
-                snprintf(rd->msg, sizeof(rd->msg), "line longer than %u bytes", RP_RECORD_MAX);
-                return -EBADMSG;
-            }
             int rc = rp_input_fill(in);
             if (rc <= 0 && !(rc == 0 && in->end > in->start))
                 return rc;

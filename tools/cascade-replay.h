@@ -15,9 +15,15 @@
 
 #include "cascade/event.h"
 
-#define RP_CHUNK      (256u << 10) /* bytes asked of a file, or of a decompressor, at a time */
-#define RP_RECORD_MAX (1u << 20)   /* one NDJSON line, CSV record or msgpack event, at most */
-#define RP_BUF_CAP    (RP_RECORD_MAX + RP_CHUNK)
+/* The fuzz targets (tests/fuzz) build the readers with small values of these two, so that inputs
+ * of a few KiB reach every limit. */
+#ifndef RP_CHUNK
+#define RP_CHUNK (256u << 10) /* bytes asked of a file, or of a decompressor, at a time */
+#endif
+#ifndef RP_RECORD_MAX
+#define RP_RECORD_MAX (1u << 20) /* one NDJSON line, CSV record or msgpack event, at most */
+#endif
+#define RP_BUF_CAP (RP_RECORD_MAX + RP_CHUNK)
 /* Strings of known keys longer than this are cut to it before sending: every limit of DESIGN §2
  * is below it, so the server's verdict (too_long, bad_type) is unchanged, and its 64 KiB limit on
  * any string, which would end the connection, is never reached. */

@@ -10,25 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_rng.h"
 #include "net/ingest_proto.h"
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rng_next(struct rng *r)
-{
-    /* xorshift64*: good enough to pick chunk sizes */
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 2685821657736338717ull;
-}
-
-static uint32_t rng_below(struct rng *r, uint32_t n)
-{
-    return n ? (uint32_t)(rng_next(r) % n) : 0;
-}
 
 /* What a run saw: a digest of every event, in order, and how it ended. */
 struct run {
@@ -40,11 +23,6 @@ struct run {
     size_t pending;
     struct rng *rng; /* NULL: never stop */
 };
-
-static uint64_t mix(uint64_t h, uint64_t v)
-{
-    return (h ^ v) * 0x100000001b3ull;
-}
 
 static uint64_t mix_field(uint64_t h, const struct event_field *f)
 {
