@@ -21,13 +21,17 @@ struct batch_seg {
     uint64_t base;      /* the connection's event number of the first one */
 };
 
+/* An ingest outcome of the server's own, past the engine's: the event was not applied because
+ * the server is at --max-memory (nothing changed; the producer may resend it later). */
+#define BATCH_FULL EVENT_OUTCOME_COUNT
+
 struct batch {
     struct batch *next;
     int kind;
     uint64_t seq; /* set by the network loop: tells batches apart per connection */
     /* ingest */
     uint32_t n, cap;   /* events in stream order, capacity */
-    uint8_t *outcome;  /* enum event_outcome per event; preset for validation rejects */
+    uint8_t *outcome;  /* enum event_outcome per event (or BATCH_FULL); preset for rejects */
     uint32_t *vidx;    /* per event: index into evs, or UINT32_MAX when rejected early */
     struct event *evs; /* the valid events, in order */
     uint32_t nvalid;

@@ -702,6 +702,14 @@ static void complete_ingest(struct netloop *n, struct batch *b)
                 c->ok++;
             } else if (o == EVENT_DUP) {
                 c->dup++;
+            } else if (o == BATCH_FULL) {
+                char msg[200];
+                snprintf(msg, sizeof(msg),
+                         "the server is at its memory limit (--max-memory): event %llu was not "
+                         "accepted; resend from event %llu later (any after it that got in come "
+                         "back as duplicates)",
+                         (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
+                set_fatal(n, c, msg);
             } else if (o == EVENT_ERR_NOMEM) {
                 char msg[160];
                 snprintf(msg, sizeof(msg),

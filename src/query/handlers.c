@@ -200,6 +200,8 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "wal_bytes", c->ss->wal_bytes);
     qpack_u64(pk, "memory_allocated", c->ss->mem_allocated);
     qpack_u64(pk, "memory_resident", c->ss->mem_resident);
+    qpack_u64(pk, "memory_limit", c->ss->max_memory);
+    qpack_u64(pk, "refused_memory", c->ss->refused_memory);
     qpack_u64(pk, "engine_bytes", st.bytes);
     qpack_u64(pk, "uptime_ms", c->ss->uptime_ms);
     qpack_cstr(pk, "version", CASCADE_VERSION);

@@ -30,6 +30,7 @@ struct config {
     unsigned analytics_interval; /* seconds; 0: only on request */
     unsigned snapshot_interval;  /* seconds; 0: only on request */
     unsigned wal_segment_mb;
+    uint64_t max_memory;            /* bytes; 0: no limit */
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
 };
 
@@ -56,6 +57,9 @@ static const char usage[] =
     "                          replays only the WAL after it; WAL segments older than both\n"
     "                          kept snapshots are removed\n"
     "  --wal-segment-mb N      start a new WAL segment past N MiB (default 64, 1..4096)\n"
+    "  --max-memory SIZE       once the process's resident memory reaches SIZE (e.g. 8G,\n"
+    "                          512M; default 0: no limit), ingest is refused with a fatal\n"
+    "                          message saying which event to resend from; queries go on\n"
     "  --max-connections N     open connections at most (default 1024); more are refused\n"
     "ingest limits, checked as bytes arrive, before anything is allocated; a stream that\n"
     "breaks one gets {\"fatal\": \"... exceeds the limit ...\"} and is closed (counted in\n"
@@ -113,6 +117,25 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
     return 0;
 }
 
+/* A byte count with an optional K, M, G or T suffix (powers of 1024): 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -EINVAL;
+    const char *units = "KMGT";
+    const char *u = *end ? strchr(units, *end & ~0x20) : NULL;
+    if (*end && (!u || end[1] != '\0'))
+        return -EINVAL;
+    unsigned shift = u ? 10u * (unsigned)(u - units + 1) : 0;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
 /* A limit in [lo, hi]: below lo no event could pass (an event map needs 3 keys, 2 levels, ...). */
 static int parse_limit(const char *s, unsigned lo, unsigned hi, uint32_t *out)
 {
@@ -157,6 +180,8 @@ static int set_option(struct config *c, const char *key, const char *val, const 
     } else if (!strcmp(key, "wal-segment-mb")) {
         rc = parse_uint(val, 4096, &c->wal_segment_mb);
         rc = rc ? rc : (c->wal_segment_mb ? 0 : -EINVAL);
+    } else if (!strcmp(key, "max-memory")) {
+        rc = parse_size(val, &c->max_memory);
     } else if (!strcmp(key, "auth-token-file")) {
         rc = *val && strlen(val) < sizeof(c->auth_token_file) ? 0 : -EINVAL;
         if (!rc)
@@ -319,7 +344,8 @@ static int serve(const struct config *cfg)
                                .fsync = cfg->fsync,
                                .analytics_interval_ms = (uint64_t)cfg->analytics_interval * 1000,
                                .snapshot_interval_ms = (uint64_t)cfg->snapshot_interval * 1000,
-                               .wal_segment_bytes = (uint64_t)cfg->wal_segment_mb << 20};
+                               .wal_segment_bytes = (uint64_t)cfg->wal_segment_mb << 20,
+                               .max_memory = cfg->max_memory};
     if (writer_start(&w, &wc, &done, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         free(token);

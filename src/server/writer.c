@@ -131,8 +131,48 @@ static void answer_queries(struct writer *w);
 
 /* Applies, logs, and fills in every event's outcome. When the WAL cannot take the batch, the
  * accepted events' outcomes become EVENT_ERR_NOMEM so that no ack covers them. */
+static void memory_figures(uint64_t *allocated, uint64_t *resident);
+
+/* With --max-memory: 1 when the process's resident memory has reached it, and the batch must
+ * be refused (until it is back under 90 %). Each change of state is logged. */
+static int at_memory_limit(struct writer *w)
+{
+    if (!w->max_memory)
+        return 0;
+    uint64_t allocated, resident;
+    memory_figures(&allocated, &resident);
+    uint64_t high = w->max_memory / 10 * 9;
+    int state = resident >= w->max_memory ? 2 : resident >= high ? 1 : 0;
+    if (w->memory_state == 2 && state == 1)
+        state = 2; /* once full, refuse until below 90 %, so that ingest does not flap */
+    if (state != w->memory_state)
+        log_msg(state ? LOG_WARN : LOG_INFO, "memory_limit",
+                "state=%s resident=%llu max_memory=%llu",
+                (const char *[]){"ok", "high", "full"}[state], (unsigned long long)resident,
+                (unsigned long long)w->max_memory);
+    w->memory_state = state;
+    return state == 2;
+}
+
+/* Every event of the batch that validation let through is refused as BATCH_FULL, unapplied. */
+static void refuse_batch(struct writer *w, struct batch *b)
+{
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->vidx[i] != UINT32_MAX) {
+            b->outcome[i] = BATCH_FULL;
+            w->refused_memory++;
+        } else {
+            engine_note_outcome(w->engine, b->outcome[i]);
+        }
+    }
+}
+
 static void do_ingest(struct writer *w, struct batch *b)
 {
+    if (at_memory_limit(w)) {
+        refuse_batch(w, b);
+        return;
+    }
     if (ensure_scratch(w, b->nvalid ? b->nvalid : 1)) {
         memset(b->outcome, EVENT_ERR_NOMEM, b->n);
         return;
@@ -222,6 +262,8 @@ static void server_stats(struct writer *w, struct rpc_server_stats *ss)
         .ingest_rate = ingest_rate(w),
         .analytics = w->analytics,
         .snapshot = w->snap.status,
+        .max_memory = w->max_memory,
+        .refused_memory = w->refused_memory,
     };
     memory_figures(&ss->mem_allocated, &ss->mem_resident);
 }
@@ -437,6 +479,7 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
     w->done = done;
     w->start_ms = now_ms();
     w->snap.interval_ms = cfg->snapshot_interval_ms;
+    w->max_memory = cfg->max_memory;
     w->snap.last_ms = w->start_ms;
     snprintf(w->data_dir, sizeof(w->data_dir), "%s", cfg->data_dir);
     int rc = engine_new(&w->engine);

@@ -39,6 +39,7 @@ struct writer_config {
     uint64_t analytics_interval_ms; /* 0: only on request */
     uint64_t snapshot_interval_ms;  /* 0: only on request (the method, SIGUSR1) */
     uint64_t wal_segment_bytes;     /* 0: the WAL's default */
+    uint64_t max_memory;            /* bytes; past them ingest is refused (0: no limit) */
 };
 
 /* The snapshot in progress and what is waiting for one. */
@@ -67,6 +68,9 @@ struct writer {
     struct analytics *analytics;
     char data_dir[PATH_MAX];
     struct writer_snap snap;
+    uint64_t max_memory;     /* --max-memory in bytes, 0: none */
+    uint64_t refused_memory; /* events refused at it */
+    int memory_state;        /* 0 below 90 % of it, 1 above (warned), 2 at it (refusing) */
 };
 
 /* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it
