@@ -178,7 +178,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 19 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 21 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
