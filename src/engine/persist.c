@@ -433,8 +433,10 @@ static void copy_in(void *dst, const void *src, size_t n)
     if (n >= (256u << 10)) {
         uintptr_t page = 4096, lo = ((uintptr_t)dst + page - 1) & ~(page - 1);
         uintptr_t hi = ((uintptr_t)dst + n) & ~(page - 1);
-        if (hi > lo)
+        if (hi > lo) {
+            madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
             madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+        }
     }
 #endif
     memcpy(dst, src, n);
@@ -951,6 +953,72 @@ static int load_header(struct in *f)
     return 0;
 }
 
+/* The sections after the records: pairs, edges, growth, the end. */
+static int load_tail(struct in *f, struct engine *e)
+{
+    struct in s;
+    int rc;
+    if ((rc = open_section(f, &s, SEC_PAIRS)))
+        return rc;
+    if ((rc = load_u64map(&s, e, &e->pairs, pair_ok)) || (rc = close_section(f, &s)))
+        return rc;
+    if ((rc = open_section(f, &s, SEC_EDGES)))
+        return rc;
+    if ((rc = load_u64map(&s, e, &e->edges, edge_ok)) || (rc = close_section(f, &s)))
+        return rc;
+    if ((rc = open_section(f, &s, SEC_GROWTH)))
+        return rc;
+    if ((rc = load_growth(&s, e)) || (rc = close_section(f, &s)))
+        return rc;
+    if ((rc = open_section(f, &s, SEC_END)) || (rc = close_section(f, &s)))
+        return rc;
+    f->sec = NULL;
+    if (f->pos != f->len)
+        return bad(f, "%zu bytes after the end", f->len - f->pos);
+    return 0;
+}
+
+/* The tree walk of a large engine runs on a thread of its own while the tables after the
+ * records load: it reads posts and cascades only, which nothing after them changes. */
+#define TREE_THREAD_POSTS (1u << 16)
+
+struct trees_job {
+    struct in r; /* for its message: err is the job's own */
+    struct engine *e;
+    int rc;
+    char err[256];
+};
+
+static void *trees_main(void *arg)
+{
+    struct trees_job *j = arg;
+    j->rc = check_trees(&j->r, j->e);
+    return NULL;
+}
+
+static int load_rest(struct in *f, struct engine *e)
+{
+    struct trees_job j = {.e = e};
+    j.r = (struct in){.err = j.err, .errlen = sizeof(j.err)};
+    pthread_t th;
+    int threaded =
+        e->posts.len >= TREE_THREAD_POSTS && pthread_create(&th, NULL, trees_main, &j) == 0;
+    int rc = load_tail(f, e);
+    if (!threaded) {
+        rc = rc ? rc : check_trees(f, e);
+    } else {
+        pthread_join(th, NULL);
+        if (rc == 0 && j.rc) {
+            if (j.r.bad)
+                bad(f, "%s", j.err);
+            rc = j.rc;
+        }
+    }
+    if (rc == 0)
+        rebuild_topk(e);
+    return rc;
+}
+
 static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_len)
 {
     struct in s;
@@ -991,26 +1059,6 @@ static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_
         if ((rc = loaders[i](&s, e)) || (rc = close_section(f, &s)))
             return rc;
     }
-    if ((rc = open_section(f, &s, SEC_PAIRS)))
-        return rc;
-    if ((rc = load_u64map(&s, e, &e->pairs, pair_ok)) || (rc = close_section(f, &s)))
-        return rc;
-    if ((rc = open_section(f, &s, SEC_EDGES)))
-        return rc;
-    if ((rc = load_u64map(&s, e, &e->edges, edge_ok)) || (rc = close_section(f, &s)))
-        return rc;
-    if ((rc = open_section(f, &s, SEC_GROWTH)))
-        return rc;
-    if ((rc = load_growth(&s, e)) || (rc = close_section(f, &s)))
-        return rc;
-    if ((rc = open_section(f, &s, SEC_END)) || (rc = close_section(f, &s)))
-        return rc;
-    f->sec = NULL;
-    if (f->pos != f->len)
-        return bad(f, "%zu bytes after the end", f->len - f->pos);
-    if ((rc = check_trees(f, e)))
-        return rc;
-    rebuild_topk(e);
     return 0;
 }
 
@@ -1071,6 +1119,8 @@ int engine_load_mem(const void *buf, size_t len, struct engine **out, void *user
     rc = c.bad_tag ? -EINVAL : engine_new(&e);
     if (rc == 0)
         rc = load_body(&f, e, user, user_len);
+    if (rc == 0)
+        rc = load_rest(&f, e);
     if (threaded)
         pthread_join(th, NULL);
     if (c.bad_tag) { /* the truest reason, whatever else the load found */
