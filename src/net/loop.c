@@ -34,7 +34,6 @@
 #define BATCH_CAP          8192
 #define MAX_INFLIGHT       4                  /* ingest batches at the writer */
 #define PENDING_MAX        (1u * 1024 * 1024) /* undecoded bytes per connection before pausing it */
-#define QUERY_MAX_BUF      (1u * 1024 * 1024)
 #define QUERY_MAX_INFLIGHT 64
 #define STOP_GRACE_MS      10000
 #define ERR_KEEP           8
@@ -96,7 +95,9 @@ struct netloop {
     uint64_t stop_ms;
     struct prom_loop stats; /* the loop's own figures for /metrics */
     uint64_t msgid;         /* of the RPC requests the HTTP port makes */
-    const char *token;      /* --auth-token-file's secret, or NULL: no authentication */
+    struct http_limits http;
+    uint32_t rpc_max;  /* bytes of one RPC request */
+    const char *token; /* --auth-token-file's secret, or NULL: no authentication */
     size_t token_len;
 };
 
@@ -216,6 +217,11 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     n->sigusr1_ctx = cfg->sigusr1_ctx;
     n->max_conns = cfg->max_conns ? cfg->max_conns : 1024;
     n->token = cfg->auth_token;
+    if (cfg->http.head_max)
+        n->http = cfg->http;
+    else
+        http_limits_default(&n->http);
+    n->rpc_max = cfg->rpc_max ? cfg->rpc_max : NET_RPC_MAX;
     n->token_len = cfg->auth_token ? strlen(cfg->auth_token) : 0;
     n->accept_multishot = n->recv_multishot = 1;
     n->conns = calloc(n->max_conns, sizeof(struct conn));
@@ -437,7 +443,7 @@ static int conn_setup(struct netloop *n, struct conn *c, int kind)
         return -ENOMEM;
     if (kind == NET_QUERY && !(c->qunp = msgpack_unpacker_new(64 * 1024)))
         return -ENOMEM;
-    if (kind == NET_HTTP && http_in_new(&c->hin))
+    if (kind == NET_HTTP && http_in_new(&n->http, &c->hin))
         return -ENOMEM;
     if (!n->use_bufring && !(c->rbuf = malloc(BR_SIZE)))
         return -ENOMEM;
@@ -608,6 +614,26 @@ static void drain_ingest(struct netloop *n, struct conn *c)
     }
 }
 
+/* Queues the response [1, msgid (or nil), {"code": code, "message": msg}, nil]. */
+static void queue_rpc_error(struct conn *c, int has_id, uint64_t msgid, unsigned code,
+                            const char *msg)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, c, sbuf_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 1);
+    if (has_id)
+        msgpack_pack_uint64(&pk, msgid);
+    else
+        msgpack_pack_nil(&pk);
+    msgpack_pack_map(&pk, 2);
+    pack_cstr(&pk, "code");
+    msgpack_pack_uint16(&pk, (uint16_t)code);
+    pack_cstr(&pk, "message");
+    pack_cstr(&pk, msg);
+    msgpack_pack_nil(&pk);
+}
+
 /* msgpack-RPC before authentication: the first request must be `auth` with the token; it and
  * anything else are answered here, not by the writer (nothing is in flight yet, so answers stay
  * in order). A wrong token or another method first ends the connection. */
@@ -615,13 +641,13 @@ static void query_auth(struct netloop *n, struct conn *c, const msgpack_object *
 {
     uint64_t msgid;
     enum auth_result a = auth_rpc_request(req, n->token, n->token_len, &msgid);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, c, sbuf_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint8(&pk, 1);
-    msgpack_pack_uint64(&pk, msgid);
     if (a == AUTH_OK) {
         c->authed = 1;
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, c, sbuf_write);
+        msgpack_pack_array(&pk, 4);
+        msgpack_pack_uint8(&pk, 1);
+        msgpack_pack_uint64(&pk, msgid);
         msgpack_pack_nil(&pk);
         msgpack_pack_map(&pk, 1);
         pack_cstr(&pk, "authenticated");
@@ -629,14 +655,10 @@ static void query_auth(struct netloop *n, struct conn *c, const msgpack_object *
         return;
     }
     auth_failed(n, c, a == AUTH_WRONG ? "wrong token" : "no auth request first");
-    msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "code");
-    msgpack_pack_uint16(&pk, 401);
-    pack_cstr(&pk, "message");
-    pack_cstr(&pk, a == AUTH_WRONG ? "authentication failed: wrong token"
-                                   : "authentication required: the first request must be "
-                                     "[0, msgid, \"auth\", [{\"token\": TOKEN}]]");
-    msgpack_pack_nil(&pk);
+    queue_rpc_error(c, 1, msgid, 401,
+                    a == AUTH_WRONG ? "authentication failed: wrong token"
+                                    : "authentication required: the first request must be "
+                                      "[0, msgid, \"auth\", [{\"token\": TOKEN}]]");
     c->eof = 1;
     c->fatal = strdup("authentication failed"); /* stops reading and parsing; NULL is ok */
     cancel_recv(n, c);
@@ -666,10 +688,7 @@ static void drain_query(struct netloop *n, struct conn *c)
         if (rc != MSGPACK_UNPACK_SUCCESS || msgpack_pack_object(&pk, r.data) ||
             batch_new(BATCH_QUERY, 0, &b)) {
             msgpack_sbuffer_destroy(&sb);
-            static const char bad[] = "\x94\x01\xc0\x82\xa4"
-                                      "code\xcd\x01\x90\xa7message\xb1malformed msgpack"
-                                      "\xc0";
-            pend_append(c, bad, sizeof(bad) - 1);
+            queue_rpc_error(c, 0, 0, 400, "malformed msgpack");
             c->eof = 1;
             c->fatal = strdup("malformed request"); /* stops reading and parsing; NULL is ok */
             n->stats.malformed[PROM_PORT_RPC]++;
@@ -846,28 +865,27 @@ static void http_api(struct netloop *n, struct conn *c, const char *name, size_t
     http_send_query(n, c, sb.data, sb.size);
 }
 
-static const char *const http_status_msg[][2] = {
-    {"400", "malformed HTTP request"},
-    {"405", "only GET and HEAD are served"},
-    {"413", "requests have no body here"},
-    {"414", "request target longer than 8192 bytes"},
-    {"431", "request line and headers longer than 16384 bytes"},
-};
-
 static void http_bad_request(struct netloop *n, struct conn *c, int status)
 {
+    char msg[96];
+    if (status == 414)
+        snprintf(msg, sizeof(msg), "request target longer than %u bytes (--max-http-target-bytes)",
+                 n->http.target_max);
+    else if (status == 431)
+        snprintf(msg, sizeof(msg),
+                 "request line and headers longer than %u bytes (--max-http-head-bytes)",
+                 n->http.head_max);
+    else
+        snprintf(msg, sizeof(msg), "%s",
+                 status == 405   ? "only GET and HEAD are served"
+                 : status == 413 ? "requests have no body here"
+                                 : "malformed HTTP request");
     if (status == 431 || status == 414 || status == 413)
         n->stats.limits[status == 431   ? PROM_LIM_HTTP_HEAD
                         : status == 414 ? PROM_LIM_HTTP_TARGET
                                         : PROM_LIM_HTTP_BODY]++;
     else if (status == 400)
         n->stats.malformed[PROM_PORT_HTTP]++;
-    char code[8];
-    snprintf(code, sizeof(code), "%d", status);
-    const char *msg = "bad request";
-    for (size_t i = 0; i < sizeof(http_status_msg) / sizeof(http_status_msg[0]); i++)
-        if (strcmp(code, http_status_msg[i][0]) == 0)
-            msg = http_status_msg[i][1];
     http_error(n, c, status, msg);
 }
 
@@ -1045,13 +1063,13 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
     }
     if (c->kind != NET_QUERY)
         return;
-    if (msgpack_unpacker_message_size(c->qunp) + len > QUERY_MAX_BUF) {
+    if (msgpack_unpacker_message_size(c->qunp) + len > n->rpc_max) {
         /* a request that large is not a query: say so (msgid nil: its own is unknown), close */
-        static const char big[] = "\x94\x01\xc0\x82\xa4"
-                                  "code\xcd\x01\x9d\xa7message\xd9\x21request larger than 1 MiB "
-                                  "refused\xc0";
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request larger than %u bytes refused (--max-rpc-request-bytes)",
+                 n->rpc_max);
         n->stats.limits[PROM_LIM_RPC_REQUEST]++;
-        pend_append(c, big, sizeof(big) - 1);
+        queue_rpc_error(c, 0, 0, 413, msg);
         c->eof = 1;
         cancel_recv(n, c);
         return;

@@ -11,8 +11,11 @@
 
 #include "net/batch.h"
 #include "net/ingest_proto.h"
+#include "query/http.h"
 
 enum { NET_INGEST = 0, NET_QUERY, NET_HTTP, NET_LISTENERS };
+
+#define NET_RPC_MAX (1u << 20) /* default bound on one msgpack-RPC request */
 
 struct netloop_config {
     const char *bind;              /* IPv4 address, e.g. 127.0.0.1 */
@@ -22,7 +25,9 @@ struct netloop_config {
     int signal_fd;                 /* signalfd for SIGTERM/SIGINT (stop) and SIGUSR1 (on_sigusr1) */
     void (*on_sigusr1)(void *ctx); /* called on the loop's thread; NULL: SIGUSR1 is ignored */
     void *sigusr1_ctx;
-    const char *auth_token; /* NULL: no authentication; else every port asks for it (net/auth.h) */
+    const char *auth_token;  /* NULL: no authentication; else every port asks for it (net/auth.h) */
+    struct http_limits http; /* all 0: query/http.h's defaults */
+    uint32_t rpc_max;        /* bytes of one RPC request; 0: NET_RPC_MAX */
 };
 
 struct netloop;

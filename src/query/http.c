@@ -18,7 +18,8 @@ struct http_in {
     char *buf; /* received bytes; [off, len) not parsed yet */
     size_t off, len, cap;
     size_t head_len; /* bytes of the current request's head parsed so far */
-    char target[HTTP_TARGET_MAX];
+    struct http_limits lim;
+    char *target; /* lim.target_max bytes */
     size_t target_len;
     uint8_t headers_done, complete, saw_field, dead;
     /* the Authorization header: its field name is matched as it arrives (maybe in pieces) */
@@ -47,7 +48,7 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     struct http_in *h = p->data;
-    if (len > HTTP_TARGET_MAX - h->target_len) {
+    if (len > h->lim.target_max - h->target_len) {
         h->status = 414;
         h->keep_alive = 0;
         http_parser_pause(p, 1); /* the request is answered from here on; nothing more is read */
@@ -131,11 +132,28 @@ static const http_parser_settings settings = {
 
 /* ---------------------------------------------------------------- input */
 
-int http_in_new(struct http_in **out)
+void http_limits_default(struct http_limits *l)
+{
+    l->head_max = HTTP_HEAD_MAX;
+    l->target_max = HTTP_TARGET_MAX;
+    l->in_max = HTTP_IN_MAX;
+}
+
+int http_in_new(const struct http_limits *lim, struct http_in **out)
 {
     struct http_in *h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
+    if (lim)
+        h->lim = *lim;
+    else
+        http_limits_default(&h->lim);
+    if (h->lim.target_max > h->lim.head_max)
+        h->lim.target_max = h->lim.head_max;
+    if (!(h->target = malloc(h->lim.target_max ? h->lim.target_max : 1))) {
+        free(h);
+        return -ENOMEM;
+    }
     http_parser_init(&h->p, HTTP_REQUEST);
     h->p.data = h;
     *out = h;
@@ -147,13 +165,14 @@ void http_in_free(struct http_in *h)
     if (!h)
         return;
     free(h->buf);
+    free(h->target);
     free(h);
 }
 
 int http_in_append(struct http_in *h, const char *data, size_t len)
 {
     size_t live = h->len - h->off;
-    if (len > HTTP_IN_MAX - live)
+    if (len > h->lim.in_max - live)
         return -ENOSPC;
     if (h->off) {
         memmove(h->buf, h->buf + h->off, live);
@@ -213,10 +232,10 @@ int http_in_next(struct http_in *h, struct http_request *req)
     http_parser_pause(&h->p, 0);
     while (h->off < h->len) {
         size_t n = h->len - h->off;
-        /* the head is parsed at most HTTP_HEAD_MAX bytes into it: a longer one is refused
+        /* the head is parsed at most head_max bytes into it: a longer one is refused
          * before http-parser's own (much larger) limit comes into play */
-        if (!h->headers_done && n > HTTP_HEAD_MAX - h->head_len)
-            n = HTTP_HEAD_MAX - h->head_len;
+        if (!h->headers_done && n > h->lim.head_max - h->head_len)
+            n = h->lim.head_max - h->head_len;
         if (n == 0)
             return fail(h, req, h->saw_field ? 431 : 414);
         size_t got = http_parser_execute(&h->p, &settings, h->buf + h->off, n);

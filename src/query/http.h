@@ -12,11 +12,20 @@
 #include "core/strbuf.h"
 #include "query/method.h"
 
-#define HTTP_HEAD_MAX   (16u * 1024)   /* request line + headers of one request */
-#define HTTP_TARGET_MAX (8u * 1024)    /* the request target (path and query string) */
-#define HTTP_IN_MAX     (1024u * 1024) /* received, unparsed bytes; past it the peer is dropped */
-#define HTTP_PARAMS_MAX 32             /* key=value pairs in one query string */
-#define HTTP_AUTH_MAX   1100           /* bytes kept of an Authorization header (longer: cut) */
+#define HTTP_HEAD_MAX   (16u * 1024)   /* default: request line + headers of one request */
+#define HTTP_TARGET_MAX (8u * 1024)    /* default: the request target (path and query string) */
+#define HTTP_IN_MAX     (1024u * 1024) /* default: received, unparsed bytes; past it: dropped */
+
+/* Bounds on what one connection may send (cascaded's --max-http-* flags). */
+struct http_limits {
+    uint32_t head_max;   /* request line + headers: past it 431 */
+    uint32_t target_max; /* path + query string: past it 414 (at most head_max) */
+    uint32_t in_max;     /* unparsed bytes buffered: past it the peer is dropped */
+};
+
+void http_limits_default(struct http_limits *l);
+#define HTTP_PARAMS_MAX 32   /* key=value pairs in one query string */
+#define HTTP_AUTH_MAX   1100 /* bytes kept of an Authorization header (longer: cut) */
 
 enum http_verb { HTTP_VERB_GET = 0, HTTP_VERB_HEAD, HTTP_VERB_OTHER };
 
@@ -34,10 +43,11 @@ struct http_request {
 
 struct http_in;
 
-/* Per-connection input: the bytes received and the parser's state. 0 or -ENOMEM. */
-int http_in_new(struct http_in **out);
+/* Per-connection input: the bytes received and the parser's state, under lim (NULL: the
+ * defaults; copied). 0 or -ENOMEM. */
+int http_in_new(const struct http_limits *lim, struct http_in **out);
 void http_in_free(struct http_in *h);
-/* Buffers received bytes: 0, -ENOSPC past HTTP_IN_MAX (nothing added), -ENOMEM. */
+/* Buffers received bytes: 0, -ENOSPC past in_max (nothing added), -ENOMEM. */
 int http_in_append(struct http_in *h, const char *data, size_t len);
 /* Received bytes not yet parsed into a request. */
 size_t http_in_buffered(const struct http_in *h);

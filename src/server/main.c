@@ -27,6 +27,8 @@ struct config {
     enum wal_fsync fsync;
     unsigned max_conns;
     struct ingest_limits limits; /* the ingest decoder's, checked before anything is allocated */
+    struct http_limits http;
+    uint32_t rpc_max;            /* bytes of one RPC request */
     unsigned analytics_interval; /* seconds; 0: only on request */
     unsigned snapshot_interval;  /* seconds; 0: only on request */
     unsigned wal_segment_mb;
@@ -75,6 +77,11 @@ static const char usage[] =
     "  --max-array N           elements of one array (default 100000, 1..10000000)\n"
     "  --max-map-keys N        keys of one map (default 64, 8..65536)\n"
     "  --max-depth N           nesting of arrays and maps (default 8, 2..32)\n"
+    "Query limits (a request past one gets an error saying which, counted the same way):\n"
+    "  --max-rpc-request-bytes N  one msgpack-RPC request (default 1048576, 4096..64 MiB)\n"
+    "  --max-http-head-bytes N    request line and headers (default 16384, 1024..1 MiB): 431\n"
+    "  --max-http-target-bytes N  path and query string (default 8192, 256..1 MiB, at most\n"
+    "                             the head): 414\n"
     "\n"
     "  --analytics-interval S  recompute PageRank, communities and coordination on a fresh\n"
     "                          snapshot every S seconds when events arrived since (default 60;\n"
@@ -107,6 +114,8 @@ static void config_defaults(struct config *c)
     c->snapshot_interval = 300;
     c->wal_segment_mb = 64;
     ingest_limits_default(&c->limits);
+    http_limits_default(&c->http);
+    c->rpc_max = NET_RPC_MAX;
     c->analytics_interval = 60;
 }
 
@@ -200,6 +209,12 @@ static int set_option(struct config *c, const char *key, const char *val, const 
         rc = parse_limit(val, 8, 65536, &c->limits.max_map);
     } else if (!strcmp(key, "max-depth")) {
         rc = parse_limit(val, 2, 32, &c->limits.max_depth);
+    } else if (!strcmp(key, "max-http-head-bytes")) {
+        rc = parse_limit(val, 1024, 1u << 20, &c->http.head_max);
+    } else if (!strcmp(key, "max-http-target-bytes")) {
+        rc = parse_limit(val, 256, 1u << 20, &c->http.target_max);
+    } else if (!strcmp(key, "max-rpc-request-bytes")) {
+        rc = parse_limit(val, 4096, 64u << 20, &c->rpc_max);
     } else if (!strcmp(key, "max-connections")) {
         rc = parse_uint(val, 1u << 20, &c->max_conns);
         rc = rc ? rc : (c->max_conns ? 0 : -EINVAL);
@@ -364,6 +379,9 @@ static int serve(const struct config *cfg)
     for (int i = 0; i < NET_LISTENERS; i++)
         nc.ports[i] = (uint16_t)cfg->ports[i];
     nc.limits = cfg->limits;
+    nc.http = cfg->http;
+    nc.http.in_max = cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
+    nc.rpc_max = cfg->rpc_max;
     if (netloop_new(&nc, &w.in, &done, &n, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         writer_stop(&w);
@@ -402,5 +420,12 @@ int main(int argc, char **argv)
     config_defaults(&cfg);
     if (parse_args(argc, argv, &cfg))
         return 2;
+    if (cfg.http.target_max > cfg.http.head_max) {
+        fprintf(stderr,
+                "cascaded: --max-http-target-bytes (%u) cannot exceed --max-http-head-bytes "
+                "(%u): the target is part of the head\n",
+                cfg.http.target_max, cfg.http.head_max);
+        return 2;
+    }
     return serve(&cfg);
 }

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     size_t step = (size_t)data[0] * 8 + 1; /* 1..2041 bytes per recv */
     struct http_in *h;
-    if (http_in_new(&h))
+    if (http_in_new(NULL, &h))
         return 0;
     struct http_request r;
     for (size_t off = 1; off < size; off += step) {

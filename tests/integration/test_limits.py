@@ -19,7 +19,8 @@ import harness  # noqa: E402
 from harness import IngestConn, Rpc, check  # noqa: E402
 
 LIMITS = ['--max-value-bytes', '4096', '--max-string-bytes', '512', '--max-array', '20',
-          '--max-map-keys', '10', '--max-depth', '3', '--max-connections', '6']
+          '--max-map-keys', '10', '--max-depth', '3', '--max-connections', '6',
+          '--max-http-head-bytes', '4096', '--max-http-target-bytes', '2048', '--max-rpc-request-bytes', '65536']
 
 
 def get(port, path, headers=None):
@@ -140,7 +141,7 @@ def check_connections(srv):
 
 def check_rpc_and_http(srv):
     s = socket.create_connection(('127.0.0.1', srv.query), timeout=10)
-    s.sendall(b'\x94\x00\x01\xa5stats\x91\xdb' + (2 << 20).to_bytes(4, 'big') + b'x' * (1100 * 1024))
+    s.sendall(b'\x94\x00\x01\xa5stats\x91\xdb' + (1 << 20).to_bytes(4, 'big') + b'x' * (70 * 1024))
     u = msgpack.Unpacker(raw=False)
     got = None
     try:
@@ -153,12 +154,16 @@ def check_rpc_and_http(srv):
     except OSError:
         pass
     s.close()
-    check('an RPC request over 1 MiB: error 413 saying so', isinstance(got, list) and got[2]
-          and got[2].get('code') == 413 and '1 MiB' in got[2].get('message', ''), str(got))
-    st, body = get(srv.http, '/v1/stats?' + 'a' * 9000)
-    check('HTTP target over 8 KiB: 414 with a message', st == 414 and b'8192' in body, f'{st} {body[:100]!r}')
-    st, body = get(srv.http, '/v1/stats', {'X-Big': 'b' * 17000})
-    check('HTTP head over 16 KiB: 431 with a message', st == 431 and b'16384' in body, f'{st} {body[:100]!r}')
+    check('an RPC request over --max-rpc-request-bytes: error 413 naming it', isinstance(got, list) and got[2]
+          and got[2].get('code') == 413 and '65536' in got[2].get('message', ''), str(got))
+    st, body = get(srv.http, '/v1/stats?' + 'a' * 2100)
+    check('HTTP target over --max-http-target-bytes: 414 naming it', st == 414 and b'2048' in body,
+          f'{st} {body[:100]!r}')
+    st, body = get(srv.http, '/v1/stats', {'X-Big': 'b' * 4200})
+    check('HTTP head over --max-http-head-bytes: 431 naming it', st == 431 and b'4096' in body,
+          f'{st} {body[:100]!r}')
+    st, body = get(srv.http, '/ui/cascade/' + 'x' * 2000)
+    check('a target just inside the limit is served', st == 200 and b'<html' in body.lower(), f'{st} {body[:100]!r}')
     m = metrics(srv)
     check('RPC and HTTP limits counted', m.get('cascaded_limit_violations_total{limit="rpc_request_bytes"}') == 1
           and m.get('cascaded_limit_violations_total{limit="http_target_bytes"}') == 1
@@ -167,10 +172,19 @@ def check_rpc_and_http(srv):
 
 def check_startup(bin_dir, tmp):
     for flag, val in (('--max-depth', '1'), ('--max-array', '0'), ('--max-value-bytes', '99999999999'),
-                      ('--max-map-keys', 'lots')):
+                      ('--max-map-keys', 'lots'), ('--max-rpc-request-bytes', '100'),
+                      ('--max-http-head-bytes', '10')):
         p = subprocess.run([os.path.join(bin_dir, 'cascaded'), '--data-dir', os.path.join(tmp, 'x'), flag, val],
                            capture_output=True, text=True, timeout=30)
         check(f'{flag} {val} refused at start-up', p.returncode == 2 and flag[2:] in p.stderr, p.stderr)
+
+
+def check_target_over_head(bin_dir, tmp):
+    p = subprocess.run([os.path.join(bin_dir, 'cascaded'), '--data-dir', os.path.join(tmp, 'y'),
+                        '--max-http-head-bytes', '2048', '--max-http-target-bytes', '4096'],
+                       capture_output=True, text=True, timeout=30)
+    check('a target limit above the head limit is refused at start-up', p.returncode == 2
+          and 'max-http-target-bytes' in p.stderr, p.stderr)
 
 
 def run(srv, tools):
@@ -178,6 +192,7 @@ def run(srv, tools):
     check_connections(srv)
     check_rpc_and_http(srv)
     check_startup(sys.argv[1], os.path.dirname(srv.data))
+    check_target_over_head(sys.argv[1], os.path.dirname(srv.data))
     check('the server is unharmed', srv.alive() and get(srv.http, '/healthz')[0] == 200)
 
 

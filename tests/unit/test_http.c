@@ -94,7 +94,7 @@ static void test_web_find(void **state)
 static struct http_in *in_with(const char *s, size_t len)
 {
     struct http_in *h;
-    assert_int_equal(http_in_new(&h), 0);
+    assert_int_equal(http_in_new(NULL, &h), 0);
     assert_int_equal(http_in_append(h, s, len), 0);
     return h;
 }
@@ -128,7 +128,7 @@ static void test_incremental(void **state)
     const char s[] = "GET /v1/stats HTTP/1.1\r\nConnection: close\r\n\r\n";
     struct http_in *h;
     struct http_request r;
-    assert_int_equal(http_in_new(&h), 0);
+    assert_int_equal(http_in_new(NULL, &h), 0);
     for (size_t i = 0; i < sizeof(s) - 2; i++) {
         assert_int_equal(http_in_append(h, s + i, 1), 0);
         assert_int_equal(http_in_next(h, &r), 0);
@@ -184,7 +184,7 @@ static void test_limits(void **state)
     free(s);
     /* the input buffer is bounded */
     struct http_in *h;
-    assert_int_equal(http_in_new(&h), 0);
+    assert_int_equal(http_in_new(NULL, &h), 0);
     char chunk[4096] = {0};
     int rc = 0;
     for (size_t i = 0; i <= HTTP_IN_MAX / sizeof(chunk) && !rc; i++)
