@@ -85,6 +85,7 @@ static struct wal_pos load_snapshot(struct writer *w)
     s->last_unix_ms = meta.written_ms;
     s->last_events = meta.events;
     snprintf(s->last_file, sizeof(s->last_file), "%s", name);
+    w->snap.last_pos = meta.pos;
     log_msg(LOG_INFO, "snapshot_loaded",
             "file=%s events=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64 " wal_seq=%" PRIu64
             " wal_offset=%" PRIu64,
@@ -343,9 +344,32 @@ static void snapshot_failed(struct writer *w, int err, const char *what)
     answer_waiting(w, &w->snap.now, &r);
 }
 
+/* Nothing was logged since the last snapshot, whose file is still in place: it is the answer. */
+static int snapshot_current(struct writer *w)
+{
+    struct writer_snap *s = &w->snap;
+    struct wal_pos pos = wal_position(w->wal);
+    char path[PATH_MAX + 128];
+    struct stat st;
+    if (!s->last_pos.seq || wal_pos_cmp(pos, s->last_pos) != 0)
+        return 0;
+    snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, s->status.last_file);
+    if (stat(path, &st) < 0)
+        return 0;
+    struct rpc_snapshot_result r = {.events = s->status.last_events, .bytes = (uint64_t)st.st_size};
+    snprintf(r.file, sizeof(r.file), "%s", s->status.last_file);
+    s->requested = 0;
+    log_msg(LOG_INFO, "snapshot_current", "file=%s reason=\"nothing logged since it was written\"",
+            r.file);
+    answer_waiting(w, &s->next, &r);
+    return 1;
+}
+
 static void snapshot_start(struct writer *w)
 {
     struct writer_snap *s = &w->snap;
+    if (snapshot_current(w))
+        return;
     s->requested = 0;
     s->meta = (struct snapshot_meta){
         .pos = wal_position(w->wal), .events = accepted_now(w), .written_ms = wall_ms()};
@@ -391,6 +415,7 @@ static void snapshot_done(struct writer *w, int status)
     snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, r.file);
     r.bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     s->accepted = s->meta.events;
+    s->last_pos = s->meta.pos;
     struct rpc_snapshot_status *t = &s->status;
     t->written++;
     t->last_unix_ms = s->meta.written_ms;

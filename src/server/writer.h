@@ -48,6 +48,7 @@ struct writer_snap {
     struct snapshot_meta meta;
     uint64_t started_ms, last_ms, interval_ms;
     uint64_t accepted;        /* accepted events when the last one was taken */
+    struct wal_pos last_pos;  /* of the last one written or loaded ({0, 0}: none) */
     struct batch *now, *next; /* `snapshot` requests: answered by the running one / the next */
     atomic_int requested;     /* SIGUSR1 */
     struct rpc_snapshot_status status;

@@ -132,6 +132,10 @@ def run(srv, tools):
     path1 = os.path.join(data, 'snapshots', r1['file'])
     check('rpc: the file is there, of the size said', os.path.getsize(path1) == r1['bytes'])
     seq1 = int(r1['file'].split('-')[1])
+    err, again = rpc.call('snapshot')
+    err, st = rpc.call('stats')
+    check('rpc: nothing new since: the same file is the answer, none written',
+          again == dict(r1, ms=0) and st.get('snapshots_written') == 1, f'{again!r} {st.get("snapshots_written")}')
     check('rpc: one snapshot, the WAL kept whole (no older snapshot to fall back on)',
           snapshots(data) == [r1['file']] and segments(data)[0] == 1, f'{snapshots(data)} {segments(data)}')
 
