@@ -1109,12 +1109,16 @@ int engine_load_mem(const void *buf, size_t len, struct engine **out, void *user
         return rc;
     struct crcs c = {.p = buf, .len = len};
     pthread_t th;
-    int threaded = 0;
-#ifndef PERSIST_FUZZ_NO_CRC /* the fuzz target's build: mutations reach the checks behind */
-    threaded = len >= CRC_THREAD_BYTES && pthread_create(&th, NULL, check_crcs, &c) == 0;
-    if (!threaded)
-        check_crcs(&c);
+    memset(&th, 0, sizeof(th));
+#ifdef PERSIST_FUZZ_NO_CRC /* the fuzz target's build: mutations reach the checks behind */
+    const int crcs = 0;
+#else
+    const int crcs = 1;
 #endif
+    int threaded =
+        crcs && len >= CRC_THREAD_BYTES && pthread_create(&th, NULL, check_crcs, &c) == 0;
+    if (crcs && !threaded)
+        check_crcs(&c);
     struct engine *e = NULL;
     rc = c.bad_tag ? -EINVAL : engine_new(&e);
     if (rc == 0)
