@@ -14,6 +14,8 @@ usage: /usr/bin/python3 test_snapshot.py BIN_DIR
   SIGUSR1    more events, SIGUSR1: a new snapshot holding every event; restart from it.
   crash      SIGUSR1 then kill -9 while the child writes: the child dies too, the restart
              holds every acked event and removes the .tmp file.
+  unwritable DATA/snapshots replaced by a file: the method answers 500 with the reason, stats
+             count the failure, nothing is lost.
 Prints one line per check and ends with 'N passed, M failed'; exit status 1 if any failed.
 """
 import json
@@ -242,6 +244,23 @@ def run(srv, tools):
     state_equal('crash mid-snapshot', srv, model, rng)
     check('crash mid-snapshot: no .tmp file left after the restart',
           not [f for f in snapshots(data) if f.endswith('.tmp')], str(snapshots(data)))
+    # -- a snapshot that cannot be written: an error that says why, and nothing lost
+    snapdir = os.path.join(data, 'snapshots')
+    os.rename(snapdir, snapdir + '.away')
+    with open(snapdir, 'w') as f:
+        f.write('not a directory')
+    ingest(srv, model, rng, 2000, 'f')
+    rpc = Rpc(srv.query)
+    err, res = rpc.call('snapshot')
+    _, st = rpc.call('stats')
+    rpc.close()
+    check('unwritable: the snapshot method answers an error that says why',
+          isinstance(err, dict) and err.get('code') == 500 and 'Not a directory' in err.get('message', ''),
+          f'{err!r} {res!r}')
+    check('unwritable: counted in stats', st.get('snapshots_failed') == 1, str(st.get('snapshots_failed')))
+    os.unlink(snapdir)
+    os.rename(snapdir + '.away', snapdir)
+    state_equal('after a failed snapshot', srv, model, rng)
     earlier = sanitizer_reports([f'{srv.data}.stderr.{i}' for i in range(1, srv.starts)])
     check('no sanitizer report from the earlier starts', not earlier, '; '.join(earlier[:5]))
 
