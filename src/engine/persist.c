@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,6 +443,69 @@ static void copy_in(void *dst, const void *src, size_t n)
     memcpy(dst, src, n);
 }
 
+/* A table's copies, run on two threads when they are large: the cost is mostly the kernel
+ * mapping fresh pages, which two cores do side by side. Jobs are at most PIECE bytes, so that
+ * the two threads, taking the next job in turn, end together. */
+#define PIECE          (16u << 20)
+#define PAR_COPY_BYTES (1u << 20)
+
+struct copy_job {
+    void *dst;
+    const void *src;
+    size_t n;
+};
+
+struct copies {
+    struct copy_job *jobs;
+    size_t n, cap, bytes;
+    atomic_size_t next;
+};
+
+static void copies_add(struct copies *c, void *dst, const void *src, size_t n)
+{
+    while (n) {
+        size_t k = n < PIECE ? n : PIECE;
+        if (c->n == c->cap) {
+            size_t cap = c->cap ? 2 * c->cap : 64;
+            struct copy_job *j = realloc(c->jobs, cap * sizeof(*j));
+            if (!j) { /* no list: copy now */
+                copy_in(dst, src, n);
+                return;
+            }
+            c->jobs = j;
+            c->cap = cap;
+        }
+        c->jobs[c->n++] = (struct copy_job){dst, src, k};
+        c->bytes += k;
+        dst = (char *)dst + k;
+        src = (const char *)src + k;
+        n -= k;
+    }
+}
+
+static void *copies_work(void *arg)
+{
+    struct copies *c = arg;
+    for (size_t i; (i = atomic_fetch_add(&c->next, 1)) < c->n;)
+        copy_in(c->jobs[i].dst, c->jobs[i].src, c->jobs[i].n);
+    return NULL;
+}
+
+/* Runs the copies and empties the list. */
+static void copies_run(struct copies *c)
+{
+    pthread_t th;
+    atomic_store(&c->next, 0);
+    int helper =
+        c->bytes >= PAR_COPY_BYTES && c->n > 1 && pthread_create(&th, NULL, copies_work, c) == 0;
+    copies_work(c);
+    if (helper)
+        pthread_join(th, NULL);
+    free(c->jobs);
+    c->jobs = NULL;
+    c->n = c->cap = c->bytes = 0;
+}
+
 static int is_mask(uint64_t mask, uint64_t min)
 {
     return mask + 1 >= min && ((mask + 1) & mask) == 0;
@@ -509,15 +573,19 @@ static int load_intern(struct in *r, struct intern *t)
     t->chunks = calloc(nchunks ? nchunks : 1, sizeof(char *));
     if (!t->slots || !t->refs || !t->chunks)
         return -ENOMEM;
-    copy_in(t->slots, slots, ((size_t)mask + 1) * 8);
-    copy_in(t->refs, refs, (size_t)count * 4);
+    struct copies c = {0};
+    copies_add(&c, t->slots, slots, ((size_t)mask + 1) * 8);
+    copies_add(&c, t->refs, refs, (size_t)count * 4);
     t->chunks_cap = nchunks ? nchunks : 1;
     for (uint32_t i = 0; i < nchunks; i++) {
-        if (!(t->chunks[i] = malloc(ICHUNK)))
+        if (!(t->chunks[i] = malloc(ICHUNK))) {
+            copies_run(&c);
             return -ENOMEM;
+        }
         t->nchunks++;
-        copy_in(t->chunks[i], bytes + (size_t)i * ICHUNK, i + 1 < nchunks ? ICHUNK : used);
+        copies_add(&c, t->chunks[i], bytes + (size_t)i * ICHUNK, i + 1 < nchunks ? ICHUNK : used);
     }
+    copies_run(&c);
     t->mask = mask;
     t->count = count;
     t->refs_cap = refs_cap;
@@ -539,10 +607,13 @@ static int load_segvec(struct in *r, struct segvec *v)
     if (segvec_reserve(v, len))
         return -ENOMEM;
     uint32_t per = 1u << v->shift;
+    struct copies c = {0};
     for (uint32_t at = 0; at < len; at += per) {
         uint32_t n = len - at < per ? len - at : per;
-        copy_in(v->chunks[at >> v->shift], take(r, (uint64_t)n * elsize), (size_t)n * elsize);
+        copies_add(&c, v->chunks[at >> v->shift], take(r, (uint64_t)n * elsize),
+                   (size_t)n * elsize);
     }
+    copies_run(&c);
     v->len = len;
     return 0;
 }
@@ -589,7 +660,9 @@ static int load_table(struct in *r, const struct engine *e, struct u64map_table 
     t->keys = malloc((mask + 1) * 8);
     if (!t->keys)
         return -ENOMEM;
-    copy_in(t->keys, keys, (mask + 1) * 8);
+    struct copies c = {0};
+    copies_add(&c, t->keys, keys, (mask + 1) * 8);
+    copies_run(&c);
     t->mask = mask;
     return 0;
 }
