@@ -1018,11 +1018,16 @@ static int load_header(struct in *f)
         return bad(f, "not a cascaded snapshot (bad magic)");
     if (crc32c(0, h, HDR_SIZE - 4) != crc)
         return bad(f, "header CRC mismatch (corrupt)");
-    if (v[0] != ENGINE_PERSIST_VERSION)
-        return bad(f, "format version %u; this build reads %u", v[0], ENGINE_PERSIST_VERSION);
+    /* another build's file is not damaged: it says so, so that callers leave it be */
+    if (v[0] != ENGINE_PERSIST_VERSION) {
+        bad(f, "format version %u; this build reads %u", v[0], ENGINE_PERSIST_VERSION);
+        return -EPROTONOSUPPORT;
+    }
     if (v[1] != HDR_SIZE || v[2] != BOM || memcmp(sizes, want, sizeof(want)) != 0 ||
-        nsec != SEC_COUNT)
-        return bad(f, "written by a build with another record layout or byte order");
+        nsec != SEC_COUNT) {
+        bad(f, "written by a build with another record layout or byte order");
+        return -EPROTONOSUPPORT;
+    }
     return 0;
 }
 

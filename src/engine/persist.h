@@ -24,7 +24,8 @@ int engine_save(const struct engine *e, int fd, const void *user, uint32_t user_
  * Every count, offset and id is checked against the file and against the rest of the state
  * (the trees must be trees, the counts their counts) before it is used, so that a truncated,
  * corrupt or hostile file is refused with a reason in err, never crashes. 0, -EINVAL (not a
- * valid file: err says why), -ENOMEM, or another negative errno from reading fd. */
+ * valid file: err says why), -EPROTONOSUPPORT (a sound file of another format version or record
+ * layout: another build's), -ENOMEM, or another negative errno from reading fd. */
 int engine_load(int fd, struct engine **out, void *user, uint32_t *user_len, char *err,
                 size_t errlen);
 

@@ -218,7 +218,10 @@ int snapshot_load_newest(const char *data_dir, struct engine **out, struct snaps
         log_msg(LOG_WARN, "snapshot_refused",
                 "file=%s reason=\"%s\" renamed_to=%s action=\"trying the previous snapshot, else "
                 "the whole WAL\"",
-                path, err, moved ? aside : "(left in place)");
+                path, err,
+                moved                    ? aside
+                : rc == -EPROTONOSUPPORT ? "(left in place: another build's, which can read it)"
+                                         : "(left in place)");
         rc = 0;
     }
     free(f);

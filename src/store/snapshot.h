@@ -37,8 +37,9 @@ int snapshot_write(const char *data_dir, const struct engine *e, const struct sn
                    char *name, uint64_t *bytes);
 
 /* Loads the newest snapshot that reads back intact into *out (NULL when there is none, or none
- * is intact), logging each one refused and why (LOG_WARN); a refused file is renamed to
- * NAME.corrupt (kept for a look, never loaded or counted again). meta and name describe the one
+ * is intact), logging each one refused and why (LOG_WARN); a damaged file is renamed to
+ * NAME.corrupt (kept for a look, never loaded or counted again), another build's (a format
+ * version or record layout this one does not read) is left as it is. meta and name describe the one
  * loaded. *refused counts those refused. 0, or -ENOMEM / an I/O error from the directory. */
 int snapshot_load_newest(const char *data_dir, struct engine **out, struct snapshot_meta *meta,
                          char *name, unsigned *refused);

@@ -321,6 +321,11 @@ uint64_t wal_segments(const struct wal *w)
     return w->nseg;
 }
 
+uint64_t wal_first_segment(const struct wal *w)
+{
+    return w->nseg ? w->segs[0].seq : 0;
+}
+
 int wal_remove_before(struct wal *w, uint64_t seq)
 {
     size_t k = 0;

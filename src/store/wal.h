@@ -68,6 +68,10 @@ int wal_remove_before(struct wal *w, uint64_t seq);
 /* Segments in the log (for stats and tests). */
 uint64_t wal_segments(const struct wal *w);
 
+/* The number of the oldest segment (0: none). Above 1, the log's beginning was removed after a
+ * snapshot: the events before it live only in snapshots. */
+uint64_t wal_first_segment(const struct wal *w);
+
 /* Appends one record holding the events evs[i] with keep[i] != 0 (keep NULL: all). When it
  * returns 0 the record is written (and, with WAL_FSYNC_ALWAYS, fsynced): the caller may ack.
  * A record with no kept event writes nothing. 0 or a negative errno (then nothing may be acked).

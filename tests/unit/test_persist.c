@@ -485,7 +485,8 @@ static void test_header(void **state)
     char err[256];
     uint8_t user[ENGINE_PERSIST_USER_MAX];
     uint32_t ulen;
-    assert_int_equal(engine_load_mem(copy, len, &x, user, &ulen, err, sizeof(err)), -EINVAL);
+    assert_int_equal(engine_load_mem(copy, len, &x, user, &ulen, err, sizeof(err)),
+                     -EPROTONOSUPPORT);
     assert_non_null(strstr(err, "version"));
     free(copy);
     free(buf);
