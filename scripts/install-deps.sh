@@ -33,14 +33,6 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     packages+=(nodejs npm)
 fi
 
-missing=()
-for pkg in "${packages[@]}"; do
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    if [ "$status" != "install ok installed" ]; then
-        missing+=("$pkg")
-    fi
-done
-
 # The web view's npm packages, reinstalled when the lock file changes (a stamp in node_modules
 # holds the lock file's hash).
 web_packages() {
@@ -60,24 +52,7 @@ web_packages() {
     echo "$want" >"$stamp"
 }
 
-if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-deps: all ${#packages[@]} packages already installed"
-    web_packages
-    exit 0
-fi
-
-# sudo drops the environment, so DEBIAN_FRONTEND goes through env on both paths.
-if [ "$(id -u)" -eq 0 ]; then
-    as_root=(env)
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo env)
-else
-    echo "install-deps: missing ${missing[*]}; run as root or install sudo" >&2
-    exit 1
-fi
-
-"${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-"${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-echo "install-deps: installed ${missing[*]}"
+# shellcheck source=scripts/apt-lib.sh
+. "$root/scripts/apt-lib.sh"
+apt_install_missing install-deps "${packages[@]}"
 web_packages

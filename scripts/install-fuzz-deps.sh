@@ -8,31 +8,10 @@ set -euo pipefail
 
 packages=(clang libclang-rt-14-dev)
 
-missing=()
-for pkg in "${packages[@]}"; do
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    if [ "$status" != "install ok installed" ]; then
-        missing+=("$pkg")
-    fi
-done
-
-if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-fuzz-deps: all ${#packages[@]} packages already installed"
-else
-    # sudo drops the environment, so DEBIAN_FRONTEND goes through env on both paths.
-    if [ "$(id -u)" -eq 0 ]; then
-        as_root=(env)
-    elif command -v sudo >/dev/null 2>&1; then
-        as_root=(sudo env)
-    else
-        echo "install-fuzz-deps: missing ${missing[*]}; run as root or install sudo" >&2
-        exit 1
-    fi
-    "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    "${as_root[@]}" DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-    echo "install-fuzz-deps: installed ${missing[*]}"
-fi
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/apt-lib.sh
+. "$root/scripts/apt-lib.sh"
+apt_install_missing install-fuzz-deps "${packages[@]}"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
