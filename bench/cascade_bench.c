@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cascade_bench.h"
+#include "net/auth.h"
 
 #define RATE_MAX    1000000.0
 #define SECONDS_MAX 86400.0
@@ -50,6 +51,73 @@ void sleep_ns(uint64_t ns)
     struct timespec t = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
     while (nanosleep(&t, &t) && errno == EINTR)
         ;
+}
+
+const char *bench_token;
+
+/* The `auth` request's answer: 0 when it is [1, 0, nil, ...]. */
+static int read_auth_answer(int fd)
+{
+    msgpack_unpacker u;
+    msgpack_unpacked a;
+    if (!msgpack_unpacker_init(&u, 4096))
+        return -ENOMEM;
+    msgpack_unpacked_init(&a);
+    int rc = -EPROTO;
+    for (;;) {
+        msgpack_unpack_return r = msgpack_unpacker_next(&u, &a);
+        if (r == MSGPACK_UNPACK_SUCCESS) {
+            const msgpack_object *o = &a.data;
+            if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 &&
+                o->via.array.ptr[2].type == MSGPACK_OBJECT_NIL)
+                rc = 0;
+            break;
+        }
+        if (r != MSGPACK_UNPACK_CONTINUE || !msgpack_unpacker_reserve_buffer(&u, 4096))
+            break;
+        ssize_t k = recv(fd, msgpack_unpacker_buffer(&u), 4096, 0);
+        if (k <= 0)
+            break;
+        msgpack_unpacker_buffer_consumed(&u, (size_t)k);
+    }
+    msgpack_unpacked_destroy(&a);
+    msgpack_unpacker_destroy(&u);
+    return rc;
+}
+
+int connect_port(const char *host, const char *port, enum bench_port kind)
+{
+    int fd = connect_to(host, port);
+    if (fd < 0 || !bench_token)
+        return fd;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    size_t tlen = strlen(bench_token);
+    if (kind == BENCH_RPC) {
+        msgpack_pack_array(&pk, 4);
+        msgpack_pack_uint8(&pk, 0);
+        msgpack_pack_uint8(&pk, 0);
+        msgpack_pack_str_with_body(&pk, "auth", 4);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "token", 5);
+    } else {
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "auth", 4);
+    }
+    msgpack_pack_str_with_body(&pk, bench_token, tlen);
+    int rc = send(fd, sb.data, sb.size, MSG_NOSIGNAL) == (ssize_t)sb.size ? 0 : -errno;
+    msgpack_sbuffer_destroy(&sb);
+    if (rc == 0 && kind == BENCH_RPC)
+        rc = read_auth_answer(fd);
+    if (rc) {
+        fprintf(stderr, PROG ": %s:%s refused the token (--auth-token-file)\n", host, port);
+        close(fd);
+        return rc;
+    }
+    return fd;
 }
 
 /* A blocking TCP connection with Nagle off: a batch's or a query's tail must not wait for the
@@ -129,6 +197,8 @@ static void usage(FILE *f)
         "  --host H            a running server (default 127.0.0.1) with\n"
         "  --port P --query-port P --http-port P  its ports (default 7400, 7401, 7402)\n"
         "  --server-pid PID    a running server's pid, for its RSS and CPU from /proc\n"
+        "  --auth-token-file F the server's shared secret (cascaded --auth-token-file): sent\n"
+        "                      first on every connection; --server passes it to the server\n"
         "Output:\n"
         "  --json FILE         also write every figure as one JSON object\n"
         "                      {\"command\", \"params\", \"results\"}\n"
@@ -201,16 +271,17 @@ static int parse_mix(const char *v, uint32_t mix[NMETHODS])
 
 static const char **string_opt(struct opts *o, const char *a)
 {
-    return !strcmp(a, "--host")         ? &o->host
-           : !strcmp(a, "--port")       ? &o->port
-           : !strcmp(a, "--query-port") ? &o->qport
-           : !strcmp(a, "--http-port")  ? &o->hport
-           : !strcmp(a, "--server")     ? &o->server
-           : !strcmp(a, "--fsync")      ? &o->fsync
-           : !strcmp(a, "--server-log") ? &o->server_log
-           : !strcmp(a, "--prefix")     ? &o->prefix
-           : !strcmp(a, "--json")       ? &o->json
-                                        : NULL;
+    return !strcmp(a, "--host")              ? &o->host
+           : !strcmp(a, "--port")            ? &o->port
+           : !strcmp(a, "--query-port")      ? &o->qport
+           : !strcmp(a, "--http-port")       ? &o->hport
+           : !strcmp(a, "--server")          ? &o->server
+           : !strcmp(a, "--fsync")           ? &o->fsync
+           : !strcmp(a, "--server-log")      ? &o->server_log
+           : !strcmp(a, "--prefix")          ? &o->prefix
+           : !strcmp(a, "--json")            ? &o->json
+           : !strcmp(a, "--auth-token-file") ? &o->token_file
+                                             : NULL;
 }
 
 /* Options that take a value: 0 when the value is good, -1 when bad, 1 for an unknown option. */
@@ -504,6 +575,18 @@ static int judge(const struct run *r)
     return failed;
 }
 
+static int load_token(const char *path)
+{
+    char err[512], *token;
+    int loose;
+    if (auth_token_load(path, &token, &loose, err, sizeof err)) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return -1;
+    }
+    bench_token = token; /* lives until the process ends */
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct run r; /* large: the server's paths and logs */
@@ -512,6 +595,8 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
     r.sv.out_fd = -1;
+    if (r.o.token_file && load_token(r.o.token_file))
+        return 2;
     rc = prepare(&r);
     double cpu0 = cpu_seconds(0);
     uint64_t t0 = now_ns();

@@ -30,6 +30,7 @@ struct opts {
     uint32_t batch, conns, qconns, window, mix[NMETHODS];
     double timeout, rate, seconds;
     const char *host, *port, *qport, *hport, *server, *fsync, *server_log, *prefix, *json;
+    const char *token_file; /* --auth-token-file */
     long server_pid;
     int progress;
 };
@@ -191,5 +192,12 @@ double secs(uint64_t ns);
 double cpu_seconds(int who);
 void sleep_ns(uint64_t ns);
 int connect_to(const char *host, const char *port);
+
+/* --auth-token-file's secret (NULL: none): the server's ports ask for it. */
+extern const char *bench_token;
+enum bench_port { BENCH_INGEST = 0, BENCH_RPC };
+/* connect_to, then, with a token, the port's opening message (net/auth.h): on ingest the map
+ * {"auth": TOKEN}; on RPC the `auth` request, whose answer is read and checked here. */
+int connect_port(const char *host, const char *port, enum bench_port kind);
 
 #endif

@@ -247,7 +247,7 @@ int ingest_start(struct ingest *in, const struct workload *w, const char *host, 
         c->lat_ns = calloc(c->st->nmarks + 1, sizeof *c->lat_ns);
         if (!c->sent_ns || !c->lat_ns)
             return -ENOMEM;
-        c->fd = connect_to(host, port);
+        c->fd = connect_port(host, port, BENCH_INGEST);
         if (c->fd < 0)
             return c->fd;
         if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK))

@@ -270,7 +270,7 @@ static int setup(struct qrun *q, const char *host, const char *port)
         msgpack_packer_init(&c->pk, c, qc_write);
         if (!msgpack_unpacker_init(&c->u, RECV_BYTES))
             return -ENOMEM;
-        c->fd = connect_to(host, port);
+        c->fd = connect_port(host, port, BENCH_RPC);
         if (c->fd < 0)
             return c->fd;
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};

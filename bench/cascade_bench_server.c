@@ -87,8 +87,15 @@ static void exec_server(const struct opts *o, struct server *sv, int out_fd)
     int log_fd = open(sv->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (log_fd < 0 || dup2(out_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0)
         _exit(127);
-    execl(o->server, o->server, "--bind", "127.0.0.1", "--ingest-port", "0", "--query-port", "0",
-          "--http-port", "0", "--data-dir", sv->data, "--fsync", o->fsync, (char *)NULL);
+    const char *argv[] = {o->server, "--bind",       "127.0.0.1", "--ingest-port",
+                          "0",       "--query-port", "0",         "--http-port",
+                          "0",       "--data-dir",   sv->data,    "--fsync",
+                          o->fsync,  NULL,           NULL,        NULL};
+    if (o->token_file) {
+        argv[13] = "--auth-token-file";
+        argv[14] = o->token_file;
+    }
+    execv(o->server, (char *const *)argv);
     fprintf(stderr, PROG ": cannot run %s: %s\n", o->server, strerror(errno));
     _exit(127);
 }
@@ -236,8 +243,11 @@ void server_finish(struct server *sv)
 /* HTTP/1.0 without keep-alive: the server closes after the response, which ends the read. */
 static char *http_get(const char *host, const char *port, const char *path, size_t *len)
 {
-    char req[256];
-    int fd = connect_to(host, port), n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
+    char req[1400];
+    int fd = connect_to(host, port),
+        n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n%s%s%s\r\n", path,
+                     bench_token ? "Authorization: Bearer " : "", bench_token ? bench_token : "",
+                     bench_token ? "\r\n" : "");
     char *buf = malloc(METRICS_MAX + 1);
     size_t got = 0;
     if (fd < 0 || !buf || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {

@@ -109,6 +109,19 @@ if check('mixed: JSON', doc.get('command') == 'mixed', doc):
     check('mixed: percentiles ordered', ordered(q['latency_ms']['all']) if q['answered'] else True, q)
     check_server('mixed', doc, 110000)
 
+# a server with --auth-token-file: every connection (ingest, RPC, /metrics) presents the token
+token = os.path.join(tmp, 'token')
+with open(token, 'w') as f:
+    f.write('bench-test-token-0123456789\n')
+os.chmod(token, 0o600)
+p, doc = run('mixed', '--events', '20000', '--preload', '2000', '--rate', '100', '--auth-token-file', token)
+check('mixed with --auth-token-file: exit 0', p.returncode == 0, p.stdout + p.stderr)
+if check('mixed with --auth-token-file: JSON', doc.get('command') == 'mixed', doc):
+    check_ingest('mixed with a token', doc['results']['ingest'], 20000)
+    q = doc['results']['query']
+    check('mixed with a token: queries and the server histogram answered', q['errors'] == 0 and
+          q['answered'] == q['sent'] and q.get('server_latency_ms', {}).get('count', 0) >= q['answered'], q)
+
 # the command line
 p = subprocess.run([bench, '--help'], capture_output=True, text=True, timeout=10)
 check('--help: exit 0', p.returncode == 0 and 'ingest' in p.stdout and '--rate' in p.stdout, p.stdout)
