@@ -32,7 +32,8 @@ struct config {
     unsigned analytics_interval; /* seconds; 0: only on request */
     unsigned snapshot_interval;  /* seconds; 0: only on request */
     unsigned wal_segment_mb;
-    uint64_t max_memory;            /* bytes; 0: no limit */
+    uint64_t max_memory; /* bytes; 0: no limit */
+    int allow_history_loss;
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
 };
 
@@ -61,6 +62,9 @@ static const char usage[] =
     "                          replays only the WAL after it; WAL segments older than both\n"
     "                          kept snapshots are removed\n"
     "  --wal-segment-mb N      start a new WAL segment past N MiB (default 64, 1..4096)\n"
+    "  --allow-history-loss    start even when no snapshot can be loaded and the WAL's first\n"
+    "                          segments were removed after one (without it cascaded refuses\n"
+    "                          to start rather than silently lose those events)\n"
     "  --max-memory SIZE       once the process's resident memory reaches SIZE (e.g. 8G,\n"
     "                          512M; default 0: no limit), ingest is refused with a fatal\n"
     "                          message saying which event to resend from; queries go on\n"
@@ -193,6 +197,8 @@ static int set_option(struct config *c, const char *key, const char *val, const 
     } else if (!strcmp(key, "wal-segment-mb")) {
         rc = parse_uint(val, 4096, &c->wal_segment_mb);
         rc = rc ? rc : (c->wal_segment_mb ? 0 : -EINVAL);
+    } else if (!strcmp(key, "allow-history-loss")) {
+        rc = !strcmp(val, "true") ? (c->allow_history_loss = 1, 0) : -EINVAL;
     } else if (!strcmp(key, "max-memory")) {
         rc = parse_size(val, &c->max_memory);
     } else if (!strcmp(key, "auth-token-file")) {
@@ -290,7 +296,9 @@ static int parse_args(int argc, char **argv, struct config *c)
         const char *eq = strchr(a, '=');
         char key[64];
         snprintf(key, sizeof(key), "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a + 2)), a + 2);
-        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        /* the one flag without a value (in a config file: allow-history-loss = true) */
+        int flag = !eq && !strcmp(key, "allow-history-loss");
+        const char *val = eq ? eq + 1 : flag ? "true" : (i + 1 < argc ? argv[++i] : NULL);
         if (!val) {
             fprintf(stderr, "cascaded: --%s needs a value\n", key);
             return -EINVAL;
@@ -364,7 +372,8 @@ static int serve(const struct config *cfg)
                                .analytics_interval_ms = (uint64_t)cfg->analytics_interval * 1000,
                                .snapshot_interval_ms = (uint64_t)cfg->snapshot_interval * 1000,
                                .wal_segment_bytes = (uint64_t)cfg->wal_segment_mb << 20,
-                               .max_memory = cfg->max_memory};
+                               .max_memory = cfg->max_memory,
+                               .allow_history_loss = cfg->allow_history_loss};
     if (writer_start(&w, &wc, &done, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         free(token);

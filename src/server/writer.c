@@ -93,15 +93,45 @@ static struct wal_pos load_snapshot(struct writer *w)
     return meta.pos;
 }
 
-static int recover(struct writer *w)
+/* No snapshot was loaded, yet the WAL's first segments were removed after one was written: the
+ * events in them exist nowhere this build can read. Starting would lose them without a word,
+ * so it does not, unless told to. 0, or -ENODATA with the reason in err. */
+static int check_history(struct writer *w, struct wal_pos from, int allow, char *err, size_t errlen)
+{
+    uint64_t first = wal_first_segment(w->wal);
+    if (from.seq != 0 || first <= 1)
+        return 0;
+    if (allow) {
+        log_msg(
+            LOG_ERROR, "history_lost",
+            "wal_first_segment=%llu action=\"starting from the WAL alone (--allow-history-loss)\"",
+            (unsigned long long)first);
+        return 0;
+    }
+    snprintf(err, errlen,
+             "no snapshot in %s/snapshots can be loaded (see the snapshot_refused lines above), "
+             "and the WAL begins at segment %llu: the events before it were removed after a "
+             "snapshot and exist only there. Starting would lose them. Restore that snapshot, "
+             "run the build that wrote it, or start with --allow-history-loss to keep only what "
+             "the WAL holds",
+             w->data_dir, (unsigned long long)first);
+    return -ENODATA;
+}
+
+static int recover(struct writer *w, int allow_history_loss, char *err, size_t errlen)
 {
     struct wal_replay_stats st = {0};
     struct wal_pos from = load_snapshot(w);
-    w->snap.accepted = accepted_now(w);
-    uint64_t t0 = now_ms();
-    int rc = wal_replay_from(w->wal, from, replay_record, w, &st);
+    int rc = check_history(w, from, allow_history_loss, err, errlen);
     if (rc)
         return rc;
+    w->snap.accepted = accepted_now(w);
+    uint64_t t0 = now_ms();
+    rc = wal_replay_from(w->wal, from, replay_record, w, &st);
+    if (rc) {
+        snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", w->data_dir, strerror(-rc));
+        return rc;
+    }
     uint64_t ms = now_ms() - t0;
     log_msg(LOG_INFO, "wal_replayed", "segments=%llu records=%llu events=%llu bytes=%llu ms=%llu",
             (unsigned long long)st.segments, (unsigned long long)st.records,
@@ -520,10 +550,8 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
         log_msg(LOG_WARN, "wal_no_io_uring", "fallback=pwrite");
     if ((rc = snapshot_dir_init(cfg->data_dir, err, errlen)))
         goto fail;
-    if ((rc = recover(w))) {
-        snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", cfg->data_dir, strerror(-rc));
+    if ((rc = recover(w, cfg->allow_history_loss, err, errlen)))
         goto fail;
-    }
     uint64_t analytics_interval_ms = cfg->analytics_interval_ms;
     if ((rc = analytics_start(&w->analytics, analytics_interval_ms, err, errlen)))
         goto fail;
