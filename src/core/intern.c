@@ -12,6 +12,11 @@
 #define CHUNK_SIZE  (1u << CHUNK_SHIFT)
 #define MAX_CHUNKS  4096u /* refs are 32-bit byte offsets: 4 GiB of strings */
 #define MAX_IDS     0x7fffffffu
+/* Slots copied per string reserved while the table grows: the copy ends after 1/64 of the old
+ * size in strings, twice as soon as the room between 23/32 and 3/4 full allows. */
+#define GROW_STEP 64
+/* Smaller tables grow at once at 3/4 full: copying them takes well under a millisecond. */
+#define GROW_STEPWISE_FROM (1u << 16)
 
 int intern_init(struct intern *t)
 {
@@ -30,6 +35,7 @@ void intern_destroy(struct intern *t)
         free(t->chunks[i]);
     free(t->chunks);
     free(t->slots);
+    free(t->next);
     free(t->refs);
     memset(t, 0, sizeof(*t));
 }
@@ -80,28 +86,52 @@ void intern_prefetch_str(const struct intern *t, uint32_t id)
     __builtin_prefetch(t->chunks[ref >> CHUNK_SHIFT] + (ref & (CHUNK_SIZE - 1)));
 }
 
-static int grow_slots(struct intern *t)
+static void place(uint64_t *slots, uint32_t mask, uint64_t slot)
+{
+    uint32_t j = (uint32_t)(slot >> 32) & mask;
+    while (slots[j])
+        j = (j + 1) & mask;
+    slots[j] = slot;
+}
+
+/* Allocates the table twice the size; its slots are copied by copy_slots. */
+static int begin_growth(struct intern *t)
 {
     uint64_t n = ((uint64_t)t->mask + 1) * 2;
     if (n > ((uint64_t)1 << 32))
         return -E2BIG;
-    uint64_t *slots = calloc(n, sizeof(uint64_t));
-    if (!slots)
+    if (!(t->next = calloc(n, sizeof(uint64_t))))
         return -ENOMEM;
-    uint32_t mask = (uint32_t)(n - 1);
-    for (uint64_t i = 0; i <= t->mask; i++) {
-        uint64_t slot = t->slots[i];
-        if (!slot)
-            continue;
-        uint32_t j = (uint32_t)(slot >> 32) & mask;
-        while (slots[j])
-            j = (j + 1) & mask;
-        slots[j] = slot;
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->mask = mask;
+    t->next_mask = (uint32_t)(n - 1);
+    t->copied = 0;
     return 0;
+}
+
+/* Copies up to k more slots into the next table; once all are, it replaces the current one. */
+static void copy_slots(struct intern *t, uint64_t k)
+{
+    uint64_t end = (uint64_t)t->mask + 1;
+    if (k < end - t->copied)
+        end = t->copied + k;
+    for (uint64_t i = t->copied; i < end; i++)
+        if (t->slots[i])
+            place(t->next, t->next_mask, t->slots[i]);
+    t->copied = (uint32_t)end;
+    if (end <= t->mask)
+        return;
+    free(t->slots);
+    t->slots = t->next;
+    t->mask = t->next_mask;
+    t->next = NULL;
+    t->next_mask = t->copied = 0;
+}
+
+static int grow_slots(struct intern *t)
+{
+    int rc = t->next ? 0 : begin_growth(t);
+    if (!rc)
+        copy_slots(t, UINT64_MAX);
+    return rc;
 }
 
 static int grow_refs(struct intern *t, uint32_t need)
@@ -142,7 +172,14 @@ int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes)
     uint64_t want = (uint64_t)t->count + n;
     if (want > MAX_IDS)
         return -E2BIG;
-    /* load factor at most 3/4 */
+    /* Past 23/32 full, a large table starts growing: each string reserved copies GROW_STEP
+     * slots into the table twice the size, which replaces it once all are copied, well before
+     * the 3/4 that no table passes (were it reached first, the rest would be copied at once). */
+    if (t->next)
+        copy_slots(t, (uint64_t)n * GROW_STEP);
+    else if (want * 32 > ((uint64_t)t->mask + 1) * 23 && t->mask >= GROW_STEPWISE_FROM - 1 &&
+             want * 4 <= ((uint64_t)t->mask + 1) * 3 && begin_growth(t) == 0)
+        copy_slots(t, (uint64_t)n * GROW_STEP);
     while (want * 4 > ((uint64_t)t->mask + 1) * 3) {
         int rc = grow_slots(t);
         if (rc)
@@ -181,11 +218,13 @@ uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash
 
     uint32_t id = t->count++;
     t->refs[id] = ref;
-    uint32_t h = intern_hash32(hash);
-    uint32_t i = h & t->mask;
+    uint64_t slot = (uint64_t)intern_hash32(hash) << 32 | (id + 1);
+    uint32_t i = intern_hash32(hash) & t->mask;
     while (t->slots[i])
         i = (i + 1) & t->mask;
-    t->slots[i] = (uint64_t)h << 32 | (id + 1);
+    t->slots[i] = slot;
+    if (t->next && i < t->copied) /* a slot not yet copied will be */
+        place(t->next, t->next_mask, slot);
     return id;
 }
 
@@ -215,6 +254,7 @@ const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len)
 
 size_t intern_bytes(const struct intern *t)
 {
-    return ((size_t)t->mask + 1) * sizeof(uint64_t) + (size_t)t->refs_cap * sizeof(uint32_t) +
-           (size_t)t->nchunks * CHUNK_SIZE;
+    size_t next = t->next ? ((size_t)t->next_mask + 1) * sizeof(uint64_t) : 0;
+    return ((size_t)t->mask + 1) * sizeof(uint64_t) + next +
+           (size_t)t->refs_cap * sizeof(uint32_t) + (size_t)t->nchunks * CHUNK_SIZE;
 }

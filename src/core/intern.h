@@ -14,8 +14,12 @@
 struct intern {
     uint64_t *slots; /* 0: empty; else (uint64_t)hash32 << 32 | (id + 1) */
     uint32_t mask;   /* slot count - 1 (a power of two) */
-    uint32_t count;  /* ids handed out */
-    uint32_t *refs;  /* id -> arena offset */
+    /* the table twice the size being filled beside slots, which alone answers lookups until
+     * the last slot is copied (see intern_reserve_slow); NULL when no growth is under way */
+    uint64_t *next;
+    uint32_t next_mask, copied; /* slots[0, copied) are in next */
+    uint32_t count;             /* ids handed out */
+    uint32_t *refs;             /* id -> arena offset */
     uint32_t refs_cap;
     char **chunks; /* arena: 1 MiB chunks, a string never spans two */
     uint32_t nchunks, chunks_cap, chunk_used;
@@ -34,13 +38,15 @@ static inline uint32_t intern_hash32(uint64_t hash)
 uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64_t hash);
 
 /* Makes room for n more strings of at most bytes bytes in all, so that intern_add() cannot fail.
- * 0, -ENOMEM, or -E2BIG when the table is full (2^31 ids or 4 GiB of strings). */
+ * 0, -ENOMEM, or -E2BIG when the table is full (2^31 ids or 4 GiB of strings). A large table
+ * grows a step at a time past 23/32 full (a slice of the copy per string reserved), so that no
+ * single call pays for the whole copy; it is never more than 3/4 full. */
 int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes);
 
 static inline int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes)
 {
     uint64_t want = (uint64_t)t->count + n;
-    if (want * 4 <= ((uint64_t)t->mask + 1) * 3 && want <= t->refs_cap &&
+    if (want * 32 <= ((uint64_t)t->mask + 1) * 23 && want <= t->refs_cap &&
         (uint64_t)t->chunk_used + bytes + 2ull * n <= (1u << INTERN_CHUNK_SHIFT))
         return 0;
     return intern_reserve_slow(t, n, bytes);

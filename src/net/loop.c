@@ -286,11 +286,17 @@ static uint32_t conn_idx(const struct netloop *n, const struct conn *c)
     return (uint32_t)(c - n->conns);
 }
 
+/* An ingest connection reads one buffer per recv: a multishot recv goes on filling provided
+ * buffers while the loop is busy, and each completion must be fed to the decoder, so a fast
+ * producer could land the whole buffer ring (16 MiB) in one connection's decoder in one pass of
+ * the loop, far past PENDING_MAX, holding up every query behind it for a few hundred ms (and
+ * growing the decoder's buffer to match). One buffer at a time, re-armed by service() only
+ * while the decoder is under its limit, leaves the rest in the socket, where TCP holds it. */
 static void arm_recv(struct netloop *n, struct conn *c)
 {
     struct io_uring_sqe *sqe = get_sqe(n);
     if (n->use_bufring) {
-        if (n->recv_multishot)
+        if (n->recv_multishot && c->kind != NET_INGEST)
             io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
         else
             io_uring_prep_recv(sqe, c->fd, NULL, BR_SIZE, 0);

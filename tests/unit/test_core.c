@@ -27,20 +27,29 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
+/* Past 65,536 slots the table grows a slice at a time (from 188,416 ids here): every id stays
+ * findable while the copy is under way, and the table that replaces the old one holds them all. */
 static void test_intern_dense_ids(void **state)
 {
     struct intern t;
     assert_int_equal(intern_init(&t), 0);
     char buf[64];
     enum { N = 200000 };
+    int saw_growth = 0;
     for (uint32_t i = 0; i < N; i++) {
         int len = snprintf(buf, sizeof(buf), "id-%u", i * 7919u);
         uint32_t id;
         int created;
         assert_int_equal(intern_get(&t, buf, (uint32_t)len, &id, &created), 0);
         assert_true(created);
-        assert_int_equal(id, i);          /* dense, in order of first sight */
+        assert_int_equal(id, i); /* dense, in order of first sight */
+        assert_true((uint64_t)t.count * 4 <= ((uint64_t)t.mask + 1) * 3);
+        saw_growth |= t.next != NULL;
+        uint32_t j = (uint32_t)(rnd() % (i + 1));
+        len = snprintf(buf, sizeof(buf), "id-%u", j * 7919u);
+        assert_int_equal(intern_find(&t, buf, (uint32_t)len, hash_bytes(buf, (size_t)len)), j);
     }
+    assert_true(saw_growth);
     for (uint32_t i = 0; i < N; i += 97) {
         int len = snprintf(buf, sizeof(buf), "id-%u", i * 7919u);
         uint32_t id, l;
