@@ -176,6 +176,8 @@ static void fail(struct rp_net *net, struct rp_conn *c, enum conn_state st, cons
     net->failed = 1;
 }
 
+static int read_acks(struct rp_net *net, struct rp_conn *c);
+
 static void write_some(struct rp_net *net, struct rp_conn *c)
 {
     while (c->off < c->ready) {
@@ -188,7 +190,13 @@ static void write_some(struct rp_net *net, struct rp_conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        fail(net, c, CONN_LOST, "writing failed: %s", strerror(errno));
+        int err = errno;
+        /* A server that ends the connection (a fatal message, a limit) may reset it while we
+         * still write; what it said before, its last ack and the reason, is still queued here:
+         * read it first, so that the user sees the reason and the right resume point. */
+        while (c->state == CONN_OPEN && read_acks(net, c))
+            ;
+        fail(net, c, CONN_LOST, "writing failed: %s", strerror(err));
         return;
     }
 }
