@@ -56,6 +56,18 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The size of DATA/snapshots/NAME: 0, or -1 when it is not there. */
+static int snapshot_bytes(const struct writer *w, const char *name, uint64_t *bytes)
+{
+    char path[PATH_MAX + 128];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, name);
+    if (stat(path, &st) < 0)
+        return -1;
+    *bytes = (uint64_t)st.st_size;
+    return 0;
+}
+
 /* The newest intact snapshot, if any, into w->engine: the WAL position to replay from. */
 static struct wal_pos load_snapshot(struct writer *w)
 {
@@ -70,18 +82,14 @@ static struct wal_pos load_snapshot(struct writer *w)
             log_msg(LOG_ERROR, "snapshot_load_failed", "error=\"%s\"", strerror(-rc));
         if (refused)
             log_msg(LOG_ERROR, "snapshot_none_intact",
-                    "refused=%u action=\"replaying the whole WAL; segments removed after those "
-                    "snapshots were taken are gone, so older events may be missing\"",
-                    refused);
+                    "refused=%u action=\"replaying the whole WAL\"", refused);
         return (struct wal_pos){0, 0};
     }
     engine_free(w->engine);
     w->engine = e;
     struct rpc_snapshot_status *s = &w->snap.status;
-    char path[PATH_MAX + 128];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, name);
-    s->last_bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    if (snapshot_bytes(w, name, &s->last_bytes))
+        s->last_bytes = 0;
     s->last_unix_ms = meta.written_ms;
     s->last_events = meta.events;
     snprintf(s->last_file, sizeof(s->last_file), "%s", name);
@@ -160,8 +168,6 @@ static int ensure_scratch(struct writer *w, uint32_t n)
 
 static void answer_queries(struct writer *w);
 
-/* Applies, logs, and fills in every event's outcome. When the WAL cannot take the batch, the
- * accepted events' outcomes become EVENT_ERR_NOMEM so that no ack covers them. */
 static void memory_figures(uint64_t *allocated, uint64_t *resident);
 
 /* With --max-memory: 1 when the process's resident memory has reached it, and the batch must
@@ -198,6 +204,8 @@ static void refuse_batch(struct writer *w, struct batch *b)
     }
 }
 
+/* Applies, logs, and fills in every event's outcome. When the WAL cannot take the batch, the
+ * accepted events' outcomes become EVENT_ERR_NOMEM so that no ack covers them. */
 static void do_ingest(struct writer *w, struct batch *b)
 {
     if (at_memory_limit(w)) {
@@ -379,14 +387,10 @@ static int snapshot_current(struct writer *w)
 {
     struct writer_snap *s = &w->snap;
     struct wal_pos pos = wal_position(w->wal);
-    char path[PATH_MAX + 128];
-    struct stat st;
-    if (!s->last_pos.seq || wal_pos_cmp(pos, s->last_pos) != 0)
+    struct rpc_snapshot_result r = {.events = s->status.last_events};
+    if (!s->last_pos.seq || wal_pos_cmp(pos, s->last_pos) != 0 ||
+        snapshot_bytes(w, s->status.last_file, &r.bytes))
         return 0;
-    snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, s->status.last_file);
-    if (stat(path, &st) < 0)
-        return 0;
-    struct rpc_snapshot_result r = {.events = s->status.last_events, .bytes = (uint64_t)st.st_size};
     snprintf(r.file, sizeof(r.file), "%s", s->status.last_file);
     s->requested = 0;
     log_msg(LOG_INFO, "snapshot_current", "file=%s reason=\"nothing logged since it was written\"",
@@ -439,11 +443,9 @@ static void snapshot_done(struct writer *w, int status)
         return;
     }
     struct rpc_snapshot_result r = {.events = s->meta.events, .ms = now_ms() - s->started_ms};
-    char path[PATH_MAX + 128];
-    struct stat st;
     snapshot_name(r.file, s->meta.pos);
-    snprintf(path, sizeof(path), "%s/snapshots/%s", w->data_dir, r.file);
-    r.bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    if (snapshot_bytes(w, r.file, &r.bytes))
+        r.bytes = 0;
     s->accepted = s->meta.events;
     s->last_pos = s->meta.pos;
     struct rpc_snapshot_status *t = &s->status;
