@@ -381,13 +381,36 @@ static void queue_ack(struct conn *c)
     c->ack_due = 0;
 }
 
+static void pack_fatal(msgpack_packer *pk, const char *msg)
+{
+    msgpack_pack_map(pk, 1);
+    pack_cstr(pk, "fatal");
+    pack_cstr(pk, msg);
+}
+
 static void queue_fatal(struct conn *c)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, sbuf_write);
-    msgpack_pack_map(&pk, 1);
-    pack_cstr(&pk, "fatal");
-    pack_cstr(&pk, c->fatal);
+    pack_fatal(&pk, c->fatal);
+}
+
+/* [1, msgid (or nil), {"code": code, "message": msg}, nil]: an RPC error answer. */
+static void pack_rpc_error(msgpack_packer *pk, int has_id, uint64_t msgid, unsigned code,
+                           const char *msg)
+{
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint8(pk, 1);
+    if (has_id)
+        msgpack_pack_uint64(pk, msgid);
+    else
+        msgpack_pack_nil(pk);
+    msgpack_pack_map(pk, 2);
+    pack_cstr(pk, "code");
+    msgpack_pack_uint16(pk, (uint16_t)code);
+    pack_cstr(pk, "message");
+    pack_cstr(pk, msg);
+    msgpack_pack_nil(pk);
 }
 
 static void start_send(struct netloop *n, struct conn *c)
@@ -456,27 +479,35 @@ static int conn_setup(struct netloop *n, struct conn *c, int kind)
     return 0;
 }
 
+/* msgpack-c's write callback into a strbuf. */
+static int strbuf_write(void *data, const char *buf, size_t len)
+{
+    sb_append(data, buf, len);
+    return ((struct strbuf *)data)->oom ? -1 : 0;
+}
+
 /* A connection past --max-connections: one message in the port's own protocol, then close.
  * The socket is new, so the few bytes fit its buffer; if not, the close says enough. */
 static void refuse(int fd, int kind)
 {
-    static const char ingest[] = "\x81\xa5"
-                                 "fatal\xd9\x35too many connections (--max-connections); "
-                                 "retry later";
-    static const char rpc[] = "\x94\x01\xc0\x82\xa4"
-                              "code\xcd\x01\xf7\xa7message\xd9\x35too many connections "
-                              "(--max-connections); retry later\xc0";
-    static const char http[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                               "text/plain\r\nContent-Length: 54\r\nRetry-After: "
-                               "1\r\nConnection: close\r\n\r\ntoo many connections "
-                               "(--max-connections); retry later\n";
-    const char *msg = kind == NET_INGEST ? ingest : kind == NET_QUERY ? rpc : http;
-    size_t len = kind == NET_INGEST  ? sizeof(ingest) - 1
-                 : kind == NET_QUERY ? sizeof(rpc) - 1
-                                     : sizeof(http) - 1;
-    if (send(fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    static const char why[] = "too many connections (--max-connections); retry later";
+    struct strbuf out = STRBUF_INIT;
+    if (kind == NET_HTTP) {
+        http_head(&out, 503, "text/plain; charset=utf-8", sizeof(why), 0, 0, "Retry-After: 1\r\n");
+        sb_puts(&out, why);
+        sb_puts(&out, "\n");
+    } else {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &out, strbuf_write);
+        if (kind == NET_INGEST)
+            pack_fatal(&pk, why);
+        else
+            pack_rpc_error(&pk, 0, 0, 503, why);
+    }
+    if (!out.oom && send(fd, out.p, out.n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         /* nothing more to do: the close below tells the peer */
     }
+    sb_free(&out);
     close(fd);
 }
 
@@ -620,24 +651,13 @@ static void drain_ingest(struct netloop *n, struct conn *c)
     }
 }
 
-/* Queues the response [1, msgid (or nil), {"code": code, "message": msg}, nil]. */
+/* Queues an RPC error answer (pack_rpc_error) on c. */
 static void queue_rpc_error(struct conn *c, int has_id, uint64_t msgid, unsigned code,
                             const char *msg)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, sbuf_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint8(&pk, 1);
-    if (has_id)
-        msgpack_pack_uint64(&pk, msgid);
-    else
-        msgpack_pack_nil(&pk);
-    msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "code");
-    msgpack_pack_uint16(&pk, (uint16_t)code);
-    pack_cstr(&pk, "message");
-    pack_cstr(&pk, msg);
-    msgpack_pack_nil(&pk);
+    pack_rpc_error(&pk, has_id, msgid, code, msg);
 }
 
 /* msgpack-RPC before authentication: the first request must be `auth` with the token; it and
