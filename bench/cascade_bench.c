@@ -94,20 +94,10 @@ int connect_port(const char *host, const char *port, enum bench_port kind)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    size_t tlen = strlen(bench_token);
-    if (kind == BENCH_RPC) {
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_uint8(&pk, 0);
-        msgpack_pack_uint8(&pk, 0);
-        msgpack_pack_str_with_body(&pk, "auth", 4);
-        msgpack_pack_array(&pk, 1);
-        msgpack_pack_map(&pk, 1);
-        msgpack_pack_str_with_body(&pk, "token", 5);
-    } else {
-        msgpack_pack_map(&pk, 1);
-        msgpack_pack_str_with_body(&pk, "auth", 4);
-    }
-    msgpack_pack_str_with_body(&pk, bench_token, tlen);
+    if (kind == BENCH_RPC)
+        auth_pack_rpc(&pk, 0, bench_token);
+    else
+        auth_pack_ingest(&pk, bench_token);
     int rc = send(fd, sb.data, sb.size, MSG_NOSIGNAL) == (ssize_t)sb.size ? 0 : -errno;
     msgpack_sbuffer_destroy(&sb);
     if (rc == 0 && kind == BENCH_RPC)

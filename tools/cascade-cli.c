@@ -528,14 +528,7 @@ static int auth_request(const struct opts *o, msgpack_sbuffer *out)
     }
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint8(&pk, 0);
-    msgpack_pack_uint8(&pk, AUTH_MSGID);
-    msgpack_pack_str_with_body(&pk, "auth", 4);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 1);
-    msgpack_pack_str_with_body(&pk, "token", 5);
-    msgpack_pack_str_with_body(&pk, token, strlen(token));
+    auth_pack_rpc(&pk, AUTH_MSGID, token);
     free(token);
     return EXIT_OK;
 }

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/auth.h"
+
 #define RP_BATCH_EVENTS 1000u
 #define RP_BATCH_BYTES  (1u << 20) /* well under the server's 4 MiB per msgpack value */
 #define RP_ACK_MAX      (1u << 20) /* an ack bigger than this is not an ack */
@@ -425,11 +427,12 @@ static int conn_init(struct rp_net *net, struct rp_conn *c)
 /* The stream opens with {"auth": TOKEN} when the server asks for a token (net/auth.h). */
 static int send_auth(struct rp_conn *c, const char *token)
 {
+    if (out_reserve(c,
+                    strlen(token) + 16)) /* the map's few header bytes too: packing cannot fail */
+        return -ENOMEM;
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, out_write);
-    if (msgpack_pack_map(&pk, 1) || msgpack_pack_str_with_body(&pk, "auth", 4) ||
-        msgpack_pack_str_with_body(&pk, token, strlen(token)))
-        return -ENOMEM;
+    auth_pack_ingest(&pk, token);
     c->ready = c->len;
     return 0;
 }

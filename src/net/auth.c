@@ -140,6 +140,25 @@ enum auth_result auth_rpc_request(const msgpack_object *req, const char *token, 
     return AUTH_WRONG;
 }
 
+void auth_pack_ingest(msgpack_packer *pk, const char *token)
+{
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_str_with_body(pk, "auth", 4);
+    msgpack_pack_str_with_body(pk, token, strlen(token));
+}
+
+void auth_pack_rpc(msgpack_packer *pk, uint64_t msgid, const char *token)
+{
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint8(pk, 0);
+    msgpack_pack_uint64(pk, msgid);
+    msgpack_pack_str_with_body(pk, "auth", 4);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_str_with_body(pk, "token", 5);
+    msgpack_pack_str_with_body(pk, token, strlen(token));
+}
+
 const char *auth_bearer(const char *value, size_t len, size_t *tok_len)
 {
     *tok_len = 0;

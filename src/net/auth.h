@@ -40,6 +40,11 @@ enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *tok
 enum auth_result auth_rpc_request(const msgpack_object *req, const char *token, size_t tlen,
                                   uint64_t *msgid);
 
+/* The client's side: packs the ingest stream's opening map {"auth": TOKEN}, and the RPC request
+ * [0, msgid, "auth", [{"token": TOKEN}]] (the forms the two functions above accept). */
+void auth_pack_ingest(msgpack_packer *pk, const char *token);
+void auth_pack_rpc(msgpack_packer *pk, uint64_t msgid, const char *token);
+
 /* The token of an `Authorization: Bearer TOKEN` header value, or NULL (*len 0). */
 const char *auth_bearer(const char *value, size_t len, size_t *tok_len);
 
