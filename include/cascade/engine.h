@@ -61,8 +61,12 @@ struct engine_node {
 struct engine_stats {
     uint64_t outcomes[EVENT_OUTCOME_COUNT]; /* accepted, duplicate, per rejection reason */
     uint64_t posts, placeholders, cascades, actors, edges, contents, labels;
-    uint64_t bytes;    /* bytes the engine's tables hold (capacity, not RSS) */
-    int64_t newest_ts; /* the largest ts of an accepted event (0 before the first) */
+    uint64_t bytes;            /* bytes the engine's tables hold (capacity, not RSS) */
+    int64_t newest_ts;         /* the largest ts of an accepted event (0 before the first) */
+    int64_t retention_ms;      /* 0: retention off */
+    int64_t retained_from;     /* the cut: cascades last active before it are gone (0: none) */
+    uint64_t evicted_cascades; /* since the data directory began */
+    uint64_t evicted_posts;
 };
 
 enum engine_cascade_metric {
@@ -157,6 +161,20 @@ int engine_top_actors(struct engine *e, int metric, int actor_type, struct engin
                       uint32_t limit);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
+
+/* Event-time retention. With ms > 0, a cascade whose last_ts lies more than ms (rounded to the
+ * second below) before the newest accepted ts is evicted with all its posts, within
+ * max(1 s, ms / 64) of event time after it expires; sweeps run between two events, at points
+ * fixed by the events alone, so replaying the same events gives the same state. After an
+ * eviction every metric reads as if the evicted posts' events had never arrived: cascades,
+ * contents, amplification edges and the actor counters (posts, roots, shares,
+ * reshares_received, amplifiers, reach, cascades) count retained posts only; an actor or content
+ * with no retained post is unknown again. Exceptions: an actor's first_ts, last_ts and
+ * actor_type cover the posts since it last had none retained. A later event may reuse an evicted
+ * post's id (it is new then), and a child of an evicted post hangs below a placeholder. Growth
+ * windows longer than ms are refused. Call after engine_new or engine_load, before the events
+ * that should see it. 0, -EINVAL (ms < 0) or -ENOMEM. */
+int engine_set_retention(struct engine *e, int64_t ms);
 
 /* The label summary of DESIGN §3. Quantiles are exact and interpolate linearly between the two
  * nearest ranks (pandas' and numpy's default): q at position q * (n - 1) of the sorted values. */

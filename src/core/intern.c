@@ -25,6 +25,7 @@ int intern_init(struct intern *t)
     if (!t->slots)
         return -ENOMEM;
     t->mask = 1023;
+    t->free_head = INTERN_NONE;
     t->chunk_used = CHUNK_SIZE; /* forces a chunk on the first add */
     return 0;
 }
@@ -34,6 +35,7 @@ void intern_destroy(struct intern *t)
     for (uint32_t i = 0; i < t->nchunks; i++)
         free(t->chunks[i]);
     free(t->chunks);
+    free(t->chunk_live);
     free(t->slots);
     free(t->next);
     free(t->refs);
@@ -147,30 +149,59 @@ static int grow_refs(struct intern *t, uint32_t need)
     return 0;
 }
 
+static int grow_chunks(struct intern *t)
+{
+    uint32_t cap = t->chunks_cap ? t->chunks_cap * 2 : 16;
+    char **c = realloc(t->chunks, cap * sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    t->chunks = c;
+    uint32_t *l = realloc(t->chunk_live, cap * sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    t->chunk_live = l;
+    t->chunks_cap = cap;
+    return 0;
+}
+
+/* A fresh chunk becomes the current one, in the place of one given back if there is one (refs
+ * hold a chunk index in 12 bits, so places must be reused). */
 static int add_chunk(struct intern *t)
 {
-    if (t->nchunks == MAX_CHUNKS)
+    uint32_t at = 0;
+    while (at < t->nchunks && t->chunks[at])
+        at++;
+    if (at == MAX_CHUNKS)
         return -E2BIG;
-    if (t->nchunks == t->chunks_cap) {
-        uint32_t cap = t->chunks_cap ? t->chunks_cap * 2 : 16;
-        char **c = realloc(t->chunks, cap * sizeof(*c));
-        if (!c)
-            return -ENOMEM;
-        t->chunks = c;
-        t->chunks_cap = cap;
+    if (at == t->chunks_cap) {
+        int rc = grow_chunks(t);
+        if (rc)
+            return rc;
     }
     char *chunk = malloc(CHUNK_SIZE);
     if (!chunk)
         return -ENOMEM;
-    t->chunks[t->nchunks++] = chunk;
+    if (at == t->nchunks)
+        t->nchunks++;
+    t->chunks[at] = chunk;
+    t->chunk_live[at] = 0;
+    /* the chunk left behind may hold only deleted strings by now */
+    if (t->nalloc && t->cur != at && t->chunk_live[t->cur] == 0) {
+        free(t->chunks[t->cur]);
+        t->chunks[t->cur] = NULL;
+        t->nalloc--;
+    }
+    t->nalloc++;
+    t->cur = at;
     t->chunk_used = 0;
     return 0;
 }
 
 int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes)
 {
-    uint64_t want = (uint64_t)t->count + n;
-    if (want > MAX_IDS)
+    uint64_t want = (uint64_t)intern_live(t) + n;
+    uint64_t ids = (uint64_t)t->count + n; /* as if no deleted id were reused */
+    if (ids > MAX_IDS)
         return -E2BIG;
     /* Past 23/32 full, a large table starts growing: each string reserved copies GROW_STEP
      * slots into the table twice the size, which replaces it once all are copied, well before
@@ -185,8 +216,8 @@ int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes)
         if (rc)
             return rc;
     }
-    if (want > t->refs_cap) {
-        int rc = grow_refs(t, (uint32_t)want);
+    if (ids > t->refs_cap) {
+        int rc = grow_refs(t, (uint32_t)ids);
         if (rc)
             return rc;
     }
@@ -203,8 +234,8 @@ int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes)
 
 uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash)
 {
-    uint32_t ref = ((t->nchunks - 1) << CHUNK_SHIFT) | t->chunk_used;
-    unsigned char *p = (unsigned char *)t->chunks[t->nchunks - 1] + t->chunk_used;
+    uint32_t ref = (t->cur << CHUNK_SHIFT) | t->chunk_used, used = t->chunk_used;
+    unsigned char *p = (unsigned char *)t->chunks[t->cur] + t->chunk_used;
     if (len < 0x80) {
         *p++ = (unsigned char)len;
         t->chunk_used += 1;
@@ -215,8 +246,16 @@ uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash
     }
     memcpy(p, s, len);
     t->chunk_used += len;
+    t->chunk_live[t->cur] += t->chunk_used - used;
 
-    uint32_t id = t->count++;
+    uint32_t id;
+    if (t->free_head != INTERN_NONE) {
+        id = t->free_head;
+        t->free_head = t->refs[id];
+        t->nfree--;
+    } else {
+        id = t->count++;
+    }
     t->refs[id] = ref;
     uint64_t slot = (uint64_t)intern_hash32(hash) << 32 | (id + 1);
     uint32_t i = intern_hash32(hash) & t->mask;
@@ -252,9 +291,84 @@ const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len)
     return ref_ptr(t, t->refs[id], len);
 }
 
+/* Linear probing's deletion without tombstones: each later slot of the cluster that may live
+ * at the hole (its home is not cyclically within (hole, slot]) moves into it. */
+static void remove_slot(uint64_t *slots, uint32_t mask, uint32_t i)
+{
+    for (uint32_t j = i;;) {
+        j = (j + 1) & mask;
+        if (!slots[j])
+            break;
+        uint32_t k = (uint32_t)(slots[j] >> 32) & mask;
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (stays)
+            continue;
+        slots[i] = slots[j];
+        i = j;
+    }
+    slots[i] = 0;
+}
+
+static uint32_t string_bytes(uint32_t len)
+{
+    return len + (len < 0x80 ? 1 : 2);
+}
+
+void intern_del(struct intern *t, uint32_t id)
+{
+    if (t->next)
+        copy_slots(t, UINT64_MAX);
+    uint32_t len;
+    const char *s = intern_str(t, id, &len);
+    uint32_t h = intern_hash32(hash_bytes(s, len));
+    uint64_t want = (uint64_t)h << 32 | (id + 1);
+    uint32_t i = h & t->mask;
+    while (t->slots[i] != want)
+        i = (i + 1) & t->mask;
+    remove_slot(t->slots, t->mask, i);
+
+    uint32_t ci = t->refs[id] >> CHUNK_SHIFT;
+    t->chunk_live[ci] -= string_bytes(len);
+    if (t->chunk_live[ci] == 0 && ci != t->cur) {
+        free(t->chunks[ci]);
+        t->chunks[ci] = NULL;
+        t->nalloc--;
+    }
+    t->refs[id] = t->free_head;
+    t->free_head = id;
+    t->nfree++;
+}
+
+int intern_rebuild_free(struct intern *t)
+{
+    uint8_t *live = calloc((size_t)t->count + 1, 1);
+    if (!live)
+        return -ENOMEM;
+    for (uint64_t i = 0; i <= t->mask; i++)
+        if (t->slots[i])
+            live[(uint32_t)t->slots[i] - 1] = 1;
+    t->free_head = INTERN_NONE;
+    t->nfree = 0;
+    for (uint32_t c = 0; c < t->nchunks; c++)
+        t->chunk_live[c] = 0;
+    for (uint32_t id = t->count; id-- > 0;) {
+        if (live[id]) {
+            uint32_t len;
+            intern_str(t, id, &len);
+            t->chunk_live[t->refs[id] >> CHUNK_SHIFT] += string_bytes(len);
+            continue;
+        }
+        t->refs[id] = t->free_head;
+        t->free_head = id;
+        t->nfree++;
+    }
+    free(live);
+    return 0;
+}
+
 size_t intern_bytes(const struct intern *t)
 {
     size_t next = t->next ? ((size_t)t->next_mask + 1) * sizeof(uint64_t) : 0;
     return ((size_t)t->mask + 1) * sizeof(uint64_t) + next +
-           (size_t)t->refs_cap * sizeof(uint32_t) + (size_t)t->nchunks * CHUNK_SIZE;
+           (size_t)t->refs_cap * sizeof(uint32_t) + (size_t)t->nalloc * CHUNK_SIZE;
 }

@@ -1,6 +1,8 @@
 /* String interning: each distinct byte string gets a dense uint32 id (0, 1, 2, ...) once, so the
  * engine's records can be plain arrays indexed by id. Strings live in a chunked arena; the table
- * is open addressing with linear probing over 8-byte slots holding 32 hash bits and the id. */
+ * is open addressing with linear probing over 8-byte slots holding 32 hash bits and the id.
+ * A deleted string's id is handed out again (last freed, first reused) and an arena chunk whose
+ * strings are all deleted goes back to the allocator, so a table under retention stays bounded. */
 #ifndef CORE_INTERN_H
 #define CORE_INTERN_H
 
@@ -18,12 +20,22 @@ struct intern {
      * the last slot is copied (see intern_reserve_slow); NULL when no growth is under way */
     uint64_t *next;
     uint32_t next_mask, copied; /* slots[0, copied) are in next */
-    uint32_t count;             /* ids handed out */
-    uint32_t *refs;             /* id -> arena offset */
+    uint32_t count;             /* ids handed out: live ones and deleted ones */
+    uint32_t nfree, free_head;  /* deleted ids, linked through refs[] (INTERN_NONE ends it) */
+    uint32_t *refs;             /* id -> arena offset (a deleted id: the next deleted one) */
     uint32_t refs_cap;
-    char **chunks; /* arena: 1 MiB chunks, a string never spans two */
+    char **chunks;        /* arena: 1 MiB chunks, a string never spans two; NULL: given back */
+    uint32_t *chunk_live; /* per chunk: bytes of strings not deleted */
     uint32_t nchunks, chunks_cap, chunk_used;
+    uint32_t cur;    /* the chunk strings are added to */
+    uint32_t nalloc; /* chunks held (not NULL) */
 };
+
+/* Strings present: ids handed out less the deleted ones. */
+static inline uint32_t intern_live(const struct intern *t)
+{
+    return t->count - t->nfree;
+}
 
 /* 0 or -ENOMEM; an empty table that grows as needed. */
 int intern_init(struct intern *t);
@@ -45,18 +57,28 @@ int intern_reserve_slow(struct intern *t, uint32_t n, uint32_t bytes);
 
 static inline int intern_reserve(struct intern *t, uint32_t n, uint32_t bytes)
 {
-    uint64_t want = (uint64_t)t->count + n;
-    if (want * 32 <= ((uint64_t)t->mask + 1) * 23 && want <= t->refs_cap &&
+    uint64_t want = (uint64_t)intern_live(t) + n;
+    if (want * 32 <= ((uint64_t)t->mask + 1) * 23 && (uint64_t)t->count + n <= t->refs_cap &&
         (uint64_t)t->chunk_used + bytes + 2ull * n <= (1u << INTERN_CHUNK_SHIFT))
         return 0;
     return intern_reserve_slow(t, n, bytes);
 }
 
-/* Adds s (not yet present, len <= INTERN_MAX_LEN) and returns its new id. Room must be reserved. */
+/* Adds s (not yet present, len <= INTERN_MAX_LEN) and returns its id: the last deleted one if
+ * any, else a new one. Room must be reserved. */
 uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash);
 
 /* Finds or adds s; *created tells which. 0 or a negative errno from intern_reserve. */
 int intern_get(struct intern *t, const char *s, uint32_t len, uint32_t *id, int *created);
+
+/* Deletes the string of live id: lookups no longer find it, its id goes on the free list and its
+ * chunk back to the allocator once nothing in it is live. Never fails; finishes a growth under
+ * way first (deleting across a half-copied table is not worth its cases). */
+void intern_del(struct intern *t, uint32_t id);
+
+/* Rebuilds the free list from the slots (an id no slot holds is deleted) and the per-chunk live
+ * bytes from the live ids' strings: for a table read back from a file. 0 or -ENOMEM. */
+int intern_rebuild_free(struct intern *t);
 
 /* The string of id (not NUL-terminated), owned by the table; *len gets its length. */
 const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len);

@@ -60,7 +60,24 @@ void content_note(struct engine *e, uint32_t content, uint32_t post)
         l->u.one = post;
     else
         l->u.ids[l->n] = post;
-    l->n++;
+    e->live_contents += l->n++ == 0;
+}
+
+void content_prune(struct engine *e, uint32_t content)
+{
+    struct content_list *l = clist_at(e, content);
+    uint32_t had = l->n;
+    if (l->cap == 0) {
+        if (l->n && post_is_free(post_at(e, l->u.one)))
+            l->n = 0;
+    } else {
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < l->n; i++)
+            if (!post_is_free(post_at(e, l->u.ids[i])))
+                l->u.ids[m++] = l->u.ids[i];
+        l->n = m;
+    }
+    e->live_contents -= had && !l->n;
 }
 
 void content_destroy(struct engine *e)

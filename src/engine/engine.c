@@ -28,6 +28,9 @@ int engine_new(struct engine **out)
     rc = rc ? rc : intern_init(&e->labels);
     rc = rc ? rc : u64map_init(&e->pairs, 0);
     rc = rc ? rc : u64map_init(&e->edges, 0);
+    rc = rc ? rc : u64map_init(&e->ret.onpath, 1);
+    e->ret.cut = INT64_MIN;
+    e->ret.free_c = NONE;
     for (int m = 0; !rc && m < ENGINE_CASCADE_METRICS; m++)
         rc = topk_init(&e->ctop[m], TOPK_CAP, m != ENGINE_BY_VIRALITY);
     for (int m = 0; !rc && m < ENGINE_ACTOR_METRICS; m++)
@@ -68,6 +71,7 @@ void engine_free(struct engine *e)
     free(e->dirty_a);
     growth_destroy(&e->growth);
     content_destroy(e);
+    retention_destroy(e);
     free(e);
 }
 
@@ -135,8 +139,12 @@ static void index_cascade(struct engine *e, uint32_t cid)
 static void index_actor(struct engine *e, uint32_t aid)
 {
     const struct actor *a = actor_at(e, aid);
-    for (int m = 0; m < ENGINE_ACTOR_METRICS; m++)
-        topk_update(&e->atop[m], aid, engine_actor_key(a, m));
+    for (int m = 0; m < ENGINE_ACTOR_METRICS; m++) {
+        if (a->posts)
+            topk_update(&e->atop[m], aid, engine_actor_key(a, m));
+        else /* every post of it evicted: it reads as unknown */
+            topk_remove(&e->atop[m], aid);
+    }
 }
 
 /* Appends id to a dirty list; -ENOMEM if it cannot grow. */
@@ -177,6 +185,11 @@ static void touch_actor(struct engine *e, uint32_t aid)
         index_actor(e, aid);
     else
         a->dirty = 1;
+}
+
+void engine_touch_actor(struct engine *e, uint32_t aid)
+{
+    touch_actor(e, aid);
 }
 
 void engine_flush_index(struct engine *e)
@@ -314,6 +327,7 @@ static int reserve(struct engine *e, const struct event *ev, const struct plan *
     rc = rc ? rc : growth_reserve(&e->growth, ev->ts);
     rc = rc ? rc : intern_reserve(&e->labels, 1, ev->label_len);
     rc = rc ? rc : segvec_reserve(&e->cascades, 1);
+    rc = rc ? rc : retention_reserve(e);
     rc = rc ? rc : u64map_reserve(&e->pairs, 1);
     rc = rc ? rc : u64map_reserve(&e->edges, edges);
     uint32_t lv = levels_needed(e, pl, has_parent);
@@ -329,7 +343,8 @@ static int reserve(struct engine *e, const struct event *ev, const struct plan *
 static uint32_t new_post(struct engine *e, const char *s, uint32_t len, uint64_t hash)
 {
     uint32_t id = intern_add(&e->post_ids, s, len, hash);
-    struct post *p = segvec_push(&e->posts);
+    struct post *p = id < e->posts.len ? post_at(e, id) : segvec_push(&e->posts);
+    memset(p, 0, sizeof(*p));
     p->parent = p->actor = p->child = p->sibling = NONE;
     p->content = CONTENT_NONE;
     return id;
@@ -343,8 +358,16 @@ static uint32_t new_placeholder(struct engine *e, const struct plan *pl, uint32_
 
 static uint32_t new_cascade(struct engine *e, uint32_t root, int64_t ts)
 {
-    uint32_t id = e->cascades.len;
-    struct cascade *c = segvec_push(&e->cascades);
+    uint32_t id = retention_take_cascade(e);
+    struct cascade *c;
+    if (id == NONE) {
+        id = e->cascades.len;
+        c = segvec_push(&e->cascades);
+    } else {
+        c = cascade_at(e, id);
+        memset(c, 0, sizeof(*c));
+    }
+    retention_filed(e, id, ts);
     c->root = root;
     c->label = NONE;
     c->first_ts = c->last_ts = ts;
@@ -375,8 +398,10 @@ static uint32_t get_actor(struct engine *e, const struct event *ev, const struct
         r->type = ev->actor_type;
         r->type_explicit = 1;
     }
-    if (r->posts++ == 0)
+    if (r->posts++ == 0) {
         r->first_ts = r->last_ts = ev->ts;
+        e->live_actors++;
+    }
     if (ev->ts < r->first_ts)
         r->first_ts = ev->ts;
     if (ev->ts > r->last_ts)
@@ -471,7 +496,9 @@ static void add_reshare(struct engine *e, uint32_t parent, uint32_t from)
     t->reshares++;
     if (from != to) {
         int created;
-        u64map_put(&e->edges, u64map_pair(from, to), &created);
+        uint32_t *w = u64map_put(&e->edges, u64map_pair(from, to), &created);
+        if (w) /* weights are kept only under retention, which takes them away again */
+            ++*w;
         t->amplifiers += created;
     }
     touch_actor(e, to);
@@ -939,6 +966,8 @@ size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t
         e->outcomes[rc]++;
         outcomes[i] = (uint8_t)rc;
         ok += rc == EVENT_OK;
+        if (rc == EVENT_OK && e->ret.ms && e->growth.newest >= e->ret.sweep_at)
+            retention_maybe_sweep(e);
     }
     /* The top-k indexes catch up lazily: before a top-k read, or once this many records wait,
      * so that a hot cascade touched in many batches is re-indexed once. */

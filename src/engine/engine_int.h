@@ -71,6 +71,7 @@ struct growth {
     uint32_t *spare_ent;            /* reserved for a note that starts a new bucket */
     int64_t newest;                 /* the largest ts accepted (valid when has_newest) */
     int64_t lo_bucket;              /* buckets below this are dropped */
+    int64_t floor;                  /* retention's cut: posts older are not filed */
     int has_newest;
     size_t bytes;
 };
@@ -85,6 +86,34 @@ struct content_list {
         uint32_t *ids;
     } u;
 };
+
+/* Event-time retention (retention.c). Every cascade id in use (live or joined) has one entry in
+ * a min-heap keyed by a last_ts it once had (entries are refiled lazily, when they surface); a
+ * sweep, run between two events whenever the newest ts has moved a step, evicts the cascades
+ * whose last_ts fell below the cut and frees joined ones the same way. Freed cascade ids are
+ * linked through cascade.root; post ids are freed through the post-id intern table. */
+struct rq_entry {
+    int64_t ts;
+    uint32_t cid;
+};
+
+struct retention {
+    int64_t ms;       /* 0: keep everything */
+    int64_t step;     /* how far the cut moves at least between two sweeps */
+    int64_t cut;      /* cascades with last_ts below it are gone; INT64_MIN before a sweep */
+    int64_t sweep_at; /* the newest ts that starts the next sweep */
+    struct rq_entry *rq;
+    uint32_t nrq, cap_rq;
+    uint32_t free_c, nfree_c; /* freed cascade ids (NONE ends the list) */
+    uint64_t evicted_cascades, evicted_posts;
+    /* sweep scratch: the posts evicted (freed at the sweep's end, once the content lists no
+     * longer name them), contents to filter, the actors of the cascade being evicted */
+    uint32_t *posts, *contents, *actors;
+    uint32_t nposts, cap_posts, ncontents, cap_contents, nactors, cap_actors;
+    struct u64map onpath; /* actor -> its posts on the walk's current path */
+};
+
+#define CASCADE_FREE 2 /* cascade.dead of an id on the free list */
 
 struct engine {
     struct intern post_ids, actor_ids, contents, labels;
@@ -106,8 +135,10 @@ struct engine {
     uint32_t *tracked; /* scratch: 3 * path_cap: actors whose reach a join changes, counters */
     uint32_t path_cap;
     struct growth growth;
-    struct segvec clists; /* struct content_list per content id */
-    size_t clist_heap;    /* bytes of the lists' arrays */
+    struct segvec clists;                /* struct content_list per content id */
+    size_t clist_heap;                   /* bytes of the lists' arrays */
+    uint64_t live_actors, live_contents; /* with a post / a listed post */
+    struct retention ret;
 };
 
 /* Records per chunk of each segmented array, as constants so that an access is a shift, a
@@ -163,6 +194,9 @@ static inline double cascade_virality(const struct cascade *c)
     return n > 1 ? (double)cascade_wiener(c) / ((double)n * (double)(n - 1) / 2.0) : 0.0;
 }
 
+/* Marks an actor's top-k keys stale (they are brought up to date before the next top-k read). */
+void engine_touch_actor(struct engine *e, uint32_t aid);
+
 /* Brings the top-k indexes up to date with every record changed since the last call. */
 void engine_flush_index(struct engine *e);
 
@@ -190,12 +224,26 @@ int engine_match_prepare(const struct engine *e, const struct engine_cascade_fil
 /* 1 when live cascade cid passes the filter. */
 int engine_match(const struct engine *e, uint32_t cid, const struct cascade_match *m);
 
+/* ---- retention.c */
+int retention_reserve(struct engine *e); /* room for one more cascade id in the heap */
+void retention_filed(struct engine *e, uint32_t cid, int64_t ts); /* a new cascade id */
+uint32_t retention_take_cascade(struct engine *e);                /* a freed cascade id, or NONE */
+void retention_maybe_sweep(struct engine *e);                     /* after an accepted event */
+void retention_destroy(struct engine *e);
+/* A freed post's record: no actor, no links, nothing below it. */
+static inline int post_is_free(const struct post *p)
+{
+    return p->sub == 0;
+}
+
 /* ---- growth.c: the recent-activity index. The apply path reserves before it changes anything
  * and notes after, so a note cannot fail. */
 int growth_init(struct growth *g);
 void growth_destroy(struct growth *g);
 int growth_reserve(struct growth *g, int64_t ts);
 void growth_note(struct growth *g, uint32_t post, int64_t ts);
+/* Drops every second before floor's and files nothing older than floor from now on. */
+void growth_set_floor(struct growth *g, int64_t floor);
 
 /* Persistence of the growth index (persist.c): each filed second's post entries, as they are
  * (a query's per-cascade counts are a cache, rebuilt on demand). slot: the second's place in
@@ -213,6 +261,8 @@ int growth_restore_bucket(struct growth *g, uint32_t slot, int64_t id, const uin
 int content_reserve(struct engine *e, uint32_t content);
 void content_new(struct engine *e); /* right after interning a new content id */
 void content_note(struct engine *e, uint32_t content, uint32_t post);
+/* Removes the freed posts (post_is_free) from content's list. */
+void content_prune(struct engine *e, uint32_t content);
 void content_destroy(struct engine *e);
 size_t content_bytes(const struct engine *e);
 

@@ -114,7 +114,7 @@ void engine_describe_actor(const struct engine *e, uint32_t aid, struct engine_a
 int engine_actor(struct engine *e, const char *id, uint32_t len, struct engine_actor *out)
 {
     uint32_t a = find_id(&e->actor_ids, id, len);
-    if (a == NONE)
+    if (a == NONE || actor_at(e, a)->posts == 0) /* never seen, or every post evicted */
         return -ENOENT;
     engine_describe_actor(e, a, out);
     return 0;
@@ -349,13 +349,14 @@ static uint64_t actor_key_of(const struct top_query *q, uint32_t item)
 
 static int actor_alive(const struct top_query *q, uint32_t item)
 {
-    return 1;
+    return actor_at(q->e, item)->posts != 0;
 }
 
 static int actor_filter(const struct top_query *q, uint32_t item)
 {
     int type = *(const int *)q->arg;
-    return type == 0 || actor_at(q->e, item)->type == type;
+    const struct actor *a = actor_at(q->e, item);
+    return a->posts && (type == 0 || a->type == type);
 }
 
 int engine_top_actors(struct engine *e, int metric, int actor_type, struct engine_actor *out,
@@ -365,8 +366,8 @@ int engine_top_actors(struct engine *e, int metric, int actor_type, struct engin
         actor_type > EVENT_ACTOR_PAGE)
         return -EINVAL;
     engine_flush_index(e);
-    if (limit > e->actors.len)
-        limit = e->actors.len;
+    if (limit > e->live_actors)
+        limit = (uint32_t)e->live_actors;
     if (limit == 0)
         return 0;
     struct top_query q = {e,           &e->atop[metric], metric,       e->actors.len,
@@ -387,16 +388,21 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 {
     memset(out, 0, sizeof(*out));
     memcpy(out->outcomes, e->outcomes, sizeof(out->outcomes));
-    out->posts = e->post_ids.count - e->placeholders;
+    out->posts = intern_live(&e->post_ids) - e->placeholders;
     out->placeholders = e->placeholders;
     out->cascades = e->live_cascades;
-    out->actors = e->actor_ids.count;
+    out->actors = e->live_actors;
     out->edges = e->edges.count;
-    out->contents = e->contents.count;
+    out->contents = e->live_contents;
     out->labels = e->labels.count;
     out->newest_ts = e->growth.has_newest ? e->growth.newest : 0;
+    out->retention_ms = e->ret.ms;
+    out->retained_from = e->ret.ms && e->ret.cut != INT64_MIN ? e->ret.cut : 0;
+    out->evicted_cascades = e->ret.evicted_cascades;
+    out->evicted_posts = e->ret.evicted_posts;
     out->bytes = segvec_bytes(&e->posts) + segvec_bytes(&e->actors) + segvec_bytes(&e->cascades) +
                  intern_bytes(&e->post_ids) + intern_bytes(&e->actor_ids) +
                  intern_bytes(&e->contents) + intern_bytes(&e->labels) + u64map_bytes(&e->pairs) +
-                 u64map_bytes(&e->edges) + e->growth.bytes + content_bytes(e);
+                 u64map_bytes(&e->edges) + e->growth.bytes + content_bytes(e) +
+                 (size_t)e->ret.cap_rq * sizeof(struct rq_entry);
 }

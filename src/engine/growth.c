@@ -75,6 +75,7 @@ static struct growth_bucket *find_bucket(const struct growth *g, int64_t b)
 int growth_init(struct growth *g)
 {
     memset(g, 0, sizeof(*g));
+    g->floor = INT64_MIN;
     g->pages = calloc(PAGES, sizeof(*g->pages));
     if (!g->pages)
         return -ENOMEM;
@@ -117,7 +118,7 @@ void growth_destroy(struct growth *g)
 /* Whether a post at ts would be filed: not when it is older than the horizon allows. */
 static int filed(const struct growth *g, int64_t ts)
 {
-    return !g->has_newest || ts >= sat_sub(g->newest, ENGINE_GROWTH_HORIZON_MS);
+    return ts >= g->floor && (!g->has_newest || ts >= sat_sub(g->newest, ENGINE_GROWTH_HORIZON_MS));
 }
 
 int growth_reserve(struct growth *g, int64_t ts)
@@ -154,6 +155,8 @@ int growth_reserve(struct growth *g, int64_t ts)
     return 0;
 }
 
+static void drop_below(struct growth *g, int64_t lo);
+
 /* The newest event moved to ts: drops the seconds now beyond the horizon. Each second is passed
  * once over the engine's life (a jump past the whole ring drops every page instead). */
 static void advance(struct growth *g, int64_t ts)
@@ -166,6 +169,12 @@ static void advance(struct growth *g, int64_t ts)
         g->lo_bucket = lo;
         return;
     }
+    drop_below(g, lo);
+}
+
+/* Drops the seconds from lo_bucket up to lo. */
+static void drop_below(struct growth *g, int64_t lo)
+{
     if (lo <= g->lo_bucket)
         return;
     if ((uint64_t)lo - (uint64_t)g->lo_bucket >= PAGES * (uint64_t)PAGE_SLOTS) {
@@ -191,7 +200,7 @@ void growth_note(struct growth *g, uint32_t post, int64_t ts)
 {
     if (!g->has_newest || ts > g->newest)
         advance(g, ts);
-    if (ts < sat_sub(g->newest, ENGINE_GROWTH_HORIZON_MS))
+    if (ts < sat_sub(g->newest, ENGINE_GROWTH_HORIZON_MS) || ts < g->floor)
         return;
     int64_t b = bucket_of(ts);
     struct growth_page **pg = page_ref(g, b);
@@ -223,6 +232,13 @@ void growth_note(struct growth *g, uint32_t post, int64_t ts)
     }
     bk->ent[bk->n++] = post;
     bk->last = post;
+}
+
+void growth_set_floor(struct growth *g, int64_t floor)
+{
+    g->floor = floor;
+    if (g->has_newest)
+        drop_below(g, bucket_of(floor));
 }
 
 /* ---------------------------------------------------------------- queries */
@@ -372,7 +388,9 @@ int engine_top_growth(struct engine *e, int64_t window_ms,
                       const struct engine_cascade_filter *filter, struct engine_cascade *out,
                       uint32_t limit)
 {
-    if (window_ms < 1 || window_ms > ENGINE_GROWTH_HORIZON_MS)
+    /* under retention, posts older than the cut are not filed: a longer window would miss them */
+    if (window_ms < 1 || window_ms > ENGINE_GROWTH_HORIZON_MS ||
+        (e->ret.ms && window_ms > e->ret.ms))
         return -EINVAL;
     struct cascade_match m;
     if (!e->growth.has_newest || limit == 0 || !engine_match_prepare(e, filter, &m))

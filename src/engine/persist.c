@@ -157,6 +157,9 @@ static void sec_end(struct out *o, uint32_t tag)
         o->err = -EIO;
 }
 
+/* Chunks given back (all their strings deleted) are written as an absent flag; the current
+ * chunk (cur) only up to what it holds. A deleted id's offset is written as it is (a link of
+ * the free list, which a load rebuilds from the slots). */
 static void save_intern(struct out *o, const struct intern *t)
 {
     uint32_t used = t->nchunks ? t->chunk_used : ICHUNK;
@@ -165,11 +168,14 @@ static void save_intern(struct out *o, const struct intern *t)
     put32(o, t->refs_cap);
     put32(o, t->nchunks);
     put32(o, used);
-    put32(o, 0);
+    put32(o, t->cur);
     put(o, t->slots, ((size_t)t->mask + 1) * sizeof(uint64_t));
     put(o, t->refs, (size_t)t->count * sizeof(uint32_t));
-    for (uint32_t i = 0; i < t->nchunks; i++)
-        put(o, t->chunks[i], i + 1 < t->nchunks ? ICHUNK : used);
+    for (uint32_t i = 0; i < t->nchunks; i++) {
+        put32(o, t->chunks[i] != NULL);
+        if (t->chunks[i])
+            put(o, t->chunks[i], i == t->cur ? used : ICHUNK);
+    }
 }
 
 /* The records [0, len) of a segmented array, chunk by chunk. */
@@ -227,6 +233,9 @@ static void save_sections(struct out *o, const struct engine *e, const void *use
     put(o, e->outcomes, sizeof(e->outcomes));
     put64(o, e->placeholders);
     put64(o, e->live_cascades);
+    put64(o, (uint64_t)e->ret.cut);
+    put64(o, e->ret.evicted_cascades);
+    put64(o, e->ret.evicted_posts);
     sec_end(o, SEC_ENGINE);
 
     const struct intern *interns[] = {&e->post_ids, &e->actor_ids, &e->contents, &e->labels};
@@ -286,7 +295,8 @@ static void save_sections(struct out *o, const struct engine *e, const void *use
 int engine_save(const struct engine *e, int fd, const void *user, uint32_t user_len,
                 uint64_t *bytes)
 {
-    if (user_len > ENGINE_PERSIST_USER_MAX || e->pairs.t.vals || e->edges.t.vals)
+    /* edge weights (kept under retention) are not written: engine_set_retention recounts them */
+    if (user_len > ENGINE_PERSIST_USER_MAX || e->pairs.t.vals)
         return -EINVAL;
     off_t base = lseek(fd, 0, SEEK_CUR);
     struct out o = {.fd = fd, .buf = malloc(OUT_BUF + 16), .base = base < 0 ? 0 : (uint64_t)base};
@@ -513,17 +523,107 @@ static int is_mask(uint64_t mask, uint64_t min)
 
 /* ---- intern tables */
 
+/* The arena's chunks: present[i] and where each present one's bytes lie in the file. */
+static int take_chunks(struct in *r, uint32_t nchunks, uint32_t cur, uint32_t used,
+                       const uint8_t **at)
+{
+    for (uint32_t i = 0; i < nchunks; i++) {
+        uint32_t present = get32(r);
+        if (r->bad)
+            return -EINVAL;
+        if (present > 1 || (i == cur && !present))
+            return bad(r, "chunk %u is malformed", i);
+        at[i] = present ? take(r, i == cur ? used : ICHUNK) : NULL;
+        if (r->bad)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+static int check_string(struct in *r, const uint8_t *const *at, uint32_t nchunks, uint32_t cur,
+                        uint32_t used, uint32_t id, uint32_t ref)
+{
+    uint32_t ci = ref >> INTERN_CHUNK_SHIFT, off = ref & (ICHUNK - 1);
+    if (ci >= nchunks || !at[ci])
+        return bad(r, "string %u lies outside the arena", id);
+    uint32_t lim = ci == cur ? used : ICHUNK;
+    if (off >= lim)
+        return bad(r, "string %u lies outside the arena", id);
+    const uint8_t *s = at[ci] + off;
+    uint32_t len = s[0], pre = 1;
+    if (len >= 0x80) {
+        if (off + 2 > lim)
+            return bad(r, "string %u lies outside the arena", id);
+        len = (uint32_t)(s[0] & 0x7f) << 8 | s[1];
+        pre = 2;
+    }
+    if ((uint64_t)off + pre + len > lim)
+        return bad(r, "string %u lies outside the arena", id);
+    return 0;
+}
+
+/* Every slot names an id below count, each id at most once. */
+static int check_slots(struct in *r, const uint64_t *slots, uint32_t mask, uint32_t count,
+                       uint8_t *live)
+{
+    for (uint64_t i = 0; i <= mask; i++) {
+        uint64_t s;
+        memcpy(&s, &slots[i], 8);
+        if (!s)
+            continue;
+        uint32_t id = (uint32_t)s - 1;
+        if ((uint32_t)s == 0 || (uint32_t)s > count || live[id])
+            return bad(r, "slot %llu holds id %u of %u", (unsigned long long)i, id, count);
+        live[id] = 1;
+    }
+    return 0;
+}
+
+static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, const uint32_t *refs,
+                       uint32_t count, uint32_t refs_cap, const uint8_t *const *at,
+                       uint32_t nchunks, uint32_t cur, uint32_t used)
+{
+    intern_destroy(t);
+    t->slots = malloc(((size_t)mask + 1) * 8);
+    t->refs = malloc((size_t)(refs_cap ? refs_cap : 1) * 4);
+    t->chunks = calloc(nchunks ? nchunks : 1, sizeof(char *));
+    t->chunk_live = calloc(nchunks ? nchunks : 1, sizeof(uint32_t));
+    if (!t->slots || !t->refs || !t->chunks || !t->chunk_live)
+        return -ENOMEM;
+    struct copies c = {0};
+    copies_add(&c, t->slots, slots, ((size_t)mask + 1) * 8);
+    copies_add(&c, t->refs, refs, (size_t)count * 4);
+    t->chunks_cap = nchunks ? nchunks : 1;
+    t->nchunks = nchunks;
+    for (uint32_t i = 0; i < nchunks; i++) {
+        if (!at[i])
+            continue;
+        if (!(t->chunks[i] = malloc(ICHUNK))) {
+            copies_run(&c);
+            return -ENOMEM;
+        }
+        t->nalloc++;
+        copies_add(&c, t->chunks[i], at[i], i == cur ? used : ICHUNK);
+    }
+    copies_run(&c);
+    t->mask = mask;
+    t->count = count;
+    t->refs_cap = refs_cap;
+    t->chunk_used = used;
+    t->cur = cur;
+    return intern_rebuild_free(t);
+}
+
 static int load_intern(struct in *r, struct intern *t)
 {
     uint32_t count = get32(r), mask = get32(r), refs_cap = get32(r), nchunks = get32(r);
-    uint32_t used = get32(r);
-    get32(r);
+    uint32_t used = get32(r), cur = get32(r);
     if (r->bad)
         return -EINVAL;
     if (!is_mask(mask, 1024) || count > MAX_IDS || (uint64_t)count * 4 > ((uint64_t)mask + 1) * 3)
         return bad(r, "bad table size (%u ids, %llu slots)", count, (unsigned long long)mask + 1);
     if (refs_cap < count || refs_cap - count > count + 1024 || nchunks > 4096 || used > ICHUNK ||
-        (nchunks == 0 && (count || used != ICHUNK)))
+        (nchunks == 0 && (count || used != ICHUNK || cur)) || (nchunks && cur >= nchunks))
         return bad(r, "bad arena (%u ids, %u offsets, %u chunks, %u bytes used)", count, refs_cap,
                    nchunks, used);
     if (!fits(r, (uint64_t)mask + 1, 8))
@@ -532,65 +632,22 @@ static int load_intern(struct in *r, struct intern *t)
     if (!fits(r, count, 4))
         return -EINVAL;
     const uint32_t *refs = take(r, (uint64_t)count * 4);
-    uint64_t arena = nchunks ? (uint64_t)(nchunks - 1) * ICHUNK + used : 0;
-    const uint8_t *bytes = take(r, arena);
-    if (r->bad)
-        return -EINVAL;
-    uint64_t full = 0;
-    for (uint64_t i = 0; i <= mask; i++) {
-        uint64_t s;
-        memcpy(&s, &slots[i], 8);
-        if (!s)
-            continue;
-        if ((uint32_t)s == 0 || (uint32_t)s > count)
-            return bad(r, "slot %llu holds id %u of %u", (unsigned long long)i, (uint32_t)s - 1,
-                       count);
-        full++;
-    }
-    if (full != count)
-        return bad(r, "%llu slots in use for %u ids", (unsigned long long)full, count);
-    for (uint32_t i = 0; i < count; i++) {
+    const uint8_t **at = calloc((size_t)nchunks + 1, sizeof(*at));
+    uint8_t *live = calloc((size_t)count + 1, 1);
+    int rc = at && live ? 0 : -ENOMEM;
+    rc = rc ? rc : r->bad ? -EINVAL : take_chunks(r, nchunks, cur, used, at);
+    rc = rc ? rc : check_slots(r, slots, mask, count, live);
+    for (uint32_t i = 0; rc == 0 && i < count; i++) {
         uint32_t ref;
         memcpy(&ref, &refs[i], 4);
-        uint32_t ci = ref >> INTERN_CHUNK_SHIFT, off = ref & (ICHUNK - 1);
-        uint32_t lim = ci + 1 == nchunks ? used : ICHUNK;
-        if (ci >= nchunks || off >= lim)
-            return bad(r, "string %u lies outside the arena", i);
-        const uint8_t *s = bytes + (size_t)ci * ICHUNK + off;
-        uint32_t len = s[0], pre = 1;
-        if (len >= 0x80) {
-            if (off + 2 > lim)
-                return bad(r, "string %u lies outside the arena", i);
-            len = (uint32_t)(s[0] & 0x7f) << 8 | s[1];
-            pre = 2;
-        }
-        if ((uint64_t)off + pre + len > lim)
-            return bad(r, "string %u lies outside the arena", i);
+        if (live[i])
+            rc = check_string(r, at, nchunks, cur, used, i, ref);
     }
-    intern_destroy(t);
-    t->slots = malloc(((size_t)mask + 1) * 8);
-    t->refs = malloc((size_t)(refs_cap ? refs_cap : 1) * 4);
-    t->chunks = calloc(nchunks ? nchunks : 1, sizeof(char *));
-    if (!t->slots || !t->refs || !t->chunks)
-        return -ENOMEM;
-    struct copies c = {0};
-    copies_add(&c, t->slots, slots, ((size_t)mask + 1) * 8);
-    copies_add(&c, t->refs, refs, (size_t)count * 4);
-    t->chunks_cap = nchunks ? nchunks : 1;
-    for (uint32_t i = 0; i < nchunks; i++) {
-        if (!(t->chunks[i] = malloc(ICHUNK))) {
-            copies_run(&c);
-            return -ENOMEM;
-        }
-        t->nchunks++;
-        copies_add(&c, t->chunks[i], bytes + (size_t)i * ICHUNK, i + 1 < nchunks ? ICHUNK : used);
-    }
-    copies_run(&c);
-    t->mask = mask;
-    t->count = count;
-    t->refs_cap = refs_cap;
-    t->chunk_used = used;
-    return 0;
+    free(live);
+    if (rc == 0)
+        rc = copy_intern(t, slots, mask, refs, count, refs_cap, at, nchunks, cur, used);
+    free(at);
+    return rc;
 }
 
 /* ---- segmented arrays */
@@ -699,6 +756,30 @@ static int check_ref(uint32_t id, uint32_t n)
     return id == NONE || id < n;
 }
 
+/* A post whose id was deleted must be an empty record (sub 0, the mark of a free one). */
+static int check_post(struct in *r, struct engine *e, uint32_t i, int freed, uint32_t na,
+                      uint32_t nc, uint64_t *placeholders)
+{
+    uint32_t n = e->posts.len;
+    const struct post *p = post_at(e, i);
+    if (freed || post_is_free(p)) {
+        if (!freed || !post_is_free(p) || p->actor != NONE || p->child != NONE ||
+            p->sibling != NONE)
+            return bad(r, "post %u is half freed", i);
+        return 0;
+    }
+    {
+        uint32_t content = p->content & CONTENT_MASK;
+        if ((!post_is_root(p) && p->parent >= n) || !check_ref(p->actor, na) ||
+            !check_ref(p->child, n) || !check_ref(p->sibling, n) ||
+            (content != CONTENT_NONE && content >= nc) || (p->content >> 30) > MAX_KIND ||
+            (p->actor == NONE && !post_is_root(p)))
+            return bad(r, "post %u refers to records that do not exist", i);
+        *placeholders += p->actor == NONE;
+    }
+    return 0;
+}
+
 static int load_posts(struct in *r, struct engine *e)
 {
     int rc = load_segvec(r, &e->posts);
@@ -707,17 +788,19 @@ static int load_posts(struct in *r, struct engine *e)
     uint32_t n = e->posts.len, na = e->actor_ids.count, nc = e->contents.count;
     if (n != e->post_ids.count)
         return bad(r, "%u posts for %u post ids", n, e->post_ids.count);
-    uint64_t placeholders = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const struct post *p = post_at(e, i);
-        uint32_t content = p->content & CONTENT_MASK;
-        if ((!post_is_root(p) && p->parent >= n) || !check_ref(p->actor, na) ||
-            !check_ref(p->child, n) || !check_ref(p->sibling, n) ||
-            (content != CONTENT_NONE && content >= nc) || (p->content >> 30) > MAX_KIND ||
-            (p->actor == NONE && !post_is_root(p)))
-            return bad(r, "post %u refers to records that do not exist", i);
-        placeholders += p->actor == NONE;
+    uint8_t *freed = calloc((size_t)n + 1, 1);
+    if (!freed)
+        return -ENOMEM;
+    for (uint32_t x = e->post_ids.free_head, k = 0; x != INTERN_NONE && k < n; k++) {
+        freed[x] = 1;
+        x = e->post_ids.refs[x];
     }
+    uint64_t placeholders = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = check_post(r, e, i, freed[i], na, nc, &placeholders);
+    free(freed);
+    if (rc)
+        return rc;
     if (placeholders != e->placeholders)
         return bad(r, "%llu placeholders, the engine counts %llu", (unsigned long long)placeholders,
                    (unsigned long long)e->placeholders);
@@ -736,6 +819,7 @@ static int load_actors(struct in *r, struct engine *e)
         if (a->type > MAX_ATYPE || a->type_explicit > 1)
             return bad(r, "actor %u has type %u", i, a->type);
         a->dirty = 0;
+        e->live_actors += a->posts != 0;
     }
     return 0;
 }
@@ -757,6 +841,11 @@ static int load_cascades(struct in *r, struct engine *e)
         c->cap_log2 = 0;
         c->dirty = 0;
         live += !c->dead;
+        if (c->dead == CASCADE_FREE) { /* the free list is rebuilt, not trusted */
+            c->root = e->ret.free_c;
+            e->ret.free_c = i;
+            e->ret.nfree_c++;
+        }
     }
     if (live != e->live_cascades)
         rc = bad(r, "%llu live cascades, the engine counts %llu", (unsigned long long)live,
@@ -764,8 +853,8 @@ static int load_cascades(struct in *r, struct engine *e)
     for (uint32_t i = 0; i < e->cascades.len && !rc; i++) {
         struct cascade *c = cascade_at(e, i);
         uint8_t lg = logs[i];
-        if (c->root >= np || !check_ref(c->label, nl) || c->dead > 1 || c->label_root > 1 ||
-            lg > 31 || (c->dead && lg)) {
+        if ((c->root >= np && c->dead != CASCADE_FREE) || !check_ref(c->label, nl) ||
+            c->dead > CASCADE_FREE || c->label_root > 1 || lg > 31 || (c->dead && lg)) {
             rc = bad(r, "cascade %u is malformed", i);
             break;
         }
@@ -808,8 +897,9 @@ static int load_clists(struct in *r, struct engine *e)
         struct content_list *l = clist_at(e, i);
         uint32_t cap = caps[i], n = l->n;
         if (!cap) {
-            if (n > 1 || (n == 1 && l->u.one >= np))
+            if (n > 1 || (n == 1 && (l->u.one >= np || post_is_free(post_at(e, l->u.one)))))
                 rc = bad(r, "content list %u is malformed", i);
+            e->live_contents += n != 0;
             continue;
         }
         if (n > cap || cap < FIRST_CAPS || cap > 2 * n + FIRST_CAPS) {
@@ -830,8 +920,9 @@ static int load_clists(struct in *r, struct engine *e)
         l->cap = cap;
         e->clist_heap += (size_t)cap * 4;
         for (uint32_t k = 0; k < n; k++)
-            if (ids[k] >= np)
+            if (ids[k] >= np || post_is_free(post_at(e, ids[k])))
                 rc = bad(r, "content list %u names post %u of %u", i, ids[k], np);
+        e->live_contents += n != 0;
     }
     free(caps);
     return rc;
@@ -850,6 +941,7 @@ static int load_growth(struct in *r, struct engine *e)
     g->has_newest = (int)has;
     g->newest = newest;
     g->lo_bucket = lo;
+    g->floor = e->ret.cut;
     uint32_t np = e->posts.len;
     for (;;) {
         uint32_t slot = get32(r), n = get32(r);
@@ -873,6 +965,10 @@ static int load_growth(struct in *r, struct engine *e)
             /* a run counts on from the plain id before it */
             if (x & RUN ? i == 0 || (prev & RUN) || (uint64_t)prev + (x & ~RUN) >= np : x >= np)
                 return bad(r, "bucket at slot %u names posts that do not exist", slot);
+            for (uint32_t k = x & RUN ? prev + 1 : x, end = x & RUN ? prev + (x & ~RUN) : x;
+                 k <= end; k++)
+                if (post_is_free(post_at(e, k)))
+                    return bad(r, "bucket at slot %u names freed post %u", slot, k);
         }
         int rc = growth_restore_bucket(g, slot, id, ent, n, cap, last);
         if (rc)
@@ -966,7 +1062,7 @@ static int check_trees(struct in *r, struct engine *e)
     uint64_t seen = 0, live = 0;
     for (uint32_t i = 0; rc == 0 && i < n; i++) {
         const struct post *p = post_at(e, i);
-        if (!post_is_root(p))
+        if (!post_is_root(p) || post_is_free(p))
             continue;
         uint32_t cid = p->parent & ~ROOT_FLAG;
         if (cid >= e->cascades.len) {
@@ -976,7 +1072,7 @@ static int check_trees(struct in *r, struct engine *e)
         live++;
         rc = walk_tree(r, &w, e, i, cid, &seen);
     }
-    if (rc == 0 && (seen != n || live != e->live_cascades))
+    if (rc == 0 && (seen != n - e->post_ids.nfree || live != e->live_cascades))
         rc = bad(r, "%llu of %u posts lie in %llu trees; the engine counts %llu cascades",
                  (unsigned long long)seen, n, (unsigned long long)live,
                  (unsigned long long)e->live_cascades);
@@ -998,7 +1094,7 @@ static void rebuild_topk(struct engine *e)
             topk_offer(&e->ctop[m], i, engine_cascade_key(c, m));
     }
     for (uint32_t i = 0; i < e->actors.len; i++)
-        for (int m = 0; m < ENGINE_ACTOR_METRICS; m++)
+        for (int m = 0; actor_at(e, i)->posts && m < ENGINE_ACTOR_METRICS; m++)
             topk_offer(&e->atop[m], i, engine_actor_key(actor_at(e, i), m));
 }
 
@@ -1118,6 +1214,9 @@ static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_
         memcpy(e->outcomes, oc, sizeof(e->outcomes));
     e->placeholders = get64(&s);
     e->live_cascades = get64(&s);
+    e->ret.cut = (int64_t)get64(&s);
+    e->ret.evicted_cascades = get64(&s);
+    e->ret.evicted_posts = get64(&s);
     if ((rc = close_section(f, &s)))
         return rc;
 

@@ -178,7 +178,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 21 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 25 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
@@ -197,6 +197,10 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "errors", st.outcomes[EVENT_ERR_NOMEM]);
     qpack_f64(pk, "ingest_rate", c->ss->ingest_rate);
     qpack_i64(pk, "newest_ts", st.newest_ts);
+    qpack_i64(pk, "retention_ms", st.retention_ms);
+    qpack_i64(pk, "retained_from_ts", st.retained_from);
+    qpack_u64(pk, "evicted_cascades", st.evicted_cascades);
+    qpack_u64(pk, "evicted_posts", st.evicted_posts);
     qpack_u64(pk, "wal_bytes", c->ss->wal_bytes);
     qpack_u64(pk, "memory_allocated", c->ss->mem_allocated);
     qpack_u64(pk, "memory_resident", c->ss->mem_resident);
@@ -350,7 +354,14 @@ void handle_top_cascades(struct qcall *c)
         k = engine_top_cascades(c->e, metric, filtered ? &f : NULL, out, limit);
     if (k < 0) {
         free(out);
-        if (k == -EINVAL)
+        struct engine_stats st;
+        engine_get_stats(c->e, &st);
+        if (k == -EINVAL && growth && st.retention_ms)
+            qcall_fail(c, QERR_BAD_REQUEST,
+                       "window_ms is longer than the server's --retention (%lld ms): the posts "
+                       "before it are evicted",
+                       (long long)st.retention_ms);
+        else if (k == -EINVAL)
             qcall_fail(c, QERR_BAD_REQUEST, "bad top_cascades parameters");
         else
             qcall_fail(c, QERR_INTERNAL, "out of memory");

@@ -32,7 +32,8 @@ struct config {
     unsigned analytics_interval; /* seconds; 0: only on request */
     unsigned snapshot_interval;  /* seconds; 0: only on request */
     unsigned wal_segment_mb;
-    uint64_t max_memory; /* bytes; 0: no limit */
+    uint64_t max_memory;  /* bytes; 0: no limit */
+    int64_t retention_ms; /* event time; 0: keep everything */
     int allow_history_loss;
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
 };
@@ -69,6 +70,13 @@ static const char usage[] =
     "                          512M; default 0: no limit), ingest is refused with a fatal\n"
     "                          message saying which event to resend from; queries go on\n"
     "  --max-connections N     open connections at most (default 1024); more are refused\n"
+    "  --retention DURATION    evict each cascade, with its posts, once its last post is more\n"
+    "                          than DURATION (e.g. 30d, 12h, 90m, 3600s; a number alone is\n"
+    "                          seconds) older than the newest event's ts (default 0: keep\n"
+    "                          everything). Metrics then cover retained posts only; an actor\n"
+    "                          or content with none left is unknown; growth windows longer\n"
+    "                          than DURATION are refused. Evicted posts stay in the WAL until\n"
+    "                          a snapshot lets it be pruned\n"
     "\n"
     "Ingest limits, checked as bytes arrive, before anything is allocated; a stream that\n"
     "breaks one gets {\"fatal\": \"... exceeds the limit ...\"} and is closed (counted in\n"
@@ -153,6 +161,31 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* A duration of event time: digits and an optional unit (ms, s, m, h, d, w; seconds without
+ * one), at most 100 years. 0 or -EINVAL. */
+static int parse_duration(const char *s, int64_t *out)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"", 1000},       {"ms", 1},         {"s", 1000},          {"m", 60000},
+                 {"h", 3600000LL}, {"d", 86400000LL}, {"w", 7 * 86400000LL}};
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-' || *s == '+')
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit))
+            continue;
+        if (v > 100ull * 366 * 86400000 / (uint64_t)units[i].ms)
+            return -EINVAL;
+        *out = (int64_t)v * units[i].ms;
+        return 0;
+    }
+    return -EINVAL;
+}
+
 /* A limit in [lo, hi]: below lo no event could pass (an event map needs 3 keys, 2 levels, ...). */
 static int parse_limit(const char *s, unsigned lo, unsigned hi, uint32_t *out)
 {
@@ -201,6 +234,8 @@ static int set_option(struct config *c, const char *key, const char *val, const 
         rc = !strcmp(val, "true") ? (c->allow_history_loss = 1, 0) : -EINVAL;
     } else if (!strcmp(key, "max-memory")) {
         rc = parse_size(val, &c->max_memory);
+    } else if (!strcmp(key, "retention")) {
+        rc = parse_duration(val, &c->retention_ms);
     } else if (!strcmp(key, "auth-token-file")) {
         rc = *val && strlen(val) < sizeof(c->auth_token_file) ? 0 : -EINVAL;
         if (!rc)
@@ -373,6 +408,7 @@ static int serve(const struct config *cfg)
                                .snapshot_interval_ms = (uint64_t)cfg->snapshot_interval * 1000,
                                .wal_segment_bytes = (uint64_t)cfg->wal_segment_mb << 20,
                                .max_memory = cfg->max_memory,
+                               .retention_ms = cfg->retention_ms,
                                .allow_history_loss = cfg->allow_history_loss};
     if (writer_start(&w, &wc, &done, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);

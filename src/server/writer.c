@@ -126,13 +126,19 @@ static int check_history(struct writer *w, struct wal_pos from, int allow, char 
     return -ENODATA;
 }
 
-static int recover(struct writer *w, int allow_history_loss, char *err, size_t errlen)
+/* Retention is set before the WAL is replayed, so that the replay evicts where the run that
+ * wrote it did (sweeps depend on the events alone). */
+static int recover(struct writer *w, const struct writer_config *cfg, char *err, size_t errlen)
 {
     struct wal_replay_stats st = {0};
     struct wal_pos from = load_snapshot(w);
-    int rc = check_history(w, from, allow_history_loss, err, errlen);
+    int rc = check_history(w, from, cfg->allow_history_loss, err, errlen);
     if (rc)
         return rc;
+    if ((rc = engine_set_retention(w->engine, cfg->retention_ms))) {
+        snprintf(err, errlen, "cannot set --retention: %s", strerror(-rc));
+        return rc;
+    }
     w->snap.accepted = accepted_now(w);
     uint64_t t0 = now_ms();
     rc = wal_replay_from(w->wal, from, replay_record, w, &st);
@@ -552,7 +558,7 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
         log_msg(LOG_WARN, "wal_no_io_uring", "fallback=pwrite");
     if ((rc = snapshot_dir_init(cfg->data_dir, err, errlen)))
         goto fail;
-    if ((rc = recover(w, cfg->allow_history_loss, err, errlen)))
+    if ((rc = recover(w, cfg, err, errlen)))
         goto fail;
     uint64_t analytics_interval_ms = cfg->analytics_interval_ms;
     if ((rc = analytics_start(&w->analytics, analytics_interval_ms, err, errlen)))

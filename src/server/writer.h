@@ -40,6 +40,7 @@ struct writer_config {
     uint64_t snapshot_interval_ms;  /* 0: only on request (the method, SIGUSR1) */
     uint64_t wal_segment_bytes;     /* 0: the WAL's default */
     uint64_t max_memory;            /* bytes; past them ingest is refused (0: no limit) */
+    int64_t retention_ms;           /* event time; 0: keep every cascade */
     int allow_history_loss; /* start even when the events before the WAL's first segment exist
                              * in no snapshot that can be loaded */
 };
