@@ -48,9 +48,12 @@ int content_reserve(struct engine *e, uint32_t content)
     return 0;
 }
 
-void content_new(struct engine *e)
+void content_new(struct engine *e, uint32_t id)
 {
-    segvec_push(&e->clists); /* zeroed: an empty list */
+    if (id < e->clists.len) /* a reused id: its list was emptied and freed on release */
+        memset(clist_at(e, id), 0, sizeof(struct content_list));
+    else
+        segvec_push(&e->clists); /* zeroed: an empty list */
 }
 
 void content_note(struct engine *e, uint32_t content, uint32_t post)
@@ -77,7 +80,10 @@ void content_prune(struct engine *e, uint32_t content)
                 l->u.ids[m++] = l->u.ids[i];
         l->n = m;
     }
-    e->live_contents -= had && !l->n;
+    if (had && !l->n) {
+        e->live_contents--;
+        retention_gone_content(e, content);
+    }
 }
 
 void content_destroy(struct engine *e)

@@ -390,7 +390,8 @@ static uint32_t get_actor(struct engine *e, const struct event *ev, const struct
     uint32_t a = pl->a;
     if (a == NONE) {
         a = intern_add(&e->actor_ids, pl->as, ev->actor.len, pl->ah);
-        struct actor *r = segvec_push(&e->actors);
+        struct actor *r = a < e->actors.len ? actor_at(e, a) : segvec_push(&e->actors);
+        memset(r, 0, sizeof(*r));
         r->type = EVENT_ACTOR_ACCOUNT;
     }
     struct actor *r = actor_at(e, a);
@@ -425,7 +426,7 @@ static uint32_t event_content(struct engine *e, const struct event *ev, const st
     if (!ev->content || pl->content != NONE)
         return pl->content;
     uint32_t id = intern_add(&e->contents, ev->content, ev->content_len, pl->ch);
-    content_new(e);
+    content_new(e, id);
     return id;
 }
 

@@ -97,6 +97,15 @@ struct rq_entry {
     uint32_t cid;
 };
 
+/* Ids whose actor or content has no retained post left. Their names may still be named by the
+ * analytics worker's latest result (taken from a copy of the engine), so an id is deleted, and
+ * may be reused, only once two copies have been taken since it was last emptied: by then the
+ * result built on the copy that still had it is gone. [0]: since the last copy, [1]: before. */
+struct idq {
+    uint32_t *ids;
+    uint32_t n, cap;
+};
+
 struct retention {
     int64_t ms;       /* 0: keep everything */
     int64_t step;     /* how far the cut moves at least between two sweeps */
@@ -111,6 +120,7 @@ struct retention {
     uint32_t *posts, *contents, *actors;
     uint32_t nposts, cap_posts, ncontents, cap_contents, nactors, cap_actors;
     struct u64map onpath; /* actor -> its posts on the walk's current path */
+    struct idq gone_actors[2], gone_contents[2];
 };
 
 #define CASCADE_FREE 2 /* cascade.dead of an id on the free list */
@@ -230,6 +240,10 @@ void retention_filed(struct engine *e, uint32_t cid, int64_t ts); /* a new casca
 uint32_t retention_take_cascade(struct engine *e);                /* a freed cascade id, or NONE */
 void retention_maybe_sweep(struct engine *e);                     /* after an accepted event */
 void retention_destroy(struct engine *e);
+void retention_gone_content(struct engine *e, uint32_t content); /* its list emptied */
+/* Deletes the names queued two copies ago (all == 0), or every name without a retained post
+ * (all != 0: no analytics result exists, as after a load). */
+void retention_release(struct engine *e, int all);
 /* A freed post's record: no actor, no links, nothing below it. */
 static inline int post_is_free(const struct post *p)
 {
@@ -259,7 +273,7 @@ int growth_restore_bucket(struct growth *g, uint32_t slot, int64_t id, const uin
 /* ---- content.c: the per-content post lists, reserved and noted the same way. content is an
  * existing content id, or NONE for one the event is about to intern. */
 int content_reserve(struct engine *e, uint32_t content);
-void content_new(struct engine *e); /* right after interning a new content id */
+void content_new(struct engine *e, uint32_t id); /* right after interning content id */
 void content_note(struct engine *e, uint32_t content, uint32_t post);
 /* Removes the freed posts (post_is_free) from content's list. */
 void content_prune(struct engine *e, uint32_t content);

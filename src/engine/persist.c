@@ -756,6 +756,17 @@ static int check_ref(uint32_t id, uint32_t n)
     return id == NONE || id < n;
 }
 
+/* Per id of t: 1 when it is on the free list (NULL without memory). */
+static uint8_t *free_ids(const struct intern *t)
+{
+    uint8_t *f = calloc((size_t)t->count + 1, 1);
+    for (uint32_t x = t->free_head, k = 0; f && x != INTERN_NONE && k < t->count; k++) {
+        f[x] = 1;
+        x = t->refs[x];
+    }
+    return f;
+}
+
 /* A post whose id was deleted must be an empty record (sub 0, the mark of a free one). */
 static int check_post(struct in *r, struct engine *e, uint32_t i, int freed, uint32_t na,
                       uint32_t nc, uint64_t *placeholders)
@@ -788,17 +799,21 @@ static int load_posts(struct in *r, struct engine *e)
     uint32_t n = e->posts.len, na = e->actor_ids.count, nc = e->contents.count;
     if (n != e->post_ids.count)
         return bad(r, "%u posts for %u post ids", n, e->post_ids.count);
-    uint8_t *freed = calloc((size_t)n + 1, 1);
-    if (!freed)
-        return -ENOMEM;
-    for (uint32_t x = e->post_ids.free_head, k = 0; x != INTERN_NONE && k < n; k++) {
-        freed[x] = 1;
-        x = e->post_ids.refs[x];
-    }
+    uint8_t *freed = free_ids(&e->post_ids), *fa = free_ids(&e->actor_ids);
+    uint8_t *fc = free_ids(&e->contents);
+    rc = freed && fa && fc ? 0 : -ENOMEM;
     uint64_t placeholders = 0;
-    for (uint32_t i = 0; i < n && rc == 0; i++)
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
         rc = check_post(r, e, i, freed[i], na, nc, &placeholders);
+        const struct post *p = post_at(e, i);
+        uint32_t content = p->content & CONTENT_MASK;
+        if (rc == 0 && !freed[i] &&
+            ((p->actor != NONE && fa[p->actor]) || (content != CONTENT_NONE && fc[content])))
+            rc = bad(r, "post %u names a deleted actor or content", i);
+    }
     free(freed);
+    free(fa);
+    free(fc);
     if (rc)
         return rc;
     if (placeholders != e->placeholders)
@@ -883,15 +898,18 @@ static int load_clists(struct in *r, struct engine *e)
     if (rc)
         return rc;
     uint32_t np = e->posts.len;
-    if (e->clists.len != e->contents.count)
-        return bad(r, "%u lists for %u contents", e->clists.len, e->contents.count);
     uint32_t *caps = malloc(((size_t)e->clists.len + 1) * 4);
-    if (!caps)
-        return -ENOMEM;
     for (uint32_t i = 0; i < e->clists.len; i++) { /* as in load_cascades: nothing owned yet */
         struct content_list *l = clist_at(e, i);
-        caps[i] = l->cap;
+        if (caps)
+            caps[i] = l->cap;
         l->cap = 0;
+    }
+    if (!caps)
+        return -ENOMEM;
+    if (e->clists.len != e->contents.count) {
+        free(caps);
+        return bad(r, "%u lists for %u contents", e->clists.len, e->contents.count);
     }
     for (uint32_t i = 0; i < e->clists.len && !rc; i++) {
         struct content_list *l = clist_at(e, i);
@@ -1302,6 +1320,8 @@ int engine_load_mem(const void *buf, size_t len, struct engine **out, void *user
         rc = load_body(&f, e, user, user_len);
     if (rc == 0)
         rc = load_rest(&f, e);
+    if (rc == 0) /* no analytics result names anything yet: names without posts can go now */
+        retention_release(e, 1);
     if (threaded)
         pthread_join(th, NULL);
     if (c.bad_tag) { /* the truest reason, whatever else the load found */

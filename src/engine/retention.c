@@ -103,8 +103,134 @@ void retention_destroy(struct engine *e)
     free(r->posts);
     free(r->contents);
     free(r->actors);
+    for (int i = 0; i < 2; i++) {
+        free(r->gone_actors[i].ids);
+        free(r->gone_contents[i].ids);
+    }
     u64map_destroy(&r->onpath);
     memset(r, 0, sizeof(*r));
+}
+
+/* ---------------------------------------------------------------- names without posts */
+
+/* Where the queue cannot grow the id is simply never reused: memory, not correctness. */
+static void queue_gone(struct idq *q, uint32_t id)
+{
+    if (q->n == q->cap) {
+        uint32_t cap = q->cap ? 2 * q->cap : 1024;
+        uint32_t *ids = realloc(q->ids, cap * sizeof(uint32_t));
+        if (!ids)
+            return;
+        q->ids = ids;
+        q->cap = cap;
+    }
+    q->ids[q->n++] = id;
+}
+
+void retention_gone_content(struct engine *e, uint32_t content)
+{
+    queue_gone(&e->ret.gone_contents[0], content);
+}
+
+static int cmp_id(const void *pa, const void *pb)
+{
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    return (a > b) - (a < b);
+}
+
+static void sort_unique(struct idq *q)
+{
+    qsort(q->ids, q->n, sizeof(uint32_t), cmp_id);
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < q->n; i++)
+        if (m == 0 || q->ids[m - 1] != q->ids[i])
+            q->ids[m++] = q->ids[i];
+    q->n = m;
+}
+
+static int queued(const struct idq *q, uint32_t id)
+{
+    return bsearch(&id, q->ids, q->n, sizeof(uint32_t), cmp_id) != NULL;
+}
+
+static void delete_actor(struct engine *e, uint32_t id)
+{
+    intern_del(&e->actor_ids, id);
+    memset(actor_at(e, id), 0, sizeof(struct actor));
+}
+
+static void delete_content(struct engine *e, uint32_t id)
+{
+    struct content_list *l = clist_at(e, id);
+    intern_del(&e->contents, id);
+    if (l->cap) {
+        free(l->u.ids);
+        e->clist_heap -= (size_t)l->cap * sizeof(uint32_t);
+    }
+    memset(l, 0, sizeof(*l));
+}
+
+/* Deletes the ids of q[1] still without posts and not emptied again since (then q[0] has them
+ * and they wait their turn); q[0] becomes q[1]. */
+static void release_queue(struct engine *e, struct idq q[2], int contents)
+{
+    sort_unique(&q[0]);
+    sort_unique(&q[1]);
+    for (uint32_t i = 0; i < q[1].n; i++) {
+        uint32_t id = q[1].ids[i];
+        if (queued(&q[0], id))
+            continue;
+        if (contents && clist_at(e, id)->n == 0)
+            delete_content(e, id);
+        else if (!contents && actor_at(e, id)->posts == 0)
+            delete_actor(e, id);
+    }
+    struct idq t = q[1];
+    q[1] = q[0];
+    q[0] = t;
+    q[0].n = 0;
+}
+
+/* Every id of t that is live (not on its free list), empty and named by no post (a file's counts
+ * are not trusted to say so). */
+static void release_all(struct engine *e, struct intern *t, int contents)
+{
+    uint8_t *keep = calloc((size_t)t->count + 1, 1);
+    if (!keep)
+        return;
+    for (uint32_t x = t->free_head, k = 0; x != INTERN_NONE && k < t->count; k++) {
+        keep[x] = 1; /* free already */
+        x = t->refs[x];
+    }
+    for (uint32_t i = 0; i < e->posts.len; i++) {
+        const struct post *p = post_at(e, i);
+        uint32_t id = contents ? p->content & CONTENT_MASK : p->actor;
+        if (!post_is_free(p) && id < t->count)
+            keep[id] = 1;
+    }
+    for (uint32_t id = 0; id < t->count; id++) {
+        if (keep[id])
+            continue;
+        if (contents && clist_at(e, id)->n == 0)
+            delete_content(e, id);
+        else if (!contents && actor_at(e, id)->posts == 0)
+            delete_actor(e, id);
+    }
+    free(keep);
+}
+
+void retention_release(struct engine *e, int all)
+{
+    struct retention *r = &e->ret;
+    if (all) {
+        release_all(e, &e->actor_ids, 0);
+        release_all(e, &e->contents, 1);
+        for (int i = 0; i < 2; i++)
+            r->gone_actors[i].n = r->gone_contents[i].n = 0;
+        return;
+    }
+    release_queue(e, r->gone_actors, 0);
+    release_queue(e, r->gone_contents, 1);
 }
 
 /* ---------------------------------------------------------------- evicting one cascade */
@@ -233,6 +359,7 @@ static void release_actors(struct engine *e, uint32_t cid)
             e->live_actors--;
             ar->type = EVENT_ACTOR_ACCOUNT;
             ar->type_explicit = 0;
+            queue_gone(&r->gone_actors[0], a);
         }
         engine_touch_actor(e, a);
     }

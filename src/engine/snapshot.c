@@ -54,6 +54,9 @@ static void take(struct engine *e, struct engine_snapshot *s, uint32_t *root, ui
 int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
 {
     memset(s, 0, sizeof(*s));
+    /* the result built on the previous copy is the only one left that may name the ids
+     * emptied before it: their names can go (retention.c) */
+    retention_release(e, 0);
     uint32_t n = e->posts.len;
     s->nactors = e->actors.len;
     s->accepted = e->outcomes[EVENT_OK];
@@ -91,7 +94,7 @@ void engine_snapshot_free(struct engine_snapshot *s)
 
 int engine_actor_at(struct engine *e, uint32_t id, struct engine_actor *out)
 {
-    if (id >= e->actors.len)
+    if (id >= e->actors.len || actor_at(e, id)->posts == 0) /* evicted since the copy */
         return -ENOENT;
     engine_describe_actor(e, id, out);
     return 0;
@@ -99,7 +102,7 @@ int engine_actor_at(struct engine *e, uint32_t id, struct engine_actor *out)
 
 const char *engine_content_key(const struct engine *e, uint32_t id, uint32_t *len)
 {
-    if (id >= e->contents.count)
+    if (id >= e->contents.count || clist_at(e, id)->n == 0) /* evicted since the copy */
         return NULL;
     return intern_str(&e->contents, id, len);
 }
