@@ -49,15 +49,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: make_snapshot_corpus DIR\n");
         return 2;
     }
-    static const int sizes[] = {0, 3, 40};
+    /* the last one under a 1 h retention: evicted cascades leave free ids and chunks behind */
+    static const int sizes[] = {0, 3, 40, 300};
+    static const int64_t retention[] = {0, 0, 0, 3600000};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         struct engine *e;
-        if (engine_new(&e))
+        if (engine_new(&e) || engine_set_retention(e, retention[k]))
             return 1;
         for (int i = 0; i < sizes[k]; i++)
             apply(e, i, sizes[k]);
         char path[4096];
-        snprintf(path, sizeof(path), "%s/engine-%d.snap", argv[1], sizes[k]);
+        snprintf(path, sizeof(path), "%s/engine-%s%d.snap", argv[1], retention[k] ? "ret-" : "",
+                 sizes[k]);
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         uint64_t bytes;
         if (fd < 0 || engine_save(e, fd, "seed", 4, &bytes) || close(fd)) {
