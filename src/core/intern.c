@@ -84,8 +84,10 @@ uint32_t intern_peek(const struct intern *t, uint64_t hash)
 
 void intern_prefetch_str(const struct intern *t, uint32_t id)
 {
-    uint32_t ref = t->refs[id];
-    __builtin_prefetch(t->chunks[ref >> CHUNK_SHIFT] + (ref & (CHUNK_SIZE - 1)));
+    /* id is a guess: a deleted one's offset is a free-list link, its chunk may be gone */
+    uint32_t ref = t->refs[id], ci = ref >> CHUNK_SHIFT;
+    if (ci < t->nchunks && t->chunks[ci])
+        __builtin_prefetch(t->chunks[ci] + (ref & (CHUNK_SIZE - 1)));
 }
 
 static void place(uint64_t *slots, uint32_t mask, uint64_t slot)

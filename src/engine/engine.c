@@ -934,8 +934,10 @@ static void stage_near(struct engine *e, const struct event *ev, const struct ev
         intern_prefetch_str(&e->actor_ids, a);
     if (!event_has_parent(ev) || q == NONE)
         return;
-    intern_prefetch_str(&e->post_ids, q);
     const struct post *qr = post_at(e, q);
+    if (post_is_free(qr)) /* a guess at a deleted id: its links lead nowhere */
+        return;
+    intern_prefetch_str(&e->post_ids, q);
     if (qr->actor != NONE) {
         __builtin_prefetch(actor_at(e, qr->actor));
         if (a != NONE)

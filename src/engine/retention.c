@@ -140,6 +140,8 @@ static int cmp_id(const void *pa, const void *pb)
 
 static void sort_unique(struct idq *q)
 {
+    if (!q->n)
+        return;
     qsort(q->ids, q->n, sizeof(uint32_t), cmp_id);
     uint32_t m = 0;
     for (uint32_t i = 0; i < q->n; i++)
@@ -150,7 +152,7 @@ static void sort_unique(struct idq *q)
 
 static int queued(const struct idq *q, uint32_t id)
 {
-    return bsearch(&id, q->ids, q->n, sizeof(uint32_t), cmp_id) != NULL;
+    return q->n && bsearch(&id, q->ids, q->n, sizeof(uint32_t), cmp_id) != NULL;
 }
 
 static void delete_actor(struct engine *e, uint32_t id)
@@ -411,7 +413,8 @@ static int cmp_u32(const void *pa, const void *pb)
 static void finish_sweep(struct engine *e)
 {
     struct retention *r = &e->ret;
-    qsort(r->contents, r->ncontents, sizeof(uint32_t), cmp_u32);
+    if (r->ncontents) /* qsort's base may not be NULL, even for no elements */
+        qsort(r->contents, r->ncontents, sizeof(uint32_t), cmp_u32);
     for (uint32_t i = 0; i < r->ncontents; i++)
         if (i == 0 || r->contents[i] != r->contents[i - 1])
             content_prune(e, r->contents[i]);
