@@ -341,6 +341,64 @@ void intern_del(struct intern *t, uint32_t id)
     t->nfree++;
 }
 
+/* Per id: 1 when deleted (on the free list). NULL without memory. */
+static uint8_t *deleted_ids(const struct intern *t)
+{
+    uint8_t *d = calloc((size_t)t->count + 1, 1);
+    for (uint32_t x = t->free_head, k = 0; d && x != INTERN_NONE && k < t->count; k++) {
+        d[x] = 1;
+        x = t->refs[x];
+    }
+    return d;
+}
+
+/* Copies live string id into the current chunk (starting a new one when it is full). */
+static int move_string(struct intern *t, uint32_t id)
+{
+    uint32_t len, old = t->refs[id], from = old >> CHUNK_SHIFT;
+    const char *s = ref_ptr(t, old, &len);
+    uint32_t need = string_bytes(len);
+    if (t->chunk_used + need > CHUNK_SIZE) {
+        int rc = add_chunk(t);
+        if (rc)
+            return rc;
+    }
+    char *to = t->chunks[t->cur] + t->chunk_used;
+    memcpy(to, s - (need - len), need); /* the length prefix and the bytes */
+    t->refs[id] = (t->cur << CHUNK_SHIFT) | t->chunk_used;
+    t->chunk_used += need;
+    t->chunk_live[t->cur] += need;
+    t->chunk_live[from] -= need;
+    if (t->chunk_live[from] == 0) {
+        free(t->chunks[from]);
+        t->chunks[from] = NULL;
+        t->nalloc--;
+    }
+    return 0;
+}
+
+int intern_compact(struct intern *t)
+{
+    uint64_t live = 0;
+    for (uint32_t c = 0; c < t->nchunks; c++)
+        live += t->chunks[c] ? t->chunk_live[c] : 0;
+    if ((uint64_t)t->nalloc * CHUNK_SIZE <= 2 * live + 4ull * CHUNK_SIZE)
+        return 0;
+    uint32_t nsparse = t->nchunks;
+    uint8_t *sparse = calloc((size_t)nsparse + 1, 1), *deleted = deleted_ids(t);
+    int rc = sparse && deleted ? 0 : -ENOMEM;
+    for (uint32_t c = 0; rc == 0 && c < nsparse; c++)
+        sparse[c] = t->chunks[c] && c != t->cur && t->chunk_live[c] <= CHUNK_SIZE / 2;
+    for (uint32_t id = 0; rc == 0 && id < t->count; id++) {
+        uint32_t c = t->refs[id] >> CHUNK_SHIFT;
+        if (!deleted[id] && c < nsparse && sparse[c] && c != t->cur)
+            rc = move_string(t, id);
+    }
+    free(sparse);
+    free(deleted);
+    return rc;
+}
+
 int intern_rebuild_free(struct intern *t)
 {
     uint8_t *live = calloc((size_t)t->count + 1, 1);

@@ -76,6 +76,13 @@ int intern_get(struct intern *t, const char *s, uint32_t len, uint32_t *id, int 
  * way first (deleting across a half-copied table is not worth its cases). */
 void intern_del(struct intern *t, uint32_t id);
 
+/* When the arena holds more than twice the bytes of its live strings (deleted ones leave holes
+ * that pin their chunks), moves the live strings out of the chunks at most half live into fresh
+ * ones and gives the emptied chunks back. Ids and slots do not change; offsets do, so strings
+ * handed out before are invalid after. O(ids) when it runs. 0 or -ENOMEM (what moved stays
+ * moved; the rest waits for the next call). */
+int intern_compact(struct intern *t);
+
 /* Rebuilds the free list from the slots (an id no slot holds is deleted) and the per-chunk live
  * bytes from the live ids' strings: for a table read back from a file. 0 or -ENOMEM. */
 int intern_rebuild_free(struct intern *t);

@@ -233,6 +233,8 @@ void retention_release(struct engine *e, int all)
     }
     release_queue(e, r->gone_actors, 0);
     release_queue(e, r->gone_contents, 1);
+    intern_compact(&e->actor_ids);
+    intern_compact(&e->contents);
 }
 
 /* ---------------------------------------------------------------- evicting one cascade */
@@ -427,6 +429,8 @@ static void finish_sweep(struct engine *e)
         p->content = CONTENT_NONE;
     }
     r->nposts = r->ncontents = 0;
+    /* long-lived cascades keep a few strings in many chunks: move them so the chunks can go */
+    intern_compact(&e->post_ids);
 }
 
 static void sweep(struct engine *e, int64_t cut)

