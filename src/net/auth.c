@@ -3,6 +3,8 @@
  * of it was right. */
 #include "net/auth.h"
 
+#include "core/mpscan.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -64,31 +66,6 @@ int auth_token_equal(const char *want, size_t wlen, const char *got, size_t glen
     return diff == 0;
 }
 
-/* A msgpack str header at buf: 1 with its body's offset and length, 0 incomplete, -1 not a
- * str (or longer than any token). */
-static int str_head(const unsigned char *b, size_t len, size_t *off, size_t *slen)
-{
-    if (len < 1)
-        return 0;
-    if ((b[0] & 0xe0) == 0xa0) {
-        *off = 1;
-        *slen = b[0] & 0x1f;
-    } else if (b[0] == 0xd9) {
-        if (len < 2)
-            return 0;
-        *off = 2;
-        *slen = b[1];
-    } else if (b[0] == 0xda) {
-        if (len < 3)
-            return 0;
-        *off = 3;
-        *slen = (size_t)b[1] << 8 | b[2];
-    } else {
-        return -1;
-    }
-    return *slen <= AUTH_TOKEN_MAX ? 1 : -1;
-}
-
 enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *token, size_t tlen,
                                     size_t *used)
 {
@@ -97,17 +74,19 @@ enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *tok
     size_t k = len < sizeof(key) ? len : sizeof(key);
     if (memcmp(b, key, k) != 0)
         return AUTH_MISSING;
-    if (len < sizeof(key))
+    if (len <= sizeof(key))
         return AUTH_MORE;
-    size_t off, slen;
-    int h = str_head(b + sizeof(key), len - sizeof(key), &off, &slen);
-    if (h <= 0)
-        return h < 0 ? AUTH_WRONG : AUTH_MORE;
-    off += sizeof(key);
-    if (len - off < slen)
+    struct mpscan_head h;
+    int r = mpscan_head(b + sizeof(key), len - sizeof(key), &h);
+    if (r == 0)
         return AUTH_MORE;
-    *used = off + slen;
-    return auth_token_equal(token, tlen, buf + off, slen) ? AUTH_OK : AUTH_WRONG;
+    if (r < 0 || h.kind != MPSCAN_STR || h.n > AUTH_TOKEN_MAX)
+        return AUTH_WRONG; /* not a str, or longer than any token */
+    size_t off = sizeof(key) + h.size;
+    if (len - off < h.n)
+        return AUTH_MORE;
+    *used = off + h.n;
+    return auth_token_equal(token, tlen, buf + off, h.n) ? AUTH_OK : AUTH_WRONG;
 }
 
 static int obj_is(const msgpack_object *o, const char *s)

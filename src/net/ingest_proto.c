@@ -1,6 +1,7 @@
-/* The ingest protocol's decoder (DESIGN §4). A header scanner checks every msgpack header against
- * the limits as bytes arrive, since msgpack-c allocates a container when it reads its header; the
- * msgpack-c unpacker behind it sees approved bytes only, and parses only complete values. */
+/* The ingest protocol's decoder (DESIGN §4). The header scanner (core/mpscan.h) checks every
+ * msgpack header against the limits as bytes arrive, since msgpack-c allocates a container when
+ * it reads its header; the msgpack-c unpacker behind it sees approved bytes only, and parses only
+ * complete values. */
 #include "net/ingest_proto.h"
 
 #include <errno.h>
@@ -12,11 +13,7 @@
 
 #include <msgpack.h>
 
-/* msgpack-c's parse stack is a fixed array of this many open containers (MSGPACK_EMBED_STACK_SIZE
- * in its private unpack_define.h); it fails beyond it. */
-#define DEPTH_CAP 32
-
-#define HEADER_MAX 5 /* a type byte and a 32-bit length or count */
+#include "core/mpscan.h"
 
 /* The unpacker's buffer starts at this size and grows to hold the largest value in flight. */
 #define UNPACKER_INITIAL (32 * 1024)
@@ -28,32 +25,13 @@
  * header cannot make it reserve more than one slice beyond what is approved. */
 #define FEED_SLICE (256 * 1024)
 
-/* What a msgpack type byte announces. */
-enum hkind { H_BAD, H_FIXED, H_STR, H_BIN, H_EXT, H_ARRAY, H_MAP };
-
-struct header {
-    enum hkind kind;
-    uint8_t size; /* bytes of the header itself: the type byte and any length bytes */
-    uint64_t n;   /* elements (array), pairs (map), or payload bytes (others; ext: without the
-                     ext type byte) */
-};
-
-/* Where the scanner is in the stream. It always stands either at a header or inside a payload. */
-struct scanner {
-    uint64_t value_start;     /* stream offset of the current top-level value */
-    uint64_t min_end;         /* that value cannot end before this offset */
-    uint64_t skip;            /* payload bytes still to pass before the next header */
-    uint64_t complete;        /* top-level values approved to their last byte */
-    uint32_t depth;           /* open containers */
-    uint64_t left[DEPTH_CAP]; /* items each open container still expects (a map: 2 per pair) */
-};
-
 struct ingest_decoder {
-    struct ingest_limits lim;
-    struct scanner sc;
-    msgpack_unpacker *mp;     /* a pointer: msgpack-c's context points back into the struct */
-    uint64_t pos;             /* stream offset of the first byte not yet approved */
-    uint8_t held[HEADER_MAX]; /* the start of a header whose length bytes have not all come */
+    struct mpscan sc;              /* the value being approved */
+    uint64_t value_start;          /* its stream offset */
+    uint64_t complete;             /* top-level values approved to their last byte */
+    msgpack_unpacker *mp;          /* a pointer: msgpack-c's context points back into the struct */
+    uint64_t pos;                  /* stream offset of the first byte not yet approved */
+    uint8_t held[MPSCAN_HEAD_MAX]; /* the start of a header whose length bytes have not all come */
     size_t held_len;
     int feed_err;  /* 0, or what feed() returns from now on (-EPROTO, -ENOMEM) */
     int drain_err; /* 0, or what drain() returns from now on: msgpack-c's state is lost */
@@ -79,20 +57,32 @@ void ingest_limits_default(struct ingest_limits *l)
     l->max_str = 65536;
 }
 
+/* The limits are the scanner's: its max_bytes is the value's, and it lowers max_depth to what
+ * msgpack-c can parse (deeper nesting would pass the scanner and then fail in msgpack-c). */
+_Static_assert(INGEST_LIMIT_VALUE == (int)MPSCAN_LIM_BYTES &&
+                   INGEST_LIMIT_ARRAY == (int)MPSCAN_LIM_ARRAY &&
+                   INGEST_LIMIT_MAP == (int)MPSCAN_LIM_MAP &&
+                   INGEST_LIMIT_DEPTH == (int)MPSCAN_LIM_DEPTH &&
+                   INGEST_LIMIT_STRING == (int)MPSCAN_LIM_STRING,
+               "enum ingest_violation follows enum mpscan_violation");
+
 int ingest_decoder_new(const struct ingest_limits *limits, struct ingest_decoder **out)
 {
     struct ingest_decoder *d = calloc(1, sizeof(*d));
+    struct ingest_limits l;
 
     *out = NULL;
     if (!d)
         return -ENOMEM;
     if (limits)
-        d->lim = *limits;
+        l = *limits;
     else
-        ingest_limits_default(&d->lim);
-    /* Deeper nesting than msgpack-c can parse would pass the scanner and then fail in msgpack-c. */
-    if (d->lim.max_depth > DEPTH_CAP)
-        d->lim.max_depth = DEPTH_CAP;
+        ingest_limits_default(&l);
+    mpscan_init(&d->sc, &(struct mpscan_limits){.max_bytes = l.max_value_bytes,
+                                                .max_array = l.max_array,
+                                                .max_map = l.max_map,
+                                                .max_depth = l.max_depth,
+                                                .max_str = l.max_str});
     d->mp = msgpack_unpacker_new(UNPACKER_INITIAL);
     if (!d->mp) {
         free(d);
@@ -121,167 +111,16 @@ static void set_error(struct ingest_decoder *d, const char *fmt, ...)
 
 /* ---- the header scanner ---------------------------------------------------------------------- */
 
-static void classify_var(uint8_t b, struct header *h)
+/* The scanner stopped at a header that breaks a limit or is not msgpack: the stream is refused,
+ * with that header's stream offset in the message. */
+static void refuse(struct ingest_decoder *d)
 {
-    if (b == 0xc0 || b == 0xc2 || b == 0xc3) { /* nil, false, true */
-        h->kind = H_FIXED;
-    } else if (b >= 0xc4 && b <= 0xc6) { /* bin 8/16/32 */
-        h->kind = H_BIN;
-        h->size = (uint8_t)(1 + (1 << (b - 0xc4)));
-    } else if (b >= 0xc7 && b <= 0xc9) { /* ext 8/16/32 */
-        h->kind = H_EXT;
-        h->size = (uint8_t)(1 + (1 << (b - 0xc7)));
-    } else if (b == 0xca || b == 0xcb) { /* float 32/64 */
-        h->kind = H_FIXED;
-        h->n = b == 0xca ? 4 : 8;
-    } else if (b >= 0xcc && b <= 0xd3) { /* uint 8..64, int 8..64 */
-        h->kind = H_FIXED;
-        h->n = 1u << ((b - 0xcc) & 3);
-    } else if (b >= 0xd4 && b <= 0xd8) { /* fixext 1..16 */
-        h->kind = H_EXT;
-        h->n = 1u << (b - 0xd4);
-    } else if (b >= 0xd9 && b <= 0xdb) { /* str 8/16/32 */
-        h->kind = H_STR;
-        h->size = (uint8_t)(1 + (1 << (b - 0xd9)));
-    } else if (b >= 0xdc) { /* array 16/32, map 16/32 */
-        h->kind = b <= 0xdd ? H_ARRAY : H_MAP;
-        h->size = (b & 1) ? 5 : 3;
-    } else { /* 0xc1: never used by msgpack */
-        h->kind = H_BAD;
-    }
-}
+    char what[128];
 
-/* Kind and header size from the type byte; n too, when the type byte holds it. */
-static void classify(uint8_t b, struct header *h)
-{
-    h->size = 1;
-    h->n = 0;
-    if (b <= 0x7f || b >= 0xe0) { /* positive and negative fixint */
-        h->kind = H_FIXED;
-    } else if (b <= 0x9f) { /* fixmap, fixarray */
-        h->kind = b <= 0x8f ? H_MAP : H_ARRAY;
-        h->n = b & 0x0f;
-    } else if (b <= 0xbf) { /* fixstr */
-        h->kind = H_STR;
-        h->n = b & 0x1f;
-    } else {
-        classify_var(b, h);
-    }
-}
-
-static uint64_t load_be(const uint8_t *p, unsigned len)
-{
-    uint64_t v = 0;
-
-    for (unsigned i = 0; i < len; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* One more item of the innermost open container is complete, and with it maybe the containers
- * around it, and maybe the whole top-level value. */
-static void item_done(struct scanner *sc)
-{
-    while (sc->depth > 0) {
-        if (--sc->left[sc->depth - 1] > 0)
-            return;
-        sc->depth--;
-    }
-    sc->complete++;
-}
-
-static int check_counts(struct ingest_decoder *d, const struct header *h, uint64_t at)
-{
-    const struct ingest_limits *l = &d->lim;
-    unsigned long long n = h->n, pos = at;
-    bool container = h->kind == H_ARRAY || h->kind == H_MAP;
-
-    if (container && d->sc.depth + 1 > l->max_depth) {
-        d->violation = INGEST_LIMIT_DEPTH;
-        set_error(d, "nesting depth of %u exceeds the limit of %u at byte %llu", d->sc.depth + 1,
-                  l->max_depth, pos);
-        return -EPROTO;
-    }
-    if (h->kind == H_ARRAY && n > l->max_array) {
-        d->violation = INGEST_LIMIT_ARRAY;
-        set_error(d, "array of %llu elements exceeds the limit of %u at byte %llu", n, l->max_array,
-                  pos);
-        return -EPROTO;
-    }
-    if (h->kind == H_MAP && n > l->max_map) {
-        d->violation = INGEST_LIMIT_MAP;
-        set_error(d, "map of %llu keys exceeds the limit of %u at byte %llu", n, l->max_map, pos);
-        return -EPROTO;
-    }
-    if ((h->kind == H_STR || h->kind == H_BIN || h->kind == H_EXT) && n > l->max_str) {
-        const char *what = h->kind == H_STR ? "str" : h->kind == H_BIN ? "bin" : "ext";
-        d->violation = INGEST_LIMIT_STRING;
-        set_error(d, "%s of %llu bytes exceeds the limit of %u at byte %llu", what, n, l->max_str,
-                  pos);
-        return -EPROTO;
-    }
-    return 0;
-}
-
-/* Bytes that must follow the header: each element of a container takes at least one. */
-static uint64_t body_min(const struct header *h)
-{
-    switch (h->kind) {
-    case H_MAP:
-        return 2 * h->n;
-    case H_EXT:
-        return h->n + 1; /* the ext type byte */
-    default:
-        return h->n;
-    }
-}
-
-/* The value's size is checked against the least it can still take, so that a header announcing
- * more than the limit leaves is refused at once, not after megabytes have been buffered. */
-static int check_size(struct ingest_decoder *d, const struct header *h, uint64_t at)
-{
-    struct scanner *sc = &d->sc;
-    unsigned long long least;
-
-    /* The item was counted as one byte when its container's header came; now it is known. */
-    sc->min_end += h->size + body_min(h) - 1;
-    least = sc->min_end - sc->value_start;
-    if (least > d->lim.max_value_bytes) {
-        d->violation = INGEST_LIMIT_VALUE;
-        set_error(d, "value of at least %llu bytes exceeds the limit of %u at byte %llu", least,
-                  d->lim.max_value_bytes, (unsigned long long)at);
-        return -EPROTO;
-    }
-    return 0;
-}
-
-/* A complete header at stream offset at: check it, then expect what it announces. */
-static int take_header(struct ingest_decoder *d, const struct header *h, uint64_t at)
-{
-    struct scanner *sc = &d->sc;
-    int rc;
-
-    if (h->kind == H_BAD) {
-        set_error(d, "malformed msgpack at byte %llu", (unsigned long long)at);
-        return -EPROTO;
-    }
-    if (sc->depth == 0) { /* a header outside any container starts a top-level value */
-        sc->value_start = at;
-        sc->min_end = at + 1;
-    }
-    rc = check_counts(d, h, at);
-    if (rc == 0)
-        rc = check_size(d, h, at);
-    if (rc < 0)
-        return rc;
-    if ((h->kind == H_ARRAY || h->kind == H_MAP) && h->n > 0) {
-        sc->left[sc->depth++] = h->kind == H_MAP ? 2 * h->n : h->n;
-        return 0;
-    }
-    sc->skip = body_min(h);
-    if (sc->skip == 0)
-        item_done(sc);
-    return 0;
+    mpscan_describe(&d->sc, what, sizeof(what));
+    set_error(d, "%s at byte %llu", what, (unsigned long long)(d->value_start + d->sc.pos));
+    d->violation = (enum ingest_violation)d->sc.violation;
+    d->feed_err = -EPROTO;
 }
 
 /* Scans s[0..n), whose first byte is at stream offset d->pos, and returns how many bytes from the
@@ -289,29 +128,22 @@ static int take_header(struct ingest_decoder *d, const struct header *h, uint64_
  * d->feed_err is set). */
 static size_t scan(struct ingest_decoder *d, const uint8_t *s, size_t n)
 {
-    struct scanner *sc = &d->sc;
     size_t i = 0;
 
     while (i < n) {
-        struct header h;
+        size_t used;
+        enum mpscan_status st = mpscan_feed(&d->sc, s + i, n - i, &used);
 
-        if (sc->skip > 0) {
-            size_t k = sc->skip < n - i ? (size_t)sc->skip : n - i;
-            sc->skip -= k;
-            i += k;
-            if (sc->skip == 0)
-                item_done(sc);
-            continue;
-        }
-        classify(s[i], &h);
-        if (h.kind != H_BAD && n - i < h.size)
-            break; /* its length bytes are still on the way */
-        if (h.size > 1)
-            h.n = load_be(s + i + 1, h.size - 1u);
-        d->feed_err = take_header(d, &h, d->pos + i);
-        if (d->feed_err < 0)
+        i += used;
+        if (st == MPSCAN_MORE)
             break;
-        i += h.size;
+        if (st != MPSCAN_DONE) {
+            refuse(d);
+            break;
+        }
+        d->complete++;
+        mpscan_reset(&d->sc);
+        d->value_start = d->pos + i;
     }
     return i;
 }
@@ -450,7 +282,7 @@ static int take_value(struct ingest_decoder *d)
     int rc;
 
     /* Only whole values are parsed, so that msgpack-c never holds a half-built one. */
-    if (d->taken == d->sc.complete)
+    if (d->taken == d->complete)
         return 0;
     rc = msgpack_unpacker_execute(d->mp);
     if (rc == MSGPACK_UNPACK_NOMEM_ERROR)
@@ -559,5 +391,5 @@ size_t ingest_decoder_pending(const struct ingest_decoder *d)
 
 int ingest_decoder_idle(const struct ingest_decoder *d)
 {
-    return d->drain_err != 0 || (!d->have_cur && d->taken == d->sc.complete);
+    return d->drain_err != 0 || (!d->have_cur && d->taken == d->complete);
 }

@@ -2,6 +2,7 @@
  * malformed request gets an error response with a message; nothing here trusts the request. */
 #include "query/rpc.h"
 
+#include "core/mpscan.h"
 #include "query/handlers.h"
 #include "query/method.h"
 
@@ -26,46 +27,20 @@ struct rpc_call {
 /* ---------------------------------------------------------------- dispatch */
 
 /* msgpack-c sizes a container's elements from its header, before it has seen them: a request of
- * a few bytes claiming 4 billion entries had it ask for ~100 GiB. Every value takes at least one
- * byte, so the headers of the first value are walked first and a request that claims more values
- * than it has bytes left is refused: what msgpack-c then allocates is bounded by the request's
- * size. 1 when the first value can be complete. */
-static int claims_fit(const uint8_t *p, size_t len)
+ * a few bytes claiming 4 billion entries had it ask for ~100 GiB. The bytes given are all there
+ * is, so the scanner, bounded by them, refuses any claim they cannot hold: what msgpack-c then
+ * allocates is bounded by the request's size. 1 when the first value is complete. */
+static int one_value(const char *req, size_t len)
 {
-    /* 0xc0..0xdf: the header's size (with the value for fixed-size types) */
-    static const uint8_t head_size[32] = {1, 1, 1, 1, 2, 3, 5, 3, 4, 6, 5, 9, 2, 3, 5, 9,
-                                          2, 3, 5, 9, 2, 2, 2, 2, 2, 2, 3, 5, 3, 5, 3, 5};
-    size_t off = 0;
-    uint64_t left = 1; /* values still to come */
-    while (left && off < len) {
-        uint8_t b = p[off];
-        uint64_t head = 1, body = 0, n = 0;
-        if (b >= 0x80 && b <= 0x9f) /* fixmap, fixarray */
-            n = (uint64_t)(b & 0x0f) << (b <= 0x8f);
-        else if (b >= 0xa0 && b <= 0xbf) /* fixstr */
-            body = b & 0x1f;
-        else if (b >= 0xc0 && b <= 0xdf)
-            head = head_size[b - 0xc0];
-        if (head > len - off)
-            return 0;
-        uint64_t word = 0;
-        for (uint64_t i = 1; b >= 0xc4 && b <= 0xdf && i < head; i++)
-            word = word << 8 | p[off + i];
-        if ((b >= 0xc4 && b <= 0xc6) || (b >= 0xd9 && b <= 0xdb)) /* bin, str */
-            body = word;
-        else if (b >= 0xc7 && b <= 0xc9) /* ext: length, then a type byte */
-            body = word >> 8;
-        else if (b >= 0xd4 && b <= 0xd8) /* fixext */
-            body = 1u << (b - 0xd4);
-        else if (b >= 0xdc) /* array 16/32, map 16/32 */
-            n = b <= 0xdd ? word : 2 * word;
-        off += head;
-        left = left - 1 + n;
-        if (body > len - off || left > len - off - body)
-            return 0; /* the value cannot be complete */
-        off += body;
-    }
-    return left == 0;
+    const struct mpscan_limits lim = {.max_bytes = len,
+                                      .max_array = UINT32_MAX,
+                                      .max_map = UINT32_MAX,
+                                      .max_depth = MPSCAN_DEPTH_MAX,
+                                      .max_str = UINT32_MAX};
+    struct mpscan s;
+    size_t used;
+    mpscan_init(&s, &lim);
+    return mpscan_feed(&s, req, len, &used) == MPSCAN_DONE;
 }
 
 /* Checks the envelope; fills method/params or an error. */
@@ -190,7 +165,7 @@ int rpc_handle(struct engine *e, const struct rpc_server_stats *ss, const char *
     msgpack_packer_init(&opk, &out, msgpack_sbuffer_write);
     c.pk = &rpk;
 
-    if (len > RPC_MAX_REQUEST || !claims_fit((const uint8_t *)req, len) ||
+    if (len > RPC_MAX_REQUEST || !one_value(req, len) ||
         msgpack_unpack_next(&u, req, len, NULL) != MSGPACK_UNPACK_SUCCESS) {
         snprintf(c.err, sizeof(c.err), "request is not one msgpack value of at most %u bytes",
                  RPC_MAX_REQUEST);

@@ -1,6 +1,6 @@
 /* net/auth: the token file's checks, the constant-time comparison, the ingest prefix
- * {"auth": TOKEN} fed a byte at a time and in its other str encodings, the RPC auth request,
- * and Bearer headers. */
+ * {"auth": TOKEN} fed a byte at a time and in its other str encodings (str8, 16 and 32), the
+ * RPC auth request, and Bearer headers. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,9 +44,13 @@ static size_t auth_map(unsigned char *out, int form, const char *token)
     } else if (form == 1) {
         out[o++] = 0xd9;
         out[o++] = (unsigned char)n;
-    } else {
+    } else if (form == 2) {
         out[o++] = 0xda;
         out[o++] = 0;
+        out[o++] = (unsigned char)n;
+    } else {
+        memcpy(out + o, "\xdb\0\0\0", 4);
+        o += 4;
         out[o++] = (unsigned char)n;
     }
     memcpy(out + o, token, n);
@@ -60,7 +64,7 @@ static void test_ingest_prefix(void **state)
     (void)state;
     unsigned char buf[128];
     size_t tlen = strlen(TOKEN), used;
-    for (int form = 0; form < 3; form++) {
+    for (int form = 0; form < 4; form++) {
         size_t len = auth_map(buf, form, TOKEN);
         for (size_t k = 0; k < len; k++) /* every proper prefix asks for more */
             assert_int_equal(auth_ingest_prefix((char *)buf, k, TOKEN, tlen, &used), AUTH_MORE);
