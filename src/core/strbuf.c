@@ -71,6 +71,14 @@ void sb_printf(struct strbuf *b, const char *fmt, ...)
     b->n += (size_t)k;
 }
 
+void sb_consume(struct strbuf *b, size_t n)
+{
+    if (!n)
+        return;
+    memmove(b->p, b->p + n, b->n - n + 1); /* the NUL too */
+    b->n -= n;
+}
+
 int sb_take(struct strbuf *b, char **out, size_t *len)
 {
     if (b->oom) {

@@ -1,4 +1,5 @@
-/* A growable byte buffer for building text answers (JSON, CSV, Prometheus, GraphML, tables).
+/* A growable byte buffer for building text answers (JSON, CSV, Prometheus, GraphML, tables),
+ * and for received bytes waiting to be parsed (the query port's requests).
  * Appends never fail loudly: the first allocation failure sets `oom`, later appends do nothing,
  * and the owner checks `oom` once at the end. */
 #ifndef CORE_STRBUF_H
@@ -18,6 +19,8 @@ void sb_append(struct strbuf *b, const char *s, size_t len);
 void sb_puts(struct strbuf *b, const char *s);
 void sb_putc(struct strbuf *b, char c);
 void sb_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes (n <= b->n): what a reader took from the front of received bytes. */
+void sb_consume(struct strbuf *b, size_t n);
 /* Hands the bytes over: *out is malloc'd (owned by the caller), the strbuf is left empty.
  * -ENOMEM (and the bytes freed) when an append had failed. */
 int sb_take(struct strbuf *b, char **out, size_t *len);

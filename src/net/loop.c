@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/mpscan.h"
 #include "core/strbuf.h"
 #include "net/auth.h"
 #include "query/http.h"
@@ -40,6 +41,7 @@
 #define DRAIN_QUANTUM      1024 /* events a connection may add before the others get a turn */
 #define HTTP_IN_SOFT       (32u * 1024)  /* buffered HTTP input past which reading stops */
 #define HTTP_OUT_HIGH      (256u * 1024) /* queued HTTP output past which requests wait */
+#define QIN_KEEP           (64u * 1024)  /* a query connection's input buffer kept when empty */
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
 
@@ -48,7 +50,7 @@ struct conn {
     uint32_t gen;
     uint8_t kind, in_use;
     uint8_t recv_armed, send_busy, eof, touched, ack_due, cancel_sent, shut, fatal_sent;
-    uint8_t qbacklog; /* query: complete requests may still wait in qunp (stopped at the limit) */
+    uint8_t qbacklog; /* query: complete requests may still wait in qin (stopped at the limit) */
     uint8_t authed;   /* the client proved it knows --auth-token-file's token */
     char *abuf;       /* ingest, before authentication: the first bytes, until {"auth": ...} */
     size_t abuf_len;
@@ -56,7 +58,8 @@ struct conn {
     uint32_t inflight; /* batches at the writer holding this connection's events or requests */
     uint64_t add_seq, done_seq; /* last batch seq that took / returned events of this conn */
     struct ingest_decoder *dec;
-    msgpack_unpacker *qunp;
+    struct strbuf qin;   /* query: bytes received and not yet handed on as requests */
+    struct mpscan qscan; /* query: the request at the front of qin, scanned so far */
     uint64_t events, ok, dup, rej;
     char errs[ERR_KEEP][96];
     uint32_t nerr; /* rejections since the last ack (only the last ERR_KEEP kept) */
@@ -96,8 +99,9 @@ struct netloop {
     struct prom_loop stats; /* the loop's own figures for /metrics */
     uint64_t msgid;         /* of the RPC requests the HTTP port makes */
     struct http_limits http;
-    uint32_t rpc_max;  /* bytes of one RPC request */
-    const char *token; /* --auth-token-file's secret, or NULL: no authentication */
+    uint32_t rpc_max;             /* bytes of one RPC request */
+    struct mpscan_limits rpc_lim; /* what the query port holds a request to (rpc_limits) */
+    const char *token;            /* --auth-token-file's secret, or NULL: no authentication */
     size_t token_len;
 };
 
@@ -201,6 +205,21 @@ static int setup_bufring(struct netloop *n)
     return 0;
 }
 
+/* A request's bytes are checked as they arrive, before msgpack-c sees any: against
+ * --max-rpc-request-bytes and the limits the ingest port applies to a value (--max-array,
+ * --max-map-keys, --max-depth, --max-string-bytes). Those may be set lower than the protocol
+ * itself needs, since events need less: every request is [0, msgid, method, [{params}]], 4
+ * elements, 3 levels deep, and `auth` carries a token of up to AUTH_TOKEN_MAX bytes; the limits
+ * never go below that. The least --max-map-keys (8) holds any method's parameters. */
+static void rpc_limits(const struct ingest_limits *in, uint32_t rpc_max, struct mpscan_limits *l)
+{
+    l->max_bytes = rpc_max;
+    l->max_array = in->max_array > 4 ? in->max_array : 4;
+    l->max_map = in->max_map;
+    l->max_depth = in->max_depth > 3 ? in->max_depth : 3;
+    l->max_str = in->max_str > AUTH_TOKEN_MAX ? in->max_str : AUTH_TOKEN_MAX;
+}
+
 int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
                 struct bqueue *from_writer, struct netloop **out, char *err, size_t errlen)
 {
@@ -222,6 +241,7 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     else
         http_limits_default(&n->http);
     n->rpc_max = cfg->rpc_max ? cfg->rpc_max : NET_RPC_MAX;
+    rpc_limits(&cfg->limits, n->rpc_max, &n->rpc_lim);
     n->token_len = cfg->auth_token ? strlen(cfg->auth_token) : 0;
     n->accept_multishot = n->recv_multishot = 1;
     n->conns = calloc(n->max_conns, sizeof(struct conn));
@@ -451,8 +471,7 @@ static void conn_free(struct netloop *n, struct conn *c)
 {
     close(c->fd);
     ingest_decoder_free(c->dec);
-    if (c->qunp)
-        msgpack_unpacker_free(c->qunp);
+    sb_free(&c->qin);
     free(c->fatal);
     free(c->out);
     free(c->pend);
@@ -470,8 +489,8 @@ static int conn_setup(struct netloop *n, struct conn *c, int kind)
 {
     if (kind == NET_INGEST && ingest_decoder_new(&n->limits, &c->dec))
         return -ENOMEM;
-    if (kind == NET_QUERY && !(c->qunp = msgpack_unpacker_new(64 * 1024)))
-        return -ENOMEM;
+    if (kind == NET_QUERY)
+        mpscan_init(&c->qscan, &n->rpc_lim);
     if (kind == NET_HTTP && http_in_new(&n->http, &c->hin))
         return -ENOMEM;
     if (!n->use_bufring && !(c->rbuf = malloc(BR_SIZE)))
@@ -660,13 +679,49 @@ static void queue_rpc_error(struct conn *c, int has_id, uint64_t msgid, unsigned
     pack_rpc_error(&pk, has_id, msgid, code, msg);
 }
 
+/* Hands a request to the writer as a query batch; req is malloc'd and taken over (freed on
+ * failure). 0 or -ENOMEM. */
+static int send_query(struct netloop *n, struct conn *c, char *req, size_t len)
+{
+    struct batch *b = NULL;
+    if (!req || batch_new(BATCH_QUERY, 0, &b)) {
+        free(req);
+        return -ENOMEM;
+    }
+    b->conn = conn_idx(n, c);
+    b->gen = c->gen;
+    b->req = req;
+    b->req_len = len;
+    b->start_ns = now_ns();
+    c->inflight++;
+    bqueue_push(n->to_writer, b);
+    return 0;
+}
+
+/* Answers a query connection one last time and stops reading and parsing it. */
+static void query_close(struct netloop *n, struct conn *c, unsigned code, const char *msg,
+                        const char *why)
+{
+    if (msg)
+        queue_rpc_error(c, 0, 0, code, msg);
+    c->eof = 1;
+    c->fatal = strdup(why); /* stops reading and parsing; NULL is ok */
+    cancel_recv(n, c);
+}
+
 /* msgpack-RPC before authentication: the first request must be `auth` with the token; it and
  * anything else are answered here, not by the writer (nothing is in flight yet, so answers stay
- * in order). A wrong token or another method first ends the connection. */
-static void query_auth(struct netloop *n, struct conn *c, const msgpack_object *req)
+ * in order). A wrong token or another method first ends the connection. req is one value the
+ * scanner approved, so what msgpack-c allocates for it is bounded by len. */
+static void query_auth(struct netloop *n, struct conn *c, const char *req, size_t len)
 {
+    static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int ok = msgpack_unpack_next(&u, req, len, NULL) == MSGPACK_UNPACK_SUCCESS;
     uint64_t msgid;
-    enum auth_result a = auth_rpc_request(req, n->token, n->token_len, &msgid);
+    enum auth_result a = auth_rpc_request(ok ? &u.data : &nil, n->token, n->token_len, &msgid);
+    msgpack_unpacked_destroy(&u);
     if (a == AUTH_OK) {
         c->authed = 1;
         msgpack_packer pk;
@@ -685,53 +740,73 @@ static void query_auth(struct netloop *n, struct conn *c, const msgpack_object *
                     a == AUTH_WRONG ? "authentication failed: wrong token"
                                     : "authentication required: the first request must be "
                                       "[0, msgid, \"auth\", [{\"token\": TOKEN}]]");
-    c->eof = 1;
-    c->fatal = strdup("authentication failed"); /* stops reading and parsing; NULL is ok */
-    cancel_recv(n, c);
+    query_close(n, c, 0, NULL, "authentication failed");
 }
 
+/* The request at the front of qin broke a limit or is not msgpack: an error saying which (the
+ * msgid is not known yet), counted, and the connection closed, since where the next request
+ * would begin is unknown. */
+static void query_refused(struct netloop *n, struct conn *c)
+{
+    static const char *const flag[] = {
+        [MPSCAN_LIM_BYTES] = "--max-rpc-request-bytes",
+        [MPSCAN_LIM_ARRAY] = "--max-array",
+        [MPSCAN_LIM_MAP] = "--max-map-keys",
+        [MPSCAN_LIM_DEPTH] = "--max-depth",
+        [MPSCAN_LIM_STRING] = "--max-string-bytes",
+    };
+    enum mpscan_violation v = c->qscan.violation;
+    if (v == MPSCAN_LIM_NONE) {
+        n->stats.malformed[PROM_PORT_RPC]++;
+        query_close(n, c, 400, "malformed msgpack", "malformed request");
+        return;
+    }
+    char what[128], msg[160];
+    mpscan_describe(&c->qscan, what, sizeof(what));
+    snprintf(msg, sizeof(msg), "%s (%s)", what, flag[v]);
+    n->stats.limits[PROM_LIM_RPC_REQUEST + (v - MPSCAN_LIM_BYTES)]++;
+    log_msg(LOG_INFO, "rpc_refused", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
+    query_close(n, c, 413, msg, "request refused");
+}
+
+/* Hands on the complete requests received, in order, each checked by the scanner before
+ * anything decodes it: the writer gets the bytes as they came (rpc_handle decodes them). */
 static void drain_query(struct netloop *n, struct conn *c)
 {
-    msgpack_unpacked r;
-    msgpack_unpacked_init(&r);
+    size_t off = 0; /* where the request being scanned begins in qin */
     /* requests already received are answered even after the peer half-closes (eof) */
     c->qbacklog = 1;
-    while (!c->fatal) {
+    while (!c->fatal && off < c->qin.n) {
         if (c->inflight >= QUERY_MAX_INFLIGHT)
             goto out;
-        int rc = msgpack_unpacker_next(c->qunp, &r);
-        if (rc == MSGPACK_UNPACK_CONTINUE)
+        const char *req = c->qin.p + off;
+        size_t avail = c->qin.n - off, used;
+        size_t seen = (size_t)c->qscan.pos;
+        enum mpscan_status st = mpscan_feed(&c->qscan, req + seen, avail - seen, &used);
+        if (st == MPSCAN_MORE)
             break;
-        if (rc == MSGPACK_UNPACK_SUCCESS && n->token && !c->authed) {
-            query_auth(n, c, &r.data);
-            continue;
-        }
-        struct batch *b = NULL;
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        if (rc != MSGPACK_UNPACK_SUCCESS || msgpack_pack_object(&pk, r.data) ||
-            batch_new(BATCH_QUERY, 0, &b)) {
-            msgpack_sbuffer_destroy(&sb);
-            queue_rpc_error(c, 0, 0, 400, "malformed msgpack");
-            c->eof = 1;
-            c->fatal = strdup("malformed request"); /* stops reading and parsing; NULL is ok */
-            n->stats.malformed[PROM_PORT_RPC]++;
-            cancel_recv(n, c);
+        if (st != MPSCAN_DONE) {
+            query_refused(n, c);
             break;
         }
-        b->conn = conn_idx(n, c);
-        b->gen = c->gen;
-        b->req = sb.data;
-        b->req_len = sb.size;
-        b->start_ns = now_ns();
-        c->inflight++;
-        bqueue_push(n->to_writer, b);
+        size_t len = (size_t)c->qscan.pos;
+        mpscan_reset(&c->qscan);
+        off += len;
+        if (n->token && !c->authed) {
+            query_auth(n, c, req, len);
+        } else {
+            char *copy = malloc(len);
+            if (copy)
+                memcpy(copy, req, len);
+            if (send_query(n, c, copy, len))
+                query_close(n, c, 0, NULL, "out of memory"); /* drop the peer */
+        }
     }
     c->qbacklog = 0;
 out:
-    msgpack_unpacked_destroy(&r);
+    sb_consume(&c->qin, off);
+    if (c->qin.n == 0 && c->qin.cap > QIN_KEEP)
+        sb_free(&c->qin); /* a large request is gone: give its buffer back */
 }
 
 static void complete_ingest(struct netloop *n, struct batch *b)
@@ -850,18 +925,8 @@ static void http_error(struct netloop *n, struct conn *c, int status, const char
  * taken over. */
 static void http_send_query(struct netloop *n, struct conn *c, char *req, size_t len)
 {
-    struct batch *b = NULL;
-    if (!req || batch_new(BATCH_QUERY, 0, &b)) {
-        free(req);
+    if (send_query(n, c, req, len))
         http_error(n, c, 500, "out of memory");
-        return;
-    }
-    b->conn = conn_idx(n, c);
-    b->gen = c->gen;
-    b->req = req;
-    b->req_len = len;
-    c->inflight++;
-    bqueue_push(n->to_writer, b);
 }
 
 static void http_metrics(struct netloop *n, struct conn *c)
@@ -1089,7 +1154,7 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
     }
     if (c->kind != NET_QUERY)
         return;
-    if (msgpack_unpacker_message_size(c->qunp) + len > n->rpc_max) {
+    if (c->qin.n + len > n->rpc_max) {
         /* a request that large is not a query: say so (msgid nil: its own is unknown), close */
         char msg[96];
         snprintf(msg, sizeof(msg), "request larger than %u bytes refused (--max-rpc-request-bytes)",
@@ -1100,13 +1165,11 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
         cancel_recv(n, c);
         return;
     }
-    if (!msgpack_unpacker_reserve_buffer(c->qunp, len)) {
+    sb_append(&c->qin, data, len);
+    if (c->qin.oom) {
         c->eof = 1; /* out of memory: drop the peer */
         cancel_recv(n, c);
-        return;
     }
-    memcpy(msgpack_unpacker_buffer(c->qunp), data, len);
-    msgpack_unpacker_buffer_consumed(c->qunp, len);
 }
 
 static void on_recv(struct netloop *n, struct conn *c, const struct io_uring_cqe *cqe)

@@ -29,7 +29,11 @@ enum prom_limit {
     PROM_LIM_INGEST_DEPTH,     /* --max-depth */
     PROM_LIM_INGEST_STRING,    /* --max-string-bytes */
     PROM_LIM_CONNECTIONS,      /* --max-connections: a connection refused */
-    PROM_LIM_RPC_REQUEST,      /* an RPC request over 1 MiB */
+    PROM_LIM_RPC_REQUEST,      /* --max-rpc-request-bytes: a request's bytes, or its claims */
+    PROM_LIM_RPC_ARRAY,        /* --max-array in a request (in core/mpscan.h's order) */
+    PROM_LIM_RPC_MAP,          /* --max-map-keys in a request */
+    PROM_LIM_RPC_DEPTH,        /* --max-depth in a request */
+    PROM_LIM_RPC_STRING,       /* --max-string-bytes in a request */
     PROM_LIM_HTTP_HEAD,        /* 431 */
     PROM_LIM_HTTP_TARGET,      /* 414 */
     PROM_LIM_HTTP_BODY,        /* 413: requests have no body */

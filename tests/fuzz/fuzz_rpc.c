@@ -5,12 +5,16 @@
  * msgpack value [1, msgid, error, result]: msgid as the request gave it (nil when the request is
  * not [0, msgid, method, params]), error nil or {code, message} with a known code and a message,
  * result nil after an error and otherwise shaped as the method table says (a record, a list of
- * records, or a record holding a list), with string keys throughout. */
+ * records, or a record holding a list), with string keys throughout. Before that, the query
+ * port's scanner (core/mpscan.h, which checks a request's claims before msgpack-c sees it) must
+ * reach the same verdict on the request whole and in pieces, and a value it finds complete must
+ * be one that msgpack-c parses to the same end. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mpscan.h"
 #include "fuzz_rpc.h"
 #include "query/method.h"
 #include "query/rpc.h"
@@ -183,19 +187,57 @@ static void check(const struct envelope *env, const char *resp, size_t len)
     msgpack_unpacked_destroy(&u);
 }
 
+/* The scanner as net/loop.c runs it, under small limits so that inputs reach each of them: the
+ * request whole, then cut into pieces of 1..8 bytes (each call resuming at pos, as the loop's
+ * buffer does). */
+static void check_scan(const uint8_t *data, size_t size, uint64_t h)
+{
+    static const struct mpscan_limits port = {
+        .max_bytes = 2048, .max_array = 20, .max_map = 10, .max_depth = 4, .max_str = 512};
+    struct mpscan whole, parts;
+    size_t used, have = 0, step = 1 + (size_t)(h >> 8) % 8;
+    mpscan_init(&whole, &port);
+    enum mpscan_status st = mpscan_feed(&whole, data, size, &used), sp;
+    if (used != whole.pos)
+        abort();
+    mpscan_init(&parts, &port);
+    do {
+        have = have + step < size ? have + step : size;
+        sp = mpscan_feed(&parts, data + parts.pos, have - parts.pos, &used);
+    } while (sp == MPSCAN_MORE && have < size);
+    if (sp != st || parts.pos != whole.pos || parts.violation != whole.violation) {
+        fprintf(stderr, "scanner: whole %d at %llu, in pieces of %zu %d at %llu\n", st,
+                (unsigned long long)whole.pos, step, sp, (unsigned long long)parts.pos);
+        abort();
+    }
+    if (st != MPSCAN_DONE)
+        return;
+    msgpack_unpacked u;
+    size_t off = 0;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, (const char *)data, whole.pos, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != whole.pos) {
+        fprintf(stderr, "scanner: a value of %llu bytes msgpack-c does not parse so\n",
+                (unsigned long long)whole.pos);
+        abort();
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < size; i++)
         h = (h ^ data[i]) * 0x100000001b3ull;
     const struct rpc_server_stats *ss = h % 4 == 0 ? &without_analytics : &with_analytics;
+    check_scan(data, size, h);
 
     char *resp = NULL;
     size_t len = 0;
     if (rpc_handle(engine, ss, (const char *)data, size, &resp, &len) != 0)
         abort(); /* -ENOMEM: not with requests this small */
     /* The request is only unpacked here when rpc_handle did: msgpack-c would otherwise size
-     * containers from headers that claim billions of entries (see claims_fit in rpc.c). */
+     * containers from headers that claim billions of entries (see one_value in rpc.c). */
     static const char refused[] = "request is not one msgpack value";
     struct envelope env;
     memset(&env, 0, sizeof(env));

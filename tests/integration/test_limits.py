@@ -2,8 +2,9 @@
 past its --max-* flag on the ingest port; a connection past --max-connections; an RPC request
 over 1 MiB; HTTP heads and targets over their bounds; bytes that are not the port's protocol)
 gets a clear error naming the limit, is counted in /metrics, and leaves the server and what was
-acked before it unharmed. Also: bad limit values are refused at start-up. argv: the directory of
-cascaded, the tools dir."""
+acked before it unharmed. RPC requests are held to the same limits, their headers' claims
+checked before anything is allocated for them. Also: bad limit values are refused at start-up.
+argv: the directory of cascaded, the tools dir."""
 import http.client
 import json
 import os
@@ -170,6 +171,95 @@ def check_rpc_and_http(srv):
           and m.get('cascaded_limit_violations_total{limit="http_head_bytes"}') == 1, json.dumps(m))
 
 
+def vm_size(pid):
+    with open(f'/proc/{pid}/status') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmSize:'))
+
+
+def rpc_answer(port, data):
+    """What the query port answers the bytes `data` with: the error map of its first answer ({}
+    when there is none within 5 s, or it is not an error), that answer, and whether the
+    connection was closed after it."""
+    s = socket.create_connection(('127.0.0.1', port), timeout=5)
+    s.sendall(data)
+    u = msgpack.Unpacker(raw=False)
+    got, closed = None, False
+    try:
+        while not closed:
+            chunk = s.recv(65536)
+            closed = not chunk
+            u.feed(chunk)
+            got = got if got is not None else next(u, None)
+    except OSError:  # no answer in time (or reset)
+        pass
+    s.close()
+    ok = isinstance(got, list) and len(got) == 4 and isinstance(got[2], dict)
+    return got[2] if ok else {}, got, closed
+
+
+def refused(srv, name, data, words, counter):
+    """data claims more than a limit allows: error 413 naming it at once, closed, counted."""
+    lim = 'cascaded_limit_violations_total{limit="%s"}' % counter
+    before = metrics(srv).get(lim, 0)
+    err, got, closed = rpc_answer(srv.query, data)
+    msg = str(err.get('message', ''))
+    check(f'RPC {name}: error 413 naming the limit, then closed',
+          err.get('code') == 413 and closed and all(w in msg for w in words), f'{got!r} closed={closed}')
+    after = metrics(srv).get(lim, 0)
+    check(f'RPC {name}: counted in /metrics ({lim})', after == before + 1, f'{before} -> {after}')
+
+
+def check_rpc_claims(srv):
+    """Requests of a few bytes claiming huge containers and strings, checked before msgpack-c
+    sees them: each refused at once, and the server's address space does not grow (msgpack-c
+    used to reserve what the headers claimed: 264 GB of VmSize after three such requests)."""
+    start = vm_size(srv.p.pid)
+    request = b'\x94\x00\x01\xa5stats'  # [0, 1, "stats", ...
+    refused(srv, 'array32 of 268 M elements', b'\xdd\x10\x00\x00\x00', ['268435456', '20', '--max-array'], 'rpc_array')
+    refused(srv, 'array32 of 4 G elements as params', request + b'\xdd\xff\xff\xff\xff', ['--max-array'], 'rpc_array')
+    refused(srv, 'map32 of 268 M keys', b'\xdf\x10\x00\x00\x00', ['268435456', '10', '--max-map-keys'], 'rpc_map_keys')
+    refused(srv, 'map32 of 4 G keys in an array', b'\x91\xdf\xff\xff\xff\xff', ['--max-map-keys'], 'rpc_map_keys')
+    refused(srv, 'str32 of 4 GB as a parameter', request + b'\x91\x81\xa1k\xdb\xff\xff\xff\xff',
+            ['4294967295', '--max-string-bytes'], 'rpc_string_bytes')
+    refused(srv, 'nested deeper than --max-depth', msgpack.packb([0, 1, 'stats', [{'a': [1]}]]),
+            ['depth of 4', '--max-depth'], 'rpc_depth')
+    grown = vm_size(srv.p.pid) - start
+    check('RPC hostile claims: VmSize grew by less than 2 GiB', grown < 2 << 30, f'{grown} bytes')
+    err, got, closed = rpc_answer(srv.query, b'\xc1')
+    check('RPC bytes that are not msgpack: error 400, then closed', err.get('code') == 400 and closed,
+          f'{got!r} closed={closed}')
+    r = Rpc(srv.query)
+    err, st = r.call('stats')
+    r.close()
+    check('RPC after the hostile claims: stats answered', err is None and st.get('posts') == 7, f'{err} {st}')
+
+
+def check_rpc_floors_and_bytes(bin_dir, tmp):
+    """Ingest limits below what a request needs (--max-array 1, --max-depth 2) leave the query
+    port usable; with the other limits wide open, --max-rpc-request-bytes still bounds what the
+    headers of a request may claim, before its bytes come."""
+    srv = harness.Server(bin_dir, os.path.join(tmp, 'floors'), '--max-array', '1', '--max-depth', '2',
+                         '--max-map-keys', '65536', '--max-string-bytes', '16777216',
+                         '--max-rpc-request-bytes', '65536')
+    try:
+        srv.start()
+        r = Rpc(srv.query)
+        err, st = r.call('stats')
+        r.close()
+        check('--max-array 1 --max-depth 2: an RPC request is still answered', err is None and 'posts' in st,
+              f'{err} {st}')
+        request = b'\x94\x00\x01\xa5stats\x91'
+        refused(srv, 'params map of 60000 keys in 65536 bytes', request + b'\xde\xea\x60',
+                ['at least 120', '65536', '--max-rpc-request-bytes'], 'rpc_request_bytes')
+        refused(srv, 'str32 of 1 MB in 65536 bytes', request + b'\x81\xa1k\xdb\x00\x10\x00\x00',
+                ['at least 1048', '--max-rpc-request-bytes'], 'rpc_request_bytes')
+        check('the server with wide limits stops cleanly', srv.stop() == 0)
+        reports = harness.sanitizer_reports([srv.err_path])
+        check('the server with wide limits: no sanitizer reports', not reports, '\n'.join(reports[:10]))
+    finally:
+        srv.kill()
+
+
 def check_startup(bin_dir, tmp):
     for flag, val in (('--max-depth', '1'), ('--max-array', '0'), ('--max-value-bytes', '99999999999'),
                       ('--max-map-keys', 'lots'), ('--max-rpc-request-bytes', '100'),
@@ -191,6 +281,8 @@ def run(srv, tools):
     check_ingest(srv)
     check_connections(srv)
     check_rpc_and_http(srv)
+    check_rpc_claims(srv)
+    check_rpc_floors_and_bytes(sys.argv[1], os.path.dirname(srv.data))
     check_startup(sys.argv[1], os.path.dirname(srv.data))
     check_target_over_head(sys.argv[1], os.path.dirname(srv.data))
     check('the server is unharmed', srv.alive() and get(srv.http, '/healthz')[0] == 200)
