@@ -186,6 +186,8 @@ static void check_stats(struct checker *ck, const uint64_t *outcomes)
     expect_eq("stats", "cascades", o->n_cascades, (long long)st.cascades);
     expect_eq("stats", "actors", (long long)o->actors_present, (long long)st.actors);
     expect_eq("stats", "edges", (long long)o->edges, (long long)st.edges);
+    expect_eq("stats", "contents", (long long)o->contents, (long long)st.contents);
+    expect_eq("stats", "retention_ms", (long long)o->retention_ms, (long long)st.retention_ms);
 }
 
 /* ---- paths and trees ---- */
@@ -325,7 +327,7 @@ static void check_paths_and_trees(struct checker *ck, int full)
 
 /* ---- top lists ---- */
 
-static double cascade_metric(const struct engine_cascade *c, int metric)
+double cascade_metric(const struct engine_cascade *c, int metric)
 {
     switch (metric) {
     case ENGINE_BY_SIZE:
@@ -338,12 +340,14 @@ static double cascade_metric(const struct engine_cascade *c, int metric)
         return c->structural_virality;
     case ENGINE_BY_UNIQUE_ACTORS:
         return c->unique_actors;
-    default:
+    case ENGINE_BY_LAST_TS:
         return (double)c->last_ts; /* |ts| < 2^53: exact */
+    default:
+        return (double)c->growth; /* the ranking of engine_top_growth */
     }
 }
 
-static double actor_metric(const struct engine_actor *a, int metric)
+double actor_metric(const struct engine_actor *a, int metric)
 {
     switch (metric) {
     case ENGINE_BY_REACH:

@@ -132,13 +132,18 @@ static void check_growth(struct rcheck *rc, uint8_t *keep, struct engine_cascade
         EXPECT_INT("engine_top_growth with no posts", 0, engine_top_growth(rc->e, 1, NULL, out, 1));
         return;
     }
-    int64_t windows[9] = {1, ENGINE_GROWTH_HORIZON_MS, 1 + rng_below(rc->r, 5000)};
+    /* under retention, windows up to the retention only (posts before its cut are not filed) */
+    int64_t max = rc->o->retention_ms ? rc->o->retention_ms : ENGINE_GROWTH_HORIZON_MS;
+    int64_t windows[9] = {1, max, 1 + rng_below(rc->r, max < 5000 ? (uint32_t)max : 5000)};
     uint32_t nw = 3;
+    if (max < ENGINE_GROWTH_HORIZON_MS)
+        EXPECT_INT("engine_top_growth beyond the retention", -EINVAL,
+                   engine_top_growth(rc->e, max + 1, NULL, out, 1));
     for (int i = 0; i < 2; i++) { /* edges exactly on an accepted post, and 1 ms either side */
         uint32_t k = rng_below(rc->r, f->n);
         int64_t w = newest - f->nodes[k].ts;
         for (int64_t d = -1; d <= 1 && rc->o->accepted[k]; d++)
-            if (w + d >= 1 && w + d <= ENGINE_GROWTH_HORIZON_MS)
+            if (w + d >= 1 && w + d <= max)
                 windows[nw++] = w + d;
     }
     for (uint32_t i = 0; i < nw; i++)
@@ -205,14 +210,7 @@ static void check_contents(struct rcheck *rc, struct engine_cascade *out)
     uint32_t nkeys = 0;
 
     keys[nkeys++] = "no-such-content";
-    for (uint32_t k = 0; k < rc->f->n; k++) {
-        const char *c = rc->f->nodes[k].content;
-        uint32_t i = 0;
-        while (c && i < nkeys && strcmp(keys[i], c) != 0)
-            i++;
-        if (c && i == nkeys)
-            keys[nkeys++] = c;
-    }
+    nkeys += forest_content_keys(rc->f, keys + 1);
     for (uint32_t i = 0; i < nkeys; i++)
         check_key(rc, keys[i], seen_actor, out);
     free(keys);

@@ -3,16 +3,26 @@
  * parents; cycles through placeholders; events that fail validation), through engine_apply_raw or
  * in batches through engine_apply. A model of what the engine must hold (the accepted set) gives
  * the expected outcome of every event as it is sent; at checkpoints the whole engine is checked
- * against the oracle of that set. */
+ * against the oracle of that set.
+ *
+ * Under retention the accepted set is what the engine still holds: retain.c's sweeps take posts
+ * out of it as the engine should evict them, so a resent evicted post is expected to be new
+ * again. Checkpoints then also hold the engine to a fresh engine fed the held posts' events,
+ * and some save and load it and carry on with the loaded copy. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include "engine/persist.h"
 #include "prop.h"
 
 #define BATCH_CAP 64
+
+struct retain_tally g_tally;
 
 static const char *const kind_names[] = {"post", "share", "quote", "reply"};
 static const char *const type_names[] = {"", "account", "page"};
@@ -37,13 +47,18 @@ struct run {
     struct msg *batch; /* fixed storage: validated events borrow from it */
     struct event evs[BATCH_CAP];
     uint32_t n_batch, batch_target, seq;
+    /* retention (o->retention_ms): the sweep model and what the engine's actors keep */
+    struct retain ret;
+    uint32_t *held;               /* per actor: its posts held */
+    int64_t *ep_first, *ep_last;  /* per actor: its accepted posts' span since it had none held */
+    uint32_t *gone, n_gone, *out; /* evicted nodes (for resends); sweep scratch */
 };
 
 const char *order_name(int order)
 {
-    static const char *const names[ORDER_COUNT] = {"in",       "reverse",       "shuffle",
-                                                   "subtrees", "deepest_first", "nearly_sorted"};
-    return order >= 0 && order < ORDER_COUNT ? names[order] : "script";
+    static const char *const names[ORDER_ALL] = {
+        "in", "reverse", "shuffle", "subtrees", "deepest_first", "nearly_sorted", "ts", "ts_late"};
+    return order >= 0 && order < ORDER_ALL ? names[order] : "script";
 }
 
 /* ---- orders ---- */
@@ -105,11 +120,39 @@ static uint32_t order_deepest_first(const struct forest *f, uint32_t *out)
     return len;
 }
 
-static void make_order(const struct forest *f, struct rng *r, int order, uint32_t *out)
+static const int64_t *g_keys; /* qsort has no context argument */
+
+static int by_key(const void *pa, const void *pb)
 {
+    int64_t a = g_keys[*(const uint32_t *)pa], b = g_keys[*(const uint32_t *)pb];
+    return (a > b) - (a < b);
+}
+
+/* By ts; with late > 0, 15% of the events held back by up to late ms of event time. */
+static void order_by_ts(const struct forest *f, struct rng *r, int64_t late, uint32_t *out)
+{
+    int64_t *keys = calloc(f->n + 1, sizeof(*keys));
+
+    for (uint32_t k = 0; k < f->n; k++) {
+        keys[k] = f->nodes[k].ts;
+        if (late > 0 && rng_chance(r, 15))
+            keys[k] += 1 + rng_below(r, (uint32_t)late);
+    }
+    g_keys = keys;
+    qsort(out, f->n, sizeof(*out), by_key);
+    free(keys);
+}
+
+static void make_order(const struct forest *f, struct rng *r, const struct delivery_opts *o,
+                       uint32_t *out)
+{
+    int order = o->order;
+
     for (uint32_t k = 0; k < f->n; k++)
         out[k] = order == ORDER_REVERSE ? f->n - 1 - k : k;
-    if (order == ORDER_SHUFFLE)
+    if (order == ORDER_TS || order == ORDER_TS_LATE)
+        order_by_ts(f, r, order == ORDER_TS_LATE ? 3 * o->retention_ms + 1 : 0, out);
+    else if (order == ORDER_SHUFFLE)
         shuffle(r, out, f->n);
     else if (order == ORDER_SUBTREES)
         order_subtrees(f, r, out);
@@ -213,6 +256,21 @@ static void build_dup(struct run *run, struct msg *m)
         m->raw.parent = post_field(run->f, run->r, j, m->parent);
     else
         m->raw.parent = cstr_field(GHOST_POST);
+}
+
+/* Under retention: the event of a post evicted since it was accepted, which is new again. Returns
+ * 0 when no evicted post is found (by a few random tries). */
+static int build_resend(struct run *run, struct msg *m)
+{
+    for (int tries = 0; run->n_gone && tries < 4; tries++) {
+        uint32_t k = run->gone[rng_below(run->r, run->n_gone)];
+        if (!run->accepted[k]) {
+            build_real(run, k, m);
+            g_tally.resends++;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static void build_self_parent(struct run *run, struct msg *m)
@@ -335,6 +393,40 @@ static void trace_msg(struct run *run, const struct msg *m)
     fprintf(stderr, "}  -> %s\n", event_outcome_name(m->expect));
 }
 
+/* A sweep of the retention model: the evicted posts leave the accepted set, and an actor left
+ * with none starts afresh (its first type, first_ts and last_ts come from its next posts). */
+static void model_sweep(struct run *run)
+{
+    const struct forest *f = run->f;
+    uint64_t before = run->ret.evicted_cascades;
+    uint32_t n = retain_sweep(&run->ret, f, run->accepted, run->out), m = 0;
+
+    g_tally.sweeps++;
+    g_tally.evicted_cascades += run->ret.evicted_cascades - before;
+    g_tally.evicted_posts += n;
+
+    if (run->o->trace)
+        fprintf(stderr, "# sweep to cut %lld: %u posts evicted\n", (long long)run->ret.cut, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t a = f->nodes[run->out[i]].actor;
+        if (--run->held[a] == 0)
+            run->first_type[a] = EVENT_ACTOR_UNSPECIFIED;
+        run->gone[run->n_gone++] = run->out[i];
+    }
+    for (uint32_t i = 0; n && i < run->n_acc; i++)
+        if (run->accepted[run->acc_list[i]])
+            run->acc_list[m++] = run->acc_list[i];
+    run->n_acc = n ? m : run->n_acc;
+    /* the evicted list only feeds resends: keep the ones not held again, at most f->n */
+    if (run->n_gone > f->n) {
+        m = 0;
+        for (uint32_t i = 0; i < run->n_gone; i++)
+            if (!run->accepted[run->gone[i]] && m < f->n)
+                run->gone[m++] = run->gone[i];
+        run->n_gone = m;
+    }
+}
+
 /* The model's side of sending m: tallies and, if it is accepted, the new post. */
 static void model_apply(struct run *run, const struct msg *m)
 {
@@ -347,6 +439,16 @@ static void model_apply(struct run *run, const struct msg *m)
     run->acc_list[run->n_acc++] = (uint32_t)m->node;
     if (!run->first_type[nd->actor])
         run->first_type[nd->actor] = nd->type;
+    if (!run->o->retention_ms)
+        return;
+    if (run->held[nd->actor]++ == 0)
+        run->ep_first[nd->actor] = run->ep_last[nd->actor] = nd->ts;
+    if (nd->ts < run->ep_first[nd->actor])
+        run->ep_first[nd->actor] = nd->ts;
+    if (nd->ts > run->ep_last[nd->actor])
+        run->ep_last[nd->actor] = nd->ts;
+    if (retain_accepted(&run->ret, nd->ts))
+        model_sweep(run);
 }
 
 static void flush(struct run *run)
@@ -424,13 +526,134 @@ static void send(struct run *run, const struct msg *m)
     model_apply(run, m);
 }
 
+/* ---- retention's checks ---- */
+
+/* A new engine, without retention, fed the held posts' events (in index order, parents first,
+ * or shuffled). */
+static struct engine *fresh_engine(struct run *run)
+{
+    const struct forest *f = run->f;
+    uint32_t *order = calloc(f->n + 1, sizeof(*order)), n = 0;
+    struct engine *fresh;
+    struct msg m;
+
+    if (engine_new(&fresh) != 0)
+        prop_fail("engine_new failed");
+    for (uint32_t k = 0; k < f->n; k++)
+        if (run->accepted[k])
+            order[n++] = k;
+    if (rng_chance(run->r, 50))
+        shuffle(run->r, order, n);
+    g_ctx.phase = "feeding the fresh engine";
+    for (uint32_t i = 0; i < n; i++) {
+        build_real(run, order[i], &m);
+        int got = engine_apply_raw(fresh, &m.raw);
+        if (got != EVENT_OK)
+            prop_fail("fresh engine: post %s: %s", m.post, event_outcome_name(got));
+    }
+    free(order);
+    return fresh;
+}
+
+/* The engine's bytes as engine_save writes them, read back (into *len bytes). */
+static uint8_t *save_bytes(struct engine *e, size_t *len)
+{
+    int fd = memfd_create("retention-snapshot", 0);
+    uint64_t bytes = 0;
+
+    if (fd < 0)
+        prop_fail("memfd_create failed");
+    int rc = engine_save(e, fd, "u", 1, &bytes);
+    if (rc != 0)
+        prop_fail("engine_save: %d", rc);
+    uint8_t *buf = malloc(bytes + 1);
+    if (pread(fd, buf, bytes, 0) != (ssize_t)bytes)
+        prop_fail("reading the snapshot back failed");
+    close(fd);
+    *len = bytes;
+    return buf;
+}
+
+static struct engine *load_bytes(const uint8_t *buf, size_t len, int64_t retention_ms)
+{
+    struct engine *e;
+    char err[256] = "", user[ENGINE_PERSIST_USER_MAX];
+    uint32_t ulen = 0;
+    int rc = engine_load_mem(buf, len, &e, user, &ulen, err, sizeof(err));
+
+    if (rc != 0)
+        prop_fail("engine_load_mem: %d (%s)", rc, err);
+    if (retention_ms && (rc = engine_set_retention(e, retention_ms)) != 0)
+        prop_fail("engine_set_retention after a load: %d", rc);
+    return e;
+}
+
+/* A snapshot of the engine loaded twice: without retention it must answer as the original
+ * (but for the retention itself), and with it the loaded copy replaces the original from here
+ * on, so that everything after (sweeps, id reuse, resends) runs on loaded state. */
+static void persist_swap(struct run *run)
+{
+    int64_t ms = run->o->retention_ms;
+    struct agree how = {.exact = 1, .growth_max = ms};
+    struct engine_stats st;
+    size_t len;
+    uint8_t *buf = save_bytes(run->e, &len);
+
+    g_ctx.phase = "loaded without retention vs the original";
+    struct engine *plain = load_bytes(buf, len, 0);
+    engine_get_stats(plain, &st);
+    EXPECT_INT("loaded without retention: retention_ms", 0, st.retention_ms);
+    how.what = g_ctx.phase;
+    engines_agree(plain, run->e, run->f, run->r, &how);
+    engine_free(plain);
+
+    g_ctx.phase = "loaded with retention vs the original";
+    struct engine *loaded = load_bytes(buf, len, ms);
+    how.what = g_ctx.phase;
+    engines_agree(loaded, run->e, run->f, run->r, &how);
+    engine_free(run->e);
+    run->e = loaded;
+    free(buf);
+    g_tally.loads++;
+}
+
+static void check_retention(struct run *run)
+{
+    const struct retain *m = &run->ret;
+    struct engine_stats st;
+
+    g_tally.checkpoints++;
+    g_ctx.phase = "retention stats";
+    engine_get_stats(run->e, &st);
+    EXPECT_INT("stats retained_from (the cut)", m->swept ? m->cut : 0, st.retained_from);
+    EXPECT_INT("stats evicted_cascades", m->evicted_cascades, st.evicted_cascades);
+    EXPECT_INT("stats evicted_posts", m->evicted_posts, st.evicted_posts);
+    struct engine *fresh = fresh_engine(run);
+    /* the analytics worker's copy lets emptied names go: half the time, in both engines */
+    struct agree how = {.growth_max = run->o->retention_ms,
+                        .take = rng_chance(run->r, 50),
+                        .what = "the engine vs a fresh engine fed its held posts"};
+    g_ctx.phase = how.what;
+    engines_agree(run->e, fresh, run->f, run->r, &how);
+    engine_free(fresh);
+    if (rng_chance(run->r, run->o->persist_pct))
+        persist_swap(run);
+}
+
 static void checkpoint(struct run *run, int full)
 {
     struct model m = {run->accepted, run->first_type, run->outcomes};
 
     flush(run);
+    if (run->o->retention_ms) {
+        m.retention_ms = run->o->retention_ms;
+        m.actor_first = run->ep_first;
+        m.actor_last = run->ep_last;
+    }
     g_ctx.phase = full ? "final check" : "checkpoint";
     check_engine(run->e, run->f, &m, run->r, full);
+    if (run->o->retention_ms)
+        check_retention(run);
 }
 
 static void maybe_noise(struct run *run)
@@ -439,7 +662,7 @@ static void maybe_noise(struct run *run)
 
     if (!rng_chance(run->r, run->o->noise_pct))
         return;
-    switch (rng_below(run->r, 4)) {
+    switch (rng_below(run->r, run->o->retention_ms ? 5 : 4)) {
     case 0:
         if (run->n_acc == 0)
             return;
@@ -452,8 +675,12 @@ static void maybe_noise(struct run *run)
         if (run->n_acc == 0 || !build_cycle(run, &m))
             return;
         break;
-    default:
+    case 3:
         build_invalid(run, &m);
+        break;
+    default:
+        if (!build_resend(run, &m))
+            return;
         break;
     }
     send(run, &m);
@@ -474,6 +701,16 @@ static void run_init(struct run *run, const struct forest *f, struct rng *r,
     run->batch_target = o->batch_max ? 1 + rng_below(r, o->batch_max) : 1;
     if (engine_new(&run->e) != 0)
         prop_fail("engine_new failed");
+    if (!o->retention_ms)
+        return;
+    if (engine_set_retention(run->e, o->retention_ms) != 0)
+        prop_fail("engine_set_retention(%lld) failed", (long long)o->retention_ms);
+    retain_init(&run->ret, o->retention_ms, f->n);
+    run->held = calloc(f->n_actors, sizeof(*run->held));
+    run->ep_first = calloc(f->n_actors, sizeof(*run->ep_first));
+    run->ep_last = calloc(f->n_actors, sizeof(*run->ep_last));
+    run->gone = calloc(2 * f->n + 1, sizeof(*run->gone));
+    run->out = calloc(f->n + 1, sizeof(*run->out));
 }
 
 static uint32_t delivery_order(const struct forest *f, struct rng *r, const struct delivery_opts *o,
@@ -485,7 +722,7 @@ static uint32_t delivery_order(const struct forest *f, struct rng *r, const stru
         memcpy(order, o->script, o->script_len * sizeof(*order));
         return o->script_len;
     }
-    make_order(f, r, o->order, order);
+    make_order(f, r, o, order);
     for (uint32_t i = 0; i < f->n; i++)
         if (!f->nodes[order[i]].withheld)
             order[len++] = order[i];
@@ -514,5 +751,11 @@ struct engine *deliver(const struct forest *f, struct rng *r, const struct deliv
     free(run.first_type);
     free(run.acc_list);
     free(run.batch);
+    retain_free(&run.ret);
+    free(run.held);
+    free(run.ep_first);
+    free(run.ep_last);
+    free(run.gone);
+    free(run.out);
     return run.e;
 }

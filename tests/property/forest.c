@@ -195,6 +195,21 @@ void forest_free(struct forest *f)
     memset(f, 0, sizeof(*f));
 }
 
+uint32_t forest_content_keys(const struct forest *f, const char **keys)
+{
+    uint32_t n = 0;
+
+    for (uint32_t k = 0; k < f->n; k++) {
+        const char *c = f->nodes[k].content;
+        uint32_t i = 0;
+        while (c && i < n && strcmp(keys[i], c) != 0)
+            i++;
+        if (c && i == n)
+            keys[n++] = c;
+    }
+    return n;
+}
+
 /* "<prefix><k>" padded with '-' to 254..256 bytes when the forest pads ids. */
 static uint32_t string_id(const struct forest *f, char prefix, uint32_t k, char *buf)
 {

@@ -260,6 +260,36 @@ static void actor_posts(struct oracle *o)
     for (uint32_t a = 0; a < f->n_actors; a++)
         if (o->first_type[a] != EVENT_ACTOR_UNSPECIFIED)
             o->actors[a].type = o->first_type[a];
+    for (uint32_t a = 0; o->actor_first && a < f->n_actors; a++) {
+        if (!o->actors[a].posts)
+            continue;
+        /* the model's span covers the held posts: a narrower one would be the model's bug */
+        if (o->actor_first[a] > o->actors[a].first_ts || o->actor_last[a] < o->actors[a].last_ts)
+            prop_fail("model: actor %u's span [%lld, %lld] misses a held post's time", a,
+                      (long long)o->actor_first[a], (long long)o->actor_last[a]);
+        o->actors[a].first_ts = o->actor_first[a];
+        o->actors[a].last_ts = o->actor_last[a];
+    }
+}
+
+/* Distinct keys among the accepted posts' own contents (what they carry from their root is some
+ * accepted root's own), by their bytes. */
+static void count_contents(struct oracle *o)
+{
+    const struct forest *f = o->f;
+    const char **seen = calloc(f->n + 1, sizeof(*seen));
+
+    for (uint32_t k = 0; k < f->n; k++) {
+        const char *c = f->nodes[k].content;
+        uint32_t i = 0;
+        if (!o->accepted[k] || !c)
+            continue;
+        while (i < o->contents && strcmp(seen[i], c) != 0)
+            i++;
+        if (i == o->contents)
+            seen[o->contents++] = c;
+    }
+    free(seen);
 }
 
 static int cmp_u64(const void *pa, const void *pb)
@@ -338,6 +368,9 @@ void oracle_compute(struct oracle *o, const struct forest *f, const struct model
     o->f = f;
     o->accepted = m->accepted;
     o->first_type = m->first_type;
+    o->retention_ms = m->retention_ms;
+    o->actor_first = m->actor_first;
+    o->actor_last = m->actor_last;
     o->present = calloc(n, 1);
     o->root = calloc(n, sizeof(*o->root));
     o->casc = calloc(n, sizeof(*o->casc));
@@ -356,6 +389,7 @@ void oracle_compute(struct oracle *o, const struct forest *f, const struct model
     actor_reshares(o);
     actor_reach(o);
     actor_cascades(o);
+    count_contents(o);
 }
 
 void oracle_free(struct oracle *o)

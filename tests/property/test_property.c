@@ -8,7 +8,6 @@
  * PROPERTY_ONLY=N (run iteration N alone), PROPERTY_TRACE=1 (print every event as NDJSON with
  * its expected outcome). A failure prints the seed and iteration and how to replay them. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -22,30 +21,6 @@
 
 #define DEFAULT_ITER 1200
 #define DEFAULT_SEED 20240601ULL
-
-struct ctx g_ctx;
-
-void prop_fail(const char *fmt, ...)
-{
-    char msg[4096];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fail_msg("%s\n  [seed %llu, iteration %u, order %s, %s, after %u events]\n"
-             "  replay: PROPERTY_SEED=%llu PROPERTY_ONLY=%u PROPERTY_TRACE=1 ./property_engine",
-             msg, (unsigned long long)g_ctx.seed, g_ctx.iter, g_ctx.order ? g_ctx.order : "-",
-             g_ctx.phase ? g_ctx.phase : "-", g_ctx.step, (unsigned long long)g_ctx.seed,
-             g_ctx.iter);
-    abort(); /* not reached: fail_msg long-jumps back into cmocka */
-}
-
-static uint64_t env_u64(const char *name, uint64_t def)
-{
-    const char *v = getenv(name);
-    return v && *v ? strtoull(v, NULL, 0) : def;
-}
 
 /* ---- scripted scenarios ---- */
 
@@ -274,18 +249,7 @@ static void test_large_forest(void **state)
 
 static void test_random_forests(void **state)
 {
-    uint64_t seed = env_u64("PROPERTY_SEED", DEFAULT_SEED);
-    uint64_t iters = env_u64("PROPERTY_ITER", DEFAULT_ITER);
-    int trace = getenv("PROPERTY_TRACE") != NULL;
-
-    printf("property: seed %llu, %llu forests\n", (unsigned long long)seed,
-           (unsigned long long)iters);
-    if (getenv("PROPERTY_ONLY")) {
-        run_iteration(seed, (uint32_t)env_u64("PROPERTY_ONLY", 0), trace);
-        return;
-    }
-    for (uint64_t i = 0; i < iters; i++)
-        run_iteration(seed, (uint32_t)i, trace);
+    run_forests(DEFAULT_SEED, DEFAULT_ITER, run_iteration);
 }
 
 int main(void)
