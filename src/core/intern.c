@@ -399,31 +399,47 @@ int intern_compact(struct intern *t)
     return rc;
 }
 
-int intern_rebuild_free(struct intern *t)
+int intern_rebuild_free(struct intern *t, uint32_t head)
 {
     uint8_t *live = calloc((size_t)t->count + 1, 1);
     if (!live)
         return -ENOMEM;
+    uint32_t nlive = 0;
     for (uint64_t i = 0; i <= t->mask; i++)
-        if (t->slots[i])
+        if (t->slots[i]) {
             live[(uint32_t)t->slots[i] - 1] = 1;
-    t->free_head = INTERN_NONE;
-    t->nfree = 0;
+            nlive++;
+        }
     for (uint32_t c = 0; c < t->nchunks; c++)
         t->chunk_live[c] = 0;
-    for (uint32_t id = t->count; id-- > 0;) {
+    for (uint32_t id = 0; id < t->count; id++) {
         if (live[id]) {
             uint32_t len;
             intern_str(t, id, &len);
             t->chunk_live[t->refs[id] >> CHUNK_SHIFT] += string_bytes(len);
-            continue;
         }
-        t->refs[id] = t->free_head;
-        t->free_head = id;
-        t->nfree++;
+    }
+    /* the chain as it was saved, so that ids are reused in the order the saved table would
+     * have reused them: it must link every deleted id once, and nothing else */
+    t->free_head = head;
+    t->nfree = 0;
+    int rc = 0;
+    for (uint32_t x = head; x != INTERN_NONE && rc == 0; x = t->refs[x]) {
+        if (x >= t->count || live[x]) {
+            rc = -EINVAL;
+        } else {
+            live[x] = 2; /* a cycle comes back to it */
+            t->nfree++;
+        }
+    }
+    if (rc == 0 && nlive + t->nfree != t->count)
+        rc = -EINVAL;
+    if (rc) {
+        t->free_head = INTERN_NONE;
+        t->nfree = 0;
     }
     free(live);
-    return 0;
+    return rc;
 }
 
 size_t intern_bytes(const struct intern *t)

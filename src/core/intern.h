@@ -83,9 +83,11 @@ void intern_del(struct intern *t, uint32_t id);
  * moved; the rest waits for the next call). */
 int intern_compact(struct intern *t);
 
-/* Rebuilds the free list from the slots (an id no slot holds is deleted) and the per-chunk live
- * bytes from the live ids' strings: for a table read back from a file. 0 or -ENOMEM. */
-int intern_rebuild_free(struct intern *t);
+/* For a table read back from a file: adopts the free list saved as its head and the links in
+ * refs[] (so that ids are reused in the order the saved table would have), after checking that
+ * it links exactly the ids no slot holds, each once; recounts the per-chunk live bytes from the
+ * live ids' strings. 0, -EINVAL (a broken chain: the list is left empty) or -ENOMEM. */
+int intern_rebuild_free(struct intern *t, uint32_t head);
 
 /* The string of id (not NUL-terminated), owned by the table; *len gets its length. */
 const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len);

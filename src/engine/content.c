@@ -66,6 +66,27 @@ void content_note(struct engine *e, uint32_t content, uint32_t post)
     e->live_contents += l->n++ == 0;
 }
 
+/* A pruned list gives memory back as it would have grown (a snapshot's load holds lists to
+ * that shape): to the inline id at most one post, else halved while half still holds them. */
+static void shrink(struct engine *e, struct content_list *l)
+{
+    uint32_t old = l->cap, cap = old;
+    if (l->n <= 1) {
+        uint32_t one = l->n ? l->u.ids[0] : 0;
+        free(l->u.ids);
+        l->u.one = one;
+        l->cap = 0;
+    } else {
+        while (cap / 2 >= l->n && cap / 2 >= FIRST_CAP)
+            cap /= 2;
+        uint32_t *ids = cap < old ? realloc(l->u.ids, (size_t)cap * sizeof(uint32_t)) : NULL;
+        if (ids)
+            l->u.ids = ids;
+        l->cap = cap; /* a failed shrink keeps the larger block, which holds cap ids as well */
+    }
+    e->clist_heap -= (size_t)(old - l->cap) * sizeof(uint32_t);
+}
+
 void content_prune(struct engine *e, uint32_t content)
 {
     struct content_list *l = clist_at(e, content);
@@ -79,6 +100,7 @@ void content_prune(struct engine *e, uint32_t content)
             if (!post_is_free(post_at(e, l->u.ids[i])))
                 l->u.ids[m++] = l->u.ids[i];
         l->n = m;
+        shrink(e, l);
     }
     if (had && !l->n) {
         e->live_contents--;

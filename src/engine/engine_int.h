@@ -119,6 +119,8 @@ struct retention {
      * longer name them), contents to filter, the actors of the cascade being evicted */
     uint32_t *posts, *contents, *actors;
     uint32_t nposts, cap_posts, ncontents, cap_contents, nactors, cap_actors;
+    uint32_t *victims; /* the cascades a sweep evicts, in id order */
+    uint32_t nvictims, cap_victims;
     struct u64map onpath; /* actor -> its posts on the walk's current path */
     struct idq gone_actors[2], gone_contents[2];
 };
@@ -241,9 +243,9 @@ uint32_t retention_take_cascade(struct engine *e);                /* a freed cas
 void retention_maybe_sweep(struct engine *e);                     /* after an accepted event */
 void retention_destroy(struct engine *e);
 void retention_gone_content(struct engine *e, uint32_t content); /* its list emptied */
-/* Deletes the names queued two copies ago (all == 0), or every name without a retained post
- * (all != 0: no analytics result exists, as after a load). */
-void retention_release(struct engine *e, int all);
+/* Deletes the names queued two copies ago that still have no retained post (a snapshot keeps
+ * the queues, so a loaded engine deletes them when the saved one would have). */
+void retention_release(struct engine *e);
 /* A freed post's record: no actor, no links, nothing below it. */
 static inline int post_is_free(const struct post *p)
 {

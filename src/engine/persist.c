@@ -158,8 +158,9 @@ static void sec_end(struct out *o, uint32_t tag)
 }
 
 /* Chunks given back (all their strings deleted) are written as an absent flag; the current
- * chunk (cur) only up to what it holds. A deleted id's offset is written as it is (a link of
- * the free list, which a load rebuilds from the slots). */
+ * chunk (cur) only up to what it holds. A deleted id's offset is written as it is: a link of
+ * the free list, whose head is saved too, so that a loaded table reuses ids in the same order
+ * as the saved one (a restart then gives the ids an uninterrupted run would have). */
 static void save_intern(struct out *o, const struct intern *t)
 {
     uint32_t used = t->nchunks ? t->chunk_used : ICHUNK;
@@ -169,6 +170,7 @@ static void save_intern(struct out *o, const struct intern *t)
     put32(o, t->nchunks);
     put32(o, used);
     put32(o, t->cur);
+    put32(o, t->free_head);
     put(o, t->slots, ((size_t)t->mask + 1) * sizeof(uint64_t));
     put(o, t->refs, (size_t)t->count * sizeof(uint32_t));
     for (uint32_t i = 0; i < t->nchunks; i++) {
@@ -236,6 +238,14 @@ static void save_sections(struct out *o, const struct engine *e, const void *use
     put64(o, (uint64_t)e->ret.cut);
     put64(o, e->ret.evicted_cascades);
     put64(o, e->ret.evicted_posts);
+    put32(o, e->ret.free_c); /* the free cascade ids, linked through their roots */
+    put32(o, e->ret.nfree_c);
+    const struct idq *gone[] = {&e->ret.gone_actors[0], &e->ret.gone_actors[1],
+                                &e->ret.gone_contents[0], &e->ret.gone_contents[1]};
+    for (int i = 0; i < 4; i++) { /* names waiting for analytics copies before they go */
+        put32(o, gone[i]->n);
+        put(o, gone[i]->ids, (size_t)gone[i]->n * sizeof(uint32_t));
+    }
     sec_end(o, SEC_ENGINE);
 
     const struct intern *interns[] = {&e->post_ids, &e->actor_ids, &e->contents, &e->labels};
@@ -581,7 +591,7 @@ static int check_slots(struct in *r, const uint64_t *slots, uint32_t mask, uint3
 
 static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, const uint32_t *refs,
                        uint32_t count, uint32_t refs_cap, const uint8_t *const *at,
-                       uint32_t nchunks, uint32_t cur, uint32_t used)
+                       uint32_t nchunks, uint32_t cur, uint32_t used, uint32_t head)
 {
     intern_destroy(t);
     t->slots = malloc(((size_t)mask + 1) * 8);
@@ -611,13 +621,13 @@ static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, c
     t->refs_cap = refs_cap;
     t->chunk_used = used;
     t->cur = cur;
-    return intern_rebuild_free(t);
+    return intern_rebuild_free(t, head);
 }
 
 static int load_intern(struct in *r, struct intern *t)
 {
     uint32_t count = get32(r), mask = get32(r), refs_cap = get32(r), nchunks = get32(r);
-    uint32_t used = get32(r), cur = get32(r);
+    uint32_t used = get32(r), cur = get32(r), head = get32(r);
     if (r->bad)
         return -EINVAL;
     if (!is_mask(mask, 1024) || count > MAX_IDS || (uint64_t)count * 4 > ((uint64_t)mask + 1) * 3)
@@ -645,7 +655,9 @@ static int load_intern(struct in *r, struct intern *t)
     }
     free(live);
     if (rc == 0)
-        rc = copy_intern(t, slots, mask, refs, count, refs_cap, at, nchunks, cur, used);
+        rc = copy_intern(t, slots, mask, refs, count, refs_cap, at, nchunks, cur, used, head);
+    if (rc == -EINVAL)
+        rc = bad(r, "the free list (from id %u) does not link exactly the deleted ids", head);
     free(at);
     return rc;
 }
@@ -822,6 +834,39 @@ static int load_posts(struct in *r, struct engine *e)
     return 0;
 }
 
+/* An actor's post count is what retention trusts to delete its name when it reaches 0: it
+ * must be the number of posts that name the actor. */
+static int check_actor_posts(struct in *r, struct engine *e)
+{
+    uint32_t *n = calloc((size_t)e->actors.len + 1, sizeof(uint32_t));
+    if (!n)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < e->posts.len; i++) {
+        const struct post *p = post_at(e, i);
+        if (!post_is_free(p) && p->actor != NONE)
+            n[p->actor]++;
+    }
+    int rc = 0;
+    for (uint32_t i = 0; i < e->actors.len && !rc; i++)
+        if (n[i] != actor_at(e, i)->posts)
+            rc = bad(r, "actor %u counts %u posts, %u name it", i, actor_at(e, i)->posts, n[i]);
+    free(n);
+    return rc;
+}
+
+/* Queued names must be live ids of their table (a deleted one would be deleted twice). */
+static int check_gone(struct in *r, const struct idq q[2], const struct intern *t, const char *what)
+{
+    uint8_t *freed = free_ids(t);
+    int rc = freed ? 0 : -ENOMEM;
+    for (int k = 0; k < 2 && !rc; k++)
+        for (uint32_t i = 0; i < q[k].n && !rc; i++)
+            if (q[k].ids[i] >= t->count || freed[q[k].ids[i]])
+                rc = bad(r, "the %s %u waiting to be deleted is not a live one", what, q[k].ids[i]);
+    free(freed);
+    return rc;
+}
+
 static int load_actors(struct in *r, struct engine *e)
 {
     int rc = load_segvec(r, &e->actors);
@@ -836,7 +881,26 @@ static int load_actors(struct in *r, struct engine *e)
         a->dirty = 0;
         e->live_actors += a->posts != 0;
     }
-    return 0;
+    rc = check_actor_posts(r, e);
+    return rc ? rc : check_gone(r, e->ret.gone_actors, &e->actor_ids, "actor");
+}
+
+/* Whether the saved chain of free cascade ids (through their roots) visits the nfree_c freed
+ * ids, each once: 1, 0, or -ENOMEM. */
+static int free_chain_ok(const struct engine *e)
+{
+    uint8_t *seen = calloc((size_t)e->cascades.len + 1, 1);
+    if (!seen)
+        return -ENOMEM;
+    uint32_t x = e->ret.free_c, k = 0;
+    for (; x != NONE && k < e->ret.nfree_c; k++) {
+        if (x >= e->cascades.len || seen[x] || cascade_at(e, x)->dead != CASCADE_FREE)
+            break;
+        seen[x] = 1;
+        x = cascade_at(e, x)->root;
+    }
+    free(seen);
+    return x == NONE && k == e->ret.nfree_c;
 }
 
 static int load_cascades(struct in *r, struct engine *e)
@@ -850,21 +914,24 @@ static int load_cascades(struct in *r, struct engine *e)
     if (!logs)
         return -ENOMEM;
     uint64_t live = 0;
+    uint32_t nfree = 0;
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         struct cascade *c = cascade_at(e, i);
         logs[i] = c->cap_log2;
         c->cap_log2 = 0;
         c->dirty = 0;
         live += !c->dead;
-        if (c->dead == CASCADE_FREE) { /* the free list is rebuilt, not trusted */
-            c->root = e->ret.free_c;
-            e->ret.free_c = i;
-            e->ret.nfree_c++;
-        }
+        nfree += c->dead == CASCADE_FREE;
     }
     if (live != e->live_cascades)
         rc = bad(r, "%llu live cascades, the engine counts %llu", (unsigned long long)live,
                  (unsigned long long)e->live_cascades);
+    int chain = rc == 0 && nfree == e->ret.nfree_c ? free_chain_ok(e) : 0;
+    if (chain < 0)
+        rc = chain;
+    else if (rc == 0 && !chain)
+        rc = bad(r, "the free cascade list (from %u, %u long) does not link exactly the %u freed",
+                 e->ret.free_c, e->ret.nfree_c, nfree);
     for (uint32_t i = 0; i < e->cascades.len && !rc; i++) {
         struct cascade *c = cascade_at(e, i);
         uint8_t lg = logs[i];
@@ -889,6 +956,19 @@ static int load_cascades(struct in *r, struct engine *e)
         c->cap_log2 = lg;
     }
     free(logs);
+    return rc;
+}
+
+/* A content whose list is empty has its name deleted by retention: no post may carry it. */
+static int check_content_named(struct in *r, struct engine *e)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < e->posts.len && !rc; i++) {
+        const struct post *p = post_at(e, i);
+        uint32_t c = p->content & CONTENT_MASK;
+        if (!post_is_free(p) && c != CONTENT_NONE && clist_at(e, c)->n == 0)
+            rc = bad(r, "post %u carries content %u, whose list is empty", i, c);
+    }
     return rc;
 }
 
@@ -943,7 +1023,8 @@ static int load_clists(struct in *r, struct engine *e)
         e->live_contents += n != 0;
     }
     free(caps);
-    return rc;
+    rc = rc ? rc : check_content_named(r, e);
+    return rc ? rc : check_gone(r, e->ret.gone_contents, &e->contents, "content");
 }
 
 static int load_growth(struct in *r, struct engine *e)
@@ -1211,6 +1292,26 @@ static int load_rest(struct in *f, struct engine *e)
     return rc;
 }
 
+/* The queues of names to delete after analytics copies, as saved: checked against the tables
+ * once they are loaded (check_gone). */
+static int load_gone(struct in *r, struct engine *e)
+{
+    struct idq *gone[] = {&e->ret.gone_actors[0], &e->ret.gone_actors[1], &e->ret.gone_contents[0],
+                          &e->ret.gone_contents[1]};
+    for (int i = 0; i < 4; i++) {
+        uint32_t n = get32(r);
+        if (r->bad || !fits(r, n, 4))
+            return -EINVAL;
+        if (n == 0)
+            continue;
+        if (!(gone[i]->ids = malloc((size_t)n * 4)))
+            return -ENOMEM;
+        memcpy(gone[i]->ids, take(r, (uint64_t)n * 4), (size_t)n * 4);
+        gone[i]->n = gone[i]->cap = n;
+    }
+    return 0;
+}
+
 static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_len)
 {
     struct in s;
@@ -1235,7 +1336,9 @@ static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_
     e->ret.cut = (int64_t)get64(&s);
     e->ret.evicted_cascades = get64(&s);
     e->ret.evicted_posts = get64(&s);
-    if ((rc = close_section(f, &s)))
+    e->ret.free_c = get32(&s); /* checked against the records in load_cascades */
+    e->ret.nfree_c = get32(&s);
+    if ((rc = load_gone(&s, e)) || (rc = close_section(f, &s)))
         return rc;
 
     struct intern *interns[] = {&e->post_ids, &e->actor_ids, &e->contents, &e->labels};
@@ -1320,8 +1423,6 @@ int engine_load_mem(const void *buf, size_t len, struct engine **out, void *user
         rc = load_body(&f, e, user, user_len);
     if (rc == 0)
         rc = load_rest(&f, e);
-    if (rc == 0) /* no analytics result names anything yet: names without posts can go now */
-        retention_release(e, 1);
     if (threaded)
         pthread_join(th, NULL);
     if (c.bad_tag) { /* the truest reason, whatever else the load found */

@@ -103,6 +103,7 @@ void retention_destroy(struct engine *e)
     free(r->posts);
     free(r->contents);
     free(r->actors);
+    free(r->victims);
     for (int i = 0; i < 2; i++) {
         free(r->gone_actors[i].ids);
         free(r->gone_contents[i].ids);
@@ -193,44 +194,9 @@ static void release_queue(struct engine *e, struct idq q[2], int contents)
     q[0].n = 0;
 }
 
-/* Every id of t that is live (not on its free list), empty and named by no post (a file's counts
- * are not trusted to say so). */
-static void release_all(struct engine *e, struct intern *t, int contents)
-{
-    uint8_t *keep = calloc((size_t)t->count + 1, 1);
-    if (!keep)
-        return;
-    for (uint32_t x = t->free_head, k = 0; x != INTERN_NONE && k < t->count; k++) {
-        keep[x] = 1; /* free already */
-        x = t->refs[x];
-    }
-    for (uint32_t i = 0; i < e->posts.len; i++) {
-        const struct post *p = post_at(e, i);
-        uint32_t id = contents ? p->content & CONTENT_MASK : p->actor;
-        if (!post_is_free(p) && id < t->count)
-            keep[id] = 1;
-    }
-    for (uint32_t id = 0; id < t->count; id++) {
-        if (keep[id])
-            continue;
-        if (contents && clist_at(e, id)->n == 0)
-            delete_content(e, id);
-        else if (!contents && actor_at(e, id)->posts == 0)
-            delete_actor(e, id);
-    }
-    free(keep);
-}
-
-void retention_release(struct engine *e, int all)
+void retention_release(struct engine *e)
 {
     struct retention *r = &e->ret;
-    if (all) {
-        release_all(e, &e->actor_ids, 0);
-        release_all(e, &e->contents, 1);
-        for (int i = 0; i < 2; i++)
-            r->gone_actors[i].n = r->gone_contents[i].n = 0;
-        return;
-    }
     release_queue(e, r->gone_actors, 0);
     release_queue(e, r->gone_contents, 1);
     intern_compact(&e->actor_ids);
@@ -405,18 +371,12 @@ static void free_cascade(struct engine *e, uint32_t cid)
 
 /* ---------------------------------------------------------------- sweeps */
 
-static int cmp_u32(const void *pa, const void *pb)
-{
-    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
-    return (a > b) - (a < b);
-}
-
 /* The sweep's end: content lists lose the evicted posts, then their ids are freed. */
 static void finish_sweep(struct engine *e)
 {
     struct retention *r = &e->ret;
     if (r->ncontents) /* qsort's base may not be NULL, even for no elements */
-        qsort(r->contents, r->ncontents, sizeof(uint32_t), cmp_u32);
+        qsort(r->contents, r->ncontents, sizeof(uint32_t), cmp_id);
     for (uint32_t i = 0; i < r->ncontents; i++)
         if (i == 0 || r->contents[i] != r->contents[i - 1])
             content_prune(e, r->contents[i]);
@@ -433,24 +393,49 @@ static void finish_sweep(struct engine *e)
     intern_compact(&e->post_ids);
 }
 
+/* The cascades with last_ts below cut, off the heap (those active since they were filed are
+ * filed again), sorted: the heap's order depends on when each was filed, which a loaded engine
+ * (its heap rebuilt from last_ts) does not know, and ids must be freed in an order it can
+ * reproduce. A victim the list cannot hold stays on the heap for the next sweep. */
+static void take_victims(struct engine *e, int64_t cut)
+{
+    struct retention *r = &e->ret;
+    r->nvictims = 0;
+    while (r->nrq && r->rq[0].ts < cut) {
+        uint32_t cid = r->rq[0].cid;
+        struct cascade *c = cascade_at(e, cid);
+        if (c->last_ts >= cut) {
+            r->rq[0].ts = c->last_ts;
+            sift_down(r->rq, r->nrq, 0);
+            continue;
+        }
+        if (ensure(&r->victims, &r->cap_victims, (uint64_t)r->nvictims + 1))
+            break;
+        r->victims[r->nvictims++] = cid;
+        r->rq[0] = r->rq[--r->nrq];
+        if (r->nrq)
+            sift_down(r->rq, r->nrq, 0);
+    }
+    if (r->nvictims)
+        qsort(r->victims, r->nvictims, sizeof(uint32_t), cmp_id);
+}
+
 static void sweep(struct engine *e, int64_t cut)
 {
     struct retention *r = &e->ret;
     r->cut = cut;
     growth_set_floor(&e->growth, cut);
-    while (r->nrq && r->rq[0].ts < cut) {
-        uint32_t cid = r->rq[0].cid;
+    take_victims(e, cut);
+    for (uint32_t i = 0; i < r->nvictims; i++) {
+        uint32_t cid = r->victims[i];
+        if (i && cid == r->victims[i - 1])
+            continue; /* filed twice: freed once */
         struct cascade *c = cascade_at(e, cid);
-        if (c->last_ts >= cut) { /* active since it was filed: file it again */
-            r->rq[0].ts = c->last_ts;
-            sift_down(r->rq, r->nrq, 0);
-            continue;
+        if (!c->dead && evict(e, cid)) { /* out of memory: the next sweep tries again */
+            for (; i < r->nvictims; i++) /* their entries' room is still there */
+                retention_filed(e, r->victims[i], cascade_at(e, r->victims[i])->last_ts);
+            break;
         }
-        if (!c->dead && evict(e, cid))
-            break; /* out of memory: the next sweep tries again */
-        r->rq[0] = r->rq[--r->nrq];
-        if (r->nrq)
-            sift_down(r->rq, r->nrq, 0);
         free_cascade(e, cid);
     }
     finish_sweep(e);

@@ -56,7 +56,7 @@ int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
     memset(s, 0, sizeof(*s));
     /* the result built on the previous copy is the only one left that may name the ids
      * emptied before it: their names can go (retention.c) */
-    retention_release(e, 0);
+    retention_release(e);
     uint32_t n = e->posts.len;
     s->nactors = e->actors.len;
     s->accepted = e->outcomes[EVENT_OK];

@@ -177,10 +177,21 @@ static void test_intern_delete(void **state)
     uint8_t *was_free = calloc(t.count, 1);
     for (uint32_t x = head; x != INTERN_NONE; x = t.refs[x])
         was_free[x] = 1;
-    assert_int_equal(intern_rebuild_free(&t), 0);
+    assert_int_equal(intern_rebuild_free(&t, head), 0);
     assert_int_equal(t.nfree, nfree);
+    assert_int_equal(t.free_head, head);
     for (uint32_t x = t.free_head; x != INTERN_NONE; x = t.refs[x])
         assert_true(was_free[x]);
+    if (nfree > 1) { /* a chain that skips a deleted id, or loops, is refused */
+        uint32_t second = t.refs[head];
+        assert_int_equal(intern_rebuild_free(&t, second), -EINVAL);
+        assert_int_equal(t.nfree, 0);
+        t.refs[head] = head;
+        assert_int_equal(intern_rebuild_free(&t, head), -EINVAL);
+        t.refs[head] = second;
+        assert_int_equal(intern_rebuild_free(&t, head), 0);
+        assert_int_equal(t.nfree, nfree);
+    }
     free(was_free);
     free(names);
     free(id_of);

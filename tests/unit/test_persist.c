@@ -352,7 +352,9 @@ static void assert_same(struct engine *a, struct engine *b)
         size_t i = 0;
         while (x[i] == y[i])
             i++;
-        size_t from = i > 200 ? i - 200 : 0;
+        size_t from = i;
+        while (from > 0 && x[from - 1] != '\n' && i - from < 200)
+            from--; /* from the start of the line that differs */
         fail_msg("differ at %zu:\n--- original\n%.400s\n--- loaded\n%.400s", i, x + from, y + from);
     }
     free(x);
@@ -723,19 +725,29 @@ static void test_retention_loaded_without(void **state)
     reset_describe();
 }
 
-static void send_post(struct engine *e, uint32_t k, const char *content, int64_t ts)
+/* Post p<k> by a1, a root, or a reply to p<parent> when parent != NONE. */
+static void send_reply(struct engine *e, uint32_t k, uint32_t parent, const char *content,
+                       int64_t ts)
 {
-    char post[16];
+    char post[16], to[16];
     snprintf(post, sizeof(post), "p%u", k);
+    snprintf(to, sizeof(to), "p%u", parent);
     struct event_raw raw;
     memset(&raw, 0, sizeof(raw));
     str_field(&raw.post, post);
     str_field(&raw.actor, "a1");
+    if (parent != NONE)
+        str_field(&raw.parent, to);
     if (content)
         str_field(&raw.content, content);
     raw.ts.type = EVF_UINT;
     raw.ts.u = (uint64_t)ts;
     assert_int_equal(engine_apply_raw(e, &raw), EVENT_OK);
+}
+
+static void send_post(struct engine *e, uint32_t k, const char *content, int64_t ts)
+{
+    send_reply(e, k, NONE, content, ts);
 }
 
 /* A content list that eviction shrank keeps its array: twenty roots carry one key (a list of
@@ -769,7 +781,14 @@ static void test_retention_pruned_content_list(void **state)
 /* ---- doctored files of an engine under retention: live state naming a freed post */
 
 /* Section tags, in persist.c's order (test_truncated pins the count). */
-enum { TAG_POST_IDS = 3, TAG_POSTS = 7, TAG_CLISTS = 10, TAG_GROWTH = 13 };
+enum {
+    TAG_ENGINE = 2,
+    TAG_POST_IDS = 3,
+    TAG_POSTS = 7,
+    TAG_ACTORS = 8,
+    TAG_CLISTS = 10,
+    TAG_GROWTH = 13
+};
 #define RUN_BIT 0x80000000u /* growth.c: a bucket entry counting a run of ids */
 
 static uint8_t *section(uint8_t *buf, size_t len, uint32_t tag, uint64_t *plen)
@@ -822,17 +841,25 @@ static void snap_reset(struct snap *s)
     memcpy(s->copy, s->orig, s->len);
 }
 
-/* Refused by engine_load, for a reason that names none of the sections in avoid (NULL: any). */
-static void refused_not(struct snap *s, const char *what, const char *const *avoid)
+/* The copy refused by engine_load (-EINVAL, nothing returned); err gets the reason. */
+static void load_refused(struct snap *s, const char *what, char err[256])
 {
     struct engine *e = NULL;
-    char err[256] = "", user[ENGINE_PERSIST_USER_MAX];
+    char user[ENGINE_PERSIST_USER_MAX];
     uint32_t ulen;
-    int rc = engine_load_mem(s->copy, s->len, &e, user, &ulen, err, sizeof(err));
+    err[0] = 0;
+    int rc = engine_load_mem(s->copy, s->len, &e, user, &ulen, err, 256);
     if (rc == 0)
         fail_msg("%s: loaded", what);
     assert_int_equal(rc, -EINVAL);
     assert_null(e);
+}
+
+/* Refused by engine_load, for a reason that names none of the sections in avoid (NULL: any). */
+static void refused_not(struct snap *s, const char *what, const char *const *avoid)
+{
+    char err[256];
+    load_refused(s, what, err);
     if (strstr(err, "CRC")) /* the doctoring must reach the state checks */
         fail_msg("%s: refused for its CRC: %s", what, err);
     for (; avoid && *avoid; avoid++)
@@ -952,6 +979,15 @@ static void doctor_reached(struct snap *s)
         uint8_t *ids = section(s->copy, s->len, TAG_POST_IDS, &li);
         if (how != 2) { /* the record as a sweep leaves a freed one, but for its parent link */
             struct post p = get_post(posts, x);
+            if (how == 0) { /* its actor counts one post fewer, as after a real eviction */
+                uint64_t la;
+                uint8_t *actors = section(s->copy, s->len, TAG_ACTORS, &la);
+                struct actor a;
+                memcpy(&a, actors + 8 + (size_t)p.actor * sizeof(a), sizeof(a));
+                a.posts--;
+                memcpy(actors + 8 + (size_t)p.actor * sizeof(a), &a, sizeof(a));
+                fix_crc(actors, la);
+            }
             p.sub = 0;
             p.actor = p.child = p.sibling = NONE;
             p.content = CONTENT_NONE;
@@ -959,19 +995,23 @@ static void doctor_reached(struct snap *s)
             put_post(posts, x, &p);
             fix_crc(posts, lp);
         }
-        if (how != 1) { /* no slot of the post-id table holds it: the id reads as deleted */
-            uint32_t mask;
+        if (how != 1) { /* no slot of the post-id table holds it, and the free list (its head
+                         * after the 6 header words) starts at it: the id reads as deleted */
+            uint32_t mask, head;
             memcpy(&mask, ids + 4, 4);
+            memcpy(&head, ids + 24, 4);
             int found = 0;
             for (uint64_t i = 0; i <= mask; i++) {
                 uint64_t slot;
-                memcpy(&slot, ids + 24 + 8 * i, 8);
+                memcpy(&slot, ids + 28 + 8 * i, 8);
                 if (slot && (uint32_t)slot == x + 1) {
-                    memset(ids + 24 + 8 * i, 0, 8);
+                    memset(ids + 28 + 8 * i, 0, 8);
                     found = 1;
                 }
             }
             assert_true(found);
+            memcpy(ids + 28 + 8 * ((uint64_t)mask + 1) + 4 * (uint64_t)x, &head, 4);
+            memcpy(ids + 24, &x, 4);
             fix_crc(ids, li);
         }
         static const char *const others[] = {"growth", "content", NULL};
@@ -983,6 +1023,65 @@ static void doctor_reached(struct snap *s)
     }
 }
 
+/* Refused, for a reason that says want. */
+static void refused_for(struct snap *s, const char *what, const char *want)
+{
+    char err[256];
+    load_refused(s, what, err);
+    if (!strstr(err, want))
+        fail_msg("%s: refused for another reason: %s", what, err);
+    print_message("%s: refused: %s\n", what, err);
+}
+
+/* The lists a load adopts rather than rebuilds: the free lists (their order is the order ids
+ * are reused in), the names waiting to be deleted, and the actor counts that decide when. */
+static void doctor_lists(struct snap *s, const struct engine *e)
+{
+    uint64_t l;
+    /* the post-id free list's head (after 6 header words) made a live id */
+    snap_reset(s);
+    uint8_t *ids = section(s->copy, s->len, TAG_POST_IDS, &l);
+    uint32_t live = NONE;
+    for (uint32_t i = 0; i < e->post_ids.count && live == NONE; i++)
+        if (!post_is_free(post_at(e, i)))
+            live = i;
+    memcpy(ids + 24, &live, 4);
+    fix_crc(ids, l);
+    refused_for(s, "a live post id at the free list's head", "free list");
+    /* ... made the second free id: the first is left out */
+    snap_reset(s);
+    ids = section(s->copy, s->len, TAG_POST_IDS, &l);
+    uint32_t second = e->post_ids.refs[e->post_ids.free_head];
+    memcpy(ids + 24, &second, 4);
+    fix_crc(ids, l);
+    refused_for(s, "a free post id left off its list", "free list");
+    /* the engine section: 2 words, the outcomes, 5 counters, then the free cascade list's head
+     * and length, then the four queues of names to delete (length, ids) */
+    size_t at = 8 + sizeof(e->outcomes) + 40;
+    snap_reset(s);
+    uint8_t *eng = section(s->copy, s->len, TAG_ENGINE, &l);
+    uint32_t n = e->ret.nfree_c + 1;
+    memcpy(eng + at + 4, &n, 4);
+    fix_crc(eng, l);
+    refused_for(s, "a free cascade list one longer than it is", "free cascade list");
+    assert_true(e->ret.gone_actors[0].n > 0); /* emptied actors, no analytics copy yet */
+    snap_reset(s);
+    eng = section(s->copy, s->len, TAG_ENGINE, &l);
+    n = e->actor_ids.count;
+    memcpy(eng + at + 12, &n, 4); /* the first id of gone_actors[0] */
+    fix_crc(eng, l);
+    refused_for(s, "a name to delete that does not exist", "waiting to be deleted");
+    /* an actor counting a post more than name it */
+    snap_reset(s);
+    uint8_t *actors = section(s->copy, s->len, TAG_ACTORS, &l);
+    struct actor a;
+    memcpy(&a, actors + 8, sizeof(a));
+    a.posts++;
+    memcpy(actors + 8, &a, sizeof(a));
+    fix_crc(actors, l);
+    refused_for(s, "an actor counting one post too many", "name it");
+}
+
 static void test_retention_doctored(void **state)
 {
     (void)state;
@@ -990,10 +1089,17 @@ static void test_retention_doctored(void **state)
     struct engine *e = retention_engine(4000, 5000, NPOSTS);
     struct engine_stats st;
     engine_get_stats(e, &st);
-    /* held content lists of both kinds: one post (inline), five (an array) */
-    send_post(e, 100000, "https://c/100", st.newest_ts);
+    /* a leaf reply older than the cut in a cascade that a later reply keeps (children are
+     * listed newest first, so the leaf has no sibling after it), for doctor_reached */
+    int64_t t = st.newest_ts + 10;
+    send_post(e, 100010, NULL, t);
+    send_reply(e, 100011, 100010, NULL, t);
+    send_reply(e, 100012, 100010, NULL, t + 4000);
+    /* held content lists of both kinds: one post (inline), five (an array); the first sweeps
+     * (the cut passes t) */
+    send_post(e, 100000, "https://c/100", t + 6000);
     for (uint32_t k = 0; k < 5; k++)
-        send_post(e, 100001 + k, "https://c/101", st.newest_ts);
+        send_post(e, 100001 + k, "https://c/101", t + 6000);
     struct snap s;
     uint8_t *buf = save_mem(e, &s.len);
     s.orig = buf;
@@ -1013,6 +1119,7 @@ static void test_retention_doctored(void **state)
     assert_int_equal(doctor_clists(&s), 2);
     doctor_growth(&s);
     doctor_reached(&s);
+    doctor_lists(&s, e);
     free(s.copy);
     free(buf);
     engine_free(e);
