@@ -424,13 +424,13 @@ int intern_rebuild_free(struct intern *t, uint32_t head)
     t->free_head = head;
     t->nfree = 0;
     int rc = 0;
-    for (uint32_t x = head; x != INTERN_NONE && rc == 0; x = t->refs[x]) {
+    for (uint32_t x = head; x != INTERN_NONE; x = t->refs[x]) {
         if (x >= t->count || live[x]) {
-            rc = -EINVAL;
-        } else {
-            live[x] = 2; /* a cycle comes back to it */
-            t->nfree++;
+            rc = -EINVAL; /* stop before refs[x] is read: x may be past the table */
+            break;
         }
+        live[x] = 2; /* a cycle comes back to it */
+        t->nfree++;
     }
     if (rc == 0 && nlive + t->nfree != t->count)
         rc = -EINVAL;

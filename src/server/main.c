@@ -89,6 +89,8 @@ static const char usage[] =
     "  --max-array N           elements of one array (default 100000, 1..10000000)\n"
     "  --max-map-keys N        keys of one map (default 64, 8..65536)\n"
     "  --max-depth N           nesting of arrays and maps (default 8, 2..32)\n"
+    "The last four also bound each msgpack-RPC request on the query port (never below what\n"
+    "a request needs: 4 elements, 3 levels, a token's length).\n"
     "Query limits (a request past one gets an error saying which, counted the same way):\n"
     "  --max-rpc-request-bytes N  one msgpack-RPC request (default 1048576, 4096..64 MiB)\n"
     "  --max-http-head-bytes N    request line and headers (default 16384, 1024..1 MiB): 431\n"

@@ -188,6 +188,11 @@ static void test_intern_delete(void **state)
         assert_int_equal(t.nfree, 0);
         t.refs[head] = head;
         assert_int_equal(intern_rebuild_free(&t, head), -EINVAL);
+        /* ids past the table, at the head or as a link, are refused before being followed */
+        assert_int_equal(intern_rebuild_free(&t, t.count + 7), -EINVAL);
+        assert_int_equal(intern_rebuild_free(&t, 0xFFFF00FFu), -EINVAL);
+        t.refs[head] = 0xFFFF00FFu;
+        assert_int_equal(intern_rebuild_free(&t, head), -EINVAL);
         t.refs[head] = second;
         assert_int_equal(intern_rebuild_free(&t, head), 0);
         assert_int_equal(t.nfree, nfree);
