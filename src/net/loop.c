@@ -37,6 +37,8 @@
 #define PENDING_MAX        (1u * 1024 * 1024) /* undecoded bytes per connection before pausing it */
 #define QUERY_MAX_INFLIGHT 64
 #define STOP_GRACE_MS      10000
+#define LINGER_MS          2000               /* a closing connection's wait for its peer's EOF */
+#define LINGER_MAX         (4u * 1024 * 1024) /* bytes read and dropped while waiting */
 #define ERR_KEEP           8
 #define DRAIN_QUANTUM      1024 /* events a connection may add before the others get a turn */
 #define HTTP_IN_SOFT       (32u * 1024)  /* buffered HTTP input past which reading stops */
@@ -45,14 +47,24 @@
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
 
+/* Closing a socket that has unread input makes the kernel send a reset, which may destroy the
+ * last answer (a fatal message, an HTTP error) before the peer reads it. So a connection the
+ * server ends while the peer may still be writing first sends FIN (SHUT_WR) and reads and drops
+ * what comes until EOF, LINGER_MAX bytes or LINGER_MS, as web servers do. */
+enum { LINGER_NONE, LINGER_ON, LINGER_DONE };
+
 struct conn {
     int fd;
     uint32_t gen;
     uint8_t kind, in_use;
     uint8_t recv_armed, send_busy, eof, touched, ack_due, cancel_sent, shut, fatal_sent;
-    uint8_t qbacklog; /* query: complete requests may still wait in qin (stopped at the limit) */
-    uint8_t authed;   /* the client proved it knows --auth-token-file's token */
-    char *abuf;       /* ingest, before authentication: the first bytes, until {"auth": ...} */
+    uint8_t qbacklog;  /* query: complete requests may still wait in qin (stopped at the limit) */
+    uint8_t authed;    /* the client proved it knows --auth-token-file's token */
+    uint8_t peer_done; /* the peer closed or reset: recv will give nothing more */
+    uint8_t linger;    /* LINGER_*: how far a close we chose has got */
+    uint64_t linger_end;
+    size_t linger_bytes;
+    char *abuf; /* ingest, before authentication: the first bytes, until {"auth": ...} */
     size_t abuf_len;
     uint32_t ops;      /* operations in the ring */
     uint32_t inflight; /* batches at the writer holding this connection's events or requests */
@@ -83,6 +95,7 @@ struct netloop {
     char *bufs;
     struct conn *conns;
     uint32_t max_conns, nconns;
+    uint32_t nlinger; /* connections in LINGER_ON */
     uint32_t *touched;
     uint32_t ntouched, rr;
     struct ingest_limits limits;
@@ -347,6 +360,36 @@ static void touch(struct netloop *n, struct conn *c)
     if (!c->touched) {
         c->touched = 1;
         n->touched[n->ntouched++] = conn_idx(n, c);
+    }
+}
+
+static void linger_start(struct netloop *n, struct conn *c)
+{
+    shutdown(c->fd, SHUT_WR); /* FIN after the last answer */
+    c->linger = LINGER_ON;
+    c->linger_end = now_ms() + LINGER_MS;
+    n->nlinger++;
+    if (!c->recv_armed)
+        arm_recv(n, c);
+}
+
+/* Ends the wait every way it can end: EOF, a reset, too many bytes, time, a server stop. */
+static void linger_stop(struct netloop *n, struct conn *c)
+{
+    if (c->linger != LINGER_ON)
+        return;
+    c->linger = LINGER_DONE;
+    n->nlinger--;
+    touch(n, c);
+}
+
+static void linger_expire(struct netloop *n)
+{
+    uint64_t now = now_ms();
+    for (uint32_t i = 0; i < n->max_conns && n->nlinger; i++) {
+        struct conn *c = &n->conns[i];
+        if (c->in_use && c->linger == LINGER_ON && now >= c->linger_end)
+            linger_stop(n, c);
     }
 }
 
@@ -1130,6 +1173,8 @@ static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data
 static void feed(struct netloop *n, struct conn *c, const char *data, size_t len)
 {
     n->stats.bytes_in[c->kind] += len;
+    if (c->linger == LINGER_ON && (c->linger_bytes += len) > LINGER_MAX)
+        linger_stop(n, c);
     if (c->fatal || c->eof)
         return;
     if (c->kind == NET_HTTP) {
@@ -1192,13 +1237,15 @@ static void on_recv(struct netloop *n, struct conn *c, const struct io_uring_cqe
             feed(n, c, c->rbuf, (size_t)res);
         }
     } else if (res == 0) {
-        c->eof = 1;
+        c->eof = c->peer_done = 1;
     } else if (res == -EINVAL && n->recv_multishot) {
         n->recv_multishot = 0;
         log_msg(LOG_WARN, "no_multishot_recv", "fallback=\"single-shot recv\"");
     } else if (res != -ENOBUFS && res != -ECANCELED) {
-        c->eof = 1; /* reset by peer and the like */
+        c->eof = c->peer_done = 1; /* reset by peer and the like */
     }
+    if (c->peer_done)
+        linger_stop(n, c);
     touch(n, c);
 }
 
@@ -1207,7 +1254,8 @@ static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe
     c->ops--;
     c->send_busy = 0;
     if (cqe->res < 0) {
-        c->eof = c->hclose = 1; /* the peer is gone: nothing more can reach it */
+        c->eof = c->hclose = c->peer_done = 1; /* the peer is gone: nothing more can reach it */
+        linger_stop(n, c);
         c->pend_len = 0;
         c->ack_due = 0;
     } else if ((c->out_off += (size_t)cqe->res) < c->out_len) {
@@ -1268,6 +1316,7 @@ static void begin_stop(struct netloop *n)
         if (c->recv_armed)
             shutdown(c->fd, SHUT_RD); /* what was received is drained; nothing more is read */
         c->eof = 1;
+        linger_stop(n, c);
         touch(n, c);
     }
 }
@@ -1314,6 +1363,8 @@ static void on_cqe(struct netloop *n, const struct io_uring_cqe *cqe)
 
 static int may_read(const struct netloop *n, const struct conn *c)
 {
+    if (c->linger == LINGER_ON)
+        return 1;
     if (c->eof || c->fatal || n->stopping)
         return 0;
     if (c->kind == NET_HTTP)
@@ -1346,8 +1397,12 @@ static void maybe_close(struct netloop *n, struct conn *c)
     if (c->kind == NET_QUERY && c->qbacklog)
         done_reading = 0;
     int quiet = c->inflight == 0 && !c->send_busy && c->pend_len == 0 && !c->ack_due;
-    if (!done_reading || !quiet)
+    if (!done_reading || !quiet || c->linger == LINGER_ON)
         return;
+    if (c->linger == LINGER_NONE && (c->fatal || c->hclose) && !c->peer_done && !n->stopping) {
+        linger_start(n, c);
+        return;
+    }
     if (c->ops == 0) {
         conn_free(n, c);
     } else if (!c->shut) {
@@ -1367,7 +1422,8 @@ static void service(struct netloop *n, struct conn *c)
     service_output(n, c);
     if (!c->recv_armed && may_read(n, c))
         arm_recv(n, c);
-    else if (c->recv_armed && c->kind == NET_INGEST && ingest_decoder_pending(c->dec) > PENDING_MAX)
+    else if (c->recv_armed && c->kind == NET_INGEST && c->linger != LINGER_ON &&
+             ingest_decoder_pending(c->dec) > PENDING_MAX)
         cancel_recv(n, c);
     else if (c->recv_armed && c->kind == NET_HTTP && !may_read(n, c))
         cancel_recv(n, c);
@@ -1396,8 +1452,8 @@ int netloop_run(struct netloop *n)
     for (;;) {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
-        int rc =
-            io_uring_submit_and_wait_timeout(&n->ring, &cqe, 1, n->stopping ? &ts : NULL, NULL);
+        int timed = n->stopping || n->nlinger;
+        int rc = io_uring_submit_and_wait_timeout(&n->ring, &cqe, 1, timed ? &ts : NULL, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
             log_msg(LOG_ERROR, "io_uring_wait_failed", "error=\"%s\"", strerror(-rc));
             return rc;
@@ -1409,6 +1465,8 @@ int netloop_run(struct netloop *n)
             seen++;
         }
         io_uring_cq_advance(&n->ring, seen);
+        if (n->nlinger)
+            linger_expire(n);
         service_touched(n);
         if (n->stopping && n->nconns == 0 && n->inflight == 0 && n->cur->n == 0)
             break;

@@ -2,7 +2,8 @@
 past its --max-* flag on the ingest port; a connection past --max-connections; an RPC request
 over 1 MiB; HTTP heads and targets over their bounds; bytes that are not the port's protocol)
 gets a clear error naming the limit, is counted in /metrics, and leaves the server and what was
-acked before it unharmed. RPC requests are held to the same limits, their headers' claims
+acked before it unharmed; a client still sending when refused reads the error, then a clean
+EOF (no reset). RPC requests are held to the same limits, their headers' claims
 checked before anything is allocated for them. Also: bad limit values are refused at start-up.
 argv: the directory of cascaded, the tools dir."""
 import http.client
@@ -171,6 +172,61 @@ def check_rpc_and_http(srv):
           and m.get('cascaded_limit_violations_total{limit="http_head_bytes"}') == 1, json.dumps(m))
 
 
+def send_more_then_read(port, first, more):
+    """Sends first, then `more` without reading (a producer that has not noticed the refusal),
+    then reads to the end: (what was read, the error that ended it or None)."""
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    data, err = b'', None
+    try:
+        s.sendall(first)
+        s.sendall(more)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        err = e
+    s.close()
+    return data, err
+
+
+def check_lingering_close(srv):
+    """A connection the server ends while the peer is still sending: the answer arrives, then a
+    clean EOF. Closing on unread input would reset the connection instead (the kernel answers
+    a close with unread bytes with RST), and a reset can destroy the answer before it is read."""
+    more = b'\x00' * (1 << 20)
+    data, err = send_more_then_read(srv.ingest, msgpack.packb(dict(ev(950), content='q' * 600)), more)
+    u = msgpack.Unpacker(raw=False)
+    u.feed(data)
+    fatal = next((m['fatal'] for m in u if isinstance(m, dict) and 'fatal' in m), None)
+    check('ingest refused mid-stream, 1 MiB more sent: the fatal message, then EOF, no reset',
+          err is None and fatal is not None and '512' in fatal, f'{fatal!r} {err!r}')
+    data, err = send_more_then_read(srv.query, b'\xc1', more)
+    u = msgpack.Unpacker(raw=False)
+    u.feed(data)
+    got = next(u, None)
+    check('RPC refused mid-stream, 1 MiB more sent: an error, then EOF, no reset',
+          err is None and isinstance(got, list) and got[2] and got[2].get('code') in (400, 413), f'{got!r} {err!r}')
+    head = b'GET /v1/stats HTTP/1.1\r\nHost: x\r\nX-Big: ' + b'b' * 4200 + b'\r\n\r\n'
+    # a peer that reads the answer and EOF but never closes is not waited for for long
+    base = open_connections(srv)
+    s = socket.create_connection(('127.0.0.1', srv.ingest), timeout=10)
+    s.sendall(b'\xc1')
+    while s.recv(65536):
+        pass
+    deadline = time.time() + 10
+    while time.time() < deadline and open_connections(srv) > base:
+        time.sleep(0.1)
+    left = open_connections(srv)
+    s.close()
+    check('a refused peer that never closes: the server closes it within 10 s', left <= base, f'{left} > {base}')
+    # (past 1 MiB of unanswered input an HTTP peer is dropped unanswered, by design)
+    data, err = send_more_then_read(srv.http, head, more[:256 * 1024])
+    check('HTTP refused (431), 256 KiB more sent: the answer, then EOF, no reset',
+          err is None and data.startswith(b'HTTP/1.1 431'), f'{data[:60]!r} {err!r}')
+
+
 def vm_size(pid):
     with open(f'/proc/{pid}/status') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmSize:'))
@@ -281,6 +337,7 @@ def run(srv, tools):
     check_ingest(srv)
     check_connections(srv)
     check_rpc_and_http(srv)
+    check_lingering_close(srv)
     check_rpc_claims(srv)
     check_rpc_floors_and_bytes(sys.argv[1], os.path.dirname(srv.data))
     check_startup(sys.argv[1], os.path.dirname(srv.data))
