@@ -31,6 +31,7 @@ struct config {
     uint32_t rpc_max;            /* bytes of one RPC request */
     unsigned analytics_interval; /* seconds; 0: only on request */
     unsigned snapshot_interval;  /* seconds; 0: only on request */
+    int snapshot_on_exit;
     unsigned wal_segment_mb;
     uint64_t max_memory;  /* bytes; 0: no limit */
     int64_t retention_ms; /* event time; 0: keep everything */
@@ -62,6 +63,10 @@ static const char usage[] =
     "                          `snapshot` method or SIGUSR1); start-up loads the newest and\n"
     "                          replays only the WAL after it; WAL segments older than both\n"
     "                          kept snapshots are removed\n"
+    "  --snapshot-on-exit yes|no  on SIGTERM/SIGINT, after the last batch, write a snapshot\n"
+    "                          when the WAL holds events after the newest one (default yes),\n"
+    "                          so that the next start replays no WAL; it takes as long as a\n"
+    "                          periodic one (~6.5 s at 10 M events)\n"
     "  --wal-segment-mb N      start a new WAL segment past N MiB (default 64, 1..4096)\n"
     "  --allow-history-loss    start even when no snapshot can be loaded and the WAL's first\n"
     "                          segments were removed after one (without it cascaded refuses\n"
@@ -113,7 +118,8 @@ static const char usage[] =
     "\n"
     "When every port serves, one line goes to stdout: ready ingest=PORT query=PORT http=PORT\n"
     "Logs go to stderr, one `level=... ts=... event=...` line each. SIGTERM or SIGINT: stop\n"
-    "accepting, finish what was received, flush the WAL, exit 0. SIGUSR1: write a snapshot.\n";
+    "accepting, finish what was received, flush the WAL, write a snapshot (see\n"
+    "--snapshot-on-exit), exit 0. SIGUSR1: write a snapshot.\n";
 
 static void config_defaults(struct config *c)
 {
@@ -126,6 +132,7 @@ static void config_defaults(struct config *c)
     c->fsync = WAL_FSYNC_EVERYSEC;
     c->max_conns = 1024;
     c->snapshot_interval = 300;
+    c->snapshot_on_exit = 1;
     c->wal_segment_mb = 64;
     ingest_limits_default(&c->limits);
     http_limits_default(&c->http);
@@ -229,6 +236,10 @@ static int set_option(struct config *c, const char *key, const char *val, const 
         rc = parse_uint(val, 86400 * 365, &c->analytics_interval);
     } else if (!strcmp(key, "snapshot-interval")) {
         rc = parse_uint(val, 86400 * 365, &c->snapshot_interval);
+    } else if (!strcmp(key, "snapshot-on-exit")) {
+        rc = !strcmp(val, "yes")  ? (c->snapshot_on_exit = 1, 0)
+             : !strcmp(val, "no") ? (c->snapshot_on_exit = 0, 0)
+                                  : -EINVAL;
     } else if (!strcmp(key, "wal-segment-mb")) {
         rc = parse_uint(val, 4096, &c->wal_segment_mb);
         rc = rc ? rc : (c->wal_segment_mb ? 0 : -EINVAL);
@@ -408,6 +419,7 @@ static int serve(const struct config *cfg)
                                .fsync = cfg->fsync,
                                .analytics_interval_ms = (uint64_t)cfg->analytics_interval * 1000,
                                .snapshot_interval_ms = (uint64_t)cfg->snapshot_interval * 1000,
+                               .snapshot_on_exit = cfg->snapshot_on_exit,
                                .wal_segment_bytes = (uint64_t)cfg->wal_segment_mb << 20,
                                .max_memory = cfg->max_memory,
                                .retention_ms = cfg->retention_ms,

@@ -38,6 +38,7 @@ struct writer_config {
     enum wal_fsync fsync;
     uint64_t analytics_interval_ms; /* 0: only on request */
     uint64_t snapshot_interval_ms;  /* 0: only on request (the method, SIGUSR1) */
+    int snapshot_on_exit;           /* a stop writes one when the WAL holds events after the last */
     uint64_t wal_segment_bytes;     /* 0: the WAL's default */
     uint64_t max_memory;            /* bytes; past them ingest is refused (0: no limit) */
     int64_t retention_ms;           /* event time; 0: keep every cascade */
@@ -54,6 +55,7 @@ struct writer_snap {
     struct wal_pos last_pos;  /* of the last one written or loaded ({0, 0}: none) */
     struct batch *now, *next; /* `snapshot` requests: answered by the running one / the next */
     atomic_int requested;     /* SIGUSR1 */
+    int on_exit;              /* writer_config.snapshot_on_exit */
     struct rpc_snapshot_status status;
 };
 

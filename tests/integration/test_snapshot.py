@@ -16,6 +16,8 @@ usage: /usr/bin/python3 test_snapshot.py BIN_DIR
              holds every acked event and removes the .tmp file.
   unwritable DATA/snapshots replaced by a file: the method answers 500 with the reason, stats
              count the failure, nothing is lost.
+  exit       SIGTERM writes a snapshot of everything (the next start replays no WAL); not when
+             nothing came since the last one, nor with --snapshot-on-exit no.
 Prints one line per check and ends with 'N passed, M failed'; exit status 1 if any failed.
 """
 import json
@@ -261,6 +263,39 @@ def run(srv, tools):
     os.unlink(snapdir)
     os.rename(snapdir + '.away', snapdir)
     state_equal('after a failed snapshot', srv, model, rng)
+
+    # -- SIGTERM: a snapshot of everything, so that the next start replays nothing
+    ingest(srv, model, rng, 5000, 'g')
+    before = snapshots(data)
+    check('exit: SIGTERM exits 0', srv.stop() == 0)
+    on_exit, written = log_events(srv, 'snapshot_on_exit'), log_events(srv, 'snapshot_written')
+    check('exit: SIGTERM writes a snapshot holding every event',
+          on_exit and written and int(field(written[-1], 'events')) == model.counts['ok']
+          and field(written[-1], 'file') == snapshots(data)[-1] and snapshots(data) != before,
+          f'{on_exit} {written} {snapshots(data)}')
+    srv.start()
+    loaded, replayed = log_events(srv, 'snapshot_loaded'), log_events(srv, 'wal_replayed')
+    check('exit: the next start loads it and replays nothing',
+          loaded and field(loaded[-1], 'file') == snapshots(data)[-1] and int(field(replayed[-1], 'events')) == 0,
+          f'{loaded} {replayed}')
+    state_equal('after SIGTERM', srv, model, rng)
+    before = snapshots(data)
+    check('exit: nothing new, SIGTERM again exits 0', srv.stop() == 0)
+    check('exit: nothing new since the last snapshot: none written',
+          not log_events(srv, 'snapshot_on_exit') and snapshots(data) == before, f'{snapshots(data)}')
+    srv.extra += ['--snapshot-on-exit', 'no']
+    srv.start()
+    ok_before = model.counts['ok']
+    ingest(srv, model, rng, 3000, 'h')
+    new_events = model.counts['ok'] - ok_before
+    check('exit: --snapshot-on-exit no, SIGTERM exits 0', srv.stop() == 0)
+    check('exit: --snapshot-on-exit no: no snapshot written',
+          not log_events(srv, 'snapshot_on_exit') and snapshots(data) == before, f'{snapshots(data)}')
+    srv.start()
+    replayed = log_events(srv, 'wal_replayed')
+    check('exit: after --snapshot-on-exit no, the next start replays the WAL after the last one',
+          replayed and int(field(replayed[-1], 'events')) == new_events, f'{replayed} want events={new_events}')
+    state_equal('after SIGTERM without a snapshot', srv, model, rng)
     earlier = sanitizer_reports([f'{srv.data}.stderr.{i}' for i in range(1, srv.starts)])
     check('no sanitizer report from the earlier starts', not earlier, '; '.join(earlier[:5]))
 
