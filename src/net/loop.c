@@ -1170,6 +1170,20 @@ static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data
         set_fatal(n, c, "the server ran out of memory reading this stream");
 }
 
+static void feed_http(struct netloop *n, struct conn *c, const char *data, size_t len)
+{
+    if (c->hclose || http_in_append(c->hin, data, len) == 0)
+        return;
+    /* full: what is at the front may be a head past its limit; parsed now rather than after
+     * the whole batch of buffers, it is answered (431/414) instead of dropped */
+    drain_http(n, c);
+    if (c->hclose || http_in_append(c->hin, data, len) == 0)
+        return;
+    n->stats.limits[PROM_LIM_HTTP_BUFFER]++;
+    c->eof = c->hclose = 1; /* far past the limits, or out of memory: drop the peer */
+    cancel_recv(n, c);
+}
+
 static void feed(struct netloop *n, struct conn *c, const char *data, size_t len)
 {
     n->stats.bytes_in[c->kind] += len;
@@ -1178,11 +1192,7 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
     if (c->fatal || c->eof)
         return;
     if (c->kind == NET_HTTP) {
-        if (!c->hclose && http_in_append(c->hin, data, len)) {
-            n->stats.limits[PROM_LIM_HTTP_BUFFER]++;
-            c->eof = c->hclose = 1; /* far past the limits, or out of memory: drop the peer */
-            cancel_recv(n, c);
-        }
+        feed_http(n, c, data, len);
         return;
     }
     if (c->kind == NET_INGEST) {
