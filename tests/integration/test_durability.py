@@ -47,11 +47,11 @@ def sample_problems(model, rpc, rng, n=40):
     return bad
 
 
-def make_streams(rng, n_producers, per, prefix):
+def make_streams(rng, n_producers, per, prefix, intid_base=7_000_000):
     """Event lists for n producers: trees spread over producers (parents on other connections),
     identical resends on other producers, a few rejections; no cycle attempts and a consistent
     actor_type, so that the final state does not depend on how the producers interleave."""
-    trees, _ = gen_forest(rng, n_producers * per, prefix, n_actors=1500, intid_base=7_000_000)
+    trees, _ = gen_forest(rng, n_producers * per, prefix, n_actors=1500, intid_base=intid_base)
     for tr in trees:
         for e in tr:
             if 'actor_type' in e:
