@@ -95,7 +95,8 @@ struct netloop {
     char *bufs;
     struct conn *conns;
     uint32_t max_conns, nconns;
-    uint32_t nlinger; /* connections in LINGER_ON */
+    uint32_t nlinger;     /* connections in LINGER_ON */
+    uint64_t linger_next; /* the earliest linger_end among them: no scan before it */
     uint32_t *touched;
     uint32_t ntouched, rr;
     struct ingest_limits limits;
@@ -368,7 +369,8 @@ static void linger_start(struct netloop *n, struct conn *c)
     shutdown(c->fd, SHUT_WR); /* FIN after the last answer */
     c->linger = LINGER_ON;
     c->linger_end = now_ms() + LINGER_MS;
-    n->nlinger++;
+    if (!n->nlinger++ || c->linger_end < n->linger_next)
+        n->linger_next = c->linger_end;
     if (!c->recv_armed)
         arm_recv(n, c);
 }
@@ -383,13 +385,21 @@ static void linger_stop(struct netloop *n, struct conn *c)
     touch(n, c);
 }
 
+/* Once the earliest wait is over, not at every turn of the loop: a scan is max_conns long. */
 static void linger_expire(struct netloop *n)
 {
     uint64_t now = now_ms();
+    if (now < n->linger_next)
+        return;
+    n->linger_next = UINT64_MAX;
     for (uint32_t i = 0; i < n->max_conns && n->nlinger; i++) {
         struct conn *c = &n->conns[i];
-        if (c->in_use && c->linger == LINGER_ON && now >= c->linger_end)
+        if (!c->in_use || c->linger != LINGER_ON)
+            continue;
+        if (now >= c->linger_end)
             linger_stop(n, c);
+        else if (c->linger_end < n->linger_next)
+            n->linger_next = c->linger_end;
     }
 }
 

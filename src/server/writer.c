@@ -388,14 +388,19 @@ static void snapshot_failed(struct writer *w, int err, const char *what)
     answer_waiting(w, &w->snap.now, &r);
 }
 
+/* Whether the WAL holds records after the last snapshot written or loaded (or there is none). */
+static int logged_since_snapshot(const struct writer *w)
+{
+    const struct writer_snap *s = &w->snap;
+    return !s->last_pos.seq || wal_pos_cmp(wal_position(w->wal), s->last_pos) != 0;
+}
+
 /* Nothing was logged since the last snapshot, whose file is still in place: it is the answer. */
 static int snapshot_current(struct writer *w)
 {
     struct writer_snap *s = &w->snap;
-    struct wal_pos pos = wal_position(w->wal);
     struct rpc_snapshot_result r = {.events = s->status.last_events};
-    if (!s->last_pos.seq || wal_pos_cmp(pos, s->last_pos) != 0 ||
-        snapshot_bytes(w, s->status.last_file, &r.bytes))
+    if (logged_since_snapshot(w) || snapshot_bytes(w, s->status.last_file, &r.bytes))
         return 0;
     snprintf(r.file, sizeof(r.file), "%s", s->status.last_file);
     s->requested = 0;
@@ -508,8 +513,7 @@ static void snapshot_on_exit(struct writer *w)
 {
     struct writer_snap *s = &w->snap;
     uint64_t events = accepted_now(w);
-    if (!s->on_exit || !events ||
-        (s->last_pos.seq && wal_pos_cmp(wal_position(w->wal), s->last_pos) == 0))
+    if (!s->on_exit || !events || !logged_since_snapshot(w))
         return;
     log_msg(LOG_INFO, "snapshot_on_exit", "events=%" PRIu64, events);
     snapshot_start(w);
