@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -366,10 +367,29 @@ static void answer_waiting(struct writer *w, struct batch **list,
     }
 }
 
+/* In the child, every inherited descriptor but stdin/stdout/stderr is closed at once. The WAL
+ * directory's flock belongs to the open file description, and the listening sockets to it too:
+ * a copy left open in a child kept the lock and the ports after kill -9 of the server, until
+ * the child had died (up to a second with millions of events), and a restart found "wal is in
+ * use by another process". Closing the copy leaves the parent's lock as it is (no LOCK_UN!). */
+static void close_inherited(void)
+{
+    if (close_range(3, ~0u, 0) == 0)
+        return;
+    struct rlimit rl;
+    rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                     ? rl.rlim_cur
+                     : 65536;
+    for (rlim_t fd = 3; fd < max; fd++)
+        close((int)fd);
+}
+
 /* The child: writes its image of the engine and exits (never returns). It dies with the
- * server (PDEATHSIG), so that a killed server's child cannot hold its ports or WAL lock. */
+ * server (PDEATHSIG) and holds none of its descriptors, so that neither a killed server's
+ * child nor its slow death can hold the ports or the WAL lock. */
 static void snapshot_child(struct writer *w, pid_t parent)
 {
+    close_inherited();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(ESRCH);
