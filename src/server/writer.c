@@ -144,7 +144,11 @@ static int recover(struct writer *w, const struct writer_config *cfg, char *err,
     uint64_t t0 = now_ms();
     rc = wal_replay_from(w->wal, from, replay_record, w, &st);
     if (rc) {
-        snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", w->data_dir, strerror(-rc));
+        if (wal_error(w->wal)[0]) /* damage or a gap: the file, the offset and what to do */
+            snprintf(err, errlen, "%s", wal_error(w->wal));
+        else
+            snprintf(err, errlen, "cannot replay the WAL in %s/wal: %s", w->data_dir,
+                     strerror(-rc));
         return rc;
     }
     uint64_t ms = now_ms() - t0;
@@ -153,9 +157,16 @@ static int recover(struct writer *w, const struct writer_config *cfg, char *err,
             (unsigned long long)st.events, (unsigned long long)st.bytes, (unsigned long long)ms);
     if (st.cut_bytes)
         log_msg(LOG_WARN, "wal_tail_cut",
-                "bytes=%llu reason=\"torn or corrupt tail after a crash; everything before it "
-                "was kept\"",
-                (unsigned long long)st.cut_bytes);
+                "file=%s/wal/%020llu.wal offset=%llu bytes=%llu saved=%s reason=\"torn tail of "
+                "the newest segment after a crash (nothing intact after it); everything before "
+                "it was kept\"",
+                w->data_dir, (unsigned long long)st.cut_seq, (unsigned long long)st.cut_off,
+                (unsigned long long)st.cut_bytes, st.cut_saved ? "wal-damaged/" : "no");
+    if (st.missing)
+        log_msg(LOG_ERROR, "history_lost",
+                "wal_missing_segments=%llu snapshot_wal_seq=%llu action=\"replaying across the "
+                "gap (--allow-history-loss): the events of the missing segments are lost\"",
+                (unsigned long long)st.missing, (unsigned long long)from.seq);
     struct wal_pos oldest;
     snapshot_prune(w->data_dir, SNAPSHOT_KEEP, &oldest); /* a crash's leftover .tmp files */
     return 0;
@@ -593,7 +604,8 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
         return rc;
     }
     struct wal_options o = {
-        .dir = cfg->data_dir, .fsync = cfg->fsync, .segment_bytes = cfg->wal_segment_bytes};
+        .dir = cfg->data_dir, .fsync = cfg->fsync, .segment_bytes = cfg->wal_segment_bytes,
+        .allow_history_loss = cfg->allow_history_loss};
     if ((rc = wal_open(&o, &w->wal, err, errlen)))
         goto fail;
     if (!wal_uses_io_uring(w->wal))

@@ -77,6 +77,11 @@ void snapshot_name(char *out, struct wal_pos pos)
     file_name(out, pos, SUFFIX);
 }
 
+int snapshot_parse_name(const char *name, struct wal_pos *pos)
+{
+    return parse_name(name, SUFFIX, pos);
+}
+
 int snapshot_dir_init(const char *data_dir, char *err, size_t errlen)
 {
     char dir[PATH_MAX];

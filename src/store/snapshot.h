@@ -27,6 +27,9 @@ struct snapshot_meta {
 /* The file name of the snapshot of pos (room for SNAPSHOT_NAME_MAX). */
 void snapshot_name(char *out, struct wal_pos pos);
 
+/* The position in a snapshot file's name (snap-SEQ-OFF.snap): 0, or -1 for any other name. */
+int snapshot_parse_name(const char *name, struct wal_pos *pos);
+
 /* Creates DATA_DIR/snapshots if missing. 0, or a negative errno with a message in err. */
 int snapshot_dir_init(const char *data_dir, char *err, size_t errlen);
 

@@ -1,7 +1,8 @@
 /* The write-ahead log: numbered segment files of CRC-checked records (format in wal_record.h),
  * appended through one io_uring (pwrite/fdatasync when the kernel refuses a ring) and replayed at
- * start-up, where the first bad record cuts the log so that the engine rebuilds a prefix of what
- * was acknowledged, never a history with a hole in it. */
+ * start-up. Damage is told apart by scanning past it for the next intact record: a torn tail of
+ * the newest segment is cut (its bytes kept aside), anything else refuses start-up until
+ * wal_repair (cascade-wal) has moved the damage aside and the intact records after it on. */
 #include "store/wal.h"
 
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <liburing.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +41,9 @@
 #define SEG_CLEAN   0 /* replay_segment: the segment ends on a record boundary */
 #define SEG_CUT     1 /* ... it must be cut at *good */
 #define SEG_STOPPED 2 /* ... the callback stopped the replay */
+#define SEG_DAMAGED 3 /* ... it holds damage with intact records after it */
+#define DAMAGED_DIR "wal-damaged"
+#define ERR_MAX     1536
 
 struct wal_faults wal_faults;
 
@@ -48,6 +53,9 @@ struct seg {
 
 struct wal {
     char *path; /* DIR/wal */
+    size_t dirlen; /* path[0..dirlen) is DIR */
+    int allow_loss; /* wal_options.allow_history_loss */
+    char err[ERR_MAX]; /* wal_error() */
     int dirfd;  /* held open with an flock: one process per WAL */
     enum wal_fsync policy;
     uint64_t seg_max;
@@ -161,6 +169,7 @@ static int open_dir(struct wal *w, const char *dir, char *err, size_t errlen)
         return fail(err, errlen, ENOMEM, "out of memory opening the WAL in %s", dir);
     memcpy(w->path, dir, n);
     memcpy(w->path + n, "/wal", sizeof("/wal"));
+    w->dirlen = n;
     int rc = mkdir_p(w->path, err, errlen);
     if (rc < 0)
         return rc;
@@ -291,6 +300,7 @@ int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t er
         return fail(err, errlen, ENOMEM, "out of memory opening the WAL in %s", o->dir);
     w->fd = w->dirfd = -1;
     w->policy = o->fsync;
+    w->allow_loss = o->allow_history_loss;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     w->seg_max = o->segment_bytes ? o->segment_bytes : SEG_DEFAULT_MAX;
@@ -577,17 +587,18 @@ static int roll(struct wal *w)
     return 0;
 }
 
-static int open_tail(struct wal *w)
+/* The newest segment open for appends; an empty log starts at segment first. */
+static int open_tail(struct wal *w, uint64_t first)
 {
     if (w->nseg == 0)
-        return create_segment(w, 1, &w->fd);
+        return create_segment(w, first, &w->fd);
     char name[SEG_NAME_LEN + 1];
     seg_name(name, w->segs[w->nseg - 1].seq);
     w->fd = openat(w->dirfd, name, O_WRONLY | O_CLOEXEC);
     return w->fd < 0 ? -errno : 0;
 }
 
-/* ---- replay ---- */
+/* ---- replay, check and repair ---- */
 
 /* A window on one segment file, refilled in large reads; records are decoded in place. */
 struct reader {
@@ -607,7 +618,28 @@ struct replay {
     struct event *evs;
     size_t evcap;
     struct wal_replay_stats *st;
+    int scan;              /* check/repair: report every damaged region and read on past it */
+    wal_damage_fn on_damage; /* scan: called per region */
+    void *dctx;
+    struct wal_damage dmg; /* the segment's first damaged region */
 };
+
+const char *wal_error(const struct wal *w)
+{
+    return w->err;
+}
+
+static int wal_fail(struct wal *w, int e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int wal_fail(struct wal *w, int e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err, sizeof(w->err), fmt, ap);
+    va_end(ap);
+    return -e;
+}
 
 /* The window holds READ_CHUNK bytes, or all the rest of a smaller file, or one larger record. */
 static int rd_grow(struct reader *r, size_t n)
@@ -655,6 +687,17 @@ static int rd_need(struct reader *r, size_t n)
     return 1;
 }
 
+/* Puts the reader at file offset at (the window is kept when it covers it). */
+static void rd_seek(struct reader *r, uint64_t at)
+{
+    if (at >= r->base && at <= r->base + r->len) {
+        r->pos = (size_t)(at - r->base);
+    } else {
+        r->base = at;
+        r->len = r->pos = 0;
+    }
+}
+
 /* Reads and checks one record at the reader's position: 1 with it decoded, 0 when it is torn or
  * corrupt, or a negative errno. */
 static int next_record(struct replay *rp, size_t *n, uint32_t *len)
@@ -675,41 +718,142 @@ static int next_record(struct replay *rp, size_t *n, uint32_t *len)
     return rc == 0;
 }
 
-/* Replays the records of the open segment; *good is the end of the last good one. */
-static int replay_records(struct replay *rp, uint64_t *good)
+/* From one byte past the reader's position, looks for the next intact record: 1 with the reader
+ * at it, 0 when the segment holds none (the reader at its end), or a negative errno. Candidates
+ * are the offsets whose length word carries the magic byte; a payload count that cannot fit is
+ * refused before the CRC is paid. */
+static int resync(struct replay *rp)
 {
     struct reader *r = &rp->rd;
-    *good = 0;
-    int rc = rd_need(r, SEG_HDR);
-    if (rc <= 0)
-        return rc < 0 ? rc : SEG_CUT;
-    rc = seg_header_check(r->buf + r->pos);
-    if (rc != 0)
-        return rc < 0 ? rc : SEG_CUT;
-    r->pos += SEG_HDR;
-    if (rp->skip > SEG_HDR) { /* a snapshot holds the records before skip: jump over them */
-        if (rp->skip >= r->size) {
-            *good = r->size;
-            return SEG_CLEAN;
-        }
-        r->base = rp->skip;
-        r->len = r->pos = 0;
-    }
+    uint64_t at = r->base + r->pos + 1;
     for (;;) {
-        *good = r->base + r->pos;
-        if (*good == r->size)
-            return SEG_CLEAN;
+        if (at + WALREC_HDR + WALREC_COUNT > r->size) {
+            rd_seek(r, r->size);
+            return 0;
+        }
+        rd_seek(r, at);
+        int rc = rd_need(r, WALREC_HDR + WALREC_COUNT);
+        if (rc <= 0) {
+            rd_seek(r, r->size);
+            return rc;
+        }
+        const uint8_t *p = r->buf + r->pos;
+        const uint8_t *hit = memchr(p + 3, WALREC_MAGIC, r->len - r->pos - 3);
+        if (!hit) {
+            at = r->base + r->len - 3; /* past every byte looked at; the last 3 may start one */
+            continue;
+        }
+        rd_seek(r, r->base + (uint64_t)(hit - 3 - r->buf));
+        rc = rd_need(r, WALREC_HDR + WALREC_COUNT);
+        if (rc < 0)
+            return rc;
+        uint32_t len;
+        if (rc == 1 && walrec_header(r->buf + r->pos, &len) == 0) {
+            uint32_t count = walrec_get32(r->buf + r->pos + WALREC_HDR);
+            if (count && count <= (len - WALREC_COUNT) / WALREC_EVENT_MIN) {
+                size_t n;
+                rc = next_record(rp, &n, &len);
+                if (rc != 0)
+                    return rc;
+            }
+        }
+        at = r->base + r->pos + 1;
+    }
+}
+
+/* Counts the intact records from the reader's position on: 1 when damage stops the count (the
+ * reader at it), 0 at the end of the segment, or a negative errno. */
+static int count_intact(struct replay *rp, uint64_t *count)
+{
+    struct reader *r = &rp->rd;
+    for (*count = 0;; (*count)++) {
+        if (r->base + r->pos == r->size)
+            return 0;
         size_t n;
         uint32_t len;
-        rc = next_record(rp, &n, &len);
+        int rc = next_record(rp, &n, &len);
         if (rc <= 0)
-            return rc < 0 ? rc : SEG_CUT;
+            return rc < 0 ? rc : 1;
         r->pos += WALREC_HDR + len;
         rp->st->records++;
         rp->st->events += n;
-        if (rp->fn && (rp->stop = rp->fn(rp->ctx, rp->evs, n)) != 0)
-            return SEG_STOPPED;
     }
+}
+
+/* Damage at offset x of segment seq, before it `before` intact records: finds where it ends and
+ * how many intact records follow. rp->dmg gets the first region; SEG_CUT when nothing intact
+ * follows it, SEG_DAMAGED when something does. A scan reports every region to on_damage and
+ * reads on to the end. */
+static int damaged(struct replay *rp, uint64_t seq, uint64_t x, uint64_t before)
+{
+    struct reader *r = &rp->rd;
+    int first = 0;
+    for (;;) {
+        int found = resync(rp);
+        if (found < 0)
+            return found;
+        uint64_t y = found ? r->base + r->pos : r->size, after = 0;
+        int more = found ? count_intact(rp, &after) : 0;
+        if (more < 0)
+            return more;
+        struct wal_damage d = {.seq = seq, .off = x, .len = y - x, .before = before, .after = after};
+        if (!first) {
+            rp->dmg = d;
+            first = found ? SEG_DAMAGED : SEG_CUT;
+        }
+        if (!rp->scan)
+            return first;
+        int rc = rp->on_damage ? rp->on_damage(rp->dctx, &d) : 0;
+        if (rc)
+            return rc < 0 ? rc : -ECANCELED;
+        if (!more)
+            return first;
+        x = r->base + r->pos;
+        before = after;
+    }
+}
+
+/* Replays (scanning: checks) the records of the open segment; *good is the end of the intact
+ * records before its first damage. */
+static int replay_records(struct replay *rp, uint64_t seq, uint64_t *good)
+{
+    struct reader *r = &rp->rd;
+    uint64_t before = 0;
+    *good = 0;
+    int rc = rd_need(r, SEG_HDR);
+    if (rc < 0)
+        return rc;
+    rc = rc ? seg_header_check(r->buf + r->pos) : 1;
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        r->pos += SEG_HDR;
+        if (rp->skip > SEG_HDR) { /* a snapshot holds the records before skip: jump over them */
+            if (rp->skip >= r->size) {
+                *good = r->size;
+                return SEG_CLEAN;
+            }
+            rd_seek(r, rp->skip);
+        }
+        for (;; before++) {
+            *good = r->base + r->pos;
+            if (*good == r->size)
+                return SEG_CLEAN;
+            size_t n;
+            uint32_t len;
+            rc = next_record(rp, &n, &len);
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                break;
+            r->pos += WALREC_HDR + len;
+            rp->st->records++;
+            rp->st->events += n;
+            if (rp->fn && (rp->stop = rp->fn(rp->ctx, rp->evs, n)) != 0)
+                return SEG_STOPPED;
+        }
+    }
+    return damaged(rp, seq, *good, before);
 }
 
 static int replay_segment(struct wal *w, size_t i, struct replay *rp, uint64_t *good)
@@ -719,40 +863,113 @@ static int replay_segment(struct wal *w, size_t i, struct replay *rp, uint64_t *
     struct reader *r = &rp->rd;
     r->fd = openat(w->dirfd, name, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0)
-        return -errno;
+        return wal_fail(w, errno, "cannot open %s/%s: %s", w->path, name, strerror(errno));
     struct stat st;
     int rc = fstat(r->fd, &st) < 0 ? -errno : 0;
     if (rc == 0) {
         w->total += (uint64_t)st.st_size - w->segs[i].size; /* in case it changed since open */
         w->segs[i].size = r->size = (uint64_t)st.st_size;
         r->base = r->len = r->pos = 0;
-        rc = replay_records(rp, good);
+        rc = replay_records(rp, w->segs[i].seq, good);
     }
     close(r->fd);
+    if (rc < 0 && !w->err[0])
+        wal_fail(w, -rc, "cannot read %s/%s: %s", w->path, name, strerror(-rc));
     return rc;
 }
 
-/* Cuts the log at byte good of segment i: later segments go first (newest first), then the
- * segment is truncated, or removed when not even its header is good. A crash halfway leaves the
- * bad bytes in place, so the next start cuts again at the same place: never a gap. */
+static int write_all(int fd, const uint8_t *p, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t got = pwrite(fd, p, len, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? -errno : -EIO;
+        p += got;
+        len -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return 0;
+}
+
+/* Copies bytes [off, off + len) of file src (from) to dst at dst_off. */
+static int copy_range(int src, uint64_t off, uint64_t len, int dst, uint64_t dst_off)
+{
+    static const size_t chunk = 1u << 20;
+    uint8_t *buf = malloc(chunk);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    while (rc == 0 && len) {
+        size_t want = len < chunk ? (size_t)len : chunk;
+        ssize_t got = pread(src, buf, want, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            rc = got < 0 ? -errno : -EIO;
+            break;
+        }
+        rc = write_all(dst, buf, (size_t)got, dst_off);
+        off += (uint64_t)got;
+        dst_off += (uint64_t)got;
+        len -= (uint64_t)got;
+    }
+    free(buf);
+    return rc;
+}
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* Copies bytes [off, off + len) of segment seq to DIR/wal-damaged/NAME.at-OFF.damaged, made
+ * durable; out gets that path. Damaged bytes are never simply deleted: a human may want them. */
+static int save_damaged(struct wal *w, uint64_t seq, uint64_t off, uint64_t len, char *out,
+                        size_t outlen)
+{
+    char name[SEG_NAME_LEN + 1], dir[PATH_MAX];
+    seg_name(name, seq);
+    snprintf(dir, sizeof(dir), "%.*s/" DAMAGED_DIR, (int)w->dirlen, w->path);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return wal_fail(w, errno, "cannot create %s: %s", dir, strerror(errno));
+    snprintf(out, outlen, "%s/%s.at-%" PRIu64 ".damaged", dir, name, off);
+    int src = openat(w->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
+        return wal_fail(w, errno, "cannot open %s/%s: %s", w->path, name, strerror(errno));
+    int dst = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = dst < 0 ? -errno : copy_range(src, off, len, dst, 0);
+    if (rc == 0 && fsync(dst) < 0)
+        rc = -errno;
+    if (dst >= 0)
+        close(dst);
+    close(src);
+    if (rc == 0)
+        rc = fsync_path(dir);
+    if (rc < 0)
+        return wal_fail(w, -rc, "cannot copy the damaged bytes of %s/%s to %s: %s", w->path, name,
+                        out, strerror(-rc));
+    return 0;
+}
+
+/* Cuts the torn tail of the newest segment i at byte good: its bytes are kept aside first when
+ * that can be done, then the segment is truncated, or removed when not even its header is good
+ * (a crash while rolling). */
 static int cut_log(struct wal *w, size_t i, uint64_t good, struct wal_replay_stats *st)
 {
-    char name[SEG_NAME_LEN + 1];
-    while (w->nseg > i + 1) {
-        struct seg *s = &w->segs[w->nseg - 1];
-        seg_name(name, s->seq);
-        if (unlinkat(w->dirfd, name, 0) < 0)
-            return -errno;
-        st->cut_bytes += s->size;
-        w->total -= s->size;
-        w->nseg--;
-    }
-    int rc = sync_dir(w);
-    if (rc < 0)
-        return rc;
+    char name[SEG_NAME_LEN + 1], saved[PATH_MAX + 64];
     struct seg *s = &w->segs[i];
     seg_name(name, s->seq);
-    int keep = good >= SEG_HDR;
+    st->cut_saved = s->size > good && save_damaged(w, s->seq, good, s->size - good, saved,
+                                                   sizeof(saved)) == 0;
+    w->err[0] = '\0'; /* a failed copy is no reason to refuse: the tail was never acked whole */
+    int keep = good >= SEG_HDR, rc;
     if (keep) {
         int fd = openat(w->dirfd, name, O_WRONLY | O_CLOEXEC);
         if (fd < 0)
@@ -763,13 +980,87 @@ static int cut_log(struct wal *w, size_t i, uint64_t good, struct wal_replay_sta
         rc = unlinkat(w->dirfd, name, 0) < 0 ? -errno : sync_dir(w);
     }
     if (rc < 0)
-        return rc;
+        return wal_fail(w, -rc, "cannot cut the torn tail of %s/%s: %s", w->path, name,
+                        strerror(-rc));
     st->cut_bytes += s->size - good;
+    st->cut_seq = s->seq;
+    st->cut_off = good;
     w->total -= s->size - good;
     s->size = good;
     if (!keep)
         w->nseg--;
     return 0;
+}
+
+/* The message that refuses start-up over damage other than a torn tail. */
+static int refuse_damage(struct wal *w, size_t i, const struct wal_damage *d, int kind)
+{
+    char name[SEG_NAME_LEN + 1];
+    seg_name(name, d->seq);
+    size_t later = w->nseg - i - 1;
+    const char *what =
+        d->off < SEG_HDR ? "its segment header is not intact" : "they hold no intact record";
+    if (kind == SEG_DAMAGED)
+        return wal_fail(
+            w, EBADMSG,
+            "the WAL is damaged: %s/%s, %" PRIu64 " bytes at byte offset %" PRIu64
+            " (%s), with %" PRIu64 " intact records after them in that file (and %zu later "
+            "segments). Starting would drop acknowledged events, so cascaded does not. Run "
+            "`cascade-wal repair %.*s` (it copies the damaged bytes to %.*s/" DAMAGED_DIR
+            "/ and keeps every intact record before and after them), then start again",
+            w->path, name, d->len, d->off, what, d->after, later, (int)w->dirlen, w->path,
+            (int)w->dirlen, w->path);
+    return wal_fail(
+        w, EBADMSG,
+        "the WAL is damaged: %s/%s holds no intact record from byte offset %" PRIu64
+        " to its end (%" PRIu64 " bytes: truncated or overwritten), yet %zu later segments follow "
+        "it, so this is no torn tail of a crash. Starting would drop acknowledged events, so "
+        "cascaded does not. Restore the file if you can, or run `cascade-wal repair %.*s` (it "
+        "copies the damaged bytes to %.*s/" DAMAGED_DIR "/ and keeps every intact record), then "
+        "start again",
+        w->path, name, d->off, d->len, later, (int)w->dirlen, w->path, (int)w->dirlen, w->path);
+}
+
+/* The segments from from.seq on (all when 0) must be numbered without a gap, and with a
+ * snapshot the first must be from.seq: a missing segment's events exist nowhere else. With
+ * allow_history_loss they are counted and let through; else -ENODATA with a message. */
+static int check_gaps(struct wal *w, struct wal_pos from, struct wal_replay_stats *st)
+{
+    size_t i = 0;
+    while (i < w->nseg && w->segs[i].seq < from.seq)
+        i++;
+    uint64_t expect = from.seq ? from.seq : i < w->nseg ? w->segs[i].seq : 0, missing = 0;
+    uint64_t gap_from = 0, gap_to = 0;
+    if (from.seq && i == w->nseg) {
+        gap_from = gap_to = from.seq;
+        missing = 1;
+    }
+    for (; i < w->nseg; i++) {
+        if (w->segs[i].seq != expect && !missing) {
+            gap_from = expect;
+            gap_to = w->segs[i].seq - 1;
+        }
+        missing += w->segs[i].seq - expect;
+        expect = w->segs[i].seq + 1;
+    }
+    st->missing = missing;
+    if (!missing || w->allow_loss)
+        return 0;
+    char name[SEG_NAME_LEN + 1];
+    seg_name(name, gap_from);
+    const char *after = from.seq && gap_from == from.seq ? "the snapshot's position" : "it";
+    if (from.seq && i == w->nseg && gap_from == from.seq && w->nseg && w->segs[w->nseg - 1].seq < from.seq)
+        after = "the snapshot's position (every segment behind the snapshot is gone)";
+    return wal_fail(
+        w, ENODATA,
+        "the WAL is missing segments: %s/%s%s%" PRIu64 " (%" PRIu64
+        " segment(s) in all) should follow %s, holding events that exist nowhere else "
+        "(snapshot at segment %" PRIu64 "). Starting would lose them without a word, so "
+        "cascaded does not. Restore the files if you can; or start with --allow-history-loss "
+        "(or run `cascade-wal repair %.*s`, which fills the gap with empty segments) to go on "
+        "without them",
+        w->path, name, gap_to > gap_from ? " to segment " : " ", gap_to > gap_from ? gap_to : 0,
+        missing, after, from.seq, (int)w->dirlen, w->path);
 }
 
 static int replay_all(struct wal *w, struct replay *rp)
@@ -784,13 +1075,15 @@ static int replay_all(struct wal *w, struct replay *rp)
             return rc;
         if (rc == SEG_STOPPED)
             return rp->stop;
-        if (rc == SEG_CUT) {
+        if (rc == SEG_CUT && i + 1 == w->nseg) { /* a torn tail: a crash mid-write */
             rc = cut_log(w, i, good, rp->st);
             if (rc < 0)
                 return rc;
             rp->st->segments += good >= SEG_HDR;
             break;
         }
+        if (rc != SEG_CLEAN)
+            return refuse_damage(w, i, &rp->dmg, rc);
         rp->st->segments++;
     }
     return 0;
@@ -815,17 +1108,31 @@ int wal_replay_from(struct wal *w, struct wal_pos from, wal_replay_fn fn, void *
     if (!st)
         st = &local;
     memset(st, 0, sizeof(*st));
+    w->err[0] = '\0';
     if (w->ready)
         return -EINVAL; /* the log is replayed once, before the first append */
+    int rc = check_gaps(w, from, st);
+    if (rc < 0)
+        return rc;
     struct replay rp = {.from = from, .fn = fn, .ctx = ctx, .st = st};
-    int rc = replay_all(w, &rp);
+    rc = replay_all(w, &rp);
     free(rp.rd.buf);
     free(rp.evs);
     if (rc != 0)
         return rc;
-    rc = open_tail(w);
+    rc = open_tail(w, from.seq ? from.seq : 1);
     if (rc < 0)
         return rc;
+    if (w->segs[w->nseg - 1].seq < from.seq) {
+        /* The log ends before the snapshot's segment (let through above): that segment is
+         * created empty, so that the next start finds no gap after the snapshot. */
+        int fd;
+        rc = create_segment(w, from.seq, &fd);
+        if (rc < 0)
+            return rc;
+        close(w->fd);
+        w->fd = fd;
+    }
     if (wal_pos_cmp(wal_position(w), from) < 0) {
         /* The log ends before the snapshot's position: continue past it, in a new segment. */
         uint64_t last = w->segs[w->nseg - 1].seq;
@@ -839,6 +1146,190 @@ int wal_replay_from(struct wal *w, struct wal_pos from, wal_replay_fn fn, void *
     st->bytes = w->total;
     w->ready = 1;
     return 0;
+}
+
+/* ---- check and repair (cascade-wal) ---- */
+
+struct regions {
+    struct wal_damage *d;
+    size_t n, cap;
+    wal_damage_fn fn; /* check: passed on at once */
+    void *ctx;
+    int collect; /* repair: kept for after the segment's scan */
+    struct wal_check_stats *st;
+};
+
+static int on_region(void *ctx, const struct wal_damage *d)
+{
+    struct regions *g = ctx;
+    g->st->damaged++;
+    g->st->damaged_bytes += d->len;
+    if (!g->collect)
+        return g->fn ? g->fn(g->ctx, d) : 0;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        struct wal_damage *p = realloc(g->d, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        g->d = p;
+        g->cap = cap;
+    }
+    g->d[g->n++] = *d;
+    return 0;
+}
+
+static int report_gap(struct wal *w, uint64_t seq, uint64_t missing, int repair,
+                      wal_damage_fn fn, void *ctx, struct wal_check_stats *st)
+{
+    struct wal_damage d = {.seq = seq, .missing = missing};
+    st->missing += missing;
+    for (uint64_t q = seq; repair && q < seq + missing; q++) {
+        int fd, rc = create_segment(w, q, &fd);
+        if (rc < 0) {
+            char name[SEG_NAME_LEN + 1];
+            seg_name(name, q);
+            return wal_fail(w, -rc, "cannot create %s/%s: %s", w->path, name, strerror(-rc));
+        }
+        close(fd);
+    }
+    int rc = fn ? fn(ctx, &d) : 0;
+    return rc ? (rc < 0 ? rc : -ECANCELED) : 1;
+}
+
+/* Gaps in the numbering (and before need_from, when given: the segments from there on must
+ * exist), each reported to fn and, repairing, filled with empty segments. How many, or -errno. */
+static int scan_gaps(struct wal *w, uint64_t need_from, int repair, wal_damage_fn fn, void *ctx,
+                     struct wal_check_stats *st)
+{
+    size_t n0 = w->nseg;
+    int found = 0, rc = 0;
+    uint64_t expect = n0 ? w->segs[0].seq : need_from;
+    if (need_from && expect > need_from)
+        expect = need_from;
+    for (size_t i = 0; rc >= 0 && i < n0; i++) {
+        uint64_t seq = w->segs[i].seq;
+        if (seq > expect)
+            found += rc = report_gap(w, expect, seq - expect, repair, fn, ctx, st);
+        expect = seq + 1;
+    }
+    if (rc >= 0 && need_from && expect <= need_from)
+        found += rc = report_gap(w, expect, need_from - expect + 1, repair, fn, ctx, st);
+    if (w->nseg > n0)
+        qsort(w->segs, w->nseg, sizeof(*w->segs), cmp_seg);
+    return rc < 0 ? rc : found;
+}
+
+/* Segment i had the damaged regions g: each is copied aside, the intact records after the first
+ * go to a new segment at the end, then the segment is cut at the first. */
+static int repair_segment(struct wal *w, size_t i, struct regions *g, wal_damage_fn fn, void *ctx,
+                          struct wal_check_stats *st)
+{
+    char name[SEG_NAME_LEN + 1], saved[PATH_MAX + 64];
+    uint64_t seq = w->segs[i].seq, size = w->segs[i].size, cut = g->d[0].off;
+    seg_name(name, seq);
+    for (size_t k = 0; k < g->n; k++) {
+        g->d[k].saved = NULL;
+        if (g->d[k].len) {
+            int rc = save_damaged(w, seq, g->d[k].off, g->d[k].len, saved, sizeof(saved));
+            if (rc < 0)
+                return rc;
+            g->d[k].saved = saved;
+        }
+        int rc = fn ? fn(ctx, &g->d[k]) : 0;
+        if (rc)
+            return rc < 0 ? rc : -ECANCELED;
+        st->moved += g->d[k].after;
+    }
+    int src = openat(w->dirfd, name, O_RDWR | O_CLOEXEC);
+    if (src < 0)
+        return wal_fail(w, errno, "cannot open %s/%s: %s", w->path, name, strerror(errno));
+    int rc = 0, dst = -1;
+    uint64_t at = SEG_HDR;
+    for (size_t k = 0; rc == 0 && k < g->n; k++) {
+        uint64_t from = g->d[k].off + g->d[k].len;
+        uint64_t to = k + 1 < g->n ? g->d[k + 1].off : size;
+        if (from >= to)
+            continue;
+        if (dst < 0 && (rc = create_segment(w, w->segs[w->nseg - 1].seq + 1, &dst)) < 0)
+            break;
+        rc = copy_range(src, from, to - from, dst, at);
+        at += to - from;
+    }
+    if (rc == 0 && dst >= 0) {
+        rc = fsync(dst) < 0 ? -errno : 0;
+        w->total += at - SEG_HDR;
+        w->segs[w->nseg - 1].size = at;
+    }
+    if (dst >= 0)
+        close(dst);
+    if (rc == 0) {
+        uint8_t h[SEG_HDR];
+        seg_header(h, seq);
+        uint64_t keep = cut < SEG_HDR ? 0 : cut;
+        rc = ftruncate(src, (off_t)keep) < 0 ? -errno : 0;
+        if (rc == 0 && keep == 0)
+            rc = write_all(src, h, SEG_HDR, 0);
+        if (rc == 0 && fsync(src) < 0)
+            rc = -errno;
+        keep = keep ? keep : SEG_HDR;
+        w->total -= w->segs[i].size - keep;
+        w->segs[i].size = keep;
+    }
+    close(src);
+    if (rc < 0 && !w->err[0])
+        wal_fail(w, -rc, "cannot repair %s/%s: %s", w->path, name, strerror(-rc));
+    return rc;
+}
+
+static int check_or_repair(struct wal *w, uint64_t need_from, int repair, wal_damage_fn fn,
+                           void *ctx, struct wal_check_stats *st)
+{
+    struct wal_check_stats local;
+    if (!st)
+        st = &local;
+    memset(st, 0, sizeof(*st));
+    w->err[0] = '\0';
+    if (w->ready)
+        return -EINVAL;
+    int rc = scan_gaps(w, need_from, repair, fn, ctx, st), gaps = rc;
+    if (rc < 0)
+        return rc;
+    struct wal_replay_stats rs = {0};
+    struct regions g = {.fn = fn, .ctx = ctx, .collect = repair, .st = st};
+    struct replay rp = {.st = &rs, .scan = 1, .on_damage = on_region, .dctx = &g};
+    size_t n0 = w->nseg;
+    for (size_t i = 0; rc >= 0 && i < n0; i++) {
+        uint64_t good;
+        g.n = 0;
+        int seg = replay_segment(w, i, &rp, &good);
+        if (seg < 0) {
+            rc = seg;
+            break;
+        }
+        st->segments++;
+        if (seg != SEG_CLEAN && repair)
+            rc = repair_segment(w, i, &g, fn, ctx, st);
+    }
+    free(rp.rd.buf);
+    free(rp.evs);
+    free(g.d);
+    st->records = rs.records;
+    st->events = rs.events;
+    if (rc >= 0 && repair && (rc = sync_dir(w)) < 0)
+        wal_fail(w, -rc, "cannot sync %s: %s", w->path, strerror(-rc));
+    return rc < 0 ? rc : gaps + (int)st->damaged;
+}
+
+int wal_check(struct wal *w, uint64_t need_from, wal_damage_fn fn, void *ctx,
+              struct wal_check_stats *st)
+{
+    return check_or_repair(w, need_from, 0, fn, ctx, st);
+}
+
+int wal_repair(struct wal *w, uint64_t need_from, wal_damage_fn fn, void *ctx,
+               struct wal_check_stats *st)
+{
+    return check_or_repair(w, need_from, 1, fn, ctx, st);
 }
 
 /* ---- appending ---- */
