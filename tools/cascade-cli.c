@@ -35,6 +35,7 @@ enum {
     EXIT_USAGE = 2,        /* bad command line, unknown method or parameter */
     EXIT_NETWORK = 3,      /* cannot connect, timeout, closed, malformed or oversized answer */
     EXIT_LOCAL = 4,        /* out of memory, cannot write the output */
+    EXIT_REFUSED = 5,      /* the server refused the connection (at its connection limit) */
 };
 
 #define MAX_ANSWER (256u << 20) /* the largest answer read (a big cascade tree is ~100 MiB) */
@@ -78,7 +79,8 @@ static void usage(FILE *f)
                "                  first, as the `auth` request\n"
                "  --help, -h      this help; --version\n\n"
                "exit status: 0 ok, 1 the server answered an error, 2 usage error,\n"
-               "3 cannot reach the server (or no valid answer in time), 4 local failure\n\n"
+               "3 cannot reach the server (or no valid answer in time), 4 local failure,\n"
+               "5 the server refused the connection (too many connections: retry later)\n\n"
                "methods:\n\n");
     size_t n;
     const struct qmethod *ms = qmethod_all(&n);
@@ -353,6 +355,8 @@ static int net_connect(struct conn *c)
     return cannot_connect(c, why);
 }
 
+/* 0, an exit code, or -EPIPE when the server has closed the connection: what it sent before
+ * (a refusal says why) is still to be read. */
 static int net_send(struct conn *c, const char *p, size_t n)
 {
     while (n > 0) {
@@ -361,6 +365,8 @@ static int net_send(struct conn *c, const char *p, size_t n)
         ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
+        if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
+            return -EPIPE;
         if (k < 0) {
             fprintf(stderr, "cascade-cli: sending to %s: %s\n", c->where, strerror(errno));
             return EXIT_NETWORK;
@@ -368,6 +374,32 @@ static int net_send(struct conn *c, const char *p, size_t n)
         p += k, n -= (size_t)k;
     }
     return 0;
+}
+
+/* Writes s to stderr with control characters (a terminal's escape sequences) as '?'. */
+static void put_clean(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = render_utf8_next(s + i, len - i, &cp);
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp == 0xfffd && n == 1))
+            fputc('?', stderr);
+        else
+            fwrite(s + i, 1, n, stderr);
+        i += n;
+    }
+}
+
+/* The server answered in HTTP: the HTTP port, not the query port (or its refusal). */
+static int http_answer(const struct conn *c, const char *p, size_t len)
+{
+    const char *eol = memchr(p, '\r', len);
+    size_t n = eol ? (size_t)(eol - p) : len < 80 ? len : 80;
+    fprintf(stderr, "cascade-cli: %s answered in HTTP (", c->where);
+    put_clean(p, n);
+    fprintf(stderr, "): it is an HTTP port; point --port at cascaded's query port (the port in "
+                    "its `ready ... query=N` line)\n");
+    return EXIT_NETWORK;
 }
 
 /* Reads more of the answer into u: 0, or an exit code (timeout, closed, too large). */
@@ -391,6 +423,8 @@ static int net_read_more(struct conn *c, msgpack_unpacker *u, size_t *total)
         }
         if (k == 0)
             return net_fail(c, "connection closed before the answer came, by");
+        if (*total == 0 && k >= 5 && !memcmp(msgpack_unpacker_buffer(u), "HTTP/", 5))
+            return http_answer(c, msgpack_unpacker_buffer(u), (size_t)k);
         msgpack_unpacker_buffer_consumed(u, (size_t)k);
         *total += (size_t)k;
         return 0;
@@ -443,15 +477,8 @@ static int print_error(const msgpack_object *err)
     if (code && code->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         fprintf(stderr, " %" PRIu64, code->via.u64);
     fputs(": ", stderr);
-    for (size_t i = 0; i < b.n;) {
-        uint32_t cp;
-        size_t len = render_utf8_next(b.p + i, b.n - i, &cp);
-        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp == 0xfffd && len == 1))
-            fputc('?', stderr);
-        else
-            fwrite(b.p + i, 1, len, stderr);
-        i += len;
-    }
+    if (!b.oom)
+        put_clean(b.p, b.n);
     fputc('\n', stderr);
     sb_free(&b);
     return EXIT_SERVER_ERROR;
@@ -507,6 +534,26 @@ static int print_result(const struct opts *o, const msgpack_object *result)
 static int handle_answer(const struct conn *c, const msgpack_object *a, uint64_t msgid, int print)
 {
     const msgpack_object_array *v = &a->via.array;
+    const msgpack_object *fatal = map_field(a, "fatal");
+    if (fatal && fatal->type == MSGPACK_OBJECT_STR) { /* an ingest port's word */
+        fprintf(stderr, "cascade-cli: %s answered as an ingest port does: ", c->where);
+        put_clean(fatal->via.str.ptr, fatal->via.str.size);
+        fprintf(stderr, "\n  point --port at cascaded's query port (the port in its `ready ... "
+                        "query=N` line)\n");
+        return EXIT_NETWORK;
+    }
+    /* [1, nil, error, nil]: an error that answers no request of ours, sent when the connection
+     * opened (the server at its connection limit: 503) or when a request could not be read */
+    if (a->type == MSGPACK_OBJECT_ARRAY && v->size == 4 &&
+        v->ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->ptr[0].via.u64 == 1 &&
+        v->ptr[1].type == MSGPACK_OBJECT_NIL && v->ptr[2].type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object *code = map_field(&v->ptr[2], "code");
+        int refused = code && code->type == MSGPACK_OBJECT_POSITIVE_INTEGER && code->via.u64 == 503;
+        fprintf(stderr, "cascade-cli: %s %s: ", c->where,
+                refused ? "refused the connection" : "could not take the request");
+        print_error(&v->ptr[2]);
+        return refused ? EXIT_REFUSED : EXIT_SERVER_ERROR;
+    }
     if (a->type != MSGPACK_OBJECT_ARRAY || v->size != 4 ||
         v->ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[0].via.u64 != 1 ||
         v->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[1].via.u64 != msgid)
@@ -533,6 +580,15 @@ static int auth_request(const struct opts *o, msgpack_sbuffer *out)
     return EXIT_OK;
 }
 
+/* Sends msg and reads the first value that comes back into ans: 0 or an exit code. A send that
+ * finds the connection closed goes on to read: a server refusing the connection says why first. */
+static int exchange(struct conn *c, const msgpack_sbuffer *msg, msgpack_unpacker *u,
+                    msgpack_unpacked *ans)
+{
+    int rc = net_send(c, msg->data, msg->size);
+    return rc > 0 ? rc : net_receive(c, u, ans);
+}
+
 static int query(const struct opts *o, const msgpack_sbuffer *req)
 {
     struct conn c = {.fd = -1, .deadline = now_s() + o->timeout_s, .o = o};
@@ -553,14 +609,11 @@ static int query(const struct opts *o, const msgpack_sbuffer *req)
     msgpack_sbuffer auth;
     msgpack_sbuffer_init(&auth);
     rc = o->token_file ? auth_request(o, &auth) : 0;
-    if (!rc && auth.size && !(rc = net_send(&c, auth.data, auth.size)) &&
-        !(rc = net_receive(&c, &u, &ans)))
+    if (!rc && auth.size && !(rc = exchange(&c, &auth, &u, &ans)))
         rc = handle_answer(&c, &ans.data, AUTH_MSGID, 0);
     msgpack_sbuffer_destroy(&auth);
     if (!rc)
-        rc = net_send(&c, req->data, req->size);
-    if (!rc)
-        rc = net_receive(&c, &u, &ans);
+        rc = exchange(&c, req, &u, &ans);
     close(c.fd); /* answered or failed: the connection has done its work */
     if (!rc)
         rc = handle_answer(&c, &ans.data, MSGID, 1);

@@ -69,20 +69,35 @@ int auth_token_equal(const char *want, size_t wlen, const char *got, size_t glen
 enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *token, size_t tlen,
                                     size_t *used)
 {
-    static const unsigned char key[] = {0x81, 0xa4, 'a', 'u', 't', 'h'};
     const unsigned char *b = (const unsigned char *)buf;
-    size_t k = len < sizeof(key) ? len : sizeof(key);
-    if (memcmp(b, key, k) != 0)
-        return AUTH_MISSING;
-    if (len <= sizeof(key))
-        return AUTH_MORE;
     struct mpscan_head h;
-    int r = mpscan_head(b + sizeof(key), len - sizeof(key), &h);
+    size_t off = 0;
+    /* a map of one pair, whose key is the str "auth" */
+    int r = len ? mpscan_head(b, len, &h) : 0;
+    if (r <= 0)
+        return r < 0 ? AUTH_MISSING : AUTH_MORE;
+    if (h.kind != MPSCAN_MAP || h.n != 1)
+        return AUTH_MISSING;
+    off = h.size;
+    r = len > off ? mpscan_head(b + off, len - off, &h) : 0;
+    if (r <= 0)
+        return r < 0 ? AUTH_MISSING : AUTH_MORE;
+    if (h.kind != MPSCAN_STR || h.n != 4)
+        return AUTH_MISSING;
+    off += h.size;
+    size_t k = len - off < 4 ? len - off : 4;
+    if (memcmp(b + off, "auth", k) != 0)
+        return AUTH_MISSING;
+    if (k < 4)
+        return AUTH_MORE;
+    off += 4;
+    /* its value, the token */
+    r = len > off ? mpscan_head(b + off, len - off, &h) : 0;
     if (r == 0)
         return AUTH_MORE;
     if (r < 0 || h.kind != MPSCAN_STR || h.n > AUTH_TOKEN_MAX)
         return AUTH_WRONG; /* not a str, or longer than any token */
-    size_t off = sizeof(key) + h.size;
+    off += h.size;
     if (len - off < h.n)
         return AUTH_MORE;
     *used = off + h.n;

@@ -11,6 +11,9 @@
 
 #define AUTH_TOKEN_MIN 16   /* bytes: shorter secrets are refused at start-up */
 #define AUTH_TOKEN_MAX 1024 /* bytes */
+/* The ingest stream's opening map {"auth": TOKEN} at its longest: a map32 header, the key as a
+ * str32 (5 + 4 bytes) and the token as a str32. */
+#define AUTH_INGEST_PREFIX_MAX (5 + 5 + 4 + 5 + AUTH_TOKEN_MAX)
 
 /* Reads the token from path (surrounding whitespace trimmed). *out is malloc'd, NUL-terminated,
  * owned by the caller. *loose is set when group or others may read the file (the caller warns).
@@ -29,9 +32,10 @@ enum auth_result {
 };
 
 /* Ingest port: looks at the first bytes of the stream, which must be exactly the msgpack map
- * {"auth": TOKEN} (one key, a str value). Parsed by hand, so that no declared length of
- * untrusted bytes ever sizes an allocation. On AUTH_OK, *used gets the bytes the map took (the
- * events follow it). */
+ * {"auth": TOKEN} (one key, a str value; the map and the strings in any of msgpack's encodings:
+ * fixmap/map16/map32, fixstr/str8/str16/str32), at most AUTH_INGEST_PREFIX_MAX bytes. Parsed by
+ * hand, so that no declared length of untrusted bytes ever sizes an allocation. On AUTH_OK,
+ * *used gets the bytes the map took (the events follow it). */
 enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *token, size_t tlen,
                                     size_t *used);
 

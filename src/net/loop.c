@@ -961,17 +961,25 @@ static void http_respond(struct netloop *n, struct conn *c, int status, const ch
     }
 }
 
-static void http_error(struct netloop *n, struct conn *c, int status, const char *msg)
+/* extra: header lines, or NULL for those the status calls for */
+static void http_error_with(struct netloop *n, struct conn *c, int status, const char *msg,
+                            const char *extra)
 {
     struct strbuf body = STRBUF_INIT;
     http_error_json(&body, status, msg);
-    const char *extra = status == 405   ? "Allow: GET, HEAD\r\n"
-                        : status == 401 ? "WWW-Authenticate: Bearer realm=\"cascaded\"\r\n"
-                                        : NULL;
+    if (!extra)
+        extra = status == 405   ? "Allow: GET, HEAD\r\n"
+                : status == 401 ? "WWW-Authenticate: Bearer realm=\"cascaded\"\r\n"
+                                : NULL;
     if (body.oom)
         c->hkeep = 0;
     http_respond(n, c, status, HTTP_JSON_TYPE, body.oom ? "" : body.p, body.n, extra);
     sb_free(&body);
+}
+
+static void http_error(struct netloop *n, struct conn *c, int status, const char *msg)
+{
+    http_error_with(n, c, status, msg, NULL);
 }
 
 /* Hands a request to the writer as a query batch, as the query port does; req is malloc'd and
@@ -1021,8 +1029,9 @@ static void http_bad_request(struct netloop *n, struct conn *c, int status)
                  n->http.head_max);
     else
         snprintf(msg, sizeof(msg), "%s",
-                 status == 405   ? "only GET and HEAD are served"
-                 : status == 413 ? "requests have no body here"
+                 status == 405   ? "only GET and HEAD are served (and POST on /v1/)"
+                 : status == 413 ? "requests have no body here (POST neither: parameters go "
+                                   "in the query string)"
                                  : "malformed HTTP request");
     if (status == 431 || status == 414 || status == 413)
         n->stats.limits[status == 431   ? PROM_LIM_HTTP_HEAD
@@ -1068,6 +1077,14 @@ static void http_dispatch(struct netloop *n, struct conn *c, const struct http_r
     }
     enum http_route route =
         http_route(req->target, req->target_len, &name, &name_len, &query, &query_len);
+    char why[512];
+    const char *extra;
+    int st = http_screen(&n->http, req, route, name, name_len, query, query_len, why,
+                         sizeof(why), &extra);
+    if (st) { /* a foreign Host, or a verb the path does not take (query/http.h) */
+        http_error_with(n, c, st, why, extra);
+        return;
+    }
     /* the page and /healthz hold no data: only the API and /metrics ask for the token */
     if (n->token && (route == HTTP_R_API || route == HTTP_R_METRICS) && !http_authorized(n, c, req))
         return;
@@ -1151,7 +1168,7 @@ static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data
 {
     static const char need[] = "authentication required: the stream must begin with the map "
                                "{\"auth\": TOKEN} (see --auth-token-file)";
-    const size_t cap = AUTH_TOKEN_MAX + 16;
+    const size_t cap = AUTH_INGEST_PREFIX_MAX;
     if (!c->abuf && !(c->abuf = malloc(cap))) {
         set_fatal(n, c, "the server ran out of memory reading this stream");
         return;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "query/export.h"
 #include "query/render.h"
@@ -22,12 +23,17 @@ struct http_in {
     char *target; /* lim.target_max bytes */
     size_t target_len;
     uint8_t headers_done, complete, saw_field, dead;
-    /* the Authorization header: its field name is matched as it arrives (maybe in pieces) */
+    /* the headers kept (Authorization, Host, Content-Type): a field's name is matched as it
+     * arrives (maybe in pieces), then its value copied, up to a bound */
     char field[16];
     size_t field_len;
-    uint8_t in_value, field_is_auth;
+    uint8_t in_value, field_kind, nhost;
     char auth[HTTP_AUTH_MAX];
     size_t auth_len;
+    char host[HTTP_HOST_MAX + 1];
+    size_t host_len;
+    char ctype[HTTP_CTYPE_MAX];
+    size_t ctype_len;
     int status, verb, keep_alive, http10;
 };
 
@@ -40,8 +46,8 @@ static int on_message_begin(http_parser *p)
     h->head_len = 0;
     h->headers_done = h->complete = h->saw_field = 0;
     h->status = 0;
-    h->field_len = h->auth_len = 0;
-    h->in_value = h->field_is_auth = 0;
+    h->field_len = h->auth_len = h->host_len = h->ctype_len = 0;
+    h->in_value = h->field_kind = h->nhost = 0;
     return 0;
 }
 
@@ -75,20 +81,44 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+enum { F_OTHER = 0, F_AUTH, F_HOST, F_CTYPE };
+
+static int field_is(const struct http_in *h, const char *name)
+{
+    return h->field_len == strlen(name) && memcmp(h->field, name, h->field_len) == 0;
+}
+
+/* Appends a value's piece to buf, cut at cap bytes. */
+static void keep(char *buf, size_t cap, size_t *used, const char *at, size_t len)
+{
+    size_t room = cap - *used;
+    memcpy(buf + *used, at, len < room ? len : room);
+    *used += len < room ? len : room;
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct http_in *h = p->data;
     if (!h->in_value) {
         h->in_value = 1;
-        h->field_is_auth = h->field_len == 13 && memcmp(h->field, "authorization", 13) == 0;
-        if (h->field_is_auth)
-            h->auth_len = 0; /* a repeated header: the last one counts */
+        h->field_kind = field_is(h, "authorization")  ? F_AUTH
+                        : field_is(h, "host")         ? F_HOST
+                        : field_is(h, "content-type") ? F_CTYPE
+                                                      : F_OTHER;
+        /* a repeated header: the last one counts, but for Host (two are a 400, RFC 9112 3.2) */
+        if (h->field_kind == F_AUTH)
+            h->auth_len = 0;
+        else if (h->field_kind == F_HOST)
+            h->nhost += h->nhost < 2;
+        else if (h->field_kind == F_CTYPE)
+            h->ctype_len = 0;
     }
-    if (!h->field_is_auth)
-        return 0;
-    size_t room = sizeof(h->auth) - h->auth_len;
-    memcpy(h->auth + h->auth_len, at, len < room ? len : room);
-    h->auth_len += len < room ? len : room;
+    if (h->field_kind == F_AUTH)
+        keep(h->auth, sizeof(h->auth), &h->auth_len, at, len);
+    else if (h->field_kind == F_HOST)
+        keep(h->host, sizeof(h->host), &h->host_len, at, len);
+    else if (h->field_kind == F_CTYPE)
+        keep(h->ctype, sizeof(h->ctype), &h->ctype_len, at, len);
     return 0;
 }
 
@@ -98,12 +128,18 @@ static int on_headers_complete(http_parser *p)
     h->headers_done = 1;
     h->verb = p->method == HTTP_GET    ? HTTP_VERB_GET
               : p->method == HTTP_HEAD ? HTTP_VERB_HEAD
+              : p->method == HTTP_POST ? HTTP_VERB_POST
                                        : HTTP_VERB_OTHER;
     h->keep_alive = http_should_keep_alive(p) && !p->upgrade;
     h->http10 = p->http_major == 1 && p->http_minor == 0;
-    /* the API has no request bodies: rather than read one, answer and close */
+    /* the API has no request bodies (POST neither: its parameters are in the query string, as
+     * GET's): rather than read one, answer and close */
     int body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
-    if (body) {
+    if (h->nhost > 1) {
+        h->status = 400; /* which of two names is meant cannot be told */
+        h->keep_alive = 0;
+        http_parser_pause(p, 1);
+    } else if (body) {
         h->status = h->verb == HTTP_VERB_OTHER ? 405 : 413;
         h->keep_alive = 0;
         http_parser_pause(p, 1);
@@ -137,6 +173,7 @@ void http_limits_default(struct http_limits *l)
     l->head_max = HTTP_HEAD_MAX;
     l->target_max = HTTP_TARGET_MAX;
     l->in_max = HTTP_IN_MAX;
+    l->allowed_hosts = NULL;
 }
 
 int http_in_new(const struct http_limits *lim, struct http_in **out)
@@ -210,6 +247,10 @@ static int deliver(struct http_in *h, struct http_request *req)
     req->target_len = h->target_len;
     req->authorization = h->auth;
     req->authorization_len = h->auth_len;
+    req->host = h->host;
+    req->host_len = h->host_len;
+    req->content_type = h->ctype;
+    req->content_type_len = h->ctype_len;
     if (!h->keep_alive || !h->complete)
         h->dead = 1; /* the answer closes the connection: the rest is never parsed */
     h->headers_done = h->complete = 0;
@@ -423,6 +464,209 @@ int http_api_request(const char *name, size_t name_len, const char *query, size_
     return st;
 }
 
+/* ---------------------------------------------------------------- what a request may do */
+
+static int ieq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && strncasecmp(a, b, alen) == 0;
+}
+
+static void trim(const char **p, size_t *len)
+{
+    while (*len && (**p == ' ' || **p == '\t'))
+        ++*p, --*len;
+    while (*len && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t'))
+        --*len;
+}
+
+static int is_ipv4(const char *s, size_t len)
+{
+    int parts = 0;
+    size_t i = 0;
+    while (parts < 4) {
+        unsigned v = 0, digits = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9' && digits < 4)
+            v = v * 10 + (unsigned)(s[i++] - '0'), digits++;
+        if (digits == 0 || digits > 3 || v > 255)
+            return 0;
+        if (++parts < 4 && (i >= len || s[i++] != '.'))
+            return 0;
+    }
+    return i == len;
+}
+
+/* [hex digits, colons and dots]: no DNS name looks like it. */
+static int is_ipv6_literal(const char *s, size_t len)
+{
+    if (len < 4 || s[0] != '[' || s[len - 1] != ']' || !memchr(s, ':', len))
+        return 0;
+    for (size_t i = 1; i + 1 < len; i++)
+        if (hexval(s[i]) < 0 && s[i] != ':' && s[i] != '.')
+            return 0;
+    return 1;
+}
+
+/* Calls fn on each trimmed entry of a comma-separated list until it returns non-zero. */
+static int each_entry(const char *list, int (*fn)(const char *e, size_t len, const void *arg),
+                      const void *arg)
+{
+    while (list && *list) {
+        const char *comma = strchr(list, ',');
+        size_t len = comma ? (size_t)(comma - list) : strlen(list);
+        const char *e = list;
+        size_t elen = len;
+        trim(&e, &elen);
+        int r = fn(e, elen, arg);
+        if (r)
+            return r;
+        list += len + (comma != NULL);
+    }
+    return 0;
+}
+
+struct name {
+    const char *p;
+    size_t len;
+};
+
+static int entry_matches(const char *e, size_t len, const void *arg)
+{
+    const struct name *n = arg;
+    return (len == 1 && e[0] == '*') || ieq(e, len, n->p, n->len);
+}
+
+/* A DNS-rebinding page reaches this server under a name its author controls, and the browser
+ * sends that name as Host. An address or localhost cannot come from such a page (the browser
+ * would hold them for another origin), so they are served; other names only when listed. */
+int http_host_allowed(const struct http_limits *lim, const char *host, size_t len)
+{
+    trim(&host, &len);
+    if (len == 0)
+        return 1; /* no Host (HTTP/1.0, or empty): no browser sends that */
+    if (len > HTTP_HOST_MAX)
+        return 0;
+    const char *end = host[0] == '[' ? memchr(host, ']', len) : memchr(host, ':', len);
+    size_t nlen = !end ? len : host[0] == '[' ? (size_t)(end - host) + 1 : (size_t)(end - host);
+    if (nlen == 0 || (nlen < len && host[nlen] != ':'))
+        return 0;
+    for (size_t i = nlen + 1; i < len; i++) /* the port */
+        if (host[i] < '0' || host[i] > '9' || i - nlen > 5)
+            return 0;
+    if (nlen > 1 && host[nlen - 1] == '.' && host[0] != '[')
+        nlen--; /* a fully qualified name's root dot */
+    if (is_ipv4(host, nlen) || is_ipv6_literal(host, nlen) || ieq(host, nlen, "localhost", 9))
+        return 1;
+    struct name n = {host, nlen};
+    return each_entry(lim->allowed_hosts, entry_matches, &n);
+}
+
+static int entry_bad(const char *e, size_t len, const void *arg)
+{
+    (void)arg;
+    if (len == 1 && e[0] == '*')
+        return 0;
+    if (len == 0 || len > HTTP_HOST_MAX)
+        return 1;
+    if (is_ipv6_literal(e, len))
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((e[i] >= 'a' && e[i] <= 'z') || (e[i] >= 'A' && e[i] <= 'Z') ||
+              (e[i] >= '0' && e[i] <= '9') || e[i] == '.' || e[i] == '-' || e[i] == '_'))
+            return 1;
+    return 0;
+}
+
+int http_hosts_check(const char *list, char *err, size_t errlen)
+{
+    if (!list || !*list || each_entry(list, entry_bad, NULL)) {
+        snprintf(err, errlen,
+                 "--http-allowed-hosts takes host names separated by commas, without a port "
+                 "(any port is served), or '*' for any host (got '%.100s')",
+                 list ? list : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* application/json, with or without parameters (charset=utf-8). */
+static int is_json_type(const char *v, size_t len)
+{
+    const char *semi = memchr(v, ';', len);
+    size_t mlen = semi ? (size_t)(semi - v) : len;
+    trim(&v, &mlen);
+    return ieq(v, mlen, "application/json", 16);
+}
+
+/* A GET or HEAD of /v1/name?query that would change state: the parameter that makes it so ("" when
+ * every call does), or NULL. A query string that does not parse is left to http_api_request to
+ * refuse. */
+static const char *get_changes_state(const char *name, size_t name_len, const char *query,
+                                     size_t query_len)
+{
+    const struct qmethod *m = qmethod_find(name, name_len);
+    if (!m)
+        return NULL;
+    struct qtext_param ps[HTTP_PARAMS_MAX + 1];
+    size_t n = 0;
+    char msg[256];
+    struct http_api api = {.m = m};
+    char *scratch = malloc(query_len + 1);
+    if (!scratch)
+        return ""; /* refused rather than guessed */
+    const char *w = parse_query(query, query_len, scratch, ps, &n, &api, msg, sizeof(msg))
+                        ? NULL
+                        : qmethod_changes_state(m, ps, n);
+    free(scratch);
+    return w;
+}
+
+int http_screen(const struct http_limits *lim, const struct http_request *req,
+                enum http_route route, const char *name, size_t name_len, const char *query,
+                size_t query_len, char *msg, size_t msglen, const char **extra)
+{
+    *extra = NULL;
+    if (!http_host_allowed(lim, req->host, req->host_len)) {
+        const char *list = lim->allowed_hosts && *lim->allowed_hosts ? lim->allowed_hosts : NULL;
+        snprintf(msg, msglen,
+                 "Host %.*s%s is not a name this server answers to: it serves IP addresses, "
+                 "localhost%s%s, so that a web page whose DNS name was pointed at this address "
+                 "cannot read it; start cascaded with --http-allowed-hosts NAME,... naming the "
+                 "host you use, or '*' for any",
+                 (int)(req->host_len > 64 ? 64 : req->host_len), req->host,
+                 req->host_len > 64 ? "..." : "", list ? " and --http-allowed-hosts " : "",
+                 list ? list : "");
+        return 421;
+    }
+    if (req->verb == HTTP_VERB_POST) {
+        if (route != HTTP_R_API) {
+            *extra = "Allow: GET, HEAD\r\n";
+            snprintf(msg, msglen, "POST is for /v1/<method> only; this path takes GET and HEAD");
+            return 405;
+        }
+        if (!is_json_type(req->content_type, req->content_type_len)) {
+            snprintf(msg, msglen,
+                     "POST needs the header Content-Type: application/json (a form on another "
+                     "site cannot send it), and no body: the parameters go in the query string");
+            return 415;
+        }
+        return 0;
+    }
+    const char *w;
+    if (route == HTTP_R_API &&
+        (w = get_changes_state(name, name_len, query, query_len)) != NULL) {
+        *extra = "Allow: POST\r\n";
+        snprintf(msg, msglen,
+                 "%.*s%s%s%s changes the server's state, so it is not served on %s (any web "
+                 "page could make a browser call it): send POST with the header Content-Type: "
+                 "application/json (and the token, where --auth-token-file is set), or call it "
+                 "over msgpack-RPC",
+                 (int)(name_len > 64 ? 64 : name_len), name, *w ? " " : "", w, *w ? "=true" : "",
+                 req->verb == HTTP_VERB_HEAD ? "HEAD" : "GET");
+        return 405;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- responses */
 
 static const char *const format_types[] = {HTTP_JSON_TYPE, "text/csv; charset=utf-8",
@@ -514,6 +758,10 @@ const char *http_reason(int status)
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 421:
+        return "Misdirected Request";
     case 431:
         return "Request Header Fields Too Large";
     case 500:

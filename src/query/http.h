@@ -16,18 +16,24 @@
 #define HTTP_TARGET_MAX (8u * 1024)    /* default: the request target (path and query string) */
 #define HTTP_IN_MAX     (1024u * 1024) /* default: received, unparsed bytes; past it: dropped */
 
-/* Bounds on what one connection may send (cascaded's --max-http-* flags). */
+/* Bounds on what one connection may send (cascaded's --max-http-* flags), and the Host names
+ * it may use (--http-allowed-hosts). */
 struct http_limits {
     uint32_t head_max;   /* request line + headers: past it 431 */
     uint32_t target_max; /* path + query string: past it 414 (at most head_max) */
     uint32_t in_max;     /* unparsed bytes buffered: past it the peer is dropped */
+    /* comma-separated host names served besides addresses and localhost, "*" for any; NULL or
+     * "": none. Not copied: it must outlive every connection. */
+    const char *allowed_hosts;
 };
 
 void http_limits_default(struct http_limits *l);
 #define HTTP_PARAMS_MAX 32   /* key=value pairs in one query string */
 #define HTTP_AUTH_MAX   1100 /* bytes kept of an Authorization header (longer: cut) */
+#define HTTP_HOST_MAX   256  /* bytes kept of a Host header (longer: a name no list holds) */
+#define HTTP_CTYPE_MAX  128  /* bytes kept of a Content-Type header (longer: cut) */
 
-enum http_verb { HTTP_VERB_GET = 0, HTTP_VERB_HEAD, HTTP_VERB_OTHER };
+enum http_verb { HTTP_VERB_GET = 0, HTTP_VERB_HEAD, HTTP_VERB_OTHER, HTTP_VERB_POST };
 
 /* One request, as http_in_next found it. */
 struct http_request {
@@ -39,6 +45,11 @@ struct http_request {
     size_t target_len;
     const char *authorization; /* the Authorization header's value (empty: none), as target */
     size_t authorization_len;
+    const char *host; /* the Host header's value (empty: none), as target; HTTP_HOST_MAX + 1
+                         bytes when it was longer */
+    size_t host_len;
+    const char *content_type; /* the Content-Type header's value (empty: none), as target */
+    size_t content_type_len;
 };
 
 struct http_in;
@@ -72,6 +83,25 @@ enum http_route http_route(const char *target, size_t len, const char **name, si
 /* Percent-decodes in (form: '+' is a space, as in query strings) into out, which has room for
  * len bytes: the decoded length, or -EINVAL for a malformed %-escape. */
 long http_pct_decode(const char *in, size_t len, char *out, int form);
+
+/* What the request's verb and Host allow, once it parsed well and was routed (DESIGN §5):
+ *  - a Host that is not an IP address, localhost or in lim->allowed_hosts: 421 (a page whose DNS
+ *    name was rebound to this server's address names its own host; no Host at all: served);
+ *  - a call that changes state (snapshot, analytics refresh=true) on GET or HEAD: 405, Allow: POST;
+ *  - POST anywhere but /v1/: 405; POST without Content-Type: application/json (which an HTML form
+ *    or a no-cors fetch from another site cannot send): 415. POST has no body (the parser answers
+ *    413 to one) and takes its parameters in the query string, as GET does.
+ * 0 to serve it, else the status to answer with a message for the user in msg and, for a 405,
+ * the Allow header line in *extra. */
+int http_screen(const struct http_limits *lim, const struct http_request *req,
+                enum http_route route, const char *name, size_t name_len, const char *query,
+                size_t query_len, char *msg, size_t msglen, const char **extra);
+
+/* 1 when a Host header value (name or address, maybe with :port) is one lim serves. */
+int http_host_allowed(const struct http_limits *lim, const char *host, size_t len);
+
+/* Checks an --http-allowed-hosts list: 0, or -EINVAL with the reason in err. */
+int http_hosts_check(const char *list, char *err, size_t errlen);
 
 enum http_format { HTTP_FMT_JSON = 0, HTTP_FMT_CSV, HTTP_FMT_GRAPHML, HTTP_FMT_DOT };
 

@@ -112,7 +112,8 @@ static const struct qparam p_communities[] = {
 
 static const struct qparam p_analytics[] = {
     {"refresh", QT_BOOL, 0, NULL, 0, 0, 0, 0, "false",
-     "take a new snapshot now (when the worker is idle) instead of at the next interval"},
+     "take a new snapshot now (when the worker is idle) instead of at the next interval "
+     "(changes state: RPC or HTTP POST only)"},
 };
 
 #define PARAMS(p) p, sizeof(p) / sizeof(p[0])
@@ -151,7 +152,7 @@ static const struct qmethod methods[] = {
      PARAMS(p_analytics), QS_RECORD, NULL, handle_analytics},
     {"snapshot",
      "write a snapshot of the engine now (start-up loads it and replays only the WAL after it); "
-     "answers once the file is in place",
+     "answers once the file is in place (changes state: RPC or HTTP POST only)",
      NULL, 0, QS_RECORD, NULL, handle_snapshot},
 };
 
@@ -465,6 +466,29 @@ int qrequest_from_text(const char *method, size_t mlen, const struct qtext_param
         return -ENOMEM;
     }
     return 0;
+}
+
+/* The calls that change state: the method, and the boolean parameter that makes a call of it one
+ * (NULL: every call). */
+static const struct {
+    const char *method, *param;
+} writers[] = {{"snapshot", NULL}, {"analytics", "refresh"}};
+
+const char *qmethod_changes_state(const struct qmethod *m, const struct qtext_param *ps, size_t n)
+{
+    for (size_t w = 0; w < sizeof(writers) / sizeof(writers[0]); w++) {
+        if (strcmp(m->name, writers[w].method) != 0)
+            continue;
+        if (!writers[w].param)
+            return "";
+        /* any true value counts: a repeated parameter must not slip one past */
+        for (size_t i = 0; i < n; i++)
+            if (ps[i].key_len == strlen(writers[w].param) &&
+                memcmp(ps[i].key, writers[w].param, ps[i].key_len) == 0 &&
+                parse_bool(ps[i].val, ps[i].val_len) == 1)
+                return writers[w].param;
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- help */

@@ -86,6 +86,12 @@ struct qtext_param {
 int qrequest_from_text(const char *method, size_t mlen, const struct qtext_param *ps, size_t n,
                        uint64_t msgid, msgpack_sbuffer *out, char *err, size_t errlen);
 
+/* DESIGN §5: a call that changes the server's state (snapshot; analytics refresh=true) is
+ * served over RPC and HTTP POST, never on HTTP GET. For m called with the text parameters ps:
+ * NULL when it only reads, "" when every call of m changes state, else the name of the boolean
+ * parameter whose true value makes it do so. */
+const char *qmethod_changes_state(const struct qmethod *m, const struct qtext_param *ps, size_t n);
+
 /* Help: one method with its parameters, or (m == NULL) every method on one line each. */
 void qmethod_usage(FILE *f, const struct qmethod *m);
 

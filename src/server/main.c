@@ -37,6 +37,7 @@ struct config {
     int64_t retention_ms; /* event time; 0: keep everything */
     int allow_history_loss;
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
+    char http_allowed_hosts[1024];  /* http.allowed_hosts points here once set */
 };
 
 static const char usage[] =
@@ -101,6 +102,10 @@ static const char usage[] =
     "  --max-http-head-bytes N    request line and headers (default 16384, 1024..1 MiB): 431\n"
     "  --max-http-target-bytes N  path and query string (default 8192, 256..1 MiB, at most\n"
     "                             the head): 414\n"
+    "  --http-allowed-hosts LIST  host names (comma-separated, any port) the HTTP port answers\n"
+    "                             besides IP addresses and localhost, '*' for any; another\n"
+    "                             Host gets 421, so that a page whose DNS name was pointed at\n"
+    "                             this address (DNS rebinding) cannot read it (default: none)\n"
     "\n"
     "  --analytics-interval S  recompute PageRank, communities and coordination on a fresh\n"
     "                          snapshot every S seconds when events arrived since (default 60;\n"
@@ -267,6 +272,15 @@ static int set_option(struct config *c, const char *key, const char *val, const 
         rc = parse_limit(val, 1024, 1u << 20, &c->http.head_max);
     } else if (!strcmp(key, "max-http-target-bytes")) {
         rc = parse_limit(val, 256, 1u << 20, &c->http.target_max);
+    } else if (!strcmp(key, "http-allowed-hosts")) {
+        char why[256];
+        rc = strlen(val) < sizeof(c->http_allowed_hosts) && !http_hosts_check(val, why, sizeof(why))
+                 ? 0
+                 : -EINVAL;
+        if (!rc) {
+            snprintf(c->http_allowed_hosts, sizeof(c->http_allowed_hosts), "%s", val);
+            c->http.allowed_hosts = c->http_allowed_hosts;
+        }
     } else if (!strcmp(key, "max-rpc-request-bytes")) {
         rc = parse_limit(val, 4096, 64u << 20, &c->rpc_max);
     } else if (!strcmp(key, "max-connections")) {

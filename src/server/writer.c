@@ -118,8 +118,10 @@ static int check_history(struct writer *w, struct wal_pos from, int allow, char 
         return 0;
     }
     snprintf(err, errlen,
-             "no snapshot in %s/snapshots can be loaded (see the snapshot_refused lines above), "
-             "and the WAL begins at segment %llu: the events before it were removed after a "
+             "no snapshot in %s/snapshots can be loaded: it holds none (deleted or moved?), or "
+             "each was refused (a snapshot_refused line above names the file and why; it was "
+             "renamed *.corrupt or left in place), and the WAL begins at segment %llu: the "
+             "events before it were removed after a "
              "snapshot and exist only there. Starting would lose them. Restore that snapshot, "
              "run the build that wrote it, or start with --allow-history-loss to keep only what "
              "the WAL holds",

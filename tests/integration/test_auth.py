@@ -103,6 +103,73 @@ def check_http(srv):
     check('/metrics counts the refusals per port', counts == {'ingest': 2, 'rpc': 2, 'http': 2}, str(counts))
 
 
+# "auth" (and "token") in each of msgpack's str encodings, and the map in each of its own
+STR_ENC = {'fixstr': lambda b: bytes([0xa0 | len(b)]) + b,
+           'str8': lambda b: b'\xd9' + bytes([len(b)]) + b,
+           'str16': lambda b: b'\xda' + len(b).to_bytes(2, 'big') + b,
+           'str32': lambda b: b'\xdb' + len(b).to_bytes(4, 'big') + b}
+MAP1 = {'fixmap': b'\x81', 'map16': b'\xde\x00\x01', 'map32': b'\xdf\x00\x00\x00\x01'}
+
+
+def check_encodings(srv):
+    """A client library may encode the key "auth" as str8 (or str16/32) and the map as map16: the
+    same map, accepted on ingest and RPC."""
+    for i, (enc, f) in enumerate(STR_ENC.items()):
+        for mname, mhead in MAP1.items():
+            if enc != 'fixstr' and mname != 'fixmap' and enc != 'str8':
+                continue
+            prefix = f'{enc[:5]}{mname[:5]}'
+            c = IngestConn(srv.ingest)
+            opening = mhead + f(b'auth') + STR_ENC['str32' if enc == 'str32' else 'str8'](TOKEN.encode())
+            data = opening + msgpack.packb(events(prefix, 4))
+            c.send(data[:3])  # split inside the key
+            time.sleep(0.05)
+            c.send(data[3:])
+            ack = c.wait_total(4, timeout=10)
+            check(f'ingest: {{"auth": TOKEN}} with a {enc} key in a {mname}: accepted',
+                  ack.get('ok') == 4 and c.fatal() is None, f'{ack} {c.msgs}')
+            c.close()
+        r = Rpc(srv.query)
+        req = (b'\x94\x00\x07' + f(b'auth') + b'\x91\x81' + f(b'token')
+               + STR_ENC['str32' if enc == 'str32' else 'str8'](TOKEN.encode()))
+        r.s.sendall(req)
+        got = None
+        while got is None:
+            data = r.s.recv(65536)
+            if not data:
+                break
+            r.u.feed(data)
+            got = next(iter(r.u), None)
+        ok = got == [1, 7, None, {'authenticated': True}]
+        err, res = r.call('stats') if ok else ('not authenticated', None)
+        check(f'RPC: auth with a {enc} method name and key: accepted', ok and err is None, f'{got} {err}')
+        r.close()
+
+
+def post(port, path, token=None, ctype='application/json'):
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+    try:
+        h = {'Content-Type': ctype}
+        if token:
+            h['Authorization'] = f'Bearer {token}'
+        c.request('POST', path, headers=h)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def check_post(srv):
+    st, body = post(srv.http, '/v1/snapshot')
+    check('POST /v1/snapshot without the token: 401', st == 401, f'{st} {body[:200]!r}')
+    st, body = post(srv.http, '/v1/snapshot', TOKEN)
+    check('POST /v1/snapshot with the token: the snapshot is written',
+          st == 200 and os.path.exists(os.path.join(srv.data, 'snapshots', json.loads(body)['file'])),
+          f'{st} {body[:200]!r}')
+    st, body = post(srv.http, '/v1/snapshot', TOKEN, ctype='text/plain')
+    check('POST with the token but a form\'s Content-Type: 415', st == 415, f'{st} {body[:200]!r}')
+
+
 def check_tools(srv, tools, tmp):
     tokfile = os.path.join(tmp, 'token')
     with open(tokfile, 'w') as f:
@@ -150,6 +217,8 @@ def run(srv, tools):
     check_ingest(srv)
     check_rpc(srv)
     check_http(srv)
+    check_encodings(srv)
+    check_post(srv)
     check_tools(srv, tools, tmp)
     check_startup(sys.argv[1], tmp)
     check('the server survived every refusal', srv.alive())

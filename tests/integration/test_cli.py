@@ -28,7 +28,7 @@ import msgpack
 from harness import sanitizer_reports
 
 FLAGS = ['--bind', '--ingest-port', '--query-port', '--http-port', '--data-dir', '--fsync', '--config', '--help',
-         '--version']
+         '--version', '--http-allowed-hosts']
 passed, failed = 0, 0
 procs = []
 
@@ -152,8 +152,55 @@ def ingest_one(port, post):
         s.close()
 
 
+def refused(port):
+    """Opens a connection: the bytes the server sent at once (a refusal) and the socket."""
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    r, _, _ = select.select([s], [], [], 0.5)
+    return (s.recv(65536) if r else b''), s
+
+
+def check_cli_refused(server, zero_ports, tmp, tools):
+    """cascade-cli against a query port at its connection limit prints the server's reason and
+    exits 5 (not 'not a msgpack-RPC response'); pointed at the HTTP port it says so."""
+    cli = os.path.join(tools, 'cascade-cli')
+    s = server(zero_ports(os.path.join(tmp, 'full')) + ['--max-connections', '2'])
+    held = []
+    try:
+        ports = s.wait_ready()
+        check('--max-connections 2: ready', ports is not None, s.stderr()[-300:])
+        if not ports:
+            return
+        _, query, http = ports
+        why = b''
+        while not why and len(held) < 40:  # fill the query port, however its budget is shared
+            why, sock = refused(query)
+            held.append(sock)
+        check('the query port refuses a connection past the limit', why != b'', f'{len(held)} held')
+        p = subprocess.run([cli, '--port', str(query), '--timeout', '10', 'stats'], capture_output=True,
+                           text=True, timeout=30)
+        check('cascade-cli at the connection limit: exit 5, the server\'s reason on stderr',
+              p.returncode == 5 and 'too many connections' in p.stderr and 'not a msgpack-RPC' not in p.stderr,
+              f'status {p.returncode}, stderr {p.stderr!r}')
+        p = subprocess.run([cli, '--help'], capture_output=True, text=True, timeout=30)
+        check('cascade-cli --help documents exit 5', re.search(r'\b5 the server refused', p.stdout) is not None,
+              p.stdout[-600:])
+        for sock in held:
+            sock.close()
+        held = []
+        p = subprocess.run([cli, '--port', str(http), '--timeout', '10', 'stats'], capture_output=True,
+                           text=True, timeout=30)
+        check('cascade-cli pointed at the HTTP port: says it answered in HTTP', p.returncode == 3
+              and 'HTTP' in p.stderr and 'query port' in p.stderr, f'status {p.returncode}, stderr {p.stderr!r}')
+        check('SIGTERM exits 0', s.stop() == 0)
+    finally:
+        for sock in held:
+            sock.close()
+        s.stop(signal.SIGKILL)
+
+
 def main():
     bin_dir = sys.argv[1]
+    tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
     cascaded = os.path.join(bin_dir, 'cascaded')
     tmp = tempfile.mkdtemp(prefix='cascaded-test-cli-')
     n = [0]
@@ -190,6 +237,8 @@ def main():
             ('--http-port -1', ['--http-port', '-1']),
             ('--ingest-port 12x', ['--ingest-port', '12x']),
             ('--ingest-port empty', ['--ingest-port', '']),
+            ('--http-allowed-hosts with a port', ['--http-allowed-hosts', 'a.example:80']),
+            ('--http-allowed-hosts empty', ['--http-allowed-hosts', '']),
         ]
         for name, args in bad_cases:
             st, out, err = run(cascaded, zero_ports(data) + args, cwd=tmp, timeout=5)
@@ -320,6 +369,8 @@ def main():
             check('without --data-dir: SIGTERM exits 0', s.stop() == 0)
         finally:
             s.stop(signal.SIGKILL)
+
+        check_cli_refused(server, zero_ports, tmp, tools)
 
         # a port already in use, a data dir that cannot be one, an address that is not one
         data = os.path.join(tmp, 'busy')

@@ -285,8 +285,10 @@ def check_statuses(srv):
             ok &= isinstance(j, dict) and j.get('error', {}).get('code') == want and bool(j['error'].get('message'))
         check(f'{path} is {want}', ok, f'{st} {body[:200]!r}')
     check_web(srv)
-    st, h, _ = get(srv.http, '/v1/stats', method='POST')
-    check('POST is 405 with Allow', st == 405 and 'GET' in h.get('Allow', ''), f'{st} {h}')
+    st, h, _ = get(srv.http, '/metrics', method='POST', headers=JSON_TYPE)
+    check('POST outside /v1 is 405 with Allow: GET, HEAD', st == 405 and 'GET' in h.get('Allow', ''), f'{st} {h}')
+    st, h, _ = get(srv.http, '/v1/stats', method='PUT')
+    check('PUT is 405 with Allow', st == 405 and 'GET' in h.get('Allow', ''), f'{st} {h}')
     st, h, body = get(srv.http, '/v1/stats', method='HEAD')
     st2, h2, body2 = get(srv.http, '/v1/labels')
     st3, h3, body3 = get(srv.http, '/v1/labels', method='HEAD')
@@ -300,6 +302,97 @@ def check_statuses(srv):
     check('an actor id with & (percent-encoded)', st == 200 and json.loads(body).get('id') == 'b&c', f'{st} {body!r}')
     st, _, body = get(srv.http, '/v1/actor?id=odd+actor')
     check('+ as a space in a query string', st == 200 and json.loads(body).get('id') == 'odd actor', f'{st}')
+
+
+JSON_TYPE = {'Content-Type': 'application/json'}
+
+
+def snapshot_files(srv):
+    d = os.path.join(srv.data, 'snapshots')
+    return sorted(f for f in os.listdir(d) if f.endswith('.snap')) if os.path.isdir(d) else []
+
+
+def check_state_changes(srv):
+    """DESIGN §5: methods that change state are not served on GET (nor HEAD): a page the browser
+    visits could call them. POST with Content-Type: application/json (which no HTML form and no
+    no-cors fetch can send) or RPC."""
+    before = snapshot_files(srv)
+    for method in ('GET', 'HEAD'):
+        st, h, body = get(srv.http, '/v1/snapshot', method=method)
+        j = json.loads(body) if body else {}
+        check(f'{method} /v1/snapshot is 405 with Allow: POST, writes nothing',
+              st == 405 and h.get('Allow') == 'POST' and snapshot_files(srv) == before
+              and (method == 'HEAD' or 'POST' in j.get('error', {}).get('message', '')),
+              f'{st} {h} {body[:300]!r} {snapshot_files(srv)}')
+    st, h, body = get(srv.http, '/v1/analytics?refresh=true')
+    check('GET /v1/analytics?refresh=true is 405 with Allow: POST', st == 405 and h.get('Allow') == 'POST'
+          and b'refresh' in body, f'{st} {h} {body[:300]!r}')
+    st, _, _ = get(srv.http, '/v1/analytics?refresh=1')
+    check('GET /v1/analytics?refresh=1 is 405 too', st == 405, str(st))
+    st, _, body = get(srv.http, '/v1/analytics?refresh=false')
+    check('GET /v1/analytics?refresh=false reads: served', st in (200, 503), f'{st} {body[:200]!r}')
+    for headers in ({}, {'Content-Type': 'application/x-www-form-urlencoded'}, {'Content-Type': 'text/plain'},
+                    {'Content-Type': 'multipart/form-data; boundary=x'}):
+        st, _, body = get(srv.http, '/v1/snapshot', method='POST', headers=headers)
+        check(f'POST /v1/snapshot with {headers or "no Content-Type"}: 415, writes nothing',
+              st == 415 and b'application/json' in body and snapshot_files(srv) == before, f'{st} {body[:300]!r}')
+    st, _, body = get(srv.http, '/v1/snapshot', method='POST',
+                      headers={'Content-Type': 'application/json; charset=utf-8'})
+    j = json.loads(body) if st == 200 else {}
+    check('POST /v1/snapshot with Content-Type: application/json writes the snapshot',
+          st == 200 and j.get('file') in snapshot_files(srv) and j.get('file') not in before, f'{st} {body[:300]!r}')
+    st, _, body = get(srv.http, '/v1/analytics?refresh=true', method='POST', headers=JSON_TYPE)
+    check('POST /v1/analytics?refresh=true is served', st in (200, 503), f'{st} {body[:300]!r}')
+    st, _, body = get(srv.http, '/v1/stats', method='POST', headers=JSON_TYPE)
+    check('POST of a read method is served like GET', st == 200 and 'posts' in json.loads(body), f'{st} {body[:200]!r}')
+    r, _ = raw(srv.http, b'POST /v1/snapshot HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n'
+                         b'Content-Length: 2\r\n\r\n{}')
+    check('POST with a body is 413 (parameters go in the query string)', r and r[0] == 413, str(r))
+    rpc = Rpc(srv.query)
+    err, res = rpc.call('snapshot')
+    rpc.close()
+    check('RPC snapshot still served', err is None and res.get('file'), f'{err} {res}')
+
+
+def host_status(port, host):
+    """The status of GET /healthz with this Host header (None: no Host header at all)."""
+    head = b'GET /v1/stats HTTP/1.1\r\n' + (b'Host: ' + host.encode() + b'\r\n' if host is not None else b'')
+    r, _ = raw(port, head + b'Connection: close\r\n\r\n')
+    return r[0], r[2] if len(r) > 2 else b''
+
+
+def check_hosts(srv, bin_dir):
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 reaches the server
+    with Host: evil.example; only addresses, localhost and --http-allowed-hosts are answered."""
+    p = srv.http
+    for host in ('127.0.0.1', f'127.0.0.1:{p}', 'localhost', f'LocalHost:{p}', f'[::1]:{p}', '[::1]',
+                 '10.1.2.3:80', ''):
+        st, body = host_status(p, host)
+        check(f'Host: {host} is served', st == 200, f'{st} {body[:200]!r}')
+    for host in ('evil.example', f'evil.example:{p}', '127.0.0.1.evil.example', 'localhost.evil.example',
+                 '1.2.3', 'x' * 300):
+        st, body = host_status(p, host)
+        check(f'Host: {host[:40]} is refused (421) naming --http-allowed-hosts', st == 421
+              and b'--http-allowed-hosts' in body, f'{st} {body[:300]!r}')
+    r, _ = raw(p, b'GET /healthz HTTP/1.0\r\n\r\n')
+    check('HTTP/1.0 without a Host header is served', r and r[0] == 200, str(r))
+    r, _ = raw(p, b'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n')
+    check('two Host headers: 400', r and r[0] == 400, str(r))
+    r, _ = raw(p, b'GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n')
+    check('the page too is refused to a foreign Host', r and r[0] == 421, str(r))
+    for allowed, host, want in (('*', 'evil.example', 200), ('evil.example,other.example', 'other.example:80', 200),
+                                ('evil.example', 'EVIL.example', 200), ('evil.example', 'other.example', 421),
+                                ('evil.example', '127.0.0.1', 200)):
+        tmp = tempfile.mkdtemp(prefix='cascade-http-hosts-')
+        s2 = Server(bin_dir, os.path.join(tmp, 'data'), '--http-allowed-hosts', allowed)
+        try:
+            s2.start()
+            st, body = host_status(s2.http, host)
+            check(f'--http-allowed-hosts {allowed}: Host {host} is {want}', st == want, f'{st} {body[:200]!r}')
+            check('SIGTERM exits 0', s2.stop() == 0)
+        finally:
+            s2.kill()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_response(f):
@@ -337,12 +430,12 @@ def raw(port, data):
 def check_connections(srv):
     s = socket.create_connection(('127.0.0.1', srv.http), timeout=30)
     f = s.makefile('rb')
-    s.sendall(b'GET /v1/stats HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'
-              b'GET /v1/cascade?post=unknown-post HTTP/1.1\r\nHost: x\r\n\r\n')
+    s.sendall(b'GET /v1/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+              b'GET /v1/cascade?post=unknown-post HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
     rs = [read_response(f) for _ in range(3)]
     check('pipelined requests answered in order', [r[0] for r in rs] == [200, 200, 404]
           and b'posts' in rs[0][2] and rs[1][2].strip() == b'ok', str([r[:2] for r in rs]))
-    s.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    s.sendall(b'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
     r = read_response(f)
     check('Connection: close is honoured', r[0] == 200 and r[1].get('connection') == 'close'
           and f.read() == b'', str(r))
@@ -420,6 +513,8 @@ def main():
         check_exports(srv, model, roots)
         check_statuses(srv)
         check_connections(srv)
+        check_state_changes(srv)
+        check_hosts(srv, bin_dir)
         check_metrics(srv)
         check_under_ingest(srv, tools)
         check('SIGTERM exits 0', srv.stop() == 0)

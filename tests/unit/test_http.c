@@ -152,8 +152,13 @@ static int status_of(const char *s, size_t len)
 static void test_errors(void **state)
 {
     assert_int_equal(status_of("BLAH\r\n\r\n", 8), 400);
+    /* POST takes no body: its parameters are in the query string */
     const char post[] = "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
-    assert_int_equal(status_of(post, sizeof(post) - 1), 405);
+    assert_int_equal(status_of(post, sizeof(post) - 1), 413);
+    const char put[] = "PUT / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+    assert_int_equal(status_of(put, sizeof(put) - 1), 405);
+    const char hosts[] = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+    assert_int_equal(status_of(hosts, sizeof(hosts) - 1), 400);
     const char body[] = "GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
     assert_int_equal(status_of(body, sizeof(body) - 1), 413);
     const char chunked[] = "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
@@ -191,6 +196,110 @@ static void test_limits(void **state)
         rc = http_in_append(h, chunk, sizeof(chunk));
     assert_int_equal(rc, -ENOSPC);
     http_in_free(h);
+}
+
+static int allowed(const char *list, const char *host)
+{
+    struct http_limits l;
+    http_limits_default(&l);
+    l.allowed_hosts = list;
+    return http_host_allowed(&l, host, strlen(host));
+}
+
+static void test_hosts(void **state)
+{
+    (void)state;
+    const char *served[] = {"", "  ", "127.0.0.1", "127.0.0.1:7402", "localhost", "LOCALHOST:1",
+                            "localhost.", "[::1]", "[::1]:7402", "10.0.0.5:80", "[fe80::1]",
+                            "255.255.255.255"};
+    for (size_t i = 0; i < sizeof(served) / sizeof(served[0]); i++)
+        assert_true(allowed(NULL, served[i]));
+    const char *refused[] = {"evil.example", "evil.example:7402", "127.0.0.1.evil.example",
+                             "localhost.evil.example", "1.2.3", "1.2.3.4.5", "256.1.1.1",
+                             "127.0.0.1:x", "127.0.0.1:123456", "[::1", "[::g]", ":80",
+                             "[::1]x", "local host", "0x7f.0.0.1"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        assert_false(allowed(NULL, refused[i]));
+    assert_true(allowed("evil.example", "evil.example:80"));
+    assert_true(allowed("a.example, evil.example", "EVIL.example"));
+    assert_false(allowed("evil.example", "other.example"));
+    assert_false(allowed("evil.example", "evil.examplex"));
+    assert_true(allowed("*", "anything.at.all:1"));
+    assert_true(allowed("a.example,*", "b.example"));
+    char big[HTTP_HOST_MAX + 2];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    assert_false(allowed("*", big)); /* past the bytes kept: never a name on a list */
+    char err[256];
+    assert_int_equal(http_hosts_check("a.example,b-c.example,*,[::1]", err, sizeof(err)), 0);
+    assert_int_equal(http_hosts_check("", err, sizeof(err)), -EINVAL);
+    assert_int_equal(http_hosts_check("a.example:80", err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "without a port"));
+    assert_int_equal(http_hosts_check("a.example,,b", err, sizeof(err)), -EINVAL);
+    assert_int_equal(http_hosts_check("a b", err, sizeof(err)), -EINVAL);
+}
+
+/* The request of s, screened: its status (0: served) and *extra. */
+static int screen(const char *s, const char **extra)
+{
+    struct http_in *h = in_with(s, strlen(s));
+    struct http_request r;
+    assert_int_equal(http_in_next(h, &r), 1);
+    assert_int_equal(r.status, 0);
+    const char *name, *q;
+    size_t nl, ql;
+    enum http_route rt = http_route(r.target, r.target_len, &name, &nl, &q, &ql);
+    char msg[512];
+    struct http_limits l;
+    http_limits_default(&l);
+    int st = http_screen(&l, &r, rt, name, nl, q, ql, msg, sizeof(msg), extra);
+    if (st)
+        assert_true(strlen(msg) > 20);
+    http_in_free(h);
+    return st;
+}
+
+static void test_screen(void **state)
+{
+    (void)state;
+    const char *x;
+    assert_int_equal(screen("GET /v1/stats HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n", &x), 0);
+    assert_int_equal(screen("GET /v1/stats HTTP/1.1\r\nHost: evil.example\r\n\r\n", &x), 421);
+    assert_int_equal(screen("GET / HTTP/1.1\r\nHost: evil.example:9\r\n\r\n", &x), 421);
+    assert_int_equal(screen("GET /healthz HTTP/1.0\r\n\r\n", &x), 0);
+    assert_int_equal(screen("GET /v1/snapshot HTTP/1.1\r\n\r\n", &x), 405);
+    assert_string_equal(x, "Allow: POST\r\n");
+    assert_int_equal(screen("HEAD /v1/snapshot?format=csv HTTP/1.1\r\n\r\n", &x), 405);
+    assert_int_equal(screen("GET /v1/analytics?refresh=true HTTP/1.1\r\n\r\n", &x), 405);
+    assert_int_equal(screen("GET /v1/analytics?refresh=YES HTTP/1.1\r\n\r\n", &x), 405);
+    assert_int_equal(screen("GET /v1/analytics?refresh=%74rue HTTP/1.1\r\n\r\n", &x), 405);
+    assert_int_equal(
+        screen("GET /v1/analytics?refresh=false&refresh=1 HTTP/1.1\r\n\r\n", &x), 405);
+    assert_int_equal(screen("GET /v1/analytics?refresh=false HTTP/1.1\r\n\r\n", &x), 0);
+    assert_int_equal(screen("GET /v1/analytics HTTP/1.1\r\n\r\n", &x), 0);
+    /* not parsed here: left to http_api_request's 400 */
+    assert_int_equal(screen("GET /v1/analytics?refresh=perhaps HTTP/1.1\r\n\r\n", &x), 0);
+    assert_int_equal(screen("POST /v1/snapshot HTTP/1.1\r\n\r\n", &x), 415);
+    assert_int_equal(screen("POST /v1/snapshot HTTP/1.1\r\nContent-Type: text/plain\r\n"
+                            "Content-Length: 0\r\n\r\n",
+                            &x),
+                     415);
+    assert_int_equal(screen("POST /v1/snapshot HTTP/1.1\r\nContent-Type: "
+                            "application/x-www-form-urlencoded\r\n\r\n",
+                            &x),
+                     415);
+    assert_int_equal(screen("POST /v1/snapshot HTTP/1.1\r\nContent-Type: application/jsonx\r\n\r\n",
+                            &x),
+                     415);
+    assert_int_equal(screen("POST /v1/snapshot HTTP/1.1\r\nContent-Type: Application/JSON ; "
+                            "charset=utf-8\r\n\r\n",
+                            &x),
+                     0);
+    assert_int_equal(screen("POST /v1/stats HTTP/1.1\r\nContent-Type: application/json\r\n\r\n", &x),
+                     0);
+    assert_int_equal(screen("POST /metrics HTTP/1.1\r\nContent-Type: application/json\r\n\r\n", &x),
+                     405);
+    assert_string_equal(x, "Allow: GET, HEAD\r\n");
 }
 
 static int api(const char *name, const char *q, struct http_api *a, msgpack_object *params,
@@ -368,6 +477,8 @@ int main(void)
         cmocka_unit_test(test_incremental),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_screen),
         cmocka_unit_test(test_api_request),
         cmocka_unit_test(test_api_render_error),
         cmocka_unit_test(test_head),
