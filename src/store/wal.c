@@ -1031,7 +1031,8 @@ static int check_gaps(struct wal *w, struct wal_pos from, struct wal_replay_stat
         i++;
     uint64_t expect = from.seq ? from.seq : i < w->nseg ? w->segs[i].seq : 0, missing = 0;
     uint64_t gap_from = 0, gap_to = 0;
-    if (from.seq && i == w->nseg) {
+    int none_left = from.seq && i == w->nseg; /* nothing at or after the snapshot's segment */
+    if (none_left) {
         gap_from = gap_to = from.seq;
         missing = 1;
     }
@@ -1046,21 +1047,24 @@ static int check_gaps(struct wal *w, struct wal_pos from, struct wal_replay_stat
     st->missing = missing;
     if (!missing || w->allow_loss)
         return 0;
-    char name[SEG_NAME_LEN + 1];
+    char name[SEG_NAME_LEN + 1], range[64] = "";
     seg_name(name, gap_from);
-    const char *after = from.seq && gap_from == from.seq ? "the snapshot's position" : "it";
-    if (from.seq && i == w->nseg && gap_from == from.seq && w->nseg && w->segs[w->nseg - 1].seq < from.seq)
-        after = "the snapshot's position (every segment behind the snapshot is gone)";
+    if (gap_to > gap_from)
+        snprintf(range, sizeof(range), " to %020" PRIu64 ".wal", gap_to);
+    char where[160];
+    if (from.seq && gap_from == from.seq)
+        snprintf(where, sizeof(where), ": the snapshot loaded continues from segment %" PRIu64 "%s",
+                 from.seq, none_left ? ", and no segment from there on is left" : "");
+    else
+        snprintf(where, sizeof(where), " after segment %" PRIu64, gap_from - 1);
     return wal_fail(
         w, ENODATA,
-        "the WAL is missing segments: %s/%s%s%" PRIu64 " (%" PRIu64
-        " segment(s) in all) should follow %s, holding events that exist nowhere else "
-        "(snapshot at segment %" PRIu64 "). Starting would lose them without a word, so "
-        "cascaded does not. Restore the files if you can; or start with --allow-history-loss "
-        "(or run `cascade-wal repair %.*s`, which fills the gap with empty segments) to go on "
-        "without them",
-        w->path, name, gap_to > gap_from ? " to segment " : " ", gap_to > gap_from ? gap_to : 0,
-        missing, after, from.seq, (int)w->dirlen, w->path);
+        "the WAL is missing segments: %s/%s%s (%" PRIu64 " segment(s) in all)%s, and the "
+        "events in them exist nowhere else. Starting would lose them without a word, "
+        "so cascaded does not. Restore the files if you can; or start with "
+        "--allow-history-loss (or run `cascade-wal repair %.*s`, which puts empty segments in "
+        "their place) to go on without them",
+        w->path, name, range, missing, where, (int)w->dirlen, w->path);
 }
 
 static int replay_all(struct wal *w, struct replay *rp)
