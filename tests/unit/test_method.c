@@ -555,6 +555,41 @@ static void test_check_bool_enum_str(void **state)
     BAD("content", "key", pk_bin, NULL);
 }
 
+/* ---------------------------------------------------------------- calls that change state */
+
+static const char *changes(const char *method, const char *k1, const char *v1, const char *k2,
+                           const char *v2)
+{
+    struct qtext_param ps[2] = {{k1, v1, k1 ? strlen(k1) : 0, v1 ? strlen(v1) : 0},
+                                {k2, v2, k2 ? strlen(k2) : 0, v2 ? strlen(v2) : 0}};
+    const struct qmethod *m = qmethod_find(method, strlen(method));
+    assert_non_null(m);
+    return qmethod_changes_state(m, ps, k2 ? 2 : k1 ? 1 : 0);
+}
+
+/* DESIGN §5: snapshot and analytics refresh=true change state (never on HTTP GET); nothing
+ * else does. */
+static void test_changes_state(void **state)
+{
+    (void)state;
+    assert_string_equal(changes("snapshot", NULL, NULL, NULL, NULL), "");
+    assert_null(changes("analytics", NULL, NULL, NULL, NULL));
+    assert_null(changes("analytics", "refresh", "false", NULL, NULL));
+    assert_null(changes("analytics", "refresh", "no", NULL, NULL));
+    assert_null(changes("analytics", "refresh", "perhaps", NULL, NULL)); /* refused as a 400 */
+    assert_string_equal(changes("analytics", "refresh", "true", NULL, NULL), "refresh");
+    assert_string_equal(changes("analytics", "refresh", "TRUE", NULL, NULL), "refresh");
+    assert_string_equal(changes("analytics", "refresh", "1", NULL, NULL), "refresh");
+    assert_string_equal(changes("analytics", "refresh", "false", "refresh", "yes"), "refresh");
+    size_t n;
+    const struct qmethod *all = qmethod_all(&n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i].name, "snapshot") && strcmp(all[i].name, "analytics")) {
+            struct qtext_param p = {"refresh", "true", 7, 4};
+            assert_null(qmethod_changes_state(&all[i], &p, 1));
+        }
+}
+
 /* ---------------------------------------------------------------- lookups and help */
 
 static void test_find(void **state)
@@ -1187,6 +1222,7 @@ int main(void)
         cmocka_unit_test(test_check_id),
         cmocka_unit_test(test_check_numbers),
         cmocka_unit_test(test_check_bool_enum_str),
+        cmocka_unit_test(test_changes_state),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_usage),
     };
