@@ -28,9 +28,13 @@ struct event_field {
     int64_t i;
 };
 
-/* The DESIGN §2 keys of one event, as decoded; unknown keys are not represented. */
+/* The DESIGN §2 keys of one event, as decoded; unknown keys are not represented. ts_max is the
+ * receiver's, not the event's: the latest ts it takes (its clock plus --max-future-ms, see
+ * event_ts_max), set by the ingest decoder; 0 (as a zeroed raw has it): no bound, as when the
+ * WAL is replayed or a dump is checked offline. */
 struct event_raw {
     struct event_field post, actor, ts, parent, kind, actor_type, content, label;
+    int64_t ts_max;
 };
 
 enum event_kind { EVENT_KIND_POST = 0, EVENT_KIND_SHARE, EVENT_KIND_QUOTE, EVENT_KIND_REPLY };
@@ -68,20 +72,28 @@ enum event_outcome {
     EVENT_REJ_TOO_LONG,
     EVENT_REJ_SELF_PARENT,
     EVENT_REJ_CYCLE,
+    EVENT_REJ_BAD_TS, /* negative, or past the receiver's ts_max */
     EVENT_ERR_NOMEM, /* not the event's fault: the engine could not grow; nothing was changed */
     EVENT_OUTCOME_COUNT
 };
 #define EVENT_REJ_FIRST EVENT_REJ_MISSING_POST
-#define EVENT_REJ_LAST  EVENT_REJ_CYCLE
+#define EVENT_REJ_LAST  EVENT_REJ_BAD_TS
 
-/* "ok", "dup", "missing_post", ... "cycle", "nomem"; a static string. */
+/* "ok", "dup", "missing_post", ... "cycle", "bad_ts", "nomem"; a static string. */
 const char *event_outcome_name(int outcome);
 
 /* Validates raw against DESIGN §2 and fills out. Returns EVENT_OK or a rejection reason.
  * Fields are checked in the order post, actor, ts, parent, kind, actor_type, content, label, each
- * for presence, then type, then length; then self_parent. An empty string id counts as missing
- * (post, actor) or as a bad type (parent). Negative integer ids are bad types. */
+ * for presence, then type, then length (ts: range, bad_ts); then self_parent. An empty string id
+ * counts as missing (post, actor) or as a bad type (parent). Negative integer ids are bad types.
+ * A negative ts is bad_ts; so is one past raw->ts_max when that is set. There is no floor: dumps
+ * and tests use small historical times (ts 0 is 1970). */
 int event_validate(const struct event_raw *raw, struct event *out);
+
+/* The ts_max of a receiver whose clock reads now_ms (ms since the epoch) and that takes events
+ * at most max_future_ms ahead of it: now_ms + max_future_ms, saturated, never below 1 (so never
+ * the "no bound" 0); 0 when max_future_ms <= 0 (no future check). */
+int64_t event_ts_max(int64_t now_ms, int64_t max_future_ms);
 
 static inline const char *event_id_str(const struct event_id *id)
 {

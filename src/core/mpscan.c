@@ -7,6 +7,11 @@
 
 #include <stdio.h>
 
+#include <msgpack.h>
+
+#define ZONE_CHUNK 8192 /* MSGPACK_ZONE_CHUNK_SIZE, the unpacker's */
+#define ZONE_ALIGN 8    /* MSGPACK_ZONE_ALIGN: sizeof(void *) */
+
 static void classify_var(uint8_t b, struct mpscan_head *h)
 {
     if (b == 0xc0 || b == 0xc2 || b == 0xc3) { /* nil, false, true */
@@ -76,6 +81,8 @@ int mpscan_head(const void *p, size_t len, struct mpscan_head *h)
 void mpscan_reset(struct mpscan *s)
 {
     s->pos = 0;
+    s->cost = 0;
+    s->zfree = ZONE_CHUNK; /* msgpack_zone_clear keeps one chunk, emptied */
     s->least = 1; /* the first header's type byte; it adds the rest */
     s->skip = 0;
     s->depth = 0;
@@ -103,6 +110,33 @@ static uint64_t body_min(const struct mpscan_head *h)
     }
 }
 
+/* What malloc(n) takes from jemalloc: n rounded up to its size class (four per doubling above
+ * 64 bytes). An estimate for other allocators, on the high side. */
+static uint64_t alloc_size(uint64_t n)
+{
+    if (n <= 64)
+        return (n + 15) & ~(uint64_t)15;
+    uint64_t step = (1ull << (63 - __builtin_clzll(n - 1))) / 4;
+    return (n + step - 1) / step * step;
+}
+
+/* msgpack_zone_malloc(size), as msgpack-c 4.x does it: into the current chunk (up to ALIGN - 1
+ * bytes of padding, counted as if always paid), else a new chunk (a next pointer, then 8 KiB
+ * doubled until size + ALIGN - 1 fits). */
+static void zone_malloc(struct mpscan *s, uint64_t size)
+{
+    uint64_t need = size + ZONE_ALIGN - 1;
+    if (need <= s->zfree) {
+        s->zfree -= need;
+        return;
+    }
+    uint64_t sz = ZONE_CHUNK;
+    while (sz < need)
+        sz *= 2;
+    s->cost += alloc_size(sizeof(void *) + sz);
+    s->zfree = sz - need;
+}
+
 /* One more item of the innermost open container is complete, and with it maybe the containers
  * around it: 1 when that completes the value. */
 static int item_done(struct mpscan *s)
@@ -128,7 +162,9 @@ static enum mpscan_violation check(const struct mpscan *s, const struct mpscan_h
     if ((h->kind == MPSCAN_STR || h->kind == MPSCAN_BIN || h->kind == MPSCAN_EXT) &&
         h->n > l->max_str)
         return MPSCAN_LIM_STRING;
-    return s->least > l->max_bytes ? MPSCAN_LIM_BYTES : MPSCAN_LIM_NONE;
+    if (s->least > l->max_bytes)
+        return MPSCAN_LIM_BYTES;
+    return l->max_cost && s->cost > l->max_cost ? MPSCAN_LIM_COST : MPSCAN_LIM_NONE;
 }
 
 /* A complete header: check it, then expect what it announces. */
@@ -141,6 +177,12 @@ static enum mpscan_status take(struct mpscan *s, const struct mpscan_head *h)
     /* The item was counted as one byte when its container's header came (the value itself at
      * the start); now its size is known better. */
     s->least += h->size + body_min(h) - 1;
+    /* n is at most max_array or max_map when the other checks pass; counted first anyway, so
+     * that the check below sees what this header would cost */
+    if (h->kind == MPSCAN_ARRAY)
+        zone_malloc(s, h->n * sizeof(msgpack_object));
+    else if (h->kind == MPSCAN_MAP)
+        zone_malloc(s, h->n * sizeof(msgpack_object_kv));
     s->violation = check(s, h);
     if (s->violation != MPSCAN_LIM_NONE) {
         s->bad = *h;
@@ -209,6 +251,11 @@ int mpscan_describe(const struct mpscan *s, char *buf, size_t len)
     case MPSCAN_LIM_STRING:
         return snprintf(buf, len, "%s of %llu bytes exceeds the limit of %u", what, n,
                         s->lim.max_str);
+    case MPSCAN_LIM_COST:
+        return snprintf(buf, len,
+                        "value needing at least %llu bytes of memory to decode exceeds the "
+                        "limit of %llu",
+                        (unsigned long long)s->cost, (unsigned long long)s->lim.max_cost);
     default:
         return snprintf(buf, len, "malformed msgpack");
     }

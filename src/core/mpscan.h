@@ -46,6 +46,7 @@ struct mpscan_limits {
     uint32_t max_map;   /* keys of one map */
     uint32_t max_depth; /* nesting of arrays and maps (lowered to MPSCAN_DEPTH_MAX) */
     uint32_t max_str;   /* bytes of one str, bin or ext */
+    uint64_t max_cost;  /* bytes msgpack-c allocates to unpack the value (see `cost`); 0: any */
 };
 
 enum mpscan_status {
@@ -63,13 +64,26 @@ enum mpscan_violation {
     MPSCAN_LIM_MAP,
     MPSCAN_LIM_DEPTH,
     MPSCAN_LIM_STRING,
+    MPSCAN_LIM_COST, /* max_cost: unpacking it would allocate too much */
 };
 
 /* One value's scan. pos counts the bytes taken; on MPSCAN_LIMIT and MPSCAN_MALFORMED it stops
- * at the header at fault, which `bad` holds. */
+ * at the header at fault, which `bad` holds.
+ *
+ * cost is what msgpack-c's unpacker (4.x, C API) will allocate for the headers seen so far:
+ * it gives each array of n elements n msgpack_objects (24 bytes) and each map of n pairs n
+ * msgpack_object_kvs (48 bytes) from its zone, even for n = 0, and points strings, bins and
+ * exts into its buffer (they cost the value's own bytes, which max_bytes bounds). The zone
+ * hands out 8-byte aligned pieces of 8 KiB chunks; a piece that does not fit the current chunk
+ * takes a new one, 8 KiB doubled until it fits; a chunk costs what the allocator gives for it
+ * (jemalloc's size classes: four per doubling). An array of 100,000 arrays of 38 nils is 4.1 MB
+ * of msgpack and costs 133 MB this way; the server's peak RSS grew by 134 MB unpacking it. The
+ * chunk the zone keeps between values is not counted. */
 struct mpscan {
     struct mpscan_limits lim;
     uint64_t pos;
+    uint64_t cost;  /* bytes, as above, for the headers seen so far */
+    uint64_t zfree; /* what the zone's current chunk has left, as modelled */
     uint64_t least; /* the fewest bytes the value can take, from the headers seen so far */
     uint64_t skip;  /* bytes after the last header still to pass */
     uint32_t depth; /* open containers */

@@ -1,5 +1,5 @@
-/* Validation of share events against DESIGN §2: presence, types and lengths of every key, with
- * integer ids turned into their decimal strings so that 123 and "123" are one id. */
+/* Validation of share events against DESIGN §2: presence, types, lengths and ranges of every
+ * key, with integer ids turned into their decimal strings so that 123 and "123" are one id. */
 #include "cascade/event.h"
 
 #include <stdio.h>
@@ -15,6 +15,7 @@ static const char *const outcome_names[EVENT_OUTCOME_COUNT] = {
     [EVENT_REJ_TOO_LONG] = "too_long",
     [EVENT_REJ_SELF_PARENT] = "self_parent",
     [EVENT_REJ_CYCLE] = "cycle",
+    [EVENT_REJ_BAD_TS] = "bad_ts",
     [EVENT_ERR_NOMEM] = "nomem",
 };
 
@@ -50,8 +51,12 @@ static int take_id(const struct event_field *f, struct event_id *id, int missing
     }
 }
 
-static int take_ts(const struct event_field *f, int64_t *ts)
+/* A ts past ts_max (one in microseconds, say) would become the newest ts: retention would evict
+ * everything before it and growth windows would end there. A negative one is no time a share
+ * was made at, and first_ts..last_ts spans could overflow. */
+static int take_ts(const struct event_field *f, int64_t ts_max, int64_t *ts)
 {
+    uint64_t u;
     switch (f->type) {
     case EVF_ABSENT:
     case EVF_NIL:
@@ -59,14 +64,29 @@ static int take_ts(const struct event_field *f, int64_t *ts)
     case EVF_UINT:
         if (f->u > (uint64_t)INT64_MAX)
             return EVENT_REJ_BAD_TYPE;
-        *ts = (int64_t)f->u;
-        return EVENT_OK;
+        u = f->u;
+        break;
     case EVF_NEGINT:
-        *ts = f->i;
-        return EVENT_OK;
+        if (f->i < 0)
+            return EVENT_REJ_BAD_TS;
+        u = (uint64_t)f->i;
+        break;
     default:
         return EVENT_REJ_BAD_TYPE;
     }
+    if (ts_max > 0 && u > (uint64_t)ts_max)
+        return EVENT_REJ_BAD_TS;
+    *ts = (int64_t)u;
+    return EVENT_OK;
+}
+
+int64_t event_ts_max(int64_t now_ms, int64_t max_future_ms)
+{
+    if (max_future_ms <= 0)
+        return 0;
+    if (now_ms < 1)
+        now_ms = 1;
+    return now_ms > INT64_MAX - max_future_ms ? INT64_MAX : now_ms + max_future_ms;
 }
 
 /* An optional string of at most max bytes; absent and nil leave *s NULL. */
@@ -149,7 +169,7 @@ int event_validate(const struct event_raw *raw, struct event *ev)
         return rc;
     if ((rc = take_id(&raw->actor, &ev->actor, EVENT_REJ_MISSING_ACTOR)))
         return rc;
-    if ((rc = take_ts(&raw->ts, &ev->ts)))
+    if ((rc = take_ts(&raw->ts, raw->ts_max, &ev->ts)))
         return rc;
     if ((rc = take_parent(&raw->parent, &ev->parent)))
         return rc;

@@ -1312,6 +1312,25 @@ static int load_gone(struct in *r, struct engine *e)
     return 0;
 }
 
+/* The outcome counts, as saved by this build or an older one. Outcomes are only ever added as new
+ * rejection reasons just before EVENT_ERR_NOMEM, the last, so an older set is this one's prefix
+ * plus its nomem count (10 outcomes before bad_ts came). */
+static int load_outcomes(struct in *s, struct engine *e)
+{
+    uint32_t n = get32(s);
+    if (!s->bad && (n < EVENT_ERR_NOMEM || n > EVENT_OUTCOME_COUNT))
+        return bad(s, "%u event outcomes; this build reads %u to %u", n, (unsigned)EVENT_ERR_NOMEM,
+                   (unsigned)EVENT_OUTCOME_COUNT);
+    e->stamp = get32(s);
+    const unsigned char *oc = take(s, (uint64_t)n * sizeof(uint64_t));
+    if (!oc)
+        return -EINVAL;
+    memset(e->outcomes, 0, sizeof(e->outcomes));
+    memcpy(e->outcomes, oc, (size_t)(n - 1) * sizeof(uint64_t));
+    memcpy(&e->outcomes[EVENT_ERR_NOMEM], oc + (size_t)(n - 1) * sizeof(uint64_t), sizeof(uint64_t));
+    return 0;
+}
+
 static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_len)
 {
     struct in s;
@@ -1325,12 +1344,8 @@ static int load_body(struct in *f, struct engine *e, void *user, uint32_t *user_
 
     if ((rc = open_section(f, &s, SEC_ENGINE)))
         return rc;
-    if (get32(&s) != EVENT_OUTCOME_COUNT)
-        return bad(&s, "another set of event outcomes");
-    e->stamp = get32(&s);
-    const void *oc = take(&s, sizeof(e->outcomes));
-    if (oc)
-        memcpy(e->outcomes, oc, sizeof(e->outcomes));
+    if ((rc = load_outcomes(&s, e)))
+        return rc;
     e->placeholders = get64(&s);
     e->live_cascades = get64(&s);
     e->ret.cut = (int64_t)get64(&s);

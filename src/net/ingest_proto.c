@@ -1,7 +1,8 @@
 /* The ingest protocol's decoder (DESIGN §4). The header scanner (core/mpscan.h) checks every
  * msgpack header against the limits as bytes arrive, since msgpack-c allocates a container when
- * it reads its header; the msgpack-c unpacker behind it sees approved bytes only, and parses only
- * complete values. */
+ * it reads its header, and adds up what unpacking the value will cost; the msgpack-c unpacker
+ * behind it sees approved bytes only, parses only complete values, and only once their cost is
+ * reserved in the process's decoding budget. */
 #include "net/ingest_proto.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <msgpack.h>
 
@@ -44,6 +46,16 @@ struct ingest_decoder {
     uint64_t taken;      /* values msgpack-c has parsed */
     uint64_t delivered;  /* stream bytes of the values fully delivered */
 
+    struct ingest_budget *budget;
+    struct reservation {
+        uint64_t value; /* which (the count of values approved before it) */
+        uint64_t cost;
+    } *res;                       /* values holding budget, oldest first: res[res_head..res_n) */
+    uint32_t res_head, res_n, res_cap;
+
+    int64_t max_future_ms; /* see ingest_limits */
+    int64_t ts_max;        /* the events of this drain: event_ts_max at its start */
+
     char err[160];
     enum ingest_violation violation; /* which limit ended the stream, if one did */
 };
@@ -51,10 +63,13 @@ struct ingest_decoder {
 void ingest_limits_default(struct ingest_limits *l)
 {
     l->max_value_bytes = 4u << 20;
+    l->max_value_memory = 64u << 20;
+    l->budget = NULL;
     l->max_array = 100000;
     l->max_map = 64;
     l->max_depth = 8;
     l->max_str = 65536;
+    l->max_future_ms = 86400000;
 }
 
 /* The limits are the scanner's: its max_bytes is the value's, and it lowers max_depth to what
@@ -64,6 +79,8 @@ _Static_assert(INGEST_LIMIT_VALUE == (int)MPSCAN_LIM_BYTES &&
                    INGEST_LIMIT_MAP == (int)MPSCAN_LIM_MAP &&
                    INGEST_LIMIT_DEPTH == (int)MPSCAN_LIM_DEPTH &&
                    INGEST_LIMIT_STRING == (int)MPSCAN_LIM_STRING,
+               "enum ingest_violation follows enum mpscan_violation");
+_Static_assert(INGEST_LIMIT_MEMORY == (int)MPSCAN_LIM_COST,
                "enum ingest_violation follows enum mpscan_violation");
 
 int ingest_decoder_new(const struct ingest_limits *limits, struct ingest_decoder **out)
@@ -78,11 +95,18 @@ int ingest_decoder_new(const struct ingest_limits *limits, struct ingest_decoder
         l = *limits;
     else
         ingest_limits_default(&l);
+    /* a value costing more than the whole budget could never be decoded: over the limit */
+    uint64_t max_cost = l.max_value_memory;
+    if (l.budget && (!max_cost || l.budget->limit < max_cost))
+        max_cost = l.budget->limit ? l.budget->limit : 1;
     mpscan_init(&d->sc, &(struct mpscan_limits){.max_bytes = l.max_value_bytes,
                                                 .max_array = l.max_array,
                                                 .max_map = l.max_map,
                                                 .max_depth = l.max_depth,
-                                                .max_str = l.max_str});
+                                                .max_str = l.max_str,
+                                                .max_cost = max_cost});
+    d->budget = l.budget;
+    d->max_future_ms = l.max_future_ms;
     d->mp = msgpack_unpacker_new(UNPACKER_INITIAL);
     if (!d->mp) {
         free(d);
@@ -96,6 +120,9 @@ void ingest_decoder_free(struct ingest_decoder *d)
 {
     if (!d)
         return;
+    for (uint32_t i = d->res_head; i < d->res_n; i++)
+        d->budget->used -= d->res[i].cost;
+    free(d->res);
     msgpack_unpacker_free(d->mp);
     free(d);
 }
@@ -123,15 +150,54 @@ static void refuse(struct ingest_decoder *d)
     d->feed_err = -EPROTO;
 }
 
+/* The value just approved costs more than INGEST_BUDGET_FREE to unpack: its cost is reserved
+ * (0), or it is refused for want of room (-1, d->feed_err set). */
+static int reserve(struct ingest_decoder *d, uint64_t cost)
+{
+    struct ingest_budget *b = d->budget;
+
+    if (b->used + cost > b->limit) {
+        b->refused++;
+        set_error(d,
+                  "the server's memory for decoding is taken (%llu of %llu bytes; see "
+                  "--max-memory): the value at byte %llu, needing %llu, was refused; resend it "
+                  "later",
+                  (unsigned long long)b->used, (unsigned long long)b->limit,
+                  (unsigned long long)d->value_start, (unsigned long long)cost);
+        d->violation = INGEST_LIMIT_MEMORY;
+        d->feed_err = -EPROTO;
+        return -1;
+    }
+    if (d->res_n == d->res_cap && d->res_head >= d->res_cap / 2 && d->res_head > 0) {
+        memmove(d->res, d->res + d->res_head, (d->res_n - d->res_head) * sizeof(*d->res));
+        d->res_n -= d->res_head;
+        d->res_head = 0;
+    }
+    if (d->res_n == d->res_cap) {
+        uint32_t cap = d->res_cap ? d->res_cap * 2 : 8;
+        struct reservation *r = realloc(d->res, cap * sizeof(*r));
+        if (!r) {
+            set_error(d, "out of memory");
+            d->feed_err = -ENOMEM;
+            return -1;
+        }
+        d->res = r;
+        d->res_cap = cap;
+    }
+    d->res[d->res_n++] = (struct reservation){d->complete, cost};
+    b->used += cost;
+    return 0;
+}
+
 /* Scans s[0..n), whose first byte is at stream offset d->pos, and returns how many bytes from the
- * start are approved: all of them, less a trailing incomplete header, or up to a bad header (then
- * d->feed_err is set). */
+ * start are approved: all of them, less a trailing incomplete header, or up to a bad header or
+ * the start of a value the budget has no room for (then d->feed_err is set). */
 static size_t scan(struct ingest_decoder *d, const uint8_t *s, size_t n)
 {
     size_t i = 0;
 
     while (i < n) {
-        size_t used;
+        size_t used, start = i;
         enum mpscan_status st = mpscan_feed(&d->sc, s + i, n - i, &used);
 
         i += used;
@@ -141,6 +207,10 @@ static size_t scan(struct ingest_decoder *d, const uint8_t *s, size_t n)
             refuse(d);
             break;
         }
+        /* a value begun in an earlier slice has its first bytes approved already: harmless,
+         * since msgpack-c parses complete values only */
+        if (d->budget && d->sc.cost > INGEST_BUDGET_FREE && reserve(d, d->sc.cost) < 0)
+            return start;
         d->complete++;
         mpscan_reset(&d->sc);
         d->value_start = d->pos + i;
@@ -242,13 +312,14 @@ static void set_field(struct event_field *f, const msgpack_object *v)
 
 /* One event from one object: a map is an event; anything else in its place is rejected as a bad
  * type, which the callback sees as raw == NULL. Later duplicates of a key overwrite earlier. */
-static int emit(const msgpack_object *o, ingest_event_fn fn, void *ctx)
+static int emit(const msgpack_object *o, int64_t ts_max, ingest_event_fn fn, void *ctx)
 {
     struct event_raw raw;
 
     if (o->type != MSGPACK_OBJECT_MAP)
         return fn(ctx, NULL);
     memset(&raw, 0, sizeof(raw));
+    raw.ts_max = ts_max;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object_kv *kv = &o->via.map.ptr[i];
         struct event_field *f;
@@ -325,6 +396,11 @@ static void shrink_unpacker(struct ingest_decoder *d)
 /* The value is delivered: its objects and the buffer space of its strings can be reused. */
 static void release_value(struct ingest_decoder *d)
 {
+    if (d->res_head < d->res_n && d->res[d->res_head].value == d->taken - 1) {
+        d->budget->used -= d->res[d->res_head].cost;
+        if (++d->res_head == d->res_n)
+            d->res_head = d->res_n = 0;
+    }
     d->have_cur = false;
     d->delivered += d->cur_bytes;
     memset(&d->cur, 0, sizeof(d->cur));
@@ -346,7 +422,7 @@ static bool deliver(struct ingest_decoder *d, ingest_event_fn fn, void *ctx, lon
             o = &o->via.array.ptr[d->cur_next];
         d->cur_next++;
         (*count)++;
-        if (emit(o, fn, ctx) != 0)
+        if (emit(o, d->ts_max, fn, ctx) != 0)
             return true;
     }
     return false;
@@ -358,6 +434,12 @@ long ingest_decoder_drain(struct ingest_decoder *d, ingest_event_fn fn, void *ct
 
     if (d->drain_err)
         return d->drain_err;
+    if (d->max_future_ms > 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        d->ts_max = event_ts_max((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                                 d->max_future_ms);
+    }
     for (;;) {
         bool stop;
 

@@ -284,7 +284,8 @@ static void limit_violations(struct strbuf *out, const struct prom_loop *l)
 {
     static const char *const names[PROM_LIMITS] = {
         "ingest_value_bytes",  "ingest_array", "ingest_map_keys",   "ingest_depth",
-        "ingest_string_bytes", "connections",  "rpc_request_bytes", "rpc_array",
+        "ingest_string_bytes", "ingest_value_memory",
+        "connections",         "rpc_request_bytes", "rpc_array",
         "rpc_map_keys",        "rpc_depth",    "rpc_string_bytes",  "http_head_bytes",
         "http_target_bytes",   "http_body",    "http_buffer_bytes",
     };

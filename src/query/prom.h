@@ -28,6 +28,7 @@ enum prom_limit {
     PROM_LIM_INGEST_MAP,       /* --max-map-keys */
     PROM_LIM_INGEST_DEPTH,     /* --max-depth */
     PROM_LIM_INGEST_STRING,    /* --max-string-bytes */
+    PROM_LIM_INGEST_MEMORY,    /* --max-value-memory, or no room in the decoding budget */
     PROM_LIM_CONNECTIONS,      /* --max-connections: a connection refused */
     PROM_LIM_RPC_REQUEST,      /* --max-rpc-request-bytes: a request's bytes, or its claims */
     PROM_LIM_RPC_ARRAY,        /* --max-array in a request (in core/mpscan.h's order) */

@@ -77,6 +77,10 @@ static const char usage[] =
     "                          512M; default 0: no limit), ingest is refused with a fatal\n"
     "                          message saying which event to resend from; queries go on\n"
     "  --max-connections N     open connections at most (default 1024); more are refused\n"
+    "  --max-future-ms N       an event whose ts is more than N ms past the server's clock is\n"
+    "                          rejected as bad_ts, as is a negative ts (default 86400000, a\n"
+    "                          day; 0: no future check). Only at ingest: the WAL replays what\n"
+    "                          was accepted, even if the clock has gone back since\n"
     "  --retention DURATION    evict each cascade, with its posts, once its last post is more\n"
     "                          than DURATION (e.g. 30d, 12h, 90m, 3600s; a number alone is\n"
     "                          seconds) older than the newest event's ts (default 0: keep\n"
@@ -89,8 +93,13 @@ static const char usage[] =
     "breaks one gets {\"fatal\": \"... exceeds the limit ...\"} and is closed (counted in\n"
     "/metrics as cascaded_limit_violations_total):\n"
     "  --max-value-bytes N     one msgpack value, an event or an array of them (default\n"
-    "                          4194304, 1024..16777216; msgpack-c may need ~24x that\n"
-    "                          in memory per connection)\n"
+    "                          4194304, 1024..16777216)\n"
+    "  --max-value-memory SIZE what decoding one value may allocate, counted from its\n"
+    "                          headers before it is decoded (default 64M, 1M..4G; 4 MiB of\n"
+    "                          typical events take ~18M, the worst 4 MiB ~130M). All\n"
+    "                          connections' values together get a quarter of --max-memory\n"
+    "                          (1G without it): a value finding no room is refused, to be\n"
+    "                          resent later\n"
     "  --max-string-bytes N    one string (default 65536, 256..16777216; the fields of an\n"
     "                          event have tighter bounds of their own, DESIGN §2)\n"
     "  --max-array N           elements of one array (default 100000, 1..10000000)\n"
@@ -201,6 +210,16 @@ static int parse_duration(const char *s, int64_t *out)
     return -EINVAL;
 }
 
+/* A count of milliseconds, digits only (parse_duration's bound). 0 or -EINVAL. */
+static int parse_ms(const char *s, int64_t *out)
+{
+    char buf[32];
+    if (!*s || strlen(s) > 20 || strspn(s, "0123456789") != strlen(s))
+        return -EINVAL;
+    snprintf(buf, sizeof(buf), "%sms", s);
+    return parse_duration(buf, out);
+}
+
 /* A limit in [lo, hi]: below lo no event could pass (an event map needs 3 keys, 2 levels, ...). */
 static int parse_limit(const char *s, unsigned lo, unsigned hi, uint32_t *out)
 {
@@ -253,6 +272,8 @@ static int set_option(struct config *c, const char *key, const char *val, const 
         rc = !strcmp(val, "true") ? (c->allow_history_loss = 1, 0) : -EINVAL;
     } else if (!strcmp(key, "max-memory")) {
         rc = parse_size(val, &c->max_memory);
+    } else if (!strcmp(key, "max-future-ms")) {
+        rc = parse_ms(val, &c->limits.max_future_ms);
     } else if (!strcmp(key, "retention")) {
         rc = parse_duration(val, &c->retention_ms);
     } else if (!strcmp(key, "auth-token-file")) {
@@ -261,6 +282,11 @@ static int set_option(struct config *c, const char *key, const char *val, const 
             snprintf(c->auth_token_file, sizeof(c->auth_token_file), "%s", val);
     } else if (!strcmp(key, "max-value-bytes")) {
         rc = parse_limit(val, 1024, 16u << 20, &c->limits.max_value_bytes);
+    } else if (!strcmp(key, "max-value-memory")) {
+        uint64_t *m = &c->limits.max_value_memory;
+        rc = parse_size(val, m);
+        if (!rc && (*m < (1u << 20) || *m > (4ull << 30)))
+            rc = -EINVAL;
     } else if (!strcmp(key, "max-string-bytes")) {
         rc = parse_limit(val, 256, 16u << 20, &c->limits.max_str);
     } else if (!strcmp(key, "max-array")) {
@@ -453,6 +479,9 @@ static int serve(const struct config *cfg)
     for (int i = 0; i < NET_LISTENERS; i++)
         nc.ports[i] = (uint16_t)cfg->ports[i];
     nc.limits = cfg->limits;
+    /* decoding memory counts against --max-memory: a quarter of it for values in flight */
+    struct ingest_budget budget = {.limit = cfg->max_memory ? cfg->max_memory / 4 : 1ull << 30};
+    nc.limits.budget = &budget;
     nc.http = cfg->http;
     nc.http.in_max = cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
     nc.rpc_max = cfg->rpc_max;

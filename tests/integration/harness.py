@@ -242,7 +242,9 @@ def err_entries(acks):
 ABSENT = object()
 INT64_MAX = 2 ** 63 - 1
 KINDS = ('post', 'share', 'quote', 'reply')
-REASONS = ('missing_post', 'missing_actor', 'missing_ts', 'bad_type', 'too_long', 'self_parent', 'cycle')
+REASONS = ('missing_post', 'missing_actor', 'missing_ts', 'bad_type', 'too_long', 'self_parent', 'cycle',
+           'bad_ts')
+MAX_FUTURE_MS = 86_400_000  # the server's default --max-future-ms
 
 
 def _id(v, missing):
@@ -276,6 +278,8 @@ def validate(ev):
         return 'missing_ts', None
     if isinstance(ts, bool) or not isinstance(ts, int) or ts > INT64_MAX:
         return 'bad_type', None
+    if ts < 0 or ts > time.time() * 1000 + MAX_FUTURE_MS:
+        return 'bad_ts', None
     parent = g('parent')
     if parent is ABSENT or parent is None:
         parent = None
@@ -593,6 +597,7 @@ def bad_event(rng, i):
         {'post': f'bad{i}', 'actor': 'a', 'ts': 1, 'kind': 'nope'},
         {'post': f'bad{i}', 'actor': 'a', 'ts': 1, 'label': 'l' * 80},
         {'post': f'bad{i}', 'actor': 'a', 'ts': 1, 'parent': f'bad{i}'},
+        {'post': f'bad{i}', 'actor': 'a', 'ts': -1},
         'not a map', 7, None,
     ])
 

@@ -27,7 +27,7 @@ from harness import *  # noqa: F401,F403 (the shared helpers)
 
 def known_events():
     """(value, expected outcome) in stream order; a list value is sent as one msgpack array."""
-    big_ok = dict(post='B' * 256, actor='Z' * 256, ts=-1, content='c' * 2048, label='l' * 64, parent=None)
+    big_ok = dict(post='B' * 256, actor='Z' * 256, ts=1, content='c' * 2048, label='l' * 64, parent=None)
     singles1 = [
         ({'post': 'r1', 'actor': 'alice', 'ts': 1000, 'content': 'http://x/1', 'label': 'false'}, 'ok'),
         ({'post': 'r1c1', 'actor': 'bob', 'ts': 1100, 'parent': 'r1'}, 'ok'),
@@ -90,6 +90,8 @@ def known_events():
         ({'post': 'm16', 'actor': 'a', 'ts': 1, 'label': 'l' * 65}, 'too_long'),
         ({'post': 'm17', 'actor': 'a', 'ts': 1, 'parent': 'm17'}, 'self_parent'),
         ({'post': 77, 'actor': 'a', 'ts': 1, 'parent': '77'}, 'self_parent'),
+        ({'post': 'm18', 'actor': 'a', 'ts': -1}, 'bad_ts'),
+        ({'post': 'm19', 'actor': 'a', 'ts': 2 ** 63 - 1}, 'bad_ts'),  # past the clock + a day
         # the limits themselves are fine
         (big_ok, 'ok'),
         ({'post': 2 ** 64 - 1, 'actor': 0, 'ts': 0, 'parent': 'r1'}, 'ok'),

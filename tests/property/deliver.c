@@ -248,7 +248,7 @@ static void build_dup(struct run *run, struct msg *m)
     if (rng_chance(run->r, 50))
         return;
     m->raw.actor = cstr_field(GHOST);
-    m->raw.ts = ts_field(-1);
+    m->raw.ts = ts_field(3);
     m->raw.label = cstr_field("true");
     m->raw.content = cstr_field("changed");
     uint32_t j = rng_below(run->r, run->f->n); /* maybe its own descendant: still a dup */
@@ -336,6 +336,7 @@ static const struct fault faults[] = {
     {RAW(actor), {.type = EVF_OTHER}, EVENT_REJ_BAD_TYPE},
     {RAW(ts), {.type = EVF_NIL}, EVENT_REJ_MISSING_TS},
     {RAW(ts), {.type = EVF_STR, .len = 13, .str = "1700000000000"}, EVENT_REJ_BAD_TYPE},
+    {RAW(ts), {.type = EVF_NEGINT, .i = -1}, EVENT_REJ_BAD_TS},
     {RAW(parent), {.type = EVF_NEGINT, .i = -3}, EVENT_REJ_BAD_TYPE},
     {RAW(parent), {.type = EVF_STR, .len = 0, .str = ""}, EVENT_REJ_BAD_TYPE},
     {RAW(kind), {.type = EVF_STR, .len = 6, .str = "repost"}, EVENT_REJ_BAD_TYPE},

@@ -105,7 +105,8 @@ static void gen_actors(struct forest *f, struct rng *r, uint32_t actors)
 /* Unique times; parents usually earlier than children, but clocks are sometimes skewed. */
 static void gen_times(struct forest *f, struct rng *r)
 {
-    int64_t base = rng_chance(r, 10) ? -(int64_t)rng_below(r, 1000000) - 100000
+    /* sometimes near 1970: small historical times are times (negative ones are bad_ts) */
+    int64_t base = rng_chance(r, 10) ? (int64_t)rng_below(r, 1000000)
                                      : 1700000000000LL + rng_below(r, 1000000);
 
     /* sometimes far apart: the forest then spans several growth horizons */

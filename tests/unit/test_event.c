@@ -215,16 +215,84 @@ static void test_ts_types(void **state)
     assert_int_equal(check(&r), EVENT_REJ_BAD_TYPE);
     r.ts = f_other();
     assert_int_equal(check(&r), EVENT_REJ_BAD_TYPE);
-    /* before 1970 is still a time */
-    r.ts = f_negint(-5);
-    assert_int_equal(validate(&r, &ev), EVENT_OK);
-    assert_int_equal(ev.ts, -5);
+    /* 1970 is a time; without a receiver's bound (ts_max 0: WAL replay, a dump checked
+     * offline) so is the end of int64 */
     r.ts = f_uint(0);
     assert_int_equal(validate(&r, &ev), EVENT_OK);
     assert_int_equal(ev.ts, 0);
     r.ts = f_uint(INT64_MAX);
     assert_int_equal(validate(&r, &ev), EVENT_OK);
     assert_int_equal(ev.ts, INT64_MAX);
+}
+
+/* DESIGN §2 bad_ts: negative, or past the receiver's clock plus --max-future-ms (ts_max). */
+static void test_bad_ts_bounds(void **state)
+{
+    const int64_t now = 1796666559088LL, day = 86400000LL;
+    struct event_raw r = base_raw();
+    struct event ev;
+
+    r.ts_max = event_ts_max(now, day);
+    assert_int_equal(r.ts_max, now + day);
+    r.ts = f_negint(-1);
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+    r.ts = f_negint(INT64_MIN);
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+    r.ts = f_uint(0);
+    assert_int_equal(validate(&r, &ev), EVENT_OK);
+    assert_int_equal(ev.ts, 0);
+    r.ts = f_uint(1000); /* tests and dumps use small historical times: no floor */
+    assert_int_equal(check(&r), EVENT_OK);
+    r.ts = f_uint((uint64_t)(now + day));
+    assert_int_equal(validate(&r, &ev), EVENT_OK);
+    assert_int_equal(ev.ts, now + day);
+    r.ts = f_uint((uint64_t)(now + day + 1));
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+    r.ts = f_uint((uint64_t)now * 1000); /* microseconds */
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+    r.ts = f_uint(INT64_MAX);
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+    r.ts = f_uint((uint64_t)INT64_MAX + 1); /* not an int64 at all: still a bad type */
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TYPE);
+    /* without a bound the future passes, a negative ts never does */
+    r.ts_max = 0;
+    r.ts = f_uint((uint64_t)now * 1000);
+    assert_int_equal(check(&r), EVENT_OK);
+    r.ts = f_negint(-5);
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+    r.ts = f_negint(INT64_MIN);
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+}
+
+/* bad_ts is the ts's own check: after post and actor, before parent and the options. */
+static void test_bad_ts_order(void **state)
+{
+    struct event_raw r = base_raw();
+
+    r.ts = f_negint(-1);
+    r.post = f_absent();
+    assert_int_equal(check(&r), EVENT_REJ_MISSING_POST);
+    r = base_raw();
+    r.ts = f_negint(-1);
+    r.actor = f_uint(0); /* an id */
+    r.parent = f_other();
+    r.label = f_long(EVENT_LABEL_MAX + 1);
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+    r = base_raw();
+    r.ts_max = 5;
+    r.ts = f_uint(6);
+    r.parent = f_str("p1"); /* self_parent comes last */
+    assert_int_equal(check(&r), EVENT_REJ_BAD_TS);
+}
+
+static void test_ts_max(void **state)
+{
+    assert_int_equal(event_ts_max(1000, 0), 0); /* 0: no future check */
+    assert_int_equal(event_ts_max(1000, -5), 0);
+    assert_int_equal(event_ts_max(1000, 86400000), 86401000);
+    assert_int_equal(event_ts_max(INT64_MAX - 10, 86400000), INT64_MAX); /* saturates */
+    assert_int_equal(event_ts_max(-7, 1), 2);  /* a clock before 1970: never the "no bound" 0 */
+    assert_true(event_ts_max(0, 1) > 0);
 }
 
 /* A time that does not fit in int64 must not wrap around to a negative one. */
@@ -566,6 +634,7 @@ static void test_outcome_names(void **state)
         [EVENT_REJ_TOO_LONG] = "too_long",
         [EVENT_REJ_SELF_PARENT] = "self_parent",
         [EVENT_REJ_CYCLE] = "cycle",
+        [EVENT_REJ_BAD_TS] = "bad_ts",
         [EVENT_ERR_NOMEM] = "nomem",
     };
 
@@ -592,6 +661,9 @@ int main(void)
         cmocka_unit_test(test_empty_parent_is_bad_type),
         cmocka_unit_test(test_ts_types),
         cmocka_unit_test(test_ts_out_of_range),
+        cmocka_unit_test(test_bad_ts_bounds),
+        cmocka_unit_test(test_bad_ts_order),
+        cmocka_unit_test(test_ts_max),
         cmocka_unit_test(test_kind_defaults),
         cmocka_unit_test(test_kind_explicit),
         cmocka_unit_test(test_kind_invalid),

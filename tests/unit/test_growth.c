@@ -23,8 +23,9 @@ static int send(struct engine *e, const char *post, const char *parent, int64_t 
     uint8_t out;
     raw.post = (struct event_field){.type = EVF_STR, .str = post, .len = (uint32_t)strlen(post)};
     raw.actor = (struct event_field){.type = EVF_STR, .str = "u", .len = 1};
-    raw.ts = ts < 0 ? (struct event_field){.type = EVF_NEGINT, .i = ts}
-                    : (struct event_field){.type = EVF_UINT, .u = (uint64_t)ts};
+    /* a negative ts is bad_ts at ingest; the engine still applies one that a WAL from before
+     * that check holds, so it goes in after validation */
+    raw.ts = (struct event_field){.type = EVF_UINT, .u = ts < 0 ? 0 : (uint64_t)ts};
     if (parent)
         raw.parent =
             (struct event_field){.type = EVF_STR, .str = parent, .len = (uint32_t)strlen(parent)};
@@ -33,6 +34,7 @@ static int send(struct engine *e, const char *post, const char *parent, int64_t 
     if (content)
         raw.content = (struct event_field){.type = EVF_STR, .str = content, .len = strlen(content)};
     assert_int_equal(event_validate(&raw, &ev), EVENT_OK);
+    ev.ts = ts;
     engine_apply(e, &ev, 1, &out);
     return out;
 }
