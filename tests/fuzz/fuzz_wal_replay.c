@@ -1,11 +1,14 @@
-/* libFuzzer target for WAL replay (src/store/wal.c, wal_record.c). The input is the body of a
- * segment file: it is written after a valid segment header, followed by a second segment with
- * one good record, and replayed. Replay must never crash or read out of bounds, and must leave a
- * log that is exactly the replayed prefix: bytes + cut == what was on disk, the second segment
- * gone when the first was cut, and an append after it replays cleanly after the same events.
+/* libFuzzer target for WAL replay, check and repair (src/store/wal.c, wal_record.c). The input
+ * is the body of a segment file: it is written after a valid segment header, followed by a
+ * second segment with one good record, and replayed. Replay must never crash or read out of
+ * bounds; damage in the first segment (an older one) must refuse, with a message and no file
+ * changed; wal_repair must then leave a log that replays cleanly with every record the check
+ * counted intact, and an append after it replays cleanly after the same events.
  * Most mutations break a CRC, so each input is also replayed with its records' CRCs recomputed:
  * that lets the fuzzer reach the event decoder behind them. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,12 +94,16 @@ static void make_tail_record(void)
     tail_len = WALREC_HDR + WALREC_COUNT + n;
 }
 
+static void clear(const char *sub);
+
 static void cleanup(void)
 {
     char wal[80];
     snprintf(wal, sizeof(wal), "%s/wal", dir);
-    unlink(seg1);
-    unlink(seg2);
+    clear("wal");
+    clear("wal-damaged");
+    rmdir(wal);
+    snprintf(wal, sizeof(wal), "%s/wal-damaged", dir);
     rmdir(wal);
     rmdir(dir);
 }
@@ -145,16 +152,36 @@ static struct wal *open_wal(void)
     return w;
 }
 
-/* Replays the log as written; the stats must account for every byte. */
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Replays the log as written: clean, every byte accounted for; or refused (damage in segment
+ * 1, an older segment: never cut), then repaired and replayed clean. */
 static void first_replay(size_t size, struct seen *s, struct wal_replay_stats *st)
 {
     struct wal *w = open_wal();
-    if (wal_replay(w, on_record, s, st) != 0)
-        abort();
-    if (st->bytes + st->cut_bytes != 2 * SEG_HDR + size + tail_len || st->bytes != wal_bytes(w))
-        abort();
-    if (st->cut_bytes && access(seg2, F_OK) == 0)
-        abort(); /* a cut in segment 1 drops segment 2 */
+    int rc = wal_replay(w, on_record, s, st);
+    if (rc == -EBADMSG) {
+        if (!wal_error(w)[0] || file_size(seg1) != (long)(SEG_HDR + size) ||
+            file_size(seg2) != (long)(SEG_HDR + tail_len))
+            abort(); /* a refusal says why and changes nothing */
+        wal_close(w);
+        w = open_wal();
+        struct wal_check_stats cs;
+        if (wal_repair(w, 0, NULL, NULL, &cs) <= 0 || cs.damaged == 0)
+            abort();
+        wal_close(w);
+        memset(s, 0, sizeof(*s));
+        w = open_wal();
+        if (wal_replay(w, on_record, s, st) != 0 || st->cut_bytes || st->records != cs.records)
+            abort();
+    } else if (rc != 0 || st->cut_bytes || st->bytes != 2 * SEG_HDR + size + tail_len ||
+               st->bytes != wal_bytes(w)) {
+        abort(); /* segment 2 is the newest and intact: nothing to cut */
+    }
     struct event ev = {.post = {.str = "new", .len = 3}, .actor = {.str = "b", .len = 1}};
     if (wal_append(w, &ev, NULL, 1) != 0)
         abort();
@@ -177,6 +204,21 @@ static void second_replay(const struct seen *first, const struct wal_replay_stat
         abort();
 }
 
+/* Removes every file in dir/sub (segments a repair added, the damaged bytes it kept). */
+static void clear(const char *sub)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, sub);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
 static void run(const uint8_t *data, size_t size)
 {
     write_file(seg1, header[0], SEG_HDR, data, size);
@@ -185,8 +227,8 @@ static void run(const uint8_t *data, size_t size)
     struct wal_replay_stats st;
     first_replay(size, &s, &st);
     second_replay(&s, &st);
-    unlink(seg1);
-    unlink(seg2);
+    clear("wal");
+    clear("wal-damaged");
 }
 
 /* Recomputes the CRC of every record whose length word is plausible; 1 if any changed. */
