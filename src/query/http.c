@@ -597,27 +597,27 @@ static int is_json_type(const char *v, size_t len)
     return ieq(v, mlen, "application/json", 16);
 }
 
-/* A GET or HEAD of /v1/name?query that would change state: the parameter that makes it so ("" when
+/* Whether /v1/name?query would change state: *w gets the parameter that makes it so ("" when
  * every call does), or NULL. A query string that does not parse is left to http_api_request to
- * refuse. */
-static const char *get_changes_state(const char *name, size_t name_len, const char *query,
-                                     size_t query_len)
+ * refuse. 0 or -ENOMEM. */
+static int changes_state(const char *name, size_t name_len, const char *query, size_t query_len,
+                         const char **w)
 {
     const struct qmethod *m = qmethod_find(name, name_len);
+    *w = NULL;
     if (!m)
-        return NULL;
+        return 0;
     struct qtext_param ps[HTTP_PARAMS_MAX + 1];
     size_t n = 0;
     char msg[256];
     struct http_api api = {.m = m};
     char *scratch = malloc(query_len + 1);
     if (!scratch)
-        return ""; /* refused rather than guessed */
-    const char *w = parse_query(query, query_len, scratch, ps, &n, &api, msg, sizeof(msg))
-                        ? NULL
-                        : qmethod_changes_state(m, ps, n);
+        return -ENOMEM;
+    if (!parse_query(query, query_len, scratch, ps, &n, &api, msg, sizeof(msg)))
+        *w = qmethod_changes_state(m, ps, n);
     free(scratch);
-    return w;
+    return 0;
 }
 
 int http_screen(const struct http_limits *lim, const struct http_request *req,
@@ -651,9 +651,12 @@ int http_screen(const struct http_limits *lim, const struct http_request *req,
         }
         return 0;
     }
-    const char *w;
-    if (route == HTTP_R_API &&
-        (w = get_changes_state(name, name_len, query, query_len)) != NULL) {
+    const char *w = NULL;
+    if (route == HTTP_R_API && changes_state(name, name_len, query, query_len, &w)) {
+        snprintf(msg, msglen, "out of memory");
+        return 500;
+    }
+    if (w) {
         *extra = "Allow: POST\r\n";
         snprintf(msg, msglen,
                  "%.*s%s%s%s changes the server's state, so it is not served on %s (any web "
