@@ -63,7 +63,8 @@ int wal_pos_cmp(struct wal_pos a, struct wal_pos b);
  * read, segment from.seq is read from byte from.off. ({0, 0} replays everything.) When the log
  * ends before from (its tail was lost in a crash after the snapshot was written: the snapshot
  * is newer than the log), appends go to a new segment after from.seq, so that a later replay
- * from the same position never starts inside a record. */
+ * from the same position never starts inside a record; segment from.seq itself is created
+ * empty when it is missing (only with allow_history_loss), so that the next start finds no gap. */
 int wal_replay_from(struct wal *w, struct wal_pos from, wal_replay_fn fn, void *ctx,
                     struct wal_replay_stats *st);
 
