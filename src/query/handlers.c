@@ -178,7 +178,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 25 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 26 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
@@ -204,6 +204,7 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "wal_bytes", c->ss->wal_bytes);
     qpack_u64(pk, "memory_allocated", c->ss->mem_allocated);
     qpack_u64(pk, "memory_resident", c->ss->mem_resident);
+    qpack_u64(pk, "memory_rss", c->ss->mem_rss);
     qpack_u64(pk, "memory_limit", c->ss->max_memory);
     qpack_u64(pk, "refused_memory", c->ss->refused_memory);
     qpack_u64(pk, "engine_bytes", st.bytes);

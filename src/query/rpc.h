@@ -39,6 +39,7 @@ struct rpc_server_stats {
     uint64_t uptime_ms;
     double ingest_rate; /* accepted events per second, over the last few seconds */
     uint64_t mem_allocated, mem_resident; /* jemalloc's figures, else the process RSS */
+    uint64_t mem_rss;                     /* the kernel's: what --max-memory judges */
     uint64_t max_memory;                  /* --max-memory (0: none) */
     uint64_t refused_memory;              /* events refused at it */
     struct analytics *analytics;          /* NULL: analytics off (the methods answer 503) */

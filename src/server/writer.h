@@ -77,6 +77,7 @@ struct writer {
     uint64_t max_memory;     /* --max-memory in bytes, 0: none */
     uint64_t refused_memory; /* events refused at it */
     int memory_state;        /* 0 below 90 % of it, 1 above (warned), 2 at it (refusing) */
+    uint64_t rss, rss_ms;    /* the last process RSS read, and when (now_ms) */
 };
 
 /* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it

@@ -51,7 +51,7 @@ def main():
     try:
         probe = Server(bin_dir, os.path.join(tmp, 'probe'))
         servers.append(probe)
-        idle = stats(probe.start()).get('memory_resident', 0)
+        idle = stats(probe.start()).get('memory_rss', 0)  # what --max-memory judges
         probe.stop()
         limit = idle + (24 << 20)
         srv = Server(bin_dir, os.path.join(tmp, 'data'), '--max-memory', f'{limit >> 20}M')
@@ -71,7 +71,7 @@ def main():
               st.get('refused_memory', 0) > 0 and st.get('accepted', 0) >= first_refused > 0
               and st.get('posts') == st.get('accepted')
               and st.get('accepted') + st.get('refused_memory') <= EVENTS, json.dumps({k: st.get(k) for k in (
-                  'accepted', 'posts', 'refused_memory', 'memory_resident', 'memory_limit')}))
+                  'accepted', 'posts', 'refused_memory', 'memory_rss', 'memory_limit')}))
         check('/metrics counts the refused events',
               (metric(srv, 'cascaded_events_refused_memory_total') or 0) == st.get('refused_memory'))
         r = Rpc(srv.query)

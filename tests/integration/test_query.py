@@ -48,7 +48,7 @@ ACTOR_KEYS = ('id', 'actor_type', 'posts', 'roots', 'shares', 'reshares_received
               'cascades', 'first_ts', 'last_ts', 'pagerank')
 SHARED_KEYS = [f'claim:{k}' for k in range(6)]
 NONROOT_KEY = 'https://other.example/only-on-reshares'
-VOLATILE = ('uptime_ms', 'ingest_rate', 'memory_allocated', 'memory_resident')
+VOLATILE = ('uptime_ms', 'ingest_rate', 'memory_allocated', 'memory_resident', 'memory_rss')
 
 
 # ------------------------------------------------------------------------------------ client
