@@ -5,6 +5,7 @@
 #include "net/loop.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <liburing.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -42,8 +44,13 @@
 #define ERR_KEEP           8
 #define DRAIN_QUANTUM      1024 /* events a connection may add before the others get a turn */
 #define HTTP_IN_SOFT       (32u * 1024)  /* buffered HTTP input past which reading stops */
-#define HTTP_OUT_HIGH      (256u * 1024) /* queued HTTP output past which requests wait */
+#define OUT_HIGH           (256u * 1024) /* queued output past which HTTP and RPC requests wait */
 #define QIN_KEEP           (64u * 1024)  /* a query connection's input buffer kept when empty */
+#define FD_MARGIN          32   /* fds kept for the server's own use beyond those open at start */
+#define FD_CONNS_MIN       8    /* fewer connections than this fit the fd limit: refuse to start */
+#define ACCEPT_BACKOFF_MS  250  /* out of fds: a listener rests this long before accepting again */
+#define LOG_EVERY_MS       1000 /* a repeated warning (refusals, timeouts) at most this often */
+#define SCAN_GAP_MS        100  /* timers: scans of the deadline array at least this far apart */
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
 
@@ -52,6 +59,11 @@ enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
  * server ends while the peer may still be writing first sends FIN (SHUT_WR) and reads and drops
  * what comes until EOF, LINGER_MAX bytes or LINGER_MS, as web servers do. */
 enum { LINGER_NONE, LINGER_ON, LINGER_DONE };
+
+/* A warning that a client can make the server repeat: one line per LOG_EVERY_MS at most. */
+struct ratelog {
+    uint64_t next_ms, count;
+};
 
 struct conn {
     int fd;
@@ -62,7 +74,12 @@ struct conn {
     uint8_t authed;    /* the client proved it knows --auth-token-file's token */
     uint8_t peer_done; /* the peer closed or reset: recv will give nothing more */
     uint8_t linger;    /* LINGER_*: how far a close we chose has got */
+    uint8_t hstarted;  /* http: a request was dispatched (the first head's wait is over) */
+    uint8_t aborted;   /* dropped without a last word: nothing more is read, parsed or sent */
     uint64_t linger_end;
+    uint64_t active_ms; /* the last bytes received or sent, or answer queued (--idle-timeout) */
+    uint64_t hs_start;  /* since when an HTTP head or the auth is awaited (--handshake-timeout) */
+    uint64_t abort_at;  /* closed by a timeout: dropped then if its last answer is still stuck */
     size_t linger_bytes;
     char *abuf; /* ingest, before authentication: the first bytes, until {"auth": ...} */
     size_t abuf_len;
@@ -95,8 +112,19 @@ struct netloop {
     char *bufs;
     struct conn *conns;
     uint32_t max_conns, nconns;
-    uint32_t nlinger;     /* connections in LINGER_ON */
-    uint64_t linger_next; /* the earliest linger_end among them: no scan before it */
+    uint32_t port_max[NET_LISTENERS]; /* each port's own budget within max_conns */
+    uint32_t hi;                      /* slots in use are below this */
+    /* Timers (handshake, idle, linger) as one deadline per slot in a dense array, scanned once
+     * the earliest is due and at most every SCAN_GAP_MS: at 1 M slots a scan reads 8 MB, where
+     * the connections themselves would be a cache miss each. A deadline that moved later is
+     * found out at the scan; one that moved earlier lowers next_scan at once. */
+    uint64_t *deadline;
+    uint64_t next_scan, last_scan;
+    uint64_t now; /* ms, read at each turn of the loop */
+    uint64_t handshake_ms, idle_ms;
+    uint8_t accept_armed[NET_LISTENERS], accept_paused[NET_LISTENERS];
+    uint64_t accept_resume; /* out of fds: when the paused listeners accept again */
+    struct ratelog log_refused, log_accept, log_timeout;
     uint32_t *touched;
     uint32_t ntouched, rr;
     struct ingest_limits limits;
@@ -118,6 +146,19 @@ struct netloop {
     const char *token;            /* --auth-token-file's secret, or NULL: no authentication */
     size_t token_len;
 };
+
+/* Counts one occurrence; 1 when its line may be written now, *count the occurrences it stands
+ * for. */
+static int ratelog_due(struct ratelog *r, uint64_t now, uint64_t *count)
+{
+    r->count++;
+    if (now < r->next_ms)
+        return 0;
+    *count = r->count;
+    r->count = 0;
+    r->next_ms = now + LOG_EVERY_MS;
+    return 1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -234,6 +275,76 @@ static void rpc_limits(const struct ingest_limits *in, uint32_t rpc_max, struct 
     l->max_str = in->max_str > AUTH_TOKEN_MAX ? in->max_str : AUTH_TOKEN_MAX;
 }
 
+/* fds open in the process now; 64 if /proc cannot say. */
+static uint64_t fds_open(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 64;
+    uint64_t k = 0;
+    while (readdir(d))
+        k++;
+    closedir(d);
+    return k > 3 ? k - 3 : 0; /* ".", ".." and the directory's own fd */
+}
+
+/* Each connection holds an fd. The open-files limit is raised to its hard limit; if that
+ * cannot hold max_conns beside the fds open now (WAL, listeners, ring, eventfds) and
+ * FD_MARGIN for those opened later (a new WAL segment, a refused connection's moment), the
+ * connections and each port's budget are lowered to fit, with a log line saying so; below
+ * FD_CONNS_MIN the server refuses to start. Without this, accept fails for want of an fd
+ * while slots are free. */
+static int fit_fd_limit(struct netloop *n, char *err, size_t errlen)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = rl.rlim_max;
+    }
+    uint64_t reserved = fds_open() + FD_MARGIN;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= reserved + n->max_conns)
+        return 0;
+    uint64_t room = rl.rlim_cur > reserved ? rl.rlim_cur - reserved : 0;
+    if (room < FD_CONNS_MIN) {
+        snprintf(err, errlen,
+                 "the open-files limit (RLIMIT_NOFILE %llu) leaves %llu fds for connections "
+                 "beside the server's own %llu: raise it (ulimit -n, systemd LimitNOFILE=) to "
+                 "at least %llu",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)room,
+                 (unsigned long long)reserved,
+                 (unsigned long long)(reserved + n->max_conns));
+        return -EMFILE;
+    }
+    log_msg(LOG_WARN, "max_connections_lowered",
+            "from=%u to=%llu nofile=%llu fds_reserved=%llu hint=\"the open-files limit holds no "
+            "more; raise it (ulimit -n, systemd LimitNOFILE=) to %llu for --max-connections\"",
+            n->max_conns, (unsigned long long)room, (unsigned long long)rl.rlim_cur,
+            (unsigned long long)reserved, (unsigned long long)(reserved + n->max_conns));
+    for (int i = 0; i < NET_LISTENERS; i++) {
+        uint64_t share = (uint64_t)n->port_max[i] * room / n->max_conns;
+        n->port_max[i] = share ? (uint32_t)share : 1;
+    }
+    n->max_conns = (uint32_t)room;
+    return 0;
+}
+
+/* Each port's budget: given, or its share of max_conns (a quarter each for ingest and RPC, the
+ * rest for HTTP, where browsers open several at a time), never past max_conns. */
+static void port_budgets(struct netloop *n, const uint32_t given[NET_LISTENERS])
+{
+    uint32_t share[NET_LISTENERS];
+    share[NET_INGEST] = n->max_conns / 4;
+    share[NET_QUERY] = n->max_conns / 4;
+    share[NET_HTTP] = n->max_conns - share[NET_INGEST] - share[NET_QUERY];
+    for (int i = 0; i < NET_LISTENERS; i++) {
+        uint32_t b = given[i] ? given[i] : share[i] ? share[i] : 1;
+        n->port_max[i] = b < n->max_conns ? b : n->max_conns;
+    }
+}
+
 int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
                 struct bqueue *from_writer, struct netloop **out, char *err, size_t errlen)
 {
@@ -249,6 +360,10 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     n->on_sigusr1 = cfg->on_sigusr1;
     n->sigusr1_ctx = cfg->sigusr1_ctx;
     n->max_conns = cfg->max_conns ? cfg->max_conns : 1024;
+    port_budgets(n, cfg->port_conns);
+    n->handshake_ms = cfg->handshake_ms ? cfg->handshake_ms : NET_HANDSHAKE_MS;
+    n->idle_ms = cfg->idle_ms;
+    n->next_scan = n->accept_resume = UINT64_MAX;
     n->token = cfg->auth_token;
     if (cfg->http.head_max)
         n->http = cfg->http;
@@ -258,13 +373,19 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     rpc_limits(&cfg->limits, n->rpc_max, &n->rpc_lim);
     n->token_len = cfg->auth_token ? strlen(cfg->auth_token) : 0;
     n->accept_multishot = n->recv_multishot = 1;
-    n->conns = calloc(n->max_conns, sizeof(struct conn));
-    n->touched = calloc(n->max_conns, sizeof(uint32_t));
-    int rc = (!n->conns || !n->touched) ? -ENOMEM : 0;
+    int rc = 0;
     for (int i = 0; !rc && i < NET_LISTENERS; i++)
         rc = listen_on(cfg->bind, cfg->ports[i], &n->lfd[i], &n->ports[i], err, errlen);
     if (!rc && (rc = io_uring_queue_init(RING_ENTRIES, &n->ring, 0)))
         snprintf(err, errlen, "cannot set up io_uring: %s", strerror(-rc));
+    if (!rc)
+        rc = fit_fd_limit(n, err, errlen);
+    if (!rc) {
+        n->conns = calloc(n->max_conns, sizeof(struct conn));
+        n->touched = calloc(n->max_conns, sizeof(uint32_t));
+        n->deadline = calloc(n->max_conns, sizeof(uint64_t));
+        rc = (!n->conns || !n->touched || !n->deadline) ? -ENOMEM : 0;
+    }
     if (!rc) {
         n->use_bufring = setup_bufring(n) == 0;
         if (!n->use_bufring)
@@ -299,6 +420,7 @@ static void arm_accept(struct netloop *n, int l)
     else
         io_uring_prep_accept(sqe, n->lfd[l], NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, ud(OP_ACCEPT, (uint32_t)l, 0));
+    n->accept_armed[l] = 1;
 }
 
 static void arm_wake(struct netloop *n)
@@ -325,12 +447,14 @@ static uint32_t conn_idx(const struct netloop *n, const struct conn *c)
  * producer could land the whole buffer ring (16 MiB) in one connection's decoder in one pass of
  * the loop, far past PENDING_MAX, holding up every query behind it for a few hundred ms (and
  * growing the decoder's buffer to match). One buffer at a time, re-armed by service() only
- * while the decoder is under its limit, leaves the rest in the socket, where TCP holds it. */
+ * while the decoder is under its limit, leaves the rest in the socket, where TCP holds it. A
+ * query connection likewise, so that what it has received stays within one request and a
+ * buffer (a pipelining client that does not read would otherwise land megabytes of requests). */
 static void arm_recv(struct netloop *n, struct conn *c)
 {
     struct io_uring_sqe *sqe = get_sqe(n);
     if (n->use_bufring) {
-        if (n->recv_multishot && c->kind != NET_INGEST)
+        if (n->recv_multishot && c->kind == NET_HTTP)
             io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
         else
             io_uring_prep_recv(sqe, c->fd, NULL, BR_SIZE, 0);
@@ -368,9 +492,7 @@ static void linger_start(struct netloop *n, struct conn *c)
 {
     shutdown(c->fd, SHUT_WR); /* FIN after the last answer */
     c->linger = LINGER_ON;
-    c->linger_end = now_ms() + LINGER_MS;
-    if (!n->nlinger++ || c->linger_end < n->linger_next)
-        n->linger_next = c->linger_end;
+    c->linger_end = n->now + LINGER_MS;
     if (!c->recv_armed)
         arm_recv(n, c);
 }
@@ -381,26 +503,7 @@ static void linger_stop(struct netloop *n, struct conn *c)
     if (c->linger != LINGER_ON)
         return;
     c->linger = LINGER_DONE;
-    n->nlinger--;
     touch(n, c);
-}
-
-/* Once the earliest wait is over, not at every turn of the loop: a scan is max_conns long. */
-static void linger_expire(struct netloop *n)
-{
-    uint64_t now = now_ms();
-    if (now < n->linger_next)
-        return;
-    n->linger_next = UINT64_MAX;
-    for (uint32_t i = 0; i < n->max_conns && n->nlinger; i++) {
-        struct conn *c = &n->conns[i];
-        if (!c->in_use || c->linger != LINGER_ON)
-            continue;
-        if (now >= c->linger_end)
-            linger_stop(n, c);
-        else if (c->linger_end < n->linger_next)
-            n->linger_next = c->linger_end;
-    }
 }
 
 /* ---------------------------------------------------------------- output */
@@ -420,6 +523,12 @@ static int pend_append(struct conn *c, const void *p, size_t len)
     memcpy(c->pend + c->pend_len, p, len);
     c->pend_len += len;
     return 0;
+}
+
+/* Answers queued and not yet sent: what a client that does not read makes the server hold. */
+static size_t out_queued(const struct conn *c)
+{
+    return c->pend_len + (c->out_len - c->out_off);
 }
 
 static int sbuf_write(void *data, const char *buf, size_t len)
@@ -532,6 +641,7 @@ static void conn_free(struct netloop *n, struct conn *c)
     free(c->abuf);
     http_in_free(c->hin);
     n->stats.open[c->kind]--;
+    n->deadline[conn_idx(n, c)] = 0;
     uint32_t gen = c->gen + 1;
     memset(c, 0, sizeof(*c));
     c->gen = gen;
@@ -558,14 +668,21 @@ static int strbuf_write(void *data, const char *buf, size_t len)
     return ((struct strbuf *)data)->oom ? -1 : 0;
 }
 
-/* A connection past --max-connections: one message in the port's own protocol, then close.
- * The socket is new, so the few bytes fit its buffer; if not, the close says enough. */
-static void refuse(int fd, int kind)
+static const char *const port_name[NET_LISTENERS] = {"ingest", "rpc", "http"};
+static const char *const port_flag[NET_LISTENERS] = {
+    "--max-ingest-connections", "--max-query-connections", "--max-http-connections"};
+
+/* A connection past its port's budget or --max-connections (flag): one message in the port's
+ * own protocol, then close. The socket is new, so the few bytes fit its buffer; if not, the
+ * close says enough. */
+static void refuse(int fd, int kind, const char *flag)
 {
-    static const char why[] = "too many connections (--max-connections); retry later";
+    char why[96];
+    snprintf(why, sizeof(why), "too many connections (%s); retry later", flag);
     struct strbuf out = STRBUF_INIT;
     if (kind == NET_HTTP) {
-        http_head(&out, 503, "text/plain; charset=utf-8", sizeof(why), 0, 0, "Retry-After: 1\r\n");
+        http_head(&out, 503, "text/plain; charset=utf-8", strlen(why) + 1, 0, 0,
+                  "Retry-After: 1\r\n");
         sb_puts(&out, why);
         sb_puts(&out, "\n");
     } else {
@@ -583,21 +700,37 @@ static void refuse(int fd, int kind)
     close(fd);
 }
 
+/* A port at its budget refuses, so that its clients cannot take what the other ports need;
+ * past that, --max-connections bounds them all. */
 static void conn_open(struct netloop *n, int fd, int kind)
 {
-    uint32_t i = 0;
-    while (i < n->max_conns && n->conns[i].in_use)
-        i++;
-    if (i == n->max_conns) {
-        log_msg(LOG_WARN, "connection_refused", "reason=max_connections limit=%u", n->max_conns);
+    const char *flag = NULL;
+    uint32_t limit = 0;
+    if (n->stats.open[kind] >= n->port_max[kind])
+        flag = port_flag[kind], limit = n->port_max[kind];
+    else if (n->nconns >= n->max_conns)
+        flag = "--max-connections", limit = n->max_conns;
+    if (flag) {
+        uint64_t count;
+        if (ratelog_due(&n->log_refused, n->now, &count))
+            log_msg(LOG_WARN, "connection_refused", "port=%s limit=%s value=%u refused=%llu",
+                    port_name[kind], flag, limit, (unsigned long long)count);
         n->stats.limits[PROM_LIM_CONNECTIONS]++;
-        refuse(fd, kind);
+        refuse(fd, kind, flag);
         return;
     }
+    uint32_t i = 0;
+    while (n->conns[i].in_use) /* nconns < max_conns: a free slot exists */
+        i++;
     struct conn *c = &n->conns[i];
     c->fd = fd;
     c->kind = (uint8_t)kind;
     c->in_use = 1;
+    c->active_ms = n->now;
+    if (kind == NET_HTTP || n->token)
+        c->hs_start = n->now;
+    if (i >= n->hi)
+        n->hi = i + 1;
     n->nconns++;
     n->stats.open[kind]++;
     n->stats.accepted[kind]++;
@@ -611,14 +744,20 @@ static void conn_open(struct netloop *n, int fd, int kind)
     touch(n, c);
 }
 
-static void set_fatal(struct netloop *n, struct conn *c, const char *msg)
+/* Ends an ingest stream with {"fatal": msg} once what came before it is acked. */
+static void set_fatal_quiet(struct netloop *n, struct conn *c, const char *msg)
 {
-    if (c->fatal)
-        return;
     c->fatal = strdup(msg);
     if (!c->fatal)
         c->fatal = strdup("fatal");
     cancel_recv(n, c);
+}
+
+static void set_fatal(struct netloop *n, struct conn *c, const char *msg)
+{
+    if (c->fatal)
+        return;
+    set_fatal_quiet(n, c, msg);
     log_msg(LOG_INFO, "ingest_fatal", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
 }
 
@@ -823,14 +962,22 @@ static void query_refused(struct netloop *n, struct conn *c)
 }
 
 /* Hands on the complete requests received, in order, each checked by the scanner before
- * anything decodes it: the writer gets the bytes as they came (rpc_handle decodes them). */
+ * anything decodes it: the writer gets the bytes as they came (rpc_handle decodes them). A
+ * client that does not read its answers gets no more requests handled (nor read, may_read)
+ * once OUT_HIGH of them wait, as on the HTTP port, so it holds that much and the answers in
+ * flight, not all it asked for. */
 static void drain_query(struct netloop *n, struct conn *c)
 {
     size_t off = 0; /* where the request being scanned begins in qin */
+    if (c->hclose) { /* a send failed: no answer can reach the peer any more */
+        c->qbacklog = 0;
+        sb_free(&c->qin);
+        return;
+    }
     /* requests already received are answered even after the peer half-closes (eof) */
     c->qbacklog = 1;
     while (!c->fatal && off < c->qin.n) {
-        if (c->inflight >= QUERY_MAX_INFLIGHT)
+        if (c->inflight >= QUERY_MAX_INFLIGHT || out_queued(c) >= OUT_HIGH)
             goto out;
         const char *req = c->qin.p + off;
         size_t avail = c->qin.n - off, used;
@@ -900,6 +1047,7 @@ static void complete_ingest(struct netloop *n, struct batch *b)
             c->done_seq = b->seq;
             c->inflight--;
         }
+        c->active_ms = n->now;
         c->ack_due = 1;
         touch(n, c);
     }
@@ -933,6 +1081,7 @@ static void complete_query(struct netloop *n, struct batch *b)
         touch(n, c);
     } else if (c) {
         c->inflight--;
+        c->active_ms = n->now;
         if (!b->resp || pend_append(c, b->resp, b->resp_len))
             c->eof = 1;
         else
@@ -1111,8 +1260,10 @@ static void http_dispatch(struct netloop *n, struct conn *c, const struct http_r
 static void drain_http(struct netloop *n, struct conn *c)
 {
     struct http_request req;
-    while (!c->hclose && c->inflight == 0 && c->pend_len < HTTP_OUT_HIGH &&
+    while (!c->hclose && c->inflight == 0 && out_queued(c) < OUT_HIGH &&
            http_in_next(c->hin, &req)) {
+        c->hstarted = 1;
+        c->hs_start = 0; /* the next head's wait starts when this answer is out (service) */
         c->t0_ns = now_ns();
         c->hkeep = (uint8_t)req.keep_alive;
         c->h10 = (uint8_t)req.http10;
@@ -1236,15 +1387,16 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
     }
     if (c->kind != NET_QUERY)
         return;
-    if (c->qin.n + len > n->rpc_max) {
-        /* a request that large is not a query: say so (msgid nil: its own is unknown), close */
-        char msg[96];
-        snprintf(msg, sizeof(msg), "request larger than %u bytes refused (--max-rpc-request-bytes)",
-                 n->rpc_max);
-        n->stats.limits[PROM_LIM_RPC_REQUEST]++;
-        queue_rpc_error(c, 0, 0, 413, msg);
-        c->eof = 1;
-        cancel_recv(n, c);
+    /* A request past --max-rpc-request-bytes is refused once, by the scanner (drain_query).
+     * qin holds at most the request being received and one recv's bytes: a query connection
+     * reads one buffer at a time (arm_recv), and not while complete requests wait (may_read). */
+    if (c->qin.n + len > (size_t)n->rpc_max + 2 * BR_SIZE)
+        drain_query(n, c);
+    if (c->fatal)
+        return;
+    if (c->qin.n + len > (size_t)n->rpc_max + 2 * BR_SIZE) {
+        log_msg(LOG_ERROR, "rpc_input_overflow", "conn=%u bytes=%zu", conn_idx(n, c), c->qin.n);
+        query_close(n, c, 0, NULL, "input past its bound"); /* a bug if it happens: drop */
         return;
     }
     sb_append(&c->qin, data, len);
@@ -1262,6 +1414,7 @@ static void on_recv(struct netloop *n, struct conn *c, const struct io_uring_cqe
     }
     int res = cqe->res;
     if (res > 0) {
+        c->active_ms = n->now;
         if (n->use_bufring) {
             unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
             char *data = n->bufs + (size_t)bid * BR_SIZE;
@@ -1293,9 +1446,13 @@ static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe
     if (cqe->res < 0) {
         c->eof = c->hclose = c->peer_done = 1; /* the peer is gone: nothing more can reach it */
         linger_stop(n, c);
-        c->pend_len = 0;
+        c->pend_len = c->out_len = c->out_off = 0;
         c->ack_due = 0;
-    } else if ((c->out_off += (size_t)cqe->res) < c->out_len) {
+        touch(n, c);
+        return;
+    }
+    c->active_ms = n->now;
+    if ((c->out_off += (size_t)cqe->res) < c->out_len && !c->aborted) {
         struct io_uring_sqe *sqe = get_sqe(n);
         io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, ud(OP_SEND, conn_idx(n, c), c->gen));
@@ -1305,8 +1462,46 @@ static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe
     touch(n, c);
 }
 
+/* Out of fds (or kernel memory), accept fails at once for as long as a connection waits in the
+ * backlog: re-armed at once, it would spin a core and write a log line per attempt. The
+ * listener rests ACCEPT_BACKOFF_MS instead (the waiting connections stay in the backlog), and
+ * the failures are logged once a LOG_EVERY_MS with their count. */
+static void accept_pause(struct netloop *n, int l, int err, int armed)
+{
+    uint64_t count;
+    if (ratelog_due(&n->log_accept, n->now, &count))
+        log_msg(LOG_WARN, "accept_failed", "port=%s error=\"%s\" failed=%llu pause_ms=%u",
+                port_name[l], strerror(err), (unsigned long long)count, ACCEPT_BACKOFF_MS);
+    if (n->accept_paused[l])
+        return;
+    n->accept_paused[l] = 1;
+    n->accept_resume = n->now + ACCEPT_BACKOFF_MS;
+    if (armed) { /* a multishot accept that goes on: stopped, and not re-armed while paused */
+        struct io_uring_sqe *sqe = get_sqe(n);
+        io_uring_prep_cancel64(sqe, ud(OP_ACCEPT, (uint32_t)l, 0), 0);
+        io_uring_sqe_set_data64(sqe, ud(OP_CANCEL, UINT32_MAX, 0));
+    }
+}
+
+static void accept_resume(struct netloop *n)
+{
+    if (n->now < n->accept_resume)
+        return;
+    n->accept_resume = UINT64_MAX;
+    for (int l = 0; l < NET_LISTENERS; l++) {
+        if (!n->accept_paused[l])
+            continue;
+        n->accept_paused[l] = 0;
+        if (!n->accept_armed[l] && !n->stopping)
+            arm_accept(n, l);
+    }
+}
+
 static void on_accept(struct netloop *n, int l, const struct io_uring_cqe *cqe)
 {
+    int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (!more)
+        n->accept_armed[l] = 0;
     if (cqe->res >= 0) {
         if (n->stopping)
             close(cqe->res);
@@ -1315,10 +1510,16 @@ static void on_accept(struct netloop *n, int l, const struct io_uring_cqe *cqe)
     } else if (cqe->res == -EINVAL && n->accept_multishot) {
         n->accept_multishot = 0;
         log_msg(LOG_WARN, "no_multishot_accept", "fallback=\"single-shot accept\"");
+    } else if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
+               cqe->res == -ENOMEM) {
+        accept_pause(n, l, -cqe->res, more);
     } else if (cqe->res != -ECANCELED) {
-        log_msg(LOG_WARN, "accept_failed", "error=\"%s\"", strerror(-cqe->res));
+        uint64_t count;
+        if (ratelog_due(&n->log_accept, n->now, &count))
+            log_msg(LOG_WARN, "accept_failed", "port=%s error=\"%s\" failed=%llu", port_name[l],
+                    strerror(-cqe->res), (unsigned long long)count);
     }
-    if (!(cqe->flags & IORING_CQE_F_MORE) && !n->stopping)
+    if (!more && !n->stopping && !n->accept_paused[l])
         arm_accept(n, l);
 }
 
@@ -1406,8 +1607,8 @@ static int may_read(const struct netloop *n, const struct conn *c)
         return 0;
     if (c->kind == NET_HTTP)
         return !c->hclose && http_in_buffered(c->hin) < HTTP_IN_SOFT;
-    if (c->kind == NET_QUERY)
-        return c->inflight < QUERY_MAX_INFLIGHT;
+    if (c->kind == NET_QUERY) /* qbacklog: complete requests wait, reading more is no use */
+        return c->inflight < QUERY_MAX_INFLIGHT && out_queued(c) < OUT_HIGH && !c->qbacklog;
     /* an incomplete value must be read to its end (the decoder bounds its size) */
     return c->inflight <= MAX_INFLIGHT &&
            (ingest_decoder_pending(c->dec) < PENDING_MAX / 2 || ingest_decoder_idle(c->dec));
@@ -1428,6 +1629,11 @@ static void service_output(struct netloop *n, struct conn *c)
 
 static void maybe_close(struct netloop *n, struct conn *c)
 {
+    if (c->aborted) {
+        if (c->ops == 0 && c->inflight == 0)
+            conn_free(n, c);
+        return;
+    }
     int done_reading = c->eof || c->fatal_sent;
     if (c->kind == NET_INGEST && c->eof && !c->fatal && !ingest_decoder_idle(c->dec))
         done_reading = 0;
@@ -1448,8 +1654,153 @@ static void maybe_close(struct netloop *n, struct conn *c)
     }
 }
 
+/* ---------------------------------------------------------------- timers */
+
+/* Whether the connection waits for a request head (HTTP: the first, or one begun once the last
+ * answer is out) or for its auth (a token set), and since when. */
+static void handshake_phase(struct netloop *n, struct conn *c)
+{
+    int waiting;
+    if (c->eof || c->fatal || c->hclose || c->aborted)
+        waiting = 0;
+    else if (c->kind == NET_HTTP)
+        waiting = c->inflight == 0 && out_queued(c) == 0 &&
+                  (!c->hstarted || http_in_buffered(c->hin) > 0);
+    else
+        waiting = n->token && !c->authed;
+    if (!waiting)
+        c->hs_start = 0;
+    else if (!c->hs_start)
+        c->hs_start = n->now;
+}
+
+/* When the connection's earliest timer is due; 0: none. */
+static uint64_t conn_deadline(const struct netloop *n, const struct conn *c)
+{
+    if (c->aborted || c->linger == LINGER_DONE)
+        return 0;
+    if (c->linger == LINGER_ON)
+        return c->linger_end;
+    if (c->abort_at)
+        return c->abort_at;
+    uint64_t d = c->hs_start ? c->hs_start + n->handshake_ms : UINT64_MAX;
+    if (n->idle_ms && c->active_ms + n->idle_ms < d)
+        d = c->active_ms + n->idle_ms;
+    return d == UINT64_MAX ? 0 : d;
+}
+
+static void set_deadline(struct netloop *n, struct conn *c)
+{
+    uint64_t d = conn_deadline(n, c);
+    n->deadline[conn_idx(n, c)] = d;
+    if (d && d < n->next_scan)
+        n->next_scan = d > n->last_scan + SCAN_GAP_MS ? d : n->last_scan + SCAN_GAP_MS;
+}
+
+/* Drops a connection whose last answer cannot get out (a peer that reads nothing): nothing
+ * more is read, parsed or sent; the shutdown ends the send and recv in the ring, and the slot
+ * is freed once they and its batches at the writer are back. */
+static void conn_abort(struct netloop *n, struct conn *c)
+{
+    c->aborted = 1;
+    c->eof = c->hclose = c->peer_done = 1;
+    c->qbacklog = 0;
+    c->ack_due = 0;
+    c->pend_len = 0;
+    c->linger = LINGER_DONE;
+    if (!c->shut) {
+        shutdown(c->fd, SHUT_RDWR);
+        c->shut = 1;
+    }
+    touch(n, c);
+}
+
+/* A connection past --handshake-timeout (hs) or --idle-timeout: a last word in its port's
+ * protocol (none for an HTTP keep-alive connection between requests, which clients expect to
+ * close), then the usual lingering close. One already closing, or whose last word cannot get
+ * out either, is dropped (at once, or LINGER_MS later). Counted, and logged once a second. */
+static void timeout_close(struct netloop *n, struct conn *c, int hs)
+{
+    uint64_t secs = (hs ? n->handshake_ms : n->idle_ms) / 1000, count;
+    n->stats.limits[hs ? PROM_LIM_HANDSHAKE_TIMEOUT : PROM_LIM_IDLE_TIMEOUT]++;
+    if (ratelog_due(&n->log_timeout, n->now, &count))
+        log_msg(LOG_WARN, "connection_timeout", "port=%s reason=%s seconds=%llu closed=%llu",
+                port_name[c->kind], hs ? "handshake" : "idle", (unsigned long long)secs,
+                (unsigned long long)count);
+    if (c->eof || c->fatal || c->hclose) {
+        conn_abort(n, c);
+        return;
+    }
+    char msg[160];
+    if (hs)
+        snprintf(msg, sizeof(msg), "%s not complete within %llu s (--handshake-timeout); closed",
+                 c->kind == NET_HTTP ? "request head" : "authentication", (unsigned long long)secs);
+    else
+        snprintf(msg, sizeof(msg), "idle for %llu s (--idle-timeout); closed: reconnect to go on",
+                 (unsigned long long)secs);
+    if (c->kind == NET_HTTP && hs) {
+        c->hkeep = c->h10 = c->hhead = 0;
+        c->t0_ns = now_ns();
+        http_error(n, c, 408, msg);
+    } else if (c->kind == NET_HTTP) {
+        c->eof = c->hclose = 1;
+        cancel_recv(n, c);
+    } else if (c->kind == NET_QUERY) {
+        query_close(n, c, 408, msg, "timed out");
+    } else {
+        set_fatal_quiet(n, c, msg);
+    }
+    c->abort_at = n->now + LINGER_MS;
+    touch(n, c);
+}
+
+static void conn_expire(struct netloop *n, struct conn *c)
+{
+    if (c->linger == LINGER_ON) {
+        if (n->now >= c->linger_end)
+            linger_stop(n, c);
+    } else if (c->abort_at) {
+        if (n->now >= c->abort_at)
+            conn_abort(n, c);
+    } else if (c->hs_start && n->now >= c->hs_start + n->handshake_ms) {
+        timeout_close(n, c, 1);
+    } else if (n->idle_ms && n->now >= c->active_ms + n->idle_ms) {
+        if (c->inflight)
+            c->active_ms = n->now; /* the writer has its request: not idle */
+        else
+            timeout_close(n, c, 0);
+    }
+    n->deadline[conn_idx(n, c)] = conn_deadline(n, c);
+}
+
+/* Once the earliest deadline is due, not at every turn of the loop. */
+static void deadlines_expire(struct netloop *n)
+{
+    if (n->now < n->next_scan)
+        return;
+    uint64_t next = UINT64_MAX;
+    for (uint32_t i = 0; i < n->hi; i++) {
+        if (!n->deadline[i])
+            continue;
+        if (n->deadline[i] <= n->now)
+            conn_expire(n, &n->conns[i]);
+        if (n->deadline[i] && n->deadline[i] < next)
+            next = n->deadline[i];
+    }
+    n->last_scan = n->now;
+    n->next_scan = next == UINT64_MAX          ? UINT64_MAX
+                   : next > n->now + SCAN_GAP_MS ? next
+                                                 : n->now + SCAN_GAP_MS;
+}
+
+/* ---------------------------------------------------------------- service */
+
 static void service(struct netloop *n, struct conn *c)
 {
+    if (c->aborted) {
+        maybe_close(n, c);
+        return;
+    }
     if (c->kind == NET_INGEST)
         drain_ingest(n, c);
     else if (c->kind == NET_QUERY)
@@ -1465,6 +1816,10 @@ static void service(struct netloop *n, struct conn *c)
     else if (c->recv_armed && c->kind == NET_HTTP && !may_read(n, c))
         cancel_recv(n, c);
     maybe_close(n, c);
+    if (c->in_use) {
+        handshake_phase(n, c);
+        set_deadline(n, c);
+    }
 }
 
 static void service_touched(struct netloop *n)
@@ -1488,13 +1843,20 @@ int netloop_run(struct netloop *n)
     arm_signal(n);
     for (;;) {
         struct io_uring_cqe *cqe;
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000L};
-        int timed = n->stopping || n->nlinger;
-        int rc = io_uring_submit_and_wait_timeout(&n->ring, &cqe, 1, timed ? &ts : NULL, NULL);
+        n->now = now_ms();
+        uint64_t wake = n->next_scan < n->accept_resume ? n->next_scan : n->accept_resume;
+        if (n->stopping && wake > n->now + 100)
+            wake = n->now + 100;
+        uint64_t wait_ms = wake > n->now ? wake - n->now : 0;
+        struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ms / 1000),
+                                       .tv_nsec = (long long)(wait_ms % 1000) * 1000000};
+        int rc = io_uring_submit_and_wait_timeout(&n->ring, &cqe, 1,
+                                                  wake != UINT64_MAX ? &ts : NULL, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
             log_msg(LOG_ERROR, "io_uring_wait_failed", "error=\"%s\"", strerror(-rc));
             return rc;
         }
+        n->now = now_ms(); /* the completions' time, for their connections' timers */
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&n->ring, head, cqe)
         {
@@ -1502,8 +1864,8 @@ int netloop_run(struct netloop *n)
             seen++;
         }
         io_uring_cq_advance(&n->ring, seen);
-        if (n->nlinger)
-            linger_expire(n);
+        deadlines_expire(n);
+        accept_resume(n);
         service_touched(n);
         if (n->stopping && n->nconns == 0 && n->inflight == 0 && n->cur->n == 0)
             break;
@@ -1534,5 +1896,6 @@ void netloop_free(struct netloop *n)
     batch_free(n->spare);
     free(n->conns);
     free(n->touched);
+    free(n->deadline);
     free(n);
 }

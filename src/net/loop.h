@@ -3,7 +3,10 @@
  * their own where the kernel lacks that), decoded, batched, and handed to the writer thread;
  * their acks go out when the batch comes back. Query connections carry msgpack-RPC requests to
  * the writer and responses back. Backpressure: a connection whose undecoded bytes or batches in
- * flight pass a bound stops being read until the writer catches up. */
+ * flight pass a bound stops being read until the writer catches up; a query or HTTP connection
+ * whose answers are not read, likewise once they pass a bound. Each port has its own budget of
+ * connections, and timers close a connection that does not send its request head or auth in
+ * time (handshake) or goes quiet (idle). */
 #ifndef NET_LOOP_H
 #define NET_LOOP_H
 
@@ -15,13 +18,20 @@
 
 enum { NET_INGEST = 0, NET_QUERY, NET_HTTP, NET_LISTENERS };
 
-#define NET_RPC_MAX (1u << 20) /* default bound on one msgpack-RPC request */
+#define NET_RPC_MAX       (1u << 20) /* default bound on one msgpack-RPC request */
+#define NET_HANDSHAKE_MS  10000      /* default --handshake-timeout */
+#define NET_IDLE_MS       300000     /* default --idle-timeout */
 
 struct netloop_config {
     const char *bind;              /* IPv4 address, e.g. 127.0.0.1 */
     uint16_t ports[NET_LISTENERS]; /* 0: any free port */
     struct ingest_limits limits;
-    uint32_t max_conns;            /* default 1024 */
+    uint32_t max_conns;            /* default 1024; lowered to fit RLIMIT_NOFILE, with a log line */
+    uint32_t port_conns[NET_LISTENERS]; /* each port's budget; 0: its share of max_conns */
+    uint32_t handshake_ms; /* an HTTP request head, or the auth with a token, within this; 0:
+                              NET_HANDSHAKE_MS */
+    uint32_t idle_ms;      /* a connection with nothing received, sent or at the writer for this
+                              long is closed; 0: never */
     int signal_fd;                 /* signalfd for SIGTERM/SIGINT (stop) and SIGUSR1 (on_sigusr1) */
     void (*on_sigusr1)(void *ctx); /* called on the loop's thread; NULL: SIGUSR1 is ignored */
     void *sigusr1_ctx;

@@ -289,7 +289,8 @@ static void limit_violations(struct strbuf *out, const struct prom_loop *l)
         "ingest_string_bytes", "ingest_value_memory",
         "connections",         "rpc_request_bytes", "rpc_array",
         "rpc_map_keys",        "rpc_depth",    "rpc_string_bytes",  "http_head_bytes",
-        "http_target_bytes",   "http_body",    "http_buffer_bytes",
+        "http_target_bytes",   "http_body",    "http_buffer_bytes", "handshake_timeout",
+        "idle_timeout",
     };
     const char *name = "cascaded_limit_violations_total";
     family(out, name, "counter",

@@ -39,6 +39,8 @@ enum prom_limit {
     PROM_LIM_HTTP_TARGET,      /* 414 */
     PROM_LIM_HTTP_BODY,        /* 413: requests have no body */
     PROM_LIM_HTTP_BUFFER,      /* a peer that sent over 1 MiB unanswered */
+    PROM_LIM_HANDSHAKE_TIMEOUT, /* --handshake-timeout: no request head or auth in time */
+    PROM_LIM_IDLE_TIMEOUT,      /* --idle-timeout: a connection quiet for too long */
     PROM_LIMITS
 };
 

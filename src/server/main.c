@@ -26,6 +26,8 @@ struct config {
     char data_dir[PATH_MAX];
     enum wal_fsync fsync;
     unsigned max_conns;
+    unsigned port_conns[NET_LISTENERS]; /* 0: the port's share of max_conns (net/loop.c) */
+    unsigned handshake_timeout, idle_timeout; /* seconds; idle 0: never */
     struct ingest_limits limits; /* the ingest decoder's, checked before anything is allocated */
     struct http_limits http;
     uint32_t rpc_max;            /* bytes of one RPC request */
@@ -77,7 +79,24 @@ static const char usage[] =
     "                          (VmRSS) reaches SIZE (e.g. 8G, 512M; default 0: no limit),\n"
     "                          ingest is refused with a fatal message saying which event to\n"
     "                          resend from; queries go on\n"
-    "  --max-connections N     open connections at most (default 1024); more are refused\n"
+    "  --max-connections N     open connections at most, all ports together (default 1024;\n"
+    "                          lowered at start, with a log line, to what the open-files\n"
+    "                          limit holds after raising it to its hard limit); more are\n"
+    "                          refused with an error in the port's protocol\n"
+    "  --max-ingest-connections N, --max-query-connections N, --max-http-connections N\n"
+    "                          each port's own budget, so that one port's clients cannot take\n"
+    "                          the others' connections (default: a quarter of\n"
+    "                          --max-connections each for ingest and query, the rest for HTTP,\n"
+    "                          where a browser opens several; keep their sum within\n"
+    "                          --max-connections)\n"
+    "  --handshake-timeout S   an HTTP request head (from the connection's start, or from its\n"
+    "                          first byte), or with --auth-token-file an ingest or RPC auth,\n"
+    "                          not complete within S seconds: an error, then closed (default\n"
+    "                          10, 1..3600)\n"
+    "  --idle-timeout S        close a connection that received and sent nothing, with no\n"
+    "                          request at work, for S seconds (ingest: a fatal message, RPC:\n"
+    "                          error 408; default 300, 0: never, at most 86400); a producer\n"
+    "                          quiet for longer can send an empty array [] to stay connected\n"
     "  --max-future-ms N       an event whose ts is more than N ms past the server's clock is\n"
     "                          rejected as bad_ts, as is a negative ts (default 86400000, a\n"
     "                          day; 0: no future check). Only at ingest: the WAL replays what\n"
@@ -147,6 +166,8 @@ static void config_defaults(struct config *c)
     snprintf(c->data_dir, sizeof(c->data_dir), "./cascaded-data");
     c->fsync = WAL_FSYNC_EVERYSEC;
     c->max_conns = 1024;
+    c->handshake_timeout = NET_HANDSHAKE_MS / 1000;
+    c->idle_timeout = NET_IDLE_MS / 1000;
     c->snapshot_interval = 300;
     c->snapshot_on_exit = 1;
     c->wal_segment_mb = 64;
@@ -314,6 +335,16 @@ static int set_option(struct config *c, const char *key, const char *val, const 
     } else if (!strcmp(key, "max-connections")) {
         rc = parse_uint(val, 1u << 20, &c->max_conns);
         rc = rc ? rc : (c->max_conns ? 0 : -EINVAL);
+    } else if (!strcmp(key, "max-ingest-connections")) {
+        rc = parse_limit(val, 1, 1u << 20, &c->port_conns[NET_INGEST]);
+    } else if (!strcmp(key, "max-query-connections")) {
+        rc = parse_limit(val, 1, 1u << 20, &c->port_conns[NET_QUERY]);
+    } else if (!strcmp(key, "max-http-connections")) {
+        rc = parse_limit(val, 1, 1u << 20, &c->port_conns[NET_HTTP]);
+    } else if (!strcmp(key, "handshake-timeout")) {
+        rc = parse_limit(val, 1, 3600, &c->handshake_timeout);
+    } else if (!strcmp(key, "idle-timeout")) {
+        rc = parse_uint(val, 86400, &c->idle_timeout);
     } else {
         fprintf(stderr, "cascaded: %sunknown option %s (see cascaded --help)\n", where, key);
         return -EINVAL;
@@ -473,12 +504,16 @@ static int serve(const struct config *cfg)
     }
     struct netloop_config nc = {.bind = cfg->bind,
                                 .max_conns = cfg->max_conns,
+                                .handshake_ms = cfg->handshake_timeout * 1000,
+                                .idle_ms = cfg->idle_timeout * 1000,
                                 .signal_fd = sfd,
                                 .on_sigusr1 = writer_request_snapshot,
                                 .sigusr1_ctx = &w,
                                 .auth_token = token};
-    for (int i = 0; i < NET_LISTENERS; i++)
+    for (int i = 0; i < NET_LISTENERS; i++) {
         nc.ports[i] = (uint16_t)cfg->ports[i];
+        nc.port_conns[i] = cfg->port_conns[i];
+    }
     nc.limits = cfg->limits;
     /* decoding memory counts against --max-memory: a quarter of it for values in flight */
     struct ingest_budget budget = {.limit = cfg->max_memory ? cfg->max_memory / 4 : 1ull << 30};

@@ -1,5 +1,5 @@
 """Configured limits against the real server: each violation (a value, string, array, map or depth
-past its --max-* flag on the ingest port; a connection past --max-connections; an RPC request
+past its --max-* flag on the ingest port; a connection past its port's --max-*-connections budget; an RPC request
 over 1 MiB; HTTP heads and targets over their bounds; bytes that are not the port's protocol)
 gets a clear error naming the limit, is counted in /metrics, and leaves the server and what was
 acked before it unharmed; a client still sending when refused reads the error, then a clean
@@ -21,7 +21,8 @@ import harness  # noqa: E402
 from harness import IngestConn, Rpc, check  # noqa: E402
 
 LIMITS = ['--max-value-bytes', '4096', '--max-string-bytes', '512', '--max-array', '20',
-          '--max-map-keys', '10', '--max-depth', '3', '--max-connections', '6',
+          '--max-map-keys', '10', '--max-depth', '3', '--max-connections', '6', '--max-ingest-connections', '2',
+          '--max-query-connections', '2', '--max-http-connections', '2',
           '--max-http-head-bytes', '4096', '--max-http-target-bytes', '2048', '--max-rpc-request-bytes', '65536']
 
 
@@ -124,17 +125,20 @@ def check_connections(srv):
     while time.time() < deadline and open_connections(srv) > 1:  # 1: the /metrics request itself
         time.sleep(0.05)
     time.sleep(1.0)  # and the last /metrics request's own connection closed on the server's side
-    held = [socket.create_connection(('127.0.0.1', srv.ingest)) for _ in range(6)]
+    # each port's budget (2) filled: the next connection on it is refused, naming its flag
+    held = [socket.create_connection(('127.0.0.1', port)) for port in (srv.ingest, srv.query, srv.http)
+            for _ in range(2)]
     time.sleep(0.3)
     fatal = refused_message(srv.ingest, lambda d: msgpack.unpackb(d, raw=False) if d else None)
-    check('ingest past --max-connections: a fatal message, then closed',
-          isinstance(fatal, dict) and 'max-connections' in fatal.get('fatal', ''), str(fatal))
+    check('ingest past --max-ingest-connections: a fatal message, then closed',
+          isinstance(fatal, dict) and '--max-ingest-connections' in fatal.get('fatal', ''), str(fatal))
     rpc = refused_message(srv.query, lambda d: msgpack.unpackb(d, raw=False) if d else None)
-    check('RPC past --max-connections: error 503, then closed', isinstance(rpc, list) and rpc[2]
-          and rpc[2].get('code') == 503 and 'max-connections' in rpc[2]['message'], str(rpc))
+    check('RPC past --max-query-connections: error 503, then closed', isinstance(rpc, list) and rpc[2]
+          and rpc[2].get('code') == 503 and '--max-query-connections' in rpc[2]['message'], str(rpc))
     page = refused_message(srv.http, lambda d: d)
-    check('HTTP past --max-connections: 503, then closed', page.startswith(b'HTTP/1.1 503')
-          and page.endswith(b'retry later\n') and b'Content-Length: 54' in page, repr(page))
+    body = b'too many connections (--max-http-connections); retry later\n'
+    check('HTTP past --max-http-connections: 503, then closed', page.startswith(b'HTTP/1.1 503')
+          and page.endswith(body) and b'Content-Length: %d' % len(body) in page, repr(page))
     for s in held:
         s.close()
     time.sleep(0.3)
@@ -156,8 +160,11 @@ def check_rpc_and_http(srv):
     except OSError:
         pass
     s.close()
-    check('an RPC request over --max-rpc-request-bytes: error 413 naming it', isinstance(got, list) and got[2]
-          and got[2].get('code') == 413 and '65536' in got[2].get('message', ''), str(got))
+    # the str32 claims more than --max-rpc-request-bytes (65536) and --max-string-bytes (here
+    # 1024, a token's length): the scanner names the string limit (check_rpc_floors_and_bytes
+    # has the byte limit alone)
+    check('an RPC request claiming a 1 MiB string: error 413 naming the limit', isinstance(got, list) and got[2]
+          and got[2].get('code') == 413 and '--max-string-bytes' in got[2].get('message', ''), str(got))
     st, body = get(srv.http, '/v1/stats?' + 'a' * 2100)
     check('HTTP target over --max-http-target-bytes: 414 naming it', st == 414 and b'2048' in body,
           f'{st} {body[:100]!r}')
@@ -167,7 +174,7 @@ def check_rpc_and_http(srv):
     st, body = get(srv.http, '/ui/cascade/' + 'x' * 2000)
     check('a target just inside the limit is served', st == 200 and b'<html' in body.lower(), f'{st} {body[:100]!r}')
     m = metrics(srv)
-    check('RPC and HTTP limits counted', m.get('cascaded_limit_violations_total{limit="rpc_request_bytes"}') == 1
+    check('RPC and HTTP limits counted', m.get('cascaded_limit_violations_total{limit="rpc_string_bytes"}') == 1
           and m.get('cascaded_limit_violations_total{limit="http_target_bytes"}') == 1
           and m.get('cascaded_limit_violations_total{limit="http_head_bytes"}') == 1, json.dumps(m))
 
