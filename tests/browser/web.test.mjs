@@ -135,8 +135,9 @@ const ports = await startServer().catch((e) => {
 const base = `http://127.0.0.1:${ports.http}`;
 console.log(`cascaded pid ${server.pid}: ${base}`);
 
-async function api(path) {
-  const r = await fetch(`${base}${path}`);
+// init: fetch's options (state-changing calls are POSTs with a JSON Content-Type, DESIGN §5)
+async function api(path, init) {
+  const r = await fetch(`${base}${path}`, init);
   const body = await r.json();
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status} ${JSON.stringify(body)}`);
   return body;
@@ -145,7 +146,7 @@ async function api(path) {
 try {
   const replay = join(toolsDir, 'cascade-replay');
   await run(replay, ['--port', String(ports.ingest), join(repo, 'tests/data/sample.ndjson.gz')]);
-  await api('/v1/analytics?refresh=true');
+  await api('/v1/analytics?refresh=true', { method: 'POST', headers: { 'Content-Type': 'application/json' } });
   await eventually(async () => assert((await api('/v1/analytics')).snapshot_age_ms !== null, 'analytics not done'), 15000);
 
   context = await chromium.launchPersistentContext(join(work, 'profile'), {
