@@ -230,7 +230,7 @@ def check_timeouts(bin_dir, tmp):
         took = time.time() - t0
         s.close()
         check('slowloris HTTP (a byte every 0.25 s): 408, then closed within 2.5 s',
-              data.startswith(b'HTTP/1.1 408') and how == 'eof' and took < 2.5, f'{data[:40]!r} {how} after {took:.1f} s')
+              data.startswith(b'HTTP/1.1 408 Request Timeout') and how == 'eof' and took < 2.5, f'{data[:40]!r} {how} after {took:.1f} s')
         # ingest and RPC connections that never authenticate
         c = IngestConn(srv.ingest)
         t0 = time.time()
