@@ -736,6 +736,13 @@ static void conn_open(struct netloop *n, int fd, int kind)
     n->stats.accepted[kind]++;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (kind == NET_INGEST) { /* a vanished producer: found within 2 min (60 s + 6 x 10 s) */
+        int idle = 60, intvl = 10, cnt = 6;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    }
     if (conn_setup(n, c, kind)) {
         log_msg(LOG_ERROR, "connection_dropped", "reason=out_of_memory");
         conn_free(n, c);
@@ -1674,6 +1681,13 @@ static void handshake_phase(struct netloop *n, struct conn *c)
         c->hs_start = n->now;
 }
 
+/* --idle-timeout holds for every connection but a producer that has sent events: a live source
+ * may be quiet for hours, and one that is gone is found by TCP keepalive (conn_open). */
+static int idle_applies(const struct netloop *n, const struct conn *c)
+{
+    return n->idle_ms && !(c->kind == NET_INGEST && c->events > 0);
+}
+
 /* When the connection's earliest timer is due; 0: none. */
 static uint64_t conn_deadline(const struct netloop *n, const struct conn *c)
 {
@@ -1684,7 +1698,7 @@ static uint64_t conn_deadline(const struct netloop *n, const struct conn *c)
     if (c->abort_at)
         return c->abort_at;
     uint64_t d = c->hs_start ? c->hs_start + n->handshake_ms : UINT64_MAX;
-    if (n->idle_ms && c->active_ms + n->idle_ms < d)
+    if (idle_applies(n, c) && c->active_ms + n->idle_ms < d)
         d = c->active_ms + n->idle_ms;
     return d == UINT64_MAX ? 0 : d;
 }
@@ -1764,7 +1778,7 @@ static void conn_expire(struct netloop *n, struct conn *c)
             conn_abort(n, c);
     } else if (c->hs_start && n->now >= c->hs_start + n->handshake_ms) {
         timeout_close(n, c, 1);
-    } else if (n->idle_ms && n->now >= c->active_ms + n->idle_ms) {
+    } else if (idle_applies(n, c) && n->now >= c->active_ms + n->idle_ms) {
         if (c->inflight)
             c->active_ms = n->now; /* the writer has its request: not idle */
         else

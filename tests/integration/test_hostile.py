@@ -266,17 +266,25 @@ def check_timeouts(bin_dir, tmp):
         check('a quiet RPC connection: error 408 naming --idle-timeout, closed after ~2 s',
               isinstance(got, list) and got[2] and 'idle-timeout' in got[2].get('message', '') and how == 'eof'
               and 1.5 < took < 3.5, f'{got!r} {how} after {took:.1f} s')
+        # an authenticated producer that sends nothing is closed; one that sent events may be quiet
         c = IngestConn(srv.ingest)
-        c.send(msgpack.packb({'auth': TOKEN}) + msgpack.packb({'post': 'quiet', 'actor': 'q', 'ts': 5}))
-        ack = c.wait_total(1, 5)
+        c.send(msgpack.packb({'auth': TOKEN}))
         t0 = time.time()
         closed = c.wait_closed(5)
         took = time.time() - t0
         fatal = c.fatal() or ''
         c.close()
-        check('a quiet producer: acked, then a fatal naming --idle-timeout after ~2 s',
-              ack.get('ok') == 1 and closed and 'idle-timeout' in fatal and 1.5 < took < 3.5,
-              f'{ack} {fatal!r} after {took:.1f} s')
+        check('a producer that sends no event: a fatal naming --idle-timeout after ~2 s',
+              closed and 'idle-timeout' in fatal and 1.5 < took < 3.5, f'{fatal!r} after {took:.1f} s')
+        c = IngestConn(srv.ingest)
+        c.send(msgpack.packb({'auth': TOKEN}) + msgpack.packb({'post': 'quiet', 'actor': 'q', 'ts': 5}))
+        ack = c.wait_total(1, 5)
+        time.sleep(3)
+        c.send(msgpack.packb({'post': 'quiet2', 'actor': 'q', 'ts': 6}))
+        ack2 = c.wait_total(2, 5)
+        c.close()
+        check('a producer that sent events, then quiet for 3 s: still connected, its next event acked',
+              ack.get('ok') == 1 and ack2.get('ok') == 2 and c.fatal() is None, f'{ack2} {c.fatal()!r}')
         # keep-alive HTTP: answered, then closed once quiet
         s = socket.create_connection(('127.0.0.1', srv.http))
         s.sendall(b'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
