@@ -235,9 +235,13 @@ static int list_segments(struct wal *w, char *err, size_t errlen)
 }
 
 /* Refuses segments of a newer format up front, where the message can name the file; torn or
- * foreign headers are left for the replay to cut. */
+ * foreign headers are left for the replay. A newer build appends after what an older one
+ * wrote, so another version only in the log's suffix is a newer format; before a segment of
+ * ours it is damage (a flipped bit), left for the replay to report and wal_repair to mend. */
 static int check_headers(struct wal *w, char *err, size_t errlen)
 {
+    size_t newer = SIZE_MAX; /* the first of a run of other-version segments up to here */
+    uint32_t version = 0;
     for (size_t i = 0; i < w->nseg; i++) {
         char name[SEG_NAME_LEN + 1];
         uint8_t h[SEG_HDR];
@@ -251,12 +255,21 @@ static int check_headers(struct wal *w, char *err, size_t errlen)
         close(fd);
         if (got < 0)
             return fail(err, errlen, e, "cannot read %s/%s: %s", w->path, name, strerror(e));
-        if (got == SEG_HDR && seg_header_check(h) < 0)
-            return fail(err, errlen, EPROTONOSUPPORT,
-                        "%s/%s was written by a newer cascaded (WAL format %u; this one reads %u)",
-                        w->path, name, walrec_get32(h + 4) & 0xffff, SEG_VERSION);
+        int rc = got == SEG_HDR ? seg_header_check(h) : 1;
+        if (rc < 0 && newer == SIZE_MAX) {
+            newer = i;
+            version = walrec_get32(h + 4) & 0xffff;
+        } else if (rc == 0) {
+            newer = SIZE_MAX;
+        }
     }
-    return 0;
+    if (newer == SIZE_MAX)
+        return 0;
+    char name[SEG_NAME_LEN + 1];
+    seg_name(name, w->segs[newer].seq);
+    return fail(err, errlen, EPROTONOSUPPORT,
+                "%s/%s was written by a newer cascaded (WAL format %u; this one reads %u)",
+                w->path, name, version, SEG_VERSION);
 }
 
 static void stop_syncer(struct wal *w)
@@ -823,9 +836,8 @@ static int replay_records(struct replay *rp, uint64_t seq, uint64_t *good)
     int rc = rd_need(r, SEG_HDR);
     if (rc < 0)
         return rc;
+    /* another version here is damage: wal_open refused a newer format already */
     rc = rc ? seg_header_check(r->buf + r->pos) : 1;
-    if (rc < 0)
-        return rc;
     if (rc == 0) {
         r->pos += SEG_HDR;
         if (rp->skip > SEG_HDR) { /* a snapshot holds the records before skip: jump over them */

@@ -318,7 +318,7 @@ def cases(t):
         name = rng.choice(names if k else mid)
         size = os.path.getsize(os.path.join(t.pristine, 'wal', name))
         out.append(Case(t, f'bit flip {k}', 'flip', name, rng.randrange(SEG_HDR, size)))
-    out.append(Case(t, 'bit flip in a header', 'flip', rng.choice(mid), rng.randrange(0, 4)))
+    out.append(Case(t, 'bit flip in a header', 'flip', rng.choice(mid), rng.randrange(0, 8)))
     name = rng.choice(mid)
     recs = t.recs[name]
     s, e, _ = rng.choice(recs)

@@ -894,6 +894,26 @@ static void test_missing_segment(void **state)
     replay_all_but((struct wal_pos){0, 0}, events, first_of[2], first_of[3]);
 }
 
+/* A flipped bit in an older segment's format version is damage, not a newer format: a newer
+ * build only ever appends after what an older one wrote. A repair loses nothing. */
+static void test_flipped_version_is_damage(void **state)
+{
+    size_t first_of[6];
+    size_t events = fill_segments(4096, 4, first_of);
+    size_t len;
+    uint8_t *b = read_seg(2, &len);
+    b[4] ^= 2;
+    write_seg(2, b, len);
+    free(b);
+    struct wal *w = open_wal(WAL_FSYNC_NO, 4096);
+    assert_int_equal(wal_replay(w, NULL, NULL, NULL), -EBADMSG);
+    assert_non_null(strstr(wal_error(w), "00000000000000000002.wal"));
+    assert_non_null(strstr(wal_error(w), "segment header"));
+    wal_close(w);
+    repair(0, 1);
+    replay_all_but((struct wal_pos){0, 0}, events, 0, 0);
+}
+
 /* Every segment behind a snapshot's position deleted: refused, not started silently. */
 static void test_snapshot_without_its_segments(void **state)
 {
@@ -1125,6 +1145,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_inside_newest_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_older_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flipped_version_is_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_without_its_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_segment_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_without_replay_cuts_first, setup, teardown),
