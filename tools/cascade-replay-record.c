@@ -66,6 +66,7 @@ void rp_record_to_raw(const struct rp_record *r, struct event_raw *raw)
     };
     for (int k = 0; k < RK_COUNT; k++)
         value_to_field(&r->v[k], f[k]);
+    raw->ts_max = 0; /* no server clock here: only a negative ts is bad_ts */
 }
 
 static int pack_str(msgpack_packer *pk, const char *s, size_t len)

@@ -1,8 +1,10 @@
 /* libFuzzer target for the ingest decoder (src/net/ingest_proto.c). The input is a byte stream;
  * it is decoded twice, once fed whole and drained without stops, once fed in random-sized chunks
  * and drained with random stops, and both must give the same events, error and pending count.
- * The chunking, stops and (sometimes tiny) limits come from a hash of the input, so that seeds
- * in corpus/ingest_proto/ are plain msgpack streams. */
+ * The chunking, stops and (sometimes tiny) limits, the decoding cost's among them, come from a
+ * hash of the input, so that seeds in corpus/ingest_proto/ are plain msgpack streams. (No
+ * shared budget: what it refuses depends on when other values are drained, which differs
+ * between the two runs by design.) */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -143,6 +145,7 @@ static void pick_limits(struct rng *rng, struct ingest_limits *l)
     l->max_map = rng_below(rng, 10);
     l->max_depth = rng_below(rng, 40);
     l->max_str = rng_below(rng, 64);
+    l->max_value_memory = rng_below(rng, 2) ? 0 : 1 + rng_below(rng, 1u << 16); /* 0: no bound */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
