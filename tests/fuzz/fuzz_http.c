@@ -13,9 +13,18 @@ static void handle(const struct http_request *r)
     size_t name_len, query_len;
     if (r->status)
         return;
-    if (http_route(r->target, r->target_len, &name, &name_len, &query, &query_len) != HTTP_R_API)
-        return;
+    enum http_route route =
+        http_route(r->target, r->target_len, &name, &name_len, &query, &query_len);
+    /* the verb/Host screen sees every routed request, with and without an allow-list */
     char msg[256];
+    const char *extra = NULL;
+    struct http_limits lim;
+    http_limits_default(&lim);
+    http_screen(&lim, r, route, name, name_len, query, query_len, msg, sizeof(msg), &extra);
+    lim.allowed_hosts = "example.org,*.x,[::1]";
+    http_screen(&lim, r, route, name, name_len, query, query_len, msg, sizeof(msg), &extra);
+    if (route != HTTP_R_API)
+        return;
     struct http_api api;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
