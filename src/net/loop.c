@@ -93,6 +93,10 @@ struct conn {
     char errs[ERR_KEEP][96];
     uint32_t nerr; /* rejections since the last ack (only the last ERR_KEEP kept) */
     char *fatal;
+    uint8_t fatal_resend; /* the fatal names resend_from (DESIGN §4): 1 resend_from, 2 the events
+                           * counted when it is sent (a value the decoder refused: every event
+                           * before it has been delivered by then) */
+    uint64_t resend_from;
     char *out, *pend; /* out is being sent; pend accumulates what goes next */
     size_t out_len, out_off, out_cap, pend_len, pend_cap;
     char *rbuf; /* only without a provided buffer ring */
@@ -574,7 +578,15 @@ static void queue_fatal(struct conn *c)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, sbuf_write);
-    pack_fatal(&pk, c->fatal);
+    if (!c->fatal_resend) {
+        pack_fatal(&pk, c->fatal);
+        return;
+    }
+    msgpack_pack_map(&pk, 2);
+    pack_cstr(&pk, "fatal");
+    pack_cstr(&pk, c->fatal);
+    pack_cstr(&pk, "resend_from");
+    msgpack_pack_uint64(&pk, c->fatal_resend == 2 ? c->events : c->resend_from);
 }
 
 /* [1, msgid (or nil), {"code": code, "message": msg}, nil]: an RPC error answer. */
@@ -776,6 +788,8 @@ static void ingest_broken(struct netloop *n, struct conn *c)
         n->stats.malformed[PROM_PORT_INGEST]++;
     else
         n->stats.limits[PROM_LIM_INGEST_VALUE + (v - INGEST_LIMIT_VALUE)]++;
+    if (!c->fatal && v == INGEST_LIMIT_MEMORY)
+        c->fatal_resend = 2; /* later (no room now), or split into smaller values */
     set_fatal(n, c, ingest_decoder_error(c->dec));
 }
 
@@ -1036,6 +1050,10 @@ static void complete_ingest(struct netloop *n, struct batch *b)
                          "accepted; resend from event %llu later (any after it that got in come "
                          "back as duplicates)",
                          (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
+                if (!c->fatal) {
+                    c->fatal_resend = 1;
+                    c->resend_from = sg->base + k;
+                }
                 set_fatal(n, c, msg);
             } else if (o == EVENT_ERR_NOMEM) {
                 char msg[160];
@@ -1043,6 +1061,10 @@ static void complete_ingest(struct netloop *n, struct batch *b)
                          "the server could not log event %llu (see its log); "
                          "resend from event %llu",
                          (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
+                if (!c->fatal) {
+                    c->fatal_resend = 1;
+                    c->resend_from = sg->base + k;
+                }
                 set_fatal(n, c, msg);
             } else {
                 c->rej++;

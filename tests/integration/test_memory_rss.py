@@ -50,7 +50,11 @@ def send(srv, n, first):
                           for i in range(n)]))
     ack = c.wait_total(n)
     fatal = c.fatal()
+    with c.cv:
+        m = next((m for m in c.msgs if isinstance(m, dict) and 'fatal' in m), {})
     c.close()
+    if fatal is not None and m.get('resend_from') != ack.get('ok', 0) + ack.get('dup', 0) + ack.get('rej', 0):
+        fatal = f'{fatal} (resend_from {m.get("resend_from")!r}, not the first event refused)'
     return ack, fatal
 
 
@@ -103,8 +107,9 @@ def main():
         srv.extra = ['--retention', '1h', '--max-memory', f'{max(1, rss // MIB // 2)}M']
         srv.start()
         ack, fatal = send(srv, 10, 5000)
-        check('--max-memory under VmRSS: ingest refused with a fatal naming --max-memory',
-              fatal and '--max-memory' in fatal and ack.get('ok', 0) == 0, f'{fatal} {ack}')
+        check('--max-memory under VmRSS: ingest refused with a fatal naming --max-memory and resend_from',
+              fatal and '--max-memory' in fatal and 'resend_from' not in fatal and ack.get('ok', 0) == 0,
+              f'{fatal} {ack}')
         log = srv.stderr()
         check('the log line names the kernel figure (rss=)', re.search(r'memory_limit state=full rss=\d+', log),
               log[-500:])
