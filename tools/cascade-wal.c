@@ -26,8 +26,9 @@ static const char usage[] =
     "the next intact record (length word, event count, CRC32C, clean decode).\n"
     "\n"
     "  check   reports every damaged region (file, byte offset, length, intact records\n"
-    "          before and after it) and every segment missing from the numbering (from\n"
-    "          the newest snapshot in DIR/snapshots on); changes nothing.\n"
+    "          before and after it) and every segment missing from the numbering (between\n"
+    "          two present ones, or from the newest snapshot's in DIR/snapshots on);\n"
+    "          changes nothing.\n"
     "  repair  the same, then sets each problem aside so that cascaded starts again:\n"
     "          the damaged bytes are copied to DIR/wal-damaged/SEGMENT.at-OFFSET.damaged\n"
     "          (nothing is deleted), the intact records after them are moved to a new\n"
@@ -123,9 +124,10 @@ int main(int argc, char **argv)
     char wal_dir[PATH_MAX];
     struct stat sb;
     snprintf(wal_dir, sizeof(wal_dir), "%s/wal", dir);
-    if (stat(wal_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+    int e = stat(wal_dir, &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+    if (e) {
         fprintf(stderr, "cascade-wal: %s is no WAL directory (%s): is %s a cascaded --data-dir?\n",
-                wal_dir, strerror(errno ? errno : ENOTDIR), dir);
+                wal_dir, strerror(e), dir);
         return EXIT_FAILED;
     }
     struct wal_options o = {.dir = dir, .fsync = WAL_FSYNC_ALWAYS};

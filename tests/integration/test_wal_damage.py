@@ -104,6 +104,10 @@ class T:
         srv = Server(bin_dir, self.pristine, '--wal-segment-mb', '1', '--snapshot-on-exit', 'no').start()
         got = replay(tools, srv.ingest, self.dump)
         check(f'{EVENTS} events acked into 1 MiB segments', got[:2] == (EVENTS, 0), str(got))
+        r = subprocess.run([os.path.join(tools, 'cascade-wal'), 'check', self.pristine], capture_output=True,
+                           text=True, timeout=60)
+        check('cascade-wal refuses a running server\'s WAL (exit 3, "in use")',
+              r.returncode == 3 and 'in use' in r.stderr, f'{r.returncode} {r.stdout} {r.stderr}')
         check('pristine server: SIGTERM exits 0', srv.stop() == 0)
         self.recs = {}
         for s in segments(self.pristine):
