@@ -838,6 +838,38 @@ static void test_garbage_inside_newest_segment(void **state)
     free(b);
 }
 
+/* Two damaged regions in one segment: check reports each with the intact records between
+ * them; repair keeps all of those (none of the 10 records was itself damaged). */
+static void test_two_regions(void **state)
+{
+    write_records(10);
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    uint64_t a = rec_end(b, 2), c = rec_end(b, 6);
+    uint8_t *g = malloc(len + 50);
+    assert_non_null(g);
+    memcpy(g, b, a);
+    memset(g + a, 0, 20); /* zeros, as a crash on ext4 leaves them */
+    memcpy(g + a + 20, b + a, c - a);
+    memset(g + c + 20, 0xC5, 30);
+    memcpy(g + c + 50, b + c, len - c);
+    write_seg(1, g, len + 50);
+    struct dmg_list l;
+    check_damage(0, 2, &l);
+    assert_int_equal(l.d[0].off, a);
+    assert_int_equal(l.d[0].len, 20);
+    assert_int_equal(l.d[0].before, 2);
+    assert_int_equal(l.d[0].after, 4);
+    assert_int_equal(l.d[1].off, c + 20);
+    assert_int_equal(l.d[1].len, 30);
+    assert_int_equal(l.d[1].before, 4);
+    assert_int_equal(l.d[1].after, 4);
+    repair(0, 2);
+    replay_all_but((struct wal_pos){0, 0}, 30, 0, 0);
+    free(g);
+    free(b);
+}
+
 /* An older segment cut short (mid-record, or to nothing) is refused too; after a repair every
  * record still on disk is there. */
 static void test_truncated_older_segment(void **state)
@@ -1143,6 +1175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_middle_refused_then_repaired, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_garbage_inside_newest_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_regions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_older_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_version_is_damage, setup, teardown),
