@@ -1,10 +1,12 @@
 """Hostile and unlucky clients against the real server (issue 16): an RPC client that pipelines
-requests and never reads its answers does not grow the server; a slowloris HTTP client, and
-ingest/RPC connections that never authenticate or go quiet, are closed by --handshake-timeout
-and --idle-timeout (counted in /metrics); one port flooded with silent connections leaves the
-others serving (per-port budgets); a low RLIMIT_NOFILE lowers --max-connections at start-up and
-running out of fds backs accept off instead of spinning; a request over
---max-rpc-request-bytes gets one 413. argv: the directory of cascaded, the tools dir."""
+requests and never reads its answers does not grow the server (and is dropped once idle); a
+slowloris HTTP client, and ingest/RPC connections that never authenticate or go quiet, are
+closed by --handshake-timeout and --idle-timeout (counted in /metrics), while a producer that
+has sent events may stay quiet; one port flooded with silent connections leaves the others
+serving (per-port budgets), its refusals logged once a second; a low RLIMIT_NOFILE lowers
+--max-connections at start-up (or refuses to start), so that more connections than fit are
+refused cheaply instead of spinning in accept; a request over --max-rpc-request-bytes gets one
+413. argv: the directory of cascaded, the tools dir."""
 import http.client
 import os
 import shutil
