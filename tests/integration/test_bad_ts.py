@@ -3,10 +3,12 @@
 of int64) is rejected as bad_ts, named in the ack's `err`, counted in stats and /metrics, and
 changes nothing: every post stays, also after a restart (replay of the WAL, then of a snapshot),
 and `top_cascades by=growth` keeps answering from the real newest event. An event just inside
---max-future-ms passes; with --max-future-ms 0 the future is not checked (negatives still are).
+--max-future-ms passes; with --max-future-ms 0 the future is not checked (negatives still are);
+the check is ingest's: what the WAL holds is replayed whatever the bound is now.
 argv: the directory of cascaded, the tools dir."""
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -116,7 +118,7 @@ def check_bad_ts(srv, tmp):
     ack, _ = send(srv, ok)
     check('ts 0 and now + a day - 1 min are accepted', ack.get('ok') == 2 and ack.get('rej') == 0, str(ack))
 
-    srv.stop(__import__('signal').SIGKILL)  # the WAL is replayed, without any snapshot
+    srv.stop(signal.SIGKILL)  # the WAL is replayed, without any snapshot
     srv.start()
     st = stats(srv)
     r = Rpc(srv.query)
@@ -160,6 +162,29 @@ def check_no_future_check(bin_dir, tmp):
         small.kill()
 
 
+def check_replay_takes_the_future(bin_dir, tmp):
+    """The future check is ingest's: an event accepted 20 h ahead is replayed from the WAL by a
+    server whose bound would now refuse it (as after the clock went back, or the flag changed)."""
+    srv = Server(bin_dir, os.path.join(tmp, 'replay'), '--snapshot-on-exit', 'no')
+    try:
+        srv.start()
+        ack, _ = send(srv, [{'post': 'ahead', 'actor': 'x', 'ts': now_ms() + 20 * 3_600_000}])
+        check('an event 20 h ahead is accepted (within a day)', ack.get('ok') == 1, str(ack))
+        srv.stop(signal.SIGKILL)
+        srv.extra = ['--max-future-ms', '1000', '--snapshot-on-exit', 'no']
+        srv.start()
+        r = Rpc(srv.query)
+        err, c = r.call('cascade', post='ahead')
+        r.close()
+        check('replayed from the WAL under --max-future-ms 1000: still there', err is None and c.get('size') == 1,
+              f'{err} {c}')
+        ack, acks = send(srv, [{'post': 'ahead2', 'actor': 'x', 'ts': now_ms() + 20 * 3_600_000}])
+        check('while a new one as far ahead is bad_ts', err_entries(acks) == {(0, 'bad_ts')}, str(acks))
+        check('SIGTERM exits 0 (replay)', srv.stop() == 0)
+    finally:
+        srv.kill()
+
+
 def main():
     bin_dir = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix='cascade-badts-')
@@ -169,6 +194,7 @@ def main():
         check_bad_ts(srv, tmp)
         check('SIGTERM exits 0', srv.stop() == 0)
         check_no_future_check(bin_dir, tmp)
+        check_replay_takes_the_future(bin_dir, tmp)
         reports = harness.sanitizer_reports([f'{srv.data}.stderr.{i}' for i in range(1, srv.starts + 1)])
         check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
     except Exception as e:
