@@ -38,6 +38,9 @@
 #define MAX_INFLIGHT       4                  /* ingest batches at the writer */
 #define PENDING_MAX        (1u * 1024 * 1024) /* undecoded bytes per connection before pausing it */
 #define QUERY_MAX_INFLIGHT 64
+/* request bytes a query connection may have at the writer (each a copy of what it sent); the
+ * first request is always taken, so one of --max-rpc-request-bytes still gets through */
+#define QUERY_INFLIGHT_BYTES (4u << 20)
 #define STOP_GRACE_MS      10000
 #define LINGER_MS          2000               /* a closing connection's wait for its peer's EOF */
 #define LINGER_MAX         (4u * 1024 * 1024) /* bytes read and dropped while waiting */
@@ -85,6 +88,7 @@ struct conn {
     size_t abuf_len;
     uint32_t ops;      /* operations in the ring */
     uint32_t inflight; /* batches at the writer holding this connection's events or requests */
+    size_t qbytes;     /* query: bytes of its requests at the writer */
     uint64_t add_seq, done_seq; /* last batch seq that took / returned events of this conn */
     struct ingest_decoder *dec;
     struct strbuf qin;   /* query: bytes received and not yet handed on as requests */
@@ -277,6 +281,8 @@ static void rpc_limits(const struct ingest_limits *in, uint32_t rpc_max, struct 
     l->max_map = in->max_map;
     l->max_depth = in->max_depth > 3 ? in->max_depth : 3;
     l->max_str = in->max_str > AUTH_TOKEN_MAX ? in->max_str : AUTH_TOKEN_MAX;
+    /* what the writer's msgpack-c may allocate for one request (1 MiB of nils in arrays: 24x) */
+    l->max_cost = in->max_value_memory;
 }
 
 /* fds open in the process now; 64 if /proc cannot say. */
@@ -907,6 +913,7 @@ static int send_query(struct netloop *n, struct conn *c, char *req, size_t len)
     b->req_len = len;
     b->start_ns = now_ns();
     c->inflight++;
+    c->qbytes += len;
     bqueue_push(n->to_writer, b);
     return 0;
 }
@@ -967,6 +974,7 @@ static void query_refused(struct netloop *n, struct conn *c)
         [MPSCAN_LIM_MAP] = "--max-map-keys",
         [MPSCAN_LIM_DEPTH] = "--max-depth",
         [MPSCAN_LIM_STRING] = "--max-string-bytes",
+        [MPSCAN_LIM_COST] = "--max-value-memory",
     };
     enum mpscan_violation v = c->qscan.violation;
     if (v == MPSCAN_LIM_NONE) {
@@ -977,6 +985,8 @@ static void query_refused(struct netloop *n, struct conn *c)
     char what[128], msg[160];
     mpscan_describe(&c->qscan, what, sizeof(what));
     snprintf(msg, sizeof(msg), "%s (%s)", what, flag[v]);
+    _Static_assert(PROM_LIM_RPC_MEMORY - PROM_LIM_RPC_REQUEST == MPSCAN_LIM_COST - MPSCAN_LIM_BYTES,
+                   "prom's rpc limits follow mpscan's violations");
     n->stats.limits[PROM_LIM_RPC_REQUEST + (v - MPSCAN_LIM_BYTES)]++;
     log_msg(LOG_INFO, "rpc_refused", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
     query_close(n, c, 413, msg, "request refused");
@@ -998,7 +1008,8 @@ static void drain_query(struct netloop *n, struct conn *c)
     /* requests already received are answered even after the peer half-closes (eof) */
     c->qbacklog = 1;
     while (!c->fatal && off < c->qin.n) {
-        if (c->inflight >= QUERY_MAX_INFLIGHT || out_queued(c) >= OUT_HIGH)
+        if (c->inflight >= QUERY_MAX_INFLIGHT || out_queued(c) >= OUT_HIGH ||
+            (c->inflight && c->qbytes >= QUERY_INFLIGHT_BYTES))
             goto out;
         const char *req = c->qin.p + off;
         size_t avail = c->qin.n - off, used;
@@ -1111,6 +1122,7 @@ static void complete_query(struct netloop *n, struct batch *b)
         touch(n, c);
     } else if (c) {
         c->inflight--;
+        c->qbytes -= b->req_len <= c->qbytes ? b->req_len : c->qbytes;
         c->active_ms = n->now;
         if (!b->resp || pend_append(c, b->resp, b->resp_len))
             c->eof = 1;

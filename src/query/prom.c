@@ -288,7 +288,8 @@ static void limit_violations(struct strbuf *out, const struct prom_loop *l)
         "ingest_value_bytes",  "ingest_array", "ingest_map_keys",   "ingest_depth",
         "ingest_string_bytes", "ingest_value_memory",
         "connections",         "rpc_request_bytes", "rpc_array",
-        "rpc_map_keys",        "rpc_depth",    "rpc_string_bytes",  "http_head_bytes",
+        "rpc_map_keys",        "rpc_depth",    "rpc_string_bytes",  "rpc_value_memory",
+        "http_head_bytes",
         "http_target_bytes",   "http_body",    "http_buffer_bytes", "handshake_timeout",
         "idle_timeout",
     };

@@ -35,6 +35,7 @@ enum prom_limit {
     PROM_LIM_RPC_MAP,          /* --max-map-keys in a request */
     PROM_LIM_RPC_DEPTH,        /* --max-depth in a request */
     PROM_LIM_RPC_STRING,       /* --max-string-bytes in a request */
+    PROM_LIM_RPC_MEMORY,       /* --max-value-memory: unpacking a request would cost more */
     PROM_LIM_HTTP_HEAD,        /* 431 */
     PROM_LIM_HTTP_TARGET,      /* 414 */
     PROM_LIM_HTTP_BODY,        /* 413: requests have no body */

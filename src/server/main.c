@@ -120,7 +120,7 @@ static const char usage[] =
     "                          typical events take ~18M, the worst 4 MiB ~130M). All\n"
     "                          connections' values together get a quarter of --max-memory\n"
     "                          (1G without it): a value finding no room is refused, to be\n"
-    "                          resent later\n"
+    "                          resent later. An RPC request past it gets error 413\n"
     "  --max-string-bytes N    one string (default 65536, 256..16777216; the fields of an\n"
     "                          event have tighter bounds of their own, DESIGN §2)\n"
     "  --max-array N           elements of one array (default 100000, 1..10000000)\n"

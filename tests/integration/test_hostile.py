@@ -182,6 +182,35 @@ def check_single_413(srv):
           len(got) == 1 and got[0][2].get('code') == 413 and how == 'eof', f'{got!r} {how}')
 
 
+def check_rpc_cost(bin_dir, tmp):
+    """A small RPC request that would unpack into far more memory (arrays of nils: 24 bytes of
+    msgpack_object per byte) is refused with a 413 naming --max-value-memory, before the writer
+    decodes it; an ordinary request on the same server is still answered."""
+    srv = harness.Server(bin_dir, os.path.join(tmp, 'rpccost'), '--max-value-memory', '1M')
+    srv.start()
+    try:
+        req = msgpack.packb([0, 7, 'stats', [{'x': [[None] * 38] * 2000}]])  # ~80 KB, ~1.9 MB unpacked
+        s = socket.create_connection(('127.0.0.1', srv.query), timeout=10)
+        try:
+            s.sendall(req)
+        except OSError:
+            pass
+        data, _, how = read_to_eof(s, 10)
+        s.close()
+        u = msgpack.Unpacker(raw=False)
+        u.feed(data)
+        got = list(u)
+        err = got[0][2] if got and isinstance(got[0], list) and len(got[0]) == 4 else None
+        check('an RPC request costing more than --max-value-memory to unpack: 413 naming it',
+              isinstance(err, dict) and err.get('code') == 413 and '--max-value-memory' in err.get('message', ''),
+              f'{got!r:.300} {how}')
+        check('... counted as rpc_value_memory', limit_counts(srv).get('rpc_value_memory') == 1,
+              repr(limit_counts(srv)))
+        check('... and an ordinary request is still answered', rpc_ok(srv.query))
+    finally:
+        srv.stop()
+
+
 def flood(srv, port, name, n):
     """n silent connections on one port, then the other ports must still serve."""
     held = []
@@ -412,7 +441,8 @@ def main():
     bin_dir = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix='cascade-hostile-')
     srv = harness.Server(bin_dir, os.path.join(tmp, 'data'), '--max-connections', '60')
-    steps = [lambda: check_pipeliner(srv), lambda: check_single_413(srv), lambda: check_floods(srv),
+    steps = [lambda: check_pipeliner(srv), lambda: check_single_413(srv), lambda: check_rpc_cost(bin_dir, tmp),
+             lambda: check_floods(srv),
              lambda: check_timeouts(bin_dir, tmp), lambda: check_fd_exhaustion(bin_dir, tmp),
              lambda: check_startup(bin_dir, tmp)]
     try:
