@@ -65,7 +65,13 @@ def main():
         pid = child_of(srv)
         if not check('a snapshot child was forked (snapshot_started pid=..)', pid is not None, srv.stderr()[-800:]):
             return
-        files = open_files(pid)
+        # the child closes them first thing, but may not have been scheduled yet (a loaded
+        # machine): look until they are gone, for half a second at most, while the child runs
+        files, wait_until = open_files(pid), time.time() + 0.5
+        while files is not None and time.time() < wait_until and any(
+                f.startswith(os.path.join(data, 'wal')) or f.startswith('socket:') for f in files):
+            time.sleep(0.005)
+            files = open_files(pid)
         running = files is not None and os.path.exists(f'/proc/{pid}')
         print(f'# the child {pid} holds: {files}')
         if running:
