@@ -26,8 +26,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/crc32c.h"
 #include "engine/engine_int.h"
-#include "store/crc32c.h"
 
 #define MAGIC      "CASCSNAP"
 #define HDR_SIZE   64u

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/crc32c.h"
+#include "core/crc32c.h"
 
 #define F_KIND_MASK   0x03u
 #define F_ATYPE_SHIFT 2

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/crc32c.h"
+#include "core/crc32c.h"
 #include "store/wal.h"
 #include "store/wal_int.h"
 #include "store/wal_record.h"

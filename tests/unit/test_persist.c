@@ -18,9 +18,9 @@
 #include <cmocka.h>
 
 #include "cascade/engine.h"
+#include "core/crc32c.h"
 #include "engine/engine_int.h" /* record layouts, to doctor files */
 #include "engine/persist.h"
-#include "store/crc32c.h"
 
 #define NPOSTS    3000
 #define NACTORS   60

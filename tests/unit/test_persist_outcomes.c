@@ -17,8 +17,8 @@
 #include <cmocka.h>
 
 #include "cascade/engine.h"
+#include "core/crc32c.h"
 #include "engine/persist.h"
-#include "store/crc32c.h"
 
 #define HDR_SIZE 64 /* persist.c's layout: a 64-byte header, then {tag, crc, len u64} sections */
 #define SEC_HDR  16

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "store/crc32c.h"
+#include "core/crc32c.h"
 #include "store/wal.h"
 #include "store/wal_int.h"
 #include "store/wal_record.h"

@@ -1,7 +1,7 @@
 /* CRC32C, reflected polynomial 0x82F63B78. The software path is slicing-by-8 (eight 256-entry
  * tables, one step per 8 bytes); on x86-64 with SSE4.2 the crc32 instruction does 8 bytes per
  * instruction. The choice is made once, at first use. */
-#include "store/crc32c.h"
+#include "core/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>

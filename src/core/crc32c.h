@@ -1,8 +1,8 @@
 /* CRC32C (Castagnoli, the polynomial of iSCSI, ext4 and SSE4.2's crc32 instruction): the checksum
- * behind every WAL record. Hardware instruction where the CPU has it, slicing-by-8 tables
- * otherwise; both give the same values. */
-#ifndef STORE_CRC32C_H
-#define STORE_CRC32C_H
+ * behind every WAL record and engine snapshot section, so it sits in core, below both. Hardware
+ * instruction where the CPU has it, slicing-by-8 tables otherwise; both give the same values. */
+#ifndef CORE_CRC32C_H
+#define CORE_CRC32C_H
 
 #include <stddef.h>
 #include <stdint.h>
