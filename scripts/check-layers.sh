@@ -1,0 +1,29 @@
+#!/bin/sh
+# Lists every #include "X/..." in src/Y/ whose layer X is above Y's (DESIGN §1: core <- engine <-
+# store <- query <- net <- server; analytics sits beside store, include/cascade/ is the engine's
+# public face). Prints one line per upward include and exits 1 if there is any; -a lists all.
+# A directory not ranked here (a new layer) is listed with "?" and not judged.
+cd "$(dirname "$0")/.." || exit 2
+rank() {
+    case $1 in
+    core) echo 0 ;; engine | cascade) echo 1 ;; store | analytics) echo 2 ;;
+    query) echo 3 ;; net) echo 4 ;; server) echo 5 ;; *) echo 9 ;;
+    esac
+}
+all=0; [ "$1" = -a ] && all=1
+up=0
+grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"[a-z_]+/' src --include='*.[ch]' |
+    sed -E 's|^src/([^/]+)/([^:]+):([0-9]+):.*"([^/]+)/([^"]+)".*|\1 \2:\3 \4/\5|' | {
+    while read -r from where to; do
+        rf=$(rank "$from"); rt=$(rank "${to%%/*}")
+        if [ "$rf" = 9 ] || [ "$rt" = 9 ]; then
+            echo "?    src/$from/$where -> $to (layer not ranked in $0)"
+        elif [ "$rt" -gt "$rf" ]; then
+            echo "UP   src/$from/$where -> $to"; up=$((up + 1))
+        elif [ $all = 1 ]; then
+            echo "ok   src/$from/$where -> $to"
+        fi
+    done
+    echo "$up upward include(s)" >&2
+    [ $up = 0 ]
+}
