@@ -127,7 +127,8 @@ static void tprintf(struct text *t, const char *fmt, ...)
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+        /* no pointer arithmetic on the NULL of an empty text (UB, clang's UBSan says) */
+        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->cap - t->len, fmt, ap);
         va_end(ap);
         if ((size_t)n < t->cap - t->len) {
             t->len += (size_t)n;
