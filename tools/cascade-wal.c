@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "store/snapshot.h"
+#include "store/snapfile.h"
 #include "store/wal.h"
 
 #ifndef CASCADE_VERSION

@@ -205,8 +205,8 @@ struct engine_label_summary {
 int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t *n);
 const char *engine_label_metric_name(int metric);
 
-/* What the analytics worker computes on (DESIGN §1): copied out on the engine's thread, used on
- * the worker's. Actors and content keys by their dense ids (engine_actor_at, engine_content_key
+/* What the analytics worker computes on (DESIGN §1; engine/analytics_copy.c): copied out on the
+ * engine's thread, used on the worker's. Actors and content keys by their dense ids (engine_actor_at, engine_content_key
  * turn them back into names). */
 struct engine_share {
     uint32_t from, to; /* a post of `from` whose direct parent is a post of `to` (from != to) */

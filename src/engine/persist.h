@@ -1,5 +1,5 @@
 /* The engine's whole state as one binary file, and back (persist.c): what a restart loads
- * instead of replaying the whole WAL. Private to src/: the server's snapshots (store/snapshot.c)
+ * instead of replaying the whole WAL. Private to src/: the server's snapshots (store/snapfile.c)
  * are its one user. */
 #ifndef ENGINE_PERSIST_H
 #define ENGINE_PERSIST_H

@@ -12,7 +12,7 @@
 
 struct analytics;
 
-/* The engine snapshots (store/snapshot.h) as `stats` and the `snapshot` method see them. */
+/* The engine snapshots (store/snapfile.h) as `stats` and the `snapshot` method see them. */
 struct rpc_snapshot_status {
     uint64_t written;      /* snapshots written since start-up */
     uint64_t failed;       /* ... and attempts that failed */

@@ -4,7 +4,7 @@
  * answers queries between chunks of a batch (queries queue ahead of ingest). Under `everysec` the
  * WAL fsyncs on a thread of its own.
  *
- * Snapshots (store/snapshot.h): between two batches the writer forks; the child writes its
+ * Snapshots (store/snapfile.h): between two batches the writer forks; the child writes its
  * copy-on-write image of the engine to DATA_DIR/snapshots and exits, while the parent goes on
  * applying batches and reaps the child between them. Once the file is in place, snapshots
  * beyond the two newest and the WAL segments before the older of those are removed. Start-up
@@ -22,7 +22,7 @@
 #include "cascade/engine.h"
 #include "net/batch.h"
 #include "query/rpc.h"
-#include "store/snapshot.h"
+#include "store/snapfile.h"
 #include "store/wal.h"
 
 #define WRITER_RATE_SAMPLES 6

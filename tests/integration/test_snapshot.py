@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Engine snapshots through the real server (DESIGN §6, store/snapshot.h).
+"""Engine snapshots through the real server (DESIGN §6, store/snapfile.h).
 
 usage: /usr/bin/python3 test_snapshot.py BIN_DIR
 

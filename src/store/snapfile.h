@@ -4,9 +4,10 @@
  * fsynced, so a .snap file is always whole; start-up loads the newest that reads back intact
  * (engine/persist.c checks it) and replays the WAL from its position. The two newest are kept,
  * so that a damaged newest one still leaves an older one whose WAL is still there.
- * Not to be confused with engine_snapshot_take (the analytics worker's copy of the graph). */
-#ifndef STORE_SNAPSHOT_H
-#define STORE_SNAPSHOT_H
+ * Not to be confused with engine_snapshot_take (engine/analytics_copy.c: the analytics worker's
+ * copy of the graph) nor the `snapshot` method (query/handlers_snapshot.c), which asks for one. */
+#ifndef STORE_SNAPFILE_H
+#define STORE_SNAPFILE_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,8 @@
 /* Copies of the engine's posts for the analytics worker (engine.h: engine_snapshot_take): the
  * amplification graph as one (from, to) per share, and (actor, content key, ts) per post for
  * coordination. One pass over the posts in id order; the parent's and root's records are the
- * random loads, so they are prefetched a few posts ahead. */
+ * random loads, so they are prefetched a few posts ahead. Not the snapshot files on disk: those
+ * are engine/persist.c's format, written by store/snapfile.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

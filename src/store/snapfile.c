@@ -1,6 +1,6 @@
-/* Snapshot files (see snapshot.h): naming, the write-then-rename protocol, choosing what to
+/* Snapshot files (see snapfile.h): naming, the write-then-rename protocol, choosing what to
  * load, retention. The bytes inside are engine/persist.c's. */
-#include "store/snapshot.h"
+#include "store/snapfile.h"
 
 #include <dirent.h>
 #include <errno.h>
