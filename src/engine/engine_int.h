@@ -263,7 +263,10 @@ void growth_set_floor(struct growth *g, int64_t floor);
 
 /* Persistence of the growth index (persist.c): each filed second's post entries, as they are
  * (a query's per-cascade counts are a cache, rebuilt on demand). slot: the second's place in
- * the ring. fn returning non-zero stops the walk with that value. */
+ * the ring. fn returning non-zero stops the walk with that value. An entry GROWTH_RUN | k
+ * stands for the k post ids that follow the plain entry before it (post ids are below 2^31,
+ * core/intern.h); snapshot files hold entries so, so the bit is part of their format. */
+#define GROWTH_RUN 0x80000000u
 typedef int (*growth_bucket_fn)(void *ctx, uint32_t slot, int64_t id, const uint32_t *ent,
                                 uint32_t n, uint32_t cap, uint32_t last);
 int growth_each_bucket(const struct growth *g, growth_bucket_fn fn, void *ctx);

@@ -22,10 +22,9 @@
 #define RING_SHIFT 20 /* 2^20 seconds > the horizon's 604 801 buckets: slots never collide */
 #define RING_MASK  ((1u << RING_SHIFT) - 1)
 #define PAGES      (1u << (RING_SHIFT - PAGE_SHIFT))
-#define RUN        0x80000000u /* post ids are below 2^31 (core/intern.h) */
 #define FIRST_CAP  4
 
-/* One second. ent[] holds post ids; an entry RUN | k stands for the k ids that follow the
+/* One second. ent[] holds post ids; an entry GROWTH_RUN | k stands for the k ids that follow the
  * (plain) entry before it. Posts before the cursor (entries before cur_ent, and cur_off posts
  * of entry cur_ent) are summed up in counts[], sorted by cascade: cascade << 32 | posts. */
 struct growth_bucket {
@@ -218,14 +217,14 @@ void growth_note(struct growth *g, uint32_t post, int64_t ts)
     }
     if (bk->n && post == bk->last + 1) {
         uint32_t *x = &bk->ent[bk->n - 1];
-        if (*x & RUN) {
+        if (*x & GROWTH_RUN) {
             if (*x != UINT32_MAX) {
                 ++*x;
                 bk->last = post;
                 return;
             }
         } else {
-            bk->ent[bk->n++] = RUN | 1;
+            bk->ent[bk->n++] = GROWTH_RUN | 1;
             bk->last = post;
             return;
         }
@@ -252,10 +251,10 @@ static int next_post(const struct growth_bucket *bk, struct cursor *c, uint32_t 
 {
     while (c->ent < bk->n) {
         uint32_t x = bk->ent[c->ent];
-        uint32_t k = x & RUN ? x & ~RUN : 1;
+        uint32_t k = x & GROWTH_RUN ? x & ~GROWTH_RUN : 1;
         if (c->off < k) {
             c->off++;
-            *post = x & RUN ? bk->ent[c->ent - 1] + c->off : x;
+            *post = x & GROWTH_RUN ? bk->ent[c->ent - 1] + c->off : x;
             return 1;
         }
         if (c->ent + 1 == bk->n)

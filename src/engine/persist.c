@@ -36,7 +36,6 @@
 #define OUT_BUF    (1u << 20)
 #define ICHUNK     (1u << INTERN_CHUNK_SHIFT)
 #define MAX_IDS    0x7fffffffu
-#define RUN        0x80000000u /* growth.c: a run of consecutive post ids */
 #define UNVISITED  UINT32_MAX
 #define MAX_KIND   EVENT_KIND_REPLY
 #define MAX_ATYPE  EVENT_ACTOR_PAGE
@@ -1062,9 +1061,12 @@ static int load_growth(struct in *r, struct engine *e)
             if (i)
                 memcpy(&prev, &ent[i - 1], 4);
             /* a run counts on from the plain id before it */
-            if (x & RUN ? i == 0 || (prev & RUN) || (uint64_t)prev + (x & ~RUN) >= np : x >= np)
+            if (x & GROWTH_RUN
+                    ? i == 0 || (prev & GROWTH_RUN) || (uint64_t)prev + (x & ~GROWTH_RUN) >= np
+                    : x >= np)
                 return bad(r, "bucket at slot %u names posts that do not exist", slot);
-            for (uint32_t k = x & RUN ? prev + 1 : x, end = x & RUN ? prev + (x & ~RUN) : x;
+            for (uint32_t k = x & GROWTH_RUN ? prev + 1 : x,
+                          end = x & GROWTH_RUN ? prev + (x & ~GROWTH_RUN) : x;
                  k <= end; k++)
                 if (post_is_free(post_at(e, k)))
                     return bad(r, "bucket at slot %u names freed post %u", slot, k);

@@ -790,7 +790,6 @@ enum {
     TAG_CLISTS = 10,
     TAG_GROWTH = 13
 };
-#define RUN_BIT 0x80000000u /* growth.c: a bucket entry counting a run of ids */
 
 static uint8_t *section(uint8_t *buf, size_t len, uint32_t tag, uint64_t *plen)
 {
@@ -888,9 +887,9 @@ static int in_growth(const struct snap *s, uint32_t x)
         for (uint32_t j = 0; j < n; j++) {
             uint32_t v;
             memcpy(&v, at + 24 + 4 * j, 4);
-            if (v & RUN_BIT ? x > prev && x <= prev + (v & ~RUN_BIT) : v == x)
+            if (v & GROWTH_RUN ? x > prev && x <= prev + (v & ~GROWTH_RUN) : v == x)
                 return 1;
-            prev = v & RUN_BIT ? prev : v;
+            prev = v & GROWTH_RUN ? prev : v;
         }
         at += 24 + 4 * (size_t)n;
     }
@@ -947,7 +946,7 @@ static void doctor_growth(struct snap *s)
             memcpy(&x, ent + 4 * j, 4);
             if (j + 1 < n)
                 memcpy(&next, ent + 4 * (j + 1), 4);
-            if ((x & RUN_BIT) || (next & RUN_BIT))
+            if ((x & GROWTH_RUN) || (next & GROWTH_RUN))
                 continue;
             memcpy(ent + 4 * j, &s->freed, 4);
             fix_crc(p, l);
