@@ -674,12 +674,15 @@ void options_usage(FILE *out)
         } while (++j < N_OPTIONS && !options[j].help && n < sizeof(flags) - sizeof(one));
         size_t col = sections[o->section].col;
         fputs(flags, out);
-        if (n < col)
+        if (n < col) { /* pad to the column */
             fprintf(out, "%*s", (int)(col - n), "");
-        else if (n + 2 <= col + 4)
-            fputs("  ", out), n += 2;
-        else
-            fprintf(out, "\n%*s", (int)col, ""), n = col;
+        } else if (n <= col + 2) { /* a little past it: two spaces, as --snapshot-on-exit */
+            fputs("  ", out);
+            n += 2;
+        } else { /* the text on the next line */
+            fprintf(out, "\n%*s", (int)col, "");
+            n = col;
+        }
         expand(o, o->help, text, sizeof(text));
         wrap(out, text, n < col ? col : n, col);
         i = j - 1;
