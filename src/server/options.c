@@ -478,33 +478,49 @@ static int read_config_file(struct config *c, const char *path)
     return rc;
 }
 
+/* One `--key value`, `--key=value` or value-less flag at argv[*i]: its key, option (NULL when
+ * unknown) and value (NULL when missing); *i moves past what it took. -EINVAL (with a message)
+ * for something that is not an option. */
+static int take_arg(int argc, char **argv, int *i, char key[64], const struct option **o,
+                    const char **val)
+{
+    const char *a = argv[*i];
+    if (strncmp(a, "--", 2) || !a[2]) {
+        fprintf(stderr, "cascaded: unexpected argument '%s' (see cascaded --help)\n", a);
+        return -EINVAL;
+    }
+    const char *eq = strchr(a, '=');
+    snprintf(key, 64, "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a + 2)), a + 2);
+    *o = find_option(key);
+    /* a flag takes no value (in a config file: allow-history-loss = true) */
+    int flag = !eq && *o && (*o)->kind == OPT_FLAG;
+    *val = eq ? eq + 1 : flag ? "true" : (*i + 1 < argc ? argv[++*i] : NULL);
+    return 0;
+}
+
 int options_parse(int argc, char **argv, struct config *c)
 {
+    char key[64];
+    const struct option *o;
+    const char *val;
     if (config_defaults(c))
         return -EINVAL;
+    /* the config file first (--config FILE or --config=FILE, wherever it is), then the rest */
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--config")) {
-            if (i + 1 == argc) {
-                fprintf(stderr, "cascaded: --config needs a file\n");
-                return -EINVAL;
-            }
-            if (read_config_file(c, argv[i + 1]))
-                return -EINVAL;
-        }
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) || !a[2]) {
-            fprintf(stderr, "cascaded: unexpected argument '%s' (see cascaded --help)\n", a);
+        if (take_arg(argc, argv, &i, key, &o, &val))
+            return -EINVAL;
+        if (!o || o->kind != OPT_CONFIG)
+            continue;
+        if (!val || !*val) {
+            fprintf(stderr, "cascaded: --config needs a file\n");
             return -EINVAL;
         }
-        const char *eq = strchr(a, '=');
-        char key[64];
-        snprintf(key, sizeof(key), "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a + 2)), a + 2);
-        const struct option *o = find_option(key);
-        /* a flag takes no value (in a config file: allow-history-loss = true) */
-        int flag = !eq && o && o->kind == OPT_FLAG;
-        const char *val = eq ? eq + 1 : flag ? "true" : (i + 1 < argc ? argv[++i] : NULL);
+        if (read_config_file(c, val))
+            return -EINVAL;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (take_arg(argc, argv, &i, key, &o, &val))
+            return -EINVAL;
         if (!val) {
             fprintf(stderr, "cascaded: --%s needs a value\n", key);
             return -EINVAL;

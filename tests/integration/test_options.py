@@ -10,6 +10,7 @@ Usage: test_options.py BIN_DIR [TOOLS_DIR [README]] (README: another copy, to se
 Exit status 1 if any check failed."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,24 @@ def main():
     os.unlink(conf.name)
     check('the same as config-file keys (and allow-history-loss = true)',
           st == 2 and err.strip() == UNKNOWN, err.strip())
+
+    # --config=FILE is read as --config FILE is (it used to be skipped without a word), and an
+    # option's value that happens to be "--config" is a value, not a config file
+    with tempfile.NamedTemporaryFile('w', suffix='.conf', delete=False) as conf:
+        conf.write('max-connections = 0\n')
+    for args in (['--config=' + conf.name], ['--config', conf.name]):
+        try:
+            st, out, err = run(cascaded, args + ['--data-dir', conf.name + '.data', '--ingest-port', '0',
+                                                 '--query-port', '0', '--http-port', '0'])
+        except subprocess.TimeoutExpired:
+            st, err = None, 'it started, the file unread'
+        check(f'{args[0]}: the file is read (its bad value refused, exit 2)',
+              st == 2 and conf.name in err and 'max-connections' in err, f'{st} {err.strip()[-300:]!r}')
+    st, out, err = run(cascaded, ['--bind', '--config', conf.name])
+    check('--bind --config FILE: "--config" is --bind\'s value, FILE a stray argument',
+          st == 2 and 'unexpected argument' in err and 'max-connections' not in err, f'{st} {err.strip()!r}')
+    os.unlink(conf.name)
+    shutil.rmtree(conf.name + '.data', ignore_errors=True)
 
     print(f'{harness.passed} passed, {harness.failed} failed')
     sys.exit(1 if harness.failed else 0)
