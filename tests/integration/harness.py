@@ -633,26 +633,51 @@ def sanitizer_reports(paths):
     return out
 
 
-def run_with_server(prefix, body, *server_args):
-    """The usual main of a test: argv is BIN_DIR [TOOLS_DIR]; starts one server in a temporary
-    directory, runs body(srv, tools_dir), then checks a clean SIGTERM exit and no sanitizer
-    reports, prints the tally and exits 1 if any check failed."""
+class Run:
+    """What a test's steps get from run_main: the directory of cascaded, the tools' directory, a
+    temporary directory removed at the end, and the default server (None when the test has none)."""
+
+    def __init__(self, bin_dir, tools, tmp, srv):
+        self.bin_dir, self.tools, self.tmp, self.srv = bin_dir, tools, tmp, srv
+
+
+def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=True):
+    """The one main of the tests: argv is BIN_DIR [TOOLS_DIR]; makes a temporary directory and,
+    when server is true, starts one server in it with server_args; runs body(run), then checks that
+    the server exits 0 on SIGTERM, runs after(run) if given (steps that need it stopped), and checks
+    every start's stderr for sanitizer reports (of the default server, or of every Server the test
+    made when it has none; sanitizers=False for a test that checks them itself or not at all). An exception is one failed check. Kills every
+    server it knows of, removes the directory, prints 'N passed, M failed' (CI reads it) and exits
+    1 if any check failed."""
     bin_dir = sys.argv[1]
     tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
     tmp = tempfile.mkdtemp(prefix=prefix)
-    srv = Server(bin_dir, os.path.join(tmp, 'data'), *server_args)
+    srv = Server(bin_dir, os.path.join(tmp, 'data'), *server_args) if server else None
+    run = Run(bin_dir, tools, tmp, srv)
     try:
-        srv.start()
-        body(srv, tools)
-        check('SIGTERM exits 0', srv.stop() == 0)
-        reports = sanitizer_reports([srv.err_path])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
+        if srv:
+            srv.start()
+        body(run)
+        if srv:
+            check('SIGTERM exits 0', srv.stop() == 0)
+        if after:
+            after(run)
+        if sanitizers:
+            reports = sanitizer_reports([f'{s.data}.stderr.{i}' for s in ([srv] if srv else Server.all)
+                                         for i in range(1, s.starts + 1)])
+            check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
     except Exception as e:
         import traceback
         traceback.print_exc()
         check('the test ran to its end', False, repr(e))
     finally:
-        srv.kill()
+        for s in Server.all:
+            s.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{passed} passed, {failed} failed')
+    print(f'{passed} passed, {failed} failed', flush=True)
     sys.exit(1 if failed else 0)
+
+
+def run_with_server(prefix, body, *server_args):
+    """run_main for a body(srv, tools_dir)."""
+    run_main(prefix, lambda r: body(r.srv, r.tools), *server_args)

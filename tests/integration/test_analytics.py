@@ -156,39 +156,27 @@ def check_coordination(rpc):
                               for m in g['members']), str(err))
 
 
+def body(run):
+    srv, tools = run.srv, run.tools
+    rpc = Rpc(srv.query)
+    model = load_sample(srv, tools)
+    check_before_snapshot(rpc)
+    err, st = rpc.call('analytics', refresh=True)
+    check('analytics refresh=true is accepted', err is None, str(err))
+    st = wait_snapshot(rpc)
+    check('a snapshot is computed', st is not None and st['error'] is None, str(st))
+    check('the snapshot holds every accepted event', st and st['accepted'] == model.counts['ok'],
+          str(st))
+    check_pagerank(rpc, model)
+    check_communities(rpc, model)
+    check_coordination(rpc)
+    err, s = rpc.call('stats')
+    check('the server still serves', err is None and s['posts'] == len(model.posts), str(err))
+    rpc.close()
+
+
 def main():
-    bin_dir, tools = sys.argv[1], sys.argv[2]
-    tmp = tempfile.mkdtemp(prefix='cascade-analytics-')
-    srv = Server(bin_dir, os.path.join(tmp, 'data'), '--analytics-interval', '0')
-    try:
-        srv.start()
-        rpc = Rpc(srv.query)
-        model = load_sample(srv, tools)
-        check_before_snapshot(rpc)
-        err, st = rpc.call('analytics', refresh=True)
-        check('analytics refresh=true is accepted', err is None, str(err))
-        st = wait_snapshot(rpc)
-        check('a snapshot is computed', st is not None and st['error'] is None, str(st))
-        check('the snapshot holds every accepted event', st and st['accepted'] == model.counts['ok'],
-              str(st))
-        check_pagerank(rpc, model)
-        check_communities(rpc, model)
-        check_coordination(rpc)
-        err, s = rpc.call('stats')
-        check('the server still serves', err is None and s['posts'] == len(model.posts), str(err))
-        rpc.close()
-        check('SIGTERM exits 0', srv.stop() == 0)
-        reports = harness.sanitizer_reports([srv.err_path])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascade-analytics-', body, '--analytics-interval', '0')
 
 
 if __name__ == '__main__':

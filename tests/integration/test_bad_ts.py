@@ -186,26 +186,11 @@ def check_replay_takes_the_future(bin_dir, tmp):
 
 
 def main():
-    bin_dir = sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix='cascade-badts-')
-    srv = Server(bin_dir, os.path.join(tmp, 'data'), '--retention', '30d', '--snapshot-interval', '0')
-    try:
-        srv.start()
-        check_bad_ts(srv, tmp)
-        check('SIGTERM exits 0', srv.stop() == 0)
-        check_no_future_check(bin_dir, tmp)
-        check_replay_takes_the_future(bin_dir, tmp)
-        reports = harness.sanitizer_reports([f'{srv.data}.stderr.{i}' for i in range(1, srv.starts + 1)])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    def after(run):
+        check_no_future_check(run.bin_dir, run.tmp)
+        check_replay_takes_the_future(run.bin_dir, run.tmp)
+    harness.run_main('cascade-badts-', lambda run: check_bad_ts(run.srv, run.tmp), '--retention', '30d',
+                     '--snapshot-interval', '0', after=after)
 
 
 if __name__ == '__main__':

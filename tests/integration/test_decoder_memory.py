@@ -157,26 +157,8 @@ def check_max_memory(bin_dir, tmp):
 
 
 def main():
-    bin_dir = sys.argv[1]
-    tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
-    tmp = tempfile.mkdtemp(prefix='cascade-decmem-')
-    srv = Server(bin_dir, os.path.join(tmp, 'data'))
-    try:
-        srv.start()
-        check_default(srv, tools, tmp)
-        check('SIGTERM exits 0', srv.stop() == 0)
-        check_max_memory(bin_dir, tmp)
-        reports = harness.sanitizer_reports([f'{srv.data}.stderr.{i}' for i in range(1, srv.starts + 1)])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascade-decmem-', lambda run: check_default(run.srv, run.tools, run.tmp),
+                     after=lambda run: check_max_memory(run.bin_dir, run.tmp))
 
 
 if __name__ == '__main__':

@@ -22,57 +22,43 @@ def ingest(srv, rng, n, prefix):
     return fatal is None
 
 
+def body(run):
+    srv, data, rng = run.srv, run.srv.data, random.Random(3)
+    rpc = Rpc(srv.query)
+    ok = ingest(srv, rng, 40000, 'a') and rpc.call('snapshot')[0] is None
+    ok = ok and ingest(srv, rng, 40000, 'b') and rpc.call('snapshot')[0] is None
+    err, st = rpc.call('stats')
+    rpc.close()
+    posts = st.get('posts')
+    check('two snapshots written', ok and st.get('snapshots_written') == 2, str(st))
+    check('SIGTERM exits 0', srv.stop() == 0)
+    segs = sorted(glob.glob(os.path.join(data, 'wal', '*')))
+    check('the WAL\'s first segments are gone', segs and not segs[0].endswith('1.wal')
+          and len(segs) < 8, str([os.path.basename(s) for s in segs]))
+    snaps = glob.glob(os.path.join(data, 'snapshots', '*.snap'))
+    for path in snaps:  # damage every snapshot in the middle
+        with open(path, 'r+b') as f:
+            f.seek(os.path.getsize(path) // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xff]))
+    p = subprocess.run([srv.bin, '--ingest-port', '0', '--query-port', '0', '--http-port', '0',
+                        '--data-dir', data], capture_output=True, text=True, timeout=120)
+    check('with no loadable snapshot and the WAL cut, it refuses to start', p.returncode == 1
+          and '--allow-history-loss' in p.stderr and 'ready' not in p.stdout, p.stderr[-1500:])
+    check('the refusal names the snapshots it could not load', 'snapshot_refused' in p.stderr, p.stderr[-800:])
+    srv.extra = ['--allow-history-loss']
+    srv.start()
+    rpc = Rpc(srv.query)
+    err, st = rpc.call('stats')
+    rpc.close()
+    check('--allow-history-loss starts it with what the WAL holds', err is None and 0 < st.get('posts', 0) < posts,
+          f'{st.get("posts")} of {posts}')
+    check('and says in the log what was lost', 'history_lost' in srv.stderr())
+
+
 def main():
-    bin_dir = sys.argv[1]
-    rng = random.Random(3)
-    tmp = tempfile.mkdtemp(prefix='cascade-history-')
-    data = os.path.join(tmp, 'data')
-    srv = Server(bin_dir, data, '--wal-segment-mb', '1', '--snapshot-interval', '0')
-    try:
-        srv.start()
-        rpc = Rpc(srv.query)
-        ok = ingest(srv, rng, 40000, 'a') and rpc.call('snapshot')[0] is None
-        ok = ok and ingest(srv, rng, 40000, 'b') and rpc.call('snapshot')[0] is None
-        err, st = rpc.call('stats')
-        rpc.close()
-        posts = st.get('posts')
-        check('two snapshots written', ok and st.get('snapshots_written') == 2, str(st))
-        check('SIGTERM exits 0', srv.stop() == 0)
-        segs = sorted(glob.glob(os.path.join(data, 'wal', '*')))
-        check('the WAL\'s first segments are gone', segs and not segs[0].endswith('1.wal')
-              and len(segs) < 8, str([os.path.basename(s) for s in segs]))
-        snaps = glob.glob(os.path.join(data, 'snapshots', '*.snap'))
-        for path in snaps:  # damage every snapshot in the middle
-            with open(path, 'r+b') as f:
-                f.seek(os.path.getsize(path) // 2)
-                b = f.read(1)
-                f.seek(-1, 1)
-                f.write(bytes([b[0] ^ 0xff]))
-        p = subprocess.run([srv.bin, '--ingest-port', '0', '--query-port', '0', '--http-port', '0',
-                            '--data-dir', data], capture_output=True, text=True, timeout=120)
-        check('with no loadable snapshot and the WAL cut, it refuses to start', p.returncode == 1
-              and '--allow-history-loss' in p.stderr and 'ready' not in p.stdout, p.stderr[-1500:])
-        check('the refusal names the snapshots it could not load', 'snapshot_refused' in p.stderr, p.stderr[-800:])
-        srv.extra = ['--allow-history-loss']
-        srv.start()
-        rpc = Rpc(srv.query)
-        err, st = rpc.call('stats')
-        rpc.close()
-        check('--allow-history-loss starts it with what the WAL holds', err is None and 0 < st.get('posts', 0) < posts,
-              f'{st.get("posts")} of {posts}')
-        check('and says in the log what was lost', 'history_lost' in srv.stderr())
-        check('SIGTERM exits 0', srv.stop() == 0)
-        reports = harness.sanitizer_reports([f'{data}.stderr.{i}' for i in range(1, srv.starts + 1)])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascade-history-', body, '--wal-segment-mb', '1', '--snapshot-interval', '0')
 
 
 if __name__ == '__main__':

@@ -22,43 +22,35 @@ def ingest(srv, rng, n, prefix):
     return fatal is None
 
 
+def body(run):
+    srv, rng = run.srv, random.Random(5)
+    rpc = Rpc(srv.query)
+    ok = ingest(srv, rng, 40000, 'a') and rpc.call('snapshot')[0] is None
+    ok = ok and ingest(srv, rng, 40000, 'b') and rpc.call('snapshot')[0] is None
+    rpc.close()
+    check('two snapshots written', ok)
+
+
+def after(run):
+    srv, data = run.srv, run.srv.data
+    segs = sorted(glob.glob(os.path.join(data, 'wal', '*')))
+    check('the WAL\'s first segments are gone', segs and not segs[0].endswith('1.wal'),
+          str([os.path.basename(s) for s in segs]))
+    for path in glob.glob(os.path.join(data, 'snapshots', '*')):
+        os.unlink(path)
+    p = subprocess.run([srv.bin, '--ingest-port', '0', '--query-port', '0', '--http-port', '0',
+                        '--data-dir', data], capture_output=True, text=True, timeout=60)
+    msg = next((l for l in p.stderr.splitlines() if l.startswith('cascaded: ')), '')
+    check('no snapshot left and the WAL cut: it refuses to start, naming --allow-history-loss',
+          p.returncode == 1 and '--allow-history-loss' in msg and 'ready' not in p.stdout, p.stderr[-1500:])
+    check('the message points at no log line that was not written',
+          'snapshot_refused lines above' not in msg or 'event=snapshot_refused' in p.stderr, p.stderr[-1500:])
+    check('the message says the snapshots directory holds none', 'holds none' in msg, msg)
+
+
 def main():
-    bin_dir = sys.argv[1]
-    rng = random.Random(5)
-    tmp = tempfile.mkdtemp(prefix='cascade-history-gone-')
-    data = os.path.join(tmp, 'data')
-    srv = Server(bin_dir, data, '--wal-segment-mb', '1', '--snapshot-interval', '0',
-                 '--snapshot-on-exit', 'no')
-    try:
-        srv.start()
-        rpc = Rpc(srv.query)
-        ok = ingest(srv, rng, 40000, 'a') and rpc.call('snapshot')[0] is None
-        ok = ok and ingest(srv, rng, 40000, 'b') and rpc.call('snapshot')[0] is None
-        rpc.close()
-        check('two snapshots written', ok)
-        check('SIGTERM exits 0', srv.stop() == 0)
-        segs = sorted(glob.glob(os.path.join(data, 'wal', '*')))
-        check('the WAL\'s first segments are gone', segs and not segs[0].endswith('1.wal'),
-              str([os.path.basename(s) for s in segs]))
-        for path in glob.glob(os.path.join(data, 'snapshots', '*')):
-            os.unlink(path)
-        p = subprocess.run([srv.bin, '--ingest-port', '0', '--query-port', '0', '--http-port', '0',
-                            '--data-dir', data], capture_output=True, text=True, timeout=60)
-        msg = next((l for l in p.stderr.splitlines() if l.startswith('cascaded: ')), '')
-        check('no snapshot left and the WAL cut: it refuses to start, naming --allow-history-loss',
-              p.returncode == 1 and '--allow-history-loss' in msg and 'ready' not in p.stdout, p.stderr[-1500:])
-        check('the message points at no log line that was not written',
-              'snapshot_refused lines above' not in msg or 'event=snapshot_refused' in p.stderr, p.stderr[-1500:])
-        check('the message says the snapshots directory holds none', 'holds none' in msg, msg)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascade-history-gone-', body, '--wal-segment-mb', '1', '--snapshot-interval', '0',
+                     '--snapshot-on-exit', 'no', after=after)
 
 
 if __name__ == '__main__':
