@@ -3,59 +3,41 @@
  * or a header that claims gigabytes, is skipped in constant memory. */
 #include "cascade-replay.h"
 
+#include "core/mpscan.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-static uint64_t big_endian(const unsigned char *p, size_t n)
-{
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; i++)
-        x = x << 8 | p[i];
-    return x;
-}
-
-/* One msgpack header at p: its size, the bytes of body after it, and the values it contains.
+/* One msgpack header at p, read by core's scanner and counted the way the walkers below step:
+ * the bytes up to the body (head), the body's bytes to pass over, and the values it contains.
  * 1, 0 when more bytes are needed, -1 for the one byte that is never valid (0xc1). */
 static int mp_head(const unsigned char *p, size_t avail, size_t *head, uint64_t *body,
                    uint64_t *children)
 {
-    static const uint8_t fixed[32] = {
-        /* 0xc0..0xdf: the header's size */
-        1, 0, 1, 1, 2, 3, 5, 3, 4, 6, 5, 9, 2, 3, 5, 9,
-        2, 3, 5, 9, 2, 2, 2, 2, 2, 2, 3, 5, 3, 5, 3, 5,
-    };
+    struct mpscan_head h;
     if (avail < 1)
         return 0;
-    unsigned c = p[0];
+    int rc = mpscan_head(p, avail, &h);
+    if (rc <= 0)
+        return rc;
+    *head = h.size;
     *body = *children = 0;
-    *head = 1;
-    if (c <= 0x7f || c >= 0xe0) /* fixints */
-        return 1;
-    if (c <= 0x9f) { /* fixmap, fixarray */
-        *children = (c & 0x0f) * (c <= 0x8f ? 2u : 1u);
-        return 1;
+    switch (h.kind) {
+    case MPSCAN_ARRAY:
+        *children = h.n;
+        break;
+    case MPSCAN_MAP:
+        *children = 2 * h.n;
+        break;
+    case MPSCAN_EXT:
+        *body = h.n + 1; /* the ext type byte, then its data */
+        break;
+    default: /* scalars' value bytes, str and bin data */
+        *body = h.n;
+        break;
     }
-    if (c <= 0xbf) { /* fixstr */
-        *body = c & 0x1f;
-        return 1;
-    }
-    if (c == 0xc1)
-        return -1;
-    *head = fixed[c - 0xc0];
-    if (avail < *head)
-        return 0;
-    if ((c >= 0xc4 && c <= 0xc6) || (c >= 0xd9 && c <= 0xdb)) /* bin, str */
-        *body = big_endian(p + 1, *head - 1);
-    else if (c >= 0xc7 && c <= 0xc9) /* ext: the length, then a type byte */
-        *body = big_endian(p + 1, *head - 2);
-    else if (c >= 0xd4 && c <= 0xd8) /* fixext 1..16 */
-        *body = 1u << (c - 0xd4);
-    else if (c == 0xdc || c == 0xdd) /* array */
-        *children = big_endian(p + 1, *head - 1);
-    else if (c == 0xde || c == 0xdf) /* map */
-        *children = 2 * big_endian(p + 1, *head - 1);
-    return 1; /* nil, bool, numbers: the header is all of it */
+    return 1;
 }
 
 /* Bytes of the complete value at p, 0 if it is not all in the buffer yet, -E2BIG if it is over
