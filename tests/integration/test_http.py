@@ -500,35 +500,23 @@ def check_under_ingest(srv, tools):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def body(run):
+    srv, bin_dir, tools = run.srv, run.bin_dir, run.tools
+    model = load(srv)
+    roots = check_json_equals_rpc(srv, model)
+    check_csv(srv, roots)
+    check_pandas(srv, roots)
+    check_exports(srv, model, roots)
+    check_statuses(srv)
+    check_connections(srv)
+    check_state_changes(srv)
+    check_hosts(srv, bin_dir)
+    check_metrics(srv)
+    check_under_ingest(srv, tools)
+
+
 def main():
-    bin_dir, tools = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix='cascade-http-')
-    srv = Server(bin_dir, os.path.join(tmp, 'data'))
-    try:
-        srv.start()
-        model = load(srv)
-        roots = check_json_equals_rpc(srv, model)
-        check_csv(srv, roots)
-        check_pandas(srv, roots)
-        check_exports(srv, model, roots)
-        check_statuses(srv)
-        check_connections(srv)
-        check_state_changes(srv)
-        check_hosts(srv, bin_dir)
-        check_metrics(srv)
-        check_under_ingest(srv, tools)
-        check('SIGTERM exits 0', srv.stop() == 0)
-        reports = harness.sanitizer_reports([srv.err_path])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascade-http-', body)
 
 
 if __name__ == '__main__':

@@ -58,74 +58,61 @@ def send(srv, n, first):
     return ack, fatal
 
 
-def main():
-    bin_dir = sys.argv[1]
-    tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
-    tmp = tempfile.mkdtemp(prefix='cascade-rss-')
+def body(run):
+    bin_dir, tools, tmp = run.bin_dir, run.tools, run.tmp
     dump = os.path.join(tmp, 'dump.ndjson')
     data = os.path.join(tmp, 'data')
-    servers = []
-    try:
-        subprocess.run([os.path.join(tools, 'cascade-gen'), '--events', '500000', '--seed', '7', '--out', dump],
-                       check=True, capture_output=True, timeout=120)
-        srv = Server(bin_dir, data, '--retention', '1h')
-        servers.append(srv)
-        srv.start()
-        p = subprocess.run([os.path.join(tools, 'cascade-replay'), '--quiet', '--port', str(srv.ingest), dump],
-                           capture_output=True, text=True, timeout=120)
-        check('500 k events replayed', p.returncode == 0, p.stdout + p.stderr[-300:])
-        check('SIGTERM exits 0 (a snapshot on exit)', srv.stop() == 0)
+    subprocess.run([os.path.join(tools, 'cascade-gen'), '--events', '500000', '--seed', '7', '--out', dump],
+                   check=True, capture_output=True, timeout=120)
+    srv = Server(bin_dir, data, '--retention', '1h')
+    srv.start()
+    p = subprocess.run([os.path.join(tools, 'cascade-replay'), '--quiet', '--port', str(srv.ingest), dump],
+                       capture_output=True, text=True, timeout=120)
+    check('500 k events replayed', p.returncode == 0, p.stdout + p.stderr[-300:])
+    check('SIGTERM exits 0 (a snapshot on exit)', srv.stop() == 0)
 
+    srv.start()
+    st = stats(srv)
+    rss = vm_rss(srv.p.pid)
+    jem = st.get('memory_resident', 0)
+    print(f'# after the restart: VmRSS {rss / MIB:.1f} MiB, jemalloc resident {jem / MIB:.1f} MiB, '
+          f'memory_rss {st.get("memory_rss", 0) / MIB:.1f} MiB')
+    check('stats has the kernel figure, memory_rss, within 10 % of VmRSS',
+          isinstance(st.get('memory_rss'), int) and abs(st['memory_rss'] - rss) < rss / 10, str(st)[:400])
+    mrss = metric(srv, 'cascaded_memory_rss_bytes')
+    check('/metrics has cascaded_memory_rss_bytes', mrss is not None and abs(mrss - rss) < rss / 10, str(mrss))
+    check('SIGTERM exits 0', srv.stop() == 0)
+
+    gap = jem - rss
+    if gap >= 8 * MIB:
+        limit = (rss + gap // 2) // MIB  # in MiB: above the kernel's figure, below jemalloc's
+        srv.extra = ['--retention', '1h', '--max-memory', f'{limit}M']
         srv.start()
+        ack, fatal = send(srv, 1000, 0)
         st = stats(srv)
-        rss = vm_rss(srv.p.pid)
-        jem = st.get('memory_resident', 0)
-        print(f'# after the restart: VmRSS {rss / MIB:.1f} MiB, jemalloc resident {jem / MIB:.1f} MiB, '
-              f'memory_rss {st.get("memory_rss", 0) / MIB:.1f} MiB')
-        check('stats has the kernel figure, memory_rss, within 10 % of VmRSS',
-              isinstance(st.get('memory_rss'), int) and abs(st['memory_rss'] - rss) < rss / 10, str(st)[:400])
-        mrss = metric(srv, 'cascaded_memory_rss_bytes')
-        check('/metrics has cascaded_memory_rss_bytes', mrss is not None and abs(mrss - rss) < rss / 10, str(mrss))
+        print(f'# --max-memory {limit}M: VmRSS {vm_rss(srv.p.pid) / MIB:.1f} MiB, jemalloc resident '
+              f'{st.get("memory_resident", 0) / MIB:.1f} MiB')
+        check(f'--max-memory {limit}M, between VmRSS and jemalloc\'s figure: ingest goes on',
+              fatal is None and ack.get('ok') == 1000 and st.get('refused_memory') == 0, f'{fatal} {ack}')
         check('SIGTERM exits 0', srv.stop() == 0)
+    else:
+        print(f'# jemalloc\'s figure is only {gap / MIB:.1f} MiB over VmRSS here: the halfway check is moot')
 
-        gap = jem - rss
-        if gap >= 8 * MIB:
-            limit = (rss + gap // 2) // MIB  # in MiB: above the kernel's figure, below jemalloc's
-            srv.extra = ['--retention', '1h', '--max-memory', f'{limit}M']
-            srv.start()
-            ack, fatal = send(srv, 1000, 0)
-            st = stats(srv)
-            print(f'# --max-memory {limit}M: VmRSS {vm_rss(srv.p.pid) / MIB:.1f} MiB, jemalloc resident '
-                  f'{st.get("memory_resident", 0) / MIB:.1f} MiB')
-            check(f'--max-memory {limit}M, between VmRSS and jemalloc\'s figure: ingest goes on',
-                  fatal is None and ack.get('ok') == 1000 and st.get('refused_memory') == 0, f'{fatal} {ack}')
-            check('SIGTERM exits 0', srv.stop() == 0)
-        else:
-            print(f'# jemalloc\'s figure is only {gap / MIB:.1f} MiB over VmRSS here: the halfway check is moot')
+    # below what the process holds: refused, and the log names the kernel's figure
+    srv.extra = ['--retention', '1h', '--max-memory', f'{max(1, rss // MIB // 2)}M']
+    srv.start()
+    ack, fatal = send(srv, 10, 5000)
+    check('--max-memory under VmRSS: ingest refused with a fatal naming --max-memory and resend_from',
+          fatal and '--max-memory' in fatal and 'resend_from' not in fatal and ack.get('ok', 0) == 0,
+          f'{fatal} {ack}')
+    log = srv.stderr()
+    check('the log line names the kernel figure (rss=)', re.search(r'memory_limit state=full rss=\d+', log),
+          log[-500:])
+    check('SIGTERM exits 0', srv.stop() == 0)
 
-        # below what the process holds: refused, and the log names the kernel's figure
-        srv.extra = ['--retention', '1h', '--max-memory', f'{max(1, rss // MIB // 2)}M']
-        srv.start()
-        ack, fatal = send(srv, 10, 5000)
-        check('--max-memory under VmRSS: ingest refused with a fatal naming --max-memory and resend_from',
-              fatal and '--max-memory' in fatal and 'resend_from' not in fatal and ack.get('ok', 0) == 0,
-              f'{fatal} {ack}')
-        log = srv.stderr()
-        check('the log line names the kernel figure (rss=)', re.search(r'memory_limit state=full rss=\d+', log),
-              log[-500:])
-        check('SIGTERM exits 0', srv.stop() == 0)
-        reports = harness.sanitizer_reports([f'{srv.data}.stderr.{i}' for i in range(1, srv.starts + 1)])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        for s in servers:
-            s.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+
+def main():
+    harness.run_main('cascade-rss-', body, server=False)
 
 
 if __name__ == '__main__':
