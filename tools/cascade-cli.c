@@ -18,6 +18,7 @@
 
 #include <msgpack.h>
 
+#include "core/mpmap.h"
 #include "core/strbuf.h"
 #include "net/auth.h"
 #include "query/export.h"
@@ -451,23 +452,11 @@ static int net_receive(struct conn *c, msgpack_unpacker *u, msgpack_unpacked *ou
 
 /* ------------------------------------------------------------------ the answer */
 
-static const msgpack_object *map_field(const msgpack_object *m, const char *key)
-{
-    size_t n = strlen(key);
-    for (uint32_t i = 0; m->type == MSGPACK_OBJECT_MAP && i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-            !memcmp(k->via.str.ptr, key, n))
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 /* Prints an RPC error as `error CODE: MESSAGE` on stderr, control characters (a terminal's
  * escape sequences) shown as '?'. */
 static int print_error(const msgpack_object *err)
 {
-    const msgpack_object *code = map_field(err, "code"), *msg = map_field(err, "message");
+    const msgpack_object *code = mp_map_get(err, "code"), *msg = mp_map_get(err, "message");
     struct strbuf b = STRBUF_INIT;
     if (msg && msg->type == MSGPACK_OBJECT_STR)
         sb_append(&b, msg->via.str.ptr, msg->via.str.size);
@@ -534,7 +523,7 @@ static int print_result(const struct opts *o, const msgpack_object *result)
 static int handle_answer(const struct conn *c, const msgpack_object *a, uint64_t msgid, int print)
 {
     const msgpack_object_array *v = &a->via.array;
-    const msgpack_object *fatal = map_field(a, "fatal");
+    const msgpack_object *fatal = mp_map_get(a, "fatal");
     if (fatal && fatal->type == MSGPACK_OBJECT_STR) { /* an ingest port's word */
         fprintf(stderr, "cascade-cli: %s answered as an ingest port does: ", c->where);
         put_clean(fatal->via.str.ptr, fatal->via.str.size);
@@ -547,7 +536,7 @@ static int handle_answer(const struct conn *c, const msgpack_object *a, uint64_t
     if (a->type == MSGPACK_OBJECT_ARRAY && v->size == 4 &&
         v->ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->ptr[0].via.u64 == 1 &&
         v->ptr[1].type == MSGPACK_OBJECT_NIL && v->ptr[2].type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object *code = map_field(&v->ptr[2], "code");
+        const msgpack_object *code = mp_map_get(&v->ptr[2], "code");
         int refused = code && code->type == MSGPACK_OBJECT_POSITIVE_INTEGER && code->via.u64 == 503;
         fprintf(stderr, "cascade-cli: %s %s: ", c->where,
                 refused ? "refused the connection" : "could not take the request");

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/mpmap.h"
 #include "net/auth.h"
 
 #define RP_BATCH_EVENTS 1000u
@@ -203,21 +204,9 @@ static void write_some(struct rp_net *net, struct rp_conn *c)
     }
 }
 
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t len = strlen(key);
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
-            memcmp(k->via.str.ptr, key, len) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 static int get_count(const msgpack_object *m, const char *key, uint64_t *out)
 {
-    const msgpack_object *v = map_get(m, key);
+    const msgpack_object *v = mp_map_get(m, key);
     if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return -1;
     *out = v->via.u64;
@@ -249,7 +238,7 @@ static void name_rejections(struct rp_net *net, struct rp_conn *c, const msgpack
 static void on_ack(struct rp_net *net, struct rp_conn *c, const msgpack_object *m)
 {
     uint64_t ok, dup, rej;
-    const msgpack_object *fatal = map_get(m, "fatal");
+    const msgpack_object *fatal = mp_map_get(m, "fatal");
     if (fatal) {
         char text[200] = "?";
         if (fatal->type == MSGPACK_OBJECT_STR)
@@ -266,7 +255,7 @@ static void on_ack(struct rp_net *net, struct rp_conn *c, const msgpack_object *
         fail(net, c, CONN_LOST, "%s", "the server's ack counts do not match the events sent");
         return;
     }
-    name_rejections(net, c, map_get(m, "err"), before, now);
+    name_rejections(net, c, mp_map_get(m, "err"), before, now);
     for (uint64_t i = before; i < now; i++) {
         c->unacked_bytes -= c->ring[c->head].bytes;
         c->head = (c->head + 1) % c->ring_cap;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "core/mpmap.h"
 #include "query/render.h"
 
 /* The fields of a node, with their GraphML types (NULL: not a node attribute). */
@@ -53,12 +54,8 @@ static int str_is(const msgpack_object *k, const char *s)
 static void node_fields(const msgpack_object *o, const msgpack_object *f[NFIELDS])
 {
     memset(f, 0, NFIELDS * sizeof(*f));
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return;
-    for (uint32_t i = 0; i < o->via.map.size; i++)
-        for (int k = 0; k < NFIELDS; k++)
-            if (str_is(&o->via.map.ptr[i].key, FIELDS[k].name))
-                f[k] = &o->via.map.ptr[i].val;
+    for (int k = 0; k < NFIELDS; k++) /* a later duplicate key wins, as it always has here */
+        f[k] = mp_map_get_last(o, FIELDS[k].name);
 }
 
 static void id_of(const msgpack_object *v, struct idtext *t)

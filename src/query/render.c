@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mpmap.h"
+
 /* Deeper values become null: msgpack-c's decoder already stops at 32 levels, this bounds the
  * recursion for hand-built objects too. */
 #define JSON_MAX_DEPTH 64
@@ -278,18 +280,6 @@ void render_json(const msgpack_object *o, struct strbuf *out)
 
 /* ---------------------------------------------------------------- rows and columns */
 
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 /* The rows of result under m's shape: n values at *rows (maps, normally). A shape the result
  * does not have falls back on the result's own type: an array is a list, anything else a row. */
 static void rows_of(const struct qmethod *m, const msgpack_object *r, const msgpack_object **rows,
@@ -300,7 +290,7 @@ static void rows_of(const struct qmethod *m, const msgpack_object *r, const msgp
         return;
     }
     if (m && m->shape == QS_RECORD_WITH_LIST && m->list_key && r->type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object *l = map_get(r, m->list_key);
+        const msgpack_object *l = mp_map_get(r, m->list_key);
         if (l && l->type == MSGPACK_OBJECT_ARRAY) {
             *rows = l->via.array.ptr, *n = l->via.array.size;
             return;
@@ -651,7 +641,7 @@ void render_table(const struct qmethod *m, const msgpack_object *result, struct 
     const msgpack_object *rows;
     uint32_t n;
     if (result->type == MSGPACK_OBJECT_MAP && m && m->shape == QS_RECORD_WITH_LIST && m->list_key &&
-        map_get(result, m->list_key)) {
+        mp_map_get(result, m->list_key)) {
         table_record(result, m->list_key, out);
         rows_of(m, result, &rows, &n);
         sb_printf(out, "\n%s:\n", m->list_key);

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "core/mpmap.h"
 #include "query/http.h"
 #include "query/prom.h"
 #include "query/web.h"
@@ -325,12 +326,7 @@ static int api(const char *name, const char *q, struct http_api *a, msgpack_obje
 
 static const msgpack_object *param(const msgpack_object *ps, const char *key)
 {
-    const msgpack_object *m = ps->type == MSGPACK_OBJECT_ARRAY ? &ps->via.array.ptr[0] : ps;
-    for (uint32_t i = 0; i < m->via.map.size; i++)
-        if (m->via.map.ptr[i].key.via.str.size == strlen(key) &&
-            memcmp(m->via.map.ptr[i].key.via.str.ptr, key, strlen(key)) == 0)
-            return &m->via.map.ptr[i].val;
-    return NULL;
+    return mp_map_get(ps->type == MSGPACK_OBJECT_ARRAY ? &ps->via.array.ptr[0] : ps, key);
 }
 
 static void test_api_request(void **state)

@@ -17,6 +17,7 @@
 #include <msgpack.h>
 
 #include "cascade/engine.h"
+#include "core/mpmap.h"
 #include "query/method.h"
 #include "query/rpc.h"
 
@@ -31,17 +32,6 @@ static int str_is(const msgpack_object *o, const char *s)
 {
     return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
            memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
-}
-
-/* The value of key in map m, or NULL. */
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    if (m->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++)
-        if (str_is(&m->via.map.ptr[i].key, key))
-            return &m->via.map.ptr[i].val;
-    return NULL;
 }
 
 /* One text request: the return code, the error message, and the unpacked request. */
@@ -341,10 +331,10 @@ static void test_request_shape(void **state)
     assert_int_equal(off, sb.size); /* one value, nothing after it */
     const msgpack_object *m = request_params(&t, "top_cascades", msgid);
     assert_int_equal(m->via.map.size, 4);
-    assert_true(str_is(map_get(m, "by"), "depth"));
-    assert_int_equal(map_get(m, "limit")->via.u64, 7);
-    assert_true(str_is(map_get(m, "label"), "true"));
-    assert_int_equal(map_get(m, "since")->via.i64, -1);
+    assert_true(str_is(mp_map_get(m, "by"), "depth"));
+    assert_int_equal(mp_map_get(m, "limit")->via.u64, 7);
+    assert_true(str_is(mp_map_get(m, "label"), "true"));
+    assert_int_equal(mp_map_get(m, "since")->via.i64, -1);
     text_done(&t);
 
     /* no parameters: [0, msgid, method, [{}]] */
@@ -772,7 +762,8 @@ static void call_raw(struct engine *e, const char *req, size_t len, struct resp 
     if (r->error->type != MSGPACK_OBJECT_NIL) {
         /* an error: {"code", "message"} and a nil result */
         assert_int_equal(r->error->type, MSGPACK_OBJECT_MAP);
-        const msgpack_object *c = map_get(r->error, "code"), *m = map_get(r->error, "message");
+        const msgpack_object *c = mp_map_get(r->error, "code");
+        const msgpack_object *m = mp_map_get(r->error, "message");
         assert_non_null(c);
         assert_non_null(m);
         assert_int_equal(c->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
@@ -947,7 +938,7 @@ static void test_rpc_envelope(void **state)
     call_value(e, env_bare_map, NULL, &r);
     assert_int_equal(r.error->type, MSGPACK_OBJECT_NIL);
     assert_true(msgid_is(&r, 10));
-    assert_int_equal(map_get(r.result, "size")->via.u64, 4);
+    assert_int_equal(mp_map_get(r.result, "size")->via.u64, 4);
     resp_done(&r);
     /* a msgid of another type is echoed as it came */
     call_value(e, env_string_msgid, NULL, &r);
@@ -1027,8 +1018,8 @@ static void test_rpc_params(void **state)
     assert_int_equal(r.error->type, MSGPACK_OBJECT_NIL);
     assert_int_equal(r.result->type, MSGPACK_OBJECT_ARRAY);
     assert_int_equal(r.result->via.array.size, 2); /* both cascades, by size */
-    assert_true(str_is(map_get(&r.result->via.array.ptr[0], "root"), "a"));
-    assert_true(str_is(map_get(&r.result->via.array.ptr[1], "root"), "x"));
+    assert_true(str_is(mp_map_get(&r.result->via.array.ptr[0], "root"), "a"));
+    assert_true(str_is(mp_map_get(&r.result->via.array.ptr[1], "root"), "x"));
     resp_done(&r);
 
     /* ill-typed */
@@ -1117,14 +1108,14 @@ static void test_rpc_results(void **state)
     req_call(e, &q, &r);
     assert_int_equal(r.error->type, MSGPACK_OBJECT_NIL);
     assert_true(msgid_is(&r, UINT64_MAX));
-    assert_int_equal(map_get(r.result, "posts")->via.u64, 5);
-    assert_int_equal(map_get(r.result, "placeholders")->via.u64, 1);
-    assert_int_equal(map_get(r.result, "cascades")->via.u64, 2);
-    assert_int_equal(map_get(r.result, "accepted")->via.u64, 5);
-    assert_int_equal(map_get(r.result, "rejected")->via.u64, 0);
-    assert_int_equal(map_get(r.result, "rejected_cycle")->via.u64, 0);
-    assert_int_equal(map_get(r.result, "uptime_ms")->via.u64, 5);
-    assert_true(map_get(r.result, "ingest_rate")->via.f64 == 1.5);
+    assert_int_equal(mp_map_get(r.result, "posts")->via.u64, 5);
+    assert_int_equal(mp_map_get(r.result, "placeholders")->via.u64, 1);
+    assert_int_equal(mp_map_get(r.result, "cascades")->via.u64, 2);
+    assert_int_equal(mp_map_get(r.result, "accepted")->via.u64, 5);
+    assert_int_equal(mp_map_get(r.result, "rejected")->via.u64, 0);
+    assert_int_equal(mp_map_get(r.result, "rejected_cycle")->via.u64, 0);
+    assert_int_equal(mp_map_get(r.result, "uptime_ms")->via.u64, 5);
+    assert_true(mp_map_get(r.result, "ingest_rate")->via.f64 == 1.5);
     resp_done(&r);
 
     /* cascade by an integer-free string id, with its tree */
@@ -1135,20 +1126,20 @@ static void test_rpc_results(void **state)
     msgpack_pack_true(pk);
     req_call(e, &q, &r);
     assert_int_equal(r.error->type, MSGPACK_OBJECT_NIL);
-    assert_true(str_is(map_get(r.result, "root"), "a"));
-    assert_true(str_is(map_get(r.result, "label"), "false"));
-    assert_int_equal(map_get(r.result, "size")->via.u64, 4);
-    assert_int_equal(map_get(r.result, "depth")->via.u64, 2);
-    assert_int_equal(map_get(r.result, "max_breadth")->via.u64, 2);
-    assert_int_equal(map_get(r.result, "wiener")->via.u64, 10);
-    const msgpack_object *nodes = map_get(r.result, "nodes");
+    assert_true(str_is(mp_map_get(r.result, "root"), "a"));
+    assert_true(str_is(mp_map_get(r.result, "label"), "false"));
+    assert_int_equal(mp_map_get(r.result, "size")->via.u64, 4);
+    assert_int_equal(mp_map_get(r.result, "depth")->via.u64, 2);
+    assert_int_equal(mp_map_get(r.result, "max_breadth")->via.u64, 2);
+    assert_int_equal(mp_map_get(r.result, "wiener")->via.u64, 10);
+    const msgpack_object *nodes = mp_map_get(r.result, "nodes");
     assert_int_equal(nodes->via.array.size, 4);
-    assert_true(str_is(map_get(&nodes->via.array.ptr[0], "post"), "a"));
-    assert_int_equal(map_get(&nodes->via.array.ptr[0], "parent")->type, MSGPACK_OBJECT_NIL);
-    assert_true(str_is(map_get(&nodes->via.array.ptr[3], "post"), "c"));
-    assert_int_equal(map_get(&nodes->via.array.ptr[3], "depth")->via.u64, 2);
-    assert_int_equal(map_get(r.result, "nodes_truncated")->type, MSGPACK_OBJECT_BOOLEAN);
-    assert_false(map_get(r.result, "nodes_truncated")->via.boolean);
+    assert_true(str_is(mp_map_get(&nodes->via.array.ptr[0], "post"), "a"));
+    assert_int_equal(mp_map_get(&nodes->via.array.ptr[0], "parent")->type, MSGPACK_OBJECT_NIL);
+    assert_true(str_is(mp_map_get(&nodes->via.array.ptr[3], "post"), "c"));
+    assert_int_equal(mp_map_get(&nodes->via.array.ptr[3], "depth")->via.u64, 2);
+    assert_int_equal(mp_map_get(r.result, "nodes_truncated")->type, MSGPACK_OBJECT_BOOLEAN);
+    assert_false(mp_map_get(r.result, "nodes_truncated")->via.boolean);
     resp_done(&r);
 
     /* tree with limit: truncated */
@@ -1160,8 +1151,8 @@ static void test_rpc_results(void **state)
     pk_str(pk, "limit");
     msgpack_pack_uint8(pk, 2);
     req_call(e, &q, &r);
-    assert_int_equal(map_get(r.result, "nodes")->via.array.size, 2);
-    assert_true(map_get(r.result, "nodes_truncated")->via.boolean);
+    assert_int_equal(mp_map_get(r.result, "nodes")->via.array.size, 2);
+    assert_true(mp_map_get(r.result, "nodes_truncated")->via.boolean);
     resp_done(&r);
 
     /* the placeholder cascade, asked by the placeholder */
@@ -1170,9 +1161,9 @@ static void test_rpc_results(void **state)
     pk_str(pk, "x");
     req_call(e, &q, &r);
     assert_int_equal(r.error->type, MSGPACK_OBJECT_NIL);
-    assert_int_equal(map_get(r.result, "missing")->via.u64, 1);
-    assert_int_equal(map_get(r.result, "root_actor")->type, MSGPACK_OBJECT_NIL);
-    assert_null(map_get(r.result, "nodes"));
+    assert_int_equal(mp_map_get(r.result, "missing")->via.u64, 1);
+    assert_int_equal(mp_map_get(r.result, "root_actor")->type, MSGPACK_OBJECT_NIL);
+    assert_null(mp_map_get(r.result, "nodes"));
     resp_done(&r);
 
     /* path: c, b, a with depths 2, 1, 0 */
@@ -1183,8 +1174,8 @@ static void test_rpc_results(void **state)
     assert_int_equal(r.result->via.array.size, 3);
     static const char *const chain[] = {"c", "b", "a"};
     for (uint32_t i = 0; i < 3; i++) {
-        assert_true(str_is(map_get(&r.result->via.array.ptr[i], "post"), chain[i]));
-        assert_int_equal(map_get(&r.result->via.array.ptr[i], "depth")->via.u64, 2 - i);
+        assert_true(str_is(mp_map_get(&r.result->via.array.ptr[i], "post"), chain[i]));
+        assert_int_equal(mp_map_get(&r.result->via.array.ptr[i], "depth")->via.u64, 2 - i);
     }
     resp_done(&r);
 
@@ -1193,18 +1184,18 @@ static void test_rpc_results(void **state)
     pk_str(pk, "id");
     pk_str(pk, "bob");
     req_call(e, &q, &r);
-    assert_int_equal(map_get(r.result, "posts")->via.u64, 2);
-    assert_int_equal(map_get(r.result, "reshares_received")->via.u64, 1);
-    assert_true(str_is(map_get(r.result, "actor_type"), "account"));
-    assert_int_equal(map_get(r.result, "pagerank")->type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(mp_map_get(r.result, "posts")->via.u64, 2);
+    assert_int_equal(mp_map_get(r.result, "reshares_received")->via.u64, 1);
+    assert_true(str_is(mp_map_get(r.result, "actor_type"), "account"));
+    assert_int_equal(mp_map_get(r.result, "pagerank")->type, MSGPACK_OBJECT_NIL);
     resp_done(&r);
 
     /* labels: "false", then the unlabelled */
     req_begin(&q, 55, "labels", 0);
     req_call(e, &q, &r);
     assert_int_equal(r.result->via.array.size, 2);
-    assert_true(str_is(map_get(&r.result->via.array.ptr[0], "label"), "false"));
-    assert_int_equal(map_get(&r.result->via.array.ptr[1], "label")->type, MSGPACK_OBJECT_NIL);
+    assert_true(str_is(mp_map_get(&r.result->via.array.ptr[0], "label"), "false"));
+    assert_int_equal(mp_map_get(&r.result->via.array.ptr[1], "label")->type, MSGPACK_OBJECT_NIL);
     resp_done(&r);
 }
 
