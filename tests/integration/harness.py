@@ -641,14 +641,17 @@ class Run:
         self.bin_dir, self.tools, self.tmp, self.srv = bin_dir, tools, tmp, srv
 
 
-def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=True):
+def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=True, more_reports=None):
     """The one main of the tests: argv is BIN_DIR [TOOLS_DIR]; makes a temporary directory and,
-    when server is true, starts one server in it with server_args; runs body(run), then checks that
-    the server exits 0 on SIGTERM, runs after(run) if given (steps that need it stopped), and checks
-    every start's stderr for sanitizer reports (of the default server, or of every Server the test
-    made when it has none; sanitizers=False for a test that checks them itself or not at all). An exception is one failed check. Kills every
-    server it knows of, removes the directory, prints 'N passed, M failed' (CI reads it) and exits
-    1 if any check failed."""
+    when server is true, starts one server in it with server_args; runs body(run) (or each
+    function of a list body, an exception in one a failed check and the next one run), then checks that
+    the server exits 0 on SIGTERM and runs after(run) if given (steps that need it stopped). An
+    exception is one failed check. Then, even after an exception, kills every server by PID and
+    checks the stderr of every start for sanitizer reports: the default server's, or every
+    Server's when the test has none (sanitizers=False: the test checks them itself);
+    more_reports() adds report lines the test collected (from the tools it ran). Removes the
+    directory, or keeps it and says where when a check failed; prints 'N passed, M failed' (CI
+    reads it) and exits 1 if any check failed."""
     bin_dir = sys.argv[1]
     tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
     tmp = tempfile.mkdtemp(prefix=prefix)
@@ -657,15 +660,19 @@ def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=Tru
     try:
         if srv:
             srv.start()
-        body(run)
+        for step in body if isinstance(body, (list, tuple)) else [body]:
+            try:
+                step(run)
+            except Exception as e:
+                if not isinstance(body, (list, tuple)):
+                    raise
+                import traceback
+                traceback.print_exc()
+                check('the step ran to its end', False, repr(e))
         if srv:
             check('SIGTERM exits 0', srv.stop() == 0)
         if after:
             after(run)
-        if sanitizers:
-            reports = sanitizer_reports([f'{s.data}.stderr.{i}' for s in ([srv] if srv else Server.all)
-                                         for i in range(1, s.starts + 1)])
-            check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
     except Exception as e:
         import traceback
         traceback.print_exc()
@@ -673,7 +680,15 @@ def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=Tru
     finally:
         for s in Server.all:
             s.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if sanitizers:
+            reports = sanitizer_reports([f'{s.data}.stderr.{i}' for s in ([srv] if srv else Server.all)
+                                         for i in range(1, s.starts + 1)])
+            reports += more_reports() if more_reports else []
+            check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
+        if failed == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f'# data dirs and server stderr kept in {tmp}')
     print(f'{passed} passed, {failed} failed', flush=True)
     sys.exit(1 if failed else 0)
 

@@ -527,35 +527,22 @@ def part_sigterm(bin_dir, tmp, rng):
         check(f'{tag}: final SIGTERM exits 0', srv.stop() == 0)
 
 
-def main():
-    bin_dir = sys.argv[1]
+def body(run):
+    bin_dir, tmp = run.bin_dir, run.tmp
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
     rng = random.Random(seed)
     print(f'# seed {seed} (CASCADE_TEST_SEED)')
-    tmp = tempfile.mkdtemp(prefix='cascaded-test-durability-')
-    try:
-        for fsync in ('everysec', 'always', 'no'):
-            part_kill(bin_dir, tmp, rng, fsync)
-        for mode in ('torn', 'corrupt', 'garbage', 'new-segment'):
-            part_tail(bin_dir, tmp, rng, mode)
-        part_conflicts(bin_dir, tmp, rng)
-        part_segments(bin_dir, tmp, rng)
-        part_sigterm(bin_dir, tmp, rng)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('test ran to the end', False, repr(e))
-    finally:
-        for s in Server.all:
-            s.kill()
-        reports = sanitizer_reports([f'{s.data}.stderr.{i}' for s in Server.all for i in range(1, s.starts + 1)])
-        check('no sanitizer report in any server\'s stderr', not reports, '; '.join(reports[:5]))
-        if harness.failed == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f'# data dirs and server stderr kept in {tmp}')
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    for fsync in ('everysec', 'always', 'no'):
+        part_kill(bin_dir, tmp, rng, fsync)
+    for mode in ('torn', 'corrupt', 'garbage', 'new-segment'):
+        part_tail(bin_dir, tmp, rng, mode)
+    part_conflicts(bin_dir, tmp, rng)
+    part_segments(bin_dir, tmp, rng)
+    part_sigterm(bin_dir, tmp, rng)
+
+
+def main():
+    harness.run_main('cascaded-test-durability-', body, server=False)
 
 
 if __name__ == '__main__':

@@ -59,8 +59,8 @@ def run(cascaded, args):
     return p.returncode, p.stdout, p.stderr
 
 
-def main():
-    bin_dir = sys.argv[1]
+def body(t):
+    bin_dir = t.bin_dir
     here = os.path.dirname(os.path.abspath(__file__))
     readme = sys.argv[3] if len(sys.argv) > 3 else os.path.join(here, '..', '..', 'README.md')
     cascaded = os.path.join(bin_dir, 'cascaded')
@@ -131,8 +131,9 @@ def main():
     os.unlink(conf.name)
     shutil.rmtree(conf.name + '.data', ignore_errors=True)
 
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+
+def main():
+    harness.run_main('cascade-options-', body, server=False, sanitizers=False)
 
 
 if __name__ == '__main__':

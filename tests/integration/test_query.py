@@ -1072,66 +1072,53 @@ def part_final(model, cl, rng):
 
 # ------------------------------------------------------------------------------------ main
 
-def main():
-    bin_dir = sys.argv[1]
+def body(run):
+    bin_dir, tmp = run.bin_dir, run.tmp
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
     rng = random.Random(seed)
     print(f'# seed {seed} (CASCADE_TEST_SEED)')
-    tmp = tempfile.mkdtemp(prefix='cascaded-test-query-')
     t0 = time.time()
+    srv = Server(bin_dir, os.path.join(tmp, 'data')).start()
+    model = QModel()
+    values, late = build_dataset(rng)
+    for v in values:
+        model.apply(v)
+    acks, fatal = send_all(srv.ingest, group_values(rng, values), timeout=60)
+    last = acks[-1] if acks else {}
+    check(f'data set: {len(values)} events sent and acked as the model says', fatal is None and
+          (last.get('ok'), last.get('dup'), last.get('rej')) == tuple(model.ack().values()),
+          f'fatal={fatal} ack={last} model={model.ack()}')
+    cl = Client(srv.query)
     try:
-        srv = Server(bin_dir, os.path.join(tmp, 'data')).start()
-        model = QModel()
-        values, late = build_dataset(rng)
-        for v in values:
+        err, res = cl.call('top_cascades', by='growth', window_ms=W)
+        got = {c.get('root'): c.get('growth') for c in res} if err is None and isinstance(res, list) else {}
+        check('top_cascades by=growth before the join: burst0 4, gj_mid (placeholder root) 1',
+              got.get('burst0') == 4 and got.get('gj_mid') == 1, f'{err} {got}')
+        for v in late:
             model.apply(v)
-        acks, fatal = send_all(srv.ingest, group_values(rng, values), timeout=60)
-        last = acks[-1] if acks else {}
-        check(f'data set: {len(values)} events sent and acked as the model says', fatal is None and
-              (last.get('ok'), last.get('dup'), last.get('rej')) == tuple(model.ack().values()),
-              f'fatal={fatal} ack={last} model={model.ack()}')
-        cl = Client(srv.query)
-        try:
-            err, res = cl.call('top_cascades', by='growth', window_ms=W)
-            got = {c.get('root'): c.get('growth') for c in res} if err is None and isinstance(res, list) else {}
-            check('top_cascades by=growth before the join: burst0 4, gj_mid (placeholder root) 1',
-                  got.get('burst0') == 4 and got.get('gj_mid') == 1, f'{err} {got}')
-            for v in late:
-                model.apply(v)
-            acks, fatal = send_all(srv.ingest, late)
-            check('data set: the joining event acked', fatal is None and acks and acks[-1].get('ok') == 1,
-                  f'{fatal} {acks}')
-            part_stats(model, cl)
-            part_cascades(model, cl, rng)
-            part_top_cascades(model, cl)
-            part_actors(model, cl)
-            part_content(model, cl, rng)
-            part_labels(model, cl)
-            part_path(model, cl, rng)
-            part_analytics(cl)
-            part_errors(srv, model, cl)
-            part_load(srv, model, cl, rng)
-            part_final(model, cl, rng)
-            check(f'every one of {cl.calls} responses echoed its msgid', not cl.echo_bad, '; '.join(cl.echo_bad[:3]))
-        finally:
-            cl.close()
-        check('SIGTERM exits 0', srv.stop() == 0, f'stderr: {srv.stderr()[-500:]}')
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('test ran to the end', False, repr(e))
+        acks, fatal = send_all(srv.ingest, late)
+        check('data set: the joining event acked', fatal is None and acks and acks[-1].get('ok') == 1,
+              f'{fatal} {acks}')
+        part_stats(model, cl)
+        part_cascades(model, cl, rng)
+        part_top_cascades(model, cl)
+        part_actors(model, cl)
+        part_content(model, cl, rng)
+        part_labels(model, cl)
+        part_path(model, cl, rng)
+        part_analytics(cl)
+        part_errors(srv, model, cl)
+        part_load(srv, model, cl, rng)
+        part_final(model, cl, rng)
+        check(f'every one of {cl.calls} responses echoed its msgid', not cl.echo_bad, '; '.join(cl.echo_bad[:3]))
     finally:
-        for s in Server.all:
-            s.kill()
-        reports = sanitizer_reports([s.err_path for s in Server.all if s.starts])
-        check('no sanitizer report in the server\'s stderr', not reports, '; '.join(reports[:5]))
-        if harness.failed == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f'# data dir and server stderr kept in {tmp}')
+        cl.close()
+    check('SIGTERM exits 0', srv.stop() == 0, f'stderr: {srv.stderr()[-500:]}')
     print(f'# {time.time() - t0:.1f} s')
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+
+
+def main():
+    harness.run_main('cascaded-test-query-', body, server=False)
 
 
 if __name__ == '__main__':

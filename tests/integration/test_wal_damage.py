@@ -335,40 +335,26 @@ def cases(t):
     return out
 
 
-def main():
-    bin_dir, tools = sys.argv[1], sys.argv[2]
+def body(run):
     seed = int(os.environ.get('CASCADE_TEST_SEED', random.randrange(1, 1 << 31)))
     print(f'# seed {seed} (CASCADE_TEST_SEED={seed} repeats this run)', flush=True)
     rng = random.Random(seed)
-    tmp = tempfile.mkdtemp(prefix='cascaded-test-waldamage-')
     t0 = time.time()
-    try:
-        t = T(bin_dir, tools, tmp, rng)
-        check('the pristine WAL has at least 4 segments', len(t.names) >= 4, str(t.names))
-        for c in cases(t):
-            try:
-                run_case(t, c)
-            except Exception as e:
-                import traceback
-                traceback.print_exc()
-                check(f'{c.tag}: the case ran to its end', False, repr(e))
-        snapshot_case(t)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        for s in Server.all:
-            s.kill()
-        reports = sanitizer_reports([f'{s.data}.stderr.{i}' for s in Server.all for i in range(1, s.starts + 1)])
-        check('no sanitizer report in any server\'s stderr', not reports, '; '.join(reports[:5]))
-        if harness.failed == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f'# data dirs and server stderr kept in {tmp}')
+    t = T(run.bin_dir, run.tools, run.tmp, rng)
+    check('the pristine WAL has at least 4 segments', len(t.names) >= 4, str(t.names))
+    for c in cases(t):
+        try:
+            run_case(t, c)
+        except Exception as e:
+            import traceback
+            traceback.print_exc()
+            check(f'{c.tag}: the case ran to its end', False, repr(e))
+    snapshot_case(t)
     print(f'# {time.time() - t0:.1f} s (seed {seed})')
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+
+
+def main():
+    harness.run_main('cascaded-test-waldamage-', body, server=False)
 
 
 if __name__ == '__main__':
