@@ -736,56 +736,43 @@ def part_query_halfclose(srv):
     check('query: a malformed request gets an error response', isinstance(m, list) and m[2] is not None, repr(m))
 
 
-def main():
-    bin_dir = sys.argv[1]
+def body(run):
+    bin_dir, tmp = run.bin_dir, run.tmp
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
     rng = random.Random(seed)
     print(f'# seed {seed} (CASCADE_TEST_SEED)')
-    tmp = tempfile.mkdtemp(prefix='cascaded-test-ingest-')
+    srv = Server(bin_dir, os.path.join(tmp, 'a')).start()
+    rpc = Rpc(srv.query)
+    model = Model()
     try:
-        srv = Server(bin_dir, os.path.join(tmp, 'a')).start()
-        rpc = Rpc(srv.query)
-        model = Model()
-        try:
-            part_known(srv, model, rpc)
-            part_err(srv, model)
-            part_split(srv, model, rpc)
-            part_malformed(srv, model, rpc)
-            part_eof(srv, model, rpc)
-            part_nonreader(srv, model, rpc)
-            part_fds(srv, model, rpc)
-            part_query_halfclose(srv)
-            err, st = rpc.call('stats')
-            bad = compare_stats(model, st or {})
-            check('all of the above: stats match the model', err is None and not bad, f'{err} {bad}')
-            # nesting deeper than anyone needs: a fatal answer, or one bad_type event; never a crash
-            c = IngestConn(srv.ingest)
-            c.send(b'\x91' * 1000 + b'\x80')
-            c.wait(lambda m: ack_total(m) >= 1, 10)
-            f, a = c.fatal(), c.last()
-            check('deep nesting (1000 arrays): fatal or one bad_type, server alive',
-                  (f is not None or (a.get('rej') == 1 and a.get('ok') == 0)) and srv.alive(), f'fatal={f!r} ack={a}')
-            c.close()
-        finally:
-            rpc.close()
-            check('SIGTERM exits 0', srv.stop() == 0, f'stderr: {srv.stderr()[-500:]}')
-        part_big(bin_dir, tmp, rng)
-        part_parallel(bin_dir, tmp, rng)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('test ran to the end', False, repr(e))
+        part_known(srv, model, rpc)
+        part_err(srv, model)
+        part_split(srv, model, rpc)
+        part_malformed(srv, model, rpc)
+        part_eof(srv, model, rpc)
+        part_nonreader(srv, model, rpc)
+        part_fds(srv, model, rpc)
+        part_query_halfclose(srv)
+        err, st = rpc.call('stats')
+        bad = compare_stats(model, st or {})
+        check('all of the above: stats match the model', err is None and not bad, f'{err} {bad}')
+        # nesting deeper than anyone needs: a fatal answer, or one bad_type event; never a crash
+        c = IngestConn(srv.ingest)
+        c.send(b'\x91' * 1000 + b'\x80')
+        c.wait(lambda m: ack_total(m) >= 1, 10)
+        f, a = c.fatal(), c.last()
+        check('deep nesting (1000 arrays): fatal or one bad_type, server alive',
+              (f is not None or (a.get('rej') == 1 and a.get('ok') == 0)) and srv.alive(), f'fatal={f!r} ack={a}')
+        c.close()
     finally:
-        for s in Server.all:
-            s.kill()
-        reports = sanitizer_reports([s.err_path for s in Server.all if s.starts])
-        check('no sanitizer report in any server\'s stderr', not reports, '; '.join(reports[:5]))
-        if harness.failed == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f'# data dirs and server stderr kept in {tmp}')
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+        rpc.close()
+        check('SIGTERM exits 0', srv.stop() == 0, f'stderr: {srv.stderr()[-500:]}')
+    part_big(bin_dir, tmp, rng)
+    part_parallel(bin_dir, tmp, rng)
+
+
+def main():
+    harness.run_main('cascaded-test-ingest-', body, server=False)
 
 
 if __name__ == '__main__':

@@ -7,9 +7,7 @@ unknown, and that must survive kill -9 (WAL replay evicts where the live run did
 argv: the directory of cascaded, the tools dir."""
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -288,23 +286,14 @@ def bad_flags(bin_dir):
               p.stderr[-300:])
 
 
+def body(run):
+    scenario(run.bin_dir, run.tmp)
+    bounded(run.bin_dir, run.tmp)
+    bad_flags(run.bin_dir)
+
+
 def main():
-    bin_dir = sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix='cascaded-retention-')
-    try:
-        scenario(bin_dir, tmp)
-        bounded(bin_dir, tmp)
-        bad_flags(bin_dir)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        for s in Server.all:
-            s.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascaded-retention-', body, server=False, sanitizers=False)
 
 
 if __name__ == '__main__':
