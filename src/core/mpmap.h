@@ -10,6 +10,9 @@
  * not a map or has no such key. Keys of other types (bin included) never match. */
 const msgpack_object *mp_map_get(const msgpack_object *map, const char *key);
 
+/* As mp_map_get, for a caller that holds the map's pairs already (map->via.map). */
+const msgpack_object *mp_map_find(const msgpack_object_map *m, const char *key);
+
 /* As mp_map_get, but the last of equal keys: for readers where a later duplicate overwrites an
  * earlier one, as the ingest port's events do. */
 const msgpack_object *mp_map_get_last(const msgpack_object *map, const char *key);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mpmap.h"
+
 static const uint64_t bucket_ns[PROM_BUCKETS] = {
     50000,    100000,   250000,   500000,    1000000,   2500000,   5000000,
     10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000};
@@ -162,14 +164,6 @@ static void family(struct strbuf *out, const char *name, const char *type, const
 
 /* ---------------------------------------------------------------- the stats map */
 
-static const msgpack_object *lookup(const msgpack_object_map *m, const char *key)
-{
-    for (uint32_t i = 0; i < m->size; i++)
-        if (key_is(&m->ptr[i].key, key))
-            return &m->ptr[i].val;
-    return NULL;
-}
-
 static void event_sample(struct strbuf *out, const char *outcome, const char *reason, size_t rlen,
                          const msgpack_object *v)
 {
@@ -188,7 +182,7 @@ static void event_sample(struct strbuf *out, const char *outcome, const char *re
 static int rejected_by_reason(struct strbuf *out, const msgpack_object_map *m)
 {
     int found = 0;
-    const msgpack_object *rm = lookup(m, "rejected");
+    const msgpack_object *rm = mp_map_find(m, "rejected");
     const msgpack_object_map *src = rm && rm->type == MSGPACK_OBJECT_MAP ? &rm->via.map : m;
     size_t skip = src == m ? strlen("rejected_") : 0;
     for (uint32_t i = 0; i < src->size; i++) {
@@ -209,11 +203,11 @@ static void events(struct strbuf *out, const msgpack_object_map *m)
     family(out, "cascaded_events_total", "counter",
            "Ingest events by outcome, and rejected ones by reason.");
     for (int i = 0; i < 3; i++) {
-        const msgpack_object *v = lookup(m, plain[i][0]);
+        const msgpack_object *v = mp_map_find(m, plain[i][0]);
         if (v && is_number(v))
             event_sample(out, plain[i][1], NULL, 0, v);
     }
-    const msgpack_object *total = lookup(m, "rejected");
+    const msgpack_object *total = mp_map_find(m, "rejected");
     if (!rejected_by_reason(out, m) && total && is_number(total))
         event_sample(out, "rejected", NULL, 0, total);
 }
@@ -231,7 +225,7 @@ static void stats_metrics(struct strbuf *out, const msgpack_object_map *m)
 {
     events(out, m);
     for (size_t i = 0; i < NKNOWN; i++) {
-        const msgpack_object *v = lookup(m, known[i].key);
+        const msgpack_object *v = mp_map_find(m, known[i].key);
         if (!v || !is_number(v))
             continue;
         family(out, known[i].name, known[i].type, known[i].help);

@@ -36,6 +36,8 @@ static void test_first_and_last(void **state)
     assert_int_equal(mp_map_get(m, "code")->via.u64, 2);
     assert_int_equal(mp_map_get_last(m, "code")->via.u64, 5);
     assert_int_equal(mp_map_get(m, "Code")->via.u64, 6);
+    assert_int_equal(mp_map_find(&m->via.map, "code")->via.u64, 2);
+    assert_null(mp_map_find(&m->via.map, "cod"));
     msgpack_unpacked_destroy(&u);
 }
 
