@@ -104,6 +104,15 @@ class Server:
             self.p.wait()
 
 
+def free_port():
+    """A loopback port free a moment ago, for a test that must name one before a server binds it."""
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 # ------------------------------------------------------------------------------------ clients
 
 def ack_total(m):
@@ -641,7 +650,8 @@ class Run:
         self.bin_dir, self.tools, self.tmp, self.srv = bin_dir, tools, tmp, srv
 
 
-def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=True, more_reports=None):
+def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=True, more_reports=None,
+             cleanup=None):
     """The one main of the tests: argv is BIN_DIR [TOOLS_DIR]; makes a temporary directory and,
     when server is true, starts one server in it with server_args; runs body(run) (or each
     function of a list body, an exception in one a failed check and the next one run), then checks that
@@ -649,7 +659,8 @@ def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=Tru
     exception is one failed check. Then, even after an exception, kills every server by PID and
     checks the stderr of every start for sanitizer reports: the default server's, or every
     Server's when the test has none (sanitizers=False: the test checks them itself);
-    more_reports() adds report lines the test collected (from the tools it ran). Removes the
+    more_reports(run) adds report lines the test collected (from the tools or processes of its own
+    it ran; cleanup(run), called first, stops those). Removes the
     directory, or keeps it and says where when a check failed; prints 'N passed, M failed' (CI
     reads it) and exits 1 if any check failed."""
     bin_dir = sys.argv[1]
@@ -680,10 +691,12 @@ def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=Tru
     finally:
         for s in Server.all:
             s.kill()
+        if cleanup:
+            cleanup(run)
         if sanitizers:
             reports = sanitizer_reports([f'{s.data}.stderr.{i}' for s in ([srv] if srv else Server.all)
                                          for i in range(1, s.starts + 1)])
-            reports += more_reports() if more_reports else []
+            reports += more_reports(run) if more_reports else []
             check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
         if failed == 0:
             shutil.rmtree(tmp, ignore_errors=True)

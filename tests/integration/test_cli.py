@@ -16,32 +16,18 @@ import glob
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 
 import msgpack
-from harness import sanitizer_reports
+import harness
+from harness import check, free_port, sanitizer_reports
 
 FLAGS = ['--bind', '--ingest-port', '--query-port', '--http-port', '--data-dir', '--fsync', '--config', '--help',
          '--version', '--http-allowed-hosts']
-passed, failed = 0, 0
 procs = []
-
-
-def check(name, ok, detail=''):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f'ok   {name}', flush=True)
-    else:
-        failed += 1
-        print(f'FAIL {name} {detail}'[:2000], flush=True)
-    return ok
 
 
 def run(bin_path, args, cwd=None, timeout=20):
@@ -109,14 +95,6 @@ class Proc:
                 self.p.wait()
                 return None
         return self.p.returncode
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def rpc_stats(port):
@@ -198,11 +176,9 @@ def check_cli_refused(server, zero_ports, tmp, tools):
         s.stop(signal.SIGKILL)
 
 
-def main():
-    bin_dir = sys.argv[1]
-    tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
+def body(t):
+    bin_dir, tools, tmp = t.bin_dir, t.tools, t.tmp
     cascaded = os.path.join(bin_dir, 'cascaded')
-    tmp = tempfile.mkdtemp(prefix='cascaded-test-cli-')
     n = [0]
 
     def server(args, cwd=None):
@@ -212,205 +188,199 @@ def main():
     def zero_ports(data):
         return ['--bind', '127.0.0.1', '--ingest-port', '0', '--query-port', '0', '--http-port', '0', '--data-dir', data]
 
+    # --help and --version
+    st, out, err = run(cascaded, ['--help'], cwd=tmp)
+    check('--help exits 0', st == 0, f'status {st}, stderr {err[-300:]!r}')
+    missing = [f for f in FLAGS if f not in out]
+    check('--help prints usage to stdout naming every flag', out.strip() and not missing, f'missing {missing}')
+    check('--help mentions the fsync policies', all(re.search(rf'\b{w}\b', out) for w in ('always', 'everysec', 'no')),
+          out[-500:])
+    st, out, err = run(cascaded, ['--version'], cwd=tmp)
+    check('--version exits 0 and prints "cascaded <version>"',
+          st == 0 and re.fullmatch(r'cascaded \d+\.\d+\.\d+\S*\n?', out) is not None, f'{st} {out!r} {err!r}')
+    check('--help and --version create no data dir', not os.path.exists(os.path.join(tmp, 'cascaded-data')))
+
+    # bad flags and values: status 2, a message on stderr, never a running server
+    data = os.path.join(tmp, 'bad')
+    bad_cases = [
+        ('an unknown flag', ['--no-such-flag']),
+        ('a stray argument', ['extra-argument']),
+        ('--fsync sometimes', ['--fsync', 'sometimes']),
+        ('--fsync without a value', ['--fsync']),
+        ('--ingest-port abc', ['--ingest-port', 'abc']),
+        ('--query-port 70000', ['--query-port', '70000']),
+        ('--http-port -1', ['--http-port', '-1']),
+        ('--ingest-port 12x', ['--ingest-port', '12x']),
+        ('--ingest-port empty', ['--ingest-port', '']),
+        ('--http-allowed-hosts with a port', ['--http-allowed-hosts', 'a.example:80']),
+        ('--http-allowed-hosts empty', ['--http-allowed-hosts', '']),
+    ]
+    for name, args in bad_cases:
+        st, out, err = run(cascaded, zero_ports(data) + args, cwd=tmp, timeout=5)
+        check(f'{name}: exit 2 with a message on stderr', st == 2 and err.strip() != '' and 'ready' not in out,
+              f'status {st}, stdout {out[-200:]!r}, stderr {err[-200:]!r}')
+    conf = os.path.join(tmp, 'bad.conf')
+    with open(conf, 'w') as f:
+        f.write('fsync = sometimes\n')
+    st, out, err = run(cascaded, zero_ports(data) + ['--config', conf], cwd=tmp)
+    check('--config with "fsync = sometimes": exit 2 with a message', st == 2 and err.strip() != '',
+          f'status {st}, stderr {err[-200:]!r}')
+    st, out, err = run(cascaded, zero_ports(data) + ['--config', os.path.join(tmp, 'no-such.conf')], cwd=tmp)
+    check('--config of a missing file: fails with a message, no ready line',
+          st not in (None, 0) and err.strip() != '' and 'ready' not in out, f'status {st}, stderr {err[-200:]!r}')
+
+    # --config sets ports, data dir and fsync; comments and blank lines; flags override it
+    p_ing, p_q, p_h, p_other = free_port(), free_port(), free_port(), free_port()
+    cdata = os.path.join(tmp, 'from-config')
+    conf = os.path.join(tmp, 'good.conf')
+    with open(conf, 'w') as f:
+        f.write(f'# cascaded test configuration\n\nbind = 127.0.0.1\ningest-port = {p_ing}\n'
+                f'query-port =  {p_q}\n# http-port = 1\nhttp-port = {p_h}   \n'
+                f'data-dir = {cdata}\nfsync = always\n')
+    s = server(['--config', conf])
     try:
-        # --help and --version
-        st, out, err = run(cascaded, ['--help'], cwd=tmp)
-        check('--help exits 0', st == 0, f'status {st}, stderr {err[-300:]!r}')
-        missing = [f for f in FLAGS if f not in out]
-        check('--help prints usage to stdout naming every flag', out.strip() and not missing, f'missing {missing}')
-        check('--help mentions the fsync policies', all(re.search(rf'\b{w}\b', out) for w in ('always', 'everysec', 'no')),
-              out[-500:])
-        st, out, err = run(cascaded, ['--version'], cwd=tmp)
-        check('--version exits 0 and prints "cascaded <version>"',
-              st == 0 and re.fullmatch(r'cascaded \d+\.\d+\.\d+\S*\n?', out) is not None, f'{st} {out!r} {err!r}')
-        check('--help and --version create no data dir', not os.path.exists(os.path.join(tmp, 'cascaded-data')))
-
-        # bad flags and values: status 2, a message on stderr, never a running server
-        data = os.path.join(tmp, 'bad')
-        bad_cases = [
-            ('an unknown flag', ['--no-such-flag']),
-            ('a stray argument', ['extra-argument']),
-            ('--fsync sometimes', ['--fsync', 'sometimes']),
-            ('--fsync without a value', ['--fsync']),
-            ('--ingest-port abc', ['--ingest-port', 'abc']),
-            ('--query-port 70000', ['--query-port', '70000']),
-            ('--http-port -1', ['--http-port', '-1']),
-            ('--ingest-port 12x', ['--ingest-port', '12x']),
-            ('--ingest-port empty', ['--ingest-port', '']),
-            ('--http-allowed-hosts with a port', ['--http-allowed-hosts', 'a.example:80']),
-            ('--http-allowed-hosts empty', ['--http-allowed-hosts', '']),
-        ]
-        for name, args in bad_cases:
-            st, out, err = run(cascaded, zero_ports(data) + args, cwd=tmp, timeout=5)
-            check(f'{name}: exit 2 with a message on stderr', st == 2 and err.strip() != '' and 'ready' not in out,
-                  f'status {st}, stdout {out[-200:]!r}, stderr {err[-200:]!r}')
-        conf = os.path.join(tmp, 'bad.conf')
-        with open(conf, 'w') as f:
-            f.write('fsync = sometimes\n')
-        st, out, err = run(cascaded, zero_ports(data) + ['--config', conf], cwd=tmp)
-        check('--config with "fsync = sometimes": exit 2 with a message', st == 2 and err.strip() != '',
-              f'status {st}, stderr {err[-200:]!r}')
-        st, out, err = run(cascaded, zero_ports(data) + ['--config', os.path.join(tmp, 'no-such.conf')], cwd=tmp)
-        check('--config of a missing file: fails with a message, no ready line',
-              st not in (None, 0) and err.strip() != '' and 'ready' not in out, f'status {st}, stderr {err[-200:]!r}')
-
-        # --config sets ports, data dir and fsync; comments and blank lines; flags override it
-        p_ing, p_q, p_h, p_other = free_port(), free_port(), free_port(), free_port()
-        cdata = os.path.join(tmp, 'from-config')
-        conf = os.path.join(tmp, 'good.conf')
-        with open(conf, 'w') as f:
-            f.write(f'# cascaded test configuration\n\nbind = 127.0.0.1\ningest-port = {p_ing}\n'
-                    f'query-port =  {p_q}\n# http-port = 1\nhttp-port = {p_h}   \n'
-                    f'data-dir = {cdata}\nfsync = always\n')
-        s = server(['--config', conf])
-        try:
-            ports = s.wait_ready()
-            check('--config: ports from the file', ports == (p_ing, p_q, p_h), f'ready {ports}, stderr {s.stderr()[-300:]}')
-            check('--config: data dir from the file is created', os.path.isdir(cdata))
-            if ports:
-                a = ingest_one(ports[0], 'conf-1')
-                check('--config: the server ingests (fsync = always)', a is not None and a.get('ok') == 1, str(a))
-            check('--config: SIGTERM exits 0', s.stop() == 0)
-        finally:
-            s.stop(signal.SIGKILL)
-        s = server(['--config', conf, '--ingest-port', str(p_other), '--query-port', '0', '--fsync', 'no'])
-        try:
-            ports = s.wait_ready()
-            check('command-line flags override the config file (ingest port, query port)',
-                  ports is not None and ports[0] == p_other and ports[1] not in (p_q, 0) and ports[2] == p_h,
-                  f'ready {ports}, stderr {s.stderr()[-300:]}')
-            check('flags override it: SIGTERM exits 0', s.stop() == 0)
-        finally:
-            s.stop(signal.SIGKILL)
-        s = server(['--fsync', 'bogus', '--config', conf], cwd=tmp)
-        check('a bad flag value is an error even with a good --config after it', s.wait_ready(10) is None
-              and s.stop(timeout=10) == 2, f'status {s.p.returncode}')
-        conf2 = os.path.join(tmp, 'override.conf')
-        with open(conf2, 'w') as f:
-            f.write('fsync = bogus\n')
-        s = server(zero_ports(data) + ['--fsync', 'always', '--config', conf2])
-        try:
-            ports = s.wait_ready(10)
-            st = s.stop(timeout=10)
-            check('a bad value in the config file is reported (exit 2) or overridden by --fsync (runs, exits 0)',
-                  (ports is None and st == 2) or (ports is not None and st == 0), f'ready {ports} status {st}')
-        finally:
-            s.stop(signal.SIGKILL)
-
-        # the ready line: exactly one stdout line, ports that accept at once, a queryable server
-        data = os.path.join(tmp, 'ready')
-        s = server(zero_ports(data))
-        try:
-            ports = s.wait_ready()
-            check('ready line "ready ingest=P query=P http=P" with three distinct non-zero ports',
-                  ports is not None and 0 not in ports and len(set(ports)) == 3, f'stdout {s.out!r}')
-            if ports:
-                conns = []
-                try:
-                    for p in ports:
-                        conns.append(socket.create_connection(('127.0.0.1', p), timeout=5))
-                    check('right after the ready line all three ports accept connections', True)
-                except OSError as e:
-                    check('right after the ready line all three ports accept connections', False, repr(e))
-                for c in conns:
-                    c.close()
-                r = rpc_stats(ports[1])
-                check('right after the ready line the query port answers stats',
-                      isinstance(r, list) and len(r) == 4 and r[2] is None and isinstance(r[3], dict), str(r))
-                a = ingest_one(ports[0], 'ready-1')
-                check('right after the ready line the ingest port acks', a is not None and a.get('ok') == 1, str(a))
-            check('the data dir given by --data-dir is created', os.path.isdir(data))
-            check('the data dir holds the WAL in wal/', os.path.isdir(os.path.join(data, 'wal')))
-            s.read_stdout(0.5)
-            st = s.stop()
-            check('SIGTERM exits 0', st == 0, f'status {st}')
-            out = s.read_stdout(2).decode(errors='replace')
-            check('stdout holds exactly the one ready line', len(out.splitlines()) == 1 and out.endswith('\n'),
-                  repr(out[:300]))
-            lines = [l for l in s.stderr().splitlines() if l.strip()]
-            unstructured = [l for l in lines if not re.match(r'level=\w+ ts=\S+ event=\S+', l)]
-            check('stderr logs are structured lines "level=... ts=... event=..."', lines and not unstructured,
-                  f'{len(lines)} lines, unstructured: {unstructured[:3]}')
-        finally:
-            s.stop(signal.SIGKILL)
-
-        # SIGINT exits 0 as SIGTERM does; the data written is there on the next start; a second
-        # server on the same data dir is refused (two writers would interleave one WAL)
-        s = server(zero_ports(data))
-        try:
-            ports = s.wait_ready()
-            r = rpc_stats(ports[1]) if ports else None
-            posts = r[3].get('posts') if isinstance(r, list) and isinstance(r[3], dict) else None
-            check('restart on the same data dir keeps the acked post', posts == 1, str(r))
-            s2 = server(zero_ports(data))
-            try:
-                ports2 = s2.wait_ready(10)
-                st2 = s2.stop(timeout=10)
-                check('a second server on a data dir in use: refused with a message, no ready line',
-                      ports2 is None and st2 not in (None, 0) and s2.stderr().strip() != '',
-                      f'ready {ports2} status {st2} stderr {s2.stderr()[-300:]!r}')
-            finally:
-                s2.stop(signal.SIGKILL)
-            a = ingest_one(ports[0], 'ready-2') if ports else None
-            check('the first server is unaffected by the refused one', a is not None and a.get('ok') == 1, str(a))
-            check('SIGINT exits 0', s.stop(signal.SIGINT) == 0, f'status {s.p.returncode}')
-        finally:
-            s.stop(signal.SIGKILL)
-
-        # default data dir: ./cascaded-data, relative to the working directory
-        cwd = os.path.join(tmp, 'cwd')
-        os.mkdir(cwd)
-        s = server(['--ingest-port', '0', '--query-port', '0', '--http-port', '0'], cwd=cwd)
-        try:
-            ports = s.wait_ready()
-            check('without --data-dir the server starts', ports is not None, s.stderr()[-300:])
-            check('default data dir ./cascaded-data is created', os.path.isdir(os.path.join(cwd, 'cascaded-data')),
-                  str(os.listdir(cwd)))
-            check('without --data-dir: SIGTERM exits 0', s.stop() == 0)
-        finally:
-            s.stop(signal.SIGKILL)
-
-        check_cli_refused(server, zero_ports, tmp, tools)
-
-        # a port already in use, a data dir that cannot be one, an address that is not one
-        data = os.path.join(tmp, 'busy')
-        holder = socket.socket()
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(('127.0.0.1', 0))
-        holder.listen(1)
-        busy = holder.getsockname()[1]
-        try:
-            st, out, err = run(cascaded, zero_ports(data) + ['--ingest-port', str(busy)], cwd=tmp)
-            check('an ingest port already in use: exits non-zero with a message, no ready line',
-                  st not in (None, 0) and err.strip() != '' and 'ready' not in out,
-                  f'status {st}, stderr {err[-200:]!r}')
-        finally:
-            holder.close()
-        afile = os.path.join(tmp, 'a-file')
-        open(afile, 'w').close()
-        st, out, err = run(cascaded, zero_ports(afile), cwd=tmp)
-        check('a data dir that is a regular file: exits non-zero with a message, no ready line',
-              st not in (None, 0) and err.strip() != '' and 'ready' not in out, f'status {st}, stderr {err[-200:]!r}')
-        st, out, err = run(cascaded, zero_ports(os.path.join(tmp, 'addr')) + ['--bind', '999.1.1.1'], cwd=tmp)
-        check('--bind 999.1.1.1: exits non-zero with a message, no ready line',
-              st not in (None, 0) and err.strip() != '' and 'ready' not in out, f'status {st}, stderr {err[-200:]!r}')
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('test ran to the end', False, repr(e))
+        ports = s.wait_ready()
+        check('--config: ports from the file', ports == (p_ing, p_q, p_h), f'ready {ports}, stderr {s.stderr()[-300:]}')
+        check('--config: data dir from the file is created', os.path.isdir(cdata))
+        if ports:
+            a = ingest_one(ports[0], 'conf-1')
+            check('--config: the server ingests (fsync = always)', a is not None and a.get('ok') == 1, str(a))
+        check('--config: SIGTERM exits 0', s.stop() == 0)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        reports = sanitizer_reports(glob.glob(os.path.join(tmp, 'stderr.*')))
-        check('no sanitizer report in any server\'s stderr', not reports, '; '.join(reports[:5]))
-        if failed == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f'# data dirs and server stderr kept in {tmp}')
-    print(f'{passed} passed, {failed} failed')
-    sys.exit(1 if failed else 0)
+        s.stop(signal.SIGKILL)
+    s = server(['--config', conf, '--ingest-port', str(p_other), '--query-port', '0', '--fsync', 'no'])
+    try:
+        ports = s.wait_ready()
+        check('command-line flags override the config file (ingest port, query port)',
+              ports is not None and ports[0] == p_other and ports[1] not in (p_q, 0) and ports[2] == p_h,
+              f'ready {ports}, stderr {s.stderr()[-300:]}')
+        check('flags override it: SIGTERM exits 0', s.stop() == 0)
+    finally:
+        s.stop(signal.SIGKILL)
+    s = server(['--fsync', 'bogus', '--config', conf], cwd=tmp)
+    check('a bad flag value is an error even with a good --config after it', s.wait_ready(10) is None
+          and s.stop(timeout=10) == 2, f'status {s.p.returncode}')
+    conf2 = os.path.join(tmp, 'override.conf')
+    with open(conf2, 'w') as f:
+        f.write('fsync = bogus\n')
+    s = server(zero_ports(data) + ['--fsync', 'always', '--config', conf2])
+    try:
+        ports = s.wait_ready(10)
+        st = s.stop(timeout=10)
+        check('a bad value in the config file is reported (exit 2) or overridden by --fsync (runs, exits 0)',
+              (ports is None and st == 2) or (ports is not None and st == 0), f'ready {ports} status {st}')
+    finally:
+        s.stop(signal.SIGKILL)
+
+    # the ready line: exactly one stdout line, ports that accept at once, a queryable server
+    data = os.path.join(tmp, 'ready')
+    s = server(zero_ports(data))
+    try:
+        ports = s.wait_ready()
+        check('ready line "ready ingest=P query=P http=P" with three distinct non-zero ports',
+              ports is not None and 0 not in ports and len(set(ports)) == 3, f'stdout {s.out!r}')
+        if ports:
+            conns = []
+            try:
+                for p in ports:
+                    conns.append(socket.create_connection(('127.0.0.1', p), timeout=5))
+                check('right after the ready line all three ports accept connections', True)
+            except OSError as e:
+                check('right after the ready line all three ports accept connections', False, repr(e))
+            for c in conns:
+                c.close()
+            r = rpc_stats(ports[1])
+            check('right after the ready line the query port answers stats',
+                  isinstance(r, list) and len(r) == 4 and r[2] is None and isinstance(r[3], dict), str(r))
+            a = ingest_one(ports[0], 'ready-1')
+            check('right after the ready line the ingest port acks', a is not None and a.get('ok') == 1, str(a))
+        check('the data dir given by --data-dir is created', os.path.isdir(data))
+        check('the data dir holds the WAL in wal/', os.path.isdir(os.path.join(data, 'wal')))
+        s.read_stdout(0.5)
+        st = s.stop()
+        check('SIGTERM exits 0', st == 0, f'status {st}')
+        out = s.read_stdout(2).decode(errors='replace')
+        check('stdout holds exactly the one ready line', len(out.splitlines()) == 1 and out.endswith('\n'),
+              repr(out[:300]))
+        lines = [l for l in s.stderr().splitlines() if l.strip()]
+        unstructured = [l for l in lines if not re.match(r'level=\w+ ts=\S+ event=\S+', l)]
+        check('stderr logs are structured lines "level=... ts=... event=..."', lines and not unstructured,
+              f'{len(lines)} lines, unstructured: {unstructured[:3]}')
+    finally:
+        s.stop(signal.SIGKILL)
+
+    # SIGINT exits 0 as SIGTERM does; the data written is there on the next start; a second
+    # server on the same data dir is refused (two writers would interleave one WAL)
+    s = server(zero_ports(data))
+    try:
+        ports = s.wait_ready()
+        r = rpc_stats(ports[1]) if ports else None
+        posts = r[3].get('posts') if isinstance(r, list) and isinstance(r[3], dict) else None
+        check('restart on the same data dir keeps the acked post', posts == 1, str(r))
+        s2 = server(zero_ports(data))
+        try:
+            ports2 = s2.wait_ready(10)
+            st2 = s2.stop(timeout=10)
+            check('a second server on a data dir in use: refused with a message, no ready line',
+                  ports2 is None and st2 not in (None, 0) and s2.stderr().strip() != '',
+                  f'ready {ports2} status {st2} stderr {s2.stderr()[-300:]!r}')
+        finally:
+            s2.stop(signal.SIGKILL)
+        a = ingest_one(ports[0], 'ready-2') if ports else None
+        check('the first server is unaffected by the refused one', a is not None and a.get('ok') == 1, str(a))
+        check('SIGINT exits 0', s.stop(signal.SIGINT) == 0, f'status {s.p.returncode}')
+    finally:
+        s.stop(signal.SIGKILL)
+
+    # default data dir: ./cascaded-data, relative to the working directory
+    cwd = os.path.join(tmp, 'cwd')
+    os.mkdir(cwd)
+    s = server(['--ingest-port', '0', '--query-port', '0', '--http-port', '0'], cwd=cwd)
+    try:
+        ports = s.wait_ready()
+        check('without --data-dir the server starts', ports is not None, s.stderr()[-300:])
+        check('default data dir ./cascaded-data is created', os.path.isdir(os.path.join(cwd, 'cascaded-data')),
+              str(os.listdir(cwd)))
+        check('without --data-dir: SIGTERM exits 0', s.stop() == 0)
+    finally:
+        s.stop(signal.SIGKILL)
+
+    check_cli_refused(server, zero_ports, tmp, tools)
+
+    # a port already in use, a data dir that cannot be one, an address that is not one
+    data = os.path.join(tmp, 'busy')
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(('127.0.0.1', 0))
+    holder.listen(1)
+    busy = holder.getsockname()[1]
+    try:
+        st, out, err = run(cascaded, zero_ports(data) + ['--ingest-port', str(busy)], cwd=tmp)
+        check('an ingest port already in use: exits non-zero with a message, no ready line',
+              st not in (None, 0) and err.strip() != '' and 'ready' not in out,
+              f'status {st}, stderr {err[-200:]!r}')
+    finally:
+        holder.close()
+    afile = os.path.join(tmp, 'a-file')
+    open(afile, 'w').close()
+    st, out, err = run(cascaded, zero_ports(afile), cwd=tmp)
+    check('a data dir that is a regular file: exits non-zero with a message, no ready line',
+          st not in (None, 0) and err.strip() != '' and 'ready' not in out, f'status {st}, stderr {err[-200:]!r}')
+    st, out, err = run(cascaded, zero_ports(os.path.join(tmp, 'addr')) + ['--bind', '999.1.1.1'], cwd=tmp)
+    check('--bind 999.1.1.1: exits non-zero with a message, no ready line',
+          st not in (None, 0) and err.strip() != '' and 'ready' not in out, f'status {st}, stderr {err[-200:]!r}')
+
+
+def kill_procs(t):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def main():
+    harness.run_main('cascaded-test-cli-', body, server=False, cleanup=kill_procs,
+                     more_reports=lambda t: sanitizer_reports(glob.glob(os.path.join(t.tmp, 'stderr.*'))))
 
 
 if __name__ == '__main__':

@@ -20,13 +20,12 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import BASE_TS, Rpc, Server, check, send_all, sanitizer_reports  # noqa: E402
+from harness import BASE_TS, Rpc, check, free_port, send_all  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLE = os.path.join(HERE, '..', 'data', 'sample.ndjson.gz')
@@ -72,14 +71,6 @@ def cell(v):
 def tcell(v):
     """What a table cell holds: floats with 6 significant digits (%.6g), the rest as in CSV."""
     return f'{v:.6g}' if isinstance(v, float) else cell(v)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def load(srv, tools_dir):
@@ -233,25 +224,20 @@ def check_exit_codes(cli):
           f'{rc} {err!r} {secs:.1f}s')
 
 
+def body(run):
+    srv, tools_dir = run.srv, run.tools
+    load(srv, tools_dir)
+    rpc = Rpc(srv.query)
+    cli = Cli(tools_dir, srv.query)
+    for part in (check_json, check_table, check_csv, check_exports, check_help):
+        part(cli, rpc)
+    check_exit_codes(cli)
+    rpc.close()
+    check('server still serving after every query', srv.alive())
+
+
 def main():
-    bin_dir, tools_dir = sys.argv[1], sys.argv[2]
-    tmp = tempfile.mkdtemp(prefix='cascade-cli-test-')
-    srv = Server(bin_dir, os.path.join(tmp, 'data')).start()
-    try:
-        load(srv, tools_dir)
-        rpc = Rpc(srv.query)
-        cli = Cli(tools_dir, srv.query)
-        for part in (check_json, check_table, check_csv, check_exports, check_help):
-            part(cli, rpc)
-        check_exit_codes(cli)
-        rpc.close()
-        check('server still serving after every query', srv.alive())
-    finally:
-        check('server exits 0 on SIGTERM', srv.stop() == 0)
-        reports = sanitizer_reports([srv.err_path])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:20]))
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascade-cli-test-', body)
 
 
 if __name__ == '__main__':

@@ -42,110 +42,95 @@ def open_files(pid):
     return out
 
 
-def main():
-    bin_dir, tools = sys.argv[1], sys.argv[2]
-    tmp = tempfile.mkdtemp(prefix='cascaded-test-snapkill-')
-    data = os.path.join(tmp, 'data')
+def body(run):
+    tools, tmp, srv = run.tools, run.tmp, run.srv
+    data = srv.data
     dump = os.path.join(tmp, 'events.msgpack')
-    srv = Server(bin_dir, data)
+    subprocess.run([os.path.join(tools, 'cascade-gen'), '--events', str(EVENTS), '--out', dump],
+                   check=True, stdout=subprocess.DEVNULL)
+    r = subprocess.run([os.path.join(tools, 'cascade-replay'), '--port', str(srv.ingest), '--quiet',
+                        '--connections', '4', dump], capture_output=True, text=True, timeout=240)
+    m = re.search(r'ok (\d+) dup (\d+) rej (\d+)', r.stdout)
+    acked_ok = int(m[1]) if m else -1
+    check(f'{EVENTS} events acked ({r.stdout.strip()})', r.returncode == 0 and acked_ok == EVENTS, r.stderr[-500:])
+    rpc = Rpc(srv.query)
+    err, before = rpc.call('stats')
+    rpc.close()
+    ports = (srv.ingest, srv.query, srv.http)
+    srv.p.send_signal(signal.SIGUSR1)
+    pid = child_of(srv)
+    if not check('a snapshot child was forked (snapshot_started pid=..)', pid is not None, srv.stderr()[-800:]):
+        return
+    # the child closes them first thing, but may not have been scheduled yet (a loaded
+    # machine): look until they are gone, for half a second at most, while the child runs
+    files, wait_until = open_files(pid), time.time() + 0.5
+    while files is not None and time.time() < wait_until and any(
+            f.startswith(os.path.join(data, 'wal')) or f.startswith('socket:') for f in files):
+        time.sleep(0.005)
+        files = open_files(pid)
+    running = files is not None and os.path.exists(f'/proc/{pid}')
+    print(f'# the child {pid} holds: {files}')
+    if running:
+        wal = [f for f in files if f.startswith(os.path.join(data, 'wal'))]
+        check('the snapshot child holds no WAL directory or segment (the lock goes with it)', not wal, str(wal))
+        socks = [f for f in files if f.startswith('socket:')]
+        check('the snapshot child holds no socket (the server\'s ports go with it)', not socks, str(socks))
+    else:
+        print('# the child was gone before its files could be looked at')
+    deadline = time.time() + 120
+    while 'event=snapshot_written' not in srv.stderr() and time.time() < deadline:
+        time.sleep(0.05)
+    check('the first snapshot was written', 'event=snapshot_written' in srv.stderr(), srv.stderr()[-600:])
+    extra = [[{'post': f'extra{i}', 'actor': f'x{i % 7}', 'ts': BASE_TS + i} for i in range(1000)]]
+    acks, fatal = send_all(srv.ingest, extra)
+    check('1,000 more events acked', acks and acks[-1].get('ok') == 1000, str(acks[-1:]))
+    rpc = Rpc(srv.query)
+    err, before = rpc.call('stats')
+    rpc.close()
+    srv.p.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 10
+    while srv.stderr().count('event=snapshot_started') < 2 and time.time() < deadline:
+        time.sleep(0.001)
+    pid = int(re.findall(r'event=snapshot_started pid=(\d+)', srv.stderr())[-1])
+    srv.p.kill()
+    srv.p.wait()
+    t_kill = time.time()
     try:
-        subprocess.run([os.path.join(tools, 'cascade-gen'), '--events', str(EVENTS), '--out', dump],
-                       check=True, stdout=subprocess.DEVNULL)
+        alive = open(f'/proc/{pid}/stat').read().split(')')[-1].split()[0] != 'Z'
+    except OSError:
+        alive = False
+    print(f'# the child was {"still" if alive else "no longer"} alive when the killed server was reaped')
+    # the same ports as before: a port held by the dying child would refuse the restart
+    srv.extra = ['--ingest-port', str(ports[0]), '--query-port', str(ports[1]), '--http-port', str(ports[2])]
+    try:
+        # Server.start puts its own --*-port 0 first; the later ones given here win
         srv.start()
-        r = subprocess.run([os.path.join(tools, 'cascade-replay'), '--port', str(srv.ingest), '--quiet',
-                            '--connections', '4', dump], capture_output=True, text=True, timeout=240)
-        m = re.search(r'ok (\d+) dup (\d+) rej (\d+)', r.stdout)
-        acked_ok = int(m[1]) if m else -1
-        check(f'{EVENTS} events acked ({r.stdout.strip()})', r.returncode == 0 and acked_ok == EVENTS, r.stderr[-500:])
-        rpc = Rpc(srv.query)
-        err, before = rpc.call('stats')
-        rpc.close()
-        ports = (srv.ingest, srv.query, srv.http)
-        srv.p.send_signal(signal.SIGUSR1)
-        pid = child_of(srv)
-        if not check('a snapshot child was forked (snapshot_started pid=..)', pid is not None, srv.stderr()[-800:]):
-            return
-        # the child closes them first thing, but may not have been scheduled yet (a loaded
-        # machine): look until they are gone, for half a second at most, while the child runs
-        files, wait_until = open_files(pid), time.time() + 0.5
-        while files is not None and time.time() < wait_until and any(
-                f.startswith(os.path.join(data, 'wal')) or f.startswith('socket:') for f in files):
-            time.sleep(0.005)
-            files = open_files(pid)
-        running = files is not None and os.path.exists(f'/proc/{pid}')
-        print(f'# the child {pid} holds: {files}')
-        if running:
-            wal = [f for f in files if f.startswith(os.path.join(data, 'wal'))]
-            check('the snapshot child holds no WAL directory or segment (the lock goes with it)', not wal, str(wal))
-            socks = [f for f in files if f.startswith('socket:')]
-            check('the snapshot child holds no socket (the server\'s ports go with it)', not socks, str(socks))
-        else:
-            print('# the child was gone before its files could be looked at')
-        deadline = time.time() + 120
-        while 'event=snapshot_written' not in srv.stderr() and time.time() < deadline:
-            time.sleep(0.05)
-        check('the first snapshot was written', 'event=snapshot_written' in srv.stderr(), srv.stderr()[-600:])
-        extra = [[{'post': f'extra{i}', 'actor': f'x{i % 7}', 'ts': BASE_TS + i} for i in range(1000)]]
-        acks, fatal = send_all(srv.ingest, extra)
-        check('1,000 more events acked', acks and acks[-1].get('ok') == 1000, str(acks[-1:]))
-        rpc = Rpc(srv.query)
-        err, before = rpc.call('stats')
-        rpc.close()
-        srv.p.send_signal(signal.SIGUSR1)
-        deadline = time.time() + 10
-        while srv.stderr().count('event=snapshot_started') < 2 and time.time() < deadline:
-            time.sleep(0.001)
-        pid = int(re.findall(r'event=snapshot_started pid=(\d+)', srv.stderr())[-1])
-        srv.p.kill()
-        srv.p.wait()
-        t_kill = time.time()
-        try:
-            alive = open(f'/proc/{pid}/stat').read().split(')')[-1].split()[0] != 'Z'
-        except OSError:
-            alive = False
-        print(f'# the child was {"still" if alive else "no longer"} alive when the killed server was reaped')
-        # the same ports as before: a port held by the dying child would refuse the restart
-        srv.extra = ['--ingest-port', str(ports[0]), '--query-port', str(ports[1]), '--http-port', str(ports[2])]
-        try:
-            # Server.start puts its own --*-port 0 first; the later ones given here win
-            srv.start()
-            started = True
-        except RuntimeError as e:
-            started = False
-            print(f'# {str(e)[-400:]}')
-        check(f'restart at once on the same data dir and ports starts ({time.time() - t_kill:.3f} s after the kill)',
-              started and (srv.ingest, srv.query, srv.http) == ports, srv.stderr()[-600:])
-        if not started:
-            return
-        rpc = Rpc(srv.query)
-        err, after = rpc.call('stats')
-        rpc.close()
-        keys = ('posts', 'placeholders', 'cascades', 'actors', 'edges')
-        bad = [f'{k}: {(after or {}).get(k)} want {(before or {}).get(k)}' for k in keys
-               if (after or {}).get(k) != (before or {}).get(k)]
-        check(f'every acked event is there after the restart ({(after or {}).get("posts")} posts)', not bad, str(bad))
-        r = subprocess.run([os.path.join(tools, 'cascade-replay'), '--port', str(srv.ingest), '--quiet',
-                            '--connections', '4', dump], capture_output=True, text=True, timeout=240)
-        check(f'a resend of the whole dump is all duplicates ({r.stdout.strip()})',
-              r.returncode == 0 and f'ok 0 dup {EVENTS} ' in r.stdout, r.stderr[-300:])
-        acks, fatal = send_all(srv.ingest, extra)
-        check('and so are the 1,000 more', acks and (acks[-1].get('ok'), acks[-1].get('dup')) == (0, 1000),
-              str(acks[-1:]))
-        check('SIGTERM exits 0', srv.stop() == 0)
-        reports = sanitizer_reports([f'{data}.stderr.{i}' for i in range(1, srv.starts + 1)])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the test ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        if harness.failed == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f'# data dir and server stderr kept in {tmp}')
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+        started = True
+    except RuntimeError as e:
+        started = False
+        print(f'# {str(e)[-400:]}')
+    check(f'restart at once on the same data dir and ports starts ({time.time() - t_kill:.3f} s after the kill)',
+          started and (srv.ingest, srv.query, srv.http) == ports, srv.stderr()[-600:])
+    if not started:
+        return
+    rpc = Rpc(srv.query)
+    err, after = rpc.call('stats')
+    rpc.close()
+    keys = ('posts', 'placeholders', 'cascades', 'actors', 'edges')
+    bad = [f'{k}: {(after or {}).get(k)} want {(before or {}).get(k)}' for k in keys
+           if (after or {}).get(k) != (before or {}).get(k)]
+    check(f'every acked event is there after the restart ({(after or {}).get("posts")} posts)', not bad, str(bad))
+    r = subprocess.run([os.path.join(tools, 'cascade-replay'), '--port', str(srv.ingest), '--quiet',
+                        '--connections', '4', dump], capture_output=True, text=True, timeout=240)
+    check(f'a resend of the whole dump is all duplicates ({r.stdout.strip()})',
+          r.returncode == 0 and f'ok 0 dup {EVENTS} ' in r.stdout, r.stderr[-300:])
+    acks, fatal = send_all(srv.ingest, extra)
+    check('and so are the 1,000 more', acks and (acks[-1].get('ok'), acks[-1].get('dup')) == (0, 1000),
+          str(acks[-1:]))
+
+
+def main():
+    harness.run_main('cascaded-test-snapkill-', body)
 
 
 if __name__ == '__main__':
