@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cascade_bench.h"
+#include "core/mpmap.h"
 
 #define RECV_BYTES  65536
 #define TOP_LIMIT   10
@@ -203,14 +204,11 @@ static int on_response(struct qrun *q, const msgpack_object *o, uint64_t t)
     r->answered++;
     q->last_answer = t;
     if (err->type != MSGPACK_OBJECT_NIL) {
-        const msgpack_object_map *m = &err->via.map;
+        const msgpack_object *msg = mp_map_get_typed(err, "message", MSGPACK_OBJECT_STR);
         r->errors++;
         r->per[rq->method].errors++;
-        for (uint32_t i = 0; err->type == MSGPACK_OBJECT_MAP && i < m->size; i++)
-            if (m->ptr[i].val.type == MSGPACK_OBJECT_STR &&
-                m->ptr[i].key.type == MSGPACK_OBJECT_STR && m->ptr[i].key.via.str.size == 7 &&
-                !memcmp(m->ptr[i].key.via.str.ptr, "message", 7))
-                query_error(r, m->ptr[i].val.via.str.ptr, (int)m->ptr[i].val.via.str.size);
+        if (msg) /* query_error keeps the first error's text: later ones never showed */
+            query_error(r, msg->via.str.ptr, (int)msg->via.str.size);
         query_error(r, "an error without a message", -1);
     }
     if (lat_push(&r->all, lat) || lat_push(&r->per[rq->method], lat))

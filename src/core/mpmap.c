@@ -24,6 +24,18 @@ const msgpack_object *mp_map_get(const msgpack_object *map, const char *key)
     return map->type == MSGPACK_OBJECT_MAP ? mp_map_find(&map->via.map, key) : NULL;
 }
 
+const msgpack_object *mp_map_get_typed(const msgpack_object *map, const char *key,
+                                       msgpack_object_type type)
+{
+    size_t len = strlen(key);
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (map->via.map.ptr[i].val.type == type && key_is(&map->via.map.ptr[i].key, key, len))
+            return &map->via.map.ptr[i].val;
+    return NULL;
+}
+
 const msgpack_object *mp_map_get_last(const msgpack_object *map, const char *key)
 {
     size_t len = strlen(key);

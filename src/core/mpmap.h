@@ -10,6 +10,11 @@
  * not a map or has no such key. Keys of other types (bin included) never match. */
 const msgpack_object *mp_map_get(const msgpack_object *map, const char *key);
 
+/* As mp_map_get, but only pairs whose value is of type count: the first "token" that is a str,
+ * not the first "token". */
+const msgpack_object *mp_map_get_typed(const msgpack_object *map, const char *key,
+                                       msgpack_object_type type);
+
 /* As mp_map_get, for a caller that holds the map's pairs already (map->via.map). */
 const msgpack_object *mp_map_find(const msgpack_object_map *m, const char *key);
 

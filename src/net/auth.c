@@ -3,6 +3,7 @@
  * of it was right. */
 #include "net/auth.h"
 
+#include "core/mpmap.h"
 #include "core/mpscan.h"
 
 #include <ctype.h>
@@ -124,14 +125,9 @@ enum auth_result auth_rpc_request(const msgpack_object *req, const char *token, 
     if (a[3].type != MSGPACK_OBJECT_ARRAY || a[3].via.array.size != 1 ||
         a[3].via.array.ptr[0].type != MSGPACK_OBJECT_MAP)
         return AUTH_WRONG;
-    const msgpack_object_map *m = &a[3].via.array.ptr[0].via.map;
-    for (uint32_t i = 0; i < m->size; i++)
-        if (obj_is(&m->ptr[i].key, "token") && m->ptr[i].val.type == MSGPACK_OBJECT_STR)
-            return auth_token_equal(token, tlen, m->ptr[i].val.via.str.ptr,
-                                    m->ptr[i].val.via.str.size)
-                       ? AUTH_OK
-                       : AUTH_WRONG;
-    return AUTH_WRONG;
+    const msgpack_object *t = mp_map_get_typed(&a[3].via.array.ptr[0], "token", MSGPACK_OBJECT_STR);
+    return t && auth_token_equal(token, tlen, t->via.str.ptr, t->via.str.size) ? AUTH_OK
+                                                                               : AUTH_WRONG;
 }
 
 void auth_pack_ingest(msgpack_packer *pk, const char *token)

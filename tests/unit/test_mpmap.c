@@ -38,6 +38,8 @@ static void test_first_and_last(void **state)
     assert_int_equal(mp_map_get(m, "Code")->via.u64, 6);
     assert_int_equal(mp_map_find(&m->via.map, "code")->via.u64, 2);
     assert_null(mp_map_find(&m->via.map, "cod"));
+    assert_int_equal(mp_map_get_typed(m, "code", MSGPACK_OBJECT_POSITIVE_INTEGER)->via.u64, 2);
+    assert_null(mp_map_get_typed(m, "code", MSGPACK_OBJECT_STR));
     msgpack_unpacked_destroy(&u);
 }
 
@@ -57,6 +59,26 @@ static void test_no_match(void **state)
     msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
     assert_null(mp_map_get(&nil, "a"));
     assert_null(mp_map_get_last(&nil, "a"));
+    assert_null(mp_map_get_typed(&nil, "a", MSGPACK_OBJECT_NIL));
+    msgpack_unpacked_destroy(&u);
+}
+
+/* {"token": 1, "token": "t1", "token": "t2"}: the first of the wanted type, past the others. */
+static void test_typed_skips(void **state)
+{
+    (void)state;
+    static const unsigned char b[] = {0x83, 0xa5, 't', 'o', 'k', 'e',  'n', 0x01, 0xa5,
+                                      't',  'o',  'k', 'e', 'n', 0xa2, 't', '1',  0xa5,
+                                      't',  'o',  'k', 'e', 'n', 0xa2, 't', '2'};
+    msgpack_unpacked u;
+    size_t off = 0;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, (const char *)b, sizeof(b), &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *t = mp_map_get_typed(&u.data, "token", MSGPACK_OBJECT_STR);
+    assert_non_null(t);
+    assert_memory_equal(t->via.str.ptr, "t1", 2);
+    assert_int_equal(mp_map_get(&u.data, "token")->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
     msgpack_unpacked_destroy(&u);
 }
 
@@ -65,6 +87,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_and_last),
         cmocka_unit_test(test_no_match),
+        cmocka_unit_test(test_typed_skips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
