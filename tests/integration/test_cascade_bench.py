@@ -4,23 +4,12 @@ near its target, no errors, the server's clean exit), and its command line's exi
 figures' sizes are never asserted: this machine's speed is not the test's business."""
 import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 
 import harness
 from harness import check
 
-server = os.path.join(sys.argv[1], 'cascaded')
-# cascade-bench is built in the bench dir of the build root that holds cascaded (argv[1]; a
-# trailing slash would make that root's dirname the root itself)
-candidates = [os.path.join(d, 'bench', 'cascade-bench')
-              for d in (sys.argv[1], os.path.dirname(sys.argv[1]))]
-bench = next((c for c in candidates if os.path.exists(c)), candidates[0])
-check('cascade-bench exists', os.path.exists(bench), bench)
-tmp = tempfile.mkdtemp(prefix='test-cascade-bench.')
-
+server = bench = tmp = None
 
 def run(*args, timeout=120):
     out = os.path.join(tmp, f'{args[0]}.json')
@@ -72,65 +61,79 @@ def check_query(name, q, rate, mix):
           sl['p50'] <= sl['p99'] <= sl['max'], sl)
 
 
-# ingest
-p, doc = run('ingest', '--events', '20000', '--batch', '500')
-check('ingest: exit 0', p.returncode == 0, p.stdout + p.stderr)
-check('ingest: table on stdout', 'events/s' in p.stdout and 'result     ok' in p.stdout, p.stdout)
-if check('ingest: JSON', doc.get('command') == 'ingest', doc):
-    check('ingest: params', doc['params']['events'] == 20000 and doc['params']['batch'] == 500, doc['params'])
-    check_ingest('ingest', doc['results']['ingest'], 20000)
-    check_server('ingest', doc, 20000)
+def body(t):
+    global server, bench, tmp
+    server, tmp = os.path.join(t.bin_dir, 'cascaded'), t.tmp
+    # cascade-bench is built in the bench dir of the build root that holds cascaded (argv[1]; a
+    # trailing slash would make that root's dirname the root itself)
+    candidates = [os.path.join(d, 'bench', 'cascade-bench')
+                  for d in (t.bin_dir, os.path.dirname(t.bin_dir))]
+    bench = next((c for c in candidates if os.path.exists(c)), candidates[0])
+    check('cascade-bench exists', os.path.exists(bench), bench)
 
-# query
-mix = ['cascade', 'actor', 'path', 'top_cascades']
-p, doc = run('query', '--events', '20000', '--rate', '200', '--seconds', '2')
-check('query: exit 0', p.returncode == 0, p.stdout + p.stderr)
-if check('query: JSON', doc.get('command') == 'query', doc):
-    check_ingest('query preload', doc['results']['preload'], 20000)
-    check_query('query', doc['results']['query'], 200, mix)
-    check_server('query', doc, 20000)
+    # ingest
+    p, doc = run('ingest', '--events', '20000', '--batch', '500')
+    check('ingest: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    check('ingest: table on stdout', 'events/s' in p.stdout and 'result     ok' in p.stdout, p.stdout)
+    if check('ingest: JSON', doc.get('command') == 'ingest', doc):
+        check('ingest: params', doc['params']['events'] == 20000 and doc['params']['batch'] == 500, doc['params'])
+        check_ingest('ingest', doc['results']['ingest'], 20000)
+        check_server('ingest', doc, 20000)
 
-p, doc = run('query', '--events', '5000', '--rate', '100', '--seconds', '1', '--mix', 'actor=1,path=1',
-             '--connections', '1')
-check('query --mix: exit 0', p.returncode == 0, p.stdout + p.stderr)
-if check('query --mix: JSON', doc.get('command') == 'query', doc):
-    check_query('query --mix', doc['results']['query'], 100, ['actor', 'path'])
+    # query
+    mix = ['cascade', 'actor', 'path', 'top_cascades']
+    p, doc = run('query', '--events', '20000', '--rate', '200', '--seconds', '2')
+    check('query: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    if check('query: JSON', doc.get('command') == 'query', doc):
+        check_ingest('query preload', doc['results']['preload'], 20000)
+        check_query('query', doc['results']['query'], 200, mix)
+        check_server('query', doc, 20000)
 
-# mixed: the queries last as long as the ingest, so the rate is checked only when it ran long
-p, doc = run('mixed', '--events', '100000', '--preload', '10000', '--rate', '200')
-check('mixed: exit 0', p.returncode == 0, p.stdout + p.stderr)
-if check('mixed: JSON', doc.get('command') == 'mixed', doc):
-    res = doc['results']
-    check_ingest('mixed ingest', res['ingest'], 100000)
-    check_ingest('mixed preload', res['preload'], 10000)
-    q = res['query']
-    check('mixed: queries answered without error', q['errors'] == 0 and q['lost'] == 0 and
-          q['answered'] == q['sent'], q)
-    check('mixed: percentiles ordered', ordered(q['latency_ms']['all']) if q['answered'] else True, q)
-    check_server('mixed', doc, 110000)
+    p, doc = run('query', '--events', '5000', '--rate', '100', '--seconds', '1', '--mix', 'actor=1,path=1',
+                 '--connections', '1')
+    check('query --mix: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    if check('query --mix: JSON', doc.get('command') == 'query', doc):
+        check_query('query --mix', doc['results']['query'], 100, ['actor', 'path'])
 
-# a server with --auth-token-file: every connection (ingest, RPC, /metrics) presents the token
-token = os.path.join(tmp, 'token')
-with open(token, 'w') as f:
-    f.write('bench-test-token-0123456789\n')
-os.chmod(token, 0o600)
-p, doc = run('mixed', '--events', '20000', '--preload', '2000', '--rate', '100', '--auth-token-file', token)
-check('mixed with --auth-token-file: exit 0', p.returncode == 0, p.stdout + p.stderr)
-if check('mixed with --auth-token-file: JSON', doc.get('command') == 'mixed', doc):
-    check_ingest('mixed with a token', doc['results']['ingest'], 20000)
-    q = doc['results']['query']
-    check('mixed with a token: queries and the server histogram answered', q['errors'] == 0 and
-          q['answered'] == q['sent'] and q.get('server_latency_ms', {}).get('count', 0) >= q['answered'], q)
+    # mixed: the queries last as long as the ingest, so the rate is checked only when it ran long
+    p, doc = run('mixed', '--events', '100000', '--preload', '10000', '--rate', '200')
+    check('mixed: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    if check('mixed: JSON', doc.get('command') == 'mixed', doc):
+        res = doc['results']
+        check_ingest('mixed ingest', res['ingest'], 100000)
+        check_ingest('mixed preload', res['preload'], 10000)
+        q = res['query']
+        check('mixed: queries answered without error', q['errors'] == 0 and q['lost'] == 0 and
+              q['answered'] == q['sent'], q)
+        check('mixed: percentiles ordered', ordered(q['latency_ms']['all']) if q['answered'] else True, q)
+        check_server('mixed', doc, 110000)
 
-# the command line
-p = subprocess.run([bench, '--help'], capture_output=True, text=True, timeout=10)
-check('--help: exit 0', p.returncode == 0 and 'ingest' in p.stdout and '--rate' in p.stdout, p.stdout)
-for bad in (['ingest', '--events', '0'], ['frobnicate'], [], ['query', '--rate', 'fast'],
-            ['ingest', '--rate', '10'], ['query', '--mix', 'cascade=1,nosuch=2'],
-            ['ingest', '--server', server, '--port', '7400'], ['mixed', '--seconds', '3']):
-    p = subprocess.run([bench, *bad], capture_output=True, text=True, timeout=10)
-    check(f'bad args {bad[:3]}: exit 2', p.returncode == 2 and p.stderr, (p.returncode, p.stderr))
+    # a server with --auth-token-file: every connection (ingest, RPC, /metrics) presents the token
+    token = os.path.join(tmp, 'token')
+    with open(token, 'w') as f:
+        f.write('bench-test-token-0123456789\n')
+    os.chmod(token, 0o600)
+    p, doc = run('mixed', '--events', '20000', '--preload', '2000', '--rate', '100', '--auth-token-file', token)
+    check('mixed with --auth-token-file: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    if check('mixed with --auth-token-file: JSON', doc.get('command') == 'mixed', doc):
+        check_ingest('mixed with a token', doc['results']['ingest'], 20000)
+        q = doc['results']['query']
+        check('mixed with a token: queries and the server histogram answered', q['errors'] == 0 and
+              q['answered'] == q['sent'] and q.get('server_latency_ms', {}).get('count', 0) >= q['answered'], q)
 
-shutil.rmtree(tmp, ignore_errors=True)
-print(f'{harness.passed} passed, {harness.failed} failed')
-sys.exit(1 if harness.failed else 0)
+    # the command line
+    p = subprocess.run([bench, '--help'], capture_output=True, text=True, timeout=10)
+    check('--help: exit 0', p.returncode == 0 and 'ingest' in p.stdout and '--rate' in p.stdout, p.stdout)
+    for bad in (['ingest', '--events', '0'], ['frobnicate'], [], ['query', '--rate', 'fast'],
+                ['ingest', '--rate', '10'], ['query', '--mix', 'cascade=1,nosuch=2'],
+                ['ingest', '--server', server, '--port', '7400'], ['mixed', '--seconds', '3']):
+        p = subprocess.run([bench, *bad], capture_output=True, text=True, timeout=10)
+        check(f'bad args {bad[:3]}: exit 2', p.returncode == 2 and p.stderr, (p.returncode, p.stderr))
+
+
+def main():
+    harness.run_main('test-cascade-bench.', body, server=False, sanitizers=False)
+
+
+if __name__ == '__main__':
+    main()

@@ -31,6 +31,9 @@ import tempfile
 
 import msgpack
 
+import harness
+from harness import check
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, '..', 'data')
 WINDOW_MS, MIN_REPEATS, MIN_RATIO = 10000, 3, 0.3  # DESIGN §3 defaults
@@ -40,18 +43,6 @@ FLAGS = ['--events', '--seed', '--format', '--out', '--groups-out', '--start-ts'
          '--delay-median', '--delay-sigma', '--label-rate', '--false-boost', '--groups', '--group-size',
          '--group-keys', '--group-spread', '--late-parents', '--duplicates', '--bad-events', '--help',
          '--version']
-passed, failed = 0, 0
-
-
-def check(name, ok, detail=''):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f'ok   {name}', flush=True)
-    else:
-        failed += 1
-        print(f'FAIL {name} {detail}'[:2000], flush=True)
-    return ok
 
 
 def gen(args, timeout=120):
@@ -65,7 +56,7 @@ def gen_ok(args, name):
     rc, out, err = gen(args)
     if rc != 0:
         check(name, False, f'cascade-gen {" ".join(map(str, args))}: exit {rc}: {err}')
-        raise SystemExit(finish())
+        raise RuntimeError(f'cascade-gen exited {rc}: the checks after it need its output')
     return out
 
 
@@ -463,33 +454,31 @@ def check_sample(tmp):
           sizes[0] >= 100 and s.dups and s.bad and sorted(comps) == sorted(sorted(g['members']) for g in truth['groups']))
 
 
-def finish():
-    print(f'{passed} passed, {failed} failed')
-    return 1 if failed else 0
+def body(run):
+    global GEN
+    GEN = os.path.join(run.tools, 'cascade-gen')
+    tmp = run.tmp
+    check_cli()
+    check_determinism(tmp)
+    check_formats(tmp)
+    n, boost, branching, tail, max_reshares = 200000, 2.0, 0.4, 1.5, 100000  # the defaults
+    truth_path = os.path.join(tmp, 'groups.json')
+    out = gen_ok(['--events', n, '--groups', 3, '--groups-out', truth_path], 'shape')
+    clean = check_clean_stream(out, n)
+    check_shape(clean, boost, branching, tail, max_reshares)
+    with open(truth_path) as f:
+        check_groups(clean, json.load(f))
+    del out, clean
+    clean = Stream(parse_ndjson(gen_ok(['--events', 100000, '--groups', 2], 'faults')))
+    check_faults(clean)
+    check_sample(tmp)
 
 
 def main():
-    global GEN
     if len(sys.argv) != 3:
         print(__doc__)
         return 2
-    GEN = os.path.join(sys.argv[2], 'cascade-gen')
-    check_cli()
-    with tempfile.TemporaryDirectory() as tmp:
-        check_determinism(tmp)
-        check_formats(tmp)
-        n, boost, branching, tail, max_reshares = 200000, 2.0, 0.4, 1.5, 100000  # the defaults
-        truth_path = os.path.join(tmp, 'groups.json')
-        out = gen_ok(['--events', n, '--groups', 3, '--groups-out', truth_path], 'shape')
-        clean = check_clean_stream(out, n)
-        check_shape(clean, boost, branching, tail, max_reshares)
-        with open(truth_path) as f:
-            check_groups(clean, json.load(f))
-        del out, clean
-        clean = Stream(parse_ndjson(gen_ok(['--events', 100000, '--groups', 2], 'faults')))
-        check_faults(clean)
-        check_sample(tmp)
-    return finish()
+    harness.run_main('cascade-gen-test-', body, server=False, sanitizers=False)
 
 
 if __name__ == '__main__':
