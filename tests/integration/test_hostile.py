@@ -9,11 +9,9 @@ refused cheaply instead of spinning in accept; a request over --max-rpc-request-
 413. argv: the directory of cascaded, the tools dir."""
 import http.client
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -438,32 +436,13 @@ def check_startup(bin_dir, tmp):
 
 
 def main():
-    bin_dir = sys.argv[1]
-    tmp = tempfile.mkdtemp(prefix='cascade-hostile-')
-    srv = harness.Server(bin_dir, os.path.join(tmp, 'data'), '--max-connections', '60')
-    steps = [lambda: check_pipeliner(srv), lambda: check_single_413(srv), lambda: check_rpc_cost(bin_dir, tmp),
-             lambda: check_floods(srv),
-             lambda: check_timeouts(bin_dir, tmp), lambda: check_fd_exhaustion(bin_dir, tmp),
-             lambda: check_startup(bin_dir, tmp)]
-    try:
-        srv.start()
-        for step in steps:
-            try:
-                step()
-            except Exception as e:
-                import traceback
-                traceback.print_exc()
-                check('the step ran to its end', False, repr(e))
-        check('the server is unharmed', srv.alive() and get(srv.http, '/healthz')[0] == 200)
-        check('SIGTERM exits 0', srv.stop() == 0)
-        reports = harness.sanitizer_reports([srv.err_path])
-        check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-    finally:
-        for s in harness.Server.all:
-            s.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    def unharmed(run):
+        check('the server is unharmed', run.srv.alive() and get(run.srv.http, '/healthz')[0] == 200)
+    harness.run_main('cascade-hostile-', [
+        lambda r: check_pipeliner(r.srv), lambda r: check_single_413(r.srv), lambda r: check_rpc_cost(r.bin_dir, r.tmp),
+        lambda r: check_floods(r.srv),
+        lambda r: check_timeouts(r.bin_dir, r.tmp), lambda r: check_fd_exhaustion(r.bin_dir, r.tmp),
+        lambda r: check_startup(r.bin_dir, r.tmp), unharmed], '--max-connections', '60')
 
 
 if __name__ == '__main__':
