@@ -211,6 +211,16 @@ class Rpc:
         self.s.close()
 
 
+def stats_of(srv):
+    """The server's `stats` answer over a fresh RPC connection, {} on an error."""
+    r = Rpc(srv.query)
+    try:
+        err, st = r.call('stats')
+        return st if err is None else {}
+    finally:
+        r.close()
+
+
 def ack_problems(acks, n_events=None):
     """Invariants of any ack sequence: cumulative counts never decrease, err has at most 8
     well-formed entries naming events already processed."""
@@ -651,7 +661,7 @@ class Run:
 
 
 def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=True, more_reports=None,
-             cleanup=None):
+             cleanup=None, bin_dir=None, keep=False):
     """The one main of the tests: argv is BIN_DIR [TOOLS_DIR]; makes a temporary directory and,
     when server is true, starts one server in it with server_args; runs body(run) (or each
     function of a list body, an exception in one a failed check and the next one run), then checks that
@@ -661,7 +671,7 @@ def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=Tru
     Server's when the test has none (sanitizers=False: the test checks them itself);
     more_reports(run) adds report lines the test collected (from the tools or processes of its own
     it ran; cleanup(run), called first, stops those). Removes the
-    directory, or keeps it and says where when a check failed; prints 'N passed, M failed' (CI
+    directory, or keeps it and says where when a check failed (or keep is true); prints 'N passed, M failed' (CI
     reads it) and exits 1 if any check failed."""
     bin_dir = sys.argv[1]
     tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
@@ -698,14 +708,9 @@ def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=Tru
                                          for i in range(1, s.starts + 1)])
             reports += more_reports(run) if more_reports else []
             check('no sanitizer reports', not reports, '\n'.join(reports[:10]))
-        if failed == 0:
+        if failed == 0 and not keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f'# data dirs and server stderr kept in {tmp}')
     print(f'{passed} passed, {failed} failed', flush=True)
     sys.exit(1 if failed else 0)
-
-
-def run_with_server(prefix, body, *server_args):
-    """run_main for a body(srv, tools_dir)."""
-    run_main(prefix, lambda r: body(r.srv, r.tools), *server_args)

@@ -214,4 +214,4 @@ def body(srv, tools):
 
 
 if __name__ == '__main__':
-    harness.run_with_server('cascade-actor-links-', body)
+    harness.run_main('cascade-actor-links-', lambda r: body(r.srv, r.tools))

@@ -230,7 +230,7 @@ def main():
         f.write(f'  {TOKEN}\n')
     os.chmod(tokfile, 0o600)
     try:
-        harness.run_with_server('cascade-auth-', run, '--auth-token-file', tokfile)
+        harness.run_main('cascade-auth-', lambda r: run(r.srv, r.tools), '--auth-token-file', tokfile)
     finally:
         os.unlink(tokfile)
 

@@ -352,7 +352,7 @@ def run(srv, tools):
 
 
 def main():
-    harness.run_with_server('cascade-limits-', run, *LIMITS)
+    harness.run_main('cascade-limits-', lambda r: run(r.srv, r.tools), *LIMITS)
 
 
 if __name__ == '__main__':

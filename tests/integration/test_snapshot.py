@@ -303,4 +303,5 @@ def run(srv, tools):
 
 
 if __name__ == '__main__':
-    run_with_server('cascaded-test-snapshot-', run, '--wal-segment-mb', str(SEG_MB), '--snapshot-interval', '0')
+    harness.run_main('cascaded-test-snapshot-', lambda r: run(r.srv, r.tools), '--wal-segment-mb', str(SEG_MB),
+                     '--snapshot-interval', '0')

@@ -26,17 +26,15 @@ must give back exactly that state: a restart (snapshot + WAL) reproduces the liv
 import argparse
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'integration'))
 import harness  # noqa: E402
-from harness import Model, Rpc, Server, ack_total, check, sanitizer_reports, validate  # noqa: E402
+from harness import Model, Rpc, ack_total, check, validate  # noqa: E402
 from test_durability import (Producer, graph_stats_problems, make_streams, resend_all,  # noqa: E402
                              run_producers_until, sample_problems)
 
@@ -248,33 +246,17 @@ def main():
     a = ap.parse_args()
     rng = random.Random(a.seed)
     print(f'# seed {a.seed}, {a.duration:.0f} s' + (f', --retention {a.retention}' if a.retention else ''))
-    tmp = tempfile.mkdtemp(prefix='cascaded-soak-')
     extra = ['--retention', a.retention] if a.retention else []
-    srv = Server(a.bin_dir, os.path.join(tmp, 'data'), *extra)
-    model, sent, snaps, r = Model(), [], 0, 0
-    deadline = time.time() + a.duration
-    try:
-        srv.start()
+
+    def body(run):
+        model, sent, snaps, r = Model(), [], 0, 0
+        deadline = time.time() + a.duration
         while time.time() < deadline:
             how = ENDINGS[r % len(ENDINGS)] if r < len(ENDINGS) else rng.choice(ENDINGS)
-            snaps += bool(one_round(srv, rng, r, model, sent, how, a.retention))
+            snaps += bool(one_round(run.srv, rng, r, model, sent, how, a.retention))
             r += 1
         check(f'{r} rounds ran ({snaps} with a snapshot)', r >= 1)
-        check('final SIGTERM exits 0', srv.stop() == 0)
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('the soak ran to its end', False, repr(e))
-    finally:
-        srv.kill()
-        reports = sanitizer_reports([f'{srv.data}.stderr.{i}' for i in range(1, srv.starts + 1)])
-        check('no sanitizer report in any server\'s stderr', not reports, '; '.join(reports[:5]))
-        if harness.failed == 0 and not a.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f'# data dir and server stderr kept in {tmp}')
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+    harness.run_main('cascaded-soak-', body, *extra, bin_dir=a.bin_dir, keep=a.keep)
 
 
 if __name__ == '__main__':
