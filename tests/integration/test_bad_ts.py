@@ -7,10 +7,8 @@ and `top_cascades by=growth` keeps answering from the real newest event. An even
 the check is ingest's: what the WAL holds is replayed whatever the bound is now.
 argv: the directory of cascaded, the tools dir."""
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -18,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msgpack  # noqa: E402
 
 import harness  # noqa: E402
-from harness import IngestConn, Rpc, Server, check, err_entries  # noqa: E402
+from harness import IngestConn, Rpc, Server, check, err_entries, stats_of  # noqa: E402
 
 N = 5000
 DAY = 86_400_000
@@ -26,15 +24,6 @@ DAY = 86_400_000
 
 def now_ms():
     return int(time.time() * 1000)
-
-
-def stats(srv):
-    r = Rpc(srv.query)
-    try:
-        err, st = r.call('stats')
-        return st if err is None else {}
-    finally:
-        r.close()
 
 
 def metric(srv, line_start):
@@ -104,7 +93,7 @@ def check_bad_ts(srv, tmp):
     check('each out-of-range ts is rejected as bad_ts, named in err',
           ack.get('rej') == len(bad) and ack.get('ok') == 0 and ack.get('dup') == 0
           and {r for _, r in errs} == {'bad_ts'} and len(errs) == len(bad), f'{ack} {sorted(errs)}')
-    st = stats(srv)
+    st = stats_of(srv)
     check('stats count them under rejected_bad_ts', st.get('rejected_bad_ts') == len(bad)
           and st.get('rejected') == len(bad), str({k: v for k, v in st.items() if k.startswith('rej')}))
     check('/metrics counts them by reason',
@@ -120,7 +109,7 @@ def check_bad_ts(srv, tmp):
 
     srv.stop(signal.SIGKILL)  # the WAL is replayed, without any snapshot
     srv.start()
-    st = stats(srv)
+    st = stats_of(srv)
     r = Rpc(srv.query)
     found = sum(r.call('cascade', post=p)[0] is None for p in sample)
     err, _ = r.call('cascade', post='us')
@@ -130,7 +119,7 @@ def check_bad_ts(srv, tmp):
           f'posts={st.get("posts")} found={found} err={err}')
     check('SIGTERM exits 0 (snapshot on exit)', srv.stop() == 0)
     srv.start()
-    st = stats(srv)
+    st = stats_of(srv)
     r = Rpc(srv.query)
     found = sum(r.call('cascade', post=p)[0] is None for p in sample)
     r.close()

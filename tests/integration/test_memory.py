@@ -6,26 +6,15 @@ brings every event in exactly once. argv: the directory of cascaded, the tools d
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Rpc, Server, check  # noqa: E402
+from harness import Rpc, Server, check, stats_of  # noqa: E402
 
 EVENTS = 300_000
-
-
-def stats(srv):
-    r = Rpc(srv.query)
-    try:
-        err, st = r.call('stats')
-        return st if err is None else {}
-    finally:
-        r.close()
 
 
 def metric(srv, name):
@@ -47,7 +36,7 @@ def body(run):
     subprocess.run([os.path.join(tools, 'cascade-gen'), '--events', str(EVENTS), '--seed', '7', '--out', dump],
                    check=True, capture_output=True, timeout=120)
     probe = Server(bin_dir, os.path.join(tmp, 'probe'))
-    idle = stats(probe.start()).get('memory_rss', 0)  # what --max-memory judges
+    idle = stats_of(probe.start()).get('memory_rss', 0)  # what --max-memory judges
     probe.stop()
     limit = idle + (24 << 20)
     srv = Server(bin_dir, os.path.join(tmp, 'data'), '--max-memory', f'{limit >> 20}M')
@@ -57,7 +46,7 @@ def body(run):
     check('the replay fails at the limit, with the server\'s message', p.returncode == 1 and m
           and '--max-memory' in p.stderr, f'{p.returncode} {p.stdout} {p.stderr[-600:]}')
     check('cascade-replay says which --from resumes', '--from' in p.stderr, p.stderr[-400:])
-    st = stats(srv)
+    st = stats_of(srv)
     first_refused = int(m.group(1)) if m else -1
     check('memory_limit in stats is the flag', st.get('memory_limit') == (limit >> 20) << 20, str(st))
     # batches already on their way may get in if memory fell back under 90 % meanwhile: the
@@ -81,7 +70,7 @@ def body(run):
     srv.extra = []
     srv.start()
     p = replay(tools, srv, dump)
-    st = stats(srv)
+    st = stats_of(srv)
     out = re.search(r'sent (\d+) ok (\d+) dup (\d+) rej (\d+)', p.stdout)
     check('with room again, the whole dump is acked', p.returncode == 0 and out, p.stdout + p.stderr[-300:])
     if out:

@@ -8,18 +8,15 @@ kernel's figure (memory_rss, cascaded_memory_rss_bytes) next to jemalloc's; a li
 refuses ingest and logs rss=. argv: the directory of cascaded, the tools dir."""
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msgpack  # noqa: E402
 
 import harness  # noqa: E402
-from harness import IngestConn, Rpc, Server, check  # noqa: E402
+from harness import IngestConn, Server, check, stats_of  # noqa: E402
 
 MIB = 1 << 20
 
@@ -27,15 +24,6 @@ MIB = 1 << 20
 def vm_rss(pid):
     with open(f'/proc/{pid}/status') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmRSS:'))
-
-
-def stats(srv):
-    r = Rpc(srv.query)
-    try:
-        err, st = r.call('stats')
-        return st if err is None else {}
-    finally:
-        r.close()
 
 
 def metric(srv, name):
@@ -72,7 +60,7 @@ def body(run):
     check('SIGTERM exits 0 (a snapshot on exit)', srv.stop() == 0)
 
     srv.start()
-    st = stats(srv)
+    st = stats_of(srv)
     rss = vm_rss(srv.p.pid)
     jem = st.get('memory_resident', 0)
     print(f'# after the restart: VmRSS {rss / MIB:.1f} MiB, jemalloc resident {jem / MIB:.1f} MiB, '
@@ -89,7 +77,7 @@ def body(run):
         srv.extra = ['--retention', '1h', '--max-memory', f'{limit}M']
         srv.start()
         ack, fatal = send(srv, 1000, 0)
-        st = stats(srv)
+        st = stats_of(srv)
         print(f'# --max-memory {limit}M: VmRSS {vm_rss(srv.p.pid) / MIB:.1f} MiB, jemalloc resident '
               f'{st.get("memory_resident", 0) / MIB:.1f} MiB')
         check(f'--max-memory {limit}M, between VmRSS and jemalloc\'s figure: ingest goes on',
