@@ -38,7 +38,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -661,50 +660,33 @@ def part_real_data():
         srv.stop()
 
 
-def main():
+def body(run):
     global BIN_DIR, REPLAY, TMP
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    BIN_DIR, REPLAY = sys.argv[1], os.path.abspath(os.path.join(sys.argv[2], 'cascade-replay'))
+    BIN_DIR, REPLAY, TMP = run.bin_dir, os.path.abspath(os.path.join(run.tools, 'cascade-replay')), run.tmp
     seed = int(os.environ.get('CASCADE_TEST_SEED', '1'))
     rng = random.Random(seed)
     print(f'# seed {seed} (CASCADE_TEST_SEED)')
-    TMP = tempfile.mkdtemp(prefix='cascaded-test-replay-')
     t0 = time.time()
-    try:
-        events = make_dump(rng)
-        model = model_of(events)
-        print(f'# dump: {len(events)} values, model {model.ack()} {model.stats()}')
-        paths = part_formats(rng, events, model)
-        part_several(rng, events, paths)
-        part_routing(events, model, paths)
-        part_resume(events, model, paths)
-        part_bad_lines()
-        part_dry_run(events, paths)
-        part_speed()
-        part_errors()
-        part_progress()
-        part_real_data()
-    except Exception as e:
-        import traceback
-        traceback.print_exc()
-        check('test ran to the end', False, repr(e))
-    finally:
-        for s in Server.all:
-            s.kill()
-        reports = list(SANITIZER)
-        for path in (s.err_path for s in Server.all if s.starts):
-            with open(path, errors='replace') as f:
-                reports += [f'{os.path.basename(path)}: {l.strip()}' for l in f
-                            if 'runtime error:' in l or 'Sanitizer' in l]
-        check('no sanitizer report from cascade-replay or any server', not reports, '; '.join(reports[:5]))
-        if harness.failed == 0:
-            shutil.rmtree(TMP, ignore_errors=True)
-        else:
-            print(f'# files and server stderr kept in {TMP}')
+    events = make_dump(rng)
+    model = model_of(events)
+    print(f'# dump: {len(events)} values, model {model.ack()} {model.stats()}')
+    paths = part_formats(rng, events, model)
+    part_several(rng, events, paths)
+    part_routing(events, model, paths)
+    part_resume(events, model, paths)
+    part_bad_lines()
+    part_dry_run(events, paths)
+    part_speed()
+    part_errors()
+    part_progress()
+    part_real_data()
     print(f'# {time.time() - t0:.1f} s')
-    print(f'{harness.passed} passed, {harness.failed} failed')
-    sys.exit(1 if harness.failed else 0)
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    harness.run_main('cascaded-test-replay-', body, server=False, more_reports=lambda run: list(SANITIZER))
 
 
 if __name__ == '__main__':
