@@ -12,15 +12,13 @@ import collections
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Rpc, Server, check  # noqa: E402
+from harness import Rpc, check  # noqa: E402
 
 import igraph  # noqa: E402
 

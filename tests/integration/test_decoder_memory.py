@@ -8,10 +8,8 @@ one at a time are each either taken or refused with a resend-later message, the 
 under the limit. argv: the directory of cascaded, the tools dir."""
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.request
 

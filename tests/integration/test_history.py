@@ -6,14 +6,12 @@ with an error in the log. argv: the directory of cascaded, the tools dir."""
 import glob
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Rpc, Server, check, gen_forest, group_values, riffle, send_all  # noqa: E402
+from harness import Rpc, check, gen_forest, group_values, riffle, send_all  # noqa: E402
 
 
 def ingest(srv, rng, n, prefix):
