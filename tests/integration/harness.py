@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import msgpack
 
@@ -219,6 +220,15 @@ def stats_of(srv):
         return st if err is None else {}
     finally:
         r.close()
+
+
+def metric(srv, name):
+    """One series of the server's /metrics (its name with labels, as printed) as a float, None when absent."""
+    body = urllib.request.urlopen(f'http://127.0.0.1:{srv.http}/metrics', timeout=30).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + ' '):
+            return float(line.split()[-1])
+    return None
 
 
 def ack_problems(acks, n_events=None):

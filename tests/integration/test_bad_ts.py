@@ -10,13 +10,12 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msgpack  # noqa: E402
 
 import harness  # noqa: E402
-from harness import IngestConn, Rpc, Server, check, err_entries, stats_of  # noqa: E402
+from harness import IngestConn, Rpc, Server, check, err_entries, metric, stats_of  # noqa: E402
 
 N = 5000
 DAY = 86_400_000
@@ -24,14 +23,6 @@ DAY = 86_400_000
 
 def now_ms():
     return int(time.time() * 1000)
-
-
-def metric(srv, line_start):
-    body = urllib.request.urlopen(f'http://127.0.0.1:{srv.http}/metrics', timeout=30).read().decode()
-    for line in body.splitlines():
-        if line.startswith(line_start):
-            return int(float(line.rsplit(' ', 1)[1]))
-    return None
 
 
 def send(srv, events):

@@ -11,13 +11,12 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msgpack  # noqa: E402
 
 import harness  # noqa: E402
-from harness import IngestConn, Rpc, Server, check  # noqa: E402
+from harness import IngestConn, Rpc, Server, check, metric  # noqa: E402
 
 HOSTILE = msgpack.packb([[None] * 38 for _ in range(100_000)])  # 4.1 MB, ~130 MB unpacked
 MIB = 1 << 20
@@ -26,14 +25,6 @@ MIB = 1 << 20
 def vm(pid, key):
     with open(f'/proc/{pid}/status') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ':'))
-
-
-def metric(srv, line_start):
-    body = urllib.request.urlopen(f'http://127.0.0.1:{srv.http}/metrics', timeout=30).read().decode()
-    for line in body.splitlines():
-        if line.startswith(line_start):
-            return int(float(line.rsplit(' ', 1)[1]))
-    return None
 
 
 def legit_batch(tools, tmp):

@@ -8,21 +8,12 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Rpc, Server, check, stats_of  # noqa: E402
+from harness import Rpc, Server, check, metric, stats_of  # noqa: E402
 
 EVENTS = 300_000
-
-
-def metric(srv, name):
-    body = urllib.request.urlopen(f'http://127.0.0.1:{srv.http}/metrics', timeout=30).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + ' '):
-            return float(line.split()[1])
-    return None
 
 
 def replay(tools, srv, dump, *extra):

@@ -10,13 +10,12 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msgpack  # noqa: E402
 
 import harness  # noqa: E402
-from harness import IngestConn, Server, check, stats_of  # noqa: E402
+from harness import IngestConn, Server, check, metric, stats_of  # noqa: E402
 
 MIB = 1 << 20
 
@@ -24,12 +23,6 @@ MIB = 1 << 20
 def vm_rss(pid):
     with open(f'/proc/{pid}/status') as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmRSS:'))
-
-
-def metric(srv, name):
-    body = urllib.request.urlopen(f'http://127.0.0.1:{srv.http}/metrics', timeout=30).read().decode()
-    m = re.search(r'^' + re.escape(name) + r' (\S+)$', body, re.M)
-    return float(m.group(1)) if m else None
 
 
 def send(srv, n, first):
