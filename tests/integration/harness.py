@@ -672,19 +672,22 @@ class Run:
 
 def run_main(prefix, body, *server_args, server=True, after=None, sanitizers=True, more_reports=None,
              cleanup=None, bin_dir=None, keep=False):
-    """The one main of the tests: argv is BIN_DIR [TOOLS_DIR]; makes a temporary directory and,
-    when server is true, starts one server in it with server_args; runs body(run) (or each
-    function of a list body, an exception in one a failed check and the next one run), then checks that
-    the server exits 0 on SIGTERM and runs after(run) if given (steps that need it stopped). An
-    exception is one failed check. Then, even after an exception, kills every server by PID and
-    checks the stderr of every start for sanitizer reports: the default server's, or every
-    Server's when the test has none (sanitizers=False: the test checks them itself);
-    more_reports(run) adds report lines the test collected (from the tools or processes of its own
-    it ran; cleanup(run), called first, stops those). Removes the
-    directory, or keeps it and says where when a check failed (or keep is true); prints 'N passed, M failed' (CI
-    reads it) and exits 1 if any check failed."""
-    bin_dir = sys.argv[1]
-    tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
+    """The one main of the tests: argv is BIN_DIR [TOOLS_DIR] (or bin_dir is given, for a test that
+    parses its own options); makes a temporary directory and, when server is true, starts one
+    server in it with server_args; runs body(run), or each function of a list body (an exception
+    in one is a failed check, and the next one runs); then checks that the server exits 0 on
+    SIGTERM and runs after(run) if given (steps that need it stopped). An exception is one failed
+    check. Then, even after an exception, kills every server by PID, calls cleanup(run) for
+    processes the test started itself, and checks the stderr of every start for sanitizer
+    reports: the default server's, or every Server's when the test has none (sanitizers=False:
+    the test has none to check); more_reports(run) adds report lines the test collected itself.
+    Removes the directory, or keeps it and says where when a check failed or keep is true;
+    prints 'N passed, M failed' (CI reads it) and exits 1 if any check failed."""
+    if bin_dir is None:
+        bin_dir = sys.argv[1]
+        tools = sys.argv[2] if len(sys.argv) > 2 else bin_dir
+    else:
+        tools = bin_dir
     tmp = tempfile.mkdtemp(prefix=prefix)
     srv = Server(bin_dir, os.path.join(tmp, 'data'), *server_args) if server else None
     run = Run(bin_dir, tools, tmp, srv)
