@@ -573,26 +573,24 @@ static void queue_ack(struct conn *c)
     c->ack_due = 0;
 }
 
-static void pack_fatal(msgpack_packer *pk, const char *msg)
+/* {"fatal": msg}, with "resend_from": *resend_from when given (DESIGN §4). */
+static void pack_fatal(msgpack_packer *pk, const char *msg, const uint64_t *resend_from)
 {
-    msgpack_pack_map(pk, 1);
+    msgpack_pack_map(pk, resend_from ? 2 : 1);
     pack_cstr(pk, "fatal");
     pack_cstr(pk, msg);
+    if (resend_from) {
+        pack_cstr(pk, "resend_from");
+        msgpack_pack_uint64(pk, *resend_from);
+    }
 }
 
 static void queue_fatal(struct conn *c)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, sbuf_write);
-    if (!c->fatal_resend) {
-        pack_fatal(&pk, c->fatal);
-        return;
-    }
-    msgpack_pack_map(&pk, 2);
-    pack_cstr(&pk, "fatal");
-    pack_cstr(&pk, c->fatal);
-    pack_cstr(&pk, "resend_from");
-    msgpack_pack_uint64(&pk, c->fatal_resend == 2 ? c->events : c->resend_from);
+    uint64_t from = c->fatal_resend == 2 ? c->events : c->resend_from;
+    pack_fatal(&pk, c->fatal, c->fatal_resend ? &from : NULL);
 }
 
 /* [1, msgid (or nil), {"code": code, "message": msg}, nil]: an RPC error answer. */
@@ -707,7 +705,7 @@ static void refuse(int fd, int kind, const char *flag)
         msgpack_packer pk;
         msgpack_packer_init(&pk, &out, strbuf_write);
         if (kind == NET_INGEST)
-            pack_fatal(&pk, why);
+            pack_fatal(&pk, why, NULL);
         else
             pack_rpc_error(&pk, 0, 0, 503, why);
     }
@@ -784,6 +782,16 @@ static void set_fatal(struct netloop *n, struct conn *c, const char *msg)
         return;
     set_fatal_quiet(n, c, msg);
     log_msg(LOG_INFO, "ingest_fatal", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
+}
+
+/* A fatal that asks the producer to resend from its event `from` (the first not taken). */
+static void set_fatal_resend(struct netloop *n, struct conn *c, uint64_t from, const char *msg)
+{
+    if (c->fatal)
+        return;
+    c->fatal_resend = 1;
+    c->resend_from = from;
+    set_fatal(n, c, msg);
 }
 
 /* The decoder refused the stream: a limit broken, or not msgpack. */
@@ -1061,22 +1069,14 @@ static void complete_ingest(struct netloop *n, struct batch *b)
                          "accepted; resend from event %llu later (any after it that got in come "
                          "back as duplicates)",
                          (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
-                if (!c->fatal) {
-                    c->fatal_resend = 1;
-                    c->resend_from = sg->base + k;
-                }
-                set_fatal(n, c, msg);
+                set_fatal_resend(n, c, sg->base + k, msg);
             } else if (o == EVENT_ERR_NOMEM) {
                 char msg[160];
                 snprintf(msg, sizeof(msg),
                          "the server could not log event %llu (see its log); "
                          "resend from event %llu",
                          (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
-                if (!c->fatal) {
-                    c->fatal_resend = 1;
-                    c->resend_from = sg->base + k;
-                }
-                set_fatal(n, c, msg);
+                set_fatal_resend(n, c, sg->base + k, msg);
             } else {
                 c->rej++;
                 snprintf(c->errs[c->nerr++ % ERR_KEEP], sizeof(c->errs[0]), "event %llu: %s",

@@ -163,19 +163,25 @@ def check_pipeliner(srv):
     check('a reading pipeliner: all 300 tree answers, in order', ids == list(range(300)), f'{len(ids)} answers')
 
 
-def check_single_413(srv):
-    """A request over --max-rpc-request-bytes (1 MiB) gets one error 413, then the close."""
-    big = msgpack.packb([0, 1, 'stats', [{f'k{i}': 'a' * 60000 for i in range(20)}]])
-    s = socket.create_connection(('127.0.0.1', srv.query), timeout=10)
+def rpc_refusal(port, request):
+    """Sends one request (the server may close before it has all of it) and reads to EOF: the
+    msgpack values answered, and how the connection ended."""
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
     try:
-        s.sendall(big)
+        s.sendall(request)
     except OSError:
         pass
     data, _, how = read_to_eof(s, 10)
     s.close()
     u = msgpack.Unpacker(raw=False)
     u.feed(data)
-    got = list(u)
+    return list(u), how
+
+
+def check_single_413(srv):
+    """A request over --max-rpc-request-bytes (1 MiB) gets one error 413, then the close."""
+    big = msgpack.packb([0, 1, 'stats', [{f'k{i}': 'a' * 60000 for i in range(20)}]])
+    got, how = rpc_refusal(srv.query, big)
     check('an RPC request over 1 MiB: exactly one 413, then EOF',
           len(got) == 1 and got[0][2].get('code') == 413 and how == 'eof', f'{got!r} {how}')
 
@@ -188,16 +194,7 @@ def check_rpc_cost(bin_dir, tmp):
     srv.start()
     try:
         req = msgpack.packb([0, 7, 'stats', [{'x': [[None] * 38] * 2000}]])  # ~80 KB, ~1.9 MB unpacked
-        s = socket.create_connection(('127.0.0.1', srv.query), timeout=10)
-        try:
-            s.sendall(req)
-        except OSError:
-            pass
-        data, _, how = read_to_eof(s, 10)
-        s.close()
-        u = msgpack.Unpacker(raw=False)
-        u.feed(data)
-        got = list(u)
+        got, how = rpc_refusal(srv.query, req)
         err = got[0][2] if got and isinstance(got[0], list) and len(got[0]) == 4 else None
         check('an RPC request costing more than --max-value-memory to unpack: 413 naming it',
               isinstance(err, dict) and err.get('code') == 413 and '--max-value-memory' in err.get('message', ''),
