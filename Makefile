@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps run test asan-test bench format clean
+.PHONY: all deps run test asan-test bench bench-compare format clean
 
 all: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -43,8 +43,23 @@ bench: deps
 	cmake --build build-bench -j $(JOBS)
 	bench/run-suite.sh build-bench
 
+# A change against its parent in the same run (bench/compare-builds.sh): Release builds of BASE
+# (a commit, default HEAD~1, built in a scratch worktree) and of the working tree, alternating
+# ingest and query rounds; prints medians and new/base ratios. ROUNDS=3 by default.
+BASE ?= HEAD~1
+ROUNDS ?= 3
+bench-compare: deps
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCASCADE_WEB=OFF $(CMAKE_FLAGS)
+	cmake --build build-bench -j $(JOBS)
+	rm -rf build-bench-base && git worktree prune
+	git worktree add --detach build-bench-base/src $(BASE)
+	cmake -S build-bench-base/src -B build-bench-base/build -DCMAKE_BUILD_TYPE=Release -DCASCADE_WEB=OFF $(CMAKE_FLAGS)
+	cmake --build build-bench-base/build -j $(JOBS)
+	bench/compare-builds.sh build-bench-base/build build-bench $(ROUNDS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-bench
+	rm -rf $(BUILD) build-asan build-bench build-bench-base
+	git worktree prune
