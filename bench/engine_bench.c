@@ -546,9 +546,9 @@ static void apply_all(struct engine *e, const struct stream *s, struct batch *b,
         /* under retention the names of actors and contents left without posts are deleted as
          * the analytics worker takes its copies: take one as the server would (not timed) */
         if (retention && (i + n) / ANALYTICS_EVERY != i / ANALYTICS_EVERY) {
-            struct engine_snapshot snap;
-            if (engine_snapshot_take(e, &snap) == 0)
-                engine_snapshot_free(&snap);
+            struct engine_copy snap;
+            if (engine_copy_take(e, &snap) == 0)
+                engine_copy_free(&snap);
         }
         i += n;
     }

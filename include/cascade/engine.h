@@ -217,21 +217,21 @@ struct engine_post_key {
     int64_t ts;
 };
 
-struct engine_snapshot {
+struct engine_copy {
     uint32_t nactors;             /* every actor id is below this */
     struct engine_share *shares;  /* one per such post (repeats: the edge's weight) */
     struct engine_post_key *keys; /* one per observed post that carries a content key */
-    uint32_t *reach;              /* per actor id: its reach when the snapshot was taken */
+    uint32_t *reach;              /* per actor id: its reach when the copy was taken */
     size_t nshares, nkeys;
     uint64_t accepted; /* accepted events when it was taken: tells whether the graph changed */
 };
 
 /* Copies the shares and content keys out: O(posts), no allocation on the engine. 0 or -ENOMEM.
- * Free with engine_snapshot_free. */
-int engine_snapshot_take(struct engine *e, struct engine_snapshot *out);
-void engine_snapshot_free(struct engine_snapshot *s);
+ * Free with engine_copy_free. */
+int engine_copy_take(struct engine *e, struct engine_copy *out);
+void engine_copy_free(struct engine_copy *s);
 
-/* The actor with dense id `id` (< engine_snapshot.nactors): 0 or -ENOENT. */
+/* The actor with dense id `id` (< engine_copy.nactors): 0 or -ENOENT. */
 int engine_actor_at(struct engine *e, uint32_t id, struct engine_actor *out);
 /* The content key with dense id `id`, or NULL. Borrowed, valid for the engine's life. */
 const char *engine_content_key(const struct engine *e, uint32_t id, uint32_t *len);

@@ -1,6 +1,6 @@
-/* The analytics worker (see worker.h). One thread, one job at a time: a snapshot to compute
+/* The analytics worker (see worker.h). One thread, one job at a time: an engine copy to compute
  * (weighted edges from the shares, PageRank, Leiden, coordination with the defaults), or a
- * coordination request with other parameters on the latest snapshot. */
+ * coordination request with other parameters on the latest copy. */
 #include "analytics/worker.h"
 
 #include <errno.h>
@@ -16,7 +16,7 @@
 
 #define COORD_QUEUE 16
 
-/* The engine's snapshot rows are handed to coord_compute as they are. */
+/* The engine copy's rows are handed to coord_compute as they are. */
 _Static_assert(sizeof(struct engine_post_key) == sizeof(struct coord_post) &&
                    offsetof(struct engine_post_key, ts) == offsetof(struct coord_post, ts),
                "engine_post_key and coord_post must share a layout");
@@ -27,12 +27,12 @@ struct analytics {
     pthread_t thread;
     uint64_t interval_ms, last_take_ms, last_accepted;
     int requested, stopping, busy;
-    uint64_t pending_ms;            /* what taking the pending snapshot cost the engine's thread */
-    struct engine_snapshot pending; /* handed over by the engine's thread */
+    uint64_t pending_ms;        /* what taking the pending copy cost the engine's thread */
+    struct engine_copy pending; /* handed over by the engine's thread */
     int has_pending;
     struct analytics_result *latest;
-    /* the latest snapshot's content keys, kept for coordination with other parameters */
-    struct engine_snapshot keys;
+    /* the latest copy's content keys, kept for coordination with other parameters */
+    struct engine_copy keys;
     struct coord_params queue[COORD_QUEUE];
     uint32_t nqueue;
 };
@@ -106,7 +106,7 @@ static int cmp_share(const void *pa, const void *pb)
 }
 
 /* The weighted edge list: shares sorted, equal ones counted. */
-static int weigh_edges(struct engine_snapshot *s, struct graph_edge **out, size_t *n)
+static int weigh_edges(struct engine_copy *s, struct graph_edge **out, size_t *n)
 {
     qsort(s->shares, s->nshares, sizeof(*s->shares), cmp_share);
     struct graph_edge *e = malloc((s->nshares + 1) * sizeof(*e));
@@ -194,7 +194,7 @@ static int summarise_communities(struct analytics_result *r, const struct graph_
 static const struct coord_params coord_defaults = {
     COORD_DEFAULT_WINDOW_MS, COORD_DEFAULT_MIN_REPEATS, COORD_DEFAULT_MIN_RATIO, 0};
 
-static int compute_graph(struct analytics_result *r, struct engine_snapshot *s)
+static int compute_graph(struct analytics_result *r, struct engine_copy *s)
 {
     struct graph_edge *edges = NULL;
     size_t ne = 0;
@@ -225,8 +225,8 @@ static int compute_graph(struct analytics_result *r, struct engine_snapshot *s)
     return rc;
 }
 
-/* Turns a snapshot into a result; keeps its content keys for later coordination requests. */
-static struct analytics_result *compute(struct analytics *a, struct engine_snapshot *s,
+/* Turns an engine copy into a result; keeps its content keys for later coordination requests. */
+static struct analytics_result *compute(struct analytics *a, struct engine_copy *s,
                                         uint64_t snapshot_ms)
 {
     struct analytics_result *r = calloc(1, sizeof(*r));
@@ -247,17 +247,17 @@ static struct analytics_result *compute(struct analytics *a, struct engine_snaps
     return r;
 }
 
-static void publish(struct analytics *a, struct analytics_result *r, struct engine_snapshot *s)
+static void publish(struct analytics *a, struct analytics_result *r, struct engine_copy *s)
 {
     pthread_mutex_lock(&a->mu);
     struct analytics_result *old = a->latest;
     a->latest = r;
-    struct engine_snapshot oldkeys = a->keys;
+    struct engine_copy oldkeys = a->keys;
     a->keys = *s; /* its shares are no longer needed, its keys are */
     free(a->keys.shares);
     a->keys.shares = NULL;
     pthread_mutex_unlock(&a->mu);
-    engine_snapshot_free(&oldkeys);
+    engine_copy_free(&oldkeys);
     analytics_put(a, old);
     log_msg(LOG_INFO, "analytics_done",
             "actors=%u edges=%zu communities=%u groups=%u snapshot_ms=%llu pagerank_ms=%llu "
@@ -267,7 +267,7 @@ static void publish(struct analytics *a, struct analytics_result *r, struct engi
             (unsigned long long)r->coord_ms, r->error[0] ? " error=" : "", r->error);
 }
 
-/* A queued coordination request, computed on the latest snapshot's keys. */
+/* A queued coordination request, computed on the latest copy's keys. */
 static void run_coord(struct analytics *a, const struct coord_params *p)
 {
     struct analytics_result *r = analytics_get(a);
@@ -294,7 +294,7 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&a->mu);
     while (!a->stopping) {
         if (a->has_pending) {
-            struct engine_snapshot s = a->pending;
+            struct engine_copy s = a->pending;
             a->has_pending = 0;
             uint64_t snapshot_ms = a->pending_ms;
             pthread_mutex_unlock(&a->mu);
@@ -302,7 +302,7 @@ static void *worker_main(void *arg)
             if (r)
                 publish(a, r, &s);
             else
-                engine_snapshot_free(&s);
+                engine_copy_free(&s);
             pthread_mutex_lock(&a->mu);
             a->busy = 0;
         } else if (a->nqueue) {
@@ -333,10 +333,10 @@ void analytics_tick(struct analytics *a, struct engine *e)
         return;
     engine_get_stats(e, &st);
     if (!a->requested && st.outcomes[EVENT_OK] == a->last_accepted)
-        return; /* nothing changed since the last snapshot */
-    struct engine_snapshot s;
+        return; /* nothing changed since the last copy */
+    struct engine_copy s;
     uint64_t t0 = mono_ms();
-    if (engine_snapshot_take(e, &s)) {
+    if (engine_copy_take(e, &s)) {
         log_msg(LOG_WARN, "analytics_snapshot_failed", "error=\"out of memory\"");
         a->last_take_ms = now;
         return;
@@ -448,8 +448,8 @@ void analytics_stop(struct analytics *a)
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->thread, NULL);
     if (a->has_pending)
-        engine_snapshot_free(&a->pending);
-    engine_snapshot_free(&a->keys);
+        engine_copy_free(&a->pending);
+    engine_copy_free(&a->keys);
     analytics_put(a, a->latest);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);

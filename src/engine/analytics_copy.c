@@ -1,4 +1,4 @@
-/* Copies of the engine's posts for the analytics worker (engine.h: engine_snapshot_take): the
+/* Copies of the engine's posts for the analytics worker (engine.h: engine_copy_take): the
  * amplification graph as one (from, to) per share, and (actor, content key, ts) per post for
  * coordination. One pass over the posts in id order; the parent's and root's records are the
  * random loads, so they are prefetched a few posts ahead. Not the snapshot files on disk: those
@@ -27,7 +27,7 @@ static uint32_t root_of(const struct engine *e, uint32_t id, uint32_t *root, uin
     return r;
 }
 
-static void take(struct engine *e, struct engine_snapshot *s, uint32_t *root, uint32_t *stack)
+static void take(struct engine *e, struct engine_copy *s, uint32_t *root, uint32_t *stack)
 {
     uint32_t n = e->posts.len;
     for (uint32_t i = 0; i < n; i++) {
@@ -52,7 +52,7 @@ static void take(struct engine *e, struct engine_snapshot *s, uint32_t *root, ui
     }
 }
 
-int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
+int engine_copy_take(struct engine *e, struct engine_copy *s)
 {
     memset(s, 0, sizeof(*s));
     /* the result built on the previous copy is the only one left that may name the ids
@@ -69,7 +69,7 @@ int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
     if (!root || !stack || !s->shares || !s->keys || !s->reach) {
         free(root);
         free(stack);
-        engine_snapshot_free(s);
+        engine_copy_free(s);
         return -ENOMEM;
     }
     memset(root, 0xff, (size_t)n * sizeof(uint32_t));
@@ -85,7 +85,7 @@ int engine_snapshot_take(struct engine *e, struct engine_snapshot *s)
     return 0;
 }
 
-void engine_snapshot_free(struct engine_snapshot *s)
+void engine_copy_free(struct engine_copy *s)
 {
     free(s->shares);
     free(s->keys);

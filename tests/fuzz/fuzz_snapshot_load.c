@@ -45,9 +45,9 @@ static void exercise(struct engine *e)
     uint32_t nl;
     if (engine_labels(e, &ls, &nl) == 0)
         free(ls);
-    struct engine_snapshot snap;
-    if (engine_snapshot_take(e, &snap) == 0)
-        engine_snapshot_free(&snap);
+    struct engine_copy snap;
+    if (engine_copy_take(e, &snap) == 0)
+        engine_copy_free(&snap);
     /* new events joining whatever is there: posts p0.., parents among them */
     char post[16], parent[16];
     for (int k = 0; k < 8; k++) {

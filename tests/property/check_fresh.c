@@ -426,7 +426,7 @@ static const char *name_at(struct engine *e, uint32_t id, uint32_t *len)
 {
     struct engine_actor x;
     if (engine_actor_at(e, id, &x) != 0)
-        prop_fail("engine_snapshot_take names actor %u, which engine_actor_at does not know", id);
+        prop_fail("engine_copy_take names actor %u, which engine_actor_at does not know", id);
     *len = x.name_len;
     return x.name;
 }
@@ -435,10 +435,10 @@ static const char *name_at(struct engine *e, uint32_t id, uint32_t *len)
  * held actor's reach. Returns the number of records. */
 static size_t copy_records(struct engine *e, char **out)
 {
-    struct engine_snapshot s;
+    struct engine_copy s;
 
-    if (engine_snapshot_take(e, &s) != 0)
-        prop_fail("engine_snapshot_take failed");
+    if (engine_copy_take(e, &s) != 0)
+        prop_fail("engine_copy_take failed");
     size_t n = 0, cap = s.nshares + s.nkeys + s.nactors + 1;
     char *rec = calloc(cap, REC);
     for (size_t i = 0; i < s.nshares; i++) {
@@ -452,7 +452,7 @@ static size_t copy_records(struct engine *e, char **out)
         const char *who = name_at(e, s.keys[i].actor, &la);
         const char *key = engine_content_key(e, s.keys[i].content, &lk);
         if (!key)
-            prop_fail("engine_snapshot_take names content %u, which has no key", s.keys[i].content);
+            prop_fail("engine_copy_take names content %u, which has no key", s.keys[i].content);
         snprintf(rec + REC * n++, REC, "key %.*s %.*s %lld", (int)la, who, (int)lk, key,
                  (long long)s.keys[i].ts);
     }
@@ -461,7 +461,7 @@ static size_t copy_records(struct engine *e, char **out)
         if (engine_actor_at(e, id, &x) == 0 && x.posts)
             snprintf(rec + REC * n++, REC, "reach %.*s %u", (int)x.name_len, x.name, s.reach[id]);
     }
-    engine_snapshot_free(&s);
+    engine_copy_free(&s);
     qsort(rec, n, REC, cmp_rec);
     *out = rec;
     return n;
@@ -472,7 +472,7 @@ static void copies(struct pair *p)
     char *ra, *rb;
     size_t na = copy_records(p->a, &ra), nb = copy_records(p->b, &rb);
 
-    snprintf(p->where, sizeof(p->where), "engine_snapshot_take");
+    snprintf(p->where, sizeof(p->where), "engine_copy_take");
     for (size_t i = 0; i < na && i < nb; i++)
         if (strcmp(ra + REC * i, rb + REC * i) != 0)
             prop_fail("%s: %s: record %zu: \"%s\", expected \"%s\"", p->how->what, p->where, i,

@@ -230,7 +230,7 @@ extern struct retain_tally g_tally;
 struct agree {
     int exact;          /* b is a from a snapshot of a: ids, trees' order, actor times agree */
     int64_t growth_max; /* the longest growth window to ask both */
-    int take;           /* also compare engine_snapshot_take, which lets names go (retention) */
+    int take;           /* also compare engine_copy_take, which lets names go (retention) */
     const char *what;   /* for messages */
 };
 /* Engine a against engine b: stats, every post's cascade, every actor, the top lists (as
