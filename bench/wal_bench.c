@@ -11,13 +11,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "store/wal.h"
-#include "store/wal_int.h"
+#include "cascade/wal.h"
 
 struct opts {
     const char *dir;
     long events, batch;
     enum wal_fsync fsync;
+    int no_io_uring; /* --io pwrite: measure the fallback */
 };
 
 static double now_s(void)
@@ -38,9 +38,9 @@ static int parse(int argc, char **argv, struct opts *o)
         else if (!strcmp(k, "--batch"))
             o->batch = atol(v);
         else if (!strcmp(k, "--io") && !strcmp(v, "pwrite"))
-            wal_faults.no_uring = 1; /* measure the fallback */
+            o->no_io_uring = 1;
         else if (!strcmp(k, "--io") && !strcmp(v, "uring"))
-            wal_faults.no_uring = 0;
+            o->no_io_uring = 0;
         else if (!strcmp(k, "--fsync") && !strcmp(v, "no"))
             o->fsync = WAL_FSYNC_NO;
         else if (!strcmp(k, "--fsync") && !strcmp(v, "everysec"))
@@ -96,7 +96,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 static struct wal *open_wal(const struct opts *o)
 {
-    struct wal_options wo = {.dir = o->dir, .fsync = o->fsync};
+    struct wal_options wo = {.dir = o->dir, .fsync = o->fsync, .no_io_uring = o->no_io_uring};
     struct wal *w;
     char err[256];
     if (wal_open(&wo, &w, err, sizeof(err)) != 0) {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/u64map.h"
+#include "cascade/u64map.h"
 #include "cascade-gen.h"
 
 #define DUP_SPAN 5000 /* a duplicate follows its original within this many lines */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hash.h"
+#include "cascade/hash.h"
 
 #define ROUTE_MIN_SLOTS (1u << 16)
 #define ROUTE_MAX_SLOTS (1u << 22) /* 32 MiB a generation */

@@ -9,8 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "store/snapfile.h"
-#include "store/wal.h"
+#include "cascade/wal.h"
 
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "dev"

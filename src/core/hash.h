@@ -1,26 +1,8 @@
-/* Hashing for the engine's tables: XXH3 over bytes, a 64-bit mixer over integer keys.
- * One place to change the hash function for every table. */
+/* Hashing (hash_bytes, hash_u64): declared in the public include/cascade/hash.h, which the tools
+ * use too; this header stays for core's own callers. */
 #ifndef CORE_HASH_H
 #define CORE_HASH_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include <xxhash.h>
-
-static inline uint64_t hash_bytes(const void *p, size_t len)
-{
-    return XXH3_64bits(p, len);
-}
-
-/* splitmix64's finaliser: every input bit affects every output bit, cheap for packed id pairs. */
-static inline uint64_t hash_u64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
+#include "cascade/hash.h"
 
 #endif

@@ -4,7 +4,7 @@
  * fsynced, so a .snap file is always whole; start-up loads the newest that reads back intact
  * (engine/persist.c checks it) and replays the WAL from its position. The two newest are kept,
  * so that a damaged newest one still leaves an older one whose WAL is still there.
- * Not to be confused with engine_snapshot_take (engine/analytics_copy.c: the analytics worker's
+ * Not to be confused with engine_copy_take (engine/analytics_copy.c: the analytics worker's
  * copy of the graph) nor the `snapshot` method (query/handlers_snapshot.c), which asks for one. */
 #ifndef STORE_SNAPFILE_H
 #define STORE_SNAPFILE_H
@@ -28,8 +28,7 @@ struct snapshot_meta {
 /* The file name of the snapshot of pos (room for SNAPSHOT_NAME_MAX). */
 void snapshot_name(char *out, struct wal_pos pos);
 
-/* The position in a snapshot file's name (snap-SEQ-OFF.snap): 0, or -1 for any other name. */
-int snapshot_parse_name(const char *name, struct wal_pos *pos);
+/* snapshot_parse_name, the position in a snapshot file's name, is in include/cascade/wal.h. */
 
 /* Creates DATA_DIR/snapshots if missing. 0, or a negative errno with a message in err. */
 int snapshot_dir_init(const char *data_dir, char *err, size_t errlen);

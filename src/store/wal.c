@@ -327,7 +327,7 @@ int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t er
         return rc;
     }
     /* A ring can be refused (seccomp in containers, io_uring_disabled): plain syscalls then. */
-    w->uring = !wal_faults.no_uring && io_uring_queue_init(RING_DEPTH, &w->ring, 0) == 0;
+    w->uring = !wal_faults.no_uring && !o->no_io_uring && io_uring_queue_init(RING_DEPTH, &w->ring, 0) == 0;
     *out = w;
     return 0;
 }
