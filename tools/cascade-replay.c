@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/auth.h"
+#include "cascade/proto.h"
 
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "dev"
@@ -427,7 +427,9 @@ static void resume_hint(struct replay *r)
     uint64_t first = rp_net_resume_point(&r->net);
     if (first > r->events_read)
         first = r->events_read;
-    if (first > r->o.from)
+    /* said even when this run got no further than its --from: a resend refused at once (a full
+     * disk on the server) must still tell where to go on from */
+    if (first > r->o.from || (first == r->o.from && first < r->events_read))
         fprintf(stderr,
                 "cascade-replay: every event before number %" PRIu64
                 " was acknowledged: add --from %" PRIu64 " to resume there\n",
@@ -728,7 +730,7 @@ static int run(struct replay *r)
     r->net.ctx = r;
     int loose;
     if (r->o.token_file &&
-        auth_token_load(r->o.token_file, &r->net.token, &loose, err, sizeof(err))) {
+        proto_auth_token_load(r->o.token_file, &r->net.token, &loose, err, sizeof(err))) {
         fprintf(stderr, "cascade-replay: %s\n", err);
         return 1;
     }

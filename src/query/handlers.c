@@ -178,7 +178,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 26 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 29 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
@@ -207,6 +207,9 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "memory_rss", c->ss->mem_rss);
     qpack_u64(pk, "memory_limit", c->ss->max_memory);
     qpack_u64(pk, "refused_memory", c->ss->refused_memory);
+    qpack_u64(pk, "wal_writable", c->ss->wal_err == 0);
+    qpack_u64(pk, "refused_wal", c->ss->refused_wal);
+    qpack_cstr(pk, "wal_error", c->ss->wal_err ? strerror(-c->ss->wal_err) : NULL);
     qpack_u64(pk, "engine_bytes", st.bytes);
     qpack_u64(pk, "uptime_ms", c->ss->uptime_ms);
     qpack_cstr(pk, "version", CASCADE_VERSION);

@@ -44,6 +44,11 @@ static const struct known known[] = {
     {"refused_memory", "cascaded_events_refused_memory_total", "counter", 1,
      "Events refused, unapplied, because the server was at --max-memory."},
     {"wal_bytes", "cascaded_wal_bytes", "gauge", 1, "Bytes in the write-ahead log."},
+    {"wal_writable", "cascaded_wal_writable", "gauge", 1,
+     "1 when the WAL took the last batch; 0 while it refuses appends (disk full, I/O error): "
+     "ingest is refused until it takes one again."},
+    {"refused_wal", "cascaded_events_refused_wal_total", "counter", 1,
+     "Events refused, unapplied, because the WAL could not take them."},
     {"uptime_ms", "cascaded_uptime_seconds", "gauge", 0.001, "Seconds since the server started."},
     {"ingest_rate", "cascaded_ingest_events_per_second", "gauge", 1,
      "Events ingested per second, recently."},

@@ -42,6 +42,8 @@ struct rpc_server_stats {
     uint64_t mem_rss;                     /* the kernel's: what --max-memory judges */
     uint64_t max_memory;                  /* --max-memory (0: none) */
     uint64_t refused_memory;              /* events refused at it */
+    int wal_err;          /* 0: the WAL takes appends; else the errno of the last refusal (< 0) */
+    uint64_t refused_wal; /* events refused, unapplied, because the WAL could not take them */
     struct analytics *analytics;          /* NULL: analytics off (the methods answer 503) */
     struct rpc_snapshot_status snapshot;
     /* `snapshot`: the handler sets *snapshot_defer to have the server hold the request until

@@ -253,8 +253,32 @@ static void refuse_batch(struct writer *w, struct batch *b)
     }
 }
 
-/* Applies, logs, and fills in every event's outcome. When the WAL cannot take the batch, the
- * accepted events' outcomes become EVENT_ERR_NOMEM so that no ack covers them. */
+/* The WAL could not take a batch (rc < 0): every validated event of it is refused unapplied,
+ * as EVENT_ERR_NOMEM, so that the producer gets a fatal naming the first one to resend. The
+ * first failure of a run of them is logged; later ones are counted. */
+static void wal_refused(struct writer *w, struct batch *b, int rc)
+{
+    if (!w->wal_err)
+        log_msg(LOG_ERROR, "wal_append_failed",
+                "error=\"%s\" events=%u action=\"refusing ingest (nothing applied, nothing "
+                "acked); each new batch tries the WAL again, ingest resumes when it takes it\"",
+                strerror(-rc), b->nvalid);
+    w->wal_err = rc;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->vidx[i] != UINT32_MAX) {
+            b->outcome[i] = EVENT_ERR_NOMEM;
+            w->refused_wal++;
+        } else {
+            engine_note_outcome(w->engine, b->outcome[i]);
+        }
+    }
+}
+
+/* Logs, then applies, and fills in every event's outcome (DESIGN §6, log before apply): every
+ * validated event goes into the WAL before the engine sees it, so no answer ever shows an event
+ * that a crash could lose. Duplicates and events the engine refuses are logged too: replay
+ * turns them into the same no-ops, so the WAL need not wait for the engine's verdict. When the
+ * WAL cannot take the batch (a full disk, an I/O error) nothing of it is applied or acked. */
 static void do_ingest(struct writer *w, struct batch *b)
 {
     if (at_memory_limit(w)) {
@@ -264,6 +288,16 @@ static void do_ingest(struct writer *w, struct batch *b)
     if (ensure_scratch(w, b->nvalid ? b->nvalid : 1)) {
         memset(b->outcome, EVENT_ERR_NOMEM, b->n);
         return;
+    }
+    int rc = wal_append(w->wal, b->evs, NULL, b->nvalid);
+    if (rc) {
+        wal_refused(w, b, rc);
+        return;
+    }
+    if (w->wal_err) {
+        log_msg(LOG_INFO, "wal_append_resumed", "refused_since_start=%llu",
+                (unsigned long long)w->refused_wal);
+        w->wal_err = 0;
     }
     for (uint32_t i = 0; i < b->nvalid; i += APPLY_CHUNK) {
         uint32_t m = b->nvalid - i < APPLY_CHUNK ? b->nvalid - i : APPLY_CHUNK;
@@ -275,16 +309,6 @@ static void do_ingest(struct writer *w, struct batch *b)
             b->outcome[i] = w->scratch[b->vidx[i]];
         else
             engine_note_outcome(w->engine, b->outcome[i]);
-    }
-    for (uint32_t i = 0; i < b->nvalid; i++)
-        w->scratch[i] = w->scratch[i] == EVENT_OK;
-    int rc = wal_append(w->wal, b->evs, w->scratch, b->nvalid);
-    if (rc) {
-        log_msg(LOG_ERROR, "wal_append_failed", "error=\"%s\" events=%u", strerror(-rc), b->nvalid);
-        for (uint32_t i = 0; i < b->n; i++)
-            if (b->outcome[i] == EVENT_OK)
-                b->outcome[i] = EVENT_ERR_NOMEM;
-        return;
     }
 }
 
@@ -352,6 +376,8 @@ static void server_stats(struct writer *w, struct rpc_server_stats *ss)
         .snapshot = w->snap.status,
         .max_memory = w->max_memory,
         .refused_memory = w->refused_memory,
+        .wal_err = w->wal_err,
+        .refused_wal = w->refused_wal,
     };
     memory_figures(&ss->mem_allocated, &ss->mem_resident);
     ss->mem_rss = process_rss();

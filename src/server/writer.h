@@ -78,6 +78,8 @@ struct writer {
     uint64_t refused_memory; /* events refused at it */
     int memory_state;        /* 0 below 90 % of it, 1 above (warned), 2 at it (refusing) */
     uint64_t rss, rss_ms;    /* the last process RSS read, and when (now_ms) */
+    int wal_err;             /* 0, or the negative errno of the last batch the WAL refused */
+    uint64_t refused_wal;    /* events refused, unapplied, because the WAL could not take them */
 };
 
 /* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it
