@@ -1,6 +1,6 @@
 /* cascade-cli: one query to cascaded's query port (DESIGN §5, §7), printed as a table, JSON,
- * CSV, GraphML or DOT. The request is built and checked locally from the shared method table
- * (query/method.h), so a typo fails before any I/O with the server's own wording; the answer is
+ * CSV, GraphML or DOT. The request is built and checked locally from the shared method schema
+ * (cascade/schema.h), so a typo fails before any I/O with the server's own wording; the answer is
  * untrusted input, read under a size bound and a deadline. */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +21,8 @@
 #include "core/mpmap.h"
 #include "core/strbuf.h"
 #include "net/auth.h"
-#include "query/export.h"
-#include "query/method.h"
-#include "query/render.h"
+#include "cascade/format.h"
+#include "cascade/schema.h"
 
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "dev"
@@ -382,7 +381,7 @@ static void put_clean(const char *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t n = render_utf8_next(s + i, len - i, &cp);
+        size_t n = format_utf8_next(s + i, len - i, &cp);
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp == 0xfffd && n == 1))
             fputc('?', stderr);
         else
@@ -461,7 +460,7 @@ static int print_error(const msgpack_object *err)
     if (msg && msg->type == MSGPACK_OBJECT_STR)
         sb_append(&b, msg->via.str.ptr, msg->via.str.size);
     else
-        render_json(err, &b);
+        format_json(err, &b);
     fputs("error", stderr);
     if (code && code->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         fprintf(stderr, " %" PRIu64, code->via.u64);
@@ -478,19 +477,19 @@ static int render(const struct opts *o, const msgpack_object *result, struct str
     const struct qmethod *m = qmethod_find(o->method, strlen(o->method));
     switch (o->format) {
     case F_JSON:
-        render_json(result, out);
+        format_json(result, out);
         sb_putc(out, '\n');
         return 0;
     case F_CSV:
-        render_csv(m, result, out);
+        format_csv(result, qmethod_rows_key(m), out);
         return 0;
     case F_TABLE:
-        render_table(m, result, out);
+        format_table(result, qmethod_rows_key(m), out);
         return 0;
     case F_GRAPHML:
-        return export_graphml(result, out);
+        return format_graphml(result, out);
     case F_DOT:
-        return export_dot(result, out);
+        return format_dot(result, out);
     }
     return -EINVAL;
 }

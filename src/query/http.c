@@ -11,8 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "query/export.h"
-#include "query/render.h"
+#include "cascade/format.h"
 
 struct http_in {
     http_parser p;
@@ -693,14 +692,14 @@ static int render_result(const struct http_api *api, const msgpack_object *res, 
 {
     switch (api->fmt) {
     case HTTP_FMT_CSV:
-        render_csv(api->m, res, body);
+        format_csv(res, qmethod_rows_key(api->m), body);
         return 0;
     case HTTP_FMT_GRAPHML:
-        return export_graphml(res, body);
+        return format_graphml(res, body);
     case HTTP_FMT_DOT:
-        return export_dot(res, body);
+        return format_dot(res, body);
     default:
-        render_json(res, body);
+        format_json(res, body);
         return 0;
     }
 }
@@ -721,7 +720,7 @@ int http_api_render(const struct http_api *api, const char *resp, size_t len, st
     } else if (a[2].type != MSGPACK_OBJECT_NIL) {
         status = error_status(&a[2]);
         sb_puts(body, "{\"error\": ");
-        render_json(&a[2], body);
+        format_json(&a[2], body);
         sb_puts(body, "}");
     } else if (render_result(api, &a[3], body)) {
         body->n = 0;
@@ -740,7 +739,7 @@ void http_error_json(struct strbuf *body, int status, const char *msg)
     m.via.str.ptr = msg;
     m.via.str.size = (uint32_t)strlen(msg);
     sb_printf(body, "{\"error\": {\"code\": %d, \"message\": ", status);
-    render_json(&m, body);
+    format_json(&m, body);
     sb_puts(body, "}}");
 }
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "core/strbuf.h"
-#include "query/method.h"
+#include "cascade/schema.h"
 
 #define HTTP_HEAD_MAX   (16u * 1024)   /* default: request line + headers of one request */
 #define HTTP_TARGET_MAX (8u * 1024)    /* default: the request target (path and query string) */

@@ -116,7 +116,8 @@ static int bind_params(struct rpc_call *c, const struct qmethod *m, struct qcall
 static void dispatch(struct rpc_call *c, const msgpack_object_str *method)
 {
     const struct qmethod *m = qmethod_find(method->ptr, method->size);
-    if (!m) {
+    qhandler_fn run = m ? qmethod_handler(m) : NULL; /* no handler here: unknown */
+    if (!run) {
         snprintf(c->err, sizeof(c->err), "unknown method %.*s (methods: %s)",
                  (int)(method->size > 64 ? 64 : method->size), method->ptr, qmethod_names());
         c->code = QERR_NOT_FOUND;
@@ -125,7 +126,7 @@ static void dispatch(struct rpc_call *c, const msgpack_object_str *method)
     struct qcall q = {.e = c->e, .ss = c->ss, .m = m, .pk = c->pk};
     if (bind_params(c, m, &q))
         return;
-    m->run(&q);
+    run(&q);
     if (q.code) {
         c->code = q.code;
         memcpy(c->err, q.err, sizeof(c->err));

@@ -1,8 +1,8 @@
-/* Cascade tree exports (see export.h): GraphML for Gephi, DOT for Graphviz. Both walk the
+/* Cascade tree exports (see cascade/format.h): GraphML for Gephi, DOT for Graphviz. Both walk the
  * `nodes` of a cascade result once; an edge runs parent → child and is found through a hash
  * index over the nodes' post ids, so a parent the answer left out (a `limit`) gets no edge
  * rather than a phantom node. Strings are repaired to UTF-8 and escaped for the target syntax. */
-#include "query/export.h"
+#include "cascade/format.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,7 +13,7 @@
 
 #include "core/hash.h"
 #include "core/mpmap.h"
-#include "query/render.h"
+#include "core/strbuf.h"
 
 /* The fields of a node, with their GraphML types (NULL: not a node attribute). */
 enum { F_POST, F_PARENT, F_ACTOR, F_TS, F_DEPTH, F_KIND, F_PLACEHOLDER, NFIELDS };
@@ -154,7 +154,7 @@ static void put_xml(struct strbuf *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         uint32_t c;
-        size_t len = render_utf8_next(s + i, n - i, &c);
+        size_t len = format_utf8_next(s + i, n - i, &c);
         if ((c == 0xfffd && len == 1) || c == 0xfffe || c == 0xffff ||
             (c < 0x20 && c != '\t' && c != '\n' && c != '\r'))
             sb_puts(out, REPLACEMENT);
@@ -180,7 +180,7 @@ static void put_dot(struct strbuf *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         uint32_t c;
-        size_t len = render_utf8_next(s + i, n - i, &c);
+        size_t len = format_utf8_next(s + i, n - i, &c);
         if (c == '"' || c == '\\')
             sb_putc(out, '\\'), sb_putc(out, (char)c);
         else if (c == '\n')
@@ -202,7 +202,7 @@ static void put_value(struct strbuf *out, const msgpack_object *v,
         return;
     }
     struct strbuf tmp = STRBUF_INIT;
-    render_json(v, &tmp);
+    format_json(v, &tmp);
     if (tmp.oom)
         out->oom = 1;
     esc(out, tmp.p ? tmp.p : "", tmp.n);
@@ -294,7 +294,7 @@ static int exportable(const struct tree *t, uint32_t i)
     return t->ids[i].n > 0;
 }
 
-int export_graphml(const msgpack_object *result, struct strbuf *out)
+int format_graphml(const msgpack_object *result, struct strbuf *out)
 {
     struct tree t;
     int rc = tree_load(result, &t, out);
@@ -347,7 +347,7 @@ static void dot_node(const struct tree *t, uint32_t i, struct strbuf *out)
     sb_puts(out, ph ? "\", style=dashed];\n" : "\"];\n");
 }
 
-int export_dot(const msgpack_object *result, struct strbuf *out)
+int format_dot(const msgpack_object *result, struct strbuf *out)
 {
     struct tree t;
     int rc = tree_load(result, &t, out);

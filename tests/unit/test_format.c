@@ -1,4 +1,4 @@
-/* Unit tests of the text renderings (query/render.h) and the cascade exports (query/export.h):
+/* Unit tests of the format layer (cascade/format.h): the text renderings and the cascade exports:
  * JSON escaping, UTF-8 repair and doubles, CSV quoting and headers for each method shape, the
  * terminal table, and GraphML/DOT on a hand-built cascade. Inputs are written in a small
  * JSON-like notation (see build) and packed to msgpack, so each case reads as its data. */
@@ -15,8 +15,9 @@
 #include <cmocka.h>
 #include <msgpack.h>
 
-#include "query/export.h"
-#include "query/render.h"
+#include "cascade/format.h"
+#include "cascade/schema.h"
+#include "core/strbuf.h"
 
 /* ---- a JSON-like notation for test values ----------------------------------------------------
  * {k:v,...} maps (any value as key), [..] arrays, 'text' strings (bytes as the C literal gives
@@ -171,19 +172,19 @@ static char *render(enum what w, const struct qmethod *m, const struct val *v, i
     int r = 0;
     switch (w) {
     case JSON:
-        render_json(v->o, &b);
+        format_json(v->o, &b);
         break;
     case CSV:
-        render_csv(m, v->o, &b);
+        format_csv(v->o, qmethod_rows_key(m), &b);
         break;
     case TABLE:
-        render_table(m, v->o, &b);
+        format_table(v->o, qmethod_rows_key(m), &b);
         break;
     case GRAPHML:
-        r = export_graphml(v->o, &b);
+        r = format_graphml(v->o, &b);
         break;
     case DOT:
-        r = export_dot(v->o, &b);
+        r = format_dot(v->o, &b);
         break;
     }
     if (rc)
@@ -268,7 +269,7 @@ static void test_json_double_roundtrip(void **state)
     for (size_t i = 0; i < sizeof(ds) / sizeof(ds[0]); i++) {
         msgpack_object o = {.type = MSGPACK_OBJECT_FLOAT64, .via.f64 = ds[i]};
         struct strbuf b = STRBUF_INIT;
-        render_json(&o, &b);
+        format_json(&o, &b);
         assert_false(b.oom);
         assert_true(strtod(b.p, NULL) == ds[i]);
         sb_free(&b);
@@ -304,7 +305,7 @@ static void test_json_deep(void **state)
         o[i].via.array.ptr = i + 1 < DEPTH ? &o[i + 1] : NULL;
     }
     struct strbuf b = STRBUF_INIT;
-    render_json(&o[0], &b);
+    format_json(&o[0], &b);
     assert_false(b.oom);
     assert_non_null(strstr(b.p, "null"));
     assert_true(b.n < 2 * DEPTH);

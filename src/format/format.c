@@ -1,8 +1,8 @@
-/* Text renderings of query results (see render.h): JSON, CSV and a terminal table. CSV and the
- * table share one walk over the rows (rows_of, the column union) and one string escaper, so a
- * value reads the same in every format. Nothing trusts the result: a value that is not what the
- * method's shape promises is still rendered (as a single cell, or as JSON text in a cell). */
-#include "query/render.h"
+/* Text renderings of query results (see cascade/format.h): JSON, CSV and a terminal table. CSV
+ * and the table share one walk over the rows (rows_of, the column union) and one string escaper,
+ * so a value reads the same in every format. Nothing trusts the result: a value that is not
+ * what the caller's list_key promises is still rendered (as one cell, or as JSON in a cell). */
+#include "cascade/format.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/mpmap.h"
+#include "core/strbuf.h"
 
 /* Deeper values become null: msgpack-c's decoder already stops at 32 levels, this bounds the
  * recursion for hand-built objects too. */
@@ -24,7 +25,7 @@
 
 /* ---------------------------------------------------------------- UTF-8 and escaping */
 
-size_t render_utf8_next(const char *s, size_t n, uint32_t *cp)
+size_t format_utf8_next(const char *s, size_t n, uint32_t *cp)
 {
     const unsigned char *u = (const unsigned char *)s;
     uint32_t c = u[0], min;
@@ -117,7 +118,7 @@ static void put_text(struct strbuf *out, const char *s, size_t n, enum esc mode)
         return; /* an empty msgpack string may have a NULL pointer */
     while (i < n) {
         uint32_t c;
-        size_t len = render_utf8_next(s + i, n - i, &c);
+        size_t len = format_utf8_next(s + i, n - i, &c);
         int bad = c == 0xfffd && len == 1;
         if (!bad && !needs_escape(c, mode)) {
             i += len;
@@ -273,24 +274,24 @@ static void json_value(const msgpack_object *o, struct strbuf *out, int depth)
     }
 }
 
-void render_json(const msgpack_object *o, struct strbuf *out)
+void format_json(const msgpack_object *o, struct strbuf *out)
 {
     json_value(o, out, 0);
 }
 
 /* ---------------------------------------------------------------- rows and columns */
 
-/* The rows of result under m's shape: n values at *rows (maps, normally). A shape the result
- * does not have falls back on the result's own type: an array is a list, anything else a row. */
-static void rows_of(const struct qmethod *m, const msgpack_object *r, const msgpack_object **rows,
+/* The rows of result (list_key: see format.h): n values at *rows (maps, normally). A shape the
+ * result does not have falls back on its own type: an array is a list, anything else a row. */
+static void rows_of(const char *list_key, const msgpack_object *r, const msgpack_object **rows,
                     uint32_t *n)
 {
     if (r->type == MSGPACK_OBJECT_ARRAY) {
         *rows = r->via.array.ptr, *n = r->via.array.size;
         return;
     }
-    if (m && m->shape == QS_RECORD_WITH_LIST && m->list_key && r->type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object *l = mp_map_get(r, m->list_key);
+    if (list_key && r->type == MSGPACK_OBJECT_MAP) {
+        const msgpack_object *l = mp_map_get(r, list_key);
         if (l && l->type == MSGPACK_OBJECT_ARRAY) {
             *rows = l->via.array.ptr, *n = l->via.array.size;
             return;
@@ -435,11 +436,11 @@ static void csv_line(const struct columns *c, const msgpack_object *row, struct 
     sb_puts(out, "\r\n");
 }
 
-void render_csv(const struct qmethod *m, const msgpack_object *result, struct strbuf *out)
+void format_csv(const msgpack_object *result, const char *list_key, struct strbuf *out)
 {
     const msgpack_object *rows;
     uint32_t n;
-    rows_of(m, result, &rows, &n);
+    rows_of(list_key, result, &rows, &n);
     struct columns c = {0};
     struct strbuf scratch = STRBUF_INIT;
     if (columns_collect(&c, rows, n, NULL)) {
@@ -636,20 +637,19 @@ done:
     sb_free(&scratch);
 }
 
-void render_table(const struct qmethod *m, const msgpack_object *result, struct strbuf *out)
+void format_table(const msgpack_object *result, const char *list_key, struct strbuf *out)
 {
     const msgpack_object *rows;
     uint32_t n;
-    if (result->type == MSGPACK_OBJECT_MAP && m && m->shape == QS_RECORD_WITH_LIST && m->list_key &&
-        mp_map_get(result, m->list_key)) {
-        table_record(result, m->list_key, out);
-        rows_of(m, result, &rows, &n);
-        sb_printf(out, "\n%s:\n", m->list_key);
+    if (result->type == MSGPACK_OBJECT_MAP && list_key && mp_map_get(result, list_key)) {
+        table_record(result, list_key, out);
+        rows_of(list_key, result, &rows, &n);
+        sb_printf(out, "\n%s:\n", list_key);
         table_rows(rows, n, out);
     } else if (result->type == MSGPACK_OBJECT_MAP) {
         table_record(result, NULL, out);
     } else if (result->type == MSGPACK_OBJECT_ARRAY) {
-        rows_of(m, result, &rows, &n);
+        rows_of(list_key, result, &rows, &n);
         table_rows(rows, n, out);
     } else {
         struct strbuf scratch = STRBUF_INIT;
