@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cascade_bench.h"
-#include "net/auth.h"
+#include "cascade/proto.h"
 
 #define RATE_MAX    1000000.0
 #define SECONDS_MAX 86400.0
@@ -95,9 +95,9 @@ int connect_port(const char *host, const char *port, enum bench_port kind)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     if (kind == BENCH_RPC)
-        auth_pack_rpc(&pk, 0, bench_token);
+        proto_auth_pack_rpc(&pk, 0, bench_token);
     else
-        auth_pack_ingest(&pk, bench_token);
+        proto_auth_pack_ingest(&pk, bench_token);
     int rc = send(fd, sb.data, sb.size, MSG_NOSIGNAL) == (ssize_t)sb.size ? 0 : -errno;
     msgpack_sbuffer_destroy(&sb);
     if (rc == 0 && kind == BENCH_RPC)
@@ -569,7 +569,7 @@ static int load_token(const char *path)
 {
     char err[512], *token;
     int loose;
-    if (auth_token_load(path, &token, &loose, err, sizeof err)) {
+    if (proto_auth_token_load(path, &token, &loose, err, sizeof err)) {
         fprintf(stderr, PROG ": %s\n", err);
         return -1;
     }

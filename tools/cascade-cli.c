@@ -20,7 +20,7 @@
 
 #include "core/mpmap.h"
 #include "core/strbuf.h"
-#include "net/auth.h"
+#include "cascade/proto.h"
 #include "cascade/format.h"
 #include "cascade/schema.h"
 
@@ -557,13 +557,13 @@ static int auth_request(const struct opts *o, msgpack_sbuffer *out)
 {
     char err[PATH_MAX + 128], *token;
     int loose;
-    if (auth_token_load(o->token_file, &token, &loose, err, sizeof(err))) {
+    if (proto_auth_token_load(o->token_file, &token, &loose, err, sizeof(err))) {
         fprintf(stderr, "cascade-cli: %s\n", err);
         return EXIT_LOCAL;
     }
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    auth_pack_rpc(&pk, AUTH_MSGID, token);
+    proto_auth_pack_rpc(&pk, AUTH_MSGID, token);
     free(token);
     return EXIT_OK;
 }

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/mpmap.h"
-#include "net/auth.h"
+#include "cascade/proto.h"
 
 #define RP_BATCH_EVENTS 1000u
 #define RP_BATCH_BYTES  (1u << 20) /* well under the server's 4 MiB per msgpack value */
@@ -421,7 +421,7 @@ static int send_auth(struct rp_conn *c, const char *token)
         return -ENOMEM;
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, out_write);
-    auth_pack_ingest(&pk, token);
+    proto_auth_pack_ingest(&pk, token);
     c->ready = c->len;
     return 0;
 }

@@ -22,10 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cascade/proto.h"
 #include "core/log.h"
 #include "core/mpscan.h"
 #include "core/strbuf.h"
-#include "net/auth.h"
 #include "query/http.h"
 #include "query/prom.h"
 #include "query/web.h"
@@ -44,7 +44,7 @@
 #define STOP_GRACE_MS      10000
 #define LINGER_MS          2000               /* a closing connection's wait for its peer's EOF */
 #define LINGER_MAX         (4u * 1024 * 1024) /* bytes read and dropped while waiting */
-#define ERR_KEEP           8
+#define ERR_KEEP           PROTO_ACK_ERR_MAX
 #define DRAIN_QUANTUM      1024 /* events a connection may add before the others get a turn */
 #define HTTP_IN_SOFT       (32u * 1024)  /* buffered HTTP input past which reading stops */
 #define OUT_HIGH           (256u * 1024) /* queued output past which HTTP and RPC requests wait */
@@ -94,7 +94,7 @@ struct conn {
     struct strbuf qin;   /* query: bytes received and not yet handed on as requests */
     struct mpscan qscan; /* query: the request at the front of qin, scanned so far */
     uint64_t events, ok, dup, rej;
-    char errs[ERR_KEEP][96];
+    char errs[ERR_KEEP][PROTO_ACK_ERR_LEN];
     uint32_t nerr; /* rejections since the last ack (only the last ERR_KEEP kept) */
     char *fatal;
     uint8_t fatal_resend; /* the fatal names resend_from (DESIGN §4): 1 resend_from, 2 the events
@@ -272,15 +272,15 @@ static int setup_bufring(struct netloop *n)
  * --max-rpc-request-bytes and the limits the ingest port applies to a value (--max-array,
  * --max-map-keys, --max-depth, --max-string-bytes). Those may be set lower than the protocol
  * itself needs, since events need less: every request is [0, msgid, method, [{params}]], 4
- * elements, 3 levels deep, and `auth` carries a token of up to AUTH_TOKEN_MAX bytes; the limits
- * never go below that. The least --max-map-keys (8) holds any method's parameters. */
+ * elements, 3 levels deep, and `auth` carries a token of up to PROTO_AUTH_TOKEN_MAX bytes; the
+ * limits never go below that. The least --max-map-keys (8) holds any method's parameters. */
 static void rpc_limits(const struct ingest_limits *in, uint32_t rpc_max, struct mpscan_limits *l)
 {
     l->max_bytes = rpc_max;
     l->max_array = in->max_array > 4 ? in->max_array : 4;
     l->max_map = in->max_map;
     l->max_depth = in->max_depth > 3 ? in->max_depth : 3;
-    l->max_str = in->max_str > AUTH_TOKEN_MAX ? in->max_str : AUTH_TOKEN_MAX;
+    l->max_str = in->max_str > PROTO_AUTH_TOKEN_MAX ? in->max_str : PROTO_AUTH_TOKEN_MAX;
     /* what the writer's msgpack-c may allocate for one request (1 MiB of nils in arrays: 24x) */
     l->max_cost = in->max_value_memory;
 }
@@ -546,43 +546,18 @@ static int sbuf_write(void *data, const char *buf, size_t len)
     return pend_append(data, buf, len) ? -1 : 0;
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
-/* DESIGN §4: {"ok": N, "dup": N, "rej": N, "err": [...]}, cumulative counts. */
+/* DESIGN §4: {"ok": N, "dup": N, "rej": N, "err": [...]}, cumulative counts (proto_ack_pack). */
 static void queue_ack(struct conn *c)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, sbuf_write);
-    msgpack_pack_map(&pk, 4);
-    pack_cstr(&pk, "ok");
-    msgpack_pack_uint64(&pk, c->ok);
-    pack_cstr(&pk, "dup");
-    msgpack_pack_uint64(&pk, c->dup);
-    pack_cstr(&pk, "rej");
-    msgpack_pack_uint64(&pk, c->rej);
-    pack_cstr(&pk, "err");
+    const char *errs[ERR_KEEP];
     uint32_t k = c->nerr < ERR_KEEP ? c->nerr : ERR_KEEP;
-    msgpack_pack_array(&pk, k);
-    for (uint32_t i = c->nerr - k; i < c->nerr; i++)
-        pack_cstr(&pk, c->errs[i % ERR_KEEP]);
+    for (uint32_t i = 0; i < k; i++)
+        errs[i] = c->errs[(c->nerr - k + i) % ERR_KEEP];
+    proto_ack_pack(&pk, c->ok, c->dup, c->rej, errs, k);
     c->nerr = 0;
     c->ack_due = 0;
-}
-
-/* {"fatal": msg}, with "resend_from": *resend_from when given (DESIGN §4). */
-static void pack_fatal(msgpack_packer *pk, const char *msg, const uint64_t *resend_from)
-{
-    msgpack_pack_map(pk, resend_from ? 2 : 1);
-    pack_cstr(pk, "fatal");
-    pack_cstr(pk, msg);
-    if (resend_from) {
-        pack_cstr(pk, "resend_from");
-        msgpack_pack_uint64(pk, *resend_from);
-    }
 }
 
 static void queue_fatal(struct conn *c)
@@ -590,25 +565,15 @@ static void queue_fatal(struct conn *c)
     msgpack_packer pk;
     msgpack_packer_init(&pk, c, sbuf_write);
     uint64_t from = c->fatal_resend == 2 ? c->events : c->resend_from;
-    pack_fatal(&pk, c->fatal, c->fatal_resend ? &from : NULL);
+    proto_fatal_pack(&pk, c->fatal, c->fatal_resend ? &from : NULL);
 }
 
 /* [1, msgid (or nil), {"code": code, "message": msg}, nil]: an RPC error answer. */
 static void pack_rpc_error(msgpack_packer *pk, int has_id, uint64_t msgid, unsigned code,
                            const char *msg)
 {
-    msgpack_pack_array(pk, 4);
-    msgpack_pack_uint8(pk, 1);
-    if (has_id)
-        msgpack_pack_uint64(pk, msgid);
-    else
-        msgpack_pack_nil(pk);
-    msgpack_pack_map(pk, 2);
-    pack_cstr(pk, "code");
-    msgpack_pack_uint16(pk, (uint16_t)code);
-    pack_cstr(pk, "message");
-    pack_cstr(pk, msg);
-    msgpack_pack_nil(pk);
+    const msgpack_object id = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = msgid};
+    proto_rpc_error_pack(pk, has_id ? &id : NULL, code, msg);
 }
 
 static void start_send(struct netloop *n, struct conn *c)
@@ -705,7 +670,7 @@ static void refuse(int fd, int kind, const char *flag)
         msgpack_packer pk;
         msgpack_packer_init(&pk, &out, strbuf_write);
         if (kind == NET_INGEST)
-            pack_fatal(&pk, why, NULL);
+            proto_fatal_pack(&pk, why, NULL);
         else
             pack_rpc_error(&pk, 0, 0, 503, why);
     }
@@ -948,26 +913,21 @@ static void query_auth(struct netloop *n, struct conn *c, const char *req, size_
     msgpack_unpacked_init(&u);
     int ok = msgpack_unpack_next(&u, req, len, NULL) == MSGPACK_UNPACK_SUCCESS;
     uint64_t msgid;
-    enum auth_result a = auth_rpc_request(ok ? &u.data : &nil, n->token, n->token_len, &msgid);
+    enum proto_auth_result a =
+        proto_auth_rpc_request(ok ? &u.data : &nil, n->token, n->token_len, &msgid);
     msgpack_unpacked_destroy(&u);
-    if (a == AUTH_OK) {
+    if (a == PROTO_AUTH_OK) {
         c->authed = 1;
         msgpack_packer pk;
         msgpack_packer_init(&pk, c, sbuf_write);
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_uint8(&pk, 1);
-        msgpack_pack_uint64(&pk, msgid);
-        msgpack_pack_nil(&pk);
-        msgpack_pack_map(&pk, 1);
-        pack_cstr(&pk, "authenticated");
-        msgpack_pack_true(&pk);
+        proto_auth_pack_rpc_ok(&pk, msgid);
         return;
     }
-    auth_failed(n, c, a == AUTH_WRONG ? "wrong token" : "no auth request first");
+    auth_failed(n, c, a == PROTO_AUTH_WRONG ? "wrong token" : "no auth request first");
     queue_rpc_error(c, 1, msgid, 401,
-                    a == AUTH_WRONG ? "authentication failed: wrong token"
-                                    : "authentication required: the first request must be "
-                                      "[0, msgid, \"auth\", [{\"token\": TOKEN}]]");
+                    a == PROTO_AUTH_WRONG ? "authentication failed: wrong token"
+                                          : "authentication required: the first request must be "
+                                            "[0, msgid, \"auth\", [{\"token\": TOKEN}]]");
     query_close(n, c, 0, NULL, "authentication failed");
 }
 
@@ -1079,8 +1039,8 @@ static void complete_ingest(struct netloop *n, struct batch *b)
                 set_fatal_resend(n, c, sg->base + k, msg);
             } else {
                 c->rej++;
-                snprintf(c->errs[c->nerr++ % ERR_KEEP], sizeof(c->errs[0]), "event %llu: %s",
-                         (unsigned long long)(sg->base + k), event_outcome_name(o));
+                proto_ack_err_format(c->errs[c->nerr++ % ERR_KEEP], sizeof(c->errs[0]),
+                                     sg->base + k, event_outcome_name(o));
             }
         }
         if (c->done_seq != b->seq) {
@@ -1247,8 +1207,8 @@ static void http_web(struct netloop *n, struct conn *c, const char *path, size_t
 static int http_authorized(struct netloop *n, struct conn *c, const struct http_request *req)
 {
     size_t tlen;
-    const char *tok = auth_bearer(req->authorization, req->authorization_len, &tlen);
-    if (tok && auth_token_equal(n->token, n->token_len, tok, tlen))
+    const char *tok = proto_auth_bearer(req->authorization, req->authorization_len, &tlen);
+    if (tok && proto_auth_token_equal(n->token, n->token_len, tok, tlen))
         return 1;
     auth_failed(n, c, tok ? "wrong token" : "no bearer token");
     http_error(n, c, 401,
@@ -1361,7 +1321,7 @@ static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data
 {
     static const char need[] = "authentication required: the stream must begin with the map "
                                "{\"auth\": TOKEN} (see --auth-token-file)";
-    const size_t cap = AUTH_INGEST_PREFIX_MAX;
+    const size_t cap = PROTO_AUTH_INGEST_PREFIX_MAX;
     if (!c->abuf && !(c->abuf = malloc(cap))) {
         set_fatal(n, c, "the server ran out of memory reading this stream");
         return;
@@ -1370,12 +1330,13 @@ static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data
     memcpy(c->abuf + c->abuf_len, data, take);
     c->abuf_len += take;
     size_t used = 0;
-    enum auth_result a = auth_ingest_prefix(c->abuf, c->abuf_len, n->token, n->token_len, &used);
-    if (a == AUTH_MORE && c->abuf_len < cap)
+    enum proto_auth_result a =
+        proto_auth_ingest_prefix(c->abuf, c->abuf_len, n->token, n->token_len, &used);
+    if (a == PROTO_AUTH_MORE && c->abuf_len < cap)
         return;
-    if (a != AUTH_OK) {
-        auth_failed(n, c, a == AUTH_WRONG ? "wrong token" : "no auth map first");
-        set_fatal(n, c, a == AUTH_WRONG ? "authentication failed: wrong token" : need);
+    if (a != PROTO_AUTH_OK) {
+        auth_failed(n, c, a == PROTO_AUTH_WRONG ? "wrong token" : "no auth map first");
+        set_fatal(n, c, a == PROTO_AUTH_WRONG ? "authentication failed: wrong token" : need);
         return;
     }
     c->authed = 1;

@@ -35,7 +35,7 @@ struct netloop_config {
     int signal_fd;                 /* signalfd for SIGTERM/SIGINT (stop) and SIGUSR1 (on_sigusr1) */
     void (*on_sigusr1)(void *ctx); /* called on the loop's thread; NULL: SIGUSR1 is ignored */
     void *sigusr1_ctx;
-    const char *auth_token;  /* NULL: no authentication; else every port asks for it (net/auth.h) */
+    const char *auth_token;  /* NULL: no authentication; else each port asks for it (proto.h) */
     struct http_limits http; /* all 0: query/http.h's defaults */
     uint32_t rpc_max;        /* bytes of one RPC request; 0: NET_RPC_MAX */
 };

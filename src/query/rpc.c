@@ -2,6 +2,7 @@
  * malformed request gets an error response with a message; nothing here trusts the request. */
 #include "query/rpc.h"
 
+#include "cascade/proto.h"
 #include "core/mpscan.h"
 #include "query/handlers.h"
 #include "query/method.h"
@@ -136,16 +137,10 @@ static void dispatch(struct rpc_call *c, const msgpack_object_str *method)
 static void pack_response(msgpack_packer *pk, const msgpack_object *msgid, const struct rpc_call *c,
                           const msgpack_sbuffer *result)
 {
-    msgpack_pack_array(pk, 4);
-    msgpack_pack_uint8(pk, 1);
-    msgpack_pack_object(pk, *msgid);
     if (c->code) {
-        msgpack_pack_map(pk, 2);
-        qpack_u64(pk, "code", (uint64_t)c->code);
-        qpack_cstr(pk, "message", c->err);
-        msgpack_pack_nil(pk);
+        proto_rpc_error_pack(pk, msgid, (unsigned)c->code, c->err);
     } else {
-        msgpack_pack_nil(pk);
+        proto_rpc_response_head(pk, msgid);
         msgpack_sbuffer_write(pk->data, result->data, result->size);
     }
 }

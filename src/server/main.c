@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cascade/proto.h"
 #include "core/log.h"
-#include "net/auth.h"
 #include "net/loop.h"
 #include "server/options.h"
 #include "server/writer.h"
@@ -53,7 +53,7 @@ static int load_token(const struct config *cfg, char **token)
     *token = NULL;
     if (!cfg->auth_token_file[0])
         return 0;
-    if (auth_token_load(cfg->auth_token_file, token, &loose, err, sizeof(err))) {
+    if (proto_auth_token_load(cfg->auth_token_file, token, &loose, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         return -1;
     }

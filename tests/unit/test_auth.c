@@ -1,4 +1,4 @@
-/* net/auth: the token file's checks, the constant-time comparison, the ingest prefix
+/* proto/auth: the token file's checks, the constant-time comparison, the ingest prefix
  * {"auth": TOKEN} fed a byte at a time and in its other str encodings (str8, 16 and 32), the
  * RPC auth request, and Bearer headers. */
 #include <errno.h>
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "net/auth.h"
+#include "cascade/proto.h"
 
 #define TOKEN "0123456789abcdef-token"
 
@@ -22,14 +22,14 @@ static void test_equal(void **state)
 {
     (void)state;
     size_t n = strlen(TOKEN);
-    assert_true(auth_token_equal(TOKEN, n, TOKEN, n));
-    assert_false(auth_token_equal(TOKEN, n, TOKEN, n - 1));
-    assert_false(auth_token_equal(TOKEN, n - 1, TOKEN, n));
-    assert_false(auth_token_equal(TOKEN, n, "0123456789abcdef-tokeN", n));
-    assert_false(auth_token_equal(TOKEN, n, "", 0));
+    assert_true(proto_auth_token_equal(TOKEN, n, TOKEN, n));
+    assert_false(proto_auth_token_equal(TOKEN, n, TOKEN, n - 1));
+    assert_false(proto_auth_token_equal(TOKEN, n - 1, TOKEN, n));
+    assert_false(proto_auth_token_equal(TOKEN, n, "0123456789abcdef-tokeN", n));
+    assert_false(proto_auth_token_equal(TOKEN, n, "", 0));
     char longer[64];
     snprintf(longer, sizeof(longer), "%sX", TOKEN);
-    assert_false(auth_token_equal(TOKEN, n, longer, n + 1));
+    assert_false(proto_auth_token_equal(TOKEN, n, longer, n + 1));
 }
 
 /* The map {"auth": TOKEN} with the token's str header in the given form, then "tail". */
@@ -67,25 +67,33 @@ static void test_ingest_prefix(void **state)
     for (int form = 0; form < 4; form++) {
         size_t len = auth_map(buf, form, TOKEN);
         for (size_t k = 0; k < len; k++) /* every proper prefix asks for more */
-            assert_int_equal(auth_ingest_prefix((char *)buf, k, TOKEN, tlen, &used), AUTH_MORE);
+            assert_int_equal(proto_auth_ingest_prefix((char *)buf, k, TOKEN, tlen, &used),
+                             PROTO_AUTH_MORE);
         used = 0;
-        assert_int_equal(auth_ingest_prefix((char *)buf, len + 4, TOKEN, tlen, &used), AUTH_OK);
+        assert_int_equal(proto_auth_ingest_prefix((char *)buf, len + 4, TOKEN, tlen, &used),
+                         PROTO_AUTH_OK);
         assert_int_equal(used, len);
         auth_map(buf, form, "0123456789abcdef-tokeX");
-        assert_int_equal(auth_ingest_prefix((char *)buf, len, TOKEN, tlen, &used), AUTH_WRONG);
+        assert_int_equal(proto_auth_ingest_prefix((char *)buf, len, TOKEN, tlen, &used),
+                         PROTO_AUTH_WRONG);
     }
     /* an event first, a map of two keys, a non-str token: refused at the first telling byte */
     static const unsigned char event[] = {0x83, 0xa4, 'p', 'o', 's', 't'};
-    assert_int_equal(auth_ingest_prefix((const char *)event, 1, TOKEN, tlen, &used), AUTH_MISSING);
+    assert_int_equal(proto_auth_ingest_prefix((const char *)event, 1, TOKEN, tlen, &used),
+                     PROTO_AUTH_MISSING);
     static const unsigned char two[] = {0x82, 0xa4, 'a', 'u', 't', 'h'};
-    assert_int_equal(auth_ingest_prefix((const char *)two, 6, TOKEN, tlen, &used), AUTH_MISSING);
+    assert_int_equal(proto_auth_ingest_prefix((const char *)two, 6, TOKEN, tlen, &used),
+                     PROTO_AUTH_MISSING);
     static const unsigned char num[] = {0x81, 0xa4, 'a', 'u', 't', 'h', 0x05};
-    assert_int_equal(auth_ingest_prefix((const char *)num, 7, TOKEN, tlen, &used), AUTH_WRONG);
+    assert_int_equal(proto_auth_ingest_prefix((const char *)num, 7, TOKEN, tlen, &used),
+                     PROTO_AUTH_WRONG);
     static const unsigned char huge[] = {0x81, 0xa4, 'a', 'u', 't', 'h', 0xda, 0xff, 0xff};
-    assert_int_equal(auth_ingest_prefix((const char *)huge, 9, TOKEN, tlen, &used), AUTH_WRONG);
+    assert_int_equal(proto_auth_ingest_prefix((const char *)huge, 9, TOKEN, tlen, &used),
+                     PROTO_AUTH_WRONG);
 }
 
-static enum auth_result rpc(const char *method, const char *key, const char *token, uint64_t *id)
+static enum proto_auth_result rpc(const char *method, const char *key, const char *token,
+                                  uint64_t *id)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -102,7 +110,7 @@ static enum auth_result rpc(const char *method, const char *key, const char *tok
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
-    enum auth_result r = auth_rpc_request(&u.data, TOKEN, strlen(TOKEN), id);
+    enum proto_auth_result r = proto_auth_rpc_request(&u.data, TOKEN, strlen(TOKEN), id);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
     return r;
@@ -112,11 +120,11 @@ static void test_rpc(void **state)
 {
     (void)state;
     uint64_t id;
-    assert_int_equal(rpc("auth", "token", TOKEN, &id), AUTH_OK);
+    assert_int_equal(rpc("auth", "token", TOKEN, &id), PROTO_AUTH_OK);
     assert_int_equal(id, 77);
-    assert_int_equal(rpc("auth", "token", "nope", &id), AUTH_WRONG);
-    assert_int_equal(rpc("auth", "tok", TOKEN, &id), AUTH_WRONG);
-    assert_int_equal(rpc("stats", "token", TOKEN, &id), AUTH_MISSING);
+    assert_int_equal(rpc("auth", "token", "nope", &id), PROTO_AUTH_WRONG);
+    assert_int_equal(rpc("auth", "tok", TOKEN, &id), PROTO_AUTH_WRONG);
+    assert_int_equal(rpc("stats", "token", TOKEN, &id), PROTO_AUTH_MISSING);
     assert_int_equal(id, 77);
 }
 
@@ -125,15 +133,15 @@ static void test_bearer(void **state)
     (void)state;
     size_t n;
     const char *h = "Bearer abc ";
-    const char *t = auth_bearer(h, strlen(h), &n);
+    const char *t = proto_auth_bearer(h, strlen(h), &n);
     assert_non_null(t);
     assert_int_equal(n, 3);
     assert_memory_equal(t, "abc", 3);
-    assert_non_null(auth_bearer("  bearer  xyz", 13, &n));
+    assert_non_null(proto_auth_bearer("  bearer  xyz", 13, &n));
     assert_int_equal(n, 3);
-    assert_null(auth_bearer("Basic abc", 9, &n));
-    assert_null(auth_bearer("Bearer ", 7, &n));
-    assert_null(auth_bearer("", 0, &n));
+    assert_null(proto_auth_bearer("Basic abc", 9, &n));
+    assert_null(proto_auth_bearer("Bearer ", 7, &n));
+    assert_null(proto_auth_bearer("", 0, &n));
 }
 
 static int load(const char *content, mode_t mode, char **tok, int *loose)
@@ -145,7 +153,7 @@ static int load(const char *content, mode_t mode, char **tok, int *loose)
     fchmod(fd, mode);
     close(fd);
     char err[256];
-    int rc = auth_token_load(path, tok, loose, err, sizeof(err));
+    int rc = proto_auth_token_load(path, tok, loose, err, sizeof(err));
     if (rc)
         assert_true(strstr(err, path) != NULL); /* the message names the file */
     unlink(path);
@@ -171,7 +179,7 @@ static void test_load(void **state)
     big[sizeof(big) - 1] = 0;
     assert_int_equal(load(big, 0600, &tok, &loose), -EINVAL);
     char err[256];
-    assert_int_equal(auth_token_load("/nonexistent/token", &tok, &loose, err, sizeof(err)),
+    assert_int_equal(proto_auth_token_load("/nonexistent/token", &tok, &loose, err, sizeof(err)),
                      -ENOENT);
 }
 

@@ -1,10 +1,9 @@
-/* --auth-token-file: the shared secret and the first message of each port (see auth.h). The
- * comparison never exits early, so that the time of a wrong guess says nothing about how much
+/* --auth-token-file: the shared secret and the first message of each port (see cascade/proto.h).
+ * The comparison never exits early, so that the time of a wrong guess says nothing about how much
  * of it was right. */
-#include "net/auth.h"
+#include "cascade/proto.h"
 
-#include "core/mpmap.h"
-#include "core/mpscan.h"
+#include "cascade/mp.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,9 +20,9 @@ static int load_fail(char *err, size_t errlen, int rc, const char *path, const c
     return rc;
 }
 
-int auth_token_load(const char *path, char **out, int *loose, char *err, size_t errlen)
+int proto_auth_token_load(const char *path, char **out, int *loose, char *err, size_t errlen)
 {
-    char buf[AUTH_TOKEN_MAX + 64];
+    char buf[PROTO_AUTH_TOKEN_MAX + 64];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return load_fail(err, errlen, -errno, path, strerror(errno));
@@ -40,10 +39,10 @@ int auth_token_load(const char *path, char **out, int *loose, char *err, size_t 
         lo++;
     while (hi > lo && isspace((unsigned char)buf[hi - 1]))
         hi--;
-    if (hi - lo < AUTH_TOKEN_MIN)
+    if (hi - lo < PROTO_AUTH_TOKEN_MIN)
         return load_fail(err, errlen, -EINVAL, path,
                          "the token is shorter than 16 bytes (e.g. `openssl rand -hex 32`)");
-    if (hi - lo > AUTH_TOKEN_MAX)
+    if (hi - lo > PROTO_AUTH_TOKEN_MAX)
         return load_fail(err, errlen, -EINVAL, path, "longer than 1024 bytes");
     for (size_t i = lo; i < hi; i++)
         if (!isgraph((unsigned char)buf[i]))
@@ -59,7 +58,7 @@ int auth_token_load(const char *path, char **out, int *loose, char *err, size_t 
     return 0;
 }
 
-int auth_token_equal(const char *want, size_t wlen, const char *got, size_t glen)
+int proto_auth_token_equal(const char *want, size_t wlen, const char *got, size_t glen)
 {
     volatile unsigned char diff = (unsigned char)(wlen != glen);
     for (size_t i = 0; i < wlen; i++)
@@ -67,8 +66,8 @@ int auth_token_equal(const char *want, size_t wlen, const char *got, size_t glen
     return diff == 0;
 }
 
-enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *token, size_t tlen,
-                                    size_t *used)
+enum proto_auth_result proto_auth_ingest_prefix(const char *buf, size_t len, const char *token,
+                                                size_t tlen, size_t *used)
 {
     const unsigned char *b = (const unsigned char *)buf;
     struct mpscan_head h;
@@ -76,33 +75,33 @@ enum auth_result auth_ingest_prefix(const char *buf, size_t len, const char *tok
     /* a map of one pair, whose key is the str "auth" */
     int r = len ? mpscan_head(b, len, &h) : 0;
     if (r <= 0)
-        return r < 0 ? AUTH_MISSING : AUTH_MORE;
+        return r < 0 ? PROTO_AUTH_MISSING : PROTO_AUTH_MORE;
     if (h.kind != MPSCAN_MAP || h.n != 1)
-        return AUTH_MISSING;
+        return PROTO_AUTH_MISSING;
     off = h.size;
     r = len > off ? mpscan_head(b + off, len - off, &h) : 0;
     if (r <= 0)
-        return r < 0 ? AUTH_MISSING : AUTH_MORE;
+        return r < 0 ? PROTO_AUTH_MISSING : PROTO_AUTH_MORE;
     if (h.kind != MPSCAN_STR || h.n != 4)
-        return AUTH_MISSING;
+        return PROTO_AUTH_MISSING;
     off += h.size;
     size_t k = len - off < 4 ? len - off : 4;
     if (memcmp(b + off, "auth", k) != 0)
-        return AUTH_MISSING;
+        return PROTO_AUTH_MISSING;
     if (k < 4)
-        return AUTH_MORE;
+        return PROTO_AUTH_MORE;
     off += 4;
     /* its value, the token */
     r = len > off ? mpscan_head(b + off, len - off, &h) : 0;
     if (r == 0)
-        return AUTH_MORE;
-    if (r < 0 || h.kind != MPSCAN_STR || h.n > AUTH_TOKEN_MAX)
-        return AUTH_WRONG; /* not a str, or longer than any token */
+        return PROTO_AUTH_MORE;
+    if (r < 0 || h.kind != MPSCAN_STR || h.n > PROTO_AUTH_TOKEN_MAX)
+        return PROTO_AUTH_WRONG; /* not a str, or longer than any token */
     off += h.size;
     if (len - off < h.n)
-        return AUTH_MORE;
+        return PROTO_AUTH_MORE;
     *used = off + h.n;
-    return auth_token_equal(token, tlen, buf + off, h.n) ? AUTH_OK : AUTH_WRONG;
+    return proto_auth_token_equal(token, tlen, buf + off, h.n) ? PROTO_AUTH_OK : PROTO_AUTH_WRONG;
 }
 
 static int obj_is(const msgpack_object *o, const char *s)
@@ -111,33 +110,34 @@ static int obj_is(const msgpack_object *o, const char *s)
            memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
 }
 
-enum auth_result auth_rpc_request(const msgpack_object *req, const char *token, size_t tlen,
-                                  uint64_t *msgid)
+enum proto_auth_result proto_auth_rpc_request(const msgpack_object *req, const char *token,
+                                              size_t tlen, uint64_t *msgid)
 {
     *msgid = 0;
     if (req->type != MSGPACK_OBJECT_ARRAY || req->via.array.size != 4)
-        return AUTH_MISSING;
+        return PROTO_AUTH_MISSING;
     const msgpack_object *a = req->via.array.ptr;
     if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         *msgid = a[1].via.u64;
     if (!obj_is(&a[2], "auth"))
-        return AUTH_MISSING;
+        return PROTO_AUTH_MISSING;
     if (a[3].type != MSGPACK_OBJECT_ARRAY || a[3].via.array.size != 1 ||
         a[3].via.array.ptr[0].type != MSGPACK_OBJECT_MAP)
-        return AUTH_WRONG;
+        return PROTO_AUTH_WRONG;
     const msgpack_object *t = mp_map_get_typed(&a[3].via.array.ptr[0], "token", MSGPACK_OBJECT_STR);
-    return t && auth_token_equal(token, tlen, t->via.str.ptr, t->via.str.size) ? AUTH_OK
-                                                                               : AUTH_WRONG;
+    return t && proto_auth_token_equal(token, tlen, t->via.str.ptr, t->via.str.size)
+               ? PROTO_AUTH_OK
+               : PROTO_AUTH_WRONG;
 }
 
-void auth_pack_ingest(msgpack_packer *pk, const char *token)
+void proto_auth_pack_ingest(msgpack_packer *pk, const char *token)
 {
     msgpack_pack_map(pk, 1);
     msgpack_pack_str_with_body(pk, "auth", 4);
     msgpack_pack_str_with_body(pk, token, strlen(token));
 }
 
-void auth_pack_rpc(msgpack_packer *pk, uint64_t msgid, const char *token)
+void proto_auth_pack_rpc(msgpack_packer *pk, uint64_t msgid, const char *token)
 {
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint8(pk, 0);
@@ -149,7 +149,18 @@ void auth_pack_rpc(msgpack_packer *pk, uint64_t msgid, const char *token)
     msgpack_pack_str_with_body(pk, token, strlen(token));
 }
 
-const char *auth_bearer(const char *value, size_t len, size_t *tok_len)
+void proto_auth_pack_rpc_ok(msgpack_packer *pk, uint64_t msgid)
+{
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint8(pk, 1);
+    msgpack_pack_uint64(pk, msgid);
+    msgpack_pack_nil(pk);
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_str_with_body(pk, "authenticated", 13);
+    msgpack_pack_true(pk);
+}
+
+const char *proto_auth_bearer(const char *value, size_t len, size_t *tok_len)
 {
     *tok_len = 0;
     while (len && (*value == ' ' || *value == '\t'))
