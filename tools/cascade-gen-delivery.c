@@ -18,7 +18,7 @@ struct resend {
 
 struct delivery {
     struct sink *sink;
-    struct rng rng;
+    struct gen_rng rng;
     double p_late, p_dup, p_bad, late_credit;
     struct u64map held_at;   /* post number -> slot in held */
     struct gen_event *held;  /* held-back parents; free slots chained through .post */
@@ -36,11 +36,11 @@ int delivery_new(struct delivery **out, const struct gen_opts *o, uint64_t pages
     if (!d)
         return -ENOMEM;
     d->sink = sink;
-    rng_seed(&d->rng, o->seed, 2);
+    gen_rng_seed(&d->rng, o->model.seed, 2);
     d->p_late = o->late_parents;
     d->p_dup = o->duplicates;
     d->p_bad = o->bad_events;
-    d->next_bad_post = o->events + 1;
+    d->next_bad_post = o->model.events + 1;
     d->page_seen = calloc(pages / 64 + 1, sizeof *d->page_seen);
     if (!d->page_seen || u64map_init(&d->held_at, 1))
         return -ENOMEM;
@@ -127,7 +127,7 @@ static struct gen_event corrupt(struct delivery *d, const struct gen_event *ev)
     struct gen_event bad = *ev;
     bad.post = d->next_bad_post++;
     bad.flags &= (uint8_t)~EV_ACTOR_TYPE;
-    bad.bad = (uint8_t)(BAD_NONE + 1 + rng_below(&d->rng, BAD_KINDS - 1));
+    bad.bad = (uint8_t)(BAD_NONE + 1 + gen_rng_below(&d->rng, BAD_KINDS - 1));
     if (bad.bad == BAD_SELF_PARENT)
         bad.parent = bad.post;
     return bad;
@@ -140,9 +140,9 @@ static int send_valid(struct delivery *d, struct gen_event *ev)
         ev->flags |= EV_ACTOR_TYPE;
     }
     int rc = write_line(d, ev);
-    if (!rc && d->p_dup > 0 && rng_u01(&d->rng) < d->p_dup)
-        rc = resend_push(d, d->counts.lines + 1 + rng_below(&d->rng, DUP_SPAN), ev);
-    if (!rc && d->p_bad > 0 && rng_u01(&d->rng) < d->p_bad) {
+    if (!rc && d->p_dup > 0 && gen_rng_u01(&d->rng) < d->p_dup)
+        rc = resend_push(d, d->counts.lines + 1 + gen_rng_below(&d->rng, DUP_SPAN), ev);
+    if (!rc && d->p_bad > 0 && gen_rng_u01(&d->rng) < d->p_bad) {
         struct gen_event bad = corrupt(d, ev);
         rc = write_line(d, &bad);
         d->counts.bad++;

@@ -1,6 +1,6 @@
 /* cascade-gen: writes a synthetic, realistically shaped stream of share events (DESIGN §2) for
  * tests, demos and benchmarks; same arguments, same bytes. This file is the command line; the
- * stages are cascade-gen-model.c -> cascade-gen-delivery.c -> cascade-gen-sink.c. */
+ * stages are the shared model (src/gen/model.c) -> cascade-gen-delivery.c -> cascade-gen-sink.c. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -32,10 +32,13 @@ struct opt {
 };
 
 #define AT(field) offsetof(struct gen_opts, field)
+/* The model's defaults are the shared model's (cascade/gen.h), spelled as strings. */
+#define DEF(x)  DEF_(x)
+#define DEF_(x) #x
 static const struct opt opts[] = {
-    {"events", "N", OPT_U64, AT(events), "100000", 1, 1e9,
+    {"events", "N", OPT_U64, AT(model.events), "100000", 1, 1e9,
      "valid posts to write (duplicates and bad events come on top)"},
-    {"seed", "S", OPT_U64, AT(seed), "1", 0, 18446744073709551615.0,
+    {"seed", "S", OPT_U64, AT(model.seed), DEF(GEN_DEFAULT_SEED), 0, 18446744073709551615.0,
      "random seed: the same arguments give the same bytes"},
     {"format", "F", OPT_FORMAT, AT(format), NULL, 0, 0,
      "ndjson, msgpack or csv (default: from --out's name, *.msgpack or *.csv, else ndjson)"},
@@ -43,44 +46,46 @@ static const struct opt opts[] = {
      "where to write (default -, stdout); a name ending in .gz is gzip-compressed"},
     {"groups-out", "FILE", OPT_STR, AT(groups_out), NULL, 0, 0,
      "write the planted groups as JSON: members and the content keys they co-shared"},
-    {"start-ts", "MS", OPT_U64, AT(start_ts), "1700000000000", 0, 4e15,
+    {"start-ts", "MS", OPT_U64, AT(model.start_ts), DEF(GEN_DEFAULT_START_TS), 0, 4e15,
      "event time of the first post, ms since the Unix epoch"},
-    {"rate", "R", OPT_DBL, AT(rate), "0", 0, 1e7,
+    {"rate", "R", OPT_DBL, AT(model.rate), DEF(GEN_DEFAULT_RATE), 0, 1e7,
      "events per second of event time, on average (0: events/86400, so the stream spans about "
      "a day)"},
-    {"actors", "N", OPT_U64, AT(actors), "0", 0, 1e9,
+    {"actors", "N", OPT_U64, AT(model.actors), DEF(GEN_DEFAULT_ACTORS), 0, 1e9,
      "accounts and pages (0: events/5, at least 100)"},
-    {"actor-zipf", "S", OPT_DBL, AT(actor_zipf), "0.7", 0, 3,
+    {"actor-zipf", "S", OPT_DBL, AT(model.actor_zipf), DEF(GEN_DEFAULT_ACTOR_ZIPF), 0, 3,
      "Zipf exponent of activity (higher: the busiest accounts post more)"},
-    {"pages", "F", OPT_DBL, AT(pages), "0.02", 0, 0.5,
+    {"pages", "F", OPT_DBL, AT(model.pages), DEF(GEN_DEFAULT_PAGES), 0, 0.5,
      "fraction of actors that are pages; they post 20% of the originals and 2% of the reshares, "
      "with \"actor_type\": \"page\" on each page's first event"},
-    {"urls", "N", OPT_U64, AT(urls), "0", 0, 1e9,
+    {"urls", "N", OPT_U64, AT(model.urls), DEF(GEN_DEFAULT_URLS), 0, 1e9,
      "distinct content URLs https://news.example/<n> (0: events/10, at least 10)"},
-    {"url-zipf", "S", OPT_DBL, AT(url_zipf), "0.75", 0, 3,
+    {"url-zipf", "S", OPT_DBL, AT(model.url_zipf), DEF(GEN_DEFAULT_URL_ZIPF), 0, 3,
      "Zipf exponent of URL popularity: how often independent cascades share a URL"},
-    {"branching", "B", OPT_DBL, AT(branching), "0.4", 0, 0.95,
+    {"branching", "B", OPT_DBL, AT(model.branching), DEF(GEN_DEFAULT_BRANCHING), 0, 0.95,
      "mean reshares per post; below 1, so cascades end (mean size 1/(1-B))"},
-    {"tail", "A", OPT_DBL, AT(tail), "1.5", 0.5, 5,
+    {"tail", "A", OPT_DBL, AT(model.tail), DEF(GEN_DEFAULT_TAIL), 0.5, 5,
      "reshares of a post that has any: P(K >= k) = k^-A (lower: bigger viral cascades)"},
-    {"max-reshares", "N", OPT_U64, AT(max_reshares), "100000", 1, 1e7,
+    {"max-reshares", "N", OPT_U64, AT(model.max_reshares), DEF(GEN_DEFAULT_MAX_RESHARES), 1, 1e7,
      "direct reshares of one post at most"},
-    {"delay-median", "MS", OPT_DBL, AT(delay_median_ms), "300000", 1000, 8.64e7,
-     "median delay from a post to each reshare of it (log-normal, at least 1 s)"},
-    {"delay-sigma", "S", OPT_DBL, AT(delay_sigma), "1.8", 0, 4,
+    {"delay-median", "MS", OPT_DBL, AT(model.delay_median_ms), DEF(GEN_DEFAULT_DELAY_MEDIAN), 1000,
+     8.64e7, "median delay from a post to each reshare of it (log-normal, at least 1 s)"},
+    {"delay-sigma", "S", OPT_DBL, AT(model.delay_sigma), DEF(GEN_DEFAULT_DELAY_SIGMA), 0, 4,
      "log-normal sigma of that delay (1.8: 92% within an hour, 99.9% within a day)"},
-    {"label-rate", "F", OPT_DBL, AT(label_rate), "0.1", 0, 1,
+    {"label-rate", "F", OPT_DBL, AT(model.label_rate), DEF(GEN_DEFAULT_LABEL_RATE), 0, 1,
      "fraction of URLs with a verdict, carried by the roots that post them: false 40%, "
      "true 30%, mixed 15%, unverified 15%"},
-    {"false-boost", "B", OPT_DBL, AT(false_boost), "2", 0.05, 100,
+    {"false-boost", "B", OPT_DBL, AT(model.false_boost), DEF(GEN_DEFAULT_FALSE_BOOST), 0.05, 100,
      "false-labelled cascades are B times as large on average (a higher branching factor)"},
-    {"groups", "K", OPT_U64, AT(groups), "0", 0, 100000, "coordinated groups to plant"},
-    {"group-size", "M", OPT_U64, AT(group_size), "5", 2, 64, "accounts per group"},
-    {"group-keys", "N", OPT_U64, AT(group_keys), "20", 1, 1000000,
+    {"groups", "K", OPT_U64, AT(model.groups), DEF(GEN_DEFAULT_GROUPS), 0, 100000,
+     "coordinated groups to plant"},
+    {"group-size", "M", OPT_U64, AT(model.group_size), DEF(GEN_DEFAULT_GROUP_SIZE), 2, 64,
+     "accounts per group"},
+    {"group-keys", "N", OPT_U64, AT(model.group_keys), DEF(GEN_DEFAULT_GROUP_KEYS), 1, 1000000,
      "bursts per group, each a new URL that about 85% of its members post or reshare "
      "within --group-spread; members also post normally, about N/3 times each"},
-    {"group-spread", "MS", OPT_U64, AT(group_spread_ms), "5000", 1, 86400000,
-     "a burst's posts fall within this many ms"},
+    {"group-spread", "MS", OPT_U64, AT(model.group_spread_ms), DEF(GEN_DEFAULT_GROUP_SPREAD), 1,
+     86400000, "a burst's posts fall within this many ms"},
     {"late-parents", "P", OPT_DBL, AT(late_parents), "0", 0, 0.5,
      "fraction of posts sent before their parent (at most the share of posts that get "
      "reshares, about 15% by default)"},
@@ -282,14 +287,14 @@ static void progress_end(const struct progress *p, const struct delivery *d, uin
             events, c.lines, c.late, c.duplicates, c.bad, now_s() - p->start);
 }
 
-static int write_groups(const struct model *m, const char *path)
+static int write_groups(const struct gen_model *m, const char *path)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "cascade-gen: cannot create %s: %s\n", path, strerror(errno));
         return -EIO;
     }
-    int rc = model_write_groups(m, f);
+    int rc = gen_model_write_groups(m, f);
     if (fclose(f) || rc) {
         fprintf(stderr, "cascade-gen: writing %s failed\n", path);
         return -EIO;
@@ -298,20 +303,20 @@ static int write_groups(const struct model *m, const char *path)
 }
 
 /* The three stages, events flowing model -> delivery -> sink. */
-static int generate(const struct gen_opts *o, struct model *m, struct progress *p)
+static int generate(const struct gen_opts *o, struct gen_model *m, struct progress *p)
 {
     struct sink *s = NULL;
     struct delivery *d = NULL;
     enum gen_format fmt = o->format >= 0 ? (enum gen_format)o->format : format_from_name(o->out);
     int rc = sink_open(&s, o->out, fmt);
     if (!rc)
-        rc = delivery_new(&d, o, model_pages(m), s);
+        rc = delivery_new(&d, o, gen_model_spaces(m).pages, s);
     struct gen_event ev;
     uint64_t n = 0;
-    while (!rc && (rc = model_next(m, &ev)) > 0) {
+    while (!rc && (rc = gen_model_next(m, &ev)) > 0) {
         rc = delivery_push(d, &ev);
         if (++n % PROGRESS_EVERY == 0)
-            progress_tick(p, n, o->events);
+            progress_tick(p, n, o->model.events);
     }
     if (!rc)
         rc = delivery_finish(d);
@@ -330,15 +335,24 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc)
         return rc > 0 ? 0 : 2;
-    struct model *m;
-    if ((rc = model_new(&m, &o)))
-        return rc == -EINVAL ? 2 : (fputs("cascade-gen: out of memory\n", stderr), 1);
+    struct gen_model *m;
+    char err[160];
+    if ((rc = gen_model_new(&m, &o.model, err, sizeof err))) {
+        if (rc == -EINVAL)
+            fprintf(stderr, "cascade-gen: %s (see cascade-gen --help)\n", err);
+        else
+            fputs("cascade-gen: out of memory\n", stderr);
+        return rc == -EINVAL ? 2 : 1;
+    }
+    const char *warning = gen_params_warning(&o.model);
+    if (warning)
+        fprintf(stderr, "cascade-gen: warning: %s\n", warning);
     struct progress p = {.on = isatty(STDERR_FILENO), .start = now_s()};
     rc = generate(&o, m, &p);
     if (!rc && o.groups_out)
         rc = write_groups(m, o.groups_out);
     if (rc == -ENOMEM)
         fputs("cascade-gen: out of memory\n", stderr);
-    model_free(m);
+    gen_model_free(m);
     return rc ? 1 : 0;
 }

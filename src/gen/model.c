@@ -1,15 +1,15 @@
-/* cascade-gen's model: a synthetic social network simulated in event time, one post at a time.
- * Cascades are branching processes with heavy-tailed reshare counts and log-normal delays; one heap
- * of scheduled reshares interleaves them, so memory follows rate x delay, not the event count. */
+/* The workload model (include/cascade/gen.h): a synthetic social network simulated in event
+ * time, one post at a time. Cascades are branching processes with heavy-tailed reshare counts and
+ * log-normal delays; one heap of scheduled reshares interleaves them, so memory follows
+ * rate x delay, not the event count. cascade-gen writes its events; the benches use them. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cascade-gen.h"
+#include "cascade/gen.h"
 
-#define MAX_DEPTH       100                   /* reshares of reshares stop here */
 #define MIN_DELAY_MS    1000                  /* nobody reshares within a second of the original */
 #define MAX_DELAY_MS    (30LL * 86400 * 1000) /* the log-normal's far tail, cut at 30 days */
 #define PAGE_ROOT_P     0.2                   /* news outlets' pages post many of the originals */
@@ -27,12 +27,6 @@
 /* The share of each verdict among labelled content (false, true, mixed, unverified). */
 static const double label_share[] = {0.40, 0.30, 0.15, 0.15};
 
-/* Continuous Zipf over ranks 0..n-1 by inverse CDF: rank 0 is the most popular. */
-struct zipf {
-    uint64_t n;
-    double c, inv; /* (n+1)^(1-s) - 1 and 1/(1-s); for s = 1, c = ln(n+1) and inv = 0 */
-};
-
 enum pend_type { PEND_ROOT, PEND_SHARE, PEND_GROUP, PEND_BURST };
 
 /* A post the simulation has scheduled: a reshare, a group member's post, or a group's burst. */
@@ -46,9 +40,9 @@ struct pending {
     uint8_t type;    /* enum pend_type */
 };
 
-struct model {
-    struct gen_opts o;
-    struct rng rng;
+struct gen_model {
+    struct gen_params o;
+    struct gen_rng rng;
     struct pending *heap; /* min-heap on ts */
     size_t heap_len, heap_cap;
     uint64_t posts, accounts, members, pages, urls, bursts, next_burst;
@@ -57,33 +51,13 @@ struct model {
     double root_gap_ms, q[2], neg_inv_tail, p_substitute, spare;
     int has_spare;
     uint64_t perm_account, perm_page, perm_url, label_salt;
-    struct zipf account_z, page_z, url_z;
+    struct gen_zipf account_z, page_z, url_z;
 };
 
 /* ---- distributions ---- */
 
-static void zipf_init(struct zipf *z, uint64_t n, double s)
-{
-    z->n = n;
-    if (fabs(1.0 - s) < 1e-9) {
-        z->c = log((double)n + 1.0);
-        z->inv = 0;
-    } else {
-        z->c = pow((double)n + 1.0, 1.0 - s) - 1.0;
-        z->inv = 1.0 / (1.0 - s);
-    }
-}
-
-static uint64_t zipf_draw(const struct zipf *z, struct rng *r)
-{
-    double u = rng_u01(r);
-    double x = z->inv == 0 ? exp(u * z->c) : pow(1.0 + u * z->c, z->inv);
-    uint64_t k = x < 1.0 ? 0 : (uint64_t)x - 1;
-    return k >= z->n ? z->n - 1 : k;
-}
-
 /* Standard normal, Marsaglia's polar method; the second value of each pair is kept. */
-static double normal(struct model *m)
+static double normal(struct gen_model *m)
 {
     if (m->has_spare) {
         m->has_spare = 0;
@@ -91,8 +65,8 @@ static double normal(struct model *m)
     }
     double x, y, s;
     do {
-        x = 2.0 * rng_u01(&m->rng) - 1.0;
-        y = 2.0 * rng_u01(&m->rng) - 1.0;
+        x = 2.0 * gen_rng_u01(&m->rng) - 1.0;
+        y = 2.0 * gen_rng_u01(&m->rng) - 1.0;
         s = x * x + y * y;
     } while (s >= 1.0 || s == 0.0);
     double f = sqrt(-2.0 * log(s) / s);
@@ -102,7 +76,7 @@ static double normal(struct model *m)
 }
 
 /* Most reshares come within minutes of their parent, a few only days later: log-normal. */
-static int64_t draw_delay(struct model *m)
+static int64_t draw_delay(struct gen_model *m)
 {
     double d = m->o.delay_median_ms * exp(m->o.delay_sigma * normal(m));
     if (d < MIN_DELAY_MS)
@@ -112,11 +86,11 @@ static int64_t draw_delay(struct model *m)
 
 /* Reshares of one post: none with probability 1-q, else a discrete Pareto count (P(K >= k) =
  * k^-tail), capped. One heavy draw makes a huge cascade, so cascade sizes inherit the tail. */
-static uint32_t draw_reshares(struct model *m, int boosted, unsigned depth)
+static uint32_t draw_reshares(struct gen_model *m, int boosted, unsigned depth)
 {
-    if (depth >= MAX_DEPTH || rng_u01(&m->rng) >= m->q[boosted])
+    if (depth >= GEN_MAX_DEPTH || gen_rng_u01(&m->rng) >= m->q[boosted])
         return 0;
-    double k = floor(pow(1.0 - rng_u01(&m->rng), m->neg_inv_tail));
+    double k = floor(pow(1.0 - gen_rng_u01(&m->rng), m->neg_inv_tail));
     return k >= (double)m->o.max_reshares ? (uint32_t)m->o.max_reshares : (uint32_t)k;
 }
 
@@ -136,18 +110,18 @@ static double mean_reshare_count(double tail, uint64_t cap)
 }
 
 /* Verdicts belong to content, as fact-checks do: every cascade of a URL carries its label. */
-static uint8_t url_label(const struct model *m, uint64_t url)
+static uint8_t url_label(const struct gen_model *m, uint64_t url)
 {
     uint64_t h = gen_mix64(url ^ m->label_salt);
     if ((double)(h >> 11) * 0x1.0p-53 >= m->o.label_rate)
-        return LABEL_NONE;
+        return GEN_LABEL_NONE;
     double u = (double)(gen_mix64(h) >> 11) * 0x1.0p-53;
     for (int i = 0; i < 3; i++) {
         if (u < label_share[i])
-            return (uint8_t)(LABEL_FALSE + i);
+            return (uint8_t)(GEN_LABEL_FALSE + i);
         u -= label_share[i];
     }
-    return LABEL_UNVERIFIED;
+    return GEN_LABEL_UNVERIFIED;
 }
 
 /* A bijection of k-bit numbers: xor with the key, then multiply by odd constants and xorshift,
@@ -178,7 +152,7 @@ static uint64_t perm(uint64_t rank, uint64_t n, uint64_t key)
 
 /* ---- the heap of scheduled posts ---- */
 
-static int heap_reserve(struct model *m, size_t more)
+static int heap_reserve(struct gen_model *m, size_t more)
 {
     if (m->heap_len + more <= m->heap_cap)
         return 0;
@@ -194,7 +168,7 @@ static int heap_reserve(struct model *m, size_t more)
 }
 
 /* Room must have been reserved. */
-static void heap_push(struct model *m, struct pending p)
+static void heap_push(struct gen_model *m, struct pending p)
 {
     size_t i = m->heap_len++;
     while (i && m->heap[(i - 1) / 2].ts > p.ts) {
@@ -204,7 +178,7 @@ static void heap_push(struct model *m, struct pending p)
     m->heap[i] = p;
 }
 
-static struct pending heap_pop(struct model *m)
+static struct pending heap_pop(struct gen_model *m)
 {
     struct pending top = m->heap[0], last = m->heap[--m->heap_len];
     size_t i = 0, n = m->heap_len;
@@ -226,35 +200,35 @@ static struct pending heap_pop(struct model *m)
 
 /* ---- set-up ---- */
 
-static int fail(const char *msg)
-{
-    fprintf(stderr, "cascade-gen: %s (see cascade-gen --help)\n", msg);
-    return -EINVAL;
-}
-
-/* The knobs that only make sense together; each one alone is range-checked by the parser. */
-static int check_opts(const struct gen_opts *o)
+/* The knobs that only make sense together (each one alone is range-checked by its caller's
+ * parser): the first problem, named by cascade-gen's options, or NULL. */
+static const char *params_problem(const struct gen_params *o)
 {
     if (o->groups && o->group_size < 2)
-        return fail("--group-size must be at least 2");
+        return "--group-size must be at least 2";
     if (o->group_size > MAX_GROUP_SIZE)
-        return fail("--group-size is at most 64");
+        return "--group-size is at most 64";
     if (o->groups * o->group_size > 1000000)
-        return fail("--groups x --group-size is at most 1000000");
+        return "--groups x --group-size is at most 1000000";
     if (o->groups && o->group_keys < 1)
-        return fail("--group-keys must be at least 1 with --groups");
+        return "--group-keys must be at least 1 with --groups";
     if (1.0 - (1.0 - o->branching) / o->false_boost < 0)
-        return fail("--false-boost must be at least 1 - --branching");
+        return "--false-boost must be at least 1 - --branching";
+    return NULL;
+}
+
+const char *gen_params_warning(const struct gen_params *o)
+{
     if ((double)o->groups * (double)o->group_keys * (double)o->group_size > (double)o->events / 2)
-        fprintf(stderr, "cascade-gen: warning: the groups' bursts take more than half of the "
-                        "events; expect groups with few or no co-shared keys\n");
-    return 0;
+        return "the groups' bursts take more than half of the events; expect groups with few or "
+               "no co-shared keys";
+    return NULL;
 }
 
 /* The id spaces: accounts (the Zipf pool, then the group members), pages, URLs. */
-static void size_spaces(struct model *m)
+static void size_spaces(struct gen_model *m)
 {
-    const struct gen_opts *o = &m->o;
+    const struct gen_params *o = &m->o;
     uint64_t actors = o->actors ? o->actors : (o->events / 5 > 100 ? o->events / 5 : 100);
     m->pages = o->pages > 0 ? (uint64_t)llround((double)actors * o->pages) : 0;
     m->pages = o->pages > 0 && m->pages == 0 ? 1 : m->pages;
@@ -263,21 +237,21 @@ static void size_spaces(struct model *m)
     m->members = o->groups * o->group_size;
     m->urls = o->urls ? o->urls : (o->events / 10 > 10 ? o->events / 10 : 10);
     m->bursts = o->groups * o->group_keys;
-    zipf_init(&m->account_z, m->accounts, o->actor_zipf);
-    zipf_init(&m->page_z, m->pages ? m->pages : 1, o->actor_zipf);
-    zipf_init(&m->url_z, m->urls, o->url_zipf);
-    m->perm_account = rng_next(&m->rng);
-    m->perm_page = rng_next(&m->rng);
-    m->perm_url = rng_next(&m->rng);
-    m->label_salt = rng_next(&m->rng);
+    gen_zipf_init(&m->account_z, m->accounts, o->actor_zipf);
+    gen_zipf_init(&m->page_z, m->pages ? m->pages : 1, o->actor_zipf);
+    gen_zipf_init(&m->url_z, m->urls, o->url_zipf);
+    m->perm_account = gen_rng_next(&m->rng);
+    m->perm_page = gen_rng_next(&m->rng);
+    m->perm_url = gen_rng_next(&m->rng);
+    m->label_salt = gen_rng_next(&m->rng);
 }
 
 /* Branching factors, and the root rate that makes the stream run at --rate events/s. False
  * cascades get the branching factor b' with 1/(1-b') = boost/(1-b): --false-boost multiplies
  * their expected size, which is what "spreads B times further" means to an analyst. */
-static void size_spread(struct model *m)
+static void size_spread(struct gen_model *m)
 {
-    const struct gen_opts *o = &m->o;
+    const struct gen_params *o = &m->o;
     double mean_k = mean_reshare_count(o->tail, o->max_reshares);
     double b_false = 1.0 - (1.0 - o->branching) / o->false_boost;
     m->q[0] = o->branching / mean_k;
@@ -292,29 +266,31 @@ static void size_spread(struct model *m)
     m->p_substitute = fmin(0.5, normal_posts / (double)o->events);
 }
 
-int model_new(struct model **out, const struct gen_opts *o)
+int gen_model_new(struct gen_model **out, const struct gen_params *o, char *err, size_t errlen)
 {
     *out = NULL;
-    int rc = check_opts(o);
-    if (rc)
-        return rc;
-    struct model *m = calloc(1, sizeof *m);
+    const char *problem = params_problem(o);
+    if (problem) {
+        snprintf(err, errlen, "%s", problem);
+        return -EINVAL;
+    }
+    struct gen_model *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
     m->o = *o;
-    rng_seed(&m->rng, o->seed, 1);
+    gen_rng_seed(&m->rng, o->seed, 1);
     size_spaces(m);
     size_spread(m);
     m->burst_mask = calloc(m->bursts ? m->bursts : 1, sizeof *m->burst_mask);
     if (!m->burst_mask || heap_reserve(m, 4096)) {
-        model_free(m);
+        gen_model_free(m);
         return -ENOMEM;
     }
     *out = m;
     return 0;
 }
 
-void model_free(struct model *m)
+void gen_model_free(struct gen_model *m)
 {
     if (!m)
         return;
@@ -323,58 +299,60 @@ void model_free(struct model *m)
     free(m);
 }
 
-uint64_t model_pages(const struct model *m)
+struct gen_spaces gen_model_spaces(const struct gen_model *m)
 {
-    return m->pages;
+    return (struct gen_spaces){m->accounts + m->members, m->pages, m->urls + m->bursts};
 }
 
 /* ---- actors ---- */
 
-static void set_account(struct model *m, struct gen_event *ev, uint64_t rank)
+static void set_account(struct gen_model *m, struct gen_event *ev, uint64_t rank)
 {
     ev->actor = perm(rank, m->accounts + m->members, m->perm_account);
-    ev->flags &= (uint8_t)~EV_PAGE;
+    ev->flags &= (uint8_t)~GEN_EV_PAGE;
 }
 
 /* Anyone: a page with probability page_p, else an account, each by Zipf activity. Now and then
  * a group member stands in, which is the members' ordinary activity between bursts. */
-static void pick_actor(struct model *m, struct gen_event *ev, double page_p)
+static void pick_actor(struct gen_model *m, struct gen_event *ev, double page_p)
 {
-    if (m->members && rng_u01(&m->rng) < m->p_substitute) {
-        set_account(m, ev, m->accounts + rng_below(&m->rng, m->members));
-    } else if (m->pages && rng_u01(&m->rng) < page_p) {
-        ev->actor = perm(zipf_draw(&m->page_z, &m->rng), m->pages, m->perm_page);
-        ev->flags |= EV_PAGE;
+    if (m->members && gen_rng_u01(&m->rng) < m->p_substitute) {
+        set_account(m, ev, m->accounts + gen_rng_below(&m->rng, m->members));
+    } else if (m->pages && gen_rng_u01(&m->rng) < page_p) {
+        ev->actor = perm(gen_zipf_draw(&m->page_z, &m->rng), m->pages, m->perm_page);
+        ev->flags |= GEN_EV_PAGE;
     } else {
-        set_account(m, ev, zipf_draw(&m->account_z, &m->rng));
+        set_account(m, ev, gen_zipf_draw(&m->account_z, &m->rng));
     }
 }
 
 /* ---- posts ---- */
 
-static void set_content(struct model *m, struct gen_event *ev, uint64_t url, struct pending *p)
+static void set_content(struct gen_model *m, struct gen_event *ev, uint64_t url, struct pending *p)
 {
     ev->url = perm(url, m->urls + m->bursts, m->perm_url);
     ev->label = url_label(m, url);
-    p->boosted = ev->label == LABEL_FALSE;
+    p->boosted = ev->label == GEN_LABEL_FALSE;
 }
 
-static void make_root(struct model *m, struct pending *p, struct gen_event *ev)
+static void make_root(struct gen_model *m, struct pending *p, struct gen_event *ev)
 {
     pick_actor(m, ev, PAGE_ROOT_P);
-    set_content(m, ev, zipf_draw(&m->url_z, &m->rng), p);
+    set_content(m, ev, gen_zipf_draw(&m->url_z, &m->rng), p);
 }
 
-static void make_share(struct model *m, const struct pending *p, struct gen_event *ev)
+static void make_share(struct gen_model *m, const struct pending *p, struct gen_event *ev)
 {
-    double u = rng_u01(&m->rng);
+    double u = gen_rng_u01(&m->rng);
     ev->parent = p->parent;
-    ev->kind = u < QUOTE_P ? KIND_QUOTE : u < QUOTE_P + REPLY_P ? KIND_REPLY : KIND_DEFAULT;
+    ev->kind = u < QUOTE_P             ? GEN_KIND_QUOTE
+               : u < QUOTE_P + REPLY_P ? GEN_KIND_REPLY
+                                       : GEN_KIND_DEFAULT;
     pick_actor(m, ev, PAGE_SHARE_P);
 }
 
 /* A member's post in a burst: the link itself, or a reshare of the burst's first post. */
-static void make_group_post(struct model *m, struct pending *p, struct gen_event *ev)
+static void make_group_post(struct gen_model *m, struct pending *p, struct gen_event *ev)
 {
     set_account(m, ev, m->accounts + p->member);
     m->burst_mask[p->burst] |= 1ULL << (p->member % m->o.group_size);
@@ -385,17 +363,17 @@ static void make_group_post(struct model *m, struct pending *p, struct gen_event
 }
 
 /* Who takes part in a burst, in posting order: each member with GROUP_JOIN_P, at least two. */
-static unsigned burst_members(struct model *m, uint32_t *who)
+static unsigned burst_members(struct gen_model *m, uint32_t *who)
 {
     unsigned n = 0, size = (unsigned)m->o.group_size;
     for (unsigned j = 0; j < size; j++)
-        if (rng_u01(&m->rng) < GROUP_JOIN_P)
+        if (gen_rng_u01(&m->rng) < GROUP_JOIN_P)
             who[n++] = j;
     for (unsigned j = 0; n < 2 && j < size; j++)
         if (n == 0 || who[0] != j)
             who[n++] = j;
     for (unsigned i = n - 1; i > 0; i--) { /* Fisher-Yates */
-        unsigned k = (unsigned)rng_below(&m->rng, i + 1);
+        unsigned k = (unsigned)gen_rng_below(&m->rng, i + 1);
         uint32_t t = who[i];
         who[i] = who[k];
         who[k] = t;
@@ -411,7 +389,7 @@ static int cmp_i64(const void *a, const void *b)
 
 /* A group's burst: the first member posts the link now; the others follow within
  * --group-spread ms, each posting the link too or resharing the first post. */
-static int make_burst(struct model *m, struct pending *p, struct gen_event *ev)
+static int make_burst(struct gen_model *m, struct pending *p, struct gen_event *ev)
 {
     uint32_t who[MAX_GROUP_SIZE];
     int64_t at[MAX_GROUP_SIZE];
@@ -423,10 +401,10 @@ static int make_burst(struct model *m, struct pending *p, struct gen_event *ev)
     if (heap_reserve(m, n))
         return -ENOMEM;
     for (unsigned i = 1; i < n; i++)
-        at[i] = ev->ts + 1 + (int64_t)rng_below(&m->rng, m->o.group_spread_ms);
+        at[i] = ev->ts + 1 + (int64_t)gen_rng_below(&m->rng, m->o.group_spread_ms);
     qsort(at + 1, n - 1, sizeof at[0], cmp_i64);
     for (unsigned i = 1; i < n; i++) {
-        int share = rng_u01(&m->rng) < GROUP_SHARE_P;
+        int share = gen_rng_u01(&m->rng) < GROUP_SHARE_P;
         heap_push(m, (struct pending){.ts = at[i],
                                       .parent = share ? ev->post : 0,
                                       .member = base + who[i],
@@ -440,7 +418,7 @@ static int make_burst(struct model *m, struct pending *p, struct gen_event *ev)
 }
 
 /* Bursts are spread evenly over the stream by event count, round-robin over the groups. */
-static int fire_bursts(struct model *m)
+static int fire_bursts(struct gen_model *m)
 {
     while (m->next_burst < m->bursts) {
         double due =
@@ -450,7 +428,7 @@ static int fire_bursts(struct model *m)
         if (heap_reserve(m, 1))
             return -ENOMEM;
         int64_t now = m->heap_len && m->heap[0].ts < m->next_root ? m->heap[0].ts : m->next_root;
-        heap_push(m, (struct pending){.ts = now + (int64_t)rng_below(&m->rng, 1000),
+        heap_push(m, (struct pending){.ts = now + (int64_t)gen_rng_below(&m->rng, 1000),
                                       .burst = (uint32_t)m->next_burst++,
                                       .type = PEND_BURST});
     }
@@ -458,7 +436,7 @@ static int fire_bursts(struct model *m)
 }
 
 /* The post's own reshares, each at its parent's time plus a fresh delay. */
-static int schedule_reshares(struct model *m, const struct pending *p, struct gen_event *ev)
+static int schedule_reshares(struct gen_model *m, const struct pending *p, struct gen_event *ev)
 {
     uint32_t n = draw_reshares(m, p->boosted, p->depth);
     if (heap_reserve(m, n))
@@ -475,17 +453,17 @@ static int schedule_reshares(struct model *m, const struct pending *p, struct ge
 
 /* Whichever comes first in event time: a scheduled post, or the next original post (roots
  * arrive as a Poisson process). */
-static struct pending next_pending(struct model *m)
+static struct pending next_pending(struct gen_model *m)
 {
     if (m->heap_len && m->heap[0].ts <= m->next_root)
         return heap_pop(m);
     struct pending p = {.ts = m->next_root, .type = PEND_ROOT};
-    double gap = -log(1.0 - rng_u01(&m->rng)) * m->root_gap_ms;
+    double gap = -log(1.0 - gen_rng_u01(&m->rng)) * m->root_gap_ms;
     m->next_root += (int64_t)llround(gap);
     return p;
 }
 
-int model_next(struct model *m, struct gen_event *ev)
+int gen_model_next(struct gen_model *m, struct gen_event *ev)
 {
     if (m->posts >= m->o.events)
         return 0;
@@ -516,7 +494,7 @@ int model_next(struct model *m, struct gen_event *ev)
 
 /* ---- ground truth ---- */
 
-static void write_group(const struct model *m, FILE *f, uint64_t g)
+static void write_group(const struct gen_model *m, FILE *f, uint64_t g)
 {
     uint64_t size = m->o.group_size, first = m->accounts + g * size;
     fprintf(f, "  {\"group\": %" PRIu64 ", \"members\": [", g + 1);
@@ -535,7 +513,7 @@ static void write_group(const struct model *m, FILE *f, uint64_t g)
     fprintf(f, "]}%s\n", g + 1 < m->o.groups ? "," : "");
 }
 
-int model_write_groups(const struct model *m, FILE *f)
+int gen_model_write_groups(const struct gen_model *m, FILE *f)
 {
     fprintf(f,
             "{\"seed\": %" PRIu64 ", \"events\": %" PRIu64 ", \"group_spread_ms\": %" PRIu64
