@@ -1,6 +1,7 @@
 /* engine-bench: the engine's apply rate and resident bytes per event, in-process, no network.
- * A realistically shaped stream is generated into compact arrays first (not timed, not counted),
- * applied through engine_apply in batches, then checked against what the generator knows. */
+ * The shared workload model (include/cascade/gen.h, cascade-gen's) makes the stream, stored in
+ * compact arrays first (not timed, not counted), applied through engine_apply in batches, then
+ * checked against what the generator knows. */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,39 +15,27 @@
 #include <jemalloc/jemalloc.h>
 
 #include "cascade/engine.h"
+#include "cascade/gen.h"
 
 /* bench/CMakeLists.txt links jemalloc except under the sanitizers: a weak reference lets one
  * source build both ways; the jemalloc figure then reads as unavailable. */
 #pragma weak mallctl
 
-/* The shape of the stream. Numbers chosen to look like public retweet data (Twitter15/16, the
- * Goel et al. cascades): most cascades are singletons, a few reach tens of thousands of posts,
- * most reshares hit the root directly, and a minority of actors make most posts. */
-#define ACTORS_PER_EVENT 0.2    /* ~N/5 distinct actors */
-#define ZIPF_S           0.8    /* actor and url popularity: the top actor makes ~1% of posts */
-#define SIZE_ALPHA       1.2    /* P(size >= s) ~ s^-1.2: ~56% singletons, mean ~5 */
-#define SIZE_CAP         50000u /* largest cascade (fewer for tiny runs) */
-#define ROOT_PARENT_P    0.65   /* a reshare of the root itself: star-like trees */
-#define MAX_DEPTH        10     /* reshares of reshares stop here */
-#define LABEL_P          0.05   /* roots with a fact-check label */
-#define MS_PER_EVENT     8      /* event time: 10 M events span about a day */
-#define TS_BASE          1700000000000LL
-#define EVENTS_MAX       1000000000ull /* ids and offsets are 32-bit */
-#define ROOT_BIT         0x80000000u
-#define TEXT_PER_EVENT   64 /* "p" + 10 digits, "u" + 10, "p" + 10, "url:" + 10 */
-#define TOP              3
-
-static const char *const label_names[] = {NULL, "false", "true", "unverified"};
+/* The stream is the model's at its defaults (cascade-gen's), at 125 events/s of event time. */
+#define MS_PER_EVENT 8             /* event time: 10 M events span about a day */
+#define EVENTS_MAX   1000000000ull /* event indexes are 30-bit */
+#define ROOT_BIT     0x80000000u   /* stream.actor: the event is a cascade's root */
+#define PAGE_BIT     0x40000000u   /* stream.actor: the actor is a page */
+#define INDEX_MASK   0x3fffffffu
+#define KIND_SHIFT   30 /* stream.link of a reshare: the model's kind above the parent's index */
+#define LABEL_MASK   7u /* stream.link of a root: url << 3 | label */
+#define TOP          3
 
 struct opts {
     uint64_t events, seed;
     uint64_t retention_ms; /* 0: off */
     uint32_t batch;
     int json;
-};
-
-struct rng {
-    uint64_t s;
 };
 
 /* What the generator knows about one cascade, to check the engine's incremental figures. */
@@ -56,38 +45,25 @@ struct expect {
     uint64_t wiener;
 };
 
-/* The stream, 10 bytes an event; each batch of struct event is rebuilt from it. */
+/* The stream, 10 bytes an event; each batch of struct event is rebuilt from it. Event i is the
+ * model's post i + 1. */
 struct stream {
     uint64_t n;
-    uint32_t *actor; /* actor number, | ROOT_BIT for a cascade root */
-    uint32_t *link;  /* parent's event index; for a root, content number << 2 | label code */
+    uint32_t *actor; /* actor number | PAGE_BIT for a page | ROOT_BIT for a cascade root */
+    uint32_t *link;  /* parent's event index | kind << KIND_SHIFT; for a root, url << 3 | label */
     uint16_t *dts;   /* ms since the previous event (saturated: ts stays non-decreasing) */
     uint32_t cascades, actors_used;
     uint32_t top_size[TOP];
     struct expect big; /* the largest cascade */
 };
 
-/* One cascade as planned: size and lifetime first, then posts emitted in event-time order. */
-struct plan {
-    uint64_t start;
-    uint32_t size, done, life_ms, first; /* first: its posts' offset in gen.slot/gen.depth */
-};
-
-struct heap_ent {
-    uint64_t t;
-    uint32_t cascade;
-};
-
 /* Generator-only state, unmapped before the engine's memory is measured. */
 struct gen {
-    struct rng rng;
-    struct plan *plan;
-    uint32_t nplans, nactors, nurls, big;
-    uint32_t *slot; /* [plan.first + k]: event index of the cascade's k-th post */
-    uint8_t *depth; /* [plan.first + k]: that post's depth */
-    uint64_t *seen; /* bitmap: actors that posted */
-    struct heap_ent *heap;
-    uint32_t heap_len;
+    uint32_t *root;      /* [i]: the event index of i's cascade root */
+    uint32_t *size;      /* [root's index]: its cascade's posts */
+    uint8_t *depth;      /* [i]: reshares between i and its root */
+    uint64_t *seen[2];   /* bitmaps: accounts and pages that posted */
+    uint64_t nactors[2]; /* their numbers run 1..nactors */
 };
 
 struct batch {
@@ -108,45 +84,6 @@ struct result {
 };
 
 /* ---- small helpers ---- */
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-/* splitmix64: tiny, fast and good enough to shape a workload; deterministic per seed. */
-static uint64_t next64(struct rng *r)
-{
-    r->s += 0x9e3779b97f4a7c15ull;
-    return mix64(r->s);
-}
-
-static double u01(struct rng *r)
-{
-    return (double)(next64(r) >> 11) * 0x1.0p-53;
-}
-
-/* Continuous Zipf(s) by inverse CDF over [1, n+1), shifted to 0..n-1: rank 0 is the busiest. */
-static uint32_t zipf(struct rng *r, uint32_t n)
-{
-    double a = pow((double)n + 1.0, 1.0 - ZIPF_S) - 1.0;
-    double x = pow(a * u01(r) + 1.0, 1.0 / (1.0 - ZIPF_S)) - 1.0;
-    return x >= n ? n - 1 : (uint32_t)x;
-}
-
-/* Pareto sizes, redrawn above the cap so that the tail keeps its shape instead of piling up. */
-static uint32_t draw_size(struct rng *r, uint32_t cap)
-{
-    for (;;) {
-        double s = floor(pow(1.0 - u01(r), -1.0 / SIZE_ALPHA));
-        if (s <= cap)
-            return (uint32_t)s;
-    }
-}
 
 static double now_s(void)
 {
@@ -200,57 +137,7 @@ static long long jemalloc_allocated(void)
     return (long long)allocated;
 }
 
-static char *put_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /* ---- generator ---- */
-
-static void heap_push(struct gen *g, uint64_t t, uint32_t c)
-{
-    uint32_t i = g->heap_len++;
-    while (i && g->heap[(i - 1) / 2].t > t) {
-        g->heap[i] = g->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    g->heap[i] = (struct heap_ent){t, c};
-}
-
-static struct heap_ent heap_pop(struct gen *g)
-{
-    struct heap_ent top = g->heap[0], last = g->heap[--g->heap_len];
-    uint32_t i = 0, n = g->heap_len;
-    for (;;) {
-        uint32_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && g->heap[c + 1].t < g->heap[c].t)
-            c++;
-        if (g->heap[c].t >= last.t)
-            break;
-        g->heap[i] = g->heap[c];
-        i = c;
-    }
-    if (n)
-        g->heap[i] = last;
-    return top;
-}
-
-/* Posts come front-loaded, as reshares do: post k at life * (k / (size-1))^2 after the root. */
-static uint64_t post_time(const struct plan *p, uint32_t k)
-{
-    double f = (double)k / (double)(p->size - 1);
-    return p->start + (uint64_t)(p->life_ms * f * f);
-}
 
 static void note_top(struct stream *s, uint32_t size)
 {
@@ -263,96 +150,34 @@ static void note_top(struct stream *s, uint32_t size)
     }
 }
 
-static int cmp_start(const void *a, const void *b)
+/* One event of the model into the stream, and what the checks need to know of it. */
+static void record(struct gen *g, struct stream *s, uint32_t i, const struct gen_event *ev,
+                   int64_t *clock)
 {
-    uint64_t x = ((const struct plan *)a)->start, y = ((const struct plan *)b)->start;
-    return (x > y) - (x < y);
-}
-
-/* Sizes until they add up to n. Each cascade lives within the run's event time, so that the
- * stream is as mixed at its end as in its middle (no tail of a few big cascades draining). */
-static void plan_cascades(struct gen *g, struct stream *s)
-{
-    uint64_t total = 0, span = s->n * MS_PER_EVENT;
-    uint32_t cap = s->n / 20 < SIZE_CAP ? (uint32_t)(s->n / 20) : SIZE_CAP;
-    g->plan = map(s->n * sizeof *g->plan);
-    while (total < s->n) {
-        struct plan *p = &g->plan[g->nplans++];
-        uint32_t size = draw_size(&g->rng, cap ? cap : 1);
-        if (size > s->n - total)
-            size = (uint32_t)(s->n - total);
-        double life = 60000.0 * pow(size, 0.6) * (0.5 + u01(&g->rng));
-        life = life < span / 2 ? life : span / 2;
-        *p = (struct plan){.size = size, .first = (uint32_t)total, .life_ms = (uint32_t)life};
-        p->start = (uint64_t)(u01(&g->rng) * (span - life));
-        note_top(s, size);
-        total += size;
+    int page = (ev->flags & GEN_EV_PAGE) != 0;
+    uint64_t dt = (uint64_t)(ev->ts - *clock);
+    s->dts[i] = dt > UINT16_MAX ? UINT16_MAX : (uint16_t)dt;
+    *clock = ev->ts;
+    g->seen[page][ev->actor / 64] |= 1ull << (ev->actor % 64);
+    s->actor[i] = (uint32_t)ev->actor | (page ? PAGE_BIT : 0);
+    if (!ev->parent) {
+        s->actor[i] |= ROOT_BIT;
+        s->link[i] = (uint32_t)ev->url << 3 | ev->label;
+        g->root[i] = i;
+        g->depth[i] = 0;
+    } else {
+        uint32_t pi = (uint32_t)(ev->parent - 1);
+        s->link[i] = pi | (uint32_t)ev->kind << KIND_SHIFT;
+        g->root[i] = g->root[pi];
+        g->depth[i] = (uint8_t)(g->depth[pi] + 1);
     }
-    qsort(g->plan, g->nplans, sizeof *g->plan, cmp_start);
-    for (uint32_t c = 0; c < g->nplans; c++)
-        g->big = g->plan[c].size > g->plan[g->big].size ? c : g->big;
-    s->cascades = g->nplans;
+    g->size[g->root[i]]++;
 }
 
-/* Most reshares hit the root; the rest pick any earlier post, which gives depth but rarely much. */
-static uint32_t pick_parent(struct gen *g, uint32_t first, uint32_t k)
-{
-    if (u01(&g->rng) < ROOT_PARENT_P)
-        return 0;
-    uint32_t pk = (uint32_t)(u01(&g->rng) * k);
-    return g->depth[first + pk] < MAX_DEPTH ? pk : 0;
-}
-
-static void emit(struct gen *g, struct stream *s, uint32_t i, uint32_t c, uint64_t *clock,
-                 uint64_t t)
-{
-    struct plan *p = &g->plan[c];
-    uint32_t k = p->done++, actor = zipf(&g->rng, g->nactors);
-    s->dts[i] = t - *clock > UINT16_MAX ? UINT16_MAX : (uint16_t)(t - *clock);
-    *clock = t;
-    g->seen[actor / 64] |= 1ull << (actor % 64);
-    g->slot[p->first + k] = i;
-    if (k == 0) {
-        uint32_t label = u01(&g->rng) < LABEL_P ? 1 + (uint32_t)(next64(&g->rng) % 3) : 0;
-        s->actor[i] = actor | ROOT_BIT;
-        s->link[i] = zipf(&g->rng, g->nurls) << 2 | label;
-        g->depth[p->first] = 0;
-        return;
-    }
-    uint32_t pk = pick_parent(g, p->first, k);
-    s->actor[i] = actor;
-    s->link[i] = g->slot[p->first + pk];
-    g->depth[p->first + k] = (uint8_t)(g->depth[p->first + pk] + 1);
-}
-
-/* Event-time simulation: a heap of active cascades keyed by their next post's time interleaves
- * them as a firehose would, and a post always comes after its parent. */
-static void interleave(struct gen *g, struct stream *s)
-{
-    uint32_t next_root = 0;
-    uint64_t clock = 0;
-    g->heap = map((size_t)g->nplans * sizeof *g->heap);
-    for (uint64_t i = 0; i < s->n; i++) {
-        uint32_t c;
-        uint64_t t;
-        if (next_root < g->nplans && (!g->heap_len || g->plan[next_root].start <= g->heap[0].t)) {
-            c = next_root++;
-            t = g->plan[c].start;
-        } else {
-            struct heap_ent h = heap_pop(g);
-            c = h.cascade;
-            t = h.t;
-        }
-        emit(g, s, (uint32_t)i, c, &clock, t);
-        if (g->plan[c].done < g->plan[c].size)
-            heap_push(g, post_time(&g->plan[c], g->plan[c].done), c);
-    }
-}
-
-static uint32_t count_bits(const uint64_t *bits, uint32_t n)
+static uint32_t count_bits(const uint64_t *bits, uint64_t n)
 {
     uint32_t total = 0;
-    for (uint32_t w = 0; w < (n + 63) / 64; w++)
+    for (uint64_t w = 0; w < (n + 64) / 64; w++)
         total += (uint32_t)__builtin_popcountll(bits[w]);
     return total;
 }
@@ -377,6 +202,7 @@ static uint32_t find_post(const uint32_t *evs, uint32_t n, uint32_t ev)
     return lo;
 }
 
+/* Distinct actors among a cascade's posts (pages and accounts apart). */
 static uint32_t count_distinct_actors(const struct stream *s, const uint32_t *evs, uint32_t n)
 {
     uint32_t *a = malloc(n * sizeof *a), distinct = 0;
@@ -392,55 +218,91 @@ static uint32_t count_distinct_actors(const struct stream *s, const uint32_t *ev
 }
 
 /* The largest cascade's metrics the slow, obvious way: W = sum over edges of s(n-s). */
-static void expect_cascade(const struct gen *g, struct stream *s)
+static void expect_cascade(const struct gen *g, struct stream *s, uint32_t big)
 {
-    const struct plan *p = &g->plan[g->big];
-    const uint32_t *evs = g->slot + p->first;
-    const uint8_t *depth = g->depth + p->first;
-    uint32_t n = p->size, *sub = malloc(n * sizeof *sub), width[MAX_DEPTH + 1] = {0};
+    uint32_t n = g->size[big], *evs = malloc(n * sizeof *evs), *sub = malloc(n * sizeof *sub);
+    uint32_t width[GEN_MAX_DEPTH + 2] = {0};
     struct expect *x = &s->big;
-    *x = (struct expect){.root = evs[0], .size = n};
-    for (uint32_t k = 0; sub && k < n; k++)
+    *x = (struct expect){.root = big, .size = n};
+    if (!evs || !sub) {
+        fprintf(stderr, "engine-bench: out of memory for the checks\n");
+        exit(2);
+    }
+    for (uint32_t i = big, k = 0; k < n; i++)
+        if (g->root[i] == big)
+            evs[k++] = i;
+    for (uint32_t k = 0; k < n; k++)
         sub[k] = 1;
-    for (uint32_t k = n - 1; sub && k > 0; k--) {
-        sub[find_post(evs, n, s->link[evs[k]])] += sub[k];
+    for (uint32_t k = n - 1; k > 0; k--) {
+        sub[find_post(evs, n, s->link[evs[k]] & INDEX_MASK)] += sub[k];
         x->wiener += (uint64_t)sub[k] * (n - sub[k]);
     }
     for (uint32_t k = 0; k < n; k++) {
-        width[depth[k]]++;
-        x->depth = depth[k] > x->depth ? depth[k] : x->depth;
+        uint8_t d = g->depth[evs[k]];
+        width[d]++;
+        x->depth = d > x->depth ? d : x->depth;
     }
-    for (int d = 0; d <= MAX_DEPTH; d++)
+    for (int d = 0; d <= GEN_MAX_DEPTH + 1; d++)
         x->max_breadth = width[d] > x->max_breadth ? width[d] : x->max_breadth;
     x->unique_actors = count_distinct_actors(s, evs, n);
+    free(evs);
     free(sub);
 }
 
 static void gen_free(struct gen *g, uint64_t n)
 {
-    unmap(g->plan, n * sizeof *g->plan);
-    unmap(g->heap, (size_t)g->nplans * sizeof *g->heap);
-    unmap(g->slot, n * sizeof *g->slot);
+    unmap(g->root, n * sizeof *g->root);
+    unmap(g->size, n * sizeof *g->size);
     unmap(g->depth, n);
-    unmap(g->seen, (g->nactors + 63) / 64 * 8);
+    for (int k = 0; k < 2; k++)
+        unmap(g->seen[k], (g->nactors[k] + 64) / 64 * 8);
 }
 
+/* The model's first o->events events, in event-time order. */
 static void generate(struct stream *s, const struct opts *o)
 {
-    struct gen g = {.rng = {o->seed}};
-    g.nactors = (uint32_t)(o->events * ACTORS_PER_EVENT) + 1;
+    struct gen_params p;
+    struct gen_model *m;
+    char err[160];
+    gen_params_default(&p, o->events);
+    p.seed = o->seed;
+    p.rate = 1000.0 / MS_PER_EVENT;
+    int rc = gen_model_new(&m, &p, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "engine-bench: %s\n", rc == -EINVAL ? err : "out of memory");
+        exit(2);
+    }
+    struct gen_spaces sp = gen_model_spaces(m);
+    struct gen g = {.nactors = {sp.accounts, sp.pages}};
     s->n = o->events;
     s->actor = map(s->n * sizeof *s->actor);
     s->link = map(s->n * sizeof *s->link);
     s->dts = map(s->n * sizeof *s->dts);
-    g.slot = map(s->n * sizeof *g.slot);
+    g.root = map(s->n * sizeof *g.root);
+    g.size = map(s->n * sizeof *g.size);
     g.depth = map(s->n);
-    g.seen = map((g.nactors + 63) / 64 * 8);
-    plan_cascades(&g, s);
-    g.nurls = g.nplans / 2 + 1;
-    interleave(&g, s);
-    s->actors_used = count_bits(g.seen, g.nactors);
-    expect_cascade(&g, s);
+    for (int k = 0; k < 2; k++)
+        g.seen[k] = map((g.nactors[k] + 64) / 64 * 8);
+    int64_t clock = (int64_t)p.start_ts;
+    struct gen_event ev;
+    for (uint64_t i = 0; i < s->n; i++) {
+        if ((rc = gen_model_next(m, &ev)) != 1) {
+            fprintf(stderr, "engine-bench: the model stopped: %s\n", strerror(rc ? -rc : EIO));
+            exit(2);
+        }
+        record(&g, s, (uint32_t)i, &ev, &clock);
+    }
+    gen_model_free(m);
+    uint32_t big = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (!(s->actor[i] & ROOT_BIT))
+            continue;
+        s->cascades++;
+        note_top(s, g.size[i]);
+        big = g.size[i] > g.size[big] ? i : big;
+    }
+    s->actors_used = count_bits(g.seen[0], g.nactors[0]) + count_bits(g.seen[1], g.nactors[1]);
+    expect_cascade(&g, s, big);
     gen_free(&g, s->n);
 }
 
@@ -460,12 +322,12 @@ static int batch_init(struct batch *b, uint32_t cap)
     b->cap = cap;
     b->evs = malloc(cap * sizeof *b->evs);
     b->outcomes = malloc(cap);
-    b->text = malloc((size_t)cap * TEXT_PER_EVENT);
+    b->text = malloc((size_t)cap * GEN_EVENT_TEXT);
     if (!b->evs || !b->outcomes || !b->text)
         return -ENOMEM;
     memset(b->evs, 0xa5, cap * sizeof *b->evs);
     memset(b->outcomes, 0xa5, cap);
-    memset(b->text, 0xa5, (size_t)cap * TEXT_PER_EVENT);
+    memset(b->text, 0xa5, (size_t)cap * GEN_EVENT_TEXT);
     return 0;
 }
 
@@ -476,49 +338,28 @@ static void batch_free(struct batch *b)
     free(b->text);
 }
 
-static char *put_id(char *p, const char *prefix, uint64_t v, struct event_id *id)
+/* Event i of the stream as the model made it, its strings written at p (GEN_EVENT_TEXT bytes). */
+static void build_event(const struct stream *s, uint64_t i, int64_t ts, struct event *ev, char *p)
 {
-    char *start = p;
-    while (*prefix)
-        *p++ = *prefix++;
-    p = put_u64(p, v);
-    id->str = start;
-    id->len = (uint32_t)(p - start);
-    return p;
-}
-
-/* Builds the struct event of stream[i], its strings written at p; returns the end of them. */
-static char *build_event(const struct stream *s, uint64_t i, int64_t ts, struct event *ev, char *p)
-{
-    uint32_t actor = s->actor[i] & ~ROOT_BIT;
-    *ev = (struct event){.ts = ts};
-    p = put_id(p, "p", i, &ev->post);
-    p = put_id(p, "u", actor, &ev->actor);
-    /* a few pages, decided by the actor so that every post of it agrees */
-    ev->actor_type = mix64(actor) % 40 == 0 ? EVENT_ACTOR_PAGE : EVENT_ACTOR_UNSPECIFIED;
-    if (s->actor[i] & ROOT_BIT) {
-        const char *label = label_names[s->link[i] & 3];
-        char *content = p;
-        p = put_u64((char *)memcpy(p, "url:", 4) + 4, s->link[i] >> 2);
-        ev->content = content;
-        ev->content_len = (uint16_t)(p - content);
-        ev->label = label;
-        ev->label_len = label ? (uint8_t)strlen(label) : 0;
-        ev->kind = EVENT_KIND_POST;
-        return p;
+    uint32_t a = s->actor[i], link = s->link[i];
+    struct gen_event g = {
+        .post = i + 1, .actor = a & INDEX_MASK, .ts = ts, .flags = a & PAGE_BIT ? GEN_EV_PAGE : 0};
+    if (a & ROOT_BIT) {
+        g.url = link >> 3;
+        g.label = (uint8_t)(link & LABEL_MASK);
+    } else {
+        g.parent = (link & INDEX_MASK) + 1;
+        g.kind = (uint8_t)(link >> KIND_SHIFT);
     }
-    uint64_t h = mix64(i) % 100;
-    ev->kind = h < 8 ? EVENT_KIND_QUOTE : h < 15 ? EVENT_KIND_REPLY : EVENT_KIND_SHARE;
-    return put_id(p, "p", s->link[i], &ev->parent);
+    gen_event_fill(&g, ev, p);
 }
 
 static uint32_t fill_batch(struct batch *b, const struct stream *s, uint64_t from, int64_t *ts)
 {
     uint32_t n = s->n - from < b->cap ? (uint32_t)(s->n - from) : b->cap;
-    char *p = b->text;
     for (uint32_t j = 0; j < n; j++) {
         *ts += s->dts[from + j];
-        p = build_event(s, from + j, *ts, &b->evs[j], p);
+        build_event(s, from + j, *ts, &b->evs[j], b->text + (size_t)j * GEN_EVENT_TEXT);
     }
     return n;
 }
@@ -529,7 +370,7 @@ static uint32_t fill_batch(struct batch *b, const struct stream *s, uint64_t fro
 static void apply_all(struct engine *e, const struct stream *s, struct batch *b, struct result *r,
                       int retention)
 {
-    int64_t ts = TS_BASE;
+    int64_t ts = GEN_DEFAULT_START_TS;
     for (uint64_t i = 0; i < s->n;) {
         uint32_t n = fill_batch(b, s, i, &ts);
         double t0 = now_s();
@@ -570,7 +411,7 @@ static void check_big(struct engine *e, const struct stream *s, struct result *r
     const struct expect *x = &s->big;
     struct engine_cascade c;
     char root[24];
-    uint32_t len = (uint32_t)(put_id(root, "p", x->root, &(struct event_id){0}) - root);
+    uint32_t len = (uint32_t)snprintf(root, sizeof root, "p%" PRIu64, x->root + 1);
     if (engine_cascade(e, root, len, &c) != 0) {
         fprintf(stderr, "engine-bench: MISMATCH largest cascade %.*s not found\n", (int)len, root);
         r->failures++;
@@ -690,7 +531,8 @@ static void print_json(const struct opts *o, const struct stream *s, const struc
 static void usage(FILE *f)
 {
     fprintf(f, "usage: engine-bench [--events N] [--seed S] [--batch B] [--retention MS] [--json]\n"
-               "  Generates N share events shaped like real cascades (same seed, same events),\n"
+               "  Generates N share events with the shared workload model (cascade-gen's, at its\n"
+               "  defaults; same seed, same events),\n"
                "  applies them to the engine in batches of B and reports the apply rate, the\n"
                "  engine's resident bytes per event and a check of its figures.\n"
                "  --events N  1..1000000000, default 10000000\n"
