@@ -58,7 +58,7 @@ int wal_replay(struct wal *w, wal_replay_fn fn, void *ctx, struct wal_replay_sta
  * A record with no kept event writes nothing. 0 or a negative errno (then nothing may be acked).
  * After a failed write (ENOSPC, EIO) the partial record is truncated away and the WAL stays
  * usable; after a failed fsync it is not (the kernel may have dropped the data): every later
- * append and sync returns -EIO. -EINVAL: an event outside the DESIGN §2 bounds; nothing written.
+ * append and sync returns -EIO, until the server restarts it in a new segment. -EINVAL: an event outside the DESIGN §2 bounds; nothing written.
  * Appends larger than 16 MiB are written as several records (replayed as several calls). */
 int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n);
 

@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "query/rpc.h"
+#include "store/wal_int.h"
 
 #ifdef CASCADE_JEMALLOC
 #include <jemalloc/jemalloc.h>
@@ -274,6 +275,47 @@ static void wal_refused(struct writer *w, struct batch *b, int rc)
     }
 }
 
+/* A failed fsync: the kernel may have dropped pages of the current segment, so events already
+ * acked may be gone from the disk while the engine holds them. The WAL goes on in a new segment
+ * and a snapshot taken at its start makes everything the engine holds durable again; nothing
+ * more is acked until that snapshot is written (rescued), since a crash before it would leave
+ * the damaged segment to be replayed. */
+static void rescue_start(struct writer *w)
+{
+    struct wal_pos pos;
+    int rc = wal_restart_segment(w->wal, &pos);
+    if (rc) {
+        if (!w->wal_err)
+            log_msg(LOG_ERROR, "wal_failed",
+                    "error=\"%s\" action=\"refusing ingest until a restart: the WAL cannot "
+                    "go on in a new segment\"",
+                    strerror(-rc));
+        return;
+    }
+    w->rescue = 1;
+    w->rescue_pos = pos;
+    w->snap.requested = 1;
+    log_msg(LOG_WARN, "wal_rescue",
+            "wal_seq=%llu action=\"a write or fsync of the WAL failed (its last pages may be "
+            "lost): writing a snapshot of everything held, then going on in segment %llu; "
+            "ingest is refused until the snapshot is written\"",
+            (unsigned long long)pos.seq, (unsigned long long)pos.seq);
+}
+
+/* Whether the rescue snapshot is written (then the rescue ends); asks for another one while
+ * none is under way (the last one failed). */
+static int rescued(struct writer *w)
+{
+    if (w->snap.last_pos.seq && wal_pos_cmp(w->snap.last_pos, w->rescue_pos) >= 0) {
+        w->rescue = 0;
+        log_msg(LOG_INFO, "wal_rescued", "snapshot=%s", w->snap.status.last_file);
+        return 1;
+    }
+    if (!w->snap.child)
+        w->snap.requested = 1;
+    return 0;
+}
+
 /* Logs, then applies, and fills in every event's outcome (DESIGN §6, log before apply): every
  * validated event goes into the WAL before the engine sees it, so no answer ever shows an event
  * that a crash could lose. Duplicates and events the engine refuses are logged too: replay
@@ -289,8 +331,14 @@ static void do_ingest(struct writer *w, struct batch *b)
         memset(b->outcome, EVENT_ERR_NOMEM, b->n);
         return;
     }
+    if (w->rescue && !rescued(w)) {
+        wal_refused(w, b, -EIO);
+        return;
+    }
     int rc = wal_append(w->wal, b->evs, NULL, b->nvalid);
     if (rc) {
+        if (wal_failed(w->wal))
+            rescue_start(w);
         wal_refused(w, b, rc);
         return;
     }
@@ -644,6 +692,32 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Fault injection for the integration tests (test_wal_faults.py): CASCADE_TEST_WAL_FAULTS=
+ * "fsync=N,write=N,err=E" makes the Nth fsync / write of the WAL from start-up fail with errno E
+ * (default EIO), as the WAL's unit tests do in-process. Logged loudly: never set in production. */
+static void test_faults(void)
+{
+    const char *spec = getenv("CASCADE_TEST_WAL_FAULTS");
+    if (!spec || !*spec)
+        return;
+    char key[16];
+    int v, used;
+    for (const char *p = spec; sscanf(p, "%15[a-z]=%d%n", key, &v, &used) == 2;) {
+        if (!strcmp(key, "fsync"))
+            wal_faults.fail_fsync = v;
+        else if (!strcmp(key, "write"))
+            wal_faults.fail_write = v;
+        else if (!strcmp(key, "err"))
+            wal_faults.err = v;
+        p += used;
+        if (*p != ',')
+            break;
+        p++;
+    }
+    log_msg(LOG_WARN, "test_wal_faults", "spec=\"%s\" fsync=%d write=%d err=%d", spec,
+            wal_faults.fail_fsync, wal_faults.fail_write, wal_faults.err);
+}
+
 int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueue *done, char *err,
                  size_t errlen)
 {
@@ -661,6 +735,7 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
         snprintf(err, errlen, "cannot create the engine: %s", strerror(-rc));
         return rc;
     }
+    test_faults();
     struct wal_options o = {
         .dir = cfg->data_dir, .fsync = cfg->fsync, .segment_bytes = cfg->wal_segment_bytes,
         .allow_history_loss = cfg->allow_history_loss};

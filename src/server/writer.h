@@ -80,6 +80,8 @@ struct writer {
     uint64_t rss, rss_ms;    /* the last process RSS read, and when (now_ms) */
     int wal_err;             /* 0, or the negative errno of the last batch the WAL refused */
     uint64_t refused_wal;    /* events refused, unapplied, because the WAL could not take them */
+    int rescue;              /* a failed fsync: ingest waits for a snapshot at rescue_pos */
+    struct wal_pos rescue_pos;
 };
 
 /* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it

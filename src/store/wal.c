@@ -64,7 +64,8 @@ struct wal {
     uint64_t total; /* bytes in all segments */
     int fd;         /* the last segment, open for writing once ready */
     int ready;      /* replayed: fd is open, segs[nseg - 1].size is its valid end */
-    int failed;     /* a write or fsync left state we cannot vouch for: refuse appends */
+    int failed;     /* a write or fsync left state we cannot vouch for: refuse appends
+                     * (WAL_FAILED_DATA: a new segment may go on; WAL_FAILED_RING: not) */
     int dirty;      /* appended since the last fsync */
     int uring;
     struct io_uring ring;
@@ -78,12 +79,25 @@ struct wal {
     int syncer_on, syncer_stop;
 };
 
-/* Marks the WAL unusable; under mu because the syncer reads it. */
-static void set_failed(struct wal *w)
+/* Why appends are refused. DATA: a failed fsync (the kernel may have dropped written pages) or
+ * a failed cut after a failed write (the segment may end in garbage): the current segment cannot
+ * be vouched for, but a new one can be written (wal_restart_segment). RING: SQEs pointing at our
+ * buffer may still be queued, so nothing of this WAL may write again. */
+enum { WAL_OK = 0, WAL_FAILED_DATA = 1, WAL_FAILED_RING = 2 };
+
+/* Marks the WAL unusable; under mu because the syncer reads it. A RING failure is never
+ * downgraded. */
+static void set_failed_as(struct wal *w, int why)
 {
     pthread_mutex_lock(&w->mu);
-    w->failed = 1;
+    if (w->failed < why)
+        w->failed = why;
     pthread_mutex_unlock(&w->mu);
+}
+
+static void set_failed(struct wal *w)
+{
+    set_failed_as(w, WAL_FAILED_DATA);
 }
 
 /* ---- errors and names ---- */
@@ -385,7 +399,12 @@ uint64_t wal_bytes(const struct wal *w)
 /* Fault injection: the errno for this op when a countdown reaches it, else 0. */
 static int fault_take(int *countdown)
 {
-    if (*countdown <= 0 || --*countdown > 0)
+    /* atomic: the everysec syncer takes fsync faults from its own thread */
+    int c = __atomic_load_n(countdown, __ATOMIC_RELAXED);
+    while (c > 0 &&
+           !__atomic_compare_exchange_n(countdown, &c, c - 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    if (c != 1)
         return 0;
     return -(wal_faults.err ? wal_faults.err : EIO);
 }
@@ -416,7 +435,8 @@ static int ring_submit(struct wal *w, unsigned nr)
         /* -EINTR/-EAGAIN from io_uring_enter mean nothing was taken: the SQEs are still queued. */
         if ((rc == 0 || rc == -EINTR || rc == -EAGAIN) && ++stalls <= STALLS_MAX)
             continue;
-        set_failed(w); /* SQEs pointing at our buffer may still be queued: never reuse the ring */
+        /* SQEs pointing at our buffer may still be queued: never reuse the ring */
+        set_failed_as(w, WAL_FAILED_RING);
         return rc < 0 ? rc : -EIO;
     }
     return 0;
@@ -430,7 +450,7 @@ static int ring_reap(struct wal *w, unsigned nr, int *wres, int *fres)
         while ((rc = io_uring_wait_cqe(&w->ring, &cqe)) == -EINTR)
             ;
         if (rc < 0) {
-            set_failed(w);
+            set_failed_as(w, WAL_FAILED_RING);
             return rc;
         }
         if (io_uring_cqe_get_data64(cqe) == OP_FSYNC)
@@ -1423,12 +1443,14 @@ static void *syncer_main(void *arg)
         int fd = dup(w->fd);
         w->dirty = 0;
         pthread_mutex_unlock(&w->mu);
-        int rc = fd < 0 || fdatasync(fd) < 0 ? -errno : 0;
+        int rc = fault_take(&wal_faults.fail_fsync);
+        if (rc == 0)
+            rc = fd < 0 || fdatasync(fd) < 0 ? -errno : 0;
         if (fd >= 0)
             close(fd);
         pthread_mutex_lock(&w->mu);
         if (rc < 0)
-            w->failed = 1; /* the kernel may have dropped the data: refuse further appends */
+            w->failed = w->failed > WAL_FAILED_DATA ? w->failed : WAL_FAILED_DATA; /* see set_failed_as */
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -1485,6 +1507,34 @@ int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size
     w->dirty = !always;
     pthread_mutex_unlock(&w->mu);
     return start_syncer(w);
+}
+
+int wal_failed(struct wal *w)
+{
+    return failed(w) != WAL_OK;
+}
+
+int wal_restart_segment(struct wal *w, struct wal_pos *pos)
+{
+    int why = failed(w);
+    if (why == WAL_OK) {
+        *pos = wal_position(w);
+        return 0;
+    }
+    if (why != WAL_FAILED_DATA || !w->ready)
+        return -EIO;
+    int fd;
+    int rc = create_segment(w, w->segs[w->nseg - 1].seq + 1, &fd);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&w->mu);
+    close(w->fd);
+    w->fd = fd;
+    w->dirty = 0;
+    w->failed = WAL_OK;
+    pthread_mutex_unlock(&w->mu);
+    *pos = wal_position(w);
+    return 0;
 }
 
 int wal_sync(struct wal *w)

@@ -32,4 +32,16 @@ uint64_t wal_segments(const struct wal *w);
  * snapshot: the events before it live only in snapshots. */
 uint64_t wal_first_segment(const struct wal *w);
 
+/* 1 when appends are refused because a write or fsync left the log in a state it cannot vouch
+ * for (see wal_append), 0 otherwise. */
+int wal_failed(struct wal *w);
+
+/* After a failed fsync (or a failed cut of a failed write), goes on in a new segment: the
+ * records of the current one may be lost or end in garbage, so the caller must have them
+ * covered by a snapshot taken at *pos (the new segment's start) before it acks anything more;
+ * until then a crash leaves that segment to the start-up damage checks. Sets *pos, 0 when the
+ * WAL takes appends again (also when it had not failed); -EIO when it cannot go on at all (the
+ * io_uring is unusable), or the errno of creating the segment (it stays failed). */
+int wal_restart_segment(struct wal *w, struct wal_pos *pos);
+
 #endif

@@ -1,6 +1,7 @@
 /* Test hooks of the WAL: fault injection in the manner of SQLite's I/O error tests, so that unit
  * tests can drive the short-write, failed-write and fallback paths. Production code never sets
- * them; they are read by the writer thread only. */
+ * them (but cascaded reads CASCADE_TEST_WAL_FAULTS, see writer.c, for the integration tests).
+ * The countdowns are taken atomically: the everysec syncer takes fsync faults from its thread. */
 #ifndef STORE_WAL_INT_H
 #define STORE_WAL_INT_H
 

@@ -1125,6 +1125,40 @@ static void test_failed_fsync_stops_appends(void **state)
     }
 }
 
+/* After a failed fsync the log can go on in a new segment (the server covers the old one with
+ * a snapshot): appends work again, and a replay from the new segment's start reads only them. */
+static void test_failed_fsync_restart_segment(void **state)
+{
+    for (int no_uring = 0; no_uring < 2; no_uring++) {
+        wal_faults.no_uring = no_uring;
+        struct wal *w = open_wal(WAL_FSYNC_ALWAYS, 0);
+        assert_int_equal(wal_replay(w, NULL, NULL, NULL), 0);
+        assert_int_equal(append_range(w, 0, 3, NULL), 0);
+        assert_int_equal(wal_failed(w), 0);
+        wal_faults.fail_fsync = 1;
+        assert_int_equal(append_range(w, 3, 3, NULL), -EIO);
+        assert_int_equal(wal_failed(w), 1);
+        struct wal_pos pos;
+        assert_int_equal(wal_restart_segment(w, &pos), 0);
+        assert_int_equal(wal_failed(w), 0);
+        assert_int_equal(pos.seq, 2);
+        assert_true(seg_exists(2));
+        assert_int_equal(append_range(w, 3, 3, NULL), 0);
+        assert_int_equal(wal_sync(w), 0);
+        wal_close(w);
+        w = open_wal(WAL_FSYNC_NO, 0);
+        uint64_t want[] = {3, 4, 5};
+        struct check c = {.want = want, .nwant = 3};
+        struct wal_replay_stats st;
+        assert_int_equal(wal_replay_from(w, pos, check_fn, &c, &st), 0);
+        assert_int_equal(c.bad, 0);
+        assert_int_equal(c.pos, 3);
+        wal_close(w);
+        teardown(state);
+        setup(state);
+    }
+}
+
 /* ---- opening ---- */
 
 static void test_open_errors(void **state)
@@ -1189,6 +1223,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_write_uring, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_pwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_fsync_stops_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_fsync_restart_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
     };
