@@ -12,8 +12,7 @@
 #include "cascade/proto.h"
 #include "cascade_bench.h"
 
-#define MS_PER_EVENT 8  /* event time: 10 M events span about a day, as in engine-bench */
-#define ID_BYTES     96 /* one id: a prefix of at most 64 bytes and 20 digits */
+#define ID_BYTES 96 /* one id: a prefix of at most 64 bytes and 20 digits */
 
 /* ---- encoding ---- */
 
@@ -140,9 +139,7 @@ static int encode(struct workload *w, struct stream_ext *xs, const struct load_s
     struct gen_params p;
     struct gen_model *m;
     char err[160];
-    gen_params_default(&p, sp->events);
-    p.seed = sp->seed;
-    p.rate = 1000.0 / MS_PER_EVENT;
+    gen_params_bench(&p, sp->events, sp->seed); /* engine-bench's stream for the same seed */
     int rc = gen_model_new(&m, &p, err, sizeof err);
     if (rc)
         return rc;

@@ -1,7 +1,8 @@
 /* ego-bench: what engine_actor_links and engine_actor_cascades cost (the actor page's queries),
- * in-process. Loads a cascade-gen dump (msgpack) into an engine, then times both queries (the
- * best of REPEAT runs) for the busiest actors (by posts, reach, amplifiers) and for a sample of
- * actors drawn at random. Usage: ego-bench FILE.msgpack [SAMPLE] */
+ * in-process. Applies the shared workload model's events (include/cascade/gen.h: what
+ * `cascade-gen --events N --seed S` writes) to an engine, then times both queries (the best of
+ * REPEAT runs) for the busiest actors (by posts, reach, amplifiers) and for a sample of actors
+ * drawn at random. Usage: ego-bench [--events N] [--seed S] [SAMPLE] */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include <time.h>
 
 #include "cascade/engine.h"
-#include "net/ingest_proto.h"
+#include "cascade/gen.h"
 
 #define LINKS_LIMIT    50
 #define CASCADES_LIMIT 20
@@ -23,30 +24,38 @@ static double now_ms(void)
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-static int apply_one(void *ctx, const struct event_raw *raw)
-{
-    if (raw)
-        engine_apply_raw(ctx, raw);
-    return 0;
-}
+#define BATCH 4096
 
-static int load(struct engine *e, const char *path)
+/* The model's first `events` events at cascade-gen's defaults, applied in batches. */
+static int load(struct engine *e, uint64_t events, uint64_t seed)
 {
-    FILE *f = fopen(path, "rb");
-    struct ingest_decoder *d;
-    if (!f || ingest_decoder_new(NULL, &d)) {
-        fprintf(stderr, "ego-bench: %s: %s\n", path, strerror(errno));
+    static struct event evs[BATCH];
+    static uint8_t outcomes[BATCH];
+    static char text[BATCH][GEN_EVENT_TEXT];
+    struct gen_params p;
+    struct gen_model *m;
+    struct gen_event ev;
+    char err[160];
+    gen_params_default(&p, events);
+    p.seed = seed;
+    int rc = gen_model_new(&m, &p, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "ego-bench: %s\n", rc == -EINVAL ? err : strerror(-rc));
         return -1;
     }
-    static char buf[1 << 20];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-        if (ingest_decoder_feed(d, buf, n) || ingest_decoder_drain(d, apply_one, e) < 0)
-            rc = -1;
-    ingest_decoder_free(d);
-    fclose(f);
-    return rc;
+    uint32_t n = 0;
+    while ((rc = gen_model_next(m, &ev)) == 1) {
+        gen_event_fill(&ev, &evs[n], text[n]);
+        if (++n == BATCH) {
+            engine_apply(e, evs, n, outcomes);
+            n = 0;
+        }
+    }
+    engine_apply(e, evs, n, outcomes);
+    gen_model_free(m);
+    if (rc < 0)
+        fprintf(stderr, "ego-bench: %s\n", strerror(-rc));
+    return rc < 0 ? -1 : 0;
 }
 
 /* The best of REPEAT times of each query. */
@@ -89,16 +98,29 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: ego-bench FILE.msgpack [SAMPLE]\n");
-        return 2;
+    uint64_t events = 1000000, seed = 1;
+    uint32_t sample = 200;
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        if (i + 1 < argc && !strcmp(argv[i], "--events"))
+            events = strtoull(argv[++i], &end, 10);
+        else if (i + 1 < argc && !strcmp(argv[i], "--seed"))
+            seed = strtoull(argv[++i], &end, 10);
+        else if (argv[i][0] >= '1' && argv[i][0] <= '9')
+            sample = (uint32_t)strtoul(argv[i], &end, 10);
+        else
+            end = argv[i];
+        if (*end || events == 0 || events > 1000000000) {
+            fprintf(stderr, "usage: ego-bench [--events N (1..1e9, default 1000000)] [--seed S] "
+                            "[SAMPLE (default 200)]\n");
+            return 2;
+        }
     }
-    uint32_t sample = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 200;
     struct engine *e;
     if (engine_new(&e))
         return 1;
     double t0 = now_ms();
-    if (load(e, argv[1]))
+    if (load(e, events, seed))
         return 1;
     struct engine_stats st;
     engine_get_stats(e, &st);
@@ -123,11 +145,11 @@ int main(int argc, char **argv)
     double *links_ms = malloc(2 * (size_t)sample * sizeof(double)), *casc_ms = links_ms + sample;
     if (!links_ms)
         return 1;
-    uint64_t seed = 88172645463325252ull;
+    struct gen_rng pick;
+    gen_rng_seed(&pick, seed, 3); /* a stream of its own: the model's events do not change */
     for (uint32_t i = 0; i < sample; i++) {
-        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
         struct engine_actor a;
-        engine_actor_at(e, (uint32_t)(seed % st.actors), &a);
+        engine_actor_at(e, (uint32_t)gen_rng_below(&pick, st.actors), &a);
         struct timing t = run(e, &a);
         links_ms[i] = t.links_ms;
         casc_ms[i] = t.casc_ms;

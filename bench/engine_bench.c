@@ -21,15 +21,14 @@
  * source build both ways; the jemalloc figure then reads as unavailable. */
 #pragma weak mallctl
 
-/* The stream is the model's at its defaults (cascade-gen's), at 125 events/s of event time. */
-#define MS_PER_EVENT 8             /* event time: 10 M events span about a day */
-#define EVENTS_MAX   1000000000ull /* event indexes are 30-bit */
-#define ROOT_BIT     0x80000000u   /* stream.actor: the event is a cascade's root */
-#define PAGE_BIT     0x40000000u   /* stream.actor: the actor is a page */
-#define INDEX_MASK   0x3fffffffu
-#define KIND_SHIFT   30 /* stream.link of a reshare: the model's kind above the parent's index */
-#define LABEL_MASK   7u /* stream.link of a root: url << 3 | label */
-#define TOP          3
+/* The stream is the model's benchmark stream (gen_params_bench): 8 ms of event time an event. */
+#define EVENTS_MAX 1000000000ull /* event indexes are 30-bit */
+#define ROOT_BIT   0x80000000u   /* stream.actor: the event is a cascade's root */
+#define PAGE_BIT   0x40000000u   /* stream.actor: the actor is a page */
+#define INDEX_MASK 0x3fffffffu
+#define KIND_SHIFT 30 /* stream.link of a reshare: the model's kind above the parent's index */
+#define LABEL_MASK 7u /* stream.link of a root: url << 3 | label */
+#define TOP        3
 
 struct opts {
     uint64_t events, seed;
@@ -264,9 +263,7 @@ static void generate(struct stream *s, const struct opts *o)
     struct gen_params p;
     struct gen_model *m;
     char err[160];
-    gen_params_default(&p, o->events);
-    p.seed = o->seed;
-    p.rate = 1000.0 / MS_PER_EVENT;
+    gen_params_bench(&p, o->events, o->seed);
     int rc = gen_model_new(&m, &p, err, sizeof err);
     if (rc) {
         fprintf(stderr, "engine-bench: %s\n", rc == -EINVAL ? err : "out of memory");

@@ -1,6 +1,6 @@
 /* WAL benchmark: append throughput of records of N events under each fsync policy, and replay
- * throughput of what was written. Events look like the generated workload (short ids, a URL,
- * sometimes a label), so bytes per event are realistic. Usage:
+ * throughput of what was written. The events are the shared workload model's (cascade/gen.h,
+ * the benchmarks' stream), so bytes per event are those of the other benchmarks. Usage:
  *     wal-bench [--dir DIR] [--events N] [--batch N] [--fsync no|everysec|always]
  *               [--io uring|pwrite] */
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cascade/gen.h"
 #include "cascade/wal.h"
 
 struct opts {
@@ -53,33 +54,16 @@ static int parse(int argc, char **argv, struct opts *o)
     return o->events > 0 && o->batch > 0 ? 0 : -1;
 }
 
-/* Per event: its id strings, kept alive for the whole run. */
-struct evtext {
-    char post[24], actor[24], parent[24], content[48];
-};
-
-static void make_batch(long base, long n, struct event *evs, struct evtext *t)
+/* The model's next n events into evs, their strings in text (GEN_EVENT_TEXT bytes each). */
+static void make_batch(struct gen_model *m, long n, struct event *evs, char *text)
 {
+    struct gen_event ev;
     for (long k = 0; k < n; k++) {
-        long i = base + k;
-        struct event *ev = &evs[k];
-        memset(ev, 0, sizeof(*ev));
-        ev->post.str = t[k].post;
-        ev->post.len = (uint32_t)sprintf(t[k].post, "%ld", 1000000000L + i);
-        ev->actor.str = t[k].actor;
-        ev->actor.len = (uint32_t)sprintf(t[k].actor, "u%ld", (i * 7919) % 500000);
-        if (i % 5) {
-            ev->parent.str = t[k].parent;
-            ev->parent.len = (uint32_t)sprintf(t[k].parent, "%ld", 1000000000L + i / 2);
-            ev->kind = EVENT_KIND_SHARE;
+        if (gen_model_next(m, &ev) != 1) {
+            fprintf(stderr, "wal-bench: the workload model stopped early\n");
+            exit(1);
         }
-        ev->ts = 1700000000000 + i;
-        if (i % 5 == 0) {
-            ev->content = t[k].content;
-            ev->content_len = (uint16_t)sprintf(t[k].content, "https://news.example/%ld", i % 9973);
-            ev->label = i % 2 ? "false" : "true";
-            ev->label_len = (uint8_t)strlen(ev->label);
-        }
+        gen_event_fill(&ev, &evs[k], text + k * GEN_EVENT_TEXT);
     }
 }
 
@@ -109,13 +93,17 @@ static struct wal *open_wal(const struct opts *o)
 static double append_all(struct wal *w, const struct opts *o)
 {
     struct event *evs = calloc((size_t)o->batch, sizeof(*evs));
-    struct evtext *t = calloc((size_t)o->batch, sizeof(*t));
-    if (!evs || !t)
+    char *t = calloc((size_t)o->batch, GEN_EVENT_TEXT);
+    struct gen_params p;
+    struct gen_model *m = NULL;
+    char err[160];
+    gen_params_bench(&p, (uint64_t)o->events, 1);
+    if (!evs || !t || gen_model_new(&m, &p, err, sizeof err))
         exit(1);
     double busy = 0, last_sync = now_s();
     for (long done = 0; done < o->events; done += o->batch) {
         long n = o->events - done < o->batch ? o->events - done : o->batch;
-        make_batch(done, n, evs, t); /* not timed */
+        make_batch(m, n, evs, t); /* not timed */
         double t0 = now_s();
         int rc = wal_append(w, evs, NULL, (size_t)n);
         if (rc == 0 && o->fsync == WAL_FSYNC_EVERYSEC && t0 - last_sync >= 1.0) {
@@ -128,6 +116,7 @@ static double append_all(struct wal *w, const struct opts *o)
         }
         busy += now_s() - t0;
     }
+    gen_model_free(m);
     free(evs);
     free(t);
     return busy;

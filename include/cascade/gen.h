@@ -109,6 +109,11 @@ struct gen_params {
 /* Every knob at its default, for events events. */
 void gen_params_default(struct gen_params *p, uint64_t events);
 
+/* The benchmarks' stream (engine-bench, cascade-bench): the defaults at a fixed pace of event
+ * time, so that a run's span (and what a retention window evicts) follows its event count. */
+#define GEN_BENCH_MS_PER_EVENT 8 /* 10 M events span about a day */
+void gen_params_bench(struct gen_params *p, uint64_t events, uint64_t seed);
+
 /* ---- events ---- */
 
 enum gen_label {
@@ -120,9 +125,10 @@ enum gen_label {
 };
 enum gen_kind { GEN_KIND_DEFAULT = 0, GEN_KIND_QUOTE, GEN_KIND_REPLY }; /* default: post or share */
 
-#define GEN_EV_PAGE       1u /* the actor is a page: `page<n>`, else an account `u<n>` */
-#define GEN_EV_ACTOR_TYPE 2u /* carries "actor_type": "page" (set by a writer, not by the model)   \
-                              */
+#define GEN_EV_PAGE 1u /* the actor is a page: `page<n>`, else an account `u<n>` */
+#define GEN_EV_ACTOR_TYPE                                                                          \
+    2u /* carries "actor_type": "page" (set by a writer, not by the model)                         \
+        */
 
 /* One event with every id a number: post `p<post>`, parent `p<parent>` (0: none), actor
  * `u<actor>` or `page<actor>`, content `https://news.example/<url>` (0: none). Post numbers

@@ -49,6 +49,13 @@ void gen_params_default(struct gen_params *p, uint64_t events)
                              .false_boost = GEN_DEFAULT_FALSE_BOOST};
 }
 
+void gen_params_bench(struct gen_params *p, uint64_t events, uint64_t seed)
+{
+    gen_params_default(p, events);
+    p->seed = seed;
+    p->rate = 1000.0 / GEN_BENCH_MS_PER_EVENT;
+}
+
 const char *gen_label_name(unsigned label)
 {
     static const char *const names[] = {NULL, "false", "true", "mixed", "unverified"};
