@@ -1,7 +1,9 @@
-/* The network loop (see loop.h). Each submission's user_data packs the operation, the
- * connection slot and the slot's generation, so a completion that arrives after its connection
- * was closed and the slot reused is recognised and dropped. A connection is freed only when it
- * has no operation in the ring and no batch at the writer. */
+/* The network loop (see loop.h, and loop_int.h for how it and the port sessions divide the
+ * work). Each submission's user_data packs the operation, the connection slot and the slot's
+ * generation, so a completion that arrives after its connection was closed and the slot reused
+ * is recognised and dropped. A connection is freed only when it has no operation in the ring and
+ * no batch at the writer. What a port's bytes mean is its session's (session_*.c): the loop
+ * calls it through c->sess and never asks which port a connection is on. */
 #include "net/loop.h"
 
 #include <arpa/inet.h>
@@ -22,142 +24,28 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cascade/proto.h"
 #include "core/log.h"
-#include "core/mpscan.h"
 #include "core/strbuf.h"
-#include "query/http.h"
-#include "query/prom.h"
-#include "query/web.h"
+#include "net/loop_int.h"
 
-#define RING_ENTRIES       2048
-#define BR_ENTRIES         512
-#define BR_SIZE            (32u * 1024)
-#define BGID               7
-#define BATCH_CAP          8192
-#define MAX_INFLIGHT       4                  /* ingest batches at the writer */
-#define PENDING_MAX        (1u * 1024 * 1024) /* undecoded bytes per connection before pausing it */
-#define QUERY_MAX_INFLIGHT 64
-/* request bytes a query connection may have at the writer (each a copy of what it sent); the
- * first request is always taken, so one of --max-rpc-request-bytes still gets through */
-#define QUERY_INFLIGHT_BYTES (4u << 20)
-#define STOP_GRACE_MS      10000
-#define LINGER_MS          2000               /* a closing connection's wait for its peer's EOF */
-#define LINGER_MAX         (4u * 1024 * 1024) /* bytes read and dropped while waiting */
-#define ERR_KEEP           PROTO_ACK_ERR_MAX
-#define DRAIN_QUANTUM      1024 /* events a connection may add before the others get a turn */
-#define HTTP_IN_SOFT       (32u * 1024)  /* buffered HTTP input past which reading stops */
-#define OUT_HIGH           (256u * 1024) /* queued output past which HTTP and RPC requests wait */
-#define QIN_KEEP           (64u * 1024)  /* a query connection's input buffer kept when empty */
-#define FD_MARGIN          32   /* fds kept for the server's own use beyond those open at start */
-#define FD_CONNS_MIN       8    /* fewer connections than this fit the fd limit: refuse to start */
-#define ACCEPT_BACKOFF_MS  250  /* out of fds: a listener rests this long before accepting again */
-#define LOG_EVERY_MS       1000 /* a repeated warning (refusals, timeouts) at most this often */
-#define SCAN_GAP_MS        100  /* timers: scans of the deadline array at least this far apart */
+#define RING_ENTRIES      2048
+#define BR_ENTRIES        512
+#define BGID              7
+#define BATCH_CAP         8192
+#define STOP_GRACE_MS     10000
+#define LINGER_MS         2000               /* a closing connection's wait for its peer's EOF */
+#define LINGER_MAX        (4u * 1024 * 1024) /* bytes read and dropped while waiting */
+#define FD_MARGIN         32   /* fds kept for the server's own use beyond those open at start */
+#define FD_CONNS_MIN      8    /* fewer connections than this fit the fd limit: refuse to start */
+#define ACCEPT_BACKOFF_MS 250  /* out of fds: a listener rests this long before accepting again */
+#define LOG_EVERY_MS      1000 /* a repeated warning (refusals, timeouts) at most this often */
+#define SCAN_GAP_MS       100  /* timers: scans of the deadline array at least this far apart */
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_WAKE, OP_SIGNAL, OP_CANCEL };
 
-/* Closing a socket that has unread input makes the kernel send a reset, which may destroy the
- * last answer (a fatal message, an HTTP error) before the peer reads it. So a connection the
- * server ends while the peer may still be writing first sends FIN (SHUT_WR) and reads and drops
- * what comes until EOF, LINGER_MAX bytes or LINGER_MS, as web servers do. */
-enum { LINGER_NONE, LINGER_ON, LINGER_DONE };
-
-/* A warning that a client can make the server repeat: one line per LOG_EVERY_MS at most. */
-struct ratelog {
-    uint64_t next_ms, count;
-};
-
-struct conn {
-    int fd;
-    uint32_t gen;
-    uint8_t kind, in_use;
-    uint8_t recv_armed, send_busy, eof, touched, ack_due, cancel_sent, shut, fatal_sent;
-    uint8_t qbacklog;  /* query: complete requests may still wait in qin (stopped at the limit) */
-    uint8_t authed;    /* the client proved it knows --auth-token-file's token */
-    uint8_t peer_done; /* the peer closed or reset: recv will give nothing more */
-    uint8_t linger;    /* LINGER_*: how far a close we chose has got */
-    uint8_t hstarted;  /* http: a request was dispatched (the first head's wait is over) */
-    uint8_t aborted;   /* dropped without a last word: nothing more is read, parsed or sent */
-    uint64_t linger_end;
-    uint64_t active_ms; /* the last bytes received or sent, or answer queued (--idle-timeout) */
-    uint64_t hs_start;  /* since when an HTTP head or the auth is awaited (--handshake-timeout) */
-    uint64_t abort_at;  /* closed by a timeout: dropped then if its last answer is still stuck */
-    size_t linger_bytes;
-    char *abuf; /* ingest, before authentication: the first bytes, until {"auth": ...} */
-    size_t abuf_len;
-    uint32_t ops;      /* operations in the ring */
-    uint32_t inflight; /* batches at the writer holding this connection's events or requests */
-    size_t qbytes;     /* query: bytes of its requests at the writer */
-    uint64_t add_seq, done_seq; /* last batch seq that took / returned events of this conn */
-    struct ingest_decoder *dec;
-    struct strbuf qin;   /* query: bytes received and not yet handed on as requests */
-    struct mpscan qscan; /* query: the request at the front of qin, scanned so far */
-    uint64_t events, ok, dup, rej;
-    char errs[ERR_KEEP][PROTO_ACK_ERR_LEN];
-    uint32_t nerr; /* rejections since the last ack (only the last ERR_KEEP kept) */
-    char *fatal;
-    uint8_t fatal_resend; /* the fatal names resend_from (DESIGN §4): 1 resend_from, 2 the events
-                           * counted when it is sent (a value the decoder refused: every event
-                           * before it has been delivered by then) */
-    uint64_t resend_from;
-    char *out, *pend; /* out is being sent; pend accumulates what goes next */
-    size_t out_len, out_off, out_cap, pend_len, pend_cap;
-    char *rbuf; /* only without a provided buffer ring */
-    /* http: one request at a time; what its answer needs while the writer has it */
-    struct http_in *hin;
-    struct http_api api;
-    uint8_t hkeep, h10, hhead, hmetrics, hclose;
-    uint64_t t0_ns; /* when the request was complete: the start of its latency */
-};
-
-struct netloop {
-    struct io_uring ring;
-    int lfd[NET_LISTENERS];
-    uint16_t ports[NET_LISTENERS];
-    int accept_multishot, recv_multishot, use_bufring;
-    struct io_uring_buf_ring *br;
-    char *bufs;
-    struct conn *conns;
-    uint32_t max_conns, nconns;
-    uint32_t port_max[NET_LISTENERS]; /* each port's own budget within max_conns */
-    uint32_t hi;                      /* slots in use are below this */
-    /* Timers (handshake, idle, linger) as one deadline per slot in a dense array, scanned once
-     * the earliest is due and at most every SCAN_GAP_MS: at 1 M slots a scan reads 8 MB, where
-     * the connections themselves would be a cache miss each. A deadline that moved later is
-     * found out at the scan; one that moved earlier lowers next_scan at once. */
-    uint64_t *deadline;
-    uint64_t next_scan, last_scan;
-    uint64_t now; /* ms, read at each turn of the loop */
-    uint64_t handshake_ms, idle_ms;
-    uint8_t accept_armed[NET_LISTENERS], accept_paused[NET_LISTENERS];
-    uint64_t accept_resume; /* out of fds: when the paused listeners accept again */
-    struct ratelog log_refused, log_accept, log_timeout;
-    uint32_t *touched;
-    uint32_t ntouched, rr;
-    struct ingest_limits limits;
-    struct bqueue *to_writer, *from_writer;
-    struct batch *cur, *spare;
-    uint32_t inflight;
-    uint64_t seq;
-    uint64_t wake_buf;
-    struct signalfd_siginfo sig_buf;
-    int signal_fd, stopping;
-    void (*on_sigusr1)(void *ctx);
-    void *sigusr1_ctx;
-    uint64_t stop_ms;
-    struct prom_loop stats; /* the loop's own figures for /metrics */
-    uint64_t msgid;         /* of the RPC requests the HTTP port makes */
-    struct http_limits http;
-    uint32_t rpc_max;             /* bytes of one RPC request */
-    struct mpscan_limits rpc_lim; /* what the query port holds a request to (rpc_limits) */
-    const char *token;            /* --auth-token-file's secret, or NULL: no authentication */
-    size_t token_len;
-};
-
 /* Counts one occurrence; 1 when its line may be written now, *count the occurrences it stands
  * for. */
-static int ratelog_due(struct ratelog *r, uint64_t now, uint64_t *count)
+int net_ratelog_due(struct ratelog *r, uint64_t now, uint64_t *count)
 {
     r->count++;
     if (now < r->next_ms)
@@ -168,7 +56,7 @@ static int ratelog_due(struct ratelog *r, uint64_t now, uint64_t *count)
     return 1;
 }
 
-static uint64_t now_ns(void)
+uint64_t net_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -177,7 +65,7 @@ static uint64_t now_ns(void)
 
 static uint64_t now_ms(void)
 {
-    return now_ns() / 1000000;
+    return net_now_ns() / 1000000;
 }
 
 /* ---------------------------------------------------------------- user_data */
@@ -268,23 +156,6 @@ static int setup_bufring(struct netloop *n)
     return 0;
 }
 
-/* A request's bytes are checked as they arrive, before msgpack-c sees any: against
- * --max-rpc-request-bytes and the limits the ingest port applies to a value (--max-array,
- * --max-map-keys, --max-depth, --max-string-bytes). Those may be set lower than the protocol
- * itself needs, since events need less: every request is [0, msgid, method, [{params}]], 4
- * elements, 3 levels deep, and `auth` carries a token of up to PROTO_AUTH_TOKEN_MAX bytes; the
- * limits never go below that. The least --max-map-keys (8) holds any method's parameters. */
-static void rpc_limits(const struct ingest_limits *in, uint32_t rpc_max, struct mpscan_limits *l)
-{
-    l->max_bytes = rpc_max;
-    l->max_array = in->max_array > 4 ? in->max_array : 4;
-    l->max_map = in->max_map;
-    l->max_depth = in->max_depth > 3 ? in->max_depth : 3;
-    l->max_str = in->max_str > PROTO_AUTH_TOKEN_MAX ? in->max_str : PROTO_AUTH_TOKEN_MAX;
-    /* what the writer's msgpack-c may allocate for one request (1 MiB of nils in arrays: 24x) */
-    l->max_cost = in->max_value_memory;
-}
-
 /* fds open in the process now; 64 if /proc cannot say. */
 static uint64_t fds_open(void)
 {
@@ -324,8 +195,7 @@ static int fit_fd_limit(struct netloop *n, char *err, size_t errlen)
                  "beside the server's own %llu: raise it (ulimit -n, systemd LimitNOFILE=) to "
                  "at least %llu",
                  (unsigned long long)rl.rlim_cur, (unsigned long long)room,
-                 (unsigned long long)reserved,
-                 (unsigned long long)(reserved + n->max_conns));
+                 (unsigned long long)reserved, (unsigned long long)(reserved + n->max_conns));
         return -EMFILE;
     }
     log_msg(LOG_WARN, "max_connections_lowered",
@@ -363,6 +233,10 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
         return -ENOMEM;
     for (int i = 0; i < NET_LISTENERS; i++)
         n->lfd[i] = -1;
+    /* which protocol each port speaks: the one place that says so */
+    n->sess[NET_INGEST] = &net_session_ingest;
+    n->sess[NET_QUERY] = &net_session_rpc;
+    n->sess[NET_HTTP] = &net_session_http;
     n->limits = cfg->limits;
     n->to_writer = to_writer;
     n->from_writer = from_writer;
@@ -380,7 +254,7 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     else
         http_limits_default(&n->http);
     n->rpc_max = cfg->rpc_max ? cfg->rpc_max : NET_RPC_MAX;
-    rpc_limits(&cfg->limits, n->rpc_max, &n->rpc_lim);
+    net_rpc_limits(&cfg->limits, n->rpc_max, &n->rpc_lim);
     n->token_len = cfg->auth_token ? strlen(cfg->auth_token) : 0;
     n->accept_multishot = n->recv_multishot = 1;
     int rc = 0;
@@ -447,11 +321,6 @@ static void arm_signal(struct netloop *n)
     io_uring_sqe_set_data64(sqe, ud(OP_SIGNAL, 0, 0));
 }
 
-static uint32_t conn_idx(const struct netloop *n, const struct conn *c)
-{
-    return (uint32_t)(c - n->conns);
-}
-
 /* An ingest connection reads one buffer per recv: a multishot recv goes on filling provided
  * buffers while the loop is busy, and each completion must be fed to the decoder, so a fast
  * producer could land the whole buffer ring (16 MiB) in one connection's decoder in one pass of
@@ -464,7 +333,7 @@ static void arm_recv(struct netloop *n, struct conn *c)
 {
     struct io_uring_sqe *sqe = get_sqe(n);
     if (n->use_bufring) {
-        if (n->recv_multishot && c->kind == NET_HTTP)
+        if (n->recv_multishot && c->sess->recv_multishot)
             io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
         else
             io_uring_prep_recv(sqe, c->fd, NULL, BR_SIZE, 0);
@@ -473,28 +342,28 @@ static void arm_recv(struct netloop *n, struct conn *c)
     } else {
         io_uring_prep_recv(sqe, c->fd, c->rbuf, BR_SIZE, 0);
     }
-    io_uring_sqe_set_data64(sqe, ud(OP_RECV, conn_idx(n, c), c->gen));
+    io_uring_sqe_set_data64(sqe, ud(OP_RECV, net_conn_idx(n, c), c->gen));
     c->recv_armed = 1;
     c->cancel_sent = 0;
     c->ops++;
 }
 
-static void cancel_recv(struct netloop *n, struct conn *c)
+void net_cancel_recv(struct netloop *n, struct conn *c)
 {
     if (!c->recv_armed || c->cancel_sent)
         return;
     struct io_uring_sqe *sqe = get_sqe(n);
-    io_uring_prep_cancel64(sqe, ud(OP_RECV, conn_idx(n, c), c->gen), 0);
-    io_uring_sqe_set_data64(sqe, ud(OP_CANCEL, conn_idx(n, c), c->gen));
+    io_uring_prep_cancel64(sqe, ud(OP_RECV, net_conn_idx(n, c), c->gen), 0);
+    io_uring_sqe_set_data64(sqe, ud(OP_CANCEL, net_conn_idx(n, c), c->gen));
     c->cancel_sent = 1;
     c->ops++;
 }
 
-static void touch(struct netloop *n, struct conn *c)
+void net_touch(struct netloop *n, struct conn *c)
 {
     if (!c->touched) {
         c->touched = 1;
-        n->touched[n->ntouched++] = conn_idx(n, c);
+        n->touched[n->ntouched++] = net_conn_idx(n, c);
     }
 }
 
@@ -513,12 +382,12 @@ static void linger_stop(struct netloop *n, struct conn *c)
     if (c->linger != LINGER_ON)
         return;
     c->linger = LINGER_DONE;
-    touch(n, c);
+    net_touch(n, c);
 }
 
 /* ---------------------------------------------------------------- output */
 
-static int pend_append(struct conn *c, const void *p, size_t len)
+int net_pend_append(struct conn *c, const void *p, size_t len)
 {
     if (c->pend_len + len > c->pend_cap) {
         size_t cap = c->pend_cap ? c->pend_cap : 4096;
@@ -535,45 +404,9 @@ static int pend_append(struct conn *c, const void *p, size_t len)
     return 0;
 }
 
-/* Answers queued and not yet sent: what a client that does not read makes the server hold. */
-static size_t out_queued(const struct conn *c)
+int net_pend_write(void *data, const char *buf, size_t len)
 {
-    return c->pend_len + (c->out_len - c->out_off);
-}
-
-static int sbuf_write(void *data, const char *buf, size_t len)
-{
-    return pend_append(data, buf, len) ? -1 : 0;
-}
-
-/* DESIGN §4: {"ok": N, "dup": N, "rej": N, "err": [...]}, cumulative counts (proto_ack_pack). */
-static void queue_ack(struct conn *c)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, c, sbuf_write);
-    const char *errs[ERR_KEEP];
-    uint32_t k = c->nerr < ERR_KEEP ? c->nerr : ERR_KEEP;
-    for (uint32_t i = 0; i < k; i++)
-        errs[i] = c->errs[(c->nerr - k + i) % ERR_KEEP];
-    proto_ack_pack(&pk, c->ok, c->dup, c->rej, errs, k);
-    c->nerr = 0;
-    c->ack_due = 0;
-}
-
-static void queue_fatal(struct conn *c)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, c, sbuf_write);
-    uint64_t from = c->fatal_resend == 2 ? c->events : c->resend_from;
-    proto_fatal_pack(&pk, c->fatal, c->fatal_resend ? &from : NULL);
-}
-
-/* [1, msgid (or nil), {"code": code, "message": msg}, nil]: an RPC error answer. */
-static void pack_rpc_error(msgpack_packer *pk, int has_id, uint64_t msgid, unsigned code,
-                           const char *msg)
-{
-    const msgpack_object id = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = msgid};
-    proto_rpc_error_pack(pk, has_id ? &id : NULL, code, msg);
+    return net_pend_append(data, buf, len) ? -1 : 0;
 }
 
 static void start_send(struct netloop *n, struct conn *c)
@@ -592,7 +425,7 @@ static void start_send(struct netloop *n, struct conn *c)
     c->pend_len = 0;
     struct io_uring_sqe *sqe = get_sqe(n);
     io_uring_prep_send(sqe, c->fd, c->out, c->out_len, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, ud(OP_SEND, conn_idx(n, c), c->gen));
+    io_uring_sqe_set_data64(sqe, ud(OP_SEND, net_conn_idx(n, c), c->gen));
     c->send_busy = 1;
     c->ops++;
 }
@@ -610,40 +443,29 @@ static struct conn *conn_of(struct netloop *n, uint64_t u)
     return c;
 }
 
+struct conn *net_conn_get(struct netloop *n, uint32_t idx, uint32_t gen)
+{
+    return conn_of(n, ud(OP_RECV, idx, gen));
+}
+
 static void conn_free(struct netloop *n, struct conn *c)
 {
     close(c->fd);
-    ingest_decoder_free(c->dec);
-    sb_free(&c->qin);
+    c->sess->free(c);
     free(c->fatal);
     free(c->out);
     free(c->pend);
     free(c->rbuf);
-    free(c->abuf);
-    http_in_free(c->hin);
     n->stats.open[c->kind]--;
-    n->deadline[conn_idx(n, c)] = 0;
+    n->deadline[net_conn_idx(n, c)] = 0;
     uint32_t gen = c->gen + 1;
     memset(c, 0, sizeof(*c));
     c->gen = gen;
     n->nconns--;
 }
 
-static int conn_setup(struct netloop *n, struct conn *c, int kind)
-{
-    if (kind == NET_INGEST && ingest_decoder_new(&n->limits, &c->dec))
-        return -ENOMEM;
-    if (kind == NET_QUERY)
-        mpscan_init(&c->qscan, &n->rpc_lim);
-    if (kind == NET_HTTP && http_in_new(&n->http, &c->hin))
-        return -ENOMEM;
-    if (!n->use_bufring && !(c->rbuf = malloc(BR_SIZE)))
-        return -ENOMEM;
-    return 0;
-}
-
 /* msgpack-c's write callback into a strbuf. */
-static int strbuf_write(void *data, const char *buf, size_t len)
+int net_strbuf_write(void *data, const char *buf, size_t len)
 {
     sb_append(data, buf, len);
     return ((struct strbuf *)data)->oom ? -1 : 0;
@@ -656,24 +478,12 @@ static const char *const port_flag[NET_LISTENERS] = {
 /* A connection past its port's budget or --max-connections (flag): one message in the port's
  * own protocol, then close. The socket is new, so the few bytes fit its buffer; if not, the
  * close says enough. */
-static void refuse(int fd, int kind, const char *flag)
+static void refuse(struct netloop *n, int fd, int kind, const char *flag)
 {
     char why[96];
     snprintf(why, sizeof(why), "too many connections (%s); retry later", flag);
     struct strbuf out = STRBUF_INIT;
-    if (kind == NET_HTTP) {
-        http_head(&out, 503, "text/plain; charset=utf-8", strlen(why) + 1, 0, 0,
-                  "Retry-After: 1\r\n");
-        sb_puts(&out, why);
-        sb_puts(&out, "\n");
-    } else {
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &out, strbuf_write);
-        if (kind == NET_INGEST)
-            proto_fatal_pack(&pk, why, NULL);
-        else
-            pack_rpc_error(&pk, 0, 0, 503, why);
-    }
+    n->sess[kind]->refuse(&out, why);
     if (!out.oom && send(fd, out.p, out.n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         /* nothing more to do: the close below tells the peer */
     }
@@ -693,11 +503,11 @@ static void conn_open(struct netloop *n, int fd, int kind)
         flag = "--max-connections", limit = n->max_conns;
     if (flag) {
         uint64_t count;
-        if (ratelog_due(&n->log_refused, n->now, &count))
+        if (net_ratelog_due(&n->log_refused, n->now, &count))
             log_msg(LOG_WARN, "connection_refused", "port=%s limit=%s value=%u refused=%llu",
                     port_name[kind], flag, limit, (unsigned long long)count);
         n->stats.limits[PROM_LIM_CONNECTIONS]++;
-        refuse(fd, kind, flag);
+        refuse(n, fd, kind, flag);
         return;
     }
     uint32_t i = 0;
@@ -706,9 +516,10 @@ static void conn_open(struct netloop *n, int fd, int kind)
     struct conn *c = &n->conns[i];
     c->fd = fd;
     c->kind = (uint8_t)kind;
+    c->sess = n->sess[kind];
     c->in_use = 1;
     c->active_ms = n->now;
-    if (kind == NET_HTTP || n->token)
+    if (c->sess->handshake_waiting(n, c))
         c->hs_start = n->now;
     if (i >= n->hi)
         n->hi = i + 1;
@@ -717,69 +528,19 @@ static void conn_open(struct netloop *n, int fd, int kind)
     n->stats.accepted[kind]++;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (kind == NET_INGEST) { /* a vanished producer: found within 2 min (60 s + 6 x 10 s) */
-        int idle = 60, intvl = 10, cnt = 6;
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-    }
-    if (conn_setup(n, c, kind)) {
+    if (c->sess->open(n, c) || (!n->use_bufring && !(c->rbuf = malloc(BR_SIZE)))) {
         log_msg(LOG_ERROR, "connection_dropped", "reason=out_of_memory");
         conn_free(n, c);
         return;
     }
-    touch(n, c);
+    net_touch(n, c);
 }
 
-/* Ends an ingest stream with {"fatal": msg} once what came before it is acked. */
-static void set_fatal_quiet(struct netloop *n, struct conn *c, const char *msg)
-{
-    c->fatal = strdup(msg);
-    if (!c->fatal)
-        c->fatal = strdup("fatal");
-    cancel_recv(n, c);
-}
-
-static void set_fatal(struct netloop *n, struct conn *c, const char *msg)
-{
-    if (c->fatal)
-        return;
-    set_fatal_quiet(n, c, msg);
-    log_msg(LOG_INFO, "ingest_fatal", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
-}
-
-/* A fatal that asks the producer to resend from its event `from` (the first not taken). */
-static void set_fatal_resend(struct netloop *n, struct conn *c, uint64_t from, const char *msg)
-{
-    if (c->fatal)
-        return;
-    c->fatal_resend = 1;
-    c->resend_from = from;
-    set_fatal(n, c, msg);
-}
-
-/* The decoder refused the stream: a limit broken, or not msgpack. */
-static void ingest_broken(struct netloop *n, struct conn *c)
-{
-    enum ingest_violation v = ingest_decoder_violation(c->dec);
-    if (v == INGEST_LIMIT_NONE)
-        n->stats.malformed[PROM_PORT_INGEST]++;
-    else
-        n->stats.limits[PROM_LIM_INGEST_VALUE + (v - INGEST_LIMIT_VALUE)]++;
-    if (!c->fatal && v == INGEST_LIMIT_MEMORY)
-        c->fatal_resend = 2; /* later (no room now), or split into smaller values */
-    set_fatal(n, c, ingest_decoder_error(c->dec));
-}
-
-static void auth_failed(struct netloop *n, struct conn *c, const char *why)
+void net_auth_failed(struct netloop *n, struct conn *c, const char *why)
 {
     n->stats.auth_failures[c->kind]++;
-    log_msg(LOG_WARN, "auth_failed", "port=%s conn=%u reason=\"%s\"",
-            c->kind == NET_INGEST  ? "ingest"
-            : c->kind == NET_QUERY ? "rpc"
-                                   : "http",
-            conn_idx(n, c), why);
+    log_msg(LOG_WARN, "auth_failed", "port=%s conn=%u reason=\"%s\"", c->sess->name,
+            net_conn_idx(n, c), why);
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -798,7 +559,7 @@ static int next_batch(struct netloop *n)
 }
 
 /* Hands the current batch to the writer; 0 when the writer has enough in flight already. */
-static int flush_batch(struct netloop *n)
+int net_flush_batch(struct netloop *n)
 {
     if (n->cur->n == 0)
         return 1;
@@ -814,556 +575,37 @@ static int flush_batch(struct netloop *n)
     return 1;
 }
 
-struct drain_ctx {
-    struct netloop *n;
-    struct conn *c;
-    int oom;
-    uint32_t budget;
-};
-
-static int on_event(void *arg, const struct event_raw *raw)
-{
-    struct drain_ctx *d = arg;
-    struct netloop *n = d->n;
-    struct conn *c = d->c;
-    if (batch_add(n->cur, conn_idx(n, c), c->gen, c->events, raw)) {
-        d->oom = 1;
-        return 1;
-    }
-    c->events++;
-    if (c->add_seq != n->cur->seq) {
-        c->add_seq = n->cur->seq;
-        c->inflight++;
-    }
-    return batch_full(n->cur) || --d->budget == 0;
-}
-
-/* Moves the connection's decoded events into batches while the writer has room, a quantum at
- * a time: a connection with more to give goes to the back of the line, so that two fast
- * producers share the writer evenly. */
-static void drain_ingest(struct netloop *n, struct conn *c)
-{
-    struct drain_ctx d = {n, c, 0, DRAIN_QUANTUM};
-    while (ingest_decoder_pending(c->dec) || !ingest_decoder_idle(c->dec)) {
-        if (batch_full(n->cur) && !flush_batch(n))
-            return;
-        long r = ingest_decoder_drain(c->dec, on_event, &d);
-        if (r < 0 || d.oom) {
-            set_fatal(n, c, "the server ran out of memory decoding this stream");
-            return;
-        }
-        if (d.budget == 0) {
-            if (!ingest_decoder_idle(c->dec))
-                touch(n, c);
-            return;
-        }
-        if (!batch_full(n->cur))
-            return;
-    }
-}
-
-/* Queues an RPC error answer (pack_rpc_error) on c. */
-static void queue_rpc_error(struct conn *c, int has_id, uint64_t msgid, unsigned code,
-                            const char *msg)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, c, sbuf_write);
-    pack_rpc_error(&pk, has_id, msgid, code, msg);
-}
-
 /* Hands a request to the writer as a query batch; req is malloc'd and taken over (freed on
  * failure). 0 or -ENOMEM. */
-static int send_query(struct netloop *n, struct conn *c, char *req, size_t len)
+int net_send_query(struct netloop *n, struct conn *c, char *req, size_t len)
 {
     struct batch *b = NULL;
     if (!req || batch_new(BATCH_QUERY, 0, &b)) {
         free(req);
         return -ENOMEM;
     }
-    b->conn = conn_idx(n, c);
+    b->conn = net_conn_idx(n, c);
     b->gen = c->gen;
     b->req = req;
     b->req_len = len;
-    b->start_ns = now_ns();
+    b->start_ns = net_now_ns();
     c->inflight++;
     c->qbytes += len;
     bqueue_push(n->to_writer, b);
     return 0;
 }
 
-/* Answers a query connection one last time and stops reading and parsing it. */
-static void query_close(struct netloop *n, struct conn *c, unsigned code, const char *msg,
-                        const char *why)
-{
-    if (msg)
-        queue_rpc_error(c, 0, 0, code, msg);
-    c->eof = 1;
-    c->fatal = strdup(why); /* stops reading and parsing; NULL is ok */
-    cancel_recv(n, c);
-}
-
-/* msgpack-RPC before authentication: the first request must be `auth` with the token; it and
- * anything else are answered here, not by the writer (nothing is in flight yet, so answers stay
- * in order). A wrong token or another method first ends the connection. req is one value the
- * scanner approved, so what msgpack-c allocates for it is bounded by len. */
-static void query_auth(struct netloop *n, struct conn *c, const char *req, size_t len)
-{
-    static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    int ok = msgpack_unpack_next(&u, req, len, NULL) == MSGPACK_UNPACK_SUCCESS;
-    uint64_t msgid;
-    enum proto_auth_result a =
-        proto_auth_rpc_request(ok ? &u.data : &nil, n->token, n->token_len, &msgid);
-    msgpack_unpacked_destroy(&u);
-    if (a == PROTO_AUTH_OK) {
-        c->authed = 1;
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, c, sbuf_write);
-        proto_auth_pack_rpc_ok(&pk, msgid);
-        return;
-    }
-    auth_failed(n, c, a == PROTO_AUTH_WRONG ? "wrong token" : "no auth request first");
-    queue_rpc_error(c, 1, msgid, 401,
-                    a == PROTO_AUTH_WRONG ? "authentication failed: wrong token"
-                                          : "authentication required: the first request must be "
-                                            "[0, msgid, \"auth\", [{\"token\": TOKEN}]]");
-    query_close(n, c, 0, NULL, "authentication failed");
-}
-
-/* The request at the front of qin broke a limit or is not msgpack: an error saying which (the
- * msgid is not known yet), counted, and the connection closed, since where the next request
- * would begin is unknown. */
-static void query_refused(struct netloop *n, struct conn *c)
-{
-    static const char *const flag[] = {
-        [MPSCAN_LIM_BYTES] = "--max-rpc-request-bytes",
-        [MPSCAN_LIM_ARRAY] = "--max-array",
-        [MPSCAN_LIM_MAP] = "--max-map-keys",
-        [MPSCAN_LIM_DEPTH] = "--max-depth",
-        [MPSCAN_LIM_STRING] = "--max-string-bytes",
-        [MPSCAN_LIM_COST] = "--max-value-memory",
-    };
-    enum mpscan_violation v = c->qscan.violation;
-    if (v == MPSCAN_LIM_NONE) {
-        n->stats.malformed[PROM_PORT_RPC]++;
-        query_close(n, c, 400, "malformed msgpack", "malformed request");
-        return;
-    }
-    char what[128], msg[160];
-    mpscan_describe(&c->qscan, what, sizeof(what));
-    snprintf(msg, sizeof(msg), "%s (%s)", what, flag[v]);
-    _Static_assert(PROM_LIM_RPC_MEMORY - PROM_LIM_RPC_REQUEST == MPSCAN_LIM_COST - MPSCAN_LIM_BYTES,
-                   "prom's rpc limits follow mpscan's violations");
-    n->stats.limits[PROM_LIM_RPC_REQUEST + (v - MPSCAN_LIM_BYTES)]++;
-    log_msg(LOG_INFO, "rpc_refused", "conn=%u message=\"%s\"", conn_idx(n, c), msg);
-    query_close(n, c, 413, msg, "request refused");
-}
-
-/* Hands on the complete requests received, in order, each checked by the scanner before
- * anything decodes it: the writer gets the bytes as they came (rpc_handle decodes them). A
- * client that does not read its answers gets no more requests handled (nor read, may_read)
- * once OUT_HIGH of them wait, as on the HTTP port, so it holds that much and the answers in
- * flight, not all it asked for. */
-static void drain_query(struct netloop *n, struct conn *c)
-{
-    size_t off = 0; /* where the request being scanned begins in qin */
-    if (c->hclose) { /* a send failed: no answer can reach the peer any more */
-        c->qbacklog = 0;
-        sb_free(&c->qin);
-        return;
-    }
-    /* requests already received are answered even after the peer half-closes (eof) */
-    c->qbacklog = 1;
-    while (!c->fatal && off < c->qin.n) {
-        if (c->inflight >= QUERY_MAX_INFLIGHT || out_queued(c) >= OUT_HIGH ||
-            (c->inflight && c->qbytes >= QUERY_INFLIGHT_BYTES))
-            goto out;
-        const char *req = c->qin.p + off;
-        size_t avail = c->qin.n - off, used;
-        size_t seen = (size_t)c->qscan.pos;
-        enum mpscan_status st = mpscan_feed(&c->qscan, req + seen, avail - seen, &used);
-        if (st == MPSCAN_MORE)
-            break;
-        if (st != MPSCAN_DONE) {
-            query_refused(n, c);
-            break;
-        }
-        size_t len = (size_t)c->qscan.pos;
-        mpscan_reset(&c->qscan);
-        off += len;
-        if (n->token && !c->authed) {
-            query_auth(n, c, req, len);
-        } else {
-            char *copy = malloc(len);
-            if (copy)
-                memcpy(copy, req, len);
-            if (send_query(n, c, copy, len))
-                query_close(n, c, 0, NULL, "out of memory"); /* drop the peer */
-        }
-    }
-    c->qbacklog = 0;
-out:
-    sb_consume(&c->qin, off);
-    if (c->qin.n == 0 && c->qin.cap > QIN_KEEP)
-        sb_free(&c->qin); /* a large request is gone: give its buffer back */
-}
-
-static void complete_ingest(struct netloop *n, struct batch *b)
-{
-    for (uint32_t s = 0; s < b->nsegs; s++) {
-        const struct batch_seg *sg = &b->segs[s];
-        struct conn *c = conn_of(n, ud(OP_RECV, sg->conn, sg->gen));
-        if (!c)
-            continue;
-        for (uint32_t k = 0; k < sg->n; k++) {
-            int o = b->outcome[sg->first + k];
-            if (o == EVENT_OK) {
-                c->ok++;
-            } else if (o == EVENT_DUP) {
-                c->dup++;
-            } else if (o == BATCH_FULL) {
-                char msg[200];
-                snprintf(msg, sizeof(msg),
-                         "the server is at its memory limit (--max-memory): event %llu was not "
-                         "accepted; resend from event %llu later (any after it that got in come "
-                         "back as duplicates)",
-                         (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
-                set_fatal_resend(n, c, sg->base + k, msg);
-            } else if (o == EVENT_ERR_NOMEM) {
-                char msg[160];
-                snprintf(msg, sizeof(msg),
-                         "the server could not log event %llu (see its log); "
-                         "resend from event %llu",
-                         (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
-                set_fatal_resend(n, c, sg->base + k, msg);
-            } else {
-                c->rej++;
-                proto_ack_err_format(c->errs[c->nerr++ % ERR_KEEP], sizeof(c->errs[0]),
-                                     sg->base + k, event_outcome_name(o));
-            }
-        }
-        if (c->done_seq != b->seq) {
-            c->done_seq = b->seq;
-            c->inflight--;
-        }
-        c->active_ms = n->now;
-        c->ack_due = 1;
-        touch(n, c);
-    }
-    n->inflight--;
-    if (!n->spare) {
-        batch_reset(b);
-        n->spare = b;
-    } else {
-        batch_free(b);
-    }
-    /* connections that could not drain for want of a batch get their turn now, starting from
-     * a different one each time; only the slots below hi were ever used, so at --max-connections
-     * 1 M a batch does not cost a million cache misses */
-    n->rr = n->hi ? (n->rr + 1) % n->hi : 0;
-    for (uint32_t k = 0; k < n->hi; k++) {
-        struct conn *c = &n->conns[(n->rr + k) % n->hi];
-        if (c->in_use && c->dec && !ingest_decoder_idle(c->dec))
-            touch(n, c);
-    }
-}
-
-static void http_answer(struct netloop *n, struct conn *c, const struct batch *b);
-
 /* A query batch back from the writer; dropped when its connection is gone (the generation in
  * the batch no longer matches the slot's). */
 static void complete_query(struct netloop *n, struct batch *b)
 {
     struct conn *c = conn_of(n, ud(OP_RECV, b->conn, b->gen));
-    if (c && c->kind == NET_HTTP) {
-        c->inflight--;
-        http_answer(n, c, b);
-        touch(n, c);
-    } else if (c) {
-        c->inflight--;
-        c->qbytes -= b->req_len <= c->qbytes ? b->req_len : c->qbytes;
-        c->active_ms = n->now;
-        if (!b->resp || pend_append(c, b->resp, b->resp_len))
-            c->eof = 1;
-        else
-            prom_observe(&n->stats.latency[PROM_PORT_RPC], now_ns() - b->start_ns);
-        touch(n, c);
-    }
+    if (c && c->sess->complete)
+        c->sess->complete(n, c, b);
     batch_free(b);
 }
 
-/* ---------------------------------------------------------------- http */
-
-/* Queues one response (no body for HEAD) and records its latency; an answer that ends the
- * connection stops reading. Out of memory mid-response: the peer is dropped. */
-static void http_respond(struct netloop *n, struct conn *c, int status, const char *ctype,
-                         const char *body, size_t len, const char *extra)
-{
-    struct strbuf h = STRBUF_INIT;
-    http_head(&h, status, ctype, len, c->hkeep, c->h10, extra);
-    if (h.oom || pend_append(c, h.p, h.n) || (!c->hhead && pend_append(c, body, len)))
-        c->hkeep = 0;
-    sb_free(&h);
-    prom_observe(&n->stats.latency[PROM_PORT_HTTP], now_ns() - c->t0_ns);
-    if (!c->hkeep) {
-        c->eof = c->hclose = 1;
-        cancel_recv(n, c);
-    }
-}
-
-/* extra: header lines, or NULL for those the status calls for */
-static void http_error_with(struct netloop *n, struct conn *c, int status, const char *msg,
-                            const char *extra)
-{
-    struct strbuf body = STRBUF_INIT;
-    http_error_json(&body, status, msg);
-    if (!extra)
-        extra = status == 405   ? "Allow: GET, HEAD\r\n"
-                : status == 401 ? "WWW-Authenticate: Bearer realm=\"cascaded\"\r\n"
-                                : NULL;
-    if (body.oom)
-        c->hkeep = 0;
-    http_respond(n, c, status, HTTP_JSON_TYPE, body.oom ? "" : body.p, body.n, extra);
-    sb_free(&body);
-}
-
-static void http_error(struct netloop *n, struct conn *c, int status, const char *msg)
-{
-    http_error_with(n, c, status, msg, NULL);
-}
-
-/* Hands a request to the writer as a query batch, as the query port does; req is malloc'd and
- * taken over. */
-static void http_send_query(struct netloop *n, struct conn *c, char *req, size_t len)
-{
-    if (send_query(n, c, req, len))
-        http_error(n, c, 500, "out of memory");
-}
-
-static void http_metrics(struct netloop *n, struct conn *c)
-{
-    static const char stats_req[] = "\x94\x00\x00\xa5stats\x91\x80"; /* [0, 0, "stats", [{}]] */
-    char *req = malloc(sizeof(stats_req) - 1);
-    if (req)
-        memcpy(req, stats_req, sizeof(stats_req) - 1);
-    c->hmetrics = 1;
-    http_send_query(n, c, req, sizeof(stats_req) - 1);
-}
-
-static void http_api(struct netloop *n, struct conn *c, const char *name, size_t name_len,
-                     const char *query, size_t query_len)
-{
-    char msg[256];
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    int st = http_api_request(name, name_len, query, query_len, ++n->msgid, &sb, &c->api, msg,
-                              sizeof(msg));
-    if (st) {
-        msgpack_sbuffer_destroy(&sb);
-        http_error(n, c, st, msg);
-        return;
-    }
-    c->hmetrics = 0;
-    http_send_query(n, c, sb.data, sb.size);
-}
-
-static void http_bad_request(struct netloop *n, struct conn *c, int status)
-{
-    char msg[96];
-    if (status == 414)
-        snprintf(msg, sizeof(msg), "request target longer than %u bytes (--max-http-target-bytes)",
-                 n->http.target_max);
-    else if (status == 431)
-        snprintf(msg, sizeof(msg),
-                 "request line and headers longer than %u bytes (--max-http-head-bytes)",
-                 n->http.head_max);
-    else
-        snprintf(msg, sizeof(msg), "%s",
-                 status == 405   ? "only GET and HEAD are served (and POST on /v1/)"
-                 : status == 413 ? "requests have no body here (POST neither: parameters go "
-                                   "in the query string)"
-                                 : "malformed HTTP request");
-    if (status == 431 || status == 414 || status == 413)
-        n->stats.limits[status == 431   ? PROM_LIM_HTTP_HEAD
-                        : status == 414 ? PROM_LIM_HTTP_TARGET
-                                        : PROM_LIM_HTTP_BODY]++;
-    else if (status == 400)
-        n->stats.malformed[PROM_PORT_HTTP]++;
-    http_error(n, c, status, msg);
-}
-
-/* The web view's page and bundle, from the binary itself. */
-static void http_web(struct netloop *n, struct conn *c, const char *path, size_t len)
-{
-    const struct web_asset *a = web_find(path, len);
-    if (!a) {
-        http_error(n, c, 404, "no such file in the web view (its page is at /)");
-        return;
-    }
-    http_respond(n, c, 200, a->ctype, (const char *)a->data, a->len, WEB_EXTRA_HEADERS);
-}
-
-static int http_authorized(struct netloop *n, struct conn *c, const struct http_request *req)
-{
-    size_t tlen;
-    const char *tok = proto_auth_bearer(req->authorization, req->authorization_len, &tlen);
-    if (tok && proto_auth_token_equal(n->token, n->token_len, tok, tlen))
-        return 1;
-    auth_failed(n, c, tok ? "wrong token" : "no bearer token");
-    http_error(n, c, 401,
-               tok ? "authentication failed: wrong token"
-                   : "authentication required: send the header Authorization: Bearer TOKEN");
-    return 0;
-}
-
-static void http_dispatch(struct netloop *n, struct conn *c, const struct http_request *req)
-{
-    static const char ok[] = "ok\n";
-    const char *name, *query;
-    size_t name_len, query_len;
-    if (req->status) {
-        http_bad_request(n, c, req->status);
-        return;
-    }
-    enum http_route route =
-        http_route(req->target, req->target_len, &name, &name_len, &query, &query_len);
-    char why[512];
-    const char *extra;
-    int st = http_screen(&n->http, req, route, name, name_len, query, query_len, why,
-                         sizeof(why), &extra);
-    if (st) { /* a foreign Host, or a verb the path does not take (query/http.h) */
-        http_error_with(n, c, st, why, extra);
-        return;
-    }
-    /* the page and /healthz hold no data: only the API and /metrics ask for the token */
-    if (n->token && (route == HTTP_R_API || route == HTTP_R_METRICS) && !http_authorized(n, c, req))
-        return;
-    switch (route) {
-    case HTTP_R_HEALTHZ:
-        http_respond(n, c, 200, "text/plain; charset=utf-8", ok, sizeof(ok) - 1, NULL);
-        break;
-    case HTTP_R_METRICS:
-        http_metrics(n, c);
-        break;
-    case HTTP_R_API:
-        http_api(n, c, name, name_len, query, query_len);
-        break;
-    case HTTP_R_UI:
-        http_web(n, c, name, name_len);
-        break;
-    default:
-        http_error(n, c, 404, "no such path (the API is at /v1/<method>, also /metrics, /healthz)");
-    }
-}
-
-/* Answers the requests received, in order, one at a time: the next is parsed only when the
- * previous one's answer is queued and the output has not piled up. */
-static void drain_http(struct netloop *n, struct conn *c)
-{
-    struct http_request req;
-    while (!c->hclose && c->inflight == 0 && out_queued(c) < OUT_HIGH &&
-           http_in_next(c->hin, &req)) {
-        c->hstarted = 1;
-        c->hs_start = 0; /* the next head's wait starts when this answer is out (service) */
-        c->t0_ns = now_ns();
-        c->hkeep = (uint8_t)req.keep_alive;
-        c->h10 = (uint8_t)req.http10;
-        c->hhead = req.verb == HTTP_VERB_HEAD;
-        http_dispatch(n, c, &req);
-    }
-}
-
-static void http_answer_metrics(struct netloop *n, struct conn *c, const struct batch *b)
-{
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    const msgpack_object *stats = NULL;
-    if (b->resp && msgpack_unpack_next(&u, b->resp, b->resp_len, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4 &&
-        u.data.via.array.ptr[2].type == MSGPACK_OBJECT_NIL)
-        stats = &u.data.via.array.ptr[3];
-    struct strbuf body = STRBUF_INIT;
-    prom_render(stats, &n->stats, &body);
-    if (body.oom)
-        http_error(n, c, 500, "out of memory");
-    else
-        http_respond(n, c, 200, PROM_CONTENT_TYPE, body.p, body.n, NULL);
-    sb_free(&body);
-    msgpack_unpacked_destroy(&u);
-}
-
-/* The writer's answer to the connection's request in flight. */
-static void http_answer(struct netloop *n, struct conn *c, const struct batch *b)
-{
-    if (c->hclose)
-        return;
-    if (c->hmetrics) {
-        http_answer_metrics(n, c, b);
-        return;
-    }
-    struct strbuf body = STRBUF_INIT;
-    const char *ctype;
-    int st = http_api_render(&c->api, b->resp, b->resp_len, &body, &ctype);
-    if (body.oom)
-        http_error(n, c, 500, "out of memory");
-    else
-        http_respond(n, c, st, ctype, body.p ? body.p : "", body.n, NULL);
-    sb_free(&body);
-}
-
 /* ---------------------------------------------------------------- completions */
-
-/* Ingest before authentication: the stream must open with {"auth": TOKEN}. Feeds the decoder
- * what follows the map once it is complete and right; a wrong or missing map ends the
- * connection with a fatal message. */
-static void feed_ingest_auth(struct netloop *n, struct conn *c, const char *data, size_t len)
-{
-    static const char need[] = "authentication required: the stream must begin with the map "
-                               "{\"auth\": TOKEN} (see --auth-token-file)";
-    const size_t cap = PROTO_AUTH_INGEST_PREFIX_MAX;
-    if (!c->abuf && !(c->abuf = malloc(cap))) {
-        set_fatal(n, c, "the server ran out of memory reading this stream");
-        return;
-    }
-    size_t take = len < cap - c->abuf_len ? len : cap - c->abuf_len;
-    memcpy(c->abuf + c->abuf_len, data, take);
-    c->abuf_len += take;
-    size_t used = 0;
-    enum proto_auth_result a =
-        proto_auth_ingest_prefix(c->abuf, c->abuf_len, n->token, n->token_len, &used);
-    if (a == PROTO_AUTH_MORE && c->abuf_len < cap)
-        return;
-    if (a != PROTO_AUTH_OK) {
-        auth_failed(n, c, a == PROTO_AUTH_WRONG ? "wrong token" : "no auth map first");
-        set_fatal(n, c, a == PROTO_AUTH_WRONG ? "authentication failed: wrong token" : need);
-        return;
-    }
-    c->authed = 1;
-    int rc = ingest_decoder_feed(c->dec, c->abuf + used, c->abuf_len - used);
-    if (rc == 0 && take < len)
-        rc = ingest_decoder_feed(c->dec, data + take, len - take);
-    free(c->abuf);
-    c->abuf = NULL;
-    if (rc == -EPROTO)
-        ingest_broken(n, c);
-    else if (rc)
-        set_fatal(n, c, "the server ran out of memory reading this stream");
-}
-
-static void feed_http(struct netloop *n, struct conn *c, const char *data, size_t len)
-{
-    if (c->hclose || http_in_append(c->hin, data, len) == 0)
-        return;
-    /* full: what is at the front may be a head past its limit; parsed now rather than after
-     * the whole batch of buffers, it is answered (431/414) instead of dropped */
-    drain_http(n, c);
-    if (c->hclose || http_in_append(c->hin, data, len) == 0)
-        return;
-    n->stats.limits[PROM_LIM_HTTP_BUFFER]++;
-    c->eof = c->hclose = 1; /* far past the limits, or out of memory: drop the peer */
-    cancel_recv(n, c);
-}
 
 static void feed(struct netloop *n, struct conn *c, const char *data, size_t len)
 {
@@ -1372,41 +614,7 @@ static void feed(struct netloop *n, struct conn *c, const char *data, size_t len
         linger_stop(n, c);
     if (c->fatal || c->eof)
         return;
-    if (c->kind == NET_HTTP) {
-        feed_http(n, c, data, len);
-        return;
-    }
-    if (c->kind == NET_INGEST) {
-        if (n->token && !c->authed) {
-            feed_ingest_auth(n, c, data, len);
-            return;
-        }
-        int rc = ingest_decoder_feed(c->dec, data, len);
-        if (rc == -EPROTO)
-            ingest_broken(n, c);
-        else if (rc)
-            set_fatal(n, c, "the server ran out of memory reading this stream");
-        return;
-    }
-    if (c->kind != NET_QUERY)
-        return;
-    /* A request past --max-rpc-request-bytes is refused once, by the scanner (drain_query).
-     * qin holds at most the request being received and one recv's bytes: a query connection
-     * reads one buffer at a time (arm_recv), and not while complete requests wait (may_read). */
-    if (c->qin.n + len > (size_t)n->rpc_max + 2 * BR_SIZE)
-        drain_query(n, c);
-    if (c->fatal)
-        return;
-    if (c->qin.n + len > (size_t)n->rpc_max + 2 * BR_SIZE) {
-        log_msg(LOG_ERROR, "rpc_input_overflow", "conn=%u bytes=%zu", conn_idx(n, c), c->qin.n);
-        query_close(n, c, 0, NULL, "input past its bound"); /* a bug if it happens: drop */
-        return;
-    }
-    sb_append(&c->qin, data, len);
-    if (c->qin.oom) {
-        c->eof = 1; /* out of memory: drop the peer */
-        cancel_recv(n, c);
-    }
+    c->sess->feed(n, c, data, len);
 }
 
 static void on_recv(struct netloop *n, struct conn *c, const struct io_uring_cqe *cqe)
@@ -1439,7 +647,7 @@ static void on_recv(struct netloop *n, struct conn *c, const struct io_uring_cqe
     }
     if (c->peer_done)
         linger_stop(n, c);
-    touch(n, c);
+    net_touch(n, c);
 }
 
 static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe *cqe)
@@ -1451,18 +659,18 @@ static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe
         linger_stop(n, c);
         c->pend_len = c->out_len = c->out_off = 0;
         c->ack_due = 0;
-        touch(n, c);
+        net_touch(n, c);
         return;
     }
     c->active_ms = n->now;
     if ((c->out_off += (size_t)cqe->res) < c->out_len && !c->aborted) {
         struct io_uring_sqe *sqe = get_sqe(n);
         io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        io_uring_sqe_set_data64(sqe, ud(OP_SEND, conn_idx(n, c), c->gen));
+        io_uring_sqe_set_data64(sqe, ud(OP_SEND, net_conn_idx(n, c), c->gen));
         c->send_busy = 1;
         c->ops++;
     }
-    touch(n, c);
+    net_touch(n, c);
 }
 
 /* Out of fds (or kernel memory), accept fails at once for as long as a connection waits in the
@@ -1472,7 +680,7 @@ static void on_send(struct netloop *n, struct conn *c, const struct io_uring_cqe
 static void accept_pause(struct netloop *n, int l, int err, int armed)
 {
     uint64_t count;
-    if (ratelog_due(&n->log_accept, n->now, &count))
+    if (net_ratelog_due(&n->log_accept, n->now, &count))
         log_msg(LOG_WARN, "accept_failed", "port=%s error=\"%s\" failed=%llu pause_ms=%u",
                 port_name[l], strerror(err), (unsigned long long)count, ACCEPT_BACKOFF_MS);
     if (n->accept_paused[l])
@@ -1518,7 +726,7 @@ static void on_accept(struct netloop *n, int l, const struct io_uring_cqe *cqe)
         accept_pause(n, l, -cqe->res, more);
     } else if (cqe->res != -ECANCELED) {
         uint64_t count;
-        if (ratelog_due(&n->log_accept, n->now, &count))
+        if (net_ratelog_due(&n->log_accept, n->now, &count))
             log_msg(LOG_WARN, "accept_failed", "port=%s error=\"%s\" failed=%llu", port_name[l],
                     strerror(-cqe->res), (unsigned long long)count);
     }
@@ -1532,7 +740,7 @@ static void on_wake(struct netloop *n)
     while (b) {
         struct batch *next = b->next;
         if (b->kind == BATCH_INGEST)
-            complete_ingest(n, b);
+            net_ingest_complete(n, b);
         else
             complete_query(n, b);
         b = next;
@@ -1558,7 +766,7 @@ static void begin_stop(struct netloop *n)
             shutdown(c->fd, SHUT_RD); /* what was received is drained; nothing more is read */
         c->eof = 1;
         linger_stop(n, c);
-        touch(n, c);
+        net_touch(n, c);
     }
 }
 
@@ -1581,7 +789,7 @@ static void on_cqe(struct netloop *n, const struct io_uring_cqe *cqe)
     case OP_CANCEL:
         if ((c = conn_of(n, u))) {
             c->ops--;
-            touch(n, c);
+            net_touch(n, c);
         }
         break;
     case OP_WAKE:
@@ -1602,32 +810,13 @@ static void on_cqe(struct netloop *n, const struct io_uring_cqe *cqe)
 
 /* ---------------------------------------------------------------- service */
 
-static int may_read(const struct netloop *n, const struct conn *c)
+int net_may_read(const struct netloop *n, const struct conn *c)
 {
     if (c->linger == LINGER_ON)
         return 1;
     if (c->eof || c->fatal || n->stopping)
         return 0;
-    if (c->kind == NET_HTTP)
-        return !c->hclose && http_in_buffered(c->hin) < HTTP_IN_SOFT;
-    if (c->kind == NET_QUERY) /* qbacklog: complete requests wait, reading more is no use */
-        return c->inflight < QUERY_MAX_INFLIGHT && out_queued(c) < OUT_HIGH && !c->qbacklog;
-    /* an incomplete value must be read to its end (the decoder bounds its size) */
-    return c->inflight <= MAX_INFLIGHT &&
-           (ingest_decoder_pending(c->dec) < PENDING_MAX / 2 || ingest_decoder_idle(c->dec));
-}
-
-static void service_output(struct netloop *n, struct conn *c)
-{
-    if (c->kind == NET_INGEST && c->fatal && !c->fatal_sent && c->inflight == 0 &&
-        ingest_decoder_idle(c->dec) && !c->send_busy) {
-        queue_ack(c);
-        queue_fatal(c);
-        c->fatal_sent = 1;
-    } else if (c->ack_due && !c->send_busy && !c->fatal_sent) {
-        queue_ack(c);
-    }
-    start_send(n, c);
+    return c->sess->may_read(n, c);
 }
 
 static void maybe_close(struct netloop *n, struct conn *c)
@@ -1637,11 +826,7 @@ static void maybe_close(struct netloop *n, struct conn *c)
             conn_free(n, c);
         return;
     }
-    int done_reading = c->eof || c->fatal_sent;
-    if (c->kind == NET_INGEST && c->eof && !c->fatal && !ingest_decoder_idle(c->dec))
-        done_reading = 0;
-    if (c->kind == NET_QUERY && c->qbacklog)
-        done_reading = 0;
+    int done_reading = (c->eof || c->fatal_sent) && !c->sess->busy(c);
     int quiet = c->inflight == 0 && !c->send_busy && c->pend_len == 0 && !c->ack_due;
     if (!done_reading || !quiet || c->linger == LINGER_ON)
         return;
@@ -1666,11 +851,8 @@ static void handshake_phase(struct netloop *n, struct conn *c)
     int waiting;
     if (c->eof || c->fatal || c->hclose || c->aborted)
         waiting = 0;
-    else if (c->kind == NET_HTTP)
-        waiting = c->inflight == 0 && out_queued(c) == 0 &&
-                  (!c->hstarted || http_in_buffered(c->hin) > 0);
     else
-        waiting = n->token && !c->authed;
+        waiting = c->sess->handshake_waiting(n, c);
     if (!waiting)
         c->hs_start = 0;
     else if (!c->hs_start)
@@ -1678,10 +860,11 @@ static void handshake_phase(struct netloop *n, struct conn *c)
 }
 
 /* --idle-timeout holds for every connection but a producer that has sent events: a live source
- * may be quiet for hours, and one that is gone is found by TCP keepalive (conn_open). */
+ * may be quiet for hours, and one that is gone is found by TCP keepalive (session_ingest.c).
+ * Only the ingest session counts events. */
 static int idle_applies(const struct netloop *n, const struct conn *c)
 {
-    return n->idle_ms && !(c->kind == NET_INGEST && c->events > 0);
+    return n->idle_ms && c->events == 0;
 }
 
 /* When the connection's earliest timer is due; 0: none. */
@@ -1702,7 +885,7 @@ static uint64_t conn_deadline(const struct netloop *n, const struct conn *c)
 static void set_deadline(struct netloop *n, struct conn *c)
 {
     uint64_t d = conn_deadline(n, c);
-    n->deadline[conn_idx(n, c)] = d;
+    n->deadline[net_conn_idx(n, c)] = d;
     if (d && d < n->next_scan)
         n->next_scan = d > n->last_scan + SCAN_GAP_MS ? d : n->last_scan + SCAN_GAP_MS;
 }
@@ -1722,7 +905,7 @@ static void conn_abort(struct netloop *n, struct conn *c)
         shutdown(c->fd, SHUT_RDWR);
         c->shut = 1;
     }
-    touch(n, c);
+    net_touch(n, c);
 }
 
 /* A connection past --handshake-timeout (hs) or --idle-timeout: a last word in its port's
@@ -1733,9 +916,9 @@ static void timeout_close(struct netloop *n, struct conn *c, int hs)
 {
     uint64_t secs = (hs ? n->handshake_ms : n->idle_ms) / 1000, count;
     n->stats.limits[hs ? PROM_LIM_HANDSHAKE_TIMEOUT : PROM_LIM_IDLE_TIMEOUT]++;
-    if (ratelog_due(&n->log_timeout, n->now, &count))
+    if (net_ratelog_due(&n->log_timeout, n->now, &count))
         log_msg(LOG_WARN, "connection_timeout", "port=%s reason=%s seconds=%llu closed=%llu",
-                port_name[c->kind], hs ? "handshake" : "idle", (unsigned long long)secs,
+                c->sess->name, hs ? "handshake" : "idle", (unsigned long long)secs,
                 (unsigned long long)count);
     if (c->eof || c->fatal || c->hclose) {
         conn_abort(n, c);
@@ -1744,24 +927,13 @@ static void timeout_close(struct netloop *n, struct conn *c, int hs)
     char msg[160];
     if (hs)
         snprintf(msg, sizeof(msg), "%s not complete within %llu s (--handshake-timeout); closed",
-                 c->kind == NET_HTTP ? "request head" : "authentication", (unsigned long long)secs);
+                 c->sess->handshake_what, (unsigned long long)secs);
     else
         snprintf(msg, sizeof(msg), "idle for %llu s (--idle-timeout); closed: reconnect to go on",
                  (unsigned long long)secs);
-    if (c->kind == NET_HTTP && hs) {
-        c->hkeep = c->h10 = c->hhead = 0;
-        c->t0_ns = now_ns();
-        http_error(n, c, 408, msg);
-    } else if (c->kind == NET_HTTP) {
-        c->eof = c->hclose = 1;
-        cancel_recv(n, c);
-    } else if (c->kind == NET_QUERY) {
-        query_close(n, c, 408, msg, "timed out");
-    } else {
-        set_fatal_quiet(n, c, msg);
-    }
+    c->sess->timeout(n, c, hs, msg);
     c->abort_at = n->now + LINGER_MS;
-    touch(n, c);
+    net_touch(n, c);
 }
 
 static void conn_expire(struct netloop *n, struct conn *c)
@@ -1780,7 +952,7 @@ static void conn_expire(struct netloop *n, struct conn *c)
         else
             timeout_close(n, c, 0);
     }
-    n->deadline[conn_idx(n, c)] = conn_deadline(n, c);
+    n->deadline[net_conn_idx(n, c)] = conn_deadline(n, c);
 }
 
 /* Once the earliest deadline is due, not at every turn of the loop. */
@@ -1798,7 +970,7 @@ static void deadlines_expire(struct netloop *n)
             next = n->deadline[i];
     }
     n->last_scan = n->now;
-    n->next_scan = next == UINT64_MAX          ? UINT64_MAX
+    n->next_scan = next == UINT64_MAX            ? UINT64_MAX
                    : next > n->now + SCAN_GAP_MS ? next
                                                  : n->now + SCAN_GAP_MS;
 }
@@ -1811,20 +983,12 @@ static void service(struct netloop *n, struct conn *c)
         maybe_close(n, c);
         return;
     }
-    if (c->kind == NET_INGEST)
-        drain_ingest(n, c);
-    else if (c->kind == NET_QUERY)
-        drain_query(n, c);
-    else
-        drain_http(n, c);
-    service_output(n, c);
-    if (!c->recv_armed && may_read(n, c))
+    c->sess->drain(n, c);
+    start_send(n, c);
+    if (!c->recv_armed && net_may_read(n, c))
         arm_recv(n, c);
-    else if (c->recv_armed && c->kind == NET_INGEST && c->linger != LINGER_ON &&
-             ingest_decoder_pending(c->dec) > PENDING_MAX)
-        cancel_recv(n, c);
-    else if (c->recv_armed && c->kind == NET_HTTP && !may_read(n, c))
-        cancel_recv(n, c);
+    else if (c->recv_armed && c->sess->stop_read(n, c))
+        net_cancel_recv(n, c);
     maybe_close(n, c);
     if (c->in_use) {
         handshake_phase(n, c);
@@ -1842,7 +1006,7 @@ static void service_touched(struct netloop *n)
             service(n, c);
     }
     n->ntouched = 0;
-    flush_batch(n);
+    net_flush_batch(n);
 }
 
 int netloop_run(struct netloop *n)
