@@ -14,15 +14,15 @@
 #include <zlib.h>
 
 #include "cascade-gen.h"
+#include "cascade/proto.h"
 
 #define BUF_BYTES   (1u << 20)
 #define EVENT_BYTES 1024 /* an encoded event is far smaller: flush when less than this is free */
 #define GZIP_LEVEL  6    /* zlib's default: gzip -d, zcat and Python read it */
 
-/* The DESIGN §2 keys, in the order every format writes them (CSV: its columns). */
-enum field_key { F_POST, F_ACTOR, F_TS, F_PARENT, F_KIND, F_ACTOR_TYPE, F_CONTENT, F_LABEL, NF };
-static const char *const key_names[NF] = {"post", "actor",      "ts",      "parent",
-                                          "kind", "actor_type", "content", "label"};
+/* The DESIGN §2 keys are proto's (PROTO_EV_*), in the order every format writes them (CSV: its
+ * columns). */
+#define NF PROTO_EV_NKEYS
 static const char *const label_names[] = {"", "false", "true", "mixed", "unverified"};
 static const char *const kind_names[] = {"", "quote", "reply"};
 
@@ -67,7 +67,8 @@ static uint32_t put_u64(char *p, uint64_t v)
 }
 
 /* prefix followed by a number, as a string field. */
-static char *set_id(struct fields *fs, enum field_key k, char *at, const char *prefix, uint64_t v)
+static char *set_id(struct fields *fs, enum proto_event_key k, char *at, const char *prefix,
+                    uint64_t v)
 {
     size_t plen = strlen(prefix);
     memcpy(at, prefix, plen);
@@ -77,7 +78,7 @@ static char *set_id(struct fields *fs, enum field_key k, char *at, const char *p
     return at + len;
 }
 
-static void set_str(struct fields *fs, enum field_key k, const char *s)
+static void set_str(struct fields *fs, enum proto_event_key k, const char *s)
 {
     fs->f[k] = (struct field){.str = s, .len = (uint32_t)strlen(s)};
     fs->present[k] = 1;
@@ -91,8 +92,8 @@ static char *set_iso_ts(struct fields *fs, char *at, int64_t ts)
     gmtime_r(&secs, &tm);
     size_t len = strftime(at, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     len += (size_t)snprintf(at + len, 8, ".%03dZ", (int)(ts % 1000));
-    fs->f[F_TS] = (struct field){.str = at, .len = (uint32_t)len};
-    fs->present[F_TS] = 1;
+    fs->f[PROTO_EV_TS] = (struct field){.str = at, .len = (uint32_t)len};
+    fs->present[PROTO_EV_TS] = 1;
     return at + len;
 }
 
@@ -101,25 +102,25 @@ static void event_fields(const struct gen_event *ev, struct fields *fs)
     char *at = fs->scratch;
     memset(fs->present, 0, sizeof fs->present);
     if (ev->bad != BAD_NO_POST)
-        at = set_id(fs, F_POST, at, "p", ev->post);
+        at = set_id(fs, PROTO_EV_POST, at, "p", ev->post);
     if (ev->bad != BAD_NO_ACTOR)
-        at = set_id(fs, F_ACTOR, at, ev->flags & EV_PAGE ? "page" : "u", ev->actor);
+        at = set_id(fs, PROTO_EV_ACTOR, at, ev->flags & EV_PAGE ? "page" : "u", ev->actor);
     if (ev->bad == BAD_TS_STRING) {
         at = set_iso_ts(fs, at, ev->ts);
     } else {
-        fs->f[F_TS] = (struct field){.num = (uint64_t)ev->ts};
-        fs->present[F_TS] = 1;
+        fs->f[PROTO_EV_TS] = (struct field){.num = (uint64_t)ev->ts};
+        fs->present[PROTO_EV_TS] = 1;
     }
     if (ev->parent)
-        at = set_id(fs, F_PARENT, at, "p", ev->parent);
+        at = set_id(fs, PROTO_EV_PARENT, at, "p", ev->parent);
     if (ev->kind)
-        set_str(fs, F_KIND, kind_names[ev->kind]);
+        set_str(fs, PROTO_EV_KIND, kind_names[ev->kind]);
     if (ev->flags & EV_ACTOR_TYPE)
-        set_str(fs, F_ACTOR_TYPE, "page");
+        set_str(fs, PROTO_EV_ACTOR_TYPE, "page");
     if (ev->url)
-        set_id(fs, F_CONTENT, at, "https://news.example/", ev->url);
+        set_id(fs, PROTO_EV_CONTENT, at, "https://news.example/", ev->url);
     if (ev->label)
-        set_str(fs, F_LABEL, label_names[ev->label]);
+        set_str(fs, PROTO_EV_LABEL, label_names[ev->label]);
 }
 
 /* ---- encoders; none of the values needs escaping (ids, digits, URLs, fixed words) ---- */
@@ -150,7 +151,7 @@ static void encode_ndjson(struct sink *s, const struct fields *fs)
             continue;
         *p++ = sep;
         *p++ = '"';
-        p = put(p, key_names[k], strlen(key_names[k]));
+        p = put(p, proto_event_key_name(k), strlen(proto_event_key_name(k)));
         p = put(p, "\":", 2);
         p = put_value(p, &fs->f[k], 1);
         sep = ',';
@@ -181,22 +182,20 @@ static int msgpack_append(void *data, const char *buf, size_t len)
     return 0;
 }
 
-/* One map per event, concatenated: the stream the ingest port takes. */
+/* One map per event, concatenated: the stream the ingest port takes, encoded by proto (the keys
+ * here are proto's, in its order). */
 static void encode_msgpack(struct sink *s, const struct fields *fs)
 {
-    size_t n = 0;
-    for (int k = 0; k < NF; k++)
-        n += fs->present[k];
-    msgpack_pack_map(&s->pk, n);
+    struct event_raw raw = {0};
     for (int k = 0; k < NF; k++) {
         if (!fs->present[k])
             continue;
-        msgpack_pack_str_with_body(&s->pk, key_names[k], strlen(key_names[k]));
-        if (fs->f[k].str)
-            msgpack_pack_str_with_body(&s->pk, fs->f[k].str, fs->f[k].len);
-        else
-            msgpack_pack_uint64(&s->pk, fs->f[k].num);
+        const struct field *f = &fs->f[k];
+        *proto_event_field(&raw, k) =
+            f->str ? (struct event_field){.type = EVF_STR, .str = f->str, .len = f->len}
+                   : (struct event_field){.type = EVF_UINT, .u = f->num};
     }
+    proto_event_pack(&s->pk, &raw); /* msgpack_append cannot fail: sink_event keeps room */
 }
 
 /* ---- output ---- */
@@ -281,7 +280,7 @@ int sink_open(struct sink **out, const char *path, enum gen_format fmt)
     if (rc || fmt != GEN_CSV)
         return rc;
     for (int k = 0; k < NF; k++)
-        s->len += (size_t)sprintf(s->buf + s->len, "%s%s", k ? "," : "", key_names[k]);
+        s->len += (size_t)sprintf(s->buf + s->len, "%s%s", k ? "," : "", proto_event_key_name(k));
     s->buf[s->len++] = '\n';
     return 0;
 }

@@ -3,7 +3,7 @@
  * or a header that claims gigabytes, is skipped in constant memory. */
 #include "cascade-replay.h"
 
-#include "core/mpscan.h"
+#include "cascade/mp.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -229,7 +229,6 @@ static int next_event(struct replay *r, struct rp_record *rec, struct rp_slot *s
             slot->global = r->events_read++;
             slot->line = r->rd.line;
             slot->file = r->fi;
-            slot->bytes = 0;
             return 1;
         }
         if (rc == -EAGAIN || rc == -ENOMEM)

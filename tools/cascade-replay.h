@@ -13,7 +13,9 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "cascade/client.h"
 #include "cascade/event.h"
+#include "cascade/proto.h"
 
 /* The fuzz targets (tests/fuzz) build the readers with small values of these two, so that inputs
  * of a few KiB reach every limit. */
@@ -33,17 +35,17 @@ enum rp_format { RP_FMT_AUTO = 0, RP_FMT_NDJSON, RP_FMT_CSV, RP_FMT_MSGPACK };
 
 /* ------------------------------------------------------------------ records */
 
-/* The DESIGN §2 keys, in the order event_validate checks them. */
+/* The DESIGN §2 keys, in the order event_validate checks them: proto's. */
 enum rp_key {
-    RK_POST = 0,
-    RK_ACTOR,
-    RK_TS,
-    RK_PARENT,
-    RK_KIND,
-    RK_ACTOR_TYPE,
-    RK_CONTENT,
-    RK_LABEL,
-    RK_COUNT
+    RK_POST = PROTO_EV_POST,
+    RK_ACTOR = PROTO_EV_ACTOR,
+    RK_TS = PROTO_EV_TS,
+    RK_PARENT = PROTO_EV_PARENT,
+    RK_KIND = PROTO_EV_KIND,
+    RK_ACTOR_TYPE = PROTO_EV_ACTOR_TYPE,
+    RK_CONTENT = PROTO_EV_CONTENT,
+    RK_LABEL = PROTO_EV_LABEL,
+    RK_COUNT = PROTO_EV_NKEYS
 };
 
 /* What a dump held for one key. Types beyond those of struct event_field are kept apart so that
@@ -80,8 +82,11 @@ struct rp_record {
 /* RK_* for a key spelled exactly as in DESIGN §2, or -1 (unknown keys are dropped). */
 int rp_key_lookup(const char *s, size_t len);
 const char *rp_key_name(int key);
+/* r as read (for --dry-run's event_validate), or as sent: strings cut to RP_STR_KEEP. The
+ * strings stay r's. */
 void rp_record_to_raw(const struct rp_record *r, struct event_raw *raw);
-/* Appends r as a msgpack map of its present keys. 0 or -ENOMEM. */
+void rp_record_to_wire(const struct rp_record *r, struct event_raw *raw);
+/* Appends r as sent: proto_event_pack of rp_record_to_wire. 0 or -ENOMEM. */
 int rp_record_pack(const struct rp_record *r, msgpack_packer *pk);
 /* A usable id (a non-empty string or an unsigned int) as bytes: 1, or 0 when there is none. */
 int rp_value_id(const struct rp_value *v, char num[24], const char **s, size_t *len);
@@ -180,12 +185,12 @@ unsigned rp_route_pick(struct rp_route *rt, const struct rp_record *rec);
 
 /* ------------------------------------------------------------------ connections */
 
-/* Where an event came from, kept until its ack to name it in messages. */
+/* Where an event came from, kept until its ack to name it in messages. The connections are
+ * libcascade-client's ingest streams (cascade/client.h); these are cascade-replay's own. */
 struct rp_slot {
     uint64_t global; /* its number among all events read, as --from counts */
     uint64_t line;   /* line, or event number in a msgpack file */
     uint32_t file;   /* index of its file on the command line */
-    uint32_t bytes;  /* encoded size, for the byte window */
 };
 
 struct rp_conn;
