@@ -10,10 +10,13 @@ tools_strict=0
 cd "$(dirname "$0")/.." || exit 2
 rank() {
     # core modules that are public (for the clients and tools) rank as core
-    case $1 in cascade/mp.h | cascade/hash.h | cascade/u64map.h) echo 0; return ;; esac
+    case $1 in
+    cascade/mp.h | cascade/hash.h | cascade/u64map.h | cascade/strbuf.h) echo 0; return ;;
+    esac
     case $1 in cascade/wal.h) echo 2; return ;; esac
     case ${1%%/*} in
-    core) echo 0 ;; engine | cascade | proto | gen) echo 1 ;; store | analytics | client) echo 2 ;;
+    core) echo 0 ;; engine | cascade | proto | gen | format) echo 1 ;;
+    store | analytics | client) echo 2 ;;
     query) echo 3 ;; net) echo 4 ;; server) echo 5 ;; *) echo 9 ;;
     esac
 }

@@ -18,11 +18,11 @@
 
 #include <msgpack.h>
 
-#include "core/mpmap.h"
-#include "core/strbuf.h"
-#include "cascade/proto.h"
 #include "cascade/format.h"
+#include "cascade/mp.h"
+#include "cascade/proto.h"
 #include "cascade/schema.h"
+#include "cascade/strbuf.h"
 
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "dev"

@@ -1,7 +1,7 @@
 /* The format layer (src/format/): text renderings of query results (msgpack objects) shared by
  * the HTTP port and cascade-cli — JSON, CSV, an aligned terminal table, and GraphML/DOT exports
- * of a cascade tree. It depends on core only and does no I/O: every renderer appends to a core
- * strbuf (core/strbuf.h; appends never fail loudly, out->oom is set on the first failed one). */
+ * of a cascade tree. It depends on core only and does no I/O: every renderer appends to a
+ * strbuf (cascade/strbuf.h; appends never fail loudly, out->oom is set on the first failed one). */
 #ifndef CASCADE_FORMAT_H
 #define CASCADE_FORMAT_H
 
@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct strbuf;
+#include "cascade/strbuf.h"
 
 /* Any msgpack value as JSON: maps with non-string keys get their keys rendered as strings,
  * strings are escaped (invalid UTF-8 becomes U+FFFD), binary as base64 strings, non-finite
