@@ -5,9 +5,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cascade/client.h"
 #include "cascade_bench.h"
-#include "cascade/proto.h"
 
-#define RATE_MAX    1000000.0
-#define SECONDS_MAX 86400.0
+#define RATE_MAX          1000000.0
+#define SECONDS_MAX       86400.0
+#define CONNECT_TIMEOUT_S 10.0
 
 /* ---- helpers ---- */
 
@@ -55,38 +53,19 @@ void sleep_ns(uint64_t ns)
 
 const char *bench_token;
 
-/* The `auth` request's answer: 0 when it is [1, 0, nil, ...]. */
-static int read_auth_answer(int fd)
-{
-    msgpack_unpacker u;
-    msgpack_unpacked a;
-    if (!msgpack_unpacker_init(&u, 4096))
-        return -ENOMEM;
-    msgpack_unpacked_init(&a);
-    int rc = -EPROTO;
-    for (;;) {
-        msgpack_unpack_return r = msgpack_unpacker_next(&u, &a);
-        if (r == MSGPACK_UNPACK_SUCCESS) {
-            const msgpack_object *o = &a.data;
-            if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 &&
-                o->via.array.ptr[2].type == MSGPACK_OBJECT_NIL)
-                rc = 0;
-            break;
-        }
-        if (r != MSGPACK_UNPACK_CONTINUE || !msgpack_unpacker_reserve_buffer(&u, 4096))
-            break;
-        ssize_t k = recv(fd, msgpack_unpacker_buffer(&u), 4096, 0);
-        if (k <= 0)
-            break;
-        msgpack_unpacker_buffer_consumed(&u, (size_t)k);
-    }
-    msgpack_unpacked_destroy(&a);
-    msgpack_unpacker_destroy(&u);
-    return rc;
-}
-
 int connect_port(const char *host, const char *port, enum bench_port kind)
 {
+    if (bench_token && kind == BENCH_RPC) {
+        /* the `auth` request and its answer, then the bench runs its own loop on the fd */
+        struct cc_rpc *r;
+        char err[512];
+        int rc = cc_rpc_open(host, port, CONNECT_TIMEOUT_S, bench_token, &r, err, sizeof err);
+        if (rc == -EACCES)
+            fprintf(stderr, PROG ": %s:%s refused the token (--auth-token-file)\n", host, port);
+        else if (rc)
+            fprintf(stderr, PROG ": %s\n", err);
+        return rc ? rc : cc_rpc_detach(r);
+    }
     int fd = connect_to(host, port);
     if (fd < 0 || !bench_token)
         return fd;
@@ -94,14 +73,9 @@ int connect_port(const char *host, const char *port, enum bench_port kind)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (kind == BENCH_RPC)
-        proto_auth_pack_rpc(&pk, 0, bench_token);
-    else
-        proto_auth_pack_ingest(&pk, bench_token);
+    proto_auth_pack_ingest(&pk, bench_token);
     int rc = send(fd, sb.data, sb.size, MSG_NOSIGNAL) == (ssize_t)sb.size ? 0 : -errno;
     msgpack_sbuffer_destroy(&sb);
-    if (rc == 0 && kind == BENCH_RPC)
-        rc = read_auth_answer(fd);
     if (rc) {
         fprintf(stderr, PROG ": %s:%s refused the token (--auth-token-file)\n", host, port);
         close(fd);
@@ -110,31 +84,18 @@ int connect_port(const char *host, const char *port, enum bench_port kind)
     return fd;
 }
 
-/* A blocking TCP connection with Nagle off: a batch's or a query's tail must not wait for the
- * previous segment's ACK, which is not the server's latency. */
+/* A blocking TCP connection with Nagle off (cc_connect): a batch's or a query's tail must not
+ * wait for the previous segment's ACK, which is not the server's latency. */
 int connect_to(const char *host, const char *port)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai, *p;
-    int rc = getaddrinfo(host, port, &hints, &ai), fd = -1, err = 0;
-    if (rc) {
-        fprintf(stderr, PROG ": %s:%s: %s\n", host, port, gai_strerror(rc));
+    char why[160];
+    int fd = cc_connect(host, port, CONNECT_TIMEOUT_S, CC_BLOCKING, why, sizeof why);
+    if (fd == -CC_ERESOLVE) {
+        fprintf(stderr, PROG ": %s:%s: %s\n", host, port, why);
         return -EHOSTUNREACH;
     }
-    for (p = ai; p && fd < 0; p = p->ai_next) {
-        fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC, p->ai_protocol);
-        if (fd >= 0 && connect(fd, p->ai_addr, p->ai_addrlen)) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(ai);
-    if (fd < 0) {
-        fprintf(stderr, PROG ": cannot connect to %s:%s: %s\n", host, port, strerror(err));
-        return -(err ? err : ECONNREFUSED);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (fd < 0)
+        fprintf(stderr, PROG ": cannot connect to %s:%s: %s\n", host, port, why);
     return fd;
 }
 

@@ -196,7 +196,7 @@ int connect_to(const char *host, const char *port);
 /* --auth-token-file's secret (NULL: none): the server's ports ask for it. */
 extern const char *bench_token;
 enum bench_port { BENCH_INGEST = 0, BENCH_RPC };
-/* connect_to, then, with a token, the port's opening message (net/auth.h): on ingest the map
+/* connect_to, then, with a token, the port's opening message (cascade/proto.h): on ingest the map
  * {"auth": TOKEN}; on RPC the `auth` request, whose answer is read and checked here. */
 int connect_port(const char *host, const char *port, enum bench_port kind);
 

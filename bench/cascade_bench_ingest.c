@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cascade/proto.h"
 #include "cascade_bench.h"
 
 #define RECV_BYTES 65536
@@ -43,12 +44,6 @@ static void keep_err(struct iconn *c, const msgpack_object *o)
                  o->via.str.ptr);
 }
 
-static int key_is(const msgpack_object *k, const char *s)
-{
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(s) &&
-           !memcmp(k->via.str.ptr, s, k->via.str.size);
-}
-
 /* Batches are retired in order; each one this ack covers gets its latency. The sender stamps a
  * batch as soon as send() has taken its last byte, on this same thread, so an ack can only cover
  * stamped batches; one that covers more is a server bug. */
@@ -71,27 +66,25 @@ static void retire(struct iconn *c, uint64_t covered, uint64_t t)
 
 static void handle_ack(struct iconn *c, const msgpack_object *o, uint64_t t)
 {
-    if (o->type != MSGPACK_OBJECT_MAP) {
-        fail(c, "an ack that is not a map (msgpack type %d)", (int)o->type);
+    struct proto_ack a;
+    struct proto_fatal f;
+    switch (proto_reply_parse(o, &a, &f)) {
+    case PROTO_REPLY_FATAL:
+        fail(c, "fatal from the server: %.*s", (int)f.msg_len, f.msg);
+        return;
+    case PROTO_REPLY_ACK:
+        break;
+    default:
+        fail(c, "a reply that is not an ack (msgpack type %d)", (int)o->type);
         return;
     }
-    uint64_t v[3] = {c->ok, c->dup, c->rej};
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-        const msgpack_object *k = &o->via.map.ptr[i].key, *val = &o->via.map.ptr[i].val;
-        int idx = key_is(k, "ok") ? 0 : key_is(k, "dup") ? 1 : key_is(k, "rej") ? 2 : -1;
-        if (idx >= 0 && val->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            v[idx] = val->via.u64;
-        else if (key_is(k, "err") && val->type == MSGPACK_OBJECT_ARRAY)
-            for (uint32_t j = 0; j < val->via.array.size; j++)
-                keep_err(c, &val->via.array.ptr[j]);
-        else if (key_is(k, "fatal") && val->type == MSGPACK_OBJECT_STR)
-            fail(c, "fatal from the server: %.*s", (int)val->via.str.size, val->via.str.ptr);
-    }
-    uint64_t covered = v[0] + v[1] + v[2], before = atomic_load(&c->covered);
+    for (uint32_t j = 0; a.err && j < a.err->via.array.size; j++)
+        keep_err(c, &a.err->via.array.ptr[j]);
+    uint64_t covered = a.ok + a.dup + a.rej, before = atomic_load(&c->covered);
     if (covered < before || covered > c->st->events)
         fail(c, "ack counts %" PRIu64 " after %" PRIu64 " of %" PRIu64 " events sent", covered,
              before, c->st->events);
-    c->ok = v[0], c->dup = v[1], c->rej = v[2];
+    c->ok = a.ok, c->dup = a.dup, c->rej = a.rej;
     if (!c->failure[0])
         retire(c, covered, t);
 }

@@ -15,8 +15,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "cascade/proto.h"
 #include "cascade_bench.h"
-#include "core/mpmap.h"
 
 #define RECV_BYTES  65536
 #define TOP_LIMIT   10
@@ -96,20 +96,15 @@ static enum method pick_method(struct qrun *q)
 static void pack_request(struct qrun *q, struct qconn *c, uint64_t msgid, enum method m)
 {
     uint64_t post = next_rand(q) % q->ids->nposts;
-    msgpack_pack_array(&c->pk, 4);
-    msgpack_pack_uint8(&c->pk, 0);
-    msgpack_pack_uint64(&c->pk, msgid);
-    pack_cstr(&c->pk, method_names[m]);
-    msgpack_pack_array(&c->pk, 1);
+    const char *name = method_names[m];
+    proto_rpc_request_pack(&c->pk, msgid, name, strlen(name), m == M_TOP_CASCADES ? 2 : 1);
     if (m == M_TOP_CASCADES) {
-        msgpack_pack_map(&c->pk, 2);
         pack_cstr(&c->pk, "by");
         pack_cstr(&c->pk, "size");
         pack_cstr(&c->pk, "limit");
         msgpack_pack_uint32(&c->pk, TOP_LIMIT);
         return;
     }
-    msgpack_pack_map(&c->pk, 1);
     if (m == M_ACTOR) {
         pack_cstr(&c->pk, "id");
         pack_id(&c->pk, "u", q->ids->actor[post]);
@@ -190,25 +185,23 @@ static int flush(struct qrun *q, uint32_t i)
 static int on_response(struct qrun *q, const msgpack_object *o, uint64_t t)
 {
     struct query_result *r = q->res;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4 ||
-        o->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-        o->via.array.ptr[1].via.u64 >= q->nreq || q->reqs[o->via.array.ptr[1].via.u64].answered) {
+    struct proto_rpc_response resp;
+    if (proto_rpc_response_parse(o, &resp) || !resp.has_id || resp.msgid >= q->nreq ||
+        q->reqs[resp.msgid].answered) {
         query_error(r, "a response that answers no request in flight", -1);
         return -EPROTO;
     }
-    struct req *rq = &q->reqs[o->via.array.ptr[1].via.u64];
-    const msgpack_object *err = &o->via.array.ptr[2];
+    struct req *rq = &q->reqs[resp.msgid];
     uint64_t lat = t > rq->due ? t - rq->due : 0;
     rq->answered = 1;
     q->in_flight--;
     r->answered++;
     q->last_answer = t;
-    if (err->type != MSGPACK_OBJECT_NIL) {
-        const msgpack_object *msg = mp_map_get_typed(err, "message", MSGPACK_OBJECT_STR);
+    if (resp.error) {
         r->errors++;
         r->per[rq->method].errors++;
-        if (msg) /* query_error keeps the first error's text: later ones never showed */
-            query_error(r, msg->via.str.ptr, (int)msg->via.str.size);
+        if (resp.message) /* query_error keeps the first error's text: later ones never showed */
+            query_error(r, resp.message, (int)resp.message_len);
         query_error(r, "an error without a message", -1);
     }
     if (lat_push(&r->all, lat) || lat_push(&r->per[rq->method], lat))

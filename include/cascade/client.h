@@ -57,6 +57,10 @@ int cc_rpc_wrap(int fd, const char *where, size_t max_answer, struct cc_rpc **ou
 int cc_rpc_open(const char *host, const char *port, double timeout_s, const char *token,
                 struct cc_rpc **out, char *err, size_t errlen);
 void cc_rpc_close(struct cc_rpc *r);
+/* Frees r and gives its fd back, for a caller that runs its own I/O loop once connected and
+ * authenticated (cascade-bench). -EBUSY (r kept) when bytes of answers not yet read are buffered
+ * or requests are packed and not sent. */
+int cc_rpc_detach(struct cc_rpc *r);
 int cc_rpc_fd(const struct cc_rpc *r);
 const char *cc_rpc_where(const struct cc_rpc *r);
 

@@ -61,6 +61,18 @@ void cc_rpc_close(struct cc_rpc *r)
     free(r);
 }
 
+int cc_rpc_detach(struct cc_rpc *r)
+{
+    if (r->out.size || msgpack_unpacker_message_size(&r->up))
+        return -EBUSY;
+    int fd = r->fd;
+    msgpack_unpacked_destroy(&r->ans);
+    msgpack_unpacker_destroy(&r->up);
+    msgpack_sbuffer_destroy(&r->out);
+    free(r);
+    return fd;
+}
+
 int cc_rpc_fd(const struct cc_rpc *r)
 {
     return r->fd;
