@@ -60,7 +60,7 @@ struct stream {
 struct workload {
     struct load_spec spec;
     struct stream *st; /* [spec.conns] */
-    uint32_t *actor;   /* [post]: the actor's rank, kept only when queries need ids */
+    uint32_t *actor;   /* [post]: its actor u<n>, kept only when queries need ids */
     uint32_t cascades, largest;
     uint64_t bytes;
     double gen_s, enc_s;
