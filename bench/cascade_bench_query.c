@@ -15,6 +15,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "cascade/gen.h"
 #include "cascade/proto.h"
 #include "cascade_bench.h"
 
@@ -46,7 +47,8 @@ struct qrun {
     uint32_t n, mix_total;
     int ep, tfd;
     struct req *reqs;
-    uint64_t nreq, cap, in_flight, rng, last_answer;
+    uint64_t nreq, cap, in_flight, last_answer;
+    struct gen_rng rng; /* which method, which post: the workload model's generator */
     msgpack_unpacked up;
 };
 
@@ -56,14 +58,6 @@ static int qc_write(void *data, const char *buf, size_t len)
     if (msgpack_sbuffer_write(&c->out, buf, len))
         c->oom = 1;
     return 0;
-}
-
-static uint64_t next_rand(struct qrun *q)
-{
-    uint64_t x = (q->rng += 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
 }
 
 static void pack_cstr(msgpack_packer *pk, const char *s)
@@ -83,7 +77,7 @@ static void pack_id(msgpack_packer *pk, const char *prefix, uint64_t v)
 
 static enum method pick_method(struct qrun *q)
 {
-    uint64_t x = next_rand(q) % q->mix_total;
+    uint64_t x = gen_rng_below(&q->rng, q->mix_total);
     for (int m = 0; m < NMETHODS; m++) {
         if (x < q->o->mix[m])
             return (enum method)m;
@@ -95,7 +89,7 @@ static enum method pick_method(struct qrun *q)
 /* [0, msgid, method, [params]] with ids of posts and actors the bench loaded itself. */
 static void pack_request(struct qrun *q, struct qconn *c, uint64_t msgid, enum method m)
 {
-    uint64_t post = next_rand(q) % q->ids->nposts;
+    uint64_t post = gen_rng_below(&q->rng, q->ids->nposts);
     const char *name = method_names[m];
     proto_rpc_request_pack(&c->pk, msgid, name, strlen(name), m == M_TOP_CASCADES ? 2 : 1);
     if (m == M_TOP_CASCADES) {
@@ -345,7 +339,8 @@ static int cmp_u64(const void *a, const void *b)
 int query_run(const struct opts *o, const char *host, const char *port, const struct id_source *ids,
               atomic_int *stop, struct query_result *r)
 {
-    struct qrun q = {.o = o, .ids = ids, .res = r, .ep = -1, .tfd = -1, .rng = o->seed ^ 0x9e75};
+    struct qrun q = {.o = o, .ids = ids, .res = r, .ep = -1, .tfd = -1};
+    gen_rng_seed(&q.rng, o->seed, 4); /* a stream apart from the model's events */
     q.n = o->cmd == CMD_QUERY ? o->conns : o->qconns;
     for (int m = 0; m < NMETHODS; m++)
         q.mix_total += o->mix[m];
