@@ -3,21 +3,16 @@
  * (cascade/schema.h), so a typo fails before any I/O with the server's own wording; the answer is
  * untrusted input, read under a size bound and a deadline. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <msgpack.h>
 
+#include "cascade/client.h"
 #include "cascade/format.h"
 #include "cascade/mp.h"
 #include "cascade/proto.h"
@@ -39,7 +34,6 @@ enum {
 };
 
 #define MAX_ANSWER (256u << 20) /* the largest answer read (a big cascade tree is ~100 MiB) */
-#define READ_CHUNK (64u << 10)
 #define MAX_PARAMS 64
 #define MSGID      1
 #define AUTH_MSGID 0
@@ -266,19 +260,13 @@ static int build_request(struct opts *o, msgpack_sbuffer *sb)
 
 /* ------------------------------------------------------------------ the exchange */
 
+/* The connection is libcascade-client's (cascade/client.h); the messages and exit codes are
+ * cascade-cli's. */
 struct conn {
-    int fd;
-    double deadline; /* CLOCK_MONOTONIC seconds */
-    char where[300]; /* host:port, for messages */
+    struct cc_rpc *r;
+    char where[CC_WHERE_MAX]; /* host:port, for messages */
     const struct opts *o;
 };
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int net_fail(const struct conn *c, const char *what)
 {
@@ -296,84 +284,33 @@ static int cannot_connect(const struct conn *c, const char *why)
     return EXIT_NETWORK;
 }
 
-/* Waits for events on the socket until the deadline: 1 ready, 0 timed out. */
-static int wait_for(const struct conn *c, short events)
+/* Connects within --timeout; every later wait shares the deadline. 0 or an exit code. */
+static int net_connect(struct conn *c, double deadline)
 {
-    for (;;) {
-        double left = c->deadline - now_s();
-        if (left <= 0)
-            return 0;
-        struct pollfd p = {.fd = c->fd, .events = events};
-        int n = poll(&p, 1, (int)ceil(left * 1000));
-        if (n > 0)
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return 1; /* let the following call report the error */
+    char why[160];
+    int fd = cc_connect(c->o->host, c->o->port, c->o->timeout_s, 0, why, sizeof(why));
+    if (fd < 0)
+        return cannot_connect(c, why);
+    if (cc_rpc_wrap(fd, c->where, MAX_ANSWER, &c->r)) {
+        fprintf(stderr, "cascade-cli: out of memory\n");
+        return EXIT_LOCAL;
     }
-}
-
-/* A non-blocking connect bounded by the deadline: 0, or the error text in why. */
-static int connect_one(struct conn *c, const struct addrinfo *ai, const char **why)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        *why = strerror(errno);
-        return -1;
-    }
-    c->fd = fd;
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-        return 0;
-    int err = errno;
-    if (err == EINPROGRESS) {
-        socklen_t len = sizeof(err);
-        if (!wait_for(c, POLLOUT))
-            err = ETIMEDOUT;
-        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
-            err = errno;
-        if (!err)
-            return 0;
-    }
-    *why = strerror(err);
-    close(fd);
-    c->fd = -1;
-    return -1;
-}
-
-static int net_connect(struct conn *c)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(c->o->host, c->o->port, &hints, &res);
-    if (rc)
-        return cannot_connect(c, gai_strerror(rc));
-    const char *why = "no address";
-    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
-        if (connect_one(c, ai, &why) == 0) {
-            freeaddrinfo(res);
-            return 0;
-        }
-    freeaddrinfo(res);
-    return cannot_connect(c, why);
+    cc_rpc_set_deadline(c->r, deadline);
+    return 0;
 }
 
 /* 0, an exit code, or -EPIPE when the server has closed the connection: what it sent before
  * (a refusal says why) is still to be read. */
 static int net_send(struct conn *c, const char *p, size_t n)
 {
-    while (n > 0) {
-        if (!wait_for(c, POLLOUT))
-            return net_fail(c, "timed out (--timeout) sending the request to");
-        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-            continue;
-        if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
-            return -EPIPE;
-        if (k < 0) {
-            fprintf(stderr, "cascade-cli: sending to %s: %s\n", c->where, strerror(errno));
-            return EXIT_NETWORK;
-        }
-        p += k, n -= (size_t)k;
+    int rc = cc_rpc_send(c->r, p, n);
+    if (rc == -ETIMEDOUT)
+        return net_fail(c, "timed out (--timeout) sending the request to");
+    if (rc && rc != -EPIPE) {
+        fprintf(stderr, "cascade-cli: sending to %s: %s\n", c->where, strerror(-rc));
+        return EXIT_NETWORK;
     }
-    return 0;
+    return rc;
 }
 
 /* Writes s to stderr with control characters (a terminal's escape sequences) as '?'. */
@@ -391,61 +328,43 @@ static void put_clean(const char *s, size_t len)
 }
 
 /* The server answered in HTTP: the HTTP port, not the query port (or its refusal). */
-static int http_answer(const struct conn *c, const char *p, size_t len)
+static int http_answer(const struct conn *c, const char *line, size_t len)
 {
-    const char *eol = memchr(p, '\r', len);
-    size_t n = eol ? (size_t)(eol - p) : len < 80 ? len : 80;
     fprintf(stderr, "cascade-cli: %s answered in HTTP (", c->where);
-    put_clean(p, n);
+    put_clean(line, len);
     fprintf(stderr, "): it is an HTTP port; point --port at cascaded's query port (the port in "
                     "its `ready ... query=N` line)\n");
     return EXIT_NETWORK;
 }
 
-/* Reads more of the answer into u: 0, or an exit code (timeout, closed, too large). */
-static int net_read_more(struct conn *c, msgpack_unpacker *u, size_t *total)
+/* The first complete value on the connection into *out: 0, or an exit code. */
+static int net_receive(struct conn *c, const msgpack_object **out)
 {
-    if (*total >= MAX_ANSWER)
+    int rc = cc_rpc_recv(c->r, out);
+    size_t len;
+    const char *line;
+    switch (rc) {
+    case 0:
+        return 0;
+    case -EMSGSIZE:
         return net_fail(c, "answer larger than 256 MiB from");
-    if (!msgpack_unpacker_reserve_buffer(u, READ_CHUNK)) {
+    case -ENOMEM:
         fprintf(stderr, "cascade-cli: out of memory reading the answer\n");
         return EXIT_LOCAL;
-    }
-    for (;;) {
-        if (!wait_for(c, POLLIN))
-            return net_fail(c, "timed out (--timeout) waiting for the answer from");
-        ssize_t k = recv(c->fd, msgpack_unpacker_buffer(u), READ_CHUNK, 0);
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-            continue;
-        if (k < 0) {
-            fprintf(stderr, "cascade-cli: reading from %s: %s\n", c->where, strerror(errno));
-            return EXIT_NETWORK;
-        }
-        if (k == 0)
-            return net_fail(c, "connection closed before the answer came, by");
-        if (*total == 0 && k >= 5 && !memcmp(msgpack_unpacker_buffer(u), "HTTP/", 5))
-            return http_answer(c, msgpack_unpacker_buffer(u), (size_t)k);
-        msgpack_unpacker_buffer_consumed(u, (size_t)k);
-        *total += (size_t)k;
-        return 0;
-    }
-}
-
-/* The first complete value on the connection into out: 0, or an exit code. */
-static int net_receive(struct conn *c, msgpack_unpacker *u, msgpack_unpacked *out)
-{
-    size_t total = 0;
-    for (;;) {
-        msgpack_unpack_return r = msgpack_unpacker_next(u, out);
-        if (r == MSGPACK_UNPACK_SUCCESS)
-            return 0;
-        if (r == MSGPACK_UNPACK_NOMEM_ERROR) /* also a hostile header's huge count */
-            return net_fail(c, "out of memory decoding (or oversized) answer from");
-        if (r != MSGPACK_UNPACK_CONTINUE)
-            return net_fail(c, "malformed msgpack in the answer from");
-        int rc = net_read_more(c, u, &total);
-        if (rc)
-            return rc;
+    case -ETIMEDOUT:
+        return net_fail(c, "timed out (--timeout) waiting for the answer from");
+    case -EPIPE:
+        return net_fail(c, "connection closed before the answer came, by");
+    case -EPROTONOSUPPORT:
+        line = cc_rpc_http_line(c->r, &len);
+        return http_answer(c, line, len);
+    case -EOVERFLOW: /* also a hostile header's huge count */
+        return net_fail(c, "out of memory decoding (or oversized) answer from");
+    case -EBADMSG:
+        return net_fail(c, "malformed msgpack in the answer from");
+    default:
+        fprintf(stderr, "cascade-cli: reading from %s: %s\n", c->where, strerror(-rc));
+        return EXIT_NETWORK;
     }
 }
 
@@ -532,23 +451,21 @@ static int handle_answer(const struct conn *c, const msgpack_object *a, uint64_t
     }
     /* [1, nil, error, nil]: an error that answers no request of ours, sent when the connection
      * opened (the server at its connection limit: 503) or when a request could not be read */
-    if (a->type == MSGPACK_OBJECT_ARRAY && v->size == 4 &&
-        v->ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->ptr[0].via.u64 == 1 &&
-        v->ptr[1].type == MSGPACK_OBJECT_NIL && v->ptr[2].type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object *code = mp_map_get(&v->ptr[2], "code");
-        int refused = code && code->type == MSGPACK_OBJECT_POSITIVE_INTEGER && code->via.u64 == 503;
+    struct proto_rpc_response resp;
+    int envelope = proto_rpc_response_parse(a, &resp) == 0;
+    if (envelope && v->ptr[1].type == MSGPACK_OBJECT_NIL && resp.error &&
+        resp.error->type == MSGPACK_OBJECT_MAP) {
+        int refused = resp.code == 503;
         fprintf(stderr, "cascade-cli: %s %s: ", c->where,
                 refused ? "refused the connection" : "could not take the request");
-        print_error(&v->ptr[2]);
+        print_error(resp.error);
         return refused ? EXIT_REFUSED : EXIT_SERVER_ERROR;
     }
-    if (a->type != MSGPACK_OBJECT_ARRAY || v->size != 4 ||
-        v->ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[0].via.u64 != 1 ||
-        v->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->ptr[1].via.u64 != msgid)
+    if (!envelope || !resp.has_id || resp.msgid != msgid)
         return net_fail(c, "not a msgpack-RPC response (is this the query port?) from");
-    if (v->ptr[2].type != MSGPACK_OBJECT_NIL)
-        return print_error(&v->ptr[2]);
-    return print ? print_result(c->o, &v->ptr[3]) : EXIT_OK;
+    if (resp.error)
+        return print_error(resp.error);
+    return print ? print_result(c->o, resp.result) : EXIT_OK;
 }
 
 /* [0, AUTH_MSGID, "auth", [{"token": TOKEN}]] ahead of the query, with the token of
@@ -568,45 +485,35 @@ static int auth_request(const struct opts *o, msgpack_sbuffer *out)
     return EXIT_OK;
 }
 
-/* Sends msg and reads the first value that comes back into ans: 0 or an exit code. A send that
+/* Sends msg and reads the first value that comes back into *ans: 0 or an exit code. A send that
  * finds the connection closed goes on to read: a server refusing the connection says why first. */
-static int exchange(struct conn *c, const msgpack_sbuffer *msg, msgpack_unpacker *u,
-                    msgpack_unpacked *ans)
+static int exchange(struct conn *c, const msgpack_sbuffer *msg, const msgpack_object **ans)
 {
     int rc = net_send(c, msg->data, msg->size);
-    return rc > 0 ? rc : net_receive(c, u, ans);
+    return rc > 0 ? rc : net_receive(c, ans);
 }
 
 static int query(const struct opts *o, const msgpack_sbuffer *req)
 {
-    struct conn c = {.fd = -1, .deadline = now_s() + o->timeout_s, .o = o};
-    int v6 = strchr(o->host, ':') != NULL;
-    snprintf(c.where, sizeof(c.where), "%s%.255s%s:%s", v6 ? "[" : "", o->host, v6 ? "]" : "",
-             o->port);
-    int rc = net_connect(&c);
+    struct conn c = {.o = o};
+    cc_where(c.where, sizeof(c.where), o->host, o->port);
+    int rc = net_connect(&c, cc_now() + o->timeout_s);
     if (rc)
         return rc;
-    msgpack_unpacker u;
-    msgpack_unpacked ans;
-    if (!msgpack_unpacker_init(&u, READ_CHUNK)) {
-        close(c.fd);
-        fprintf(stderr, "cascade-cli: out of memory\n");
-        return EXIT_LOCAL;
-    }
-    msgpack_unpacked_init(&ans);
+    const msgpack_object *ans;
     msgpack_sbuffer auth;
     msgpack_sbuffer_init(&auth);
     rc = o->token_file ? auth_request(o, &auth) : 0;
-    if (!rc && auth.size && !(rc = exchange(&c, &auth, &u, &ans)))
-        rc = handle_answer(&c, &ans.data, AUTH_MSGID, 0);
+    if (!rc && auth.size && !(rc = exchange(&c, &auth, &ans)))
+        rc = handle_answer(&c, ans, AUTH_MSGID, 0);
     msgpack_sbuffer_destroy(&auth);
     if (!rc)
-        rc = exchange(&c, req, &u, &ans);
-    close(c.fd); /* answered or failed: the connection has done its work */
+        rc = exchange(&c, req, &ans);
+    /* answered or failed: the connection has done its work (the answer stays readable) */
+    shutdown(cc_rpc_fd(c.r), SHUT_RDWR);
     if (!rc)
-        rc = handle_answer(&c, &ans.data, MSGID, 1);
-    msgpack_unpacked_destroy(&ans);
-    msgpack_unpacker_destroy(&u);
+        rc = handle_answer(&c, ans, MSGID, 1);
+    cc_rpc_close(c.r);
     return rc;
 }
 

@@ -75,10 +75,11 @@ void cc_rpc_set_deadline(struct cc_rpc *r, double deadline);
 int cc_rpc_send(struct cc_rpc *r, const void *buf, size_t len);
 
 /* The next value the server sent, whatever it is, into *out (valid until the next receive on
- * r). 0; -ETIMEDOUT; -ECONNRESET when the server closed the connection first; -EMSGSIZE past
- * max_answer; -EBADMSG when the bytes are not msgpack; -EPROTONOSUPPORT when the first bytes
- * are an HTTP answer (an HTTP port: cc_rpc_http_line gives its first line); -ENOMEM; another
- * negative errno from recv. */
+ * r). 0; -ETIMEDOUT; -EPIPE when the server closed the connection first; -EMSGSIZE past
+ * max_answer; -EBADMSG when the bytes are not msgpack; -EOVERFLOW when msgpack-c could not
+ * allocate what its headers claim (a hostile or oversized answer); -EPROTONOSUPPORT when the
+ * first bytes are an HTTP answer (an HTTP port: cc_rpc_http_line gives its first line);
+ * -ENOMEM (no buffer for the next bytes); another negative errno from recv. */
 int cc_rpc_recv(struct cc_rpc *r, const msgpack_object **out);
 /* After -EPROTONOSUPPORT: the first line of the HTTP answer (not NUL-terminated, *len bytes). */
 const char *cc_rpc_http_line(const struct cc_rpc *r, size_t *len);

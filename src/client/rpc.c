@@ -144,11 +144,11 @@ static int read_more(struct cc_rpc *r, double deadline)
         if (k < 0)
             return -errno;
         if (k == 0)
-            return -ECONNRESET;
+            return -EPIPE;
         const char *b = msgpack_unpacker_buffer(&r->up);
         if (r->received == 0 && k >= 5 && !memcmp(b, "HTTP/", 5)) {
             const char *eol = memchr(b, '\r', (size_t)k);
-            size_t n = eol ? (size_t)(eol - b) : (size_t)k;
+            size_t n = eol ? (size_t)(eol - b) : k < 80 ? (size_t)k : 80;
             r->http_len = n < sizeof(r->http) ? n : sizeof(r->http);
             memcpy(r->http, b, r->http_len);
             return -EPROTONOSUPPORT;
@@ -171,7 +171,7 @@ int cc_rpc_recv(struct cc_rpc *r, const msgpack_object **out)
             return 0;
         }
         if (u == MSGPACK_UNPACK_NOMEM_ERROR) /* also a hostile header's huge count */
-            return -ENOMEM;
+            return -EOVERFLOW;
         if (u != MSGPACK_UNPACK_CONTINUE)
             return -EBADMSG;
         int rc = read_more(r, deadline);
@@ -246,7 +246,6 @@ static int exchange_failed(const struct cc_rpc *r, int rc, char *err, size_t err
     case -ETIMEDOUT:
         snprintf(err, errlen, "timed out waiting for %s", r->where);
         break;
-    case -ECONNRESET:
     case -EPIPE:
         snprintf(err, errlen, "%s closed the connection", r->where);
         break;
@@ -256,6 +255,7 @@ static int exchange_failed(const struct cc_rpc *r, int rc, char *err, size_t err
         break;
     case -EPROTO:
     case -EBADMSG:
+    case -EOVERFLOW:
         snprintf(err, errlen, "%s sent no msgpack-RPC response (is it the query port?)", r->where);
         break;
     default:
