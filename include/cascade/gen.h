@@ -144,6 +144,10 @@ struct gen_event {
 /* "false", "true", "mixed", "unverified"; NULL for GEN_LABEL_NONE. */
 const char *gen_label_name(unsigned label);
 
+/* prefix followed by the decimal digits of v, written at buf (not terminated): its length. By
+ * hand, not snprintf: writing 10 M events' ids is then seconds shorter. */
+uint32_t gen_put_id(char *buf, const char *prefix, uint64_t v);
+
 /* Bytes of text gen_event_fill writes at most. */
 #define GEN_EVENT_TEXT 128
 

@@ -62,24 +62,29 @@ const char *gen_label_name(unsigned label)
     return label < sizeof names / sizeof names[0] ? names[label] : NULL;
 }
 
-/* prefix and the decimal digits of v at p, as an id; returns the end. */
-static char *put_id(char *p, const char *prefix, uint64_t v, struct event_id *id)
+uint32_t gen_put_id(char *buf, const char *prefix, uint64_t v)
 {
-    char digits[20], *start = p;
-    size_t n = 0, len = strlen(prefix);
-    memcpy(p, prefix, len);
-    p += len;
+    char digits[20];
+    size_t len = strlen(prefix), n = 0;
+    memcpy(buf, prefix, len);
     do {
         digits[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
     while (n)
-        *p++ = digits[--n];
+        buf[len++] = digits[--n];
+    return (uint32_t)len;
+}
+
+/* gen_put_id at p; id (when not NULL) borrows it. Returns the end. */
+static char *put_id(char *p, const char *prefix, uint64_t v, struct event_id *id)
+{
+    uint32_t len = gen_put_id(p, prefix, v);
     if (id) {
-        id->str = start;
-        id->len = (uint32_t)(p - start);
+        id->str = p;
+        id->len = len;
     }
-    return p;
+    return p + len;
 }
 
 void gen_event_fill(const struct gen_event *ev, struct event *out, char *text)
