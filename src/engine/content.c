@@ -159,7 +159,7 @@ static int count_post(struct cwalk *w, const struct post *p)
                 w->order = o;
                 w->cap = cap;
             }
-            uint32_t size = cascade_at(w->e, w->cid)->size;
+            uint32_t size = cascade_size(w->e, cascade_at(w->e, w->cid));
             w->order[w->ncascades++] = (uint64_t)(UINT32_MAX - size) << 32 | w->cid;
         }
         w->cid_counted = 1;

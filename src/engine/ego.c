@@ -118,8 +118,8 @@ struct rank_ctx {
 /* > 0 when a ranks above b. */
 static int rank_cmp(const struct rank_ctx *x, const struct ranked *a, const struct ranked *b)
 {
-    uint64_t ka = x->cascades ? cascade_at(x->e, a->id)->size : a->n;
-    uint64_t kb = x->cascades ? cascade_at(x->e, b->id)->size : b->n;
+    uint64_t ka = x->cascades ? cascade_size(x->e, cascade_at(x->e, a->id)) : a->n;
+    uint64_t kb = x->cascades ? cascade_size(x->e, cascade_at(x->e, b->id)) : b->n;
     if (ka != kb)
         return ka > kb ? 1 : -1;
     const struct intern *names = x->cascades ? &x->e->post_ids : &x->e->actor_ids;

@@ -21,6 +21,8 @@ int engine_new(struct engine **out)
     segvec_init(&e->posts, sizeof(struct post), POST_SHIFT);
     segvec_init(&e->actors, sizeof(struct actor), ACTOR_SHIFT);
     segvec_init(&e->cascades, sizeof(struct cascade), CASCADE_SHIFT);
+    segvec_init(&e->cbodies, sizeof(struct cbody), CBODY_SHIFT);
+    e->free_body = NONE;
     segvec_init(&e->clists, sizeof(struct content_list), CLIST_SHIFT);
     int rc = intern_init(&e->post_ids);
     rc = rc ? rc : intern_init(&e->actor_ids);
@@ -49,12 +51,13 @@ void engine_free(struct engine *e)
 {
     if (!e)
         return;
-    for (uint32_t i = 0; i < e->cascades.len; i++)
-        if (cascade_at(e, i)->cap_log2)
-            free(cascade_at(e, i)->lv.ext);
+    for (uint32_t i = 0; i < e->cbodies.len; i++)
+        if (cbody_at(e, i)->cap_log2)
+            free(cbody_at(e, i)->lv.ext);
     segvec_destroy(&e->posts);
     segvec_destroy(&e->actors);
     segvec_destroy(&e->cascades);
+    segvec_destroy(&e->cbodies);
     intern_destroy(&e->post_ids);
     intern_destroy(&e->actor_ids);
     intern_destroy(&e->contents);
@@ -92,7 +95,7 @@ uint32_t engine_live_cascade(const struct engine *e, uint32_t cid)
     return c->dead ? engine_find_cascade(e, c->root) : cid;
 }
 
-uint64_t engine_cascade_key(const struct cascade *c, int metric)
+uint64_t engine_cascade_key(const struct cbody *c, int metric)
 {
     switch (metric) {
     case ENGINE_BY_SIZE:
@@ -131,7 +134,8 @@ uint64_t engine_actor_key(const struct actor *a, int metric)
 
 static void index_cascade(struct engine *e, uint32_t cid)
 {
-    const struct cascade *c = cascade_at(e, cid);
+    struct cbody tmp;
+    const struct cbody *c = cascade_fig(e, cascade_at(e, cid), &tmp);
     for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
         topk_update(&e->ctop[m], cid, engine_cascade_key(c, m));
 }
@@ -254,7 +258,7 @@ static int walk_up(struct engine *e, uint32_t q, uint32_t *len)
 }
 
 /* Makes room for n levels (depths 0..n-1); depth 0 is not stored. */
-static int ensure_levels(struct cascade *c, uint32_t n)
+static int ensure_levels(struct cbody *c, uint32_t n)
 {
     uint32_t cap = c->cap_log2 ? 1u << c->cap_log2 : 2, want = n - 1;
     if (want <= cap)
@@ -272,6 +276,40 @@ static int ensure_levels(struct cascade *c, uint32_t n)
     c->lv.ext = lv;
     c->cap_log2 = log2;
     return 0;
+}
+
+/* The body of cascade c, made from its single node's figures if it has none yet (room for one
+ * body must have been reserved: segvec_reserve(&e->cbodies, 1)). */
+static struct cbody *cascade_body(struct engine *e, struct cascade *c)
+{
+    if (c->body != NONE)
+        return cbody_at(e, c->body);
+    struct cbody one;
+    cascade_fig(e, c, &one);
+    uint32_t id = e->free_body;
+    struct cbody *b;
+    if (id != NONE) {
+        b = cbody_at(e, id);
+        e->free_body = b->size;
+    } else {
+        id = e->cbodies.len;
+        b = segvec_push(&e->cbodies);
+    }
+    *b = one;
+    c->body = id;
+    return b;
+}
+
+void engine_release_body(struct engine *e, struct cascade *c)
+{
+    if (c->body == NONE)
+        return;
+    struct cbody *b = cbody_at(e, c->body);
+    if (b->cap_log2)
+        free(b->lv.ext);
+    *b = (struct cbody){.size = e->free_body};
+    e->free_body = c->body;
+    c->body = NONE;
 }
 
 /* ---------------------------------------------------------------- lookups and reservation */
@@ -298,17 +336,18 @@ static uint32_t levels_needed(const struct engine *e, const struct plan *pl, int
 {
     if (!has_parent)
         return 0;
+    struct cbody tmp;
     if (pl->q == NONE) {
         if (pl->p == NONE)
             return 0;
         const struct cascade *t = cascade_at(e, post_at(e, pl->p)->parent & ~ROOT_FLAG);
-        return t->depth + 2;
+        return cascade_fig(e, t, &tmp)->depth + 2;
     }
     const struct cascade *c = cascade_at(e, post_at(e, e->path[pl->plen - 1])->parent & ~ROOT_FLAG);
-    uint32_t deepest = pl->plen;
+    uint32_t deepest = pl->plen, cdepth = cascade_fig(e, c, &tmp)->depth;
     if (pl->p != NONE)
-        deepest += cascade_at(e, post_at(e, pl->p)->parent & ~ROOT_FLAG)->depth;
-    return (deepest > c->depth ? deepest : c->depth) + 1;
+        deepest += cascade_fig(e, cascade_at(e, post_at(e, pl->p)->parent & ~ROOT_FLAG), &tmp)->depth;
+    return (deepest > cdepth ? deepest : cdepth) + 1;
 }
 
 static int reserve(struct engine *e, const struct event *ev, const struct plan *pl)
@@ -327,13 +366,15 @@ static int reserve(struct engine *e, const struct event *ev, const struct plan *
     rc = rc ? rc : growth_reserve(&e->growth, ev->ts);
     rc = rc ? rc : intern_reserve(&e->labels, 1, ev->label_len);
     rc = rc ? rc : segvec_reserve(&e->cascades, 1);
+    rc = rc ? rc : segvec_reserve(&e->cbodies, 1); /* at most one cascade gets a body */
     rc = rc ? rc : retention_reserve(e);
     rc = rc ? rc : u64map_reserve(&e->pairs, 1);
     rc = rc ? rc : u64map_reserve(&e->edges, edges);
     uint32_t lv = levels_needed(e, pl, has_parent);
-    if (!rc && lv) {
+    if (!rc && lv > 3) { /* more than inline levels; the body is the one the event makes */
         uint32_t root = pl->q != NONE ? e->path[pl->plen - 1] : pl->p;
-        rc = ensure_levels(cascade_at(e, post_at(e, root)->parent & ~ROOT_FLAG), lv);
+        struct cascade *c = cascade_at(e, post_at(e, root)->parent & ~ROOT_FLAG);
+        rc = ensure_levels(cascade_body(e, c), lv);
     }
     return rc;
 }
@@ -356,7 +397,8 @@ static uint32_t new_placeholder(struct engine *e, const struct plan *pl, uint32_
     return new_post(e, pl->qs, len, pl->qh);
 }
 
-static uint32_t new_cascade(struct engine *e, uint32_t root, int64_t ts)
+/* A new cascade rooted at root; with_body: it starts with more than one node. */
+static uint32_t new_cascade(struct engine *e, uint32_t root, int64_t ts, int with_body)
 {
     uint32_t id = retention_take_cascade(e);
     struct cascade *c;
@@ -370,8 +412,12 @@ static uint32_t new_cascade(struct engine *e, uint32_t root, int64_t ts)
     retention_filed(e, id, ts);
     c->root = root;
     c->label = NONE;
-    c->first_ts = c->last_ts = ts;
+    c->body = NONE;
     post_at(e, root)->parent = ROOT_FLAG | id;
+    if (with_body) {
+        struct cbody *b = cascade_body(e, c);
+        *b = (struct cbody){.first_ts = ts, .last_ts = ts};
+    }
     e->live_cascades++;
     return id;
 }
@@ -438,7 +484,7 @@ static void link_child(struct engine *e, uint32_t parent, uint32_t child)
     p->child = child;
 }
 
-static void cascade_ts(struct cascade *c, int64_t ts)
+static void cascade_ts(struct cbody *c, int64_t ts)
 {
     if (ts < c->first_ts)
         c->first_ts = ts;
@@ -446,21 +492,26 @@ static void cascade_ts(struct cascade *c, int64_t ts)
         c->last_ts = ts;
 }
 
-/* DESIGN §2: a cascade's label is its root's, else the earliest (by ts) labelled post's. */
-static void offer_label(struct cascade *c, uint32_t label, int64_t ts, int is_root)
+/* DESIGN §2: a cascade's label is its root's, else the earliest (by ts) labelled post's. A post
+ * that is not the root makes a second node: c has its body then. */
+static void offer_label(struct engine *e, struct cascade *c, uint32_t label, int64_t ts,
+                        int is_root)
 {
     if (label == NONE)
         return;
     if (is_root) {
         c->label = label;
         c->label_root = 1;
-    } else if (!c->label_root && (c->label == NONE || ts < c->label_ts)) {
+        return;
+    }
+    struct cbody *b = cbody_at(e, c->body);
+    if (!c->label_root && (c->label == NONE || ts < b->label_ts)) {
         c->label = label;
-        c->label_ts = ts;
+        b->label_ts = ts;
     }
 }
 
-static void add_level(struct cascade *c, uint32_t depth, uint32_t count)
+static void add_level(struct cbody *c, uint32_t depth, uint32_t count)
 {
     if (depth == 0) { /* the root, alone at its depth */
         if (c->max_breadth < 1)
@@ -481,7 +532,10 @@ static int add_pair(struct engine *e, uint32_t a, uint32_t cid)
     int created;
     u64map_put(&e->pairs, u64map_pair(a, cid), &created);
     if (created) {
-        cascade_at(e, cid)->unique++;
+        /* a cascade without a body gets its first pair: its single node's unique is 1 */
+        struct cascade *c = cascade_at(e, cid);
+        if (c->body != NONE)
+            cbody_at(e, c->body)->unique++;
         actor_at(e, a)->cascades++;
     }
     return created;
@@ -587,8 +641,8 @@ static void rekey_enter(struct engine *e, uint32_t node, void *arg)
         return;
     int created;
     u64map_put(&e->pairs, u64map_pair(a, k->to), &created);
-    if (created)
-        cascade_at(e, k->to)->unique++;
+    if (created) /* `to` received a subtree: it has a body */
+        cbody_at(e, cascade_at(e, k->to)->body)->unique++;
     else
         actor_at(e, a)->cascades--; /* it was counted in both */
 }
@@ -598,12 +652,10 @@ static void rekey_enter(struct engine *e, uint32_t node, void *arg)
 static void add_root(struct engine *e, uint32_t p, uint32_t a, const struct event *ev,
                      uint32_t label)
 {
-    uint32_t cid = new_cascade(e, p, ev->ts);
+    uint32_t cid = new_cascade(e, p, ev->ts, 0); /* a single node: no body */
     struct cascade *c = cascade_at(e, cid);
     post_at(e, p)->sub = 1;
-    c->size = 1;
-    add_level(c, 0, 1);
-    offer_label(c, label, ev->ts, 1);
+    offer_label(e, c, label, ev->ts, 1);
     add_pair(e, a, cid);
     touch_cascade(e, cid);
 }
@@ -612,16 +664,17 @@ static void add_under_placeholder(struct engine *e, uint32_t p, uint32_t a, cons
                                   const struct plan *pl, uint32_t label)
 {
     uint32_t q = new_placeholder(e, pl, ev->parent.len);
-    uint32_t cid = new_cascade(e, q, ev->ts);
+    uint32_t cid = new_cascade(e, q, ev->ts, 1);
     struct cascade *c = cascade_at(e, cid);
+    struct cbody *b = cbody_at(e, c->body);
     link_child(e, q, p);
     post_at(e, q)->sub = 2;
     post_at(e, p)->sub = 1;
-    c->size = c->missing = 1;
-    add_level(c, 0, 1);
-    add_level(c, 1, 1);
-    c->s1 = c->s2 = 1;
-    offer_label(c, label, ev->ts, 0);
+    b->size = b->missing = 1;
+    add_level(b, 0, 1);
+    add_level(b, 1, 1);
+    b->s1 = b->s2 = 1;
+    offer_label(e, c, label, ev->ts, 0);
     add_pair(e, a, cid);
     touch_cascade(e, cid);
 }
@@ -658,20 +711,21 @@ static void add_leaf(struct engine *e, uint32_t p, uint32_t a, const struct even
     uint32_t root = e->path[plen - 1];
     uint32_t cid = post_at(e, root)->parent & ~ROOT_FLAG;
     struct cascade *c = cascade_at(e, cid);
+    struct cbody *b = cascade_body(e, c);
     for (uint32_t i = 0; i + 1 < plen; i++) {
         struct post *x = post_at(e, e->path[i]);
-        c->s2 += 2ull * x->sub + 1;
+        b->s2 += 2ull * x->sub + 1;
         x->sub++;
     }
     post_at(e, root)->sub++;
-    c->s1 += plen;
-    c->s2 += 1;
+    b->s1 += plen;
+    b->s2 += 1;
     link_child(e, e->path[0], p);
     post_at(e, p)->sub = 1;
-    add_level(c, plen, 1);
-    c->size++;
-    cascade_ts(c, ev->ts);
-    offer_label(c, label, ev->ts, 0);
+    add_level(b, plen, 1);
+    b->size++;
+    cascade_ts(b, ev->ts);
+    offer_label(e, c, label, ev->ts, 0);
     add_pair(e, a, cid);
     count_reach(e, plen);
     add_reshare(e, e->path[0], a);
@@ -684,7 +738,8 @@ static void add_leaf(struct engine *e, uint32_t p, uint32_t a, const struct even
 static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *ev, uint32_t tid,
                  uint32_t content)
 {
-    struct cascade *t = cascade_at(e, tid);
+    /* p is a placeholder: tid has more than one node, so a body */
+    struct cbody *t = cbody_at(e, cascade_at(e, tid)->body);
     uint32_t below = post_at(e, p)->sub - 1, already = 0;
     if (u64map_has(&e->pairs, u64map_pair(a, tid))) {
         /* a posted inside the subtree: some of it is in a's reach already */
@@ -708,7 +763,8 @@ static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *e
 static void reroot(struct engine *e, uint32_t p, const struct event *ev, const struct plan *pl,
                    uint32_t tid, uint32_t label)
 {
-    struct cascade *t = cascade_at(e, tid);
+    struct cascade *tc = cascade_at(e, tid);
+    struct cbody *t = cbody_at(e, tc->body); /* p was a placeholder */
     uint32_t q = new_placeholder(e, pl, ev->parent.len);
     uint64_t n = post_at(e, p)->sub;
     struct post *qr = post_at(e, q);
@@ -716,7 +772,7 @@ static void reroot(struct engine *e, uint32_t p, const struct event *ev, const s
     qr->sub = (uint32_t)n + 1;
     qr->child = p;
     post_at(e, p)->parent = q;
-    t->root = q;
+    tc->root = q;
     t->missing++;
     uint32_t *lv = cascade_level(t, 1);
     memmove(lv + 1, lv, t->depth * sizeof(uint32_t));
@@ -724,7 +780,7 @@ static void reroot(struct engine *e, uint32_t p, const struct event *ev, const s
     t->depth++;
     t->s1 += n;
     t->s2 += n * n;
-    offer_label(t, label, ev->ts, 0);
+    offer_label(e, tc, label, ev->ts, 0);
     touch_cascade(e, tid);
 }
 
@@ -742,24 +798,26 @@ static void join_reach(struct engine *e, uint32_t p, uint32_t tid, uint32_t plen
     }
 }
 
-static void join_shape(struct cascade *c, const struct cascade *t, uint32_t plen)
+static void join_shape(struct cascade *cc, struct cbody *c, const struct cascade *tc,
+                       struct cbody *t, uint32_t plen)
 {
     for (uint32_t k = 0; k <= t->depth; k++)
-        add_level(c, plen + k, k ? *cascade_level((struct cascade *)t, k) : 1);
+        add_level(c, plen + k, k ? *cascade_level(t, k) : 1);
     c->size += t->size;
     c->missing += t->missing;
     cascade_ts(c, t->first_ts);
     cascade_ts(c, t->last_ts);
-    if (!c->label_root && t->label != NONE && (c->label == NONE || t->label_ts < c->label_ts)) {
-        c->label = t->label;
+    if (!cc->label_root && tc->label != NONE &&
+        (cc->label == NONE || t->label_ts < c->label_ts)) {
+        cc->label = tc->label;
         c->label_ts = t->label_ts;
     }
 }
 
 static void kill_cascade(struct engine *e, uint32_t tid)
 {
-    struct cascade *t = cascade_at(e, tid);
-    t->dead = 1;
+    cascade_at(e, tid)->dead = 1;
+    struct cbody *t = cbody_at(e, cascade_at(e, tid)->body); /* kept: retention reads last_ts */
     if (t->cap_log2)
         free(t->lv.ext);
     t->cap_log2 = 0;
@@ -774,7 +832,8 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
 {
     uint32_t root = e->path[plen - 1];
     uint32_t cid = post_at(e, root)->parent & ~ROOT_FLAG;
-    struct cascade *c = cascade_at(e, cid), *t = cascade_at(e, tid);
+    struct cascade *cc = cascade_at(e, cid), *tc = cascade_at(e, tid);
+    struct cbody *c = cascade_body(e, cc), *t = cbody_at(e, tc->body);
     uint64_t n_t = post_at(e, p)->sub;
 
     join_reach(e, p, tid, plen, (uint32_t)n_t);
@@ -786,8 +845,8 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
     post_at(e, root)->sub += (uint32_t)n_t;
     c->s1 += t->s1 + n_t * plen;
     c->s2 += t->s2 + n_t * n_t;
-    join_shape(c, t, plen);
-    offer_label(c, label, ev->ts, 0);
+    join_shape(cc, c, tc, t, plen);
+    offer_label(e, cc, label, ev->ts, 0);
     struct rekey_ctx k = {tid, cid};
     visit_subtree(e, p, rekey_enter, NULL, &k);
     link_child(e, e->path[0], p);
@@ -864,7 +923,7 @@ static int apply_one(struct engine *e, const struct event *ev, const struct ev_h
         uint32_t tid = post_at(e, p)->parent & ~ROOT_FLAG;
         fill(e, p, a, ev, tid, content);
         if (!has_parent) {
-            offer_label(cascade_at(e, tid), label, ev->ts, 1);
+            offer_label(e, cascade_at(e, tid), label, ev->ts, 1);
             touch_cascade(e, tid);
             root = p;
         } else if (pl.q == NONE) {

@@ -30,18 +30,27 @@ struct post {
     int64_t ts;
 };
 
-/* A cascade: n = size + missing nodes. The Wiener index is W = n*s1 - s2 with s1 = Σ s and
- * s2 = Σ s² over the tree's edges (s = nodes below the edge), so that adding a leaf only touches
- * its ancestors. Breadth per depth is kept for depths 1.. (depth 0 is the root alone): inline
- * while the cascade is at most 2 deep, which most are, else in an array of 2^cap_log2. 80 bytes. */
+/* A cascade id's record, 16 bytes. A cascade of one node (a root post alone; 84 % of the
+ * cascades of cascade-gen's workload at 10 M events) has nothing more: its figures follow from
+ * its root (cascade_fig). Its second node gives it a body (struct cbody) with the figures. */
 struct cascade {
     uint32_t root;
-    uint32_t size, missing, depth, max_breadth, unique;
     uint32_t label;     /* label id or NONE */
+    uint32_t body;      /* index in engine.cbodies; NONE while a single node */
     uint8_t label_root; /* the label is the root's own */
     uint8_t dead;       /* joined into another cascade */
-    uint8_t cap_log2;   /* 0: levels inline */
     uint8_t dirty;      /* on the list of cascades whose top-k keys are stale */
+    uint8_t pad;
+};
+
+/* The figures of a cascade of n = size + missing nodes. The Wiener index is W = n*s1 - s2 with
+ * s1 = Σ s and s2 = Σ s² over the tree's edges (s = nodes below the edge), so that adding a leaf
+ * only touches its ancestors. Breadth per depth is kept for depths 1.. (depth 0 is the root
+ * alone): inline while the cascade is at most 2 deep, which most are, else in an array of
+ * 2^cap_log2. A freed body is linked through size. 72 bytes. */
+struct cbody {
+    uint32_t size, missing, depth, max_breadth, unique;
+    uint8_t cap_log2; /* 0: levels inline */
     uint64_t s1, s2;
     int64_t first_ts, last_ts;
     int64_t label_ts; /* ts of the post the label came from (when not the root's) */
@@ -125,11 +134,11 @@ struct retention {
     struct idq gone_actors[2], gone_contents[2];
 };
 
-#define CASCADE_FREE 2 /* cascade.dead of an id on the free list */
-
 struct engine {
     struct intern post_ids, actor_ids, contents, labels;
     struct segvec posts, actors, cascades;
+    struct segvec cbodies; /* struct cbody, for the cascades of more than one node */
+    uint32_t free_body;    /* freed bodies, linked through their size (NONE ends it) */
     struct u64map pairs; /* actor << 32 | cascade: the actor posted in the cascade */
     /* from << 32 | to: the amplification graph's edges. Weights are not kept here: they are
      * the count of posts whose parent's actor is `to`, which a snapshot recounts from the posts
@@ -158,6 +167,7 @@ struct engine {
 #define POST_SHIFT    16
 #define ACTOR_SHIFT   14
 #define CASCADE_SHIFT 12
+#define CBODY_SHIFT   12
 #define CLIST_SHIFT   12
 #define CHUNK_AT(v, type, shift, id)                                                               \
     ((type *)(v).chunks[(id) >> (shift)] + ((id) & ((1u << (shift)) - 1)))
@@ -182,10 +192,38 @@ static inline struct content_list *clist_at(const struct engine *e, uint32_t id)
     return CHUNK_AT(e->clists, struct content_list, CLIST_SHIFT, id);
 }
 
-/* The count of nodes at depth d >= 1 (capacity must have been ensured). */
-static inline uint32_t *cascade_level(struct cascade *c, uint32_t d)
+static inline struct cbody *cbody_at(const struct engine *e, uint32_t id)
 {
-    return (c->cap_log2 ? c->lv.ext : c->lv.inl) + (d - 1);
+    return CHUNK_AT(e->cbodies, struct cbody, CBODY_SHIFT, id);
+}
+
+#define CASCADE_FREE 2 /* cascade.dead of an id on the free list */
+
+/* The figures of cascade c: its body, or those of a single node (its root, observed) in *tmp. */
+static inline const struct cbody *cascade_fig(const struct engine *e, const struct cascade *c,
+                                              struct cbody *tmp)
+{
+    if (c->body != NONE)
+        return cbody_at(e, c->body);
+    *tmp = (struct cbody){0};
+    if (c->dead != CASCADE_FREE) {
+        int64_t ts = post_at(e, c->root)->ts;
+        *tmp = (struct cbody){.size = 1, .max_breadth = 1, .unique = 1, .first_ts = ts,
+                              .last_ts = ts};
+    }
+    return tmp;
+}
+
+/* The observed posts of cascade c (not a freed one). */
+static inline uint32_t cascade_size(const struct engine *e, const struct cascade *c)
+{
+    return c->body != NONE ? cbody_at(e, c->body)->size : 1;
+}
+
+/* The count of nodes at depth d >= 1 (capacity must have been ensured). */
+static inline uint32_t *cascade_level(struct cbody *b, uint32_t d)
+{
+    return (b->cap_log2 ? b->lv.ext : b->lv.inl) + (d - 1);
 }
 
 static inline int post_is_root(const struct post *p)
@@ -194,13 +232,13 @@ static inline int post_is_root(const struct post *p)
 }
 
 /* The Wiener index W = n*s1 - s2 (may exceed 64 bits on huge cascades). */
-static inline unsigned __int128 cascade_wiener(const struct cascade *c)
+static inline unsigned __int128 cascade_wiener(const struct cbody *c)
 {
     return (unsigned __int128)((uint64_t)c->size + c->missing) * c->s1 - c->s2;
 }
 
 /* Structural virality: W over the n(n-1)/2 pairs of nodes, 0 for a single node. */
-static inline double cascade_virality(const struct cascade *c)
+static inline double cascade_virality(const struct cbody *c)
 {
     uint64_t n = (uint64_t)c->size + c->missing;
     return n > 1 ? (double)cascade_wiener(c) / ((double)n * (double)(n - 1) / 2.0) : 0.0;
@@ -209,6 +247,9 @@ static inline double cascade_virality(const struct cascade *c)
 /* Marks an actor's top-k keys stale (they are brought up to date before the next top-k read). */
 void engine_touch_actor(struct engine *e, uint32_t aid);
 
+/* Gives cascade c's body (and its level array) back, if it has one. */
+void engine_release_body(struct engine *e, struct cascade *c);
+
 /* Brings the top-k indexes up to date with every record changed since the last call. */
 void engine_flush_index(struct engine *e);
 
@@ -216,7 +257,7 @@ void engine_flush_index(struct engine *e);
 uint32_t engine_find_cascade(const struct engine *e, uint32_t post);
 
 /* Sort keys of the top-k indexes. */
-uint64_t engine_cascade_key(const struct cascade *c, int metric);
+uint64_t engine_cascade_key(const struct cbody *c, int metric);
 uint64_t engine_actor_key(const struct actor *a, int metric);
 
 /* The cascade of a post, a dead (joined) cascade's successor, and the metrics a read reports. */

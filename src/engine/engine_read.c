@@ -58,17 +58,19 @@ static uint32_t find_id(const struct intern *t, const char *s, uint32_t len)
 
 void engine_describe_cascade(const struct engine *e, uint32_t cid, struct engine_cascade *o)
 {
-    const struct cascade *c = cascade_at(e, cid);
-    const struct post *root = post_at(e, c->root);
+    const struct cascade *cr = cascade_at(e, cid);
+    struct cbody tmp;
+    const struct cbody *c = cascade_fig(e, cr, &tmp);
+    const struct post *root = post_at(e, cr->root);
     memset(o, 0, sizeof(*o));
     o->id = cid;
-    o->root = intern_str(&e->post_ids, c->root, &o->root_len);
+    o->root = intern_str(&e->post_ids, cr->root, &o->root_len);
     if (root->actor != NONE)
         o->root_actor = intern_str(&e->actor_ids, root->actor, &o->root_actor_len);
     if ((root->content & CONTENT_MASK) != CONTENT_NONE)
         o->content = intern_str(&e->contents, root->content & CONTENT_MASK, &o->content_len);
-    if (c->label != NONE)
-        o->label = intern_str(&e->labels, c->label, &o->label_len);
+    if (cr->label != NONE)
+        o->label = intern_str(&e->labels, cr->label, &o->label_len);
     o->size = c->size;
     o->missing = c->missing;
     o->depth = c->depth;
@@ -165,7 +167,9 @@ int engine_tree(struct engine *e, const char *post, uint32_t len, uint32_t limit
     if (p == NONE)
         return -ENOENT;
     const struct cascade *c = cascade_at(e, engine_find_cascade(e, p));
-    uint32_t n = c->size + c->missing;
+    struct cbody tmp;
+    const struct cbody *b = cascade_fig(e, c, &tmp);
+    uint32_t n = b->size + b->missing;
     if (limit && limit < n)
         n = limit;
     uint32_t *queue = malloc((size_t)n * sizeof(uint32_t));
@@ -206,11 +210,13 @@ int engine_match(const struct engine *e, uint32_t cid, const struct cascade_matc
         return 0;
     if (f->content && (post_at(e, c->root)->content & CONTENT_MASK) != m->content)
         return 0;
-    if (f->has_since && c->last_ts < f->since)
+    struct cbody tmp;
+    const struct cbody *b = cascade_fig(e, c, &tmp);
+    if (f->has_since && b->last_ts < f->since)
         return 0;
-    if (f->has_until && c->first_ts > f->until)
+    if (f->has_until && b->first_ts > f->until)
         return 0;
-    return c->size >= f->min_size;
+    return b->size >= f->min_size;
 }
 
 int engine_match_prepare(const struct engine *e, const struct engine_cascade_filter *f,
@@ -305,7 +311,8 @@ static int top_items(const struct top_query *q, uint32_t *items, uint32_t limit)
 
 static uint64_t cascade_key_of(const struct top_query *q, uint32_t item)
 {
-    return engine_cascade_key(cascade_at(q->e, item), q->metric);
+    struct cbody tmp;
+    return engine_cascade_key(cascade_fig(q->e, cascade_at(q->e, item), &tmp), q->metric);
 }
 
 static int cascade_alive(const struct top_query *q, uint32_t item)
@@ -401,6 +408,7 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
     out->evicted_cascades = e->ret.evicted_cascades;
     out->evicted_posts = e->ret.evicted_posts;
     out->bytes = segvec_bytes(&e->posts) + segvec_bytes(&e->actors) + segvec_bytes(&e->cascades) +
+                 segvec_bytes(&e->cbodies) +
                  intern_bytes(&e->post_ids) + intern_bytes(&e->actor_ids) +
                  intern_bytes(&e->contents) + intern_bytes(&e->labels) + u64map_bytes(&e->pairs) +
                  u64map_bytes(&e->edges) + e->growth.bytes + content_bytes(e) +

@@ -18,7 +18,7 @@ const char *engine_label_metric_name(int metric)
 }
 
 /* metric m of cascade c; m == ENGINE_LABEL_METRICS: duration_ms. */
-static double metric_of(const struct cascade *c, int m)
+static double metric_of(const struct cbody *c, int m)
 {
     switch (m) {
     case ENGINE_LABEL_SIZE:
@@ -182,8 +182,10 @@ static void gather(const struct engine *e, struct groups *g, double **vals)
         if (c->dead)
             continue;
         uint32_t at = g->fill[group_of(e, c)]++;
+        struct cbody tmp;
+        const struct cbody *b = cascade_fig(e, c, &tmp);
         for (int m = 0; m < NVALS; m++)
-            vals[m][at] = metric_of(c, m);
+            vals[m][at] = metric_of(b, m);
     }
 }
 

@@ -1,8 +1,9 @@
 /* The engine's state as a file (see persist.h). The tables are written as they are in memory
  * (the records of each segmented array, the intern tables' slots, offsets and string arena,
- * the u64map slot arrays, per-cascade level arrays, content lists, growth buckets), so that a
- * load is mostly a copy; the top-k heaps are not written but rebuilt from the records (one pass,
- * a small part of the load), and the engine's scratch and dirty lists start empty.
+ * the u64map slot arrays, the bodies of the cascades of more than one node with their level
+ * arrays, content lists, growth buckets), so that a load is mostly a copy; the top-k heaps are
+ * not written but rebuilt from the records (one pass, a small part of the load), and the
+ * engine's scratch and dirty lists start empty.
  *
  * Layout (little-endian, this build's struct layouts, which the header pins):
  *   header, 64 bytes: "CASCSNAP", version, header size, byte-order mark, sizes of the four
@@ -191,6 +192,31 @@ static void save_segvec(struct out *o, const struct segvec *v)
     }
 }
 
+/* A cascade's body, in the order of the cascades that have one (a load numbers them afresh),
+ * then its level array if it has one. Field by field, so that no padding or pointer bits go
+ * into the file. */
+static void save_body(struct out *o, const struct cbody *b)
+{
+    struct cbody w;
+    memset(&w, 0, sizeof(w));
+    w.size = b->size;
+    w.missing = b->missing;
+    w.depth = b->depth;
+    w.max_breadth = b->max_breadth;
+    w.unique = b->unique;
+    w.cap_log2 = b->cap_log2;
+    w.s1 = b->s1;
+    w.s2 = b->s2;
+    w.first_ts = b->first_ts;
+    w.last_ts = b->last_ts;
+    w.label_ts = b->label_ts;
+    if (!b->cap_log2)
+        memcpy(w.lv.inl, b->lv.inl, sizeof(w.lv.inl));
+    put(o, &w, sizeof(w));
+    if (b->cap_log2)
+        put(o, b->lv.ext, ((size_t)1 << b->cap_log2) * sizeof(uint32_t));
+}
+
 static void save_table(struct out *o, const struct u64map_table *t)
 {
     put64(o, t->keys ? t->mask : 0);
@@ -265,8 +291,8 @@ static void save_sections(struct out *o, const struct engine *e, const void *use
     save_segvec(o, &e->cascades);
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         const struct cascade *c = cascade_at(e, i);
-        if (c->cap_log2)
-            put(o, c->lv.ext, ((size_t)1 << c->cap_log2) * sizeof(uint32_t));
+        if (c->body != NONE)
+            save_body(o, cbody_at(e, c->body));
     }
     sec_end(o, SEC_CASCADES);
 
@@ -908,16 +934,17 @@ static int load_cascades(struct in *r, struct engine *e)
     if (rc)
         return rc;
     uint32_t np = e->posts.len, nl = e->labels.count;
-    /* level arrays belong to no cascade until each is read, so that engine_free stays safe */
-    uint8_t *logs = malloc((size_t)e->cascades.len + 1);
-    if (!logs)
+    /* bodies belong to no cascade until each is read, so that engine_free stays safe */
+    uint8_t *has = malloc((size_t)e->cascades.len + 1);
+    if (!has)
         return -ENOMEM;
     uint64_t live = 0;
-    uint32_t nfree = 0;
+    uint32_t nfree = 0, nbodies = 0;
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         struct cascade *c = cascade_at(e, i);
-        logs[i] = c->cap_log2;
-        c->cap_log2 = 0;
+        has[i] = c->body != NONE;
+        nbodies += has[i];
+        c->body = NONE;
         c->dirty = 0;
         live += !c->dead;
         nfree += c->dead == CASCADE_FREE;
@@ -931,30 +958,45 @@ static int load_cascades(struct in *r, struct engine *e)
     else if (rc == 0 && !chain)
         rc = bad(r, "the free cascade list (from %u, %u long) does not link exactly the %u freed",
                  e->ret.free_c, e->ret.nfree_c, nfree);
+    if (rc == 0 && (!fits(r, nbodies, sizeof(struct cbody)) || segvec_reserve(&e->cbodies, nbodies)))
+        rc = r->bad ? -EINVAL : -ENOMEM;
     for (uint32_t i = 0; i < e->cascades.len && !rc; i++) {
         struct cascade *c = cascade_at(e, i);
-        uint8_t lg = logs[i];
+        /* a freed cascade has no body; a joined one (it had a placeholder root) has one */
         if ((c->root >= np && c->dead != CASCADE_FREE) || !check_ref(c->label, nl) ||
-            c->dead > CASCADE_FREE || c->label_root > 1 || lg > 31 || (c->dead && lg)) {
+            c->dead > CASCADE_FREE || c->label_root > 1 ||
+            (c->dead == CASCADE_FREE && has[i]) || (c->dead == 1 && !has[i])) {
             rc = bad(r, "cascade %u is malformed", i);
             break;
         }
-        if (!lg)
+        if (!has[i])
             continue;
-        if (!fits(r, 1ull << lg, 4)) {
-            rc = -EINVAL;
+        struct cbody b;
+        memcpy(&b, take(r, sizeof(b)), sizeof(b));
+        uint8_t lg = b.cap_log2;
+        if (lg > 31 || (c->dead && lg)) {
+            rc = bad(r, "cascade %u is malformed", i);
             break;
         }
-        uint32_t *lv = malloc(((size_t)1 << lg) * 4);
-        if (!lv) {
-            rc = -ENOMEM;
-            break;
+        b.cap_log2 = 0;
+        if (lg) {
+            if (!fits(r, 1ull << lg, 4)) {
+                rc = -EINVAL;
+                break;
+            }
+            uint32_t *lv = malloc(((size_t)1 << lg) * 4);
+            if (!lv) {
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(lv, take(r, (1ull << lg) * 4), ((size_t)1 << lg) * 4);
+            b.lv.ext = lv;
+            b.cap_log2 = lg;
         }
-        memcpy(lv, take(r, (1ull << lg) * 4), ((size_t)1 << lg) * 4);
-        c->lv.ext = lv;
-        c->cap_log2 = lg;
+        c->body = e->cbodies.len;
+        *(struct cbody *)segvec_push(&e->cbodies) = b;
     }
-    free(logs);
+    free(has);
     return rc;
 }
 
@@ -1108,9 +1150,12 @@ static int visit(struct in *r, struct walk *w, const struct engine *e, uint32_t 
 static int walk_tree(struct in *r, struct walk *w, struct engine *e, uint32_t root, uint32_t cid,
                      uint64_t *seen)
 {
-    struct cascade *c = cascade_at(e, cid);
-    if (c->dead || c->root != root)
+    struct cascade *cr = cascade_at(e, cid);
+    if (cr->dead || cr->root != root)
         return bad(r, "post %u roots cascade %u, which is not its", root, cid);
+    struct cbody tmp, *c = cr->body != NONE ? cbody_at(e, cr->body) : &tmp;
+    if (cr->body == NONE)
+        cascade_fig(e, cr, &tmp); /* a single node: what the tree must be */
     uint32_t depth = 0, maxd = 0, x = root;
     uint64_t nodes = 0, missing = 0;
     int rc = visit(r, w, e, root, ROOT_FLAG | cid, 0);
@@ -1191,8 +1236,10 @@ static void rebuild_topk(struct engine *e)
         topk_reset(&e->atop[m]);
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         const struct cascade *c = cascade_at(e, i);
+        struct cbody tmp;
+        const struct cbody *b = cascade_fig(e, c, &tmp);
         for (int m = 0; !c->dead && m < ENGINE_CASCADE_METRICS; m++)
-            topk_offer(&e->ctop[m], i, engine_cascade_key(c, m));
+            topk_offer(&e->ctop[m], i, engine_cascade_key(b, m));
     }
     for (uint32_t i = 0; i < e->actors.len; i++)
         for (int m = 0; actor_at(e, i)->posts && m < ENGINE_ACTOR_METRICS; m++)

@@ -223,9 +223,11 @@ static int ensure(uint32_t **a, uint32_t *cap, uint64_t need)
 }
 
 /* Everything evicting cascade c may allocate, before anything changes. */
-static int reserve_evict(struct engine *e, const struct cascade *c)
+static int reserve_evict(struct engine *e, const struct cascade *cr)
 {
     struct retention *r = &e->ret;
+    struct cbody tmp;
+    const struct cbody *c = cascade_fig(e, cr, &tmp);
     int rc = ensure(&r->posts, &r->cap_posts, (uint64_t)r->nposts + c->size + c->missing);
     rc = rc ? rc : ensure(&r->contents, &r->cap_contents, (uint64_t)r->ncontents + c->size);
     rc = rc ? rc : ensure(&r->actors, &r->cap_actors, c->unique);
@@ -351,18 +353,18 @@ static int evict(struct engine *e, uint32_t cid)
         post_at(e, r->posts[i])->sub = 0;
     for (int m = 0; m < ENGINE_CASCADE_METRICS; m++)
         topk_remove(&e->ctop[m], cid);
-    if (c->cap_log2)
-        free(c->lv.ext);
-    c->cap_log2 = 0;
+    struct cbody tmp;
     e->live_cascades--;
     r->evicted_cascades++;
-    r->evicted_posts += c->size;
+    r->evicted_posts += cascade_fig(e, c, &tmp)->size;
+    engine_release_body(e, c); /* before its root's record is cleared */
     return 0;
 }
 
 static void free_cascade(struct engine *e, uint32_t cid)
 {
     struct cascade *c = cascade_at(e, cid);
+    engine_release_body(e, c); /* a joined one's */
     c->dead = CASCADE_FREE;
     c->root = e->ret.free_c;
     e->ret.free_c = cid;
@@ -403,9 +405,10 @@ static void take_victims(struct engine *e, int64_t cut)
     r->nvictims = 0;
     while (r->nrq && r->rq[0].ts < cut) {
         uint32_t cid = r->rq[0].cid;
-        struct cascade *c = cascade_at(e, cid);
-        if (c->last_ts >= cut) {
-            r->rq[0].ts = c->last_ts;
+        struct cbody tmp;
+        int64_t last = cascade_fig(e, cascade_at(e, cid), &tmp)->last_ts;
+        if (last >= cut) {
+            r->rq[0].ts = last;
             sift_down(r->rq, r->nrq, 0);
             continue;
         }
@@ -432,8 +435,11 @@ static void sweep(struct engine *e, int64_t cut)
             continue; /* filed twice: freed once */
         struct cascade *c = cascade_at(e, cid);
         if (!c->dead && evict(e, cid)) { /* out of memory: the next sweep tries again */
-            for (; i < r->nvictims; i++) /* their entries' room is still there */
-                retention_filed(e, r->victims[i], cascade_at(e, r->victims[i])->last_ts);
+            for (; i < r->nvictims; i++) { /* their entries' room is still there */
+                struct cbody tmp;
+                const struct cascade *v = cascade_at(e, r->victims[i]);
+                retention_filed(e, r->victims[i], cascade_fig(e, v, &tmp)->last_ts);
+            }
             break;
         }
         free_cascade(e, cid);
@@ -491,8 +497,9 @@ static int file_all(struct engine *e)
         return rc;
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         const struct cascade *c = cascade_at(e, i);
+        struct cbody tmp;
         if (c->dead != CASCADE_FREE)
-            r->rq[r->nrq++] = (struct rq_entry){c->last_ts, i};
+            r->rq[r->nrq++] = (struct rq_entry){cascade_fig(e, c, &tmp)->last_ts, i};
     }
     for (uint32_t i = r->nrq / 2; i-- > 0;)
         sift_down(r->rq, r->nrq, i);
