@@ -526,19 +526,28 @@ static void add_level(struct cbody *c, uint32_t depth, uint32_t count)
         c->depth = depth;
 }
 
-/* Records that actor a posted in cascade cid; 1 if that is new. */
-static int add_pair(struct engine *e, uint32_t a, uint32_t cid)
+/* The actor of cascade cid's root post: NONE for a placeholder. It is in the cascade without
+ * a pair (engine.pairs). */
+static uint32_t root_actor(const struct engine *e, uint32_t cid)
+{
+    return post_at(e, cascade_at(e, cid)->root)->actor;
+}
+
+/* Whether actor a posted in cascade cid. */
+static int in_cascade(const struct engine *e, uint32_t a, uint32_t cid)
+{
+    return a == root_actor(e, cid) || u64map_has(&e->pairs, u64map_pair(a, cid));
+}
+
+/* Records that actor a, not the root's actor, posted in cascade cid (which has its body). */
+static void add_pair(struct engine *e, uint32_t a, uint32_t cid)
 {
     int created;
     u64map_put(&e->pairs, u64map_pair(a, cid), &created);
     if (created) {
-        /* a cascade without a body gets its first pair: its single node's unique is 1 */
-        struct cascade *c = cascade_at(e, cid);
-        if (c->body != NONE)
-            cbody_at(e, c->body)->unique++;
+        cbody_at(e, cascade_at(e, cid)->body)->unique++;
         actor_at(e, a)->cascades++;
     }
-    return created;
 }
 
 /* Actor `from` reshared a post of `parent`'s actor (if the parent is observed). */
@@ -628,23 +637,30 @@ static uint32_t *reach_within(struct engine *e, uint32_t root, uint32_t n)
     return r.within;
 }
 
-/* Moves a joined subtree's (actor, cascade) pairs from cascade `from` to `to`. */
+/* Moves a joined subtree's (actor, cascade) pairs from cascade `from` to `to` (whose root's
+ * actor is to_root). */
 struct rekey_ctx {
-    uint32_t from, to;
+    uint32_t from, to, to_root;
 };
+
+/* Actor a, a member of the joined cascade, becomes one of k->to. */
+static void rekey_actor(struct engine *e, uint32_t a, const struct rekey_ctx *k)
+{
+    int created = 0;
+    if (a != k->to_root)
+        u64map_put(&e->pairs, u64map_pair(a, k->to), &created);
+    if (created) /* `to` received a subtree: it has a body */
+        cbody_at(e, cascade_at(e, k->to)->body)->unique++;
+    else
+        actor_at(e, a)->cascades--; /* it was counted in both */
+}
 
 static void rekey_enter(struct engine *e, uint32_t node, void *arg)
 {
     struct rekey_ctx *k = arg;
     uint32_t a = post_at(e, node)->actor;
-    if (a == NONE || !u64map_del(&e->pairs, u64map_pair(a, k->from)))
-        return;
-    int created;
-    u64map_put(&e->pairs, u64map_pair(a, k->to), &created);
-    if (created) /* `to` received a subtree: it has a body */
-        cbody_at(e, cascade_at(e, k->to)->body)->unique++;
-    else
-        actor_at(e, a)->cascades--; /* it was counted in both */
+    if (a != NONE && u64map_del(&e->pairs, u64map_pair(a, k->from)))
+        rekey_actor(e, a, k);
 }
 
 /* ---------------------------------------------------------------- new posts */
@@ -656,7 +672,7 @@ static void add_root(struct engine *e, uint32_t p, uint32_t a, const struct even
     struct cascade *c = cascade_at(e, cid);
     post_at(e, p)->sub = 1;
     offer_label(e, c, label, ev->ts, 1);
-    add_pair(e, a, cid);
+    actor_at(e, a)->cascades++; /* the root's actor: no pair */
     touch_cascade(e, cid);
 }
 
@@ -726,7 +742,8 @@ static void add_leaf(struct engine *e, uint32_t p, uint32_t a, const struct even
     b->size++;
     cascade_ts(b, ev->ts);
     offer_label(e, c, label, ev->ts, 0);
-    add_pair(e, a, cid);
+    if (a != post_at(e, root)->actor)
+        add_pair(e, a, cid);
     count_reach(e, plen);
     add_reshare(e, e->path[0], a);
     touch_cascade(e, cid);
@@ -741,7 +758,8 @@ static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *e
     /* p is a placeholder: tid has more than one node, so a body */
     struct cbody *t = cbody_at(e, cascade_at(e, tid)->body);
     uint32_t below = post_at(e, p)->sub - 1, already = 0;
-    if (u64map_has(&e->pairs, u64map_pair(a, tid))) {
+    int member = u64map_has(&e->pairs, u64map_pair(a, tid));
+    if (member) {
         /* a posted inside the subtree: some of it is in a's reach already */
         e->tracked[0] = a;
         already = reach_within(e, p, 1)[0];
@@ -751,7 +769,13 @@ static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *e
     t->missing--;
     t->size++;
     cascade_ts(t, ev->ts);
-    add_pair(e, a, tid);
+    /* a is the root's actor now: in tid without a pair */
+    if (member) {
+        u64map_del(&e->pairs, u64map_pair(a, tid));
+    } else {
+        t->unique++;
+        actor_at(e, a)->cascades++;
+    }
     struct actor *r = actor_at(e, a);
     r->reach += below - already;
     for (uint32_t x = post_at(e, p)->child; x != NONE; x = post_at(e, x)->sibling)
@@ -773,6 +797,8 @@ static void reroot(struct engine *e, uint32_t p, const struct event *ev, const s
     qr->child = p;
     post_at(e, p)->parent = q;
     tc->root = q;
+    int created; /* p's actor is no longer the root's: it takes a pair (fill left none) */
+    u64map_put(&e->pairs, u64map_pair(post_at(e, p)->actor, tid), &created);
     t->missing++;
     uint32_t *lv = cascade_level(t, 1);
     memmove(lv + 1, lv, t->depth * sizeof(uint32_t));
@@ -790,7 +816,7 @@ static void join_reach(struct engine *e, uint32_t p, uint32_t tid, uint32_t plen
     uint32_t n = path_actors(e, plen);
     uint32_t *within = NULL;
     for (uint32_t i = 0; i < n && !within; i++)
-        if (u64map_has(&e->pairs, u64map_pair(e->tracked[i], tid)))
+        if (in_cascade(e, e->tracked[i], tid))
             within = reach_within(e, p, n);
     for (uint32_t i = 0; i < n; i++) {
         actor_at(e, e->tracked[i])->reach += n_t - (within ? within[i] : 0);
@@ -847,7 +873,8 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
     c->s2 += t->s2 + n_t * n_t;
     join_shape(cc, c, tc, t, plen);
     offer_label(e, cc, label, ev->ts, 0);
-    struct rekey_ctx k = {tid, cid};
+    struct rekey_ctx k = {tid, cid, root_actor(e, cid)};
+    rekey_actor(e, a, &k); /* tid's root's actor: no pair to move (fill left none) */
     visit_subtree(e, p, rekey_enter, NULL, &k);
     link_child(e, e->path[0], p);
     add_reshare(e, e->path[0], a);

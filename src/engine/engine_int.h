@@ -139,7 +139,9 @@ struct engine {
     struct segvec posts, actors, cascades;
     struct segvec cbodies; /* struct cbody, for the cascades of more than one node */
     uint32_t free_body;    /* freed bodies, linked through their size (NONE ends it) */
-    struct u64map pairs; /* actor << 32 | cascade: the actor posted in the cascade */
+    /* actor << 32 | cascade: the actor posted in the cascade, other than as the actor of its
+     * root post (that one is known from the root: most cascades are a root alone) */
+    struct u64map pairs;
     /* from << 32 | to: the amplification graph's edges. Weights are not kept here: they are
      * the count of posts whose parent's actor is `to`, which a snapshot recounts from the posts
      * in one pass; a set costs 4 bytes a slot less on the ingest path. */
