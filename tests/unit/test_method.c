@@ -16,7 +16,9 @@
 #include <cmocka.h>
 #include <msgpack.h>
 
+#include "analytics/coord.h"
 #include "cascade/engine.h"
+#include "cascade/schema.h"
 #include "core/mpmap.h"
 #include "query/method.h"
 #include "query/rpc.h"
@@ -1199,9 +1201,17 @@ static void test_rpc_results(void **state)
     resp_done(&r);
 }
 
+/* The schema's copy of the coordination default (a double: method.c cannot check it at build
+ * time) equals the analytics' own. */
+static void test_schema_defaults(void **state)
+{
+    assert_true(QSCHEMA_COORD_MIN_RATIO == COORD_DEFAULT_MIN_RATIO);
+}
+
 int main(void)
 {
     const struct CMUnitTest text[] = {
+        cmocka_unit_test(test_schema_defaults),
         cmocka_unit_test(test_unknown_method),
         cmocka_unit_test(test_unknown_param),
         cmocka_unit_test(test_text_uint),
