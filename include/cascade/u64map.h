@@ -15,7 +15,7 @@
 struct u64map_table {
     uint64_t *keys; /* ~key per slot, 0 when empty (see u64map.c) */
     uint32_t *vals; /* NULL for a set */
-    uint64_t mask;
+    uint64_t mask; /* slots - 1: the last slot's index (slots: a power of two or 3/2 of one) */
 };
 
 struct u64map {

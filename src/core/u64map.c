@@ -1,7 +1,10 @@
 /* uint64 hash map (see u64map.h). Growing is incremental: the old table stays readable while
  * each later reservation moves a few of its clusters (maximal runs of full slots) into the new
  * one. A cluster moves whole, so a lookup in the old table either finds its key's cluster intact
- * or finds an empty slot at once; no operation ever waits for a whole rehash. */
+ * or finds an empty slot at once; no operation ever waits for a whole rehash.
+ * Tables grow by 3/2 and 4/3 in turn (1024, 1536, 2048, 3072, ...), not by 2: a table that has
+ * just grown is half full or more instead of 3/8, so the map holds fewer empty slots. A key's
+ * home slot is its hash scaled to the table's size (the high bits of hash * size). */
 #include "core/u64map.h"
 
 #include <errno.h>
@@ -23,6 +26,34 @@ static uint32_t set_present;
 static inline uint64_t key_of(uint64_t stored)
 {
     return ~stored;
+}
+
+/* Slots in t: t->mask is the last slot's index. */
+static inline uint64_t slots_of(const struct u64map_table *t)
+{
+    return t->mask + 1;
+}
+
+static inline uint64_t home_of(const struct u64map_table *t, uint64_t key)
+{
+    return (uint64_t)(((unsigned __int128)hash_u64(key) * slots_of(t)) >> 64);
+}
+
+static inline uint64_t next_slot(const struct u64map_table *t, uint64_t i)
+{
+    return i == t->mask ? 0 : i + 1;
+}
+
+/* Slots from a forward to b, around the end of the table. */
+static inline uint64_t ahead(const struct u64map_table *t, uint64_t a, uint64_t b)
+{
+    return b >= a ? b - a : b + slots_of(t) - a;
+}
+
+/* The size after n: 3/2 of a power of two, else the next power of two. */
+static uint64_t grown_size(uint64_t n)
+{
+    return (n & (n - 1)) == 0 ? n + n / 2 : n / 3 * 4;
 }
 
 static int alloc_table(struct u64map_table *t, uint64_t n, int with_values)
@@ -65,9 +96,9 @@ void u64map_destroy(struct u64map *m)
 
 static uint64_t find_slot(const struct u64map_table *t, uint64_t key)
 {
-    uint64_t i = hash_u64(key) & t->mask, stored = ~key;
+    uint64_t i = home_of(t, key), stored = ~key;
     while (t->keys[i] != stored && t->keys[i] != EMPTY)
-        i = (i + 1) & t->mask;
+        i = next_slot(t, i);
     return i;
 }
 
@@ -97,7 +128,7 @@ static uint64_t move_cluster(struct u64map *m, uint64_t i)
         put_new(&m->t, key_of(o->keys[i]), o->vals ? o->vals[i] : 0);
         o->keys[i] = EMPTY;
         m->old_left--;
-        i = (i + 1) & o->mask;
+        i = next_slot(o, i);
     }
     return i;
 }
@@ -113,12 +144,12 @@ static void migrate(struct u64map *m, uint64_t slots)
         uint64_t i = m->walk_pos;
         if (m->old.keys[i] != EMPTY) {
             uint64_t next = move_cluster(m, i);
-            uint64_t len = (next - i) & m->old.mask;
+            uint64_t len = ahead(&m->old, i, next);
             slots -= len < slots ? len : slots;
             m->walk_left -= len < m->walk_left ? len : m->walk_left;
             m->walk_pos = next;
         } else {
-            m->walk_pos = (i + 1) & m->old.mask;
+            m->walk_pos = next_slot(&m->old, i);
             m->walk_left--;
             slots--;
         }
@@ -132,13 +163,13 @@ void u64map_finish(struct u64map *m)
     migrate(m, UINT64_MAX);
 }
 
-/* Starts moving into a table twice the size. The walk starts just after an empty slot, so that
+/* Starts moving into a table of the next size. The walk starts just after an empty slot, so that
  * every cluster is met from its first slot (none wraps around the walk's start). */
 static int grow(struct u64map *m)
 {
     u64map_finish(m);
     struct u64map_table fresh;
-    if (alloc_table(&fresh, (m->t.mask + 1) * 2, m->t.vals != NULL))
+    if (alloc_table(&fresh, grown_size(slots_of(&m->t)), m->t.vals != NULL))
         return -ENOMEM;
     m->old = m->t;
     m->t = fresh;
@@ -146,7 +177,7 @@ static int grow(struct u64map *m)
     uint64_t e = 0;
     while (m->old.keys[e] != EMPTY)
         e++; /* the load factor is at most 3/4: an empty slot exists */
-    m->walk_pos = (e + 1) & m->old.mask;
+    m->walk_pos = next_slot(&m->old, e);
     m->walk_left = m->old.mask + 1;
     return 0;
 }
@@ -202,9 +233,9 @@ int u64map_has(const struct u64map *m, uint64_t key)
  * one cluster (or splits in two), so the old table's clusters remain whole. */
 static void delete_at(struct u64map_table *t, uint64_t hole)
 {
-    for (uint64_t j = (hole + 1) & t->mask; t->keys[j] != EMPTY; j = (j + 1) & t->mask) {
-        uint64_t home = hash_u64(key_of(t->keys[j])) & t->mask;
-        if (((j - home) & t->mask) >= ((j - hole) & t->mask)) {
+    for (uint64_t j = next_slot(t, hole); t->keys[j] != EMPTY; j = next_slot(t, j)) {
+        uint64_t home = home_of(t, key_of(t->keys[j]));
+        if (ahead(t, home, j) >= ahead(t, hole, j)) {
             t->keys[hole] = t->keys[j];
             if (t->vals)
                 t->vals[hole] = t->vals[j];
@@ -239,9 +270,9 @@ size_t u64map_bytes(const struct u64map *m)
 
 void u64map_prefetch(const struct u64map *m, uint64_t key)
 {
-    __builtin_prefetch(&m->t.keys[hash_u64(key) & m->t.mask]);
+    __builtin_prefetch(&m->t.keys[home_of(&m->t, key)]);
     if (m->old.keys)
-        __builtin_prefetch(&m->old.keys[hash_u64(key) & m->old.mask]);
+        __builtin_prefetch(&m->old.keys[home_of(&m->old, key)]);
 }
 
 int u64map_slot(const struct u64map *m, uint64_t i, uint64_t *key)

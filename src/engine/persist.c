@@ -556,6 +556,13 @@ static int is_mask(uint64_t mask, uint64_t min)
     return mask + 1 >= min && ((mask + 1) & mask) == 0;
 }
 
+/* A u64map's table has a power of two slots or 3/2 of one (core/u64map.c), at least 1024. */
+static int is_map_size(uint64_t mask)
+{
+    uint64_t n = mask + 1;
+    return is_mask(mask, 1024) || (n % 3 == 0 && is_mask(n / 3 * 2 - 1, 1024));
+}
+
 /* ---- intern tables */
 
 /* The arena's chunks: present[i] and where each present one's bytes lie in the file. */
@@ -735,7 +742,7 @@ static int load_table(struct in *r, const struct engine *e, struct u64map_table 
         return -EINVAL;
     if (optional && mask == 0)
         return 0;
-    if (!is_mask(mask, 1024) || mask >= (1ull << 40))
+    if (!is_map_size(mask) || mask >= (1ull << 40))
         return bad(r, "bad table size %llu", (unsigned long long)mask + 1);
     if (!fits(r, mask + 1, 8))
         return -EINVAL;
