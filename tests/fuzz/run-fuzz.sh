@@ -25,7 +25,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # The web view is not fuzzed: without it the build needs no Node.js.
-if ! CC=clang cmake -S . -B "$build" -DCASCADE_WEB=OFF >"$tmp/configure.log" 2>&1; then
+if ! CC=clang cmake -S . -B "$build" -DCASCADE_FUZZ=ON -DCASCADE_WEB=OFF >"$tmp/configure.log" 2>&1; then
     cat "$tmp/configure.log" >&2
     echo "run-fuzz: cmake could not configure build-fuzz/" >&2
     echo "0 passed, 1 failed"
@@ -34,7 +34,7 @@ fi
 
 targets=$(cmake --build "$build" --target help | sed -n 's/^\.\.\. \(fuzz_[A-Za-z0-9_]*\).*/\1/p' | sort)
 if [ -z "$targets" ]; then
-    echo "run-fuzz: no fuzz_* targets (is the C compiler clang?)" >&2
+    echo "run-fuzz: no fuzz_* targets (is the C compiler clang, CASCADE_FUZZ on?)" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi
