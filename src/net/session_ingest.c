@@ -149,10 +149,12 @@ void net_ingest_complete(struct netloop *n, struct batch *b)
                          (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
                 set_fatal_resend(n, c, sg->base + k, msg);
             } else if (o == EVENT_ERR_NOMEM) {
-                char msg[160];
+                char msg[320];
                 snprintf(msg, sizeof(msg),
-                         "the server could not log event %llu (see its log); "
-                         "resend from event %llu",
+                         "the server could not log event %llu: its WAL refused the batch (a full "
+                         "disk or an I/O error: `stats` shows wal_error) or it ran out of memory; "
+                         "nothing from it on was applied. Resend from event %llu: ingest resumes "
+                         "by itself once the disk takes writes",
                          (unsigned long long)(sg->base + k), (unsigned long long)(sg->base + k));
                 set_fatal_resend(n, c, sg->base + k, msg);
             } else {
