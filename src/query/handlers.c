@@ -170,6 +170,21 @@ void qpack_cstr(msgpack_packer *pk, const char *k, const char *s)
 
 /* ---------------------------------------------------------------- stats */
 
+/* The engine thread's pauses (DESIGN §8): 4 keys. */
+static void pack_pauses(msgpack_packer *pk, const struct rpc_server_stats *ss)
+{
+    qpack_f64(pk, "pause_max_ms", (double)ss->pause_max_ns / 1e6);
+    qpack_cstr(pk, "pause_max_job", ss->pause_max_job);
+    qpack_u64(pk, "pauses_over_10ms", ss->pauses_over_10ms);
+    uint32_t n = 0;
+    while (ss->pause_job_names && n < 8 && ss->pause_job_names[n])
+        n++;
+    qpack_key(pk, "pause_max_ms_by_job");
+    msgpack_pack_map(pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        qpack_f64(pk, ss->pause_job_names[i], (double)ss->pause_job_max_ns[i] / 1e6);
+}
+
 void handle_stats(struct qcall *c)
 {
     struct engine_stats st;
@@ -178,7 +193,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 29 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 33 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
@@ -210,6 +225,7 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "wal_writable", c->ss->wal_err == 0);
     qpack_u64(pk, "refused_wal", c->ss->refused_wal);
     qpack_cstr(pk, "wal_error", c->ss->wal_err ? strerror(-c->ss->wal_err) : NULL);
+    pack_pauses(pk, c->ss);
     qpack_u64(pk, "engine_bytes", st.bytes);
     qpack_u64(pk, "uptime_ms", c->ss->uptime_ms);
     qpack_cstr(pk, "version", CASCADE_VERSION);

@@ -44,6 +44,10 @@ static const struct known known[] = {
     {"refused_memory", "cascaded_events_refused_memory_total", "counter", 1,
      "Events refused, unapplied, because the server was at --max-memory."},
     {"wal_bytes", "cascaded_wal_bytes", "gauge", 1, "Bytes in the write-ahead log."},
+    {"pause_max_ms", "cascaded_engine_pause_max_seconds", "gauge", 0.001,
+     "The engine thread's longest stretch without looking at waiting queries, since start."},
+    {"pauses_over_10ms", "cascaded_engine_pauses_over_10ms_total", "counter", 1,
+     "Engine-thread pauses longer than 10 ms (DESIGN §8's limit for background work)."},
     {"wal_writable", "cascaded_wal_writable", "gauge", 1,
      "1 when the WAL took the last batch; 0 while it refuses appends (disk full, I/O error): "
      "ingest is refused until it takes one again."},
@@ -217,6 +221,26 @@ static void events(struct strbuf *out, const msgpack_object_map *m)
         event_sample(out, "rejected", NULL, 0, total);
 }
 
+/* The longest engine-thread job of each kind (the stats map pause_max_ms_by_job). */
+static void pause_by_job(struct strbuf *out, const msgpack_object_map *m)
+{
+    const msgpack_object *v = mp_map_find(m, "pause_max_ms_by_job");
+    if (!v || v->type != MSGPACK_OBJECT_MAP || v->via.map.size == 0)
+        return;
+    family(out, "cascaded_engine_job_max_seconds", "gauge",
+           "The longest single engine-thread job of each kind since start.");
+    for (uint32_t i = 0; i < v->via.map.size; i++) {
+        const msgpack_object *k = &v->via.map.ptr[i].key, *x = &v->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR || !is_number(x))
+            continue;
+        sb_puts(out, "cascaded_engine_job_max_seconds{job=\"");
+        put_label_value(out, k->via.str.ptr, k->via.str.size);
+        sb_puts(out, "\"} ");
+        put_value(out, x, 0.001);
+        sb_putc(out, '\n');
+    }
+}
+
 static int handled_elsewhere(const msgpack_object *k)
 {
     for (size_t i = 0; i < NKNOWN; i++)
@@ -229,6 +253,7 @@ static int handled_elsewhere(const msgpack_object *k)
 static void stats_metrics(struct strbuf *out, const msgpack_object_map *m)
 {
     events(out, m);
+    pause_by_job(out, m);
     for (size_t i = 0; i < NKNOWN; i++) {
         const msgpack_object *v = mp_map_find(m, known[i].key);
         if (!v || !is_number(v))

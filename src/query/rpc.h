@@ -44,6 +44,12 @@ struct rpc_server_stats {
     uint64_t refused_memory;              /* events refused at it */
     int wal_err;          /* 0: the WAL takes appends; else the errno of the last refusal (< 0) */
     uint64_t refused_wal; /* events refused, unapplied, because the WAL could not take them */
+    /* the engine thread's longest pause since start (DESIGN §8), what it was doing, how many
+     * went over 10 ms, and the longest of each job (names in pause_job_names) */
+    uint64_t pause_max_ns, pauses_over_10ms;
+    const char *pause_max_job;
+    uint64_t pause_job_max_ns[8];
+    const char *const *pause_job_names; /* NULL-terminated, at most 8 */
     struct analytics *analytics;          /* NULL: analytics off (the methods answer 503) */
     struct rpc_snapshot_status snapshot;
     /* `snapshot`: the handler sets *snapshot_defer to have the server hold the request until

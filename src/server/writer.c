@@ -34,6 +34,47 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static const char *const job_names[WRITER_JOBS + 1] = {"apply", "wal_append", "query",
+                                                       "analytics_copy", "snapshot", NULL};
+
+/* A job that began at t0 has ended: the longest of its kind, and of the current stretch. */
+static void job_done(struct writer *w, int job, uint64_t t0)
+{
+    struct writer_pauses *p = &w->pauses;
+    uint64_t d = now_ns() - t0;
+    if (d > p->job_max_ns[job])
+        p->job_max_ns[job] = d;
+    if (d >= p->top_ns) {
+        p->top_ns = d;
+        p->top_job = job;
+    }
+}
+
+/* The thread looks at the waiting queries (or goes back to waiting for work): the stretch
+ * since the last such point is one pause. */
+static void checkpoint(struct writer *w, int idle)
+{
+    struct writer_pauses *p = &w->pauses;
+    uint64_t t = now_ns();
+    if (p->since_ns) {
+        uint64_t d = t - p->since_ns;
+        if (d > p->max_ns) {
+            p->max_ns = d;
+            p->max_job = p->top_job;
+        }
+        p->over_10ms += d > 10000000u;
+    }
+    p->since_ns = idle ? 0 : t;
+    p->top_ns = 0;
+}
+
 static int replay_record(void *ctx, const struct event *evs, size_t n)
 {
     struct writer *w = ctx;
@@ -335,7 +376,9 @@ static void do_ingest(struct writer *w, struct batch *b)
         wal_refused(w, b, -EIO);
         return;
     }
+    uint64_t t0 = now_ns();
     int rc = wal_append(w->wal, b->evs, NULL, b->nvalid);
+    job_done(w, WRITER_JOB_WAL, t0);
     if (rc) {
         if (wal_failed(w->wal))
             rescue_start(w);
@@ -349,7 +392,9 @@ static void do_ingest(struct writer *w, struct batch *b)
     }
     for (uint32_t i = 0; i < b->nvalid; i += APPLY_CHUNK) {
         uint32_t m = b->nvalid - i < APPLY_CHUNK ? b->nvalid - i : APPLY_CHUNK;
+        t0 = now_ns();
         engine_apply(w->engine, b->evs + i, m, w->scratch + i);
+        job_done(w, WRITER_JOB_APPLY, t0);
         answer_queries(w);
     }
     for (uint32_t i = 0; i < b->n; i++) {
@@ -426,7 +471,14 @@ static void server_stats(struct writer *w, struct rpc_server_stats *ss)
         .refused_memory = w->refused_memory,
         .wal_err = w->wal_err,
         .refused_wal = w->refused_wal,
+        .pause_max_ns = w->pauses.max_ns,
+        .pauses_over_10ms = w->pauses.over_10ms,
+        .pause_max_job = w->pauses.max_ns ? job_names[w->pauses.max_job] : NULL,
+        .pause_job_names = job_names,
     };
+    _Static_assert(WRITER_JOBS <= sizeof(ss->pause_job_max_ns) / sizeof(ss->pause_job_max_ns[0]),
+                   "room for every job");
+    memcpy(ss->pause_job_max_ns, w->pauses.job_max_ns, sizeof(w->pauses.job_max_ns));
     memory_figures(&ss->mem_allocated, &ss->mem_resident);
     ss->mem_rss = process_rss();
 }
@@ -444,9 +496,13 @@ static int do_query(struct writer *w, struct batch *b)
 {
     struct rpc_server_stats ss;
     int defer = 0;
+    checkpoint(w, 0); /* the query waited through the stretch until now */
+    uint64_t t0 = now_ns();
     server_stats(w, &ss);
     ss.snapshot_defer = &defer;
     respond(w, b, &ss);
+    job_done(w, WRITER_JOB_QUERY, t0);
+    checkpoint(w, 0);
     if (!defer)
         return 0;
     free(b->resp);
@@ -460,6 +516,7 @@ static int do_query(struct writer *w, struct batch *b)
 /* Answers every query waiting now: they queue ahead of ingest (bqueue_push). */
 static void answer_queries(struct writer *w)
 {
+    checkpoint(w, 0);
     struct batch *b;
     while ((b = bqueue_pop_query(&w->in))) {
         if (!do_query(w, b))
@@ -668,10 +725,16 @@ static void *writer_main(void *arg)
     struct writer *w = arg;
     for (;;) {
         /* short waits while a child writes, so that it is reaped (and its WAL freed) soon */
+        checkpoint(w, 1);
         struct batch *b = bqueue_pop_wait(&w->in, w->snap.child ? 20 : 200);
+        w->pauses.since_ns = now_ns(); /* busy from here to the next checkpoint */
         sample_rate(w);
+        uint64_t t0 = now_ns();
         analytics_tick(w->analytics, w->engine);
+        job_done(w, WRITER_JOB_ANALYTICS, t0);
+        t0 = now_ns();
         snapshot_tick(w, 0);
+        job_done(w, WRITER_JOB_SNAPSHOT, t0);
         if (!b)
             continue;
         if (b->kind == BATCH_STOP) {

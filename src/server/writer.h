@@ -59,6 +59,28 @@ struct writer_snap {
     struct rpc_snapshot_status status;
 };
 
+/* The engine thread's pauses (DESIGN §8): a stretch in which it works without looking at the
+ * queries waiting (from the moment it takes work after waiting for it, to the next point where
+ * it answers queries, or goes back to waiting). Each stretch is put down to the longest job in it. */
+enum writer_job {
+    WRITER_JOB_APPLY = 0, /* one apply chunk (retention sweeps run inside it) */
+    WRITER_JOB_WAL,       /* one wal_append */
+    WRITER_JOB_QUERY,     /* one query's handler */
+    WRITER_JOB_ANALYTICS, /* analytics_tick: the copy for the worker */
+    WRITER_JOB_SNAPSHOT,  /* snapshot_tick: the fork, reaping, pruning */
+    WRITER_JOBS
+};
+
+struct writer_pauses {
+    uint64_t since_ns;           /* the current stretch began (0: waiting for work) */
+    uint64_t top_ns;             /* the longest job in it so far */
+    int top_job;
+    uint64_t max_ns;             /* the longest stretch since start */
+    int max_job;                 /* its longest job */
+    uint64_t over_10ms;          /* stretches longer than 10 ms */
+    uint64_t job_max_ns[WRITER_JOBS];
+};
+
 struct writer {
     struct engine *engine;
     struct wal *wal;
@@ -80,6 +102,7 @@ struct writer {
     uint64_t rss, rss_ms;    /* the last process RSS read, and when (now_ms) */
     int wal_err;             /* 0, or the negative errno of the last batch the WAL refused */
     uint64_t refused_wal;    /* events refused, unapplied, because the WAL could not take them */
+    struct writer_pauses pauses;
     int rescue;              /* a failed fsync: ingest waits for a snapshot at rescue_pos */
     struct wal_pos rescue_pos;
 };

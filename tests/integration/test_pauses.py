@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""The server measures its own engine-thread pauses (issue 18, DESIGN §8).
+
+usage: /usr/bin/python3 test_pauses.py BIN_DIR TOOLS_DIR
+
+A pause is a stretch in which the engine thread works without looking at the queries waiting.
+After 200 k events, an analytics run and a snapshot, `stats` must say the longest pause, the job
+it is put down to, how many went over 10 ms and the longest job of each kind, consistently (the
+longest pause holds the longest job of every kind; every kind that ran has a duration), and
+/metrics must carry the same figures.
+"""
+import harness
+from harness import *  # noqa: F401,F403
+
+JOBS = ('apply', 'wal_append', 'query', 'analytics_copy', 'snapshot')
+
+
+def body(run):
+    tools, tmp, srv = run.tools, run.tmp, run.srv
+    st = stats_of(srv)
+    check('a fresh server reports its pauses too (its idle ticks)', isinstance(st.get('pause_max_ms'), float)
+          and st['pause_max_ms'] >= 0, repr(st.get('pause_max_ms')))
+    dump = os.path.join(tmp, 'events.msgpack')
+    subprocess.run([os.path.join(tools, 'cascade-gen'), '--events', '200000', '--out', dump], check=True,
+                   stdout=subprocess.DEVNULL)
+    r = subprocess.run([os.path.join(tools, 'cascade-replay'), '--port', str(srv.ingest), '--quiet', dump],
+                       capture_output=True, text=True, timeout=120)
+    check('200 k events acked', r.returncode == 0, r.stderr[-300:])
+    deadline = time.time() + 30
+    while time.time() < deadline and 'event=analytics_done' not in srv.stderr():
+        time.sleep(0.2)
+    srv.p.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 30
+    while time.time() < deadline and 'event=snapshot_written' not in srv.stderr():
+        time.sleep(0.1)
+    stats_of(srv)  # one more pass through the loop after the child was reaped
+    st = stats_of(srv)
+    by = st.get('pause_max_ms_by_job') or {}
+    check('pause_max_ms_by_job names every job', sorted(by) == sorted(JOBS), repr(by))
+    for job in JOBS:
+        check(f'the longest {job} job has a duration', isinstance(by.get(job), float) and by.get(job) > 0, repr(by.get(job)))
+    longest = max(by.values()) if by else 0
+    check(f'the longest pause ({st.get("pause_max_ms")} ms) holds the longest job ({longest} ms)',
+          st.get('pause_max_ms', 0) >= longest > 0)
+    check('the longest pause is put down to a job', st.get('pause_max_job') in JOBS, repr(st.get('pause_max_job')))
+    print(f'# longest pause {st.get("pause_max_ms"):.2f} ms ({st.get("pause_max_job")}); longest per job (ms): '
+          + ', '.join(f'{k} {v:.2f}' for k, v in by.items()) + f'; over 10 ms: {st.get("pauses_over_10ms")}')
+    check('pauses_over_10ms is a count', isinstance(st.get('pauses_over_10ms'), int))
+    m = metric(srv, 'cascaded_engine_pause_max_seconds')
+    check('/metrics: cascaded_engine_pause_max_seconds is the longest pause, in seconds',
+          m is not None and m >= st['pause_max_ms'] / 1000 - 1e-9, repr(m))
+    check('/metrics: cascaded_engine_pauses_over_10ms_total',
+          metric(srv, 'cascaded_engine_pauses_over_10ms_total') is not None)
+    for job in JOBS:
+        v = metric(srv, f'cascaded_engine_job_max_seconds{{job="{job}"}}')
+        check(f'/metrics: cascaded_engine_job_max_seconds{{job="{job}"}}', v is not None and v > 0, repr(v))
+
+
+if __name__ == '__main__':
+    run_main('cascade-pauses-', body, '--analytics-interval', '1', '--snapshot-interval', '0')
