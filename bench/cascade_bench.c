@@ -1,7 +1,8 @@
 /* cascade-bench: the benchmark client (DESIGN §7, §8). `ingest` sends generated, pre-encoded
  * events flat out; `query` sends point queries open-loop at a fixed rate; `mixed` does both at
- * once and sets the client's latency tails beside the server's own histogram. This file holds the
- * command line, the helpers every module uses, and the order of the phases. */
+ * once (ingest flat out, or open-loop at --ingest-rate) and sets the client's latency tails beside
+ * the server's own histogram. Every mode ends with the server's engine-thread pauses from `stats`.
+ * This file holds the command line, the helpers every module uses, and the order of the phases. */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 #include "cascade_bench.h"
 
 #define RATE_MAX          1000000.0
+#define INGEST_RATE_MAX   1e9
 #define SECONDS_MAX       86400.0
 #define CONNECT_TIMEOUT_S 10.0
 
@@ -117,9 +119,14 @@ static void usage(FILE *f)
         "          its response. Reports achieved QPS, p50/p90/p99/p999/max per method and\n"
         "          overall, errors, and the server's own rpc latency histogram over the phase.\n"
         "  mixed   preload --preload events (post ids <prefix>l<k>: the queries' ids), then\n"
-        "          ingest --events flat out as `ingest` does while queries run at --rate on\n"
-        "          --query-connections other connections for as long as the ingest lasts;\n"
-        "          reports both, and the server's histogram beside the client's tails.\n"
+        "          ingest --events (flat out as `ingest` does, or at --ingest-rate) while queries\n"
+        "          run at --rate on --query-connections other connections for as long as the\n"
+        "          ingest lasts; reports both, and the server's histogram beside the client's\n"
+        "          tails.\n"
+        "Every command ends by asking the server for `stats` and reports its engine thread's\n"
+        "pauses (pause_max_ms, pause_max_job, pauses_over_10ms, pause_max_ms_by_job: maxima\n"
+        "since the server started, so a preload's count too; how many of the pauses over 10 ms\n"
+        "fell in the timed phase, and whether the longest did, is reported beside them).\n"
         "Workload:\n"
         "  --events N          1..%llu, default 1000000\n"
         "  --batch B           events per array, 1..%u, default 1000\n"
@@ -139,6 +146,28 @@ static void usage(FILE *f)
         "                      top_cascades: by size, limit 10)\n"
         "  --query-connections C  mixed: query connections, default 2\n"
         "  --preload N         mixed: events loaded before the timed phase, default events/10\n"
+        "  --ingest-rate N     mixed: send the ingest open-loop at N events/s in all (each\n"
+        "                      connection its share): batch k of a connection is due when its\n"
+        "                      last event would exist at that rate, is sent then (not earlier;\n"
+        "                      later only when the socket is full), and its ack latency runs\n"
+        "                      from its due time, so a stalled server is charged for every\n"
+        "                      batch that waited (no coordinated omission). 0 or absent: flat\n"
+        "                      out, latency from the last byte written. Reports the target\n"
+        "                      beside the achieved rate (acked events over first send to last\n"
+        "                      ack) and how far a batch went behind its due time.\n"
+        "  --ingest-rate P%%    mixed, 0 < P <= 100: after the preload, a calibration phase\n"
+        "                      ingests --calibration-events other events (post ids\n"
+        "                      <prefix>c<k>, seed+2) flat out with the queries at --rate\n"
+        "                      beside them, exactly as a flat-out mixed run does; P %% of the\n"
+        "                      ingest rate it achieved (acked events over first send to last\n"
+        "                      ack) becomes N above, and the timed phase then ingests --events\n"
+        "                      at N. The calibration's events stay in the server (the timed\n"
+        "                      phase starts on a bigger engine than a flat-out run's); its\n"
+        "                      rate and query p99 are reported, its latencies are not part of\n"
+        "                      the timed phase's.\n"
+        "  --calibration-events N  with --ingest-rate P%%: default --events, so that the rate\n"
+        "                      is that of a flat-out run of the same size (a short one runs on\n"
+        "                      smaller tables and overstates it)\n"
         "Server:\n"
         "  --server PATH       start PATH (cascaded) on 127.0.0.1 with free ports and a scratch\n"
         "                      data dir under $TMPDIR (removed after); stop it with SIGTERM at\n"
@@ -220,6 +249,27 @@ static int parse_mix(const char *v, uint32_t mix[NMETHODS])
     return total ? 0 : -1;
 }
 
+/* N (events/s, 0 for flat out) or P% (0 < P <= 100). */
+static int parse_ingest_rate(const char *v, struct opts *o)
+{
+    char buf[64], *end;
+    size_t len = v ? strlen(v) : 0;
+    o->ingest_rate = o->ingest_pct = 0;
+    if (len && len < sizeof buf && v[len - 1] == '%') {
+        memcpy(buf, v, len - 1);
+        buf[len - 1] = 0;
+        return parse_pos(buf, 100.0, &o->ingest_pct);
+    }
+    if (!len || *v < '0' || *v > '9')
+        return -1;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || *end || !(x >= 0) || x > INGEST_RATE_MAX)
+        return -1;
+    o->ingest_rate = x;
+    return 0;
+}
+
 static const char **string_opt(struct opts *o, const char *a)
 {
     return !strcmp(a, "--host")              ? &o->host
@@ -261,6 +311,10 @@ static int parse_valued(struct opts *o, const char *a, const char *v)
         return parse_pos(v, SECONDS_MAX, &o->seconds);
     if (!strcmp(a, "--mix"))
         return parse_mix(v, o->mix);
+    if (!strcmp(a, "--ingest-rate"))
+        return parse_ingest_rate(v, o);
+    if (!strcmp(a, "--calibration-events"))
+        return parse_u64(v, 1, EVENTS_MAX, &o->calib_events);
     if (!strcmp(a, "--server-pid")) {
         if (parse_u64(v, 1, INT32_MAX, &pid))
             return -1;
@@ -280,8 +334,12 @@ static int bad(const char *msg)
     return -EINVAL;
 }
 
-static int check_opts(const struct opts *o, int seen_seconds, int seen_q)
+static int check_opts(const struct opts *o, int seen_seconds, int seen_q, int seen_irate)
 {
+    if (o->cmd != CMD_MIXED && (seen_irate || o->calib_events))
+        return bad("--ingest-rate and --calibration-events are for mixed");
+    if (o->calib_events && !(o->ingest_pct > 0))
+        return bad("--calibration-events goes with --ingest-rate P%");
     if (strcmp(o->fsync, "always") && strcmp(o->fsync, "everysec") && strcmp(o->fsync, "no"))
         return bad("--fsync takes always, everysec or no");
     if (o->server && (o->port || o->host || o->qport || o->hport || o->server_pid))
@@ -313,7 +371,7 @@ static int parse_cmd(const char *a, enum cmd *cmd)
 /* 0 to run, 1 after --help, -EINVAL on a usage error (told on stderr). */
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    int seen_seconds = 0, seen_q = 0, have_cmd = 0;
+    int seen_seconds = 0, seen_q = 0, seen_irate = 0, have_cmd = 0;
     *o = (struct opts){.events = 1000000,
                        .seed = 1,
                        .batch = 1000,
@@ -346,6 +404,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         int rc = parse_valued(o, a, v);
         if (rc == 0) {
             seen_seconds |= !strcmp(a, "--seconds");
+            seen_irate |= !strcmp(a, "--ingest-rate");
             seen_q |= !strcmp(a, "--rate") || !strcmp(a, "--mix") ||
                       !strcmp(a, "--query-connections") || !strcmp(a, "--preload");
             i++;
@@ -367,7 +426,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         o->qconns = 2;
     if (!o->preload && o->cmd == CMD_MIXED)
         o->preload = o->events / 10 ? o->events / 10 : 1;
-    return check_opts(o, seen_seconds, seen_q);
+    if (o->ingest_pct > 0 && !o->calib_events)
+        o->calib_events = o->events;
+    return check_opts(o, seen_seconds, seen_q, seen_irate);
 }
 
 /* ---- the run ---- */
@@ -376,12 +437,13 @@ struct run {
     struct opts o;
     struct server sv;
     char host[256], port[16], qport[16], hport[16];
-    struct workload load, preload;
-    struct ingest in, pre;
-    struct query_result q;
+    struct workload load, preload, cal;
+    struct ingest in, pre, cal_in;
+    struct query_result q, cal_q;
     struct hist before, after;
+    struct pauses pauses_before, pauses;
     atomic_int stop;
-    int has_load, has_preload, has_query;
+    int has_load, has_preload, has_query, has_cal, has_cal_query;
 };
 
 static int build(struct workload *w, const struct opts *o, uint64_t events, uint64_t seed,
@@ -398,7 +460,7 @@ static int build(struct workload *w, const struct opts *o, uint64_t events, uint
 /* Generates and encodes what the command sends, before anything is timed. */
 static int prepare(struct run *r)
 {
-    static char pre_prefix[80];
+    static char pre_prefix[80], cal_prefix[80];
     const struct opts *o = &r->o;
     int rc = 0;
     if (o->cmd == CMD_QUERY) {
@@ -410,6 +472,11 @@ static int prepare(struct run *r)
         snprintf(pre_prefix, sizeof pre_prefix, "%sl", o->prefix);
         rc = build(&r->preload, o, o->preload, o->seed + 1, pre_prefix, 1);
         r->has_preload = rc == 0;
+    }
+    if (rc == 0 && o->ingest_pct > 0) {
+        snprintf(cal_prefix, sizeof cal_prefix, "%sc", o->prefix);
+        rc = build(&r->cal, o, o->calib_events, o->seed + 2, cal_prefix, 0);
+        r->has_cal = rc == 0;
     }
     if (rc == 0) {
         rc = build(&r->load, o, o->events, o->seed, o->prefix, 0);
@@ -440,7 +507,7 @@ static int connect_server(struct run *r)
 /* A load that cannot start (no connection, no thread) is a setup error. */
 static int run_ingest(struct run *r, struct ingest *in, const struct workload *w)
 {
-    int rc = ingest_start(in, w, r->host, r->port, r->o.window, r->o.timeout);
+    int rc = ingest_start(in, w, r->host, r->port, r->o.window, r->o.timeout, 0);
     if (rc) {
         fprintf(stderr, PROG ": cannot start the ingest load: %s\n", strerror(-rc));
         ingest_free(in);
@@ -450,33 +517,66 @@ static int run_ingest(struct run *r, struct ingest *in, const struct workload *w
     return 0;
 }
 
+struct query_arg {
+    struct run *r;
+    struct query_result *q;
+};
+
 static void *query_thread(void *arg)
 {
-    struct run *r = arg;
+    struct query_arg *a = arg;
+    struct run *r = a->r;
     struct id_source ids = {r->preload.spec.prefix, r->preload.spec.events, r->preload.actor};
-    query_run(&r->o, r->host, r->qport, &ids, &r->stop, &r->q);
+    query_run(&r->o, r->host, r->qport, &ids, &r->stop, a->q);
     return NULL;
 }
 
-/* Ingest flat out with queries beside it; the queries stop when the last ack is in. */
-static int run_mixed(struct run *r)
+/* Ingest (flat out, or open-loop at rate events/s) with queries beside it into q; the queries
+ * stop when the last ack is in. *has_q: whether q holds a result. */
+static int run_mixed(struct run *r, struct ingest *in, const struct workload *w, double rate,
+                     struct query_result *q, int *has_q)
 {
     pthread_t th;
-    int rc = ingest_start(&r->in, &r->load, r->host, r->port, r->o.window, r->o.timeout);
+    struct query_arg qa = {r, q};
+    int rc = ingest_start(in, w, r->host, r->port, r->o.window, r->o.timeout, rate);
     if (rc) {
         fprintf(stderr, PROG ": cannot start the ingest load: %s\n", strerror(-rc));
-        ingest_free(&r->in);
+        ingest_free(in);
         return rc;
     }
-    rc = pthread_create(&th, NULL, query_thread, r);
-    r->has_query = rc == 0;
+    atomic_store(&r->stop, 0);
+    rc = pthread_create(&th, NULL, query_thread, &qa);
+    *has_q = rc == 0;
     if (rc)
         fprintf(stderr, PROG ": cannot start the query thread: %s\n", strerror(rc));
-    ingest_wait(&r->in, r->o.progress);
+    ingest_wait(in, r->o.progress);
     atomic_store(&r->stop, 1);
-    if (r->has_query)
+    if (*has_q)
         pthread_join(th, NULL);
     return rc ? -rc : 0;
+}
+
+static double acked_rate(const struct ingest_result *x)
+{
+    return x->seconds > 0 ? (double)(x->ok + x->dup + x->rej) / x->seconds : 0;
+}
+
+/* --ingest-rate P%: a flat-out mixed run of the calibration events sets the timed phase's rate. */
+static int calibrate(struct run *r, double *rate)
+{
+    int rc = run_mixed(r, &r->cal_in, &r->cal, 0, &r->cal_q, &r->has_cal_query);
+    if (rc)
+        return rc;
+    if (r->cal_in.r.failed || r->cal_in.r.ok != r->cal_in.r.events ||
+        acked_rate(&r->cal_in.r) <= 0) {
+        fprintf(stderr,
+                PROG ": the calibration's events were not all acked ok (ok %" PRIu64 " of %" PRIu64
+                     "): no flat-out rate to take %g %% of\n",
+                r->cal_in.r.ok, r->cal_in.r.events, r->o.ingest_pct);
+        return -EIO;
+    }
+    *rate = acked_rate(&r->cal_in.r) * r->o.ingest_pct / 100.0;
+    return 0;
 }
 
 /* A preload that did not get in leaves nothing (or the wrong things) to query. */
@@ -491,27 +591,43 @@ static int preload_ok(const struct ingest_result *p)
     return 0;
 }
 
-/* The timed phases, in order; the server's histogram is read around the queries. */
-static int measure(struct run *r)
+/* The timed phase after the preload and a calibration: the server's pauses are read before and
+ * after it, its histogram around the queries. */
+static int timed(struct run *r, double rate)
 {
     struct id_source ids = {r->preload.spec.prefix, r->preload.spec.events, r->preload.actor};
     int rc = 0;
-    if (r->has_preload && (rc = run_ingest(r, &r->pre, &r->preload)))
+    server_pauses(r->host, r->qport, &r->pauses_before);
+    if (r->o.cmd == CMD_INGEST) {
+        rc = run_ingest(r, &r->in, &r->load);
+        server_pauses(r->host, r->qport, &r->pauses);
         return rc;
-    if (r->has_preload && !preload_ok(&r->pre.r))
-        return -EIO;
-    if (r->o.cmd == CMD_INGEST)
-        return run_ingest(r, &r->in, &r->load);
+    }
     metrics_histogram(r->host, r->hport, &r->before);
     if (r->o.cmd == CMD_QUERY) {
         r->has_query = 1;
         rc = query_run(&r->o, r->host, r->qport, &ids, NULL, &r->q);
         rc = rc == -ENOMEM ? rc : 0; /* other failures are in the result */
     } else {
-        rc = run_mixed(r);
+        rc = run_mixed(r, &r->in, &r->load, rate, &r->q, &r->has_query);
     }
     metrics_histogram(r->host, r->hport, &r->after);
+    server_pauses(r->host, r->qport, &r->pauses);
     return rc;
+}
+
+/* The phases, in order. */
+static int measure(struct run *r)
+{
+    double rate = r->o.ingest_rate;
+    int rc = 0;
+    if (r->has_preload && (rc = run_ingest(r, &r->pre, &r->preload)))
+        return rc;
+    if (r->has_preload && !preload_ok(&r->pre.r))
+        return -EIO;
+    if (r->has_cal && (rc = calibrate(r, &rate)))
+        return rc;
+    return timed(r, rate);
 }
 
 static int judge(const struct run *r)
@@ -521,6 +637,8 @@ static int judge(const struct run *r)
         failed |= r->in.r.failed;
     if (r->has_query)
         failed |= r->q.failed;
+    if (r->has_cal_query)
+        failed |= r->cal_q.failed;
     if (r->sv.started)
         failed |= r->sv.status != 0;
     return failed;
@@ -559,6 +677,7 @@ int main(int argc, char **argv)
     if (!r.sv.started && r.sv.pid > 0)
         server_sample(&r.sv);
     ingest_free(&r.pre); /* before the SIGTERM: the server waits for open connections */
+    ingest_free(&r.cal_in);
     ingest_free(&r.in);
     server_finish(&r.sv);
     struct report rep = {.o = &r.o,
@@ -566,6 +685,11 @@ int main(int argc, char **argv)
                          .preload = r.has_preload ? &r.preload : NULL,
                          .ingest = r.has_load && r.in.r.events ? &r.in.r : NULL,
                          .preload_in = r.has_preload && r.pre.r.events ? &r.pre.r : NULL,
+                         .calib = r.has_cal && r.cal_in.r.events ? &r.cal : NULL,
+                         .calib_in = r.has_cal && r.cal_in.r.events ? &r.cal_in.r : NULL,
+                         .calib_query = r.has_cal_query ? &r.cal_q : NULL,
+                         .pauses_before = &r.pauses_before,
+                         .pauses = &r.pauses,
                          .query = r.has_query ? &r.q : NULL,
                          .sv = &r.sv,
                          .before = &r.before,
@@ -586,8 +710,12 @@ int main(int argc, char **argv)
     free(r.in.r.per_s);
     free(r.pre.r.lat_ns);
     free(r.pre.r.per_s);
+    free(r.cal_in.r.lat_ns);
+    free(r.cal_in.r.per_s);
     query_result_free(&r.q);
+    query_result_free(&r.cal_q);
     workload_free(&r.load);
     workload_free(&r.preload);
+    workload_free(&r.cal);
     return rc ? 2 : rep.failed ? 1 : 0;
 }

@@ -29,6 +29,8 @@ struct opts {
     uint64_t events, preload, seed;
     uint32_t batch, conns, qconns, window, mix[NMETHODS];
     double timeout, rate, seconds;
+    double ingest_rate, ingest_pct; /* mixed: --ingest-rate N (events/s) or P% (ingest_pct = P) */
+    uint64_t calib_events;          /* mixed with --ingest-rate P%: the calibration's events */
     const char *host, *port, *qport, *hport, *server, *fsync, *server_log, *prefix, *json;
     const char *token_file; /* --auth-token-file */
     long server_pid;
@@ -76,9 +78,11 @@ struct iconn {
     const struct stream *st;
     int fd;
     uint32_t window;
-    double timeout;
+    double timeout, rate; /* rate: this connection's events/s, 0 for flat out */
     pthread_t th;
+    /* sent_ns[k]: when batch k's last byte went, or with a rate when it was due */
     uint64_t t0_ns, *sent_ns, *lat_ns, nlat, nsent, last_ack_ns, max_gap_ns;
+    uint64_t ndue, max_lag_ns; /* batches due so far; the furthest a batch went behind its time */
     _Atomic uint64_t covered;
     _Atomic int done;
     uint64_t ok, dup, rej;
@@ -88,8 +92,8 @@ struct iconn {
 };
 
 struct ingest_result {
-    double seconds, cpu_s;
-    uint64_t events, bytes, ok, dup, rej, max_gap_ns;
+    double seconds, cpu_s, target_rate; /* target_rate: events/s, 0 for flat out */
+    uint64_t events, bytes, ok, dup, rej, max_gap_ns, max_lag_ns;
     uint64_t *lat_ns, nlat; /* sorted */
     double *per_s;
     uint32_t nper_s, per_s_cap;
@@ -102,12 +106,14 @@ struct ingest {
     struct iconn *c;
     uint32_t nconns;
     uint64_t t0;
-    double cpu0;
+    double cpu0, rate;
     struct ingest_result r;
 };
 
+/* rate: events/s over all connections, open-loop (each batch due at a fixed time, its latency
+ * from then); 0 sends flat out. */
 int ingest_start(struct ingest *in, const struct workload *w, const char *host, const char *port,
-                 uint32_t window, double timeout);
+                 uint32_t window, double timeout, double rate);
 void ingest_wait(struct ingest *in, int progress);
 void ingest_free(struct ingest *in);
 
@@ -163,7 +169,21 @@ struct server {
     char log_lines[LOG_KEPT][512];
 };
 
+/* The server's own engine-thread pauses (DESIGN §8), from `stats`: maxima since it started. */
+#define PAUSE_JOBS 8
+struct pauses {
+    int read; /* 0: not read (no answer, or a server without these keys) */
+    double max_ms;
+    char max_job[32];
+    uint64_t over_10ms;
+    int njobs;
+    char job[PAUSE_JOBS][32];
+    double job_ms[PAUSE_JOBS];
+};
+
 int server_start(const struct opts *o, struct server *sv);
+/* Asks the query port for `stats` and keeps the pause keys: 0, or -1 with *p zeroed. */
+int server_pauses(const char *host, const char *qport, struct pauses *p);
 void server_sample(struct server *sv);
 void server_finish(struct server *sv);
 long long proc_status_bytes(pid_t pid, const char *field);
@@ -174,9 +194,11 @@ int metrics_histogram(const char *host, const char *port, struct hist *h);
 /* What a run measured; a NULL part was not part of the command. */
 struct report {
     const struct opts *o;
-    const struct workload *load, *preload;
-    const struct ingest_result *ingest, *preload_in;
-    const struct query_result *query;
+    const struct workload *load, *preload, *calib;
+    const struct ingest_result *ingest, *preload_in, *calib_in;
+    const struct query_result *query, *calib_query;
+    /* the server's pauses when the timed phase began and at its end (read 0: not read) */
+    const struct pauses *pauses_before, *pauses;
     const struct server *sv;
     const struct hist *before, *after; /* the server's rpc latency histogram around the queries */
     double client_cpu_s, wall_s;

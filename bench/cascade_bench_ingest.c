@@ -2,13 +2,16 @@
  * by one thread that also reads the acks (a non-blocking socket and poll: two threads per
  * connection would take CPU from a server that needs both cores). A batch's latency runs from
  * the moment its last byte was written to the ack that covers it (DESIGN §4: an ack means the
- * events are in the WAL). */
+ * events are in the WAL). With a target rate the load is open-loop instead: each batch is due at
+ * a fixed time, is written no earlier, and its latency runs from that due time, so a server that
+ * holds the stream up is charged for every batch that waited behind it. */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -123,14 +126,32 @@ static int rx(struct iconn *c, msgpack_unpacker *u, msgpack_unpacked *r)
     }
 }
 
-/* How far the stream may be written now: all of it, or up to --window unacked batches. */
-static uint64_t send_limit(const struct iconn *c)
+/* With a target rate, when batch k is due: when its last event would exist, at the connection's
+ * share of the rate. */
+static uint64_t due_ns(const struct iconn *c, uint64_t k)
+{
+    return c->t0_ns + (uint64_t)((double)c->st->marks[k].end_events * 1e9 / c->rate);
+}
+
+/* How many batches may be written by now: all, those due (with a rate), and at most --window
+ * unacked ones. */
+static uint64_t batches_allowed(struct iconn *c, uint64_t now)
 {
     const struct stream *s = c->st;
-    if (!c->window)
-        return s->out.size;
-    uint64_t upto = c->nlat + c->window;
-    return upto >= s->nmarks ? s->out.size : s->marks[upto - 1].end_off;
+    uint64_t upto = s->nmarks;
+    if (c->window && c->nlat + c->window < upto)
+        upto = c->nlat + c->window;
+    if (c->rate > 0)
+        while (c->ndue < upto && due_ns(c, c->ndue) <= now)
+            c->ndue++;
+    return c->rate > 0 && c->ndue < upto ? c->ndue : upto;
+}
+
+/* How far the stream may be written now. */
+static uint64_t send_limit(struct iconn *c, uint64_t now)
+{
+    uint64_t upto = batches_allowed(c, now);
+    return upto >= c->st->nmarks ? c->st->out.size : upto ? c->st->marks[upto - 1].end_off : 0;
 }
 
 /* Writes as much as the socket takes (one big send: the kernel copies what fits) and stamps every
@@ -138,7 +159,7 @@ static uint64_t send_limit(const struct iconn *c)
 static int tx(struct iconn *c, uint64_t *off)
 {
     const struct stream *s = c->st;
-    uint64_t limit = send_limit(c);
+    uint64_t limit = send_limit(c, now_ns());
     while (*off < limit) {
         ssize_t n = send(c->fd, s->out.data + *off, limit - *off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
@@ -151,8 +172,16 @@ static int tx(struct iconn *c, uint64_t *off)
         }
         *off += (uint64_t)n;
         uint64_t t = now_ns();
-        while (c->nsent < s->nmarks && s->marks[c->nsent].end_off <= *off)
-            c->sent_ns[c->nsent++] = t;
+        for (; c->nsent < s->nmarks && s->marks[c->nsent].end_off <= *off; c->nsent++) {
+            if (c->rate <= 0) {
+                c->sent_ns[c->nsent] = t;
+                continue;
+            }
+            uint64_t due = due_ns(c, c->nsent); /* the latency's start: no coordinated omission */
+            c->sent_ns[c->nsent] = due;
+            if (t > due && t - due > c->max_lag_ns)
+                c->max_lag_ns = t - due;
+        }
     }
     return 0;
 }
@@ -170,9 +199,16 @@ static void *conn_main(void *arg)
     }
     msgpack_unpacked_init(&r);
     while (!c->failure[0] && atomic_load(&c->covered) < c->st->events) {
-        uint64_t before = atomic_load(&c->covered);
-        struct pollfd p = {c->fd, POLLIN | (off < send_limit(c) ? POLLOUT : 0), 0};
-        if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+        uint64_t before = atomic_load(&c->covered), now = now_ns(), wait = 1000000000u;
+        int can_send = off < send_limit(c, now);
+        if (!can_send && c->rate > 0 && c->ndue < c->st->nmarks) {
+            uint64_t due = due_ns(c, c->ndue); /* sleep until the next batch is due */
+            if (due > now && due - now < wait) /* else a --window waits for acks */
+                wait = due - now;
+        }
+        struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+        struct pollfd p = {c->fd, POLLIN | (can_send ? POLLOUT : 0), 0};
+        if (ppoll(&p, 1, &ts, NULL) < 0 && errno != EINTR) {
             fail(c, "poll: %s", strerror(errno));
             break;
         }
@@ -180,8 +216,11 @@ static void *conn_main(void *arg)
             break;
         if (p.revents & (POLLIN | POLLERR | POLLHUP) && rx(c, &u, &r))
             break;
-        uint64_t t = now_ns();
-        if (atomic_load(&c->covered) > before) {
+        uint64_t t = now_ns(), cov = atomic_load(&c->covered);
+        /* with a rate, a connection that has everything it sent acked is waiting for the
+         * schedule, not for the server */
+        if (cov > before ||
+            (c->rate > 0 && c->nsent && cov == c->st->marks[c->nsent - 1].end_events)) {
             progress = t;
         } else if (secs(t - progress) > c->timeout) {
             c->max_gap_ns = t - c->last_ack_ns; /* the wait given up on is the longest */
@@ -225,9 +264,9 @@ static int per_second(struct ingest_result *r, double v)
 }
 
 int ingest_start(struct ingest *in, const struct workload *w, const char *host, const char *port,
-                 uint32_t window, double timeout)
+                 uint32_t window, double timeout, double rate)
 {
-    *in = (struct ingest){.w = w, .nconns = w->spec.conns};
+    *in = (struct ingest){.w = w, .nconns = w->spec.conns, .rate = rate};
     in->c = calloc(in->nconns, sizeof *in->c);
     if (!in->c)
         return -ENOMEM;
@@ -236,6 +275,9 @@ int ingest_start(struct ingest *in, const struct workload *w, const char *host, 
     for (uint32_t i = 0; i < in->nconns; i++) {
         struct iconn *c = &in->c[i];
         c->st = &w->st[i], c->window = window, c->timeout = timeout;
+        /* each connection's share of the rate is its share of the events: they end together */
+        c->rate =
+            rate > 0 && c->st->events ? rate * (double)c->st->events / (double)w->spec.events : 0;
         c->sent_ns = calloc(c->st->nmarks + 1, sizeof *c->sent_ns);
         c->lat_ns = calloc(c->st->nmarks + 1, sizeof *c->lat_ns);
         if (!c->sent_ns || !c->lat_ns)
@@ -284,6 +326,7 @@ static void collect(struct ingest *in)
         r->nlat += r->lat_ns ? c->nlat : 0;
         r->ok += c->ok, r->dup += c->dup, r->rej += c->rej;
         r->max_gap_ns = c->max_gap_ns > r->max_gap_ns ? c->max_gap_ns : r->max_gap_ns;
+        r->max_lag_ns = c->max_lag_ns > r->max_lag_ns ? c->max_lag_ns : r->max_lag_ns;
         r->failed |= c->failure[0] != 0;
         end = c->last_ack_ns > end ? c->last_ack_ns : end;
     }
@@ -300,6 +343,7 @@ static void collect(struct ingest *in)
         r->failed = 1; /* no latencies to report is not a result */
     r->events = in->w->spec.events;
     r->bytes = in->w->bytes;
+    r->target_rate = in->rate;
     r->seconds = secs(end - in->t0);
     r->failed |= r->ok != r->events;
 }

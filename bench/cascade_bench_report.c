@@ -1,6 +1,7 @@
 /* The report: one human-readable table on stdout, and with --json every figure as one JSON object
  * {"command", "params", "results"}. Latencies are nearest-rank percentiles of the sorted samples;
- * the server's own are read off its histogram's delta, so they are bucket upper bounds. */
+ * the server's own are read off its histogram's delta, so they are bucket upper bounds. Its
+ * engine-thread pauses are its own `stats` figures, maxima since it started. */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -79,6 +80,12 @@ static void print_ingest(const char *name, const struct workload *w, const struc
            " rej %" PRIu64 " of %" PRIu64 "\n",
            "", r->seconds, rate(acked(r), r->seconds), mb_per_s(r), r->ok, r->dup, r->rej,
            r->events);
+    if (r->target_rate > 0)
+        printf("%-10s open loop: target %.0f events/s, achieved %.0f events/s (%.1f%%); a batch "
+               "went out at most %.2f ms after its due time; ack latency below is from the due "
+               "time\n",
+               "", r->target_rate, rate(acked(r), r->seconds),
+               100.0 * rate(acked(r), r->seconds) / r->target_rate, r->max_lag_ns * 1e-6);
     printf("%-10s ack latency p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms over %" PRIu64
            " batches; longest wait for an ack %.1f ms; client CPU %.2f s\n",
            "", pct_ms(r->lat_ns, r->nlat, 0.5), pct_ms(r->lat_ns, r->nlat, 0.99),
@@ -133,6 +140,49 @@ static void print_query(const struct report *rep)
     }
 }
 
+static void print_calibration(const struct report *rep)
+{
+    const struct ingest_result *c = rep->calib_in;
+    const struct query_result *q = rep->calib_query;
+    double flat = rate(acked(c), c->seconds);
+    printf("calibration %" PRIu64 " events flat out with queries beside: %.0f events/s (query p99 "
+           "%.3f ms); the timed ingest's target is %g%% of it: %.0f events/s\n",
+           c->events, flat, q ? pct_ms(q->all.v, q->all.n, 0.99) : NAN, rep->o->ingest_pct,
+           flat * rep->o->ingest_pct / 100.0);
+}
+
+static uint64_t over_in_phase(const struct report *rep)
+{
+    const struct pauses *b = rep->pauses_before, *a = rep->pauses;
+    return b && b->read && a->over_10ms >= b->over_10ms ? a->over_10ms - b->over_10ms
+                                                        : a->over_10ms;
+}
+
+/* Whether the longest pause fell in the timed phase: it grew during it. */
+static int max_in_phase(const struct report *rep)
+{
+    const struct pauses *b = rep->pauses_before, *a = rep->pauses;
+    return !b || !b->read || a->max_ms > b->max_ms;
+}
+
+static void print_pauses(const struct report *rep)
+{
+    const struct pauses *p = rep->pauses;
+    if (!p || !p->read) {
+        printf("pauses     not read (no `stats` answer with pause_max_ms from the server)\n");
+        return;
+    }
+    printf("pauses     the server's engine thread, since it started (its `stats`): longest %.2f ms "
+           "(%s, %s the timed phase); %" PRIu64 " over 10 ms, %" PRIu64 " of them in the timed "
+           "phase\n",
+           p->max_ms, p->max_job[0] ? p->max_job : "none", max_in_phase(rep) ? "in" : "before",
+           p->over_10ms, over_in_phase(rep));
+    printf("%-10s longest job by kind, ms:", "");
+    for (int i = 0; i < p->njobs; i++)
+        printf("%s %s %.2f", i ? "," : "", p->job[i], p->job_ms[i]);
+    printf("\n");
+}
+
 static void print_server(const struct report *rep)
 {
     const struct server *sv = rep->sv;
@@ -169,11 +219,14 @@ void report_print(const struct report *rep)
     printf("\n");
     if (rep->preload && rep->preload_in)
         print_ingest("preload", rep->preload, rep->preload_in);
+    if (rep->calib && rep->calib_in)
+        print_calibration(rep);
     if (rep->load && rep->ingest)
         print_ingest("ingest", rep->load, rep->ingest);
     if (rep->query)
         print_query(rep);
     print_server(rep);
+    print_pauses(rep);
     printf("client     CPU %.2f s over %.2f s of load (%.0f%% of one core)\n", rep->client_cpu_s,
            rep->wall_s, rate(100.0 * rep->client_cpu_s, rep->wall_s));
     printf("result     %s\n", rep->failed ? "FAILED" : "ok");
@@ -281,6 +334,11 @@ static void json_params(struct jw *j, const struct opts *o)
             jnum(j, "seconds", o->seconds);
         else
             jint(j, "query_connections", o->qconns), jint(j, "preload", (long long)o->preload);
+        if (o->cmd == CMD_MIXED) {
+            jnum(j, "ingest_rate", o->ingest_pct > 0 ? NAN : o->ingest_rate);
+            jnum(j, "ingest_rate_percent", o->ingest_pct > 0 ? o->ingest_pct : NAN);
+            jint(j, "calibration_events", (long long)o->calib_events);
+        }
         jopen(j, "mix", '{');
         for (int m = 0; m < NMETHODS; m++)
             jint(j, method_names[m], o->mix[m]);
@@ -300,6 +358,8 @@ static void json_ingest(struct jw *j, const char *k, const struct workload *w,
     jint(j, "bytes", (long long)r->bytes);
     jnum(j, "seconds", r->seconds);
     jnum(j, "events_per_s", rate(acked(r), r->seconds));
+    jnum(j, "target_events_per_s", r->target_rate > 0 ? r->target_rate : NAN); /* null: flat out */
+    jnum(j, "max_send_lag_ms", r->target_rate > 0 ? r->max_lag_ns * 1e-6 : NAN);
     jnum(j, "mb_per_s", mb_per_s(r));
     jint(j, "ok", (long long)r->ok);
     jint(j, "dup", (long long)r->dup);
@@ -373,6 +433,43 @@ static void json_query(struct jw *j, const struct report *rep)
     jclose(j, '}');
 }
 
+static void json_calibration(struct jw *j, const struct report *rep)
+{
+    const struct ingest_result *c = rep->calib_in;
+    const struct query_result *q = rep->calib_query;
+    jopen(j, "calibration", '{');
+    jint(j, "events", (long long)c->events);
+    jnum(j, "seconds", c->seconds);
+    jnum(j, "events_per_s", rate(acked(c), c->seconds));
+    jbool(j, "all_ok", !c->failed);
+    jnum(j, "percent", rep->o->ingest_pct);
+    jnum(j, "target_events_per_s", rate(acked(c), c->seconds) * rep->o->ingest_pct / 100.0);
+    jnum(j, "query_p99_ms", q ? pct_ms(q->all.v, q->all.n, 0.99) : NAN);
+    jclose(j, '}');
+}
+
+/* null when the server did not say */
+static void json_pauses(struct jw *j, const struct report *rep)
+{
+    const struct pauses *p = rep->pauses;
+    if (!p || !p->read) {
+        jkey(j, "pauses");
+        fputs("null", j->f);
+        return;
+    }
+    jopen(j, "pauses", '{');
+    jnum(j, "pause_max_ms", p->max_ms);
+    jstr(j, "pause_max_job", p->max_job[0] ? p->max_job : NULL);
+    jint(j, "pauses_over_10ms", (long long)p->over_10ms);
+    jopen(j, "pause_max_ms_by_job", '{');
+    for (int i = 0; i < p->njobs; i++)
+        jnum(j, p->job[i], p->job_ms[i]);
+    jclose(j, '}');
+    jint(j, "pauses_over_10ms_in_timed_phase", (long long)over_in_phase(rep));
+    jbool(j, "pause_max_in_timed_phase", max_in_phase(rep));
+    jclose(j, '}');
+}
+
 static void json_server(struct jw *j, const struct report *rep)
 {
     const struct server *sv = rep->sv;
@@ -420,12 +517,15 @@ int report_json(const struct report *rep, const char *path)
     jopen(&j, "results", '{');
     if (rep->preload && rep->preload_in)
         json_ingest(&j, "preload", rep->preload, rep->preload_in);
+    if (rep->calib && rep->calib_in)
+        json_calibration(&j, rep);
     if (rep->load && rep->ingest)
         json_ingest(&j, "ingest", rep->load, rep->ingest);
     if (rep->query)
         json_query(&j, rep);
     if (rep->sv->pid > 0)
         json_server(&j, rep);
+    json_pauses(&j, rep);
     jnum(&j, "client_cpu_seconds", rep->client_cpu_s);
     jnum(&j, "wall_seconds", rep->wall_s);
     jstr(&j, "result", rep->failed ? "failed" : "ok");

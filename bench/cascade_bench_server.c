@@ -1,7 +1,7 @@
 /* The server under test: with --server, cascaded started on free loopback ports with a scratch
  * data dir and stopped with SIGTERM (it must exit 0); with --server-pid, a running one that is
  * only observed. Its memory and CPU come from /proc, its own query latency histogram from
- * GET /metrics on the http port. */
+ * GET /metrics on the http port, its engine thread's longest pauses from `stats`. */
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cascade/client.h"
+#include "cascade/proto.h"
 #include "cascade_bench.h"
 
 #define READY_WAIT  30.0 /* seconds for cascaded to print its ready line */
@@ -295,4 +297,69 @@ int metrics_histogram(const char *host, const char *port, struct hist *h)
     h->count = h->n ? h->cum[h->n - 1] : 0;
     free(text);
     return h->n ? 0 : -1;
+}
+
+/* ---- the engine thread's pauses, from `stats` ---- */
+
+static int key_is(const msgpack_object_kv *kv, const char *k)
+{
+    return kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(k) &&
+           !memcmp(kv->key.via.str.ptr, k, kv->key.via.str.size);
+}
+
+static double num(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32 ? o->via.f64
+           : o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (double)o->via.u64
+                                                        : NAN;
+}
+
+static void copy_str(char *dst, size_t len, const msgpack_object *o)
+{
+    if (o->type == MSGPACK_OBJECT_STR)
+        snprintf(dst, len, "%.*s", (int)o->via.str.size, o->via.str.ptr);
+    else
+        dst[0] = 0; /* nil: no pause yet */
+}
+
+static void read_pause_keys(const msgpack_object *m, struct pauses *p)
+{
+    int seen = 0;
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object_kv *kv = &m->via.map.ptr[i];
+        if (key_is(kv, "pause_max_ms"))
+            p->max_ms = num(&kv->val), seen |= 1;
+        else if (key_is(kv, "pause_max_job"))
+            copy_str(p->max_job, sizeof p->max_job, &kv->val);
+        else if (key_is(kv, "pauses_over_10ms") && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            p->over_10ms = kv->val.via.u64, seen |= 2;
+        else if (key_is(kv, "pause_max_ms_by_job") && kv->val.type == MSGPACK_OBJECT_MAP)
+            for (uint32_t j = 0; j < kv->val.via.map.size && p->njobs < PAUSE_JOBS; j++) {
+                const msgpack_object_kv *jk = &kv->val.via.map.ptr[j];
+                copy_str(p->job[p->njobs], sizeof p->job[0], &jk->key);
+                p->job_ms[p->njobs++] = num(&jk->val);
+            }
+    }
+    p->read = seen == 3;
+}
+
+int server_pauses(const char *host, const char *qport, struct pauses *p)
+{
+    struct cc_rpc *r;
+    struct proto_rpc_response resp;
+    char err[512];
+    *p = (struct pauses){0};
+    if (cc_rpc_open(host, qport, 10.0, bench_token, &r, err, sizeof err)) {
+        fprintf(stderr, PROG ": stats: %s\n", err);
+        return -1;
+    }
+    int rc = cc_rpc_call(r, "stats", NULL, 0, &resp, err, sizeof err);
+    if (rc == 0 && !resp.error && resp.result && resp.result->type == MSGPACK_OBJECT_MAP)
+        read_pause_keys(resp.result, p);
+    else if (rc)
+        fprintf(stderr, PROG ": stats: %s\n", err);
+    cc_rpc_close(r);
+    if (!p->read)
+        *p = (struct pauses){0};
+    return p->read ? 0 : -1;
 }
