@@ -1,7 +1,9 @@
 """cascade-bench end to end: each subcommand run briefly against a cascaded it starts itself, its
 JSON checked for the figures' consistency (every event acked, percentiles ordered, the query rate
-near its target, no errors, the server's clean exit), and its command line's exit statuses. The
-figures' sizes are never asserted: this machine's speed is not the test's business."""
+near its target, an open-loop ingest near its --ingest-rate, no errors, the server's clean exit,
+its engine-thread pauses read from `stats`), and its command line's exit statuses. The figures'
+sizes are never asserted (a rate the schedule sets is, within a generous bound): this machine's
+speed is not the test's business."""
 import json
 import os
 import subprocess
@@ -33,6 +35,19 @@ def check_ingest(name, ing, events):
     check(f'{name}: events/s and MB/s reported', ing['events_per_s'] > 0 and ing['mb_per_s'] > 0, ing)
     check(f'{name}: ack percentiles ordered', ordered(ing['ack_ms']), ing['ack_ms'])
     check(f'{name}: no errors', ing['errors'] == [], ing['errors'])
+
+
+def check_pauses(name, doc):
+    """The server's engine-thread pauses, read from its stats at the end of every mode."""
+    p = doc['results'].get('pauses') or {}
+    jobs = p.get('pause_max_ms_by_job', {})
+    check(f'{name}: pause figures in the JSON', p.get('pause_max_ms', -1) > 0 and
+          isinstance(p.get('pauses_over_10ms'), int) and
+          0 <= p.get('pauses_over_10ms_in_timed_phase', -1) <= p['pauses_over_10ms'] and
+          isinstance(p.get('pause_max_in_timed_phase'), bool), p)
+    check(f'{name}: the longest pause is put down to a job that has a duration',
+          p.get('pause_max_job') in jobs and {'apply', 'wal_append', 'query'} <= set(jobs) and
+          all(v >= 0 for v in jobs.values()), p)
 
 
 def check_server(name, doc, events):
@@ -79,6 +94,8 @@ def body(t):
         check('ingest: params', doc['params']['events'] == 20000 and doc['params']['batch'] == 500, doc['params'])
         check_ingest('ingest', doc['results']['ingest'], 20000)
         check_server('ingest', doc, 20000)
+        check_pauses('ingest', doc)
+    check('ingest: pauses on stdout', 'pauses     ' in p.stdout and 'longest job by kind' in p.stdout, p.stdout)
 
     # query
     mix = ['cascade', 'actor', 'path', 'top_cascades']
@@ -88,6 +105,7 @@ def body(t):
         check_ingest('query preload', doc['results']['preload'], 20000)
         check_query('query', doc['results']['query'], 200, mix)
         check_server('query', doc, 20000)
+        check_pauses('query', doc)
 
     p, doc = run('query', '--events', '5000', '--rate', '100', '--seconds', '1', '--mix', 'actor=1,path=1',
                  '--connections', '1')
@@ -107,6 +125,52 @@ def body(t):
               q['answered'] == q['sent'], q)
         check('mixed: percentiles ordered', ordered(q['latency_ms']['all']) if q['answered'] else True, q)
         check_server('mixed', doc, 110000)
+        check_pauses('mixed', doc)
+        check('mixed flat out: no target rate', doc['params'].get('ingest_rate') == 0 and
+              res['ingest'].get('target_events_per_s') is None and 'calibration' not in res, doc['params'])
+
+    # mixed --ingest-rate N: open loop, so the schedule sets the rate; the bound is generous because
+    # the 2-core machine is shared (a late batch is sent late, it is not dropped, and the run's
+    # clock ends at the last ack)
+    p, doc = run('mixed', '--events', '60000', '--preload', '5000', '--rate', '100', '--ingest-rate', '20000')
+    check('mixed --ingest-rate 20000: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    if check('mixed --ingest-rate: JSON', doc.get('command') == 'mixed', doc):
+        res = doc['results']
+        ing = res['ingest']
+        check_ingest('mixed --ingest-rate', ing, 60000)
+        check('mixed --ingest-rate: target reported', doc['params'].get('ingest_rate') == 20000 and
+              ing.get('target_events_per_s') == 20000 and ing.get('max_send_lag_ms', -1) >= 0, ing)
+        check('mixed --ingest-rate: achieved near the target', 0.6 * 20000 <= ing['events_per_s'] <= 1.1 * 20000,
+              ing['events_per_s'])
+        # 60000 events at 20000/s take 3 s whatever the server's speed: not sent early
+        check('mixed --ingest-rate: the schedule is kept (not sent early)', ing['seconds'] >= 2.9, ing['seconds'])
+        q = res['query']
+        check('mixed --ingest-rate: queries answered without error', q['errors'] == 0 and q['lost'] == 0 and
+              q['answered'] == q['sent'] > 0, q)
+        check('mixed --ingest-rate: query latency per method', {'cascade', 'actor', 'path', 'top_cascades', 'all'} <=
+              set(q['latency_ms']) and ordered(q['latency_ms']['all']), q['latency_ms'])
+        check_pauses('mixed --ingest-rate', doc)
+    check('mixed --ingest-rate: target and achieved on stdout', 'open loop: target 20000 events/s' in p.stdout,
+          p.stdout)
+
+    # mixed --ingest-rate 50%: a flat-out calibration first, then half its rate
+    p, doc = run('mixed', '--events', '40000', '--preload', '5000', '--rate', '100', '--ingest-rate', '50%',
+                 '--calibration-events', '20000')
+    check('mixed --ingest-rate 50%: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    if check('mixed --ingest-rate 50%: JSON', doc.get('command') == 'mixed', doc):
+        res, prm = doc['results'], doc['params']
+        cal, ing = res.get('calibration', {}), res['ingest']
+        check('mixed 50%: params', prm.get('ingest_rate_percent') == 50 and prm.get('ingest_rate') is None and
+              prm.get('calibration_events') == 20000, prm)
+        check('mixed 50%: calibration measured', cal.get('events') == 20000 and cal.get('all_ok') is True and
+              cal.get('events_per_s', 0) > 0 and cal.get('percent') == 50, cal)
+        check('mixed 50%: the target is half the calibration rate',
+              abs(ing.get('target_events_per_s', 0) - cal.get('events_per_s', 0) / 2) <= 1e-3 * cal.get('events_per_s', 1),
+              (ing.get('target_events_per_s'), cal))
+        check_ingest('mixed 50%', ing, 40000)
+        check('mixed 50%: achieved no faster than the target allows',
+              ing['events_per_s'] <= 1.1 * ing['target_events_per_s'], (ing['events_per_s'], ing['target_events_per_s']))
+        check_server('mixed 50%', doc, 65000)
 
     # a server with --auth-token-file: every connection (ingest, RPC, /metrics) presents the token
     token = os.path.join(tmp, 'token')
@@ -124,9 +188,14 @@ def body(t):
     # the command line
     p = subprocess.run([bench, '--help'], capture_output=True, text=True, timeout=10)
     check('--help: exit 0', p.returncode == 0 and 'ingest' in p.stdout and '--rate' in p.stdout, p.stdout)
+    check('--help: --ingest-rate N and P% explained', '--ingest-rate N' in p.stdout and '--ingest-rate P%' in p.stdout and
+          'calibration' in p.stdout and 'pause_max_ms' in p.stdout, p.stdout)
     for bad in (['ingest', '--events', '0'], ['frobnicate'], [], ['query', '--rate', 'fast'],
                 ['ingest', '--rate', '10'], ['query', '--mix', 'cascade=1,nosuch=2'],
-                ['ingest', '--server', server, '--port', '7400'], ['mixed', '--seconds', '3']):
+                ['ingest', '--server', server, '--port', '7400'], ['mixed', '--seconds', '3'],
+                ['mixed', '--ingest-rate', '0%'], ['mixed', '--ingest-rate', '101%'], ['mixed', '--ingest-rate', 'x'],
+                ['ingest', '--ingest-rate', '1000'], ['query', '--ingest-rate', '80%'],
+                ['mixed', '--calibration-events', '10']):
         p = subprocess.run([bench, *bad], capture_output=True, text=True, timeout=10)
         check(f'bad args {bad[:3]}: exit 2', p.returncode == 2 and p.stderr, (p.returncode, p.stderr))
 
