@@ -3,7 +3,8 @@
 # the result written as bench/results/suite-<date>[-HHMMSS].md and .json (machine, commands,
 # figures, ratios). Takes a few minutes on the 2-core development machine.
 # usage: bench/run-suite.sh BUILD_DIR      (a Release build: `make bench` makes one in build-bench)
-# Env: EVENTS (ingest, default 10000000), MIXED_EVENTS (5000000), RATE (query rate, 2000),
+# Env: EVENTS (ingest, default 10000000), MIXED_EVENTS (5000000; the mixed step runs flat out and at
+#      80 % of the flat-out rate, DESIGN §8), RATE (query rate, 2000),
 #      PEER_EVENTS (the dump the peers and cascaded share, 1000000), PEERS (see peers/run-peers.sh)
 set -euo pipefail
 build=${1:?usage: bench/run-suite.sh BUILD_DIR}
@@ -29,6 +30,9 @@ step "query, idle: $rate queries/s for 10 s after 1000000 events"
 "$bench" query --server "$server" --events 1000000 --rate "$rate" --seconds 10 --json "$tmp/query.json" >&2
 step "mixed: $rate queries/s while $mixed events ingest flat out"
 "$bench" mixed --server "$server" --events "$mixed" --rate "$rate" --json "$tmp/mixed.json" >&2
+step "mixed: $rate queries/s while $mixed events ingest at 80 % of a flat-out calibration run"
+"$bench" mixed --server "$server" --events "$mixed" --rate "$rate" --ingest-rate 80% \
+    --json "$tmp/mixed80.json" >&2
 step "peers on one $pevents-event dump"
 "$build/tools/cascade-gen" --events "$pevents" --seed 1 --out "$tmp/dump.ndjson.gz"
 BUILD="$build" PEERS="${PEERS:-cascaded redis networkx duckdb}" \

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Writes the `make bench` report (bench/run-suite.sh): reads the JSON of each cascade-bench run,
-the peers' JSON lines and the profile text from DIR, and writes OUT.md and OUT.json.
+the peers' JSON lines and the profile text from DIR, and writes OUT.md and OUT.json, with the
+figures set against DESIGN §8's goals (point-query p99 at 80 % of the flat-out ingest rate and
+flat out, the server's longest engine-thread pause, ingest rate, bytes per event).
 usage: suite_report.py DIR OUT BUILD_DIR SETTINGS"""
 import datetime
 import json
@@ -34,9 +36,47 @@ def lat_row(name, d):
     return f'| {name} | {d["p50"]:.2f} | {d["p99"]:.2f} | {d["p999"]:.2f} | {d["max"]:.2f} |'
 
 
+def fmt(v, spec):
+    return '–' if v is None else format(v, spec)
+
+
+def verdict(v, ok):
+    return 'not measured' if v is None else 'met' if ok(v) else 'NOT MET'
+
+
+def pauses_md(runs):
+    """A row per cascade-bench run: the server's own engine-thread pauses (its stats, maxima since
+    that server started, so a preload counts; how many over 10 ms fell in the timed phase)."""
+    md = ['## Engine-thread pauses (the server\'s own `stats`, per run)', '',
+          'Maxima since that run\'s server started (a preload or calibration counts); "in timed" says whether the '
+          'longest fell in the timed phase.', '',
+          '| run | longest ms | put down to | in timed | over 10 ms (in timed) | longest by job, ms |',
+          '| --- | --- | --- | --- | --- | --- |']
+    for name, doc in runs:
+        p = (doc or {}).get('results', {}).get('pauses')
+        if not p:
+            md.append(f'| {name} | – | – | – | – | not read |')
+            continue
+        jobs = ', '.join(f'{k} {v:.2f}' for k, v in p['pause_max_ms_by_job'].items())
+        md.append(f'| {name} | {p["pause_max_ms"]:.2f} | {p["pause_max_job"]} | {"yes" if p["pause_max_in_timed_phase"] else "no"} | '
+                  f'{p["pauses_over_10ms"]} ({p["pauses_over_10ms_in_timed_phase"]}) | {jobs} |')
+    return md + ['']
+
+
+def longest_pause(runs):
+    """(ms, job, run) of the longest pause any run's server reported, or None."""
+    best = None
+    for name, doc in runs:
+        p = (doc or {}).get('results', {}).get('pauses')
+        if p and (best is None or p['pause_max_ms'] > best[0]):
+            best = (p['pause_max_ms'], p['pause_max_job'], name)
+    return best
+
+
 def main():
     src, out, build, settings = sys.argv[1:5]
-    ingest, query, mixed = (load(os.path.join(src, f)) for f in ('ingest.json', 'query.json', 'mixed.json'))
+    ingest, query, mixed, mixed80 = (load(os.path.join(src, f))
+                                     for f in ('ingest.json', 'query.json', 'mixed.json', 'mixed80.json'))
     peers = []
     for line in open(os.path.join(src, 'peers.jsonl')) if os.path.exists(os.path.join(src, 'peers.jsonl')) else []:
         try:
@@ -58,7 +98,9 @@ def main():
                f'- {r["events"]:,} events in {r["seconds"]:.2f} s: **{r["events_per_s"] / 1e6:.2f} M events/s**, {r["mb_per_s"]:.1f} MB/s; all acked ok: {r["all_ok"]}',
                f'- ack latency ms: p50 {r["ack_ms"]["p50"]:.0f}, p99 {r["ack_ms"]["p99"]:.0f}, p999 {r["ack_ms"]["p999"]:.0f}',
                f'- server RSS: peak {s["peak_rss_bytes"] / 2 ** 20:.0f} MiB ({s["peak_rss_bytes_per_event"]:.1f} B/event), at the end {s["rss_end_bytes_per_event"]:.1f} B/event; server CPU {s["cpu_seconds"]:.1f} s; client CPU {ingest["results"]["client_cpu_seconds"]:.2f} s', '']
-    for title, doc in (('Point queries, idle (`cascade-bench query`)', query), ('Point queries during full-speed ingest (`cascade-bench mixed`)', mixed)):
+    for title, doc in (('Point queries, idle (`cascade-bench query`)', query),
+                       ('Point queries during full-speed ingest (`cascade-bench mixed`)', mixed),
+                       ('Point queries while ingest runs at 80 % of its flat-out rate (`cascade-bench mixed --ingest-rate 80%`)', mixed80)):
         if not doc:
             continue
         q = doc['results']['query']
@@ -70,9 +112,17 @@ def main():
             md += [lat_row('server side (bucket bounds)', sl)]
         md.append('')
         if doc is mixed:
-            targets['query_p99_ms_under_ingest'] = q['latency_ms']['all']['p99']
+            targets['query_p99_ms_flat_out'] = q['latency_ms']['all']['p99']
             mi = doc['results']['ingest']
             md += [f'Ingest meanwhile: {mi["events_per_s"] / 1e6:.2f} M events/s.', '']
+        if doc is mixed80:
+            targets['query_p99_ms_at_80pct'] = q['latency_ms']['all']['p99']
+            mi, cal = doc['results']['ingest'], doc['results'].get('calibration', {})
+            md += [f'Ingest meanwhile: target {fmt(mi.get("target_events_per_s"), ",.0f")} events/s '
+                   f'({cal.get("percent", 80):g} % of a {fmt(cal.get("events"), ",")}-event flat-out calibration that ran at '
+                   f'{fmt(cal.get("events_per_s"), ",.0f")} events/s, its query p99 {fmt(cal.get("query_p99_ms"), ".2f")} ms), '
+                   f'achieved {mi["events_per_s"]:,.0f} events/s; a batch went out at most {fmt(mi.get("max_send_lag_ms"), ".1f")} ms '
+                   f'after its due time; ack latency from the due time p50 {mi["ack_ms"]["p50"]:.1f} ms, p99 {mi["ack_ms"]["p99"]:.1f} ms.', '']
     if peers:
         md += ['## Peers on the same dump (same run)', '', '| peer | figures |', '| --- | --- |']
         for p in peers:
@@ -82,15 +132,25 @@ def main():
             figs = ', '.join(f'{k} {v}' for k, v in p.items() if k != 'peer' and not isinstance(v, (list, dict)))
             md.append(f'| {p.get("peer")} | {figs} |')
         md.append('')
+    runs = [('ingest', ingest), ('query', query), ('mixed flat out', mixed), ('mixed 80 %', mixed80)]
+    lp = longest_pause(runs)
+    targets['longest_pause_ms'] = lp[0] if lp else None
+    ie, p80, pflat, rss = (targets.get(k) for k in ('ingest_events_per_s', 'query_p99_ms_at_80pct',
+                                                    'query_p99_ms_flat_out', 'rss_bytes_per_event'))
     targets_md = ['## DESIGN §8 targets', '',
-                  f'- ingest ≥ 2 M events/s: {targets.get("ingest_events_per_s", 0) / 1e6:.2f} M — {"met" if targets.get("ingest_events_per_s", 0) >= 2e6 else "NOT MET"}',
-                  f'- point-query p99 < 1 ms during ingest: {targets.get("query_p99_ms_under_ingest", float("nan")):.2f} ms — {"met" if targets.get("query_p99_ms_under_ingest", 99) < 1 else "NOT MET"}',
-                  f'- ≤ 100 B RSS per event at 10 M: {targets.get("rss_bytes_per_event", 0):.1f} — {"met" if targets.get("rss_bytes_per_event", 999) <= 100 else "NOT MET"}', '']
+                  f'- ingest ≥ 3 M events/s: {fmt(ie and ie / 1e6, ".2f")} M — {verdict(ie, lambda v: v >= 3e6)}',
+                  f'- point-query p99 ≤ 1 ms while ingest runs at 80 % of its flat-out rate: {fmt(p80, ".2f")} ms — {verdict(p80, lambda v: v <= 1)}',
+                  f'- point-query p99 ≤ 5 ms while ingest runs flat out: {fmt(pflat, ".2f")} ms — {verdict(pflat, lambda v: v <= 5)}',
+                  f'- no engine-thread pause over 10 ms: longest {fmt(lp and lp[0], ".2f")} ms'
+                  + (f' ({lp[1]}, in the {lp[2]} run)' if lp else '') + f' — {verdict(lp and lp[0], lambda v: v <= 10)}'
+                  ' (the servers\' own figure over these runs; the issue\'s run adds analytics every 10 s, `labels` polled and 24 h retention)',
+                  f'- ≤ 64 B RSS per event at 10 M: {fmt(rss, ".1f")} — {verdict(rss, lambda v: v <= 64)}', '']
+    targets_md += pauses_md(runs)
     md += targets_md + ['## Profile of the ingest path (`bench/profile-ingest.sh`)', '', '```', profile.strip(), '```', '']
     with open(out + '.md', 'w') as f:
         f.write('\n'.join(md))
     with open(out + '.json', 'w') as f:
-        json.dump({'machine': m, 'settings': settings, 'ingest': ingest, 'query': query, 'mixed': mixed,
+        json.dump({'machine': m, 'settings': settings, 'ingest': ingest, 'query': query, 'mixed': mixed, 'mixed80': mixed80,
                    'peers': peers, 'targets': targets, 'profile': profile}, f, indent=1)
     print('\n'.join(md))
 
