@@ -11,10 +11,10 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cascade/proto.h"
