@@ -125,7 +125,7 @@ static void usage(FILE *f)
         "          tails.\n"
         "Every command ends by asking the server for `stats` and reports its engine thread's\n"
         "pauses (pause_max_ms, pause_max_job, pauses_over_10ms, pause_max_ms_by_job: maxima\n"
-        "since the server started, so a preload's count too; how many of the pauses over 10 ms\n"
+        "since the server started, so a preload's pauses count too; how many over 10 ms\n"
         "fell in the timed phase, and whether the longest did, is reported beside them).\n"
         "Workload:\n"
         "  --events N          1..%llu, default 1000000\n"
