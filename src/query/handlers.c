@@ -170,11 +170,12 @@ void qpack_cstr(msgpack_packer *pk, const char *k, const char *s)
 
 /* ---------------------------------------------------------------- stats */
 
-/* The engine thread's pauses (DESIGN §8): 4 keys. */
+/* The engine thread's pauses (DESIGN §8): 5 keys. */
 static void pack_pauses(msgpack_packer *pk, const struct rpc_server_stats *ss)
 {
     qpack_f64(pk, "pause_max_ms", (double)ss->pause_max_ns / 1e6);
     qpack_cstr(pk, "pause_max_job", ss->pause_max_job);
+    qpack_f64(pk, "pause_max_cpu_ms", (double)ss->pause_max_cpu_ns / 1e6);
     qpack_u64(pk, "pauses_over_10ms", ss->pauses_over_10ms);
     uint32_t n = 0;
     while (ss->pause_job_names && n < 8 && ss->pause_job_names[n])
@@ -193,7 +194,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 33 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 34 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);

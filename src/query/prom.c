@@ -46,6 +46,9 @@ static const struct known known[] = {
     {"wal_bytes", "cascaded_wal_bytes", "gauge", 1, "Bytes in the write-ahead log."},
     {"pause_max_ms", "cascaded_engine_pause_max_seconds", "gauge", 0.001,
      "The engine thread's longest stretch without looking at waiting queries, since start."},
+    {"pause_max_cpu_ms", "cascaded_engine_pause_max_cpu_seconds", "gauge", 0.001,
+     "The most CPU time the engine thread spent in one such stretch (the rest of the longest "
+     "pause, if any, it waited for a core or the disk)."},
     {"pauses_over_10ms", "cascaded_engine_pauses_over_10ms_total", "counter", 1,
      "Engine-thread pauses longer than 10 ms (DESIGN §8's limit for background work)."},
     {"wal_writable", "cascaded_wal_writable", "gauge", 1,

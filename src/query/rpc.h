@@ -47,6 +47,7 @@ struct rpc_server_stats {
     /* the engine thread's longest pause since start (DESIGN §8), what it was doing, how many
      * went over 10 ms, and the longest of each job (names in pause_job_names) */
     uint64_t pause_max_ns, pauses_over_10ms;
+    uint64_t pause_max_cpu_ns; /* the most CPU time of the thread in one stretch */
     const char *pause_max_job;
     uint64_t pause_job_max_ns[8];
     const char *const *pause_job_names; /* NULL-terminated, at most 8 */

@@ -57,22 +57,42 @@ static void job_done(struct writer *w, int job, uint64_t t0)
     }
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The thread starts a stretch of work (after waiting for it, or at a checkpoint). */
+static void stretch_begin(struct writer *w, uint64_t t)
+{
+    w->pauses.since_ns = t;
+    w->pauses.since_cpu_ns = thread_cpu_ns();
+    w->pauses.top_ns = 0;
+}
+
 /* The thread looks at the waiting queries (or goes back to waiting for work): the stretch
- * since the last such point is one pause. */
+ * since the last such point is one pause. Its wall time is what a waiting query saw; its CPU
+ * time is what the thread spent (less, when the thread waited for a core or for the disk). */
 static void checkpoint(struct writer *w, int idle)
 {
     struct writer_pauses *p = &w->pauses;
     uint64_t t = now_ns();
     if (p->since_ns) {
-        uint64_t d = t - p->since_ns;
+        uint64_t d = t - p->since_ns, cpu = thread_cpu_ns() - p->since_cpu_ns;
         if (d > p->max_ns) {
             p->max_ns = d;
             p->max_job = p->top_job;
         }
+        if (cpu > p->max_cpu_ns)
+            p->max_cpu_ns = cpu;
         p->over_10ms += d > 10000000u;
     }
-    p->since_ns = idle ? 0 : t;
-    p->top_ns = 0;
+    if (idle)
+        p->since_ns = 0;
+    else
+        stretch_begin(w, t);
 }
 
 static int replay_record(void *ctx, const struct event *evs, size_t n)
@@ -472,6 +492,7 @@ static void server_stats(struct writer *w, struct rpc_server_stats *ss)
         .wal_err = w->wal_err,
         .refused_wal = w->refused_wal,
         .pause_max_ns = w->pauses.max_ns,
+        .pause_max_cpu_ns = w->pauses.max_cpu_ns,
         .pauses_over_10ms = w->pauses.over_10ms,
         .pause_max_job = w->pauses.max_ns ? job_names[w->pauses.max_job] : NULL,
         .pause_job_names = job_names,
@@ -727,7 +748,7 @@ static void *writer_main(void *arg)
         /* short waits while a child writes, so that it is reaped (and its WAL freed) soon */
         checkpoint(w, 1);
         struct batch *b = bqueue_pop_wait(&w->in, w->snap.child ? 20 : 200);
-        w->pauses.since_ns = now_ns(); /* busy from here to the next checkpoint */
+        stretch_begin(w, now_ns()); /* busy from here to the next checkpoint */
         sample_rate(w);
         uint64_t t0 = now_ns();
         analytics_tick(w->analytics, w->engine);

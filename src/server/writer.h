@@ -73,10 +73,12 @@ enum writer_job {
 
 struct writer_pauses {
     uint64_t since_ns;           /* the current stretch began (0: waiting for work) */
+    uint64_t since_cpu_ns;       /* the thread's CPU time then */
     uint64_t top_ns;             /* the longest job in it so far */
     int top_job;
     uint64_t max_ns;             /* the longest stretch since start */
     int max_job;                 /* its longest job */
+    uint64_t max_cpu_ns;         /* the most CPU time the thread spent in one stretch */
     uint64_t over_10ms;          /* stretches longer than 10 ms */
     uint64_t job_max_ns[WRITER_JOBS];
 };

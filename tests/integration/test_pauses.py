@@ -43,9 +43,12 @@ def body(run):
     check(f'the longest pause ({st.get("pause_max_ms")} ms) holds the longest job ({longest} ms)',
           st.get('pause_max_ms', 0) >= longest > 0)
     check('the longest pause is put down to a job', st.get('pause_max_job') in JOBS, repr(st.get('pause_max_job')))
-    print(f'# longest pause {st.get("pause_max_ms"):.2f} ms ({st.get("pause_max_job")}); longest per job (ms): '
+    print(f'# longest pause {st.get("pause_max_ms"):.2f} ms ({st.get("pause_max_job")}), '
+          f'most CPU in one {st.get("pause_max_cpu_ms"):.2f} ms; longest per job (ms): '
           + ', '.join(f'{k} {v:.2f}' for k, v in by.items()) + f'; over 10 ms: {st.get("pauses_over_10ms")}')
     check('pauses_over_10ms is a count', isinstance(st.get('pauses_over_10ms'), int))
+    check('pause_max_cpu_ms: some CPU time, none beyond what one core gives in the longest pause',
+          0 < st.get('pause_max_cpu_ms', 0) <= st['pause_max_ms'] * 1.01 + 1, repr(st.get('pause_max_cpu_ms')))
     m = metric(srv, 'cascaded_engine_pause_max_seconds')
     check('/metrics: cascaded_engine_pause_max_seconds is the longest pause, in seconds',
           m is not None and m >= st['pause_max_ms'] / 1000 - 1e-9, repr(m))
