@@ -123,8 +123,8 @@ static int rank_cmp(const struct rank_ctx *x, const struct ranked *a, const stru
     if (ka != kb)
         return ka > kb ? 1 : -1;
     const struct intern *names = x->cascades ? &x->e->post_ids : &x->e->actor_ids;
-    uint32_t ia = x->cascades ? cascade_at(x->e, a->id)->root : a->id;
-    uint32_t ib = x->cascades ? cascade_at(x->e, b->id)->root : b->id;
+    uint32_t ia = x->cascades ? cascade_root(x->e, cascade_at(x->e, a->id)) : a->id;
+    uint32_t ib = x->cascades ? cascade_root(x->e, cascade_at(x->e, b->id)) : b->id;
     uint32_t la, lb;
     const char *sa = intern_str(names, ia, &la), *sb = intern_str(names, ib, &lb);
     int c = memcmp(sa, sb, la < lb ? la : lb);

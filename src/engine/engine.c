@@ -92,7 +92,7 @@ uint32_t engine_live_cascade(const struct engine *e, uint32_t cid)
 {
     /* a joined cascade's root now hangs below a post of the cascade it joined */
     const struct cascade *c = cascade_at(e, cid);
-    return c->dead ? engine_find_cascade(e, c->root) : cid;
+    return cascade_dead(e, c) ? engine_find_cascade(e, cascade_root(e, c)) : cid;
 }
 
 uint64_t engine_cascade_key(const struct cbody *c, int metric)
@@ -172,12 +172,12 @@ static int push_dirty(uint32_t **list, uint32_t *n, uint32_t *cap, uint32_t id)
 static void touch_cascade(struct engine *e, uint32_t cid)
 {
     struct cascade *c = cascade_at(e, cid);
-    if (c->dirty)
+    if (c->lab & CASCADE_DIRTY)
         return;
     if (push_dirty(&e->dirty_c, &e->ndirty_c, &e->cap_dirty_c, cid))
         index_cascade(e, cid);
     else
-        c->dirty = 1;
+        c->lab |= CASCADE_DIRTY;
 }
 
 static void touch_actor(struct engine *e, uint32_t aid)
@@ -200,8 +200,8 @@ void engine_flush_index(struct engine *e)
 {
     for (uint32_t i = 0; i < e->ndirty_c; i++) {
         struct cascade *c = cascade_at(e, e->dirty_c[i]);
-        c->dirty = 0;
-        if (!c->dead)
+        c->lab &= ~CASCADE_DIRTY;
+        if (!cascade_dead(e, c))
             index_cascade(e, e->dirty_c[i]);
     }
     for (uint32_t i = 0; i < e->ndirty_a; i++) {
@@ -282,8 +282,8 @@ static int ensure_levels(struct cbody *c, uint32_t n)
  * body must have been reserved: segvec_reserve(&e->cbodies, 1)). */
 static struct cbody *cascade_body(struct engine *e, struct cascade *c)
 {
-    if (c->body != NONE)
-        return cbody_at(e, c->body);
+    if (c->rb & CASCADE_BODY)
+        return cbody_at(e, c->rb & ~CASCADE_BODY);
     struct cbody one;
     cascade_fig(e, c, &one);
     uint32_t id = e->free_body;
@@ -296,20 +296,21 @@ static struct cbody *cascade_body(struct engine *e, struct cascade *c)
         b = segvec_push(&e->cbodies);
     }
     *b = one;
-    c->body = id;
+    c->rb = CASCADE_BODY | id;
     return b;
 }
 
 void engine_release_body(struct engine *e, struct cascade *c)
 {
-    if (c->body == NONE)
+    uint32_t id = cascade_body_id(c);
+    if (id == NONE)
         return;
-    struct cbody *b = cbody_at(e, c->body);
+    struct cbody *b = cbody_at(e, id);
     if (b->cap_log2)
         free(b->lv.ext);
+    c->rb = b->root; /* the record alone names the root again */
     *b = (struct cbody){.size = e->free_body};
-    e->free_body = c->body;
-    c->body = NONE;
+    e->free_body = id;
 }
 
 /* ---------------------------------------------------------------- lookups and reservation */
@@ -365,6 +366,10 @@ static int reserve(struct engine *e, const struct event *ev, const struct plan *
         rc = content_reserve(e, pl->content);
     rc = rc ? rc : growth_reserve(&e->growth, ev->ts);
     rc = rc ? rc : intern_reserve(&e->labels, 1, ev->label_len);
+    if (!rc && ev->label && e->labels.count >= LABEL_MAX && /* cascade.lab's 31 bits */
+        intern_find(&e->labels, ev->label, ev->label_len, hash_bytes(ev->label, ev->label_len)) ==
+            NONE)
+        rc = -E2BIG;
     rc = rc ? rc : segvec_reserve(&e->cascades, 1);
     rc = rc ? rc : segvec_reserve(&e->cbodies, 1); /* at most one cascade gets a body */
     rc = rc ? rc : retention_reserve(e);
@@ -407,16 +412,14 @@ static uint32_t new_cascade(struct engine *e, uint32_t root, int64_t ts, int wit
         c = segvec_push(&e->cascades);
     } else {
         c = cascade_at(e, id);
-        memset(c, 0, sizeof(*c));
     }
     retention_filed(e, id, ts);
-    c->root = root;
-    c->label = NONE;
-    c->body = NONE;
+    c->rb = root;
+    c->lab = LABEL_NIL;
     post_at(e, root)->parent = ROOT_FLAG | id;
     if (with_body) {
         struct cbody *b = cascade_body(e, c);
-        *b = (struct cbody){.first_ts = ts, .last_ts = ts};
+        *b = (struct cbody){.root = root, .first_ts = ts, .last_ts = ts};
     }
     e->live_cascades++;
     return id;
@@ -499,14 +502,16 @@ static void offer_label(struct engine *e, struct cascade *c, uint32_t label, int
 {
     if (label == NONE)
         return;
+    uint32_t body = cascade_body_id(c);
     if (is_root) {
-        c->label = label;
-        c->label_root = 1;
+        cascade_set_label(c, label);
+        if (body != NONE) /* a single node's label can only be its root's */
+            cbody_at(e, body)->label_root = 1;
         return;
     }
-    struct cbody *b = cbody_at(e, c->body);
-    if (!c->label_root && (c->label == NONE || ts < b->label_ts)) {
-        c->label = label;
+    struct cbody *b = cbody_at(e, body);
+    if (!b->label_root && (cascade_label(c) == NONE || ts < b->label_ts)) {
+        cascade_set_label(c, label);
         b->label_ts = ts;
     }
 }
@@ -530,7 +535,7 @@ static void add_level(struct cbody *c, uint32_t depth, uint32_t count)
  * a pair (engine.pairs). */
 static uint32_t root_actor(const struct engine *e, uint32_t cid)
 {
-    return post_at(e, cascade_at(e, cid)->root)->actor;
+    return post_at(e, cascade_root(e, cascade_at(e, cid)))->actor;
 }
 
 /* Whether actor a posted in cascade cid. */
@@ -545,7 +550,7 @@ static void add_pair(struct engine *e, uint32_t a, uint32_t cid)
     int created;
     u64map_put(&e->pairs, u64map_pair(a, cid), &created);
     if (created) {
-        cbody_at(e, cascade_at(e, cid)->body)->unique++;
+        cbody_at(e, cascade_body_id(cascade_at(e, cid)))->unique++;
         actor_at(e, a)->cascades++;
     }
 }
@@ -650,7 +655,7 @@ static void rekey_actor(struct engine *e, uint32_t a, const struct rekey_ctx *k)
     if (a != k->to_root)
         u64map_put(&e->pairs, u64map_pair(a, k->to), &created);
     if (created) /* `to` received a subtree: it has a body */
-        cbody_at(e, cascade_at(e, k->to)->body)->unique++;
+        cbody_at(e, cascade_body_id(cascade_at(e, k->to)))->unique++;
     else
         actor_at(e, a)->cascades--; /* it was counted in both */
 }
@@ -682,7 +687,7 @@ static void add_under_placeholder(struct engine *e, uint32_t p, uint32_t a, cons
     uint32_t q = new_placeholder(e, pl, ev->parent.len);
     uint32_t cid = new_cascade(e, q, ev->ts, 1);
     struct cascade *c = cascade_at(e, cid);
-    struct cbody *b = cbody_at(e, c->body);
+    struct cbody *b = cbody_at(e, cascade_body_id(c));
     link_child(e, q, p);
     post_at(e, q)->sub = 2;
     post_at(e, p)->sub = 1;
@@ -756,7 +761,7 @@ static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *e
                  uint32_t content)
 {
     /* p is a placeholder: tid has more than one node, so a body */
-    struct cbody *t = cbody_at(e, cascade_at(e, tid)->body);
+    struct cbody *t = cbody_at(e, cascade_body_id(cascade_at(e, tid)));
     uint32_t below = post_at(e, p)->sub - 1, already = 0;
     int member = u64map_has(&e->pairs, u64map_pair(a, tid));
     if (member) {
@@ -788,7 +793,7 @@ static void reroot(struct engine *e, uint32_t p, const struct event *ev, const s
                    uint32_t tid, uint32_t label)
 {
     struct cascade *tc = cascade_at(e, tid);
-    struct cbody *t = cbody_at(e, tc->body); /* p was a placeholder */
+    struct cbody *t = cbody_at(e, cascade_body_id(tc)); /* p was a placeholder */
     uint32_t q = new_placeholder(e, pl, ev->parent.len);
     uint64_t n = post_at(e, p)->sub;
     struct post *qr = post_at(e, q);
@@ -796,7 +801,7 @@ static void reroot(struct engine *e, uint32_t p, const struct event *ev, const s
     qr->sub = (uint32_t)n + 1;
     qr->child = p;
     post_at(e, p)->parent = q;
-    tc->root = q;
+    t->root = q;
     int created; /* p's actor is no longer the root's: it takes a pair (fill left none) */
     u64map_put(&e->pairs, u64map_pair(post_at(e, p)->actor, tid), &created);
     t->missing++;
@@ -833,17 +838,18 @@ static void join_shape(struct cascade *cc, struct cbody *c, const struct cascade
     c->missing += t->missing;
     cascade_ts(c, t->first_ts);
     cascade_ts(c, t->last_ts);
-    if (!cc->label_root && tc->label != NONE &&
-        (cc->label == NONE || t->label_ts < c->label_ts)) {
-        cc->label = tc->label;
+    if (!c->label_root && cascade_label(tc) != NONE &&
+        (cascade_label(cc) == NONE || t->label_ts < c->label_ts)) {
+        cascade_set_label(cc, cascade_label(tc));
         c->label_ts = t->label_ts;
     }
 }
 
 static void kill_cascade(struct engine *e, uint32_t tid)
 {
-    cascade_at(e, tid)->dead = 1;
-    struct cbody *t = cbody_at(e, cascade_at(e, tid)->body); /* kept: retention reads last_ts */
+    /* the body is kept: retention reads its last_ts, engine_live_cascade its root */
+    struct cbody *t = cbody_at(e, cascade_body_id(cascade_at(e, tid)));
+    t->dead = 1;
     if (t->cap_log2)
         free(t->lv.ext);
     t->cap_log2 = 0;
@@ -859,7 +865,7 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
     uint32_t root = e->path[plen - 1];
     uint32_t cid = post_at(e, root)->parent & ~ROOT_FLAG;
     struct cascade *cc = cascade_at(e, cid), *tc = cascade_at(e, tid);
-    struct cbody *c = cascade_body(e, cc), *t = cbody_at(e, tc->body);
+    struct cbody *c = cascade_body(e, cc), *t = cbody_at(e, cascade_body_id(tc));
     uint64_t n_t = post_at(e, p)->sub;
 
     join_reach(e, p, tid, plen, (uint32_t)n_t);

@@ -30,27 +30,35 @@ struct post {
     int64_t ts;
 };
 
-/* A cascade id's record, 16 bytes. A cascade of one node (a root post alone; 84 % of the
+/* A cascade id's record, 8 bytes. A cascade of one node (a root post alone; 84 % of the
  * cascades of cascade-gen's workload at 10 M events) has nothing more: its figures follow from
- * its root (cascade_fig). Its second node gives it a body (struct cbody) with the figures. */
+ * its root (cascade_fig), its label is its root's. Its second node gives it a body (struct
+ * cbody) with the figures, the root and the flags. Read and write it through the cascade_*
+ * accessors below. */
 struct cascade {
-    uint32_t root;
-    uint32_t label;     /* label id or NONE */
-    uint32_t body;      /* index in engine.cbodies; NONE while a single node */
-    uint8_t label_root; /* the label is the root's own */
-    uint8_t dead;       /* joined into another cascade */
-    uint8_t dirty;      /* on the list of cascades whose top-k keys are stale */
-    uint8_t pad;
+    uint32_t rb;  /* CASCADE_BODY | body index (engine.cbodies); else the root post of a single
+                     node, or for a freed id the next free one */
+    uint32_t lab; /* label id in the low 31 bits (LABEL_NIL: none; LABEL_FREED: a freed id), and
+                     CASCADE_DIRTY: on the list of cascades whose top-k keys are stale */
 };
+#define CASCADE_BODY  0x80000000u
+#define CASCADE_DIRTY 0x80000000u
+#define LABEL_BITS    0x7fffffffu
+#define LABEL_NIL     0x7fffffffu
+#define LABEL_FREED   0x7ffffffeu
+#define LABEL_MAX     0x7ffffffdu /* label ids stay below this (engine.c's reserve) */
 
 /* The figures of a cascade of n = size + missing nodes. The Wiener index is W = n*s1 - s2 with
  * s1 = Σ s and s2 = Σ s² over the tree's edges (s = nodes below the edge), so that adding a leaf
  * only touches its ancestors. Breadth per depth is kept for depths 1.. (depth 0 is the root
  * alone): inline while the cascade is at most 2 deep, which most are, else in an array of
- * 2^cap_log2. A freed body is linked through size. 72 bytes. */
+ * 2^cap_log2. A freed body is linked through size. 80 bytes. */
 struct cbody {
+    uint32_t root;
     uint32_t size, missing, depth, max_breadth, unique;
-    uint8_t cap_log2; /* 0: levels inline */
+    uint8_t cap_log2;   /* 0: levels inline */
+    uint8_t label_root; /* the label is the root's own */
+    uint8_t dead;       /* joined into another cascade */
     uint64_t s1, s2;
     int64_t first_ts, last_ts;
     int64_t label_ts; /* ts of the post the label came from (when not the root's) */
@@ -199,18 +207,77 @@ static inline struct cbody *cbody_at(const struct engine *e, uint32_t id)
     return CHUNK_AT(e->cbodies, struct cbody, CBODY_SHIFT, id);
 }
 
-#define CASCADE_FREE 2 /* cascade.dead of an id on the free list */
+#define CASCADE_FREE 2 /* cascade_dead of an id on the free list */
+
+/* Cascade c's body index, NONE for a single node (or a freed id). */
+static inline uint32_t cascade_body_id(const struct cascade *c)
+{
+    return c->rb & CASCADE_BODY ? c->rb & ~CASCADE_BODY : NONE;
+}
+
+static inline int cascade_freed(const struct cascade *c)
+{
+    return (c->lab & LABEL_BITS) == LABEL_FREED;
+}
+
+/* A freed id (its body given back): it links to the next freed one (NONE ends the list). */
+#define FREE_END 0x7fffffffu /* NONE without CASCADE_BODY: cascade ids stay below it */
+static inline void cascade_set_freed(struct cascade *c, uint32_t next)
+{
+    c->rb = next == NONE ? FREE_END : next;
+    c->lab = LABEL_FREED;
+}
+
+static inline uint32_t cascade_free_next(const struct cascade *c)
+{
+    return c->rb == FREE_END ? NONE : c->rb;
+}
+
+/* 0: live, 1: joined into another cascade, CASCADE_FREE: a freed id. */
+static inline int cascade_dead(const struct engine *e, const struct cascade *c)
+{
+    if (c->rb & CASCADE_BODY)
+        return cbody_at(e, c->rb & ~CASCADE_BODY)->dead;
+    return cascade_freed(c) ? CASCADE_FREE : 0;
+}
+
+/* The root post (not of a freed id: see cascade_free_next). */
+static inline uint32_t cascade_root(const struct engine *e, const struct cascade *c)
+{
+    return c->rb & CASCADE_BODY ? cbody_at(e, c->rb & ~CASCADE_BODY)->root : c->rb;
+}
+
+/* The label id or NONE. */
+static inline uint32_t cascade_label(const struct cascade *c)
+{
+    uint32_t l = c->lab & LABEL_BITS;
+    return l == LABEL_NIL || l == LABEL_FREED ? NONE : l;
+}
+
+static inline void cascade_set_label(struct cascade *c, uint32_t label)
+{
+    c->lab = (c->lab & CASCADE_DIRTY) | (label == NONE ? LABEL_NIL : label);
+}
+
+/* Whether the label is the root's own (a single node's can only be). */
+static inline int cascade_label_root(const struct engine *e, const struct cascade *c)
+{
+    if (c->rb & CASCADE_BODY)
+        return cbody_at(e, c->rb & ~CASCADE_BODY)->label_root;
+    return cascade_label(c) != NONE;
+}
 
 /* The figures of cascade c: its body, or those of a single node (its root, observed) in *tmp. */
 static inline const struct cbody *cascade_fig(const struct engine *e, const struct cascade *c,
                                               struct cbody *tmp)
 {
-    if (c->body != NONE)
-        return cbody_at(e, c->body);
+    if (c->rb & CASCADE_BODY)
+        return cbody_at(e, c->rb & ~CASCADE_BODY);
     *tmp = (struct cbody){0};
-    if (c->dead != CASCADE_FREE) {
-        int64_t ts = post_at(e, c->root)->ts;
-        *tmp = (struct cbody){.size = 1, .max_breadth = 1, .unique = 1, .first_ts = ts,
+    if (!cascade_freed(c)) {
+        int64_t ts = post_at(e, c->rb)->ts;
+        *tmp = (struct cbody){.root = c->rb, .size = 1, .max_breadth = 1, .unique = 1,
+                              .label_root = cascade_label(c) != NONE, .first_ts = ts,
                               .last_ts = ts};
     }
     return tmp;
@@ -219,7 +286,7 @@ static inline const struct cbody *cascade_fig(const struct engine *e, const stru
 /* The observed posts of cascade c (not a freed one). */
 static inline uint32_t cascade_size(const struct engine *e, const struct cascade *c)
 {
-    return c->body != NONE ? cbody_at(e, c->body)->size : 1;
+    return c->rb & CASCADE_BODY ? cbody_at(e, c->rb & ~CASCADE_BODY)->size : 1;
 }
 
 /* The count of nodes at depth d >= 1 (capacity must have been ensured). */

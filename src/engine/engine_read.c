@@ -61,16 +61,16 @@ void engine_describe_cascade(const struct engine *e, uint32_t cid, struct engine
     const struct cascade *cr = cascade_at(e, cid);
     struct cbody tmp;
     const struct cbody *c = cascade_fig(e, cr, &tmp);
-    const struct post *root = post_at(e, cr->root);
+    const struct post *root = post_at(e, c->root);
     memset(o, 0, sizeof(*o));
     o->id = cid;
-    o->root = intern_str(&e->post_ids, cr->root, &o->root_len);
+    o->root = intern_str(&e->post_ids, c->root, &o->root_len);
     if (root->actor != NONE)
         o->root_actor = intern_str(&e->actor_ids, root->actor, &o->root_actor_len);
     if ((root->content & CONTENT_MASK) != CONTENT_NONE)
         o->content = intern_str(&e->contents, root->content & CONTENT_MASK, &o->content_len);
-    if (cr->label != NONE)
-        o->label = intern_str(&e->labels, cr->label, &o->label_len);
+    if (cascade_label(cr) != NONE)
+        o->label = intern_str(&e->labels, cascade_label(cr), &o->label_len);
     o->size = c->size;
     o->missing = c->missing;
     o->depth = c->depth;
@@ -177,7 +177,7 @@ int engine_tree(struct engine *e, const char *post, uint32_t len, uint32_t limit
         return -ENOMEM;
     /* breadth-first: the queue holds one level after another, level_end marks the boundary */
     uint32_t head = 0, tail = 0, depth = 0, level_end = 1;
-    queue[tail++] = c->root;
+    queue[tail++] = b->root;
     while (head < tail) {
         if (head == level_end) {
             depth++;
@@ -202,13 +202,13 @@ int engine_match(const struct engine *e, uint32_t cid, const struct cascade_matc
 {
     const struct cascade *c = cascade_at(e, cid);
     const struct engine_cascade_filter *f = m->f;
-    if (c->dead)
+    if (cascade_dead(e, c))
         return 0;
     if (!f)
         return 1;
-    if (f->label && c->label != m->label)
+    if (f->label && cascade_label(c) != m->label)
         return 0;
-    if (f->content && (post_at(e, c->root)->content & CONTENT_MASK) != m->content)
+    if (f->content && (post_at(e, cascade_root(e, c))->content & CONTENT_MASK) != m->content)
         return 0;
     struct cbody tmp;
     const struct cbody *b = cascade_fig(e, c, &tmp);
@@ -317,7 +317,7 @@ static uint64_t cascade_key_of(const struct top_query *q, uint32_t item)
 
 static int cascade_alive(const struct top_query *q, uint32_t item)
 {
-    return !cascade_at(q->e, item)->dead;
+    return !cascade_dead(q->e, cascade_at(q->e, item));
 }
 
 static int cascade_filter(const struct top_query *q, uint32_t item)

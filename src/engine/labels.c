@@ -167,7 +167,7 @@ struct groups {
 
 static uint32_t group_of(const struct engine *e, const struct cascade *c)
 {
-    return c->label == NONE ? e->labels.count : c->label;
+    return cascade_label(c) == NONE ? e->labels.count : cascade_label(c);
 }
 
 #define NVALS (ENGINE_LABEL_METRICS + 1) /* the metrics and duration_ms */
@@ -179,7 +179,7 @@ static void gather(const struct engine *e, struct groups *g, double **vals)
     memcpy(g->fill, g->start, g->ngroups * sizeof(uint32_t));
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         const struct cascade *c = cascade_at(e, i);
-        if (c->dead)
+        if (cascade_dead(e, c))
             continue;
         uint32_t at = g->fill[group_of(e, c)]++;
         struct cbody tmp;
@@ -235,7 +235,7 @@ int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t 
     if (g.start && g.fill) {
         for (uint32_t i = 0; i < e->cascades.len; i++) {
             const struct cascade *c = cascade_at(e, i);
-            if (!c->dead)
+            if (!cascade_dead(e, c))
                 g.start[group_of(e, c) + 1]++;
         }
         for (uint32_t gi = 0; gi < g.ngroups; gi++)

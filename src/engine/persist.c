@@ -199,6 +199,9 @@ static void save_body(struct out *o, const struct cbody *b)
 {
     struct cbody w;
     memset(&w, 0, sizeof(w));
+    w.root = b->root;
+    w.label_root = b->label_root;
+    w.dead = b->dead;
     w.size = b->size;
     w.missing = b->missing;
     w.depth = b->depth;
@@ -291,8 +294,8 @@ static void save_sections(struct out *o, const struct engine *e, const void *use
     save_segvec(o, &e->cascades);
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         const struct cascade *c = cascade_at(e, i);
-        if (c->body != NONE)
-            save_body(o, cbody_at(e, c->body));
+        if (cascade_body_id(c) != NONE)
+            save_body(o, cbody_at(e, cascade_body_id(c)));
     }
     sec_end(o, SEC_CASCADES);
 
@@ -926,10 +929,11 @@ static int free_chain_ok(const struct engine *e)
         return -ENOMEM;
     uint32_t x = e->ret.free_c, k = 0;
     for (; x != NONE && k < e->ret.nfree_c; k++) {
-        if (x >= e->cascades.len || seen[x] || cascade_at(e, x)->dead != CASCADE_FREE)
+        if (x >= e->cascades.len || seen[x] || !cascade_freed(cascade_at(e, x)) ||
+            cascade_at(e, x)->rb & CASCADE_BODY)
             break;
         seen[x] = 1;
-        x = cascade_at(e, x)->root;
+        x = cascade_free_next(cascade_at(e, x));
     }
     free(seen);
     return x == NONE && k == e->ret.nfree_c;
@@ -945,46 +949,50 @@ static int load_cascades(struct in *r, struct engine *e)
     uint8_t *has = malloc((size_t)e->cascades.len + 1);
     if (!has)
         return -ENOMEM;
-    uint64_t live = 0;
     uint32_t nfree = 0, nbodies = 0;
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         struct cascade *c = cascade_at(e, i);
-        has[i] = c->body != NONE;
+        has[i] = (c->rb & CASCADE_BODY) != 0;
         nbodies += has[i];
-        c->body = NONE;
-        c->dirty = 0;
-        live += !c->dead;
-        nfree += c->dead == CASCADE_FREE;
+        if (has[i])
+            c->rb = 0; /* until its body is read */
+        c->lab &= ~CASCADE_DIRTY;
+        nfree += cascade_freed(c);
     }
-    if (live != e->live_cascades)
-        rc = bad(r, "%llu live cascades, the engine counts %llu", (unsigned long long)live,
-                 (unsigned long long)e->live_cascades);
-    int chain = rc == 0 && nfree == e->ret.nfree_c ? free_chain_ok(e) : 0;
+    int chain = nfree == e->ret.nfree_c ? free_chain_ok(e) : 0;
     if (chain < 0)
         rc = chain;
-    else if (rc == 0 && !chain)
+    else if (!chain)
         rc = bad(r, "the free cascade list (from %u, %u long) does not link exactly the %u freed",
                  e->ret.free_c, e->ret.nfree_c, nfree);
     if (rc == 0 && (!fits(r, nbodies, sizeof(struct cbody)) || segvec_reserve(&e->cbodies, nbodies)))
         rc = r->bad ? -EINVAL : -ENOMEM;
+    uint64_t live = 0;
     for (uint32_t i = 0; i < e->cascades.len && !rc; i++) {
         struct cascade *c = cascade_at(e, i);
-        /* a freed cascade has no body; a joined one (it had a placeholder root) has one */
-        if ((c->root >= np && c->dead != CASCADE_FREE) || !check_ref(c->label, nl) ||
-            c->dead > CASCADE_FREE || c->label_root > 1 ||
-            (c->dead == CASCADE_FREE && has[i]) || (c->dead == 1 && !has[i])) {
+        /* a freed id has no body; a joined cascade (it had a placeholder root) has one */
+        if (!check_ref(cascade_label(c), nl) || (cascade_freed(c) && has[i]) ||
+            (!has[i] && !cascade_freed(c) && c->rb >= np)) {
             rc = bad(r, "cascade %u is malformed", i);
             break;
         }
-        if (!has[i])
+        if (!has[i]) {
+            live += !cascade_freed(c);
             continue;
+        }
         struct cbody b;
-        memcpy(&b, take(r, sizeof(b)), sizeof(b));
+        const void *src = take(r, sizeof(b)); /* level arrays lie between the bodies */
+        if (!src) {
+            rc = -EINVAL;
+            break;
+        }
+        memcpy(&b, src, sizeof(b));
         uint8_t lg = b.cap_log2;
-        if (lg > 31 || (c->dead && lg)) {
+        if (b.root >= np || b.dead > 1 || b.label_root > 1 || lg > 31 || (b.dead && lg)) {
             rc = bad(r, "cascade %u is malformed", i);
             break;
         }
+        live += !b.dead;
         b.cap_log2 = 0;
         if (lg) {
             if (!fits(r, 1ull << lg, 4)) {
@@ -1000,9 +1008,12 @@ static int load_cascades(struct in *r, struct engine *e)
             b.lv.ext = lv;
             b.cap_log2 = lg;
         }
-        c->body = e->cbodies.len;
+        c->rb = CASCADE_BODY | e->cbodies.len;
         *(struct cbody *)segvec_push(&e->cbodies) = b;
     }
+    if (rc == 0 && live != e->live_cascades)
+        rc = bad(r, "%llu live cascades, the engine counts %llu", (unsigned long long)live,
+                 (unsigned long long)e->live_cascades);
     free(has);
     return rc;
 }
@@ -1158,10 +1169,11 @@ static int walk_tree(struct in *r, struct walk *w, struct engine *e, uint32_t ro
                      uint64_t *seen)
 {
     struct cascade *cr = cascade_at(e, cid);
-    if (cr->dead || cr->root != root)
+    if (cascade_dead(e, cr) || cascade_root(e, cr) != root)
         return bad(r, "post %u roots cascade %u, which is not its", root, cid);
-    struct cbody tmp, *c = cr->body != NONE ? cbody_at(e, cr->body) : &tmp;
-    if (cr->body == NONE)
+    uint32_t body = cascade_body_id(cr);
+    struct cbody tmp, *c = body != NONE ? cbody_at(e, body) : &tmp;
+    if (body == NONE)
         cascade_fig(e, cr, &tmp); /* a single node: what the tree must be */
     uint32_t depth = 0, maxd = 0, x = root;
     uint64_t nodes = 0, missing = 0;
@@ -1245,7 +1257,7 @@ static void rebuild_topk(struct engine *e)
         const struct cascade *c = cascade_at(e, i);
         struct cbody tmp;
         const struct cbody *b = cascade_fig(e, c, &tmp);
-        for (int m = 0; !c->dead && m < ENGINE_CASCADE_METRICS; m++)
+        for (int m = 0; !cascade_dead(e, c) && m < ENGINE_CASCADE_METRICS; m++)
             topk_offer(&e->ctop[m], i, engine_cascade_key(b, m));
     }
     for (uint32_t i = 0; i < e->actors.len; i++)

@@ -9,7 +9,7 @@
 
 #include "cascade/engine.h"
 
-#define ENGINE_PERSIST_VERSION  5
+#define ENGINE_PERSIST_VERSION  6
 #define ENGINE_PERSIST_USER_MAX 256 /* bytes of the caller's own record in a file */
 
 /* Writes e to fd (a regular file, written from its current offset on; the caller fsyncs), with

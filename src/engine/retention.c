@@ -90,7 +90,7 @@ uint32_t retention_take_cascade(struct engine *e)
     struct retention *r = &e->ret;
     uint32_t id = r->free_c;
     if (id != NONE) {
-        r->free_c = cascade_at(e, id)->root;
+        r->free_c = cascade_free_next(cascade_at(e, id));
         r->nfree_c--;
     }
     return id;
@@ -347,7 +347,7 @@ static int evict(struct engine *e, uint32_t cid)
     if (reserve_evict(e, c))
         return -ENOMEM;
     uint32_t first = r->nposts;
-    evict_walk(e, c->root);
+    evict_walk(e, cascade_root(e, c));
     release_actors(e, cid);
     for (uint32_t i = first; i < r->nposts; i++)
         post_at(e, r->posts[i])->sub = 0;
@@ -365,8 +365,7 @@ static void free_cascade(struct engine *e, uint32_t cid)
 {
     struct cascade *c = cascade_at(e, cid);
     engine_release_body(e, c); /* a joined one's */
-    c->dead = CASCADE_FREE;
-    c->root = e->ret.free_c;
+    cascade_set_freed(c, e->ret.free_c);
     e->ret.free_c = cid;
     e->ret.nfree_c++;
 }
@@ -434,7 +433,7 @@ static void sweep(struct engine *e, int64_t cut)
         if (i && cid == r->victims[i - 1])
             continue; /* filed twice: freed once */
         struct cascade *c = cascade_at(e, cid);
-        if (!c->dead && evict(e, cid)) { /* out of memory: the next sweep tries again */
+        if (!cascade_dead(e, c) && evict(e, cid)) { /* out of memory: the next sweep tries again */
             for (; i < r->nvictims; i++) { /* their entries' room is still there */
                 struct cbody tmp;
                 const struct cascade *v = cascade_at(e, r->victims[i]);
@@ -498,7 +497,7 @@ static int file_all(struct engine *e)
     for (uint32_t i = 0; i < e->cascades.len; i++) {
         const struct cascade *c = cascade_at(e, i);
         struct cbody tmp;
-        if (c->dead != CASCADE_FREE)
+        if (!cascade_freed(c))
             r->rq[r->nrq++] = (struct rq_entry){cascade_fig(e, c, &tmp)->last_ts, i};
     }
     for (uint32_t i = r->nrq / 2; i-- > 0;)
