@@ -302,13 +302,14 @@ static int at_memory_limit(struct writer *w)
     return state == 2;
 }
 
-/* Every event of the batch that validation let through is refused as BATCH_FULL, unapplied. */
-static void refuse_batch(struct writer *w, struct batch *b)
+/* Every event of the batch that validation let through is refused with outcome, unapplied, and
+ * counted in *count; the engine's stats still get the validation's own rejections. */
+static void refuse_batch(struct writer *w, struct batch *b, uint8_t outcome, uint64_t *count)
 {
     for (uint32_t i = 0; i < b->n; i++) {
         if (b->vidx[i] != UINT32_MAX) {
-            b->outcome[i] = BATCH_FULL;
-            w->refused_memory++;
+            b->outcome[i] = outcome;
+            (*count)++;
         } else {
             engine_note_outcome(w->engine, b->outcome[i]);
         }
@@ -326,14 +327,7 @@ static void wal_refused(struct writer *w, struct batch *b, int rc)
                 "acked); each new batch tries the WAL again, ingest resumes when it takes it\"",
                 strerror(-rc), b->nvalid);
     w->wal_err = rc;
-    for (uint32_t i = 0; i < b->n; i++) {
-        if (b->vidx[i] != UINT32_MAX) {
-            b->outcome[i] = EVENT_ERR_NOMEM;
-            w->refused_wal++;
-        } else {
-            engine_note_outcome(w->engine, b->outcome[i]);
-        }
-    }
+    refuse_batch(w, b, EVENT_ERR_NOMEM, &w->refused_wal);
 }
 
 /* A failed fsync: the kernel may have dropped pages of the current segment, so events already
@@ -385,7 +379,7 @@ static int rescued(struct writer *w)
 static void do_ingest(struct writer *w, struct batch *b)
 {
     if (at_memory_limit(w)) {
-        refuse_batch(w, b);
+        refuse_batch(w, b, BATCH_FULL, &w->refused_memory);
         return;
     }
     if (ensure_scratch(w, b->nvalid ? b->nvalid : 1)) {

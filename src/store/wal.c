@@ -596,6 +596,24 @@ static int create_segment(struct wal *w, uint64_t seq, int *out)
     return 0;
 }
 
+/* Creates segment seq and appends to it from now on (the descriptor swapped under mu, since the
+ * syncer fsyncs a duplicate of it); with clear_failed the WAL takes appends again. */
+static int switch_segment(struct wal *w, uint64_t seq, int clear_failed)
+{
+    int fd;
+    int rc = create_segment(w, seq, &fd);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&w->mu);
+    close(w->fd);
+    w->fd = fd;
+    w->dirty = 0;
+    if (clear_failed)
+        w->failed = WAL_OK;
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
 /* Moves appends to a new segment. The old one is made durable first: a later wal_sync only
  * reaches the new file, and a lost tail before kept records would be a hole in the history. */
 static int roll(struct wal *w)
@@ -608,16 +626,7 @@ static int roll(struct wal *w)
         if (rc < 0)
             return rc;
     }
-    int fd;
-    int rc = create_segment(w, w->segs[w->nseg - 1].seq + 1, &fd);
-    if (rc < 0)
-        return rc;
-    pthread_mutex_lock(&w->mu);
-    close(w->fd);
-    w->fd = fd;
-    w->dirty = 0;
-    pthread_mutex_unlock(&w->mu);
-    return 0;
+    return switch_segment(w, w->segs[w->nseg - 1].seq + 1, 0);
 }
 
 /* The newest segment open for appends; an empty log starts at segment first. */
@@ -1162,22 +1171,16 @@ int wal_replay_from(struct wal *w, struct wal_pos from, wal_replay_fn fn, void *
     if (w->segs[w->nseg - 1].seq < from.seq) {
         /* The log ends before the snapshot's segment (let through above): that segment is
          * created empty, so that the next start finds no gap after the snapshot. */
-        int fd;
-        rc = create_segment(w, from.seq, &fd);
+        rc = switch_segment(w, from.seq, 0);
         if (rc < 0)
             return rc;
-        close(w->fd);
-        w->fd = fd;
     }
     if (wal_pos_cmp(wal_position(w), from) < 0) {
         /* The log ends before the snapshot's position: continue past it, in a new segment. */
         uint64_t last = w->segs[w->nseg - 1].seq;
-        int fd;
-        rc = create_segment(w, (last > from.seq ? last : from.seq) + 1, &fd);
+        rc = switch_segment(w, (last > from.seq ? last : from.seq) + 1, 0);
         if (rc < 0)
             return rc;
-        close(w->fd);
-        w->fd = fd;
     }
     st->bytes = w->total;
     w->ready = 1;
@@ -1523,16 +1526,9 @@ int wal_restart_segment(struct wal *w, struct wal_pos *pos)
     }
     if (why != WAL_FAILED_DATA || !w->ready)
         return -EIO;
-    int fd;
-    int rc = create_segment(w, w->segs[w->nseg - 1].seq + 1, &fd);
+    int rc = switch_segment(w, w->segs[w->nseg - 1].seq + 1, 1);
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&w->mu);
-    close(w->fd);
-    w->fd = fd;
-    w->dirty = 0;
-    w->failed = WAL_OK;
-    pthread_mutex_unlock(&w->mu);
     *pos = wal_position(w);
     return 0;
 }
