@@ -174,6 +174,8 @@ static void usage(FILE *f)
         "                      the end; it must exit 0\n"
         "  --fsync POLICY      always|everysec|no for --server, default everysec\n"
         "  --server-log FILE   keep the started server's stderr in FILE\n"
+        "  --server-arg ARG    one more argument for --server's command line (repeat it, up\n"
+        "                      to 16 times): e.g. --server-arg --retention --server-arg 24h\n"
         "  --host H            a running server (default 127.0.0.1) with\n"
         "  --port P --query-port P --http-port P  its ports (default 7400, 7401, 7402)\n"
         "  --server-pid PID    a running server's pid, for its RSS and CPU from /proc\n"
@@ -183,6 +185,10 @@ static void usage(FILE *f)
         "  --json FILE         also write every figure as one JSON object\n"
         "                      {\"command\", \"params\", \"results\"}\n"
         "  --progress          ingest: acked events each second on stderr\n"
+        "  --poll METHOD       ingest, mixed: during the timed phase, one more RPC connection\n"
+        "                      calls METHOD (no parameters; e.g. labels, stats) every\n"
+        "                      --poll-every seconds (default 1), as a dashboard would; reports\n"
+        "                      its calls, errors and latency p50/p99/max\n"
         "Exit status: 0 when every event was acked ok, every query answered without error and a\n"
         "started server exited 0; 1 otherwise; 2 on a usage or setup error.\n",
         (unsigned long long)EVENTS_MAX, BATCH_MAX, CONNS_MAX);
@@ -282,6 +288,7 @@ static const char **string_opt(struct opts *o, const char *a)
            : !strcmp(a, "--prefix")          ? &o->prefix
            : !strcmp(a, "--json")            ? &o->json
            : !strcmp(a, "--auth-token-file") ? &o->token_file
+           : !strcmp(a, "--poll")            ? &o->poll
                                              : NULL;
 }
 
@@ -313,6 +320,14 @@ static int parse_valued(struct opts *o, const char *a, const char *v)
         return parse_mix(v, o->mix);
     if (!strcmp(a, "--ingest-rate"))
         return parse_ingest_rate(v, o);
+    if (!strcmp(a, "--poll-every"))
+        return parse_pos(v, SECONDS_MAX, &o->poll_every);
+    if (!strcmp(a, "--server-arg")) {
+        if (!v || o->nserver_args == SERVER_ARGS_MAX)
+            return -1;
+        o->server_args[o->nserver_args++] = v;
+        return 0;
+    }
     if (!strcmp(a, "--calibration-events"))
         return parse_u64(v, 1, EVENTS_MAX, &o->calib_events);
     if (!strcmp(a, "--server-pid")) {
@@ -345,6 +360,10 @@ static int check_opts(const struct opts *o, int seen_seconds, int seen_q, int se
     if (o->server && (o->port || o->host || o->qport || o->hport || o->server_pid))
         return bad("--server runs its own server: no --host, --port, --query-port, "
                    "--http-port or --server-pid");
+    if (o->nserver_args && !o->server)
+        return bad("--server-arg is for a server that --server starts");
+    if (o->poll && o->cmd == CMD_QUERY)
+        return bad("--poll is for ingest and mixed (query has its own --mix)");
     if (strlen(o->prefix) > 64)
         return bad("--prefix: at most 64 bytes");
     if (o->cmd == CMD_INGEST && seen_q)
@@ -381,6 +400,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .seconds = 10,
                        .mix = {40, 30, 20, 10},
                        .fsync = "everysec",
+                       .poll_every = 1,
                        .prefix = "p"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -443,6 +463,7 @@ struct run {
     struct hist before, after;
     struct pauses pauses_before, pauses;
     atomic_int stop;
+    struct poller poll;
     int has_load, has_preload, has_query, has_cal, has_cal_query;
 };
 
@@ -598,8 +619,14 @@ static int timed(struct run *r, double rate)
     struct id_source ids = {r->preload.spec.prefix, r->preload.spec.events, r->preload.actor};
     int rc = 0;
     server_pauses(r->host, r->qport, &r->pauses_before);
+    if (r->o.poll && (rc = poll_start(&r->poll, r->host, r->qport, r->o.poll, r->o.poll_every,
+                                      r->o.timeout))) {
+        fprintf(stderr, PROG ": cannot start the --poll thread: %s\n", strerror(-rc));
+        return rc;
+    }
     if (r->o.cmd == CMD_INGEST) {
         rc = run_ingest(r, &r->in, &r->load);
+        poll_stop(&r->poll);
         server_pauses(r->host, r->qport, &r->pauses);
         return rc;
     }
@@ -611,6 +638,7 @@ static int timed(struct run *r, double rate)
     } else {
         rc = run_mixed(r, &r->in, &r->load, rate, &r->q, &r->has_query);
     }
+    poll_stop(&r->poll);
     metrics_histogram(r->host, r->hport, &r->after);
     server_pauses(r->host, r->qport, &r->pauses);
     return rc;
@@ -641,6 +669,8 @@ static int judge(const struct run *r)
         failed |= r->cal_q.failed;
     if (r->sv.started)
         failed |= r->sv.status != 0;
+    if (r->o.poll)
+        failed |= r->poll.r.failed || r->poll.r.errors || !r->poll.r.calls;
     return failed;
 }
 
@@ -694,6 +724,7 @@ int main(int argc, char **argv)
                          .sv = &r.sv,
                          .before = &r.before,
                          .after = r.has_query ? &r.after : NULL,
+                         .poll = r.o.poll ? &r.poll.r : NULL,
                          .client_cpu_s = cpu,
                          .wall_s = wall,
                          .failed = judge(&r)};

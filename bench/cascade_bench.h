@@ -19,6 +19,8 @@
 #define LOG_KEPT     5
 #define THREADS_KEPT 8
 #define HIST_MAX     64 /* buckets of the server's latency histogram */
+#define SERVER_ARGS_MAX 16
+#define POLL_KEPT    100000 /* --poll latencies kept */
 
 enum cmd { CMD_INGEST, CMD_QUERY, CMD_MIXED };
 enum method { M_CASCADE, M_ACTOR, M_PATH, M_TOP_CASCADES, NMETHODS };
@@ -33,6 +35,10 @@ struct opts {
     uint64_t calib_events;          /* mixed with --ingest-rate P%: the calibration's events */
     const char *host, *port, *qport, *hport, *server, *fsync, *server_log, *prefix, *json;
     const char *token_file; /* --auth-token-file */
+    const char *server_args[SERVER_ARGS_MAX]; /* --server-arg: more of the server's options */
+    int nserver_args;
+    const char *poll;  /* --poll METHOD: called every poll_every s during the timed phase */
+    double poll_every; /* --poll-every */
     long server_pid;
     int progress;
 };
@@ -143,6 +149,30 @@ int query_run(const struct opts *o, const char *host, const char *port, const st
               atomic_int *stop, struct query_result *r);
 void query_result_free(struct query_result *r);
 
+/* ---- --poll: one method called at a fixed period beside the load ---- */
+
+struct poll_result {
+    uint64_t calls, errors, n;
+    uint64_t lat_ns[POLL_KEPT]; /* the answered calls' latencies, sorted once stopped */
+    char first_error[300];
+    int failed; /* could not connect */
+};
+
+struct poller {
+    const char *host, *qport, *method;
+    double every, timeout;
+    atomic_int stop;
+    pthread_t th;
+    int running;
+    struct poll_result r;
+};
+
+/* Starts the poller thread: 0 or a negative errno. */
+int poll_start(struct poller *p, const char *host, const char *qport, const char *method,
+               double every, double timeout);
+/* Stops it (if running) and sorts the latencies. */
+void poll_stop(struct poller *p);
+
 /* ---- the server ---- */
 
 struct task_cpu {
@@ -201,6 +231,7 @@ struct report {
     const struct pauses *pauses_before, *pauses;
     const struct server *sv;
     const struct hist *before, *after; /* the server's rpc latency histogram around the queries */
+    const struct poll_result *poll;    /* --poll's calls, NULL without it */
     double client_cpu_s, wall_s;
     int failed;
 };

@@ -210,6 +210,17 @@ static void print_server(const struct report *rep)
         printf("  %s\n", sv->log_lines[i]);
 }
 
+static void print_poll(const struct report *rep)
+{
+    const struct poll_result *p = rep->poll;
+    printf("poll       %s every %g s: %" PRIu64 " calls, %" PRIu64 " errors; latency ms p50 %.3f, "
+           "p99 %.3f, max %.3f\n",
+           rep->o->poll, rep->o->poll_every, p->calls, p->errors, pct_ms(p->lat_ns, p->n, 0.5),
+           pct_ms(p->lat_ns, p->n, 0.99), pct_ms(p->lat_ns, p->n, 1.0));
+    if (p->first_error[0])
+        printf("%-10s first error: %s\n", "", p->first_error);
+}
+
 void report_print(const struct report *rep)
 {
     const struct opts *o = rep->o;
@@ -225,6 +236,8 @@ void report_print(const struct report *rep)
         print_ingest("ingest", rep->load, rep->ingest);
     if (rep->query)
         print_query(rep);
+    if (rep->poll)
+        print_poll(rep);
     print_server(rep);
     print_pauses(rep);
     printf("client     CPU %.2f s over %.2f s of load (%.0f%% of one core)\n", rep->client_cpu_s,
@@ -346,6 +359,11 @@ static void json_params(struct jw *j, const struct opts *o)
     }
     jstr(j, "server", o->server);
     jstr(j, "fsync", o->server ? o->fsync : NULL);
+    jopen(j, "server_args", '[');
+    for (int i = 0; i < o->nserver_args; i++)
+        jstr(j, NULL, o->server_args[i]);
+    jclose(j, ']');
+    jstr(j, "poll", o->poll);
     jclose(j, '}');
 }
 
@@ -523,6 +541,18 @@ int report_json(const struct report *rep, const char *path)
         json_ingest(&j, "ingest", rep->load, rep->ingest);
     if (rep->query)
         json_query(&j, rep);
+    if (rep->poll) {
+        const struct poll_result *p = rep->poll;
+        jopen(&j, "poll", '{');
+        jstr(&j, "method", rep->o->poll);
+        jnum(&j, "every_s", rep->o->poll_every);
+        jint(&j, "calls", (long long)p->calls);
+        jint(&j, "errors", (long long)p->errors);
+        jnum(&j, "p50_ms", pct_ms(p->lat_ns, p->n, 0.5));
+        jnum(&j, "p99_ms", pct_ms(p->lat_ns, p->n, 0.99));
+        jnum(&j, "max_ms", pct_ms(p->lat_ns, p->n, 1.0));
+        jclose(&j, '}');
+    }
     if (rep->sv->pid > 0)
         json_server(&j, rep);
     json_pauses(&j, rep);

@@ -89,17 +89,34 @@ static void exec_server(const struct opts *o, struct server *sv, int out_fd)
     int log_fd = open(sv->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (log_fd < 0 || dup2(out_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0)
         _exit(127);
-    const char *argv[] = {o->server, "--bind",       "127.0.0.1", "--ingest-port",
-                          "0",       "--query-port", "0",         "--http-port",
-                          "0",       "--data-dir",   sv->data,    "--fsync",
-                          o->fsync,  NULL,           NULL,        NULL};
+    const char *argv[16 + SERVER_ARGS_MAX] = {
+        o->server, "--bind",    "127.0.0.1", "--ingest-port", "0",     "--query-port", "0",
+        "--http-port", "0",     "--data-dir", sv->data,      "--fsync", o->fsync};
+    int n = 13;
     if (o->token_file) {
-        argv[13] = "--auth-token-file";
-        argv[14] = o->token_file;
+        argv[n++] = "--auth-token-file";
+        argv[n++] = o->token_file;
     }
+    for (int i = 0; i < o->nserver_args; i++)
+        argv[n++] = o->server_args[i];
+    argv[n] = NULL;
     execv(o->server, (char *const *)argv);
     fprintf(stderr, PROG ": cannot run %s: %s\n", o->server, strerror(errno));
     _exit(127);
+}
+
+/* A server that did not start usually said why on stderr (a bad option): its last lines. */
+static void print_log_tail(const char *path)
+{
+    char lines[LOG_KEPT][512];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+    while (f && fgets(lines[n % LOG_KEPT], sizeof lines[0], f))
+        n++;
+    if (f)
+        fclose(f);
+    for (int i = n > LOG_KEPT ? n - LOG_KEPT : 0; i < n; i++)
+        fprintf(stderr, "  %s", lines[i % LOG_KEPT]);
 }
 
 /* Reads stdout until the ready line; -1 if the server exits or stays silent. */
@@ -149,6 +166,7 @@ int server_start(const struct opts *o, struct server *sv)
     sv->out_fd = p[0];
     if (sv->pid < 0 || await_ready(sv)) {
         fprintf(stderr, PROG ": %s did not print its ready line (log: %s)\n", o->server, sv->log);
+        print_log_tail(sv->log);
         return -1;
     }
     sv->rss_ready = proc_status_bytes(sv->pid, "VmRSS");

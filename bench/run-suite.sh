@@ -5,6 +5,7 @@
 # usage: bench/run-suite.sh BUILD_DIR      (a Release build: `make bench` makes one in build-bench)
 # Env: EVENTS (ingest, default 10000000), MIXED_EVENTS (5000000; the mixed step runs flat out and at
 #      80 % of the flat-out rate, DESIGN §8), RATE (query rate, 2000),
+#      the pause run (issue 18's: EVENTS with analytics every 10 s, labels polled, 24 h retention),
 #      PEER_EVENTS (the dump the peers and cascaded share, 1000000), PEERS (see peers/run-peers.sh)
 set -euo pipefail
 build=${1:?usage: bench/run-suite.sh BUILD_DIR}
@@ -33,6 +34,10 @@ step "mixed: $rate queries/s while $mixed events ingest flat out"
 step "mixed: $rate queries/s while $mixed events ingest at 80 % of a flat-out calibration run"
 "$bench" mixed --server "$server" --events "$mixed" --rate "$rate" --ingest-rate 80% \
     --json "$tmp/mixed80.json" >&2
+step "pauses: $events events flat out, analytics every 10 s, labels polled every second, 24 h retention"
+"$bench" ingest --server "$server" --events "$events" --connections 2 --server-arg --analytics-interval \
+    --server-arg 10 --server-arg --retention --server-arg 24h --poll labels --poll-every 1 \
+    --json "$tmp/pauses.json" >&2 || true
 step "peers on one $pevents-event dump"
 "$build/tools/cascade-gen" --events "$pevents" --seed 1 --out "$tmp/dump.ndjson.gz"
 BUILD="$build" PEERS="${PEERS:-cascaded redis networkx duckdb}" \

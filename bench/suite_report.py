@@ -75,8 +75,8 @@ def longest_pause(runs):
 
 def main():
     src, out, build, settings = sys.argv[1:5]
-    ingest, query, mixed, mixed80 = (load(os.path.join(src, f))
-                                     for f in ('ingest.json', 'query.json', 'mixed.json', 'mixed80.json'))
+    ingest, query, mixed, mixed80, pauses = (load(os.path.join(src, f)) for f in
+                                             ('ingest.json', 'query.json', 'mixed.json', 'mixed80.json', 'pauses.json'))
     peers = []
     for line in open(os.path.join(src, 'peers.jsonl')) if os.path.exists(os.path.join(src, 'peers.jsonl')) else []:
         try:
@@ -123,6 +123,11 @@ def main():
                    f'{fmt(cal.get("events_per_s"), ",.0f")} events/s, its query p99 {fmt(cal.get("query_p99_ms"), ".2f")} ms), '
                    f'achieved {mi["events_per_s"]:,.0f} events/s; a batch went out at most {fmt(mi.get("max_send_lag_ms"), ".1f")} ms '
                    f'after its due time; ack latency from the due time p50 {mi["ack_ms"]["p50"]:.1f} ms, p99 {mi["ack_ms"]["p99"]:.1f} ms.', '']
+    if pauses:
+        r, pl = pauses['results']['ingest'], pauses['results'].get('poll', {})
+        md += ['## Pauses with analytics every 10 s, `labels` polled each second and 24 h retention (`cascade-bench ingest --poll labels`)', '',
+               f'- {r["events"]:,} events at {r["events_per_s"] / 1e6:.2f} M events/s; `labels` called {pl.get("calls")} times, '
+               f'latency p50 {fmt(pl.get("p50_ms"), ".1f")} ms, max {fmt(pl.get("max_ms"), ".1f")} ms', '']
     if peers:
         md += ['## Peers on the same dump (same run)', '', '| peer | figures |', '| --- | --- |']
         for p in peers:
@@ -132,7 +137,8 @@ def main():
             figs = ', '.join(f'{k} {v}' for k, v in p.items() if k != 'peer' and not isinstance(v, (list, dict)))
             md.append(f'| {p.get("peer")} | {figs} |')
         md.append('')
-    runs = [('ingest', ingest), ('query', query), ('mixed flat out', mixed), ('mixed 80 %', mixed80)]
+    runs = [('ingest', ingest), ('query', query), ('mixed flat out', mixed), ('mixed 80 %', mixed80),
+            ('pauses (analytics, labels, retention)', pauses)]
     lp = longest_pause(runs)
     targets['longest_pause_ms'] = lp[0] if lp else None
     ie, p80, pflat, rss = (targets.get(k) for k in ('ingest_events_per_s', 'query_p99_ms_at_80pct',
@@ -143,7 +149,7 @@ def main():
                   f'- point-query p99 ≤ 5 ms while ingest runs flat out: {fmt(pflat, ".2f")} ms — {verdict(pflat, lambda v: v <= 5)}',
                   f'- no engine-thread pause over 10 ms: longest {fmt(lp and lp[0], ".2f")} ms'
                   + (f' ({lp[1]}, in the {lp[2]} run)' if lp else '') + f' — {verdict(lp and lp[0], lambda v: v <= 10)}'
-                  ' (the servers\' own figure over these runs; the issue\'s run adds analytics every 10 s, `labels` polled and 24 h retention)',
+                  ' (the servers\' own figure over these runs, the pause run with analytics every 10 s, `labels` polled and 24 h retention among them)',
                   f'- ≤ 64 B RSS per event at 10 M: {fmt(rss, ".1f")} — {verdict(rss, lambda v: v <= 64)}', '']
     targets_md += pauses_md(runs)
     md += targets_md + ['## Profile of the ingest path (`bench/profile-ingest.sh`)', '', '```', profile.strip(), '```', '']
@@ -151,7 +157,7 @@ def main():
         f.write('\n'.join(md))
     with open(out + '.json', 'w') as f:
         json.dump({'machine': m, 'settings': settings, 'ingest': ingest, 'query': query, 'mixed': mixed, 'mixed80': mixed80,
-                   'peers': peers, 'targets': targets, 'profile': profile}, f, indent=1)
+                   'pauses': pauses, 'peers': peers, 'targets': targets, 'profile': profile}, f, indent=1)
     print('\n'.join(md))
 
 

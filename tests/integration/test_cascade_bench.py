@@ -97,6 +97,22 @@ def body(t):
         check_pauses('ingest', doc)
     check('ingest: pauses on stdout', 'pauses     ' in p.stdout and 'longest job by kind' in p.stdout, p.stdout)
 
+    # ingest with --server-arg and --poll: the options reach the server; the polled method is called
+    p, doc = run('ingest', '--events', '60000', '--batch', '500', '--server-arg', '--retention',
+                 '--server-arg', '24h', '--poll', 'stats', '--poll-every', '0.05')
+    check('ingest --poll: exit 0', p.returncode == 0, p.stdout + p.stderr)
+    if check('ingest --poll: JSON', doc.get('command') == 'ingest', doc):
+        check('ingest --poll: server args in params', doc['params'].get('server_args') == ['--retention', '24h'],
+              doc['params'])
+        pl = doc['results'].get('poll', {})
+        check('ingest --poll: calls answered without error', pl.get('method') == 'stats' and
+              pl.get('calls', 0) >= 1 and pl.get('errors') == 0 and 0 < pl['p50_ms'] <= pl['max_ms'], pl)
+    check('ingest --poll: a poll line on stdout', 'poll       stats every 0.05 s' in p.stdout, p.stdout)
+    p = subprocess.run([bench, 'ingest', '--events', '1000', '--server', server, '--server-arg', '--retention',
+                        '--server-arg', 'forever'], capture_output=True, text=True, timeout=60)
+    check('--server-arg with a bad value: the server refuses, cascade-bench says so (exit 2)',
+          p.returncode == 2 and 'retention' in p.stderr, (p.returncode, p.stderr[-500:]))
+
     # query
     mix = ['cascade', 'actor', 'path', 'top_cascades']
     p, doc = run('query', '--events', '20000', '--rate', '200', '--seconds', '2')
@@ -195,7 +211,8 @@ def body(t):
                 ['ingest', '--server', server, '--port', '7400'], ['mixed', '--seconds', '3'],
                 ['mixed', '--ingest-rate', '0%'], ['mixed', '--ingest-rate', '101%'], ['mixed', '--ingest-rate', 'x'],
                 ['ingest', '--ingest-rate', '1000'], ['query', '--ingest-rate', '80%'],
-                ['mixed', '--calibration-events', '10']):
+                ['mixed', '--calibration-events', '10'], ['ingest', '--server-arg', '--retention'],
+                ['query', '--poll', 'stats', '--server', server]):
         p = subprocess.run([bench, *bad], capture_output=True, text=True, timeout=10)
         check(f'bad args {bad[:3]}: exit 2', p.returncode == 2 and p.stderr, (p.returncode, p.stderr))
 
