@@ -101,7 +101,7 @@ static int header(struct rp_reader *rd, struct cell *cells, long n)
         uint32_t len = cells[c].len;
         trim(&s, &len);
         rd->col_key[c] = -1;
-        for (int k = 0; k < RK_COUNT; k++) {
+        for (int k = 0; k < RK_READ; k++) {
             const char *name = rp_key_name(k);
             if (strlen(name) == len && strncasecmp(name, s, len) == 0) {
                 rd->col_key[c] = (int8_t)k;

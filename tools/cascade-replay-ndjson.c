@@ -66,7 +66,7 @@ static int parse_line(struct rp_reader *rd, const char *line, size_t len, struct
         snprintf(rd->msg, sizeof(rd->msg), "not a JSON object (an event is one object per line)");
         return -EBADMSG;
     }
-    for (int k = 0; k < RK_COUNT; k++) {
+    for (int k = 0; k < RK_READ; k++) {
         const json_t *v = json_object_get(rd->json, rp_key_name(k));
         if (v)
             json_to_value(v, &rec->v[k]);

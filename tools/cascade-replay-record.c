@@ -11,12 +11,15 @@
 /* The record's keys are proto's (RK_* == PROTO_EV_*: cascade-replay.h checks it). */
 int rp_key_lookup(const char *s, size_t len)
 {
-    return proto_event_key_lookup(s, len);
+    int k = proto_event_key_lookup(s, len);
+    if (k < 0 && len == 4 && memcmp(s, "root", 4) == 0)
+        k = RK_ROOT;
+    return k;
 }
 
 const char *rp_key_name(int key)
 {
-    return proto_event_key_name(key);
+    return key == RK_ROOT ? "root" : proto_event_key_name(key);
 }
 
 /* keep: strings longer than this are cut to it (the wire form), or 0 (as read). */

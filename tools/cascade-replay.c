@@ -1,6 +1,7 @@
 /* cascade-replay: sends the events of dumps (NDJSON, CSV, msgpack; plain, gzip, zstd) to cascaded's
- * ingest port and waits for every ack (DESIGN §7), or checks them with --dry-run. One thread:
- * reading, encoding and the sockets take turns in a poll loop, a bounded window in flight. */
+ * ingest port and waits for every ack (DESIGN §7), or publishes them to a cluster's JetStream
+ * stream (--nats, DESIGN §9), or checks them with --dry-run. One thread: reading, encoding and
+ * the sockets take turns in a poll loop, a bounded window in flight. */
 #include "cascade-replay.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cascade/nats.h"
 #include "cascade/proto.h"
 
 #ifndef CASCADE_VERSION
@@ -34,6 +36,8 @@ struct opts {
     enum rp_format format;
     uint64_t from;
     int dry_run, quiet;
+    struct rp_nats_opts nats; /* --nats: urls set */
+    int tcp_flags;            /* options of the TCP path given (not with --nats) */
     char **files;
     unsigned nfiles;
 };
@@ -50,6 +54,7 @@ struct replay {
     /* output */
     struct rp_route *route;
     struct rp_net net;
+    struct rp_nats *nats;
     uint64_t named_rejections, checked, outcome[EVENT_OUTCOME_COUNT];
     /* pace (--speed Nx): the first event's ts and wall time, the newest ts so far */
     int paced;
@@ -155,6 +160,12 @@ static void show_progress(struct replay *r, double t)
     if (r->o.dry_run) {
         sent = ok = r->checked;
         dup = rej = 0;
+    } else if (r->nats) {
+        struct cc_nats_counts nc;
+        cc_nats_counts(rp_nats_pub(r->nats), &nc);
+        sent = nc.added;
+        ok = nc.acked;
+        dup = rej = 0;
     } else {
         rp_net_totals(&r->net, &sent, &ok, &dup, &rej);
     }
@@ -249,6 +260,17 @@ static int next_event(struct replay *r, struct rp_record *rec, struct rp_slot *s
     }
 }
 
+/* next_event, noting in r an input that has nothing yet (-EAGAIN) or is at its end (0). */
+static int take_event(struct replay *r, struct rp_record *rec, struct rp_slot *slot)
+{
+    int rc = next_event(r, rec, slot);
+    if (rc == -EAGAIN)
+        r->input_blocked = 1;
+    if (rc == 0)
+        r->input_done = 1;
+    return rc;
+}
+
 /* ------------------------------------------------------------------ sending */
 
 /* --speed Nx: an event is due when the dump's clock, run N times faster from the first event,
@@ -290,11 +312,7 @@ static int produce(struct replay *r)
             break;
         struct rp_record rec;
         struct rp_slot slot;
-        int rc = next_event(r, &rec, &slot);
-        if (rc == -EAGAIN)
-            r->input_blocked = 1;
-        if (rc == 0)
-            r->input_done = 1;
+        int rc = take_event(r, &rec, &slot);
         if (rc == -ENOMEM)
             return rc;
         if (rc <= 0)
@@ -357,6 +375,126 @@ static int send_loop(struct replay *r)
         rp_net_service(&r->net, pfd);
         tick(r);
     }
+}
+
+/* ------------------------------------------------------------------ --nats */
+
+static void notes(const struct replay *r, uint64_t rej);
+
+/* Reads and publishes until the window is full, the input waits or PRODUCE_BUDGET events have
+ * gone by. A record refused for a full window is kept in *held and offered again first. */
+static int nats_produce(struct replay *r, struct rp_record *held, struct rp_slot *held_slot,
+                        int *have_held)
+{
+    for (unsigned n = 0; n < PRODUCE_BUDGET && !interrupted; n++) {
+        struct rp_record rec;
+        struct rp_slot slot;
+        if (*have_held) {
+            rec = *held;
+            slot = *held_slot;
+        } else {
+            int rc = take_event(r, &rec, &slot);
+            if (rc == -ENOMEM)
+                return rc;
+            if (rc <= 0)
+                break;
+        }
+        int rc = rp_nats_add(r->nats, &rec, slot.global, slot.global < r->o.from);
+        if (rc == -ENOBUFS) {
+            /* the record's strings live in the reader's buffer until its next record: it is
+             * not read again before this one goes */
+            *held = rec;
+            *held_slot = slot;
+            *have_held = 1;
+            return 0;
+        }
+        *have_held = 0;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int nats_loop(struct replay *r)
+{
+    struct cc_nats *pub = rp_nats_pub(r->nats);
+    struct rp_record held;
+    struct rp_slot held_slot;
+    int have_held = 0;
+    for (;;) {
+        int rc = nats_produce(r, &held, &held_slot, &have_held);
+        if (rc == -ENOMEM) {
+            say(r, "cascade-replay: out of memory");
+            return rc;
+        }
+        if (interrupted)
+            return -EINTR;
+        if (rc == -EPIPE || cc_nats_service(pub, 0) < 0)
+            return -EPIPE;
+        if (r->input_done && !have_held) {
+            cc_nats_flush(pub);
+            if (cc_nats_idle(pub))
+                return 0;
+        }
+        int busy = !r->input_done && !r->input_blocked && !have_held;
+        if (!busy) {
+            if (r->input_blocked && r->open && cc_nats_idle(pub)) {
+                struct pollfd p = {.fd = r->rd.in.fd, .events = POLLIN};
+                poll(&p, 1, (int)(TICK_S * 1000));
+            } else if (cc_nats_service(pub, r->input_blocked ? 0.02 : TICK_S) < 0) {
+                return -EPIPE;
+            }
+        }
+        r->input_blocked = 0;
+        tick(r);
+    }
+}
+
+/* The one line of DESIGN §7: sent = events published, ok = events in messages JetStream acked
+ * as new, dup = in messages it already had (a resend), rej 0 (the nodes judge events). */
+static int nats_summary(struct replay *r, int rc)
+{
+    struct cc_nats *pub = rp_nats_pub(r->nats);
+    struct cc_nats_counts c;
+    double secs = now_s() - r->started;
+    clear_progress(r);
+    cc_nats_counts(pub, &c);
+    notes(r, 0);
+    int status = rc < 0 || c.acked != c.added || r->file_errors;
+    if (rc == -EPIPE)
+        fprintf(stderr, "cascade-replay: %s\n", cc_nats_error(pub));
+    if (rc == -EINTR)
+        fprintf(stderr, "cascade-replay: interrupted\n");
+    if (c.acked != c.added)
+        fprintf(stderr,
+                "cascade-replay: %" PRIu64 " of %" PRIu64 " events published were not acked by "
+                "JetStream\n",
+                c.added - c.acked, c.added);
+    if (r->file_errors)
+        fprintf(stderr, "cascade-replay: %" PRIu64 " file(s) could not be read to the end\n",
+                r->file_errors);
+    if (!r->o.quiet && (c.resends || c.duplicates))
+        fprintf(stderr,
+                "cascade-replay: %" PRIu64 " messages acked, %" PRIu64 " published again (a "
+                "timeout, an election or a lost connection), %" PRIu64 " events in messages "
+                "JetStream already had\n",
+                c.messages, c.resends, c.duplicates);
+    if (status) {
+        uint64_t first = cc_nats_resume(pub);
+        if (first > r->events_read)
+            first = r->events_read;
+        if (first < r->o.from)
+            first = r->o.from;
+        fprintf(stderr,
+                "cascade-replay: every event before number %" PRIu64
+                " was acked by JetStream: add --from %" PRIu64 " to resume there\n",
+                first, first);
+    }
+    printf("sent %" PRIu64 " ok %" PRIu64 " dup %" PRIu64 " rej 0 in %.2f s (%.0f events/s)\n",
+           c.added, c.acked - c.duplicates, c.duplicates, secs,
+           secs > 0 ? (double)c.added / secs : 0.0);
+    fflush(stdout);
+    return status;
 }
 
 /* ------------------------------------------------------------------ dry run */
@@ -530,6 +668,25 @@ static void usage(FILE *f)
             "  --quiet            no progress line, no per-line reports (counts remain)\n"
             "  --help, --version\n"
             "\n"
+            "Cluster (DESIGN §9): instead of an ingest port, publish to NATS JetStream\n"
+            "  --nats URL[,URL...] nats-server addresses (nats://127.0.0.1:4222, ...); every\n"
+            "                     event goes to subject <stream>.<p> (lower case), p = xxh64\n"
+            "                     of its cascade's root mod P: the event's `root` when given,\n"
+            "                     else the root tracked while reading (its parent's), else\n"
+            "                     its parent, else its post. ~1000 events per message; the\n"
+            "                     run waits for JetStream's ack of every message, publishing\n"
+            "                     again after a timeout or a leader election (503), and\n"
+            "                     fails when one is unacked for 120 s\n"
+            "  --stream NAME      the stream (default SHARES), created when missing\n"
+            "  --partitions P     P when it creates the stream (default 16); an existing\n"
+            "                     stream keeps its own\n"
+            "  --replicas R       R when it creates the stream (default 3 with 3 or more URLs,\n"
+            "                     else 1)\n"
+            "  With --nats, the line's ok counts events JetStream stored, dup those in messages\n"
+            "  it already had (published again), rej is 0 (the nodes judge the events);\n"
+            "  --from works as above; --host, --port, --connections, --speed and\n"
+            "  --auth-token-file do not apply.\n"
+            "\n"
             "Lines that are not events (invalid JSON, not an object, a wrong CSV field count,\n"
             "over 1 MiB) are reported as FILE:LINE on stderr, counted and skipped, like the\n"
             "events the server rejects. Exit status: 0 when every event sent was\n"
@@ -595,6 +752,8 @@ static int parse_format(const char *s, enum rp_format *f)
 static int take_option(struct opts *o, int c, const char *arg)
 {
     uint64_t x;
+    if (strchr("HpscT", c))
+        o->tcp_flags = 1;
     switch (c) {
     case 'H':
         o->host = arg;
@@ -627,6 +786,25 @@ static int take_option(struct opts *o, int c, const char *arg)
     case 'n':
         o->dry_run = 1;
         return 0;
+    case 'N':
+        o->nats.urls = arg;
+        return arg[0] ? 0 : bad_usage("--nats needs URL[,URL...]%s", "");
+    case 'S':
+        o->nats.stream = arg;
+        return arg[0] && strlen(arg) < 64 && !strpbrk(arg, ". *>\t")
+                   ? 0
+                   : bad_usage("--stream must be a stream name (no '.', ' ', '*', '>'), not '%s'",
+                               arg);
+    case 'P':
+        if (parse_u64(arg, CC_NATS_MAX_PARTITIONS, &x) || x == 0)
+            return bad_usage("--partitions must be 1..4096, not '%s'", arg);
+        o->nats.partitions = (uint32_t)x;
+        return 0;
+    case 'R':
+        if (parse_u64(arg, 5, &x) || x == 0)
+            return bad_usage("--replicas must be 1..5, not '%s'", arg);
+        o->nats.replicas = (int)x;
+        return 0;
     case 'q':
         o->quiet = 1;
         return 0;
@@ -647,6 +825,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"from", required_argument, 0, 'F'},
         {"auth-token-file", required_argument, 0, 'T'},
         {"dry-run", no_argument, 0, 'n'},
+        {"nats", required_argument, 0, 'N'},
+        {"stream", required_argument, 0, 'S'},
+        {"partitions", required_argument, 0, 'P'},
+        {"replicas", required_argument, 0, 'R'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -674,6 +856,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     if (optind == argc)
         return 1 + bad_usage("no FILE given (use '-' for stdin)%s", "");
+    if (o->nats.urls && o->tcp_flags)
+        return 1 + bad_usage("--host, --port, --connections, --speed and --auth-token-file do "
+                             "not apply with --nats%s",
+                             "");
+    if (!o->nats.urls && (o->nats.stream || o->nats.partitions || o->nats.replicas))
+        return 1 + bad_usage("--stream, --partitions and --replicas need --nats%s", "");
     o->files = argv + optind;
     o->nfiles = (unsigned)(argc - optind);
     return 0;
@@ -721,6 +909,23 @@ static int run(struct replay *r)
             say(r, "cascade-replay: interrupted");
         return dry_summary(r) || rc < 0 ? 1 : 0;
     }
+    if (r->o.nats.urls) {
+        if (rp_nats_open(&r->o.nats, &r->nats, err, sizeof(err))) {
+            fprintf(stderr, "cascade-replay: %s\n", err);
+            return 1;
+        }
+        struct cc_nats_info info;
+        cc_nats_info(rp_nats_pub(r->nats), &info);
+        if (!r->o.quiet)
+            fprintf(stderr,
+                    "cascade-replay: stream %s%s: %" PRIu32 " partitions (%s.0..%" PRIu32
+                    "), %d replicas\n",
+                    r->o.nats.stream ? r->o.nats.stream : CC_NATS_STREAM_DEFAULT,
+                    info.created ? " (created)" : "", info.partitions, info.prefix,
+                    info.partitions - 1, info.replicas);
+        r->started = now_s();
+        return nats_summary(r, nats_loop(r));
+    }
     if (rp_route_new(r->o.conns, &r->route)) {
         fprintf(stderr, "cascade-replay: out of memory\n");
         return 1;
@@ -762,6 +967,7 @@ int main(int argc, char **argv)
     if (r.open)
         rp_reader_close(&r.rd);
     rp_net_close(&r.net);
+    rp_nats_close(r.nats);
     rp_route_free(r.route);
     free(r.file_fmt);
     return status;

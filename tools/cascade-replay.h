@@ -45,7 +45,9 @@ enum rp_key {
     RK_ACTOR_TYPE = PROTO_EV_ACTOR_TYPE,
     RK_CONTENT = PROTO_EV_CONTENT,
     RK_LABEL = PROTO_EV_LABEL,
-    RK_COUNT = PROTO_EV_NKEYS
+    RK_COUNT = PROTO_EV_NKEYS, /* the keys the server reads */
+    RK_ROOT = RK_COUNT, /* `root`: a routing hint for --nats (DESIGN §9), not sent over TCP */
+    RK_READ             /* the keys the readers keep */
 };
 
 /* What a dump held for one key. Types beyond those of struct event_field are kept apart so that
@@ -76,7 +78,7 @@ struct rp_value {
 };
 
 struct rp_record {
-    struct rp_value v[RK_COUNT];
+    struct rp_value v[RK_READ];
 };
 
 /* RK_* for a key spelled exactly as in DESIGN §2, or -1 (unknown keys are dropped). */
@@ -182,6 +184,30 @@ struct rp_route;
 int rp_route_new(unsigned nconns, struct rp_route **out);
 void rp_route_free(struct rp_route *rt);
 unsigned rp_route_pick(struct rp_route *rt, const struct rp_record *rec);
+
+/* ------------------------------------------------------------------ NATS (--nats) */
+
+/* Publishing to a cluster's JetStream stream (DESIGN §9) through libcascade-client's cc_nats_*:
+ * each event goes to the partition of its routing key: its `root` when given, else its
+ * cascade's root as tracked while reading (the routing key of its parent), else its parent,
+ * else its post. The tracker keeps two generations of at most RP_NATS_TRACK posts each; a
+ * parent it forgot routes by its own id, and the cluster's resolution step (docs/cluster.md)
+ * puts such a subtree where its root is. */
+struct rp_nats_opts {
+    const char *urls, *stream;
+    uint32_t partitions; /* 0: the default (16) */
+    int replicas;        /* 0: 3 with 3 or more URLs, else 1 */
+};
+struct rp_nats;
+struct cc_nats;
+/* 0, or -errno with a message in err. */
+int rp_nats_open(const struct rp_nats_opts *o, struct rp_nats **out, char *err, size_t errlen);
+void rp_nats_close(struct rp_nats *n);
+struct cc_nats *rp_nats_pub(struct rp_nats *n);
+/* The partition of rec's routing key; with skip (before --from), tracked but not published.
+ * 0, -ENOBUFS (the window is full: service, then call again with the same record), -EPIPE,
+ * -ENOMEM. */
+int rp_nats_add(struct rp_nats *n, const struct rp_record *rec, uint64_t global, int skip);
 
 /* ------------------------------------------------------------------ connections */
 
