@@ -16,6 +16,11 @@ packages=(
     libjansson-dev libhttp-parser-dev zlib1g-dev libzstd-dev zstd
     python3 python3-msgpack python3-networkx python3-igraph python3-pandas
     clang-format
+    # the cluster (DESIGN §9): the NATS C client libcascade-client links, the JetStream server
+    # the cluster tests start (three of it, on loopback)
+    libnats-dev nats-server
+    # for the cluster endpoint and its tests (issue 19): libcurl, scipy, pytest
+    libcurl4-openssl-dev python3-scipy python3-pytest
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
