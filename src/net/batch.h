@@ -37,6 +37,12 @@ struct batch {
     uint32_t nvalid;
     struct batch_seg *segs;
     uint32_t nsegs, cap_segs;
+    /* the writer's own (server/writer.c), zero outside it: how far its log stage has taken the
+     * batch (ingest or stop), what it decided, and the WAL position after it */
+    struct batch_wal {
+        int stage, rc, rescue;
+        uint64_t seq, off;
+    } wal;
     char **blocks; /* string arena: fixed-size blocks, a string never spans two */
     uint32_t nblocks, cap_blocks, block_used;
     /* query */

@@ -170,7 +170,7 @@ void qpack_cstr(msgpack_packer *pk, const char *k, const char *s)
 
 /* ---------------------------------------------------------------- stats */
 
-/* The engine thread's pauses (DESIGN §8): 5 keys. */
+/* The engine thread's pauses (DESIGN §8), the thread of each job and the log thread's: 8 keys. */
 static void pack_pauses(msgpack_packer *pk, const struct rpc_server_stats *ss)
 {
     qpack_f64(pk, "pause_max_ms", (double)ss->pause_max_ns / 1e6);
@@ -184,6 +184,13 @@ static void pack_pauses(msgpack_packer *pk, const struct rpc_server_stats *ss)
     msgpack_pack_map(pk, n);
     for (uint32_t i = 0; i < n; i++)
         qpack_f64(pk, ss->pause_job_names[i], (double)ss->pause_job_max_ns[i] / 1e6);
+    qpack_key(pk, "pause_thread_by_job");
+    msgpack_pack_map(pk, n);
+    for (uint32_t i = 0; i < n; i++)
+        qpack_cstr(pk, ss->pause_job_names[i],
+                   ss->pause_job_threads ? ss->pause_job_threads[i] : "engine");
+    qpack_f64(pk, "log_pause_max_ms", (double)ss->log_pause_max_ns / 1e6);
+    qpack_u64(pk, "log_pauses_over_10ms", ss->log_pauses_over_10ms);
 }
 
 void handle_stats(struct qcall *c)
@@ -194,7 +201,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 34 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 37 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);

@@ -51,6 +51,10 @@ static const struct known known[] = {
      "pause, if any, it waited for a core or the disk)."},
     {"pauses_over_10ms", "cascaded_engine_pauses_over_10ms_total", "counter", 1,
      "Engine-thread pauses longer than 10 ms (DESIGN §8's limit for background work)."},
+    {"log_pause_max_ms", "cascaded_log_append_max_seconds", "gauge", 0.001,
+     "The log thread's longest WAL append of one batch (no pause of the engine thread)."},
+    {"log_pauses_over_10ms", "cascaded_log_appends_over_10ms_total", "counter", 1,
+     "WAL appends on the log thread longer than 10 ms."},
     {"wal_writable", "cascaded_wal_writable", "gauge", 1,
      "1 when the WAL took the last batch; 0 while it refuses appends (disk full, I/O error): "
      "ingest is refused until it takes one again."},
@@ -231,7 +235,8 @@ static void pause_by_job(struct strbuf *out, const msgpack_object_map *m)
     if (!v || v->type != MSGPACK_OBJECT_MAP || v->via.map.size == 0)
         return;
     family(out, "cascaded_engine_job_max_seconds", "gauge",
-           "The longest single engine-thread job of each kind since start.");
+           "The longest single job of each kind since start (on the engine thread, but "
+           "wal_append: on the log thread; stats pause_thread_by_job).");
     for (uint32_t i = 0; i < v->via.map.size; i++) {
         const msgpack_object *k = &v->via.map.ptr[i].key, *x = &v->via.map.ptr[i].val;
         if (k->type != MSGPACK_OBJECT_STR || !is_number(x))

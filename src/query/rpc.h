@@ -51,6 +51,11 @@ struct rpc_server_stats {
     const char *pause_max_job;
     uint64_t pause_job_max_ns[8];
     const char *const *pause_job_names; /* NULL-terminated, at most 8 */
+    /* the thread each job runs on ("engine", "log"), as pause_job_names; NULL: all "engine" */
+    const char *const *pause_job_threads;
+    /* the log thread's (WAL appends, off the engine thread): its longest append, how many
+     * went over 10 ms */
+    uint64_t log_pause_max_ns, log_pauses_over_10ms;
     struct analytics *analytics;          /* NULL: analytics off (the methods answer 503) */
     struct rpc_snapshot_status snapshot;
     /* `snapshot`: the handler sets *snapshot_defer to have the server hold the request until

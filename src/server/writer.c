@@ -43,6 +43,9 @@ static uint64_t now_ns(void)
 
 static const char *const job_names[WRITER_JOBS + 1] = {"apply", "wal_append", "query",
                                                        "analytics_copy", "snapshot", NULL};
+/* The thread each job runs on: the log thread's appends are no pause of the engine thread. */
+static const char *const job_threads[WRITER_JOBS + 1] = {"engine", "log", "engine", "engine",
+                                                         "engine", NULL};
 
 /* A job that began at t0 has ended: the longest of its kind, and of the current stretch. */
 static void job_done(struct writer *w, int job, uint64_t t0)
@@ -249,7 +252,6 @@ static int ensure_scratch(struct writer *w, uint32_t n)
     return 0;
 }
 
-static void answer_queries(struct writer *w);
 
 static void memory_figures(uint64_t *allocated, uint64_t *resident);
 
@@ -277,28 +279,30 @@ static uint64_t process_rss(void)
 }
 
 /* With --max-memory: 1 when the process's resident memory (process_rss) has reached it, and the
- * batch must be refused (until it is back under 90 %). Each change of state is logged. */
+ * batch must be refused (until it is back under 90 %). Each change of state is logged. On the
+ * log thread: a refused batch is not logged. */
 static int at_memory_limit(struct writer *w)
 {
+    struct writer_log *l = &w->log;
     if (!w->max_memory)
         return 0;
     /* a read costs ~13 us: at most one a millisecond, however small the batches */
     uint64_t t = now_ms();
-    if (t != w->rss_ms || !w->rss) {
-        w->rss = process_rss();
-        w->rss_ms = t;
+    if (t != l->rss_ms || !l->rss) {
+        l->rss = process_rss();
+        l->rss_ms = t;
     }
-    uint64_t resident = w->rss;
+    uint64_t resident = l->rss;
     uint64_t high = w->max_memory / 10 * 9;
     int state = resident >= w->max_memory ? 2 : resident >= high ? 1 : 0;
-    if (w->memory_state == 2 && state == 1)
+    if (l->memory_state == 2 && state == 1)
         state = 2; /* once full, refuse until below 90 %, so that ingest does not flap */
-    if (state != w->memory_state)
+    if (state != l->memory_state)
         log_msg(state ? LOG_WARN : LOG_INFO, "memory_limit",
                 "state=%s rss=%llu max_memory=%llu",
                 (const char *[]){"ok", "high", "full"}[state], (unsigned long long)resident,
                 (unsigned long long)w->max_memory);
-    w->memory_state = state;
+    l->memory_state = state;
     return state == 2;
 }
 
@@ -330,26 +334,35 @@ static void wal_refused(struct writer *w, struct batch *b, int rc)
     refuse_batch(w, b, EVENT_ERR_NOMEM, &w->refused_wal);
 }
 
+/* ---------------------------------------------------------------- the log stage */
+
+/* What the log stage made of a batch (batch.wal.rc besides 0 and a negative errno). */
+#define LOGGED_FULL  1 /* at --max-memory: not logged, refused */
+#define LOGGED_NOMEM 2 /* the engine thread had no room for its outcomes: not logged, refused */
+
+/* Where a batch is (batch.wal.stage): new from the loop, at the log thread, back from it. */
+enum { STAGE_NEW = 0, STAGE_LOGGING, STAGE_LOGGED };
+
 /* A failed fsync: the kernel may have dropped pages of the current segment, so events already
  * acked may be gone from the disk while the engine holds them. The WAL goes on in a new segment
  * and a snapshot taken at its start makes everything the engine holds durable again; nothing
- * more is acked until that snapshot is written (rescued), since a crash before it would leave
- * the damaged segment to be replayed. */
-static void rescue_start(struct writer *w)
+ * more is logged (nor acked) until that snapshot is written, since a crash before it would leave
+ * the damaged segment to be replayed. On the log thread; the batch b carries the news to the
+ * engine thread (b->wal.rescue), which takes the snapshot once it has applied everything before. */
+static void log_rescue(struct writer *w, struct batch *b)
 {
     struct wal_pos pos;
     int rc = wal_restart_segment(w->wal, &pos);
     if (rc) {
-        if (!w->wal_err)
+        if (!w->log.failing)
             log_msg(LOG_ERROR, "wal_failed",
                     "error=\"%s\" action=\"refusing ingest until a restart: the WAL cannot "
                     "go on in a new segment\"",
                     strerror(-rc));
         return;
     }
-    w->rescue = 1;
-    w->rescue_pos = pos;
-    w->snap.requested = 1;
+    atomic_store(&w->log.rescue, 1);
+    b->wal.rescue = 1;
     log_msg(LOG_WARN, "wal_rescue",
             "wal_seq=%llu action=\"a write or fsync of the WAL failed (its last pages may be "
             "lost): writing a snapshot of everything held, then going on in segment %llu; "
@@ -357,46 +370,108 @@ static void rescue_start(struct writer *w)
             (unsigned long long)pos.seq, (unsigned long long)pos.seq);
 }
 
-/* Whether the rescue snapshot is written (then the rescue ends); asks for another one while
- * none is under way (the last one failed). */
-static int rescued(struct writer *w)
+/* Logs one ingest batch (DESIGN §6, log before apply): every validated event goes into the WAL
+ * before the engine sees it, so no answer ever shows an event that a crash could lose.
+ * Duplicates and events the engine will refuse are logged too: replay turns them into the same
+ * no-ops, so the log need not wait for the engine's verdict. The verdict goes in b->wal: rc 0
+ * (logged), a negative errno (the WAL refused it: nothing of it is applied or acked) or
+ * LOGGED_FULL, and the WAL position after it, which is what the engine holds once it has
+ * applied it (a snapshot taken then records that position). */
+static void log_batch(struct writer *w, struct batch *b)
 {
-    if (w->snap.last_pos.seq && wal_pos_cmp(w->snap.last_pos, w->rescue_pos) >= 0) {
-        w->rescue = 0;
-        log_msg(LOG_INFO, "wal_rescued", "snapshot=%s", w->snap.status.last_file);
-        return 1;
+    struct writer_log *l = &w->log;
+    if (b->wal.rc) {
+        /* refused by the engine thread already: passed on in its place */
+    } else if (at_memory_limit(w)) {
+        b->wal.rc = LOGGED_FULL;
+    } else if (atomic_load(&l->rescue)) {
+        b->wal.rc = -EIO; /* until the rescue snapshot is written */
+    } else {
+        uint64_t t0 = now_ns();
+        int rc = wal_append(w->wal, b->evs, NULL, b->nvalid);
+        uint64_t d = now_ns() - t0;
+        if (d > atomic_load_explicit(&l->append_max_ns, memory_order_relaxed))
+            atomic_store_explicit(&l->append_max_ns, d, memory_order_relaxed);
+        if (d > 10000000u)
+            atomic_fetch_add_explicit(&l->over_10ms, 1, memory_order_relaxed);
+        if (rc && wal_failed(w->wal))
+            log_rescue(w, b);
+        b->wal.rc = rc;
+        l->failing = rc != 0;
     }
-    if (!w->snap.child)
-        w->snap.requested = 1;
-    return 0;
+    struct wal_pos pos = wal_position(w->wal);
+    b->wal.seq = pos.seq;
+    b->wal.off = pos.off;
 }
 
-/* Logs, then applies, and fills in every event's outcome (DESIGN §6, log before apply): every
- * validated event goes into the WAL before the engine sees it, so no answer ever shows an event
- * that a crash could lose. Duplicates and events the engine refuses are logged too: replay
- * turns them into the same no-ops, so the WAL need not wait for the engine's verdict. When the
- * WAL cannot take the batch (a full disk, an I/O error) nothing of it is applied or acked. */
-static void do_ingest(struct writer *w, struct batch *b)
+/* The log thread: logs the batches in the order the engine thread handed them over and hands
+ * each back to it through `in` (the stop too, last: it then no longer touches the WAL). */
+static void *log_main(void *arg)
 {
-    if (at_memory_limit(w)) {
+    struct writer *w = arg;
+    for (;;) {
+        struct batch *b = bqueue_pop_wait(&w->log.q, 1000);
+        if (!b)
+            continue;
+        int stop = b->kind == BATCH_STOP;
+        if (!stop)
+            log_batch(w, b);
+        b->wal.stage = STAGE_LOGGED;
+        bqueue_push(&w->in, b);
+        if (stop)
+            break;
+    }
+    return NULL;
+}
+
+void writer_submit(struct writer *w, struct batch *b)
+{
+    bqueue_push(&w->in, b);
+}
+
+/* ---------------------------------------------------------------- applying */
+
+/* The rescue snapshot is written: ingest goes on (the log thread logs the next batch). */
+static void rescue_check(struct writer *w)
+{
+    if (!w->rescue || !w->snap.last_pos.seq || wal_pos_cmp(w->snap.last_pos, w->rescue_pos) < 0)
+        return;
+    w->rescue = 0;
+    atomic_store(&w->log.rescue, 0);
+    log_msg(LOG_INFO, "wal_rescued", "snapshot=%s", w->snap.status.last_file);
+}
+
+/* The log stage refused batch b: its events are refused unapplied (and counted). */
+static void refused_by_log(struct writer *w, struct batch *b)
+{
+    int rc = b->wal.rc;
+    if (rc == LOGGED_FULL) {
         refuse_batch(w, b, BATCH_FULL, &w->refused_memory);
         return;
     }
-    if (ensure_scratch(w, b->nvalid ? b->nvalid : 1)) {
+    if (rc == LOGGED_NOMEM) {
         memset(b->outcome, EVENT_ERR_NOMEM, b->n);
         return;
     }
-    if (w->rescue && !rescued(w)) {
-        wal_refused(w, b, -EIO);
-        return;
+    if (b->wal.rescue) {
+        w->rescue = 1;
+        w->rescue_pos = w->applied;
+        w->snap.requested = 1;
+    } else if (w->rescue && !w->snap.child) {
+        w->snap.requested = 1; /* the last try failed: another */
     }
-    uint64_t t0 = now_ns();
-    int rc = wal_append(w->wal, b->evs, NULL, b->nvalid);
-    job_done(w, WRITER_JOB_WAL, t0);
-    if (rc) {
-        if (wal_failed(w->wal))
-            rescue_start(w);
-        wal_refused(w, b, rc);
+    wal_refused(w, b, rc);
+}
+
+static void drain_in(struct writer *w);
+
+/* Applies a batch the log stage has handed back, in chunks with the queries (and the batches)
+ * that arrived meanwhile dealt with between them, and fills in every event's outcome. */
+static void apply_batch(struct writer *w, struct batch *b)
+{
+    w->applied = (struct wal_pos){b->wal.seq, b->wal.off};
+    if (b->wal.rc) {
+        refused_by_log(w, b);
         return;
     }
     if (w->wal_err) {
@@ -406,10 +481,10 @@ static void do_ingest(struct writer *w, struct batch *b)
     }
     for (uint32_t i = 0; i < b->nvalid; i += APPLY_CHUNK) {
         uint32_t m = b->nvalid - i < APPLY_CHUNK ? b->nvalid - i : APPLY_CHUNK;
-        t0 = now_ns();
+        uint64_t t0 = now_ns();
         engine_apply(w->engine, b->evs + i, m, w->scratch + i);
         job_done(w, WRITER_JOB_APPLY, t0);
-        answer_queries(w);
+        drain_in(w);
     }
     for (uint32_t i = 0; i < b->n; i++) {
         if (b->vidx[i] != UINT32_MAX)
@@ -417,6 +492,40 @@ static void do_ingest(struct writer *w, struct batch *b)
         else
             engine_note_outcome(w->engine, b->outcome[i]);
     }
+}
+
+/* A new ingest batch (or the stop) goes to the log stage. The room for its outcomes is made
+ * here, since the engine must not fail to apply a batch once it is logged; the scratch only
+ * grows, so it is still large enough when the batch comes back. */
+static void to_log(struct writer *w, struct batch *b)
+{
+    b->wal = (struct batch_wal){.stage = STAGE_LOGGING};
+    if (b->kind == BATCH_INGEST && ensure_scratch(w, b->nvalid ? b->nvalid : 1))
+        b->wal.rc = LOGGED_NOMEM;
+    bqueue_push(&w->log.q, b);
+}
+
+/* A batch back from the log stage waits its turn behind those before it. */
+static void ready_push(struct writer *w, struct batch *b)
+{
+    b->next = NULL;
+    if (w->ready_last)
+        w->ready_last->next = b;
+    else
+        w->ready = b;
+    w->ready_last = b;
+}
+
+static struct batch *ready_pop(struct writer *w)
+{
+    struct batch *b = w->ready;
+    if (b) {
+        w->ready = b->next;
+        if (!w->ready)
+            w->ready_last = NULL;
+        b->next = NULL;
+    }
+    return b;
 }
 
 /* Allocated and resident bytes: jemalloc's own figures when it is the allocator (refreshed by
@@ -494,6 +603,10 @@ static void server_stats(struct writer *w, struct rpc_server_stats *ss)
     _Static_assert(WRITER_JOBS <= sizeof(ss->pause_job_max_ns) / sizeof(ss->pause_job_max_ns[0]),
                    "room for every job");
     memcpy(ss->pause_job_max_ns, w->pauses.job_max_ns, sizeof(w->pauses.job_max_ns));
+    ss->log_pause_max_ns = atomic_load_explicit(&w->log.append_max_ns, memory_order_relaxed);
+    ss->log_pauses_over_10ms = atomic_load_explicit(&w->log.over_10ms, memory_order_relaxed);
+    ss->pause_job_max_ns[WRITER_JOB_WAL] = ss->log_pause_max_ns;
+    ss->pause_job_threads = job_threads;
     memory_figures(&ss->mem_allocated, &ss->mem_resident);
     ss->mem_rss = process_rss();
 }
@@ -528,14 +641,25 @@ static int do_query(struct writer *w, struct batch *b)
     return 1;
 }
 
-/* Answers every query waiting now: they queue ahead of ingest (bqueue_push). */
-static void answer_queries(struct writer *w)
+/* Takes everything waiting in `in` now: answers the queries (they queue ahead of ingest), hands
+ * new ingest batches to the log stage (so that the next batch is logged while this one is
+ * applied) and lines up the logged ones to be applied in their turn. */
+static void drain_in(struct writer *w)
 {
     checkpoint(w, 0);
-    struct batch *b;
-    while ((b = bqueue_pop_query(&w->in))) {
-        if (!do_query(w, b))
-            bqueue_push(w->done, b);
+    struct batch *b = bqueue_take_all(&w->in);
+    while (b) {
+        struct batch *next = b->next;
+        b->next = NULL;
+        if (b->kind == BATCH_QUERY) {
+            if (!do_query(w, b))
+                bqueue_push(w->done, b);
+        } else if (b->wal.stage == STAGE_NEW) {
+            to_log(w, b);
+        } else {
+            ready_push(w, b);
+        }
+        b = next;
     }
 }
 
@@ -597,11 +721,12 @@ static void snapshot_failed(struct writer *w, int err, const char *what)
     answer_waiting(w, &w->snap.now, &r);
 }
 
-/* Whether the WAL holds records after the last snapshot written or loaded (or there is none). */
+/* Whether the engine holds records of the WAL after the last snapshot written or loaded (or there
+ * is none). The log stage may be ahead: what it logged beyond is not in the engine yet. */
 static int logged_since_snapshot(const struct writer *w)
 {
     const struct writer_snap *s = &w->snap;
-    return !s->last_pos.seq || wal_pos_cmp(wal_position(w->wal), s->last_pos) != 0;
+    return !s->last_pos.seq || wal_pos_cmp(w->applied, s->last_pos) != 0;
 }
 
 /* Nothing was logged since the last snapshot, whose file is still in place: it is the answer. */
@@ -625,8 +750,10 @@ static void snapshot_start(struct writer *w)
     if (snapshot_current(w))
         return;
     s->requested = 0;
+    /* the position after the last batch applied, not the WAL's end: the log thread may have
+     * logged the next batches already, and a start from this snapshot must replay them */
     s->meta = (struct snapshot_meta){
-        .pos = wal_position(w->wal), .events = accepted_now(w), .written_ms = wall_ms()};
+        .pos = w->applied, .events = accepted_now(w), .written_ms = wall_ms()};
     s->now = s->next; /* the requests so far are answered by this one */
     s->next = NULL;
     s->last_ms = s->started_ms = now_ms();
@@ -683,6 +810,7 @@ static void snapshot_done(struct writer *w, int status)
             " snapshots_removed=%d wal_segments_removed=%d",
             r.file, r.events, r.bytes, r.ms, t->last_fork_us, pruned, segs);
     answer_waiting(w, &s->now, &r);
+    rescue_check(w);
 }
 
 /* Between batches: reaps a finished child (waiting for it when block), then starts the next
@@ -739,10 +867,14 @@ static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     for (;;) {
-        /* short waits while a child writes, so that it is reaped (and its WAL freed) soon */
-        checkpoint(w, 1);
-        struct batch *b = bqueue_pop_wait(&w->in, w->snap.child ? 20 : 200);
-        stretch_begin(w, now_ns()); /* busy from here to the next checkpoint */
+        drain_in(w);
+        struct batch *b = ready_pop(w);
+        if (!b) {
+            /* short waits while a child writes, so that it is reaped (and its WAL freed) soon */
+            checkpoint(w, 1);
+            b = bqueue_pop_wait(&w->in, w->snap.child ? 20 : 200);
+            stretch_begin(w, now_ns()); /* busy from here to the next checkpoint */
+        }
         sample_rate(w);
         uint64_t t0 = now_ns();
         analytics_tick(w->analytics, w->engine);
@@ -752,14 +884,22 @@ static void *writer_main(void *arg)
         job_done(w, WRITER_JOB_SNAPSHOT, t0);
         if (!b)
             continue;
-        if (b->kind == BATCH_STOP) {
+        if (b->kind == BATCH_QUERY) {
+            if (!do_query(w, b))
+                bqueue_push(w->done, b);
+            continue;
+        }
+        if (b->wal.stage == STAGE_NEW) {
+            to_log(w, b);
+            continue;
+        }
+        if (b->kind == BATCH_STOP) { /* after every batch before it */
+            w->log.gone = 1;
             batch_free(b);
             break;
         }
-        if (b->kind == BATCH_INGEST)
-            do_ingest(w, b);
-        else if (do_query(w, b))
-            continue;
+        apply_batch(w, b);
+        b->wal = (struct batch_wal){0};
         bqueue_push(w->done, b);
     }
     snapshot_tick(w, 1); /* a snapshot under way is finished, not abandoned */
@@ -770,9 +910,10 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Fault injection for the integration tests (test_wal_faults.py): CASCADE_TEST_WAL_FAULTS=
- * "fsync=N,write=N,err=E" makes the Nth fsync / write of the WAL from start-up fail with errno E
- * (default EIO), as the WAL's unit tests do in-process. Logged loudly: never set in production. */
+/* Fault injection for the integration tests (test_wal_faults.py, test_wal_thread.py):
+ * CASCADE_TEST_WAL_FAULTS="fsync=N,write=N,err=E,delay=MS" makes the Nth fsync / write of the WAL
+ * from start-up fail with errno E (default EIO), as the WAL's unit tests do in-process, and each
+ * write take MS ms longer (a slow disk). Logged loudly: never set in production. */
 static void test_faults(void)
 {
     const char *spec = getenv("CASCADE_TEST_WAL_FAULTS");
@@ -787,13 +928,15 @@ static void test_faults(void)
             wal_faults.fail_write = v;
         else if (!strcmp(key, "err"))
             wal_faults.err = v;
+        else if (!strcmp(key, "delay"))
+            wal_faults.delay_ms = v;
         p += used;
         if (*p != ',')
             break;
         p++;
     }
-    log_msg(LOG_WARN, "test_wal_faults", "spec=\"%s\" fsync=%d write=%d err=%d", spec,
-            wal_faults.fail_fsync, wal_faults.fail_write, wal_faults.err);
+    log_msg(LOG_WARN, "test_wal_faults", "spec=\"%s\" fsync=%d write=%d err=%d delay_ms=%d", spec,
+            wal_faults.fail_fsync, wal_faults.fail_write, wal_faults.err, wal_faults.delay_ms);
 }
 
 int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueue *done, char *err,
@@ -828,14 +971,34 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
     uint64_t analytics_interval_ms = cfg->analytics_interval_ms;
     if ((rc = analytics_start(&w->analytics, analytics_interval_ms, err, errlen)))
         goto fail;
+    w->applied = wal_position(w->wal);
     if ((rc = bqueue_init(&w->in, 0)))
         goto fail;
+    if ((rc = bqueue_init(&w->log.q, 0))) {
+        bqueue_destroy(&w->in);
+        goto fail;
+    }
+    if ((rc = -pthread_create(&w->log.thread, NULL, log_main, w))) {
+        snprintf(err, errlen, "cannot start the log thread: %s", strerror(-rc));
+        goto fail_queues;
+    }
+    w->log.started = 1;
     if ((rc = -pthread_create(&w->thread, NULL, writer_main, w))) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(-rc));
-        goto fail;
+        goto fail_queues;
     }
     w->started = 1;
     return 0;
+fail_queues:
+    if (w->log.started) {
+        struct batch *stop;
+        if (batch_new(BATCH_STOP, 0, &stop) == 0) /* else the thread is left: start failed */
+            bqueue_push(&w->log.q, stop);
+        pthread_join(w->log.thread, NULL);
+        w->log.started = 0;
+    }
+    bqueue_destroy(&w->log.q);
+    bqueue_destroy(&w->in);
 fail:
     analytics_stop(w->analytics);
     w->analytics = NULL;
@@ -854,11 +1017,13 @@ void writer_stop(struct writer *w)
     struct batch *stop;
     if (batch_new(BATCH_STOP, 0, &stop) == 0)
         bqueue_push(&w->in, stop);
-    pthread_join(w->thread, NULL);
+    pthread_join(w->thread, NULL); /* after the stop came back through the log thread */
+    pthread_join(w->log.thread, NULL);
     analytics_stop(w->analytics);
     wal_close(w->wal);
     engine_free(w->engine);
     bqueue_destroy(&w->in);
+    bqueue_destroy(&w->log.q);
     free(w->scratch);
     w->started = 0;
 }

@@ -1,8 +1,10 @@
-/* The writer thread: the engine's single writer. It takes batches from the network loop in
- * order, applies ingest batches to the engine, appends the accepted events to the WAL (durable
- * per the fsync policy before the batch goes back, so acks never run ahead of the log), and
- * answers queries between chunks of a batch (queries queue ahead of ingest). Under `everysec` the
- * WAL fsyncs on a thread of its own.
+/* The writer: the engine's single writer (the engine thread) and its log stage (the log
+ * thread). The engine thread takes batches from the network loop in order, answers queries
+ * (between chunks of a batch too: they queue ahead of ingest) and hands ingest batches to the log
+ * thread, which appends each to the WAL (durable per the fsync policy) and only then hands it
+ * back for the engine thread to apply and ack (DESIGN §6, log before apply): batch k + 1 is
+ * logged while batch k is applied, and no query waits for a WAL write. Under `everysec` the WAL
+ * fsyncs on a third thread.
  *
  * Snapshots (store/snapfile.h): between two batches the writer forks; the child writes its
  * copy-on-write image of the engine to DATA_DIR/snapshots and exits, while the parent goes on
@@ -64,7 +66,7 @@ struct writer_snap {
  * it answers queries, or goes back to waiting). Each stretch is put down to the longest job in it. */
 enum writer_job {
     WRITER_JOB_APPLY = 0, /* one apply chunk (retention sweeps run inside it) */
-    WRITER_JOB_WAL,       /* one wal_append */
+    WRITER_JOB_WAL,       /* one wal_append: on the log thread, not a pause of the engine's */
     WRITER_JOB_QUERY,     /* one query's handler */
     WRITER_JOB_ANALYTICS, /* analytics_tick: the copy for the worker */
     WRITER_JOB_SNAPSHOT,  /* snapshot_tick: the fork, reaping, pruning */
@@ -81,6 +83,21 @@ struct writer_pauses {
     uint64_t max_cpu_ns;         /* the most CPU time the thread spent in one stretch */
     uint64_t over_10ms;          /* stretches longer than 10 ms */
     uint64_t job_max_ns[WRITER_JOBS];
+};
+
+/* The log stage. The log thread alone appends to the WAL while it runs (the engine thread only
+ * reads positions and removes old segments, which wal.c allows beside an append). */
+struct writer_log {
+    struct bqueue q; /* ingest batches and the stop, from the engine thread in their order */
+    pthread_t thread;
+    int started;
+    int gone;                       /* the stop came back: the engine thread may use the WAL */
+    _Atomic int rescue;             /* set by the log thread, cleared by the engine's snapshot */
+    _Atomic uint64_t append_max_ns; /* the longest wal_append (one batch) */
+    _Atomic uint64_t over_10ms;     /* appends longer than 10 ms */
+    int failing;                    /* the last append failed (a run of them is logged once) */
+    uint64_t rss, rss_ms;           /* --max-memory: the last process RSS read, and when */
+    int memory_state; /* 0 below 90 % of --max-memory, 1 above (warned), 2 at it (refusing) */
 };
 
 struct writer {
@@ -100,13 +117,14 @@ struct writer {
     struct writer_snap snap;
     uint64_t max_memory;     /* --max-memory in bytes, 0: none */
     uint64_t refused_memory; /* events refused at it */
-    int memory_state;        /* 0 below 90 % of it, 1 above (warned), 2 at it (refusing) */
-    uint64_t rss, rss_ms;    /* the last process RSS read, and when (now_ms) */
     int wal_err;             /* 0, or the negative errno of the last batch the WAL refused */
     uint64_t refused_wal;    /* events refused, unapplied, because the WAL could not take them */
     struct writer_pauses pauses;
     int rescue;              /* a failed fsync: ingest waits for a snapshot at rescue_pos */
     struct wal_pos rescue_pos;
+    struct writer_log log;
+    struct wal_pos applied; /* the WAL position after the last batch the engine applied */
+    struct batch *ready, *ready_last; /* logged batches taken from `in`, not yet applied */
 };
 
 /* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it
@@ -115,6 +133,11 @@ struct writer {
  * request) and the thread. On failure a negative errno and a message in err. */
 int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueue *done, char *err,
                  size_t errlen);
+
+/* Hands a batch to the writer (what the network loop does by pushing to w->in): a query is
+ * answered ahead of the ingest queued, an ingest batch is logged, applied and its outcomes filled
+ * in; each comes back on `done`, ingest batches in the order they were handed over. Any thread. */
+void writer_submit(struct writer *w, struct batch *b);
 
 /* Asks for an engine snapshot as soon as the writer is between batches (for SIGUSR1: safe from
  * any thread). ctx is the writer. */

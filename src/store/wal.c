@@ -72,7 +72,9 @@ struct wal {
     uint8_t *buf; /* encoded records of one append */
     size_t cap;
     /* everysec: a thread of its own fsyncs once a second, so the appending thread never waits
-     * for the disk. mu guards fd (swapped by roll), dirty and failed against it. */
+     * for the disk. mu guards fd (swapped by roll), dirty and failed against it, and segs,
+     * nseg and total against a thread that reads positions or removes old segments while
+     * another appends (the server's engine and log threads). */
     pthread_t syncer;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -201,19 +203,27 @@ static int open_dir(struct wal *w, const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+/* Under mu: a remover on another thread changes nseg and moves the array. */
 static int push_seg(struct wal *w, uint64_t seq, uint64_t size)
 {
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
     if (w->nseg == w->segcap) {
         size_t cap = w->segcap ? w->segcap * 2 : 16;
         struct seg *s = realloc(w->segs, cap * sizeof(*s));
-        if (!s)
-            return -ENOMEM;
-        w->segs = s;
-        w->segcap = cap;
+        if (s) {
+            w->segs = s;
+            w->segcap = cap;
+        } else {
+            rc = -ENOMEM;
+        }
     }
-    w->segs[w->nseg++] = (struct seg){seq, size};
-    w->total += size;
-    return 0;
+    if (rc == 0) {
+        w->segs[w->nseg++] = (struct seg){seq, size};
+        w->total += size;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
 }
 
 static int cmp_seg(const void *a, const void *b)
@@ -346,40 +356,75 @@ int wal_open(const struct wal_options *o, struct wal **out, char *err, size_t er
     return 0;
 }
 
+/* The readers below may run on another thread than the appender's: they take mu, which is
+ * state of the WAL's locking, not of its contents (hence the cast of const away). */
+static void lock_c(const struct wal *w)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&w->mu);
+}
+
+static void unlock_c(const struct wal *w)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&w->mu);
+}
+
 struct wal_pos wal_position(const struct wal *w)
 {
-    if (!w->nseg)
-        return (struct wal_pos){0, 0};
-    return (struct wal_pos){w->segs[w->nseg - 1].seq, w->segs[w->nseg - 1].size};
+    lock_c(w);
+    struct wal_pos p = {0, 0};
+    if (w->nseg)
+        p = (struct wal_pos){w->segs[w->nseg - 1].seq, w->segs[w->nseg - 1].size};
+    unlock_c(w);
+    return p;
 }
 
 uint64_t wal_segments(const struct wal *w)
 {
-    return w->nseg;
+    lock_c(w);
+    uint64_t n = w->nseg;
+    unlock_c(w);
+    return n;
 }
 
 uint64_t wal_first_segment(const struct wal *w)
 {
-    return w->nseg ? w->segs[0].seq : 0;
+    lock_c(w);
+    uint64_t seq = w->nseg ? w->segs[0].seq : 0;
+    unlock_c(w);
+    return seq;
 }
 
+/* Safe beside wal_append on another thread (one remover at a time): the segments removed are
+ * never the one appended to, and the files are unlinked outside mu, so that an append is not
+ * held up by the file system freeing them. */
 int wal_remove_before(struct wal *w, uint64_t seq)
 {
-    size_t k = 0;
+    size_t n = 0, k = 0;
     int rc = 0;
     char name[SEG_NAME_LEN + 1];
-    while (k + 1 < w->nseg && w->segs[k].seq < seq) {
-        seg_name(name, w->segs[k].seq);
+    pthread_mutex_lock(&w->mu);
+    while (n + 1 < w->nseg && w->segs[n].seq < seq)
+        n++;
+    pthread_mutex_unlock(&w->mu);
+    /* segments [0, n) stay first meanwhile: the appender only adds at the end */
+    while (k < n) {
+        pthread_mutex_lock(&w->mu);
+        uint64_t s = w->segs[k].seq;
+        pthread_mutex_unlock(&w->mu);
+        seg_name(name, s);
         if (unlinkat(w->dirfd, name, 0) < 0 && errno != ENOENT) {
             rc = -errno;
             break;
         }
-        w->total -= w->segs[k].size;
         k++;
     }
     if (k) {
+        pthread_mutex_lock(&w->mu);
+        for (size_t i = 0; i < k; i++)
+            w->total -= w->segs[i].size;
         memmove(w->segs, w->segs + k, (w->nseg - k) * sizeof(*w->segs));
         w->nseg -= k;
+        pthread_mutex_unlock(&w->mu);
     }
     return rc < 0 ? rc : (int)k;
 }
@@ -391,7 +436,10 @@ int wal_uses_io_uring(const struct wal *w)
 
 uint64_t wal_bytes(const struct wal *w)
 {
-    return w->total;
+    lock_c(w);
+    uint64_t t = w->total;
+    unlock_c(w);
+    return t;
 }
 
 /* ---- writing: io_uring, or pwrite/fdatasync ---- */
@@ -552,6 +600,11 @@ static int plain_write(struct wal *w, int fd, const uint8_t *p, size_t len, uint
 /* Writes p[0..len) at off in fd, then with sync makes it durable. Handles short writes. */
 static int io_write(struct wal *w, int fd, const uint8_t *p, size_t len, uint64_t off, int sync)
 {
+    if (wal_faults.delay_ms > 0 && len) {
+        struct timespec d = {wal_faults.delay_ms / 1000, (long)(wal_faults.delay_ms % 1000) * 1000000L};
+        while (nanosleep(&d, &d) < 0 && errno == EINTR)
+            ;
+    }
     if (w->uring)
         return ring_write(w, fd, p, len, off, sync);
     return plain_write(w, fd, p, len, off, sync);
@@ -569,6 +622,15 @@ static int sync_dir(struct wal *w)
 }
 
 /* ---- segments ---- */
+
+/* The segment appended to (under mu: see struct wal). */
+static struct seg tail_seg(struct wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    struct seg t = w->segs[w->nseg - 1];
+    pthread_mutex_unlock(&w->mu);
+    return t;
+}
 
 /* Creates segment seq with its header, durable (file and directory entry) unless the policy is
  * "no", so that a crash never leaves records in a file the directory forgot. */
@@ -626,7 +688,7 @@ static int roll(struct wal *w)
         if (rc < 0)
             return rc;
     }
-    return switch_segment(w, w->segs[w->nseg - 1].seq + 1, 0);
+    return switch_segment(w, tail_seg(w).seq + 1, 0);
 }
 
 /* The newest segment open for appends; an empty log starts at segment first. */
@@ -1425,7 +1487,7 @@ static int encode(struct wal *w, const struct event *evs, const uint8_t *keep, s
  * would land after garbage that replay stops at. If even that fails, stop appending. */
 static int undo_write(struct wal *w, int rc)
 {
-    if (ftruncate(w->fd, (off_t)w->segs[w->nseg - 1].size) < 0)
+    if (ftruncate(w->fd, (off_t)tail_seg(w).size) < 0)
         set_failed(w);
     return rc;
 }
@@ -1493,20 +1555,20 @@ int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size
     int rc = encode(w, evs, keep, n, &len);
     if (rc < 0 || len == 0)
         return rc;
-    struct seg *s = &w->segs[w->nseg - 1];
-    if (s->size > SEG_HDR && s->size + len > w->seg_max) {
+    struct seg s = tail_seg(w);
+    if (s.size > SEG_HDR && s.size + len > w->seg_max) {
         rc = roll(w);
         if (rc < 0)
             return rc;
-        s = &w->segs[w->nseg - 1];
+        s = tail_seg(w);
     }
     int always = w->policy == WAL_FSYNC_ALWAYS;
-    rc = io_write(w, w->fd, w->buf, len, s->size, always);
+    rc = io_write(w, w->fd, w->buf, len, s.size, always);
     if (rc < 0)
         return undo_write(w, rc);
-    s->size += len;
-    w->total += len;
     pthread_mutex_lock(&w->mu);
+    w->segs[w->nseg - 1].size += len;
+    w->total += len;
     w->dirty = !always;
     pthread_mutex_unlock(&w->mu);
     return start_syncer(w);
@@ -1526,7 +1588,7 @@ int wal_restart_segment(struct wal *w, struct wal_pos *pos)
     }
     if (why != WAL_FAILED_DATA || !w->ready)
         return -EIO;
-    int rc = switch_segment(w, w->segs[w->nseg - 1].seq + 1, 1);
+    int rc = switch_segment(w, tail_seg(w).seq + 1, 1);
     if (rc < 0)
         return rc;
     *pos = wal_position(w);

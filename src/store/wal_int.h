@@ -13,6 +13,8 @@ struct wal_faults {
     int fail_write;     /* the Nth write op from now fails with err (0: none) */
     int fail_fsync;     /* the Nth fsync op from now fails with err (0: none) */
     int err;            /* the errno injected (0: EIO) */
+    int delay_ms;       /* every write of records or a header first sleeps this long (a slow
+                         * disk), on the appending thread */
 };
 
 extern struct wal_faults wal_faults;
