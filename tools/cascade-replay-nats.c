@@ -139,8 +139,10 @@ struct cc_nats *rp_nats_pub(struct rp_nats *n)
     return n->pub;
 }
 
-/* The routing key's hash (DESIGN §9): `root` when given, else the parent's tracked key, else
- * the parent, else the post; a post already tracked keeps its key (*known). 0 in *have when the
+/* The routing key's hash (DESIGN §9): for a reshare, `root` when given, else the parent's
+ * tracked key, else the parent; for an original post its own id, whatever `root` says, so that
+ * every copy of a root lands in the same partition (docs/cluster.md: why that makes the
+ * resolution step exact); a post already tracked keeps its key (*known). 0 in *have when the
  * event has no usable id at all. */
 static uint64_t route(struct rp_nats *n, const struct rp_record *rec, int *have, uint64_t *post_tag,
                       int *known)
@@ -155,12 +157,14 @@ static uint64_t route(struct rp_nats *n, const struct rp_record *rec, int *have,
      * partition as its first copy even if its parent became known in between */
     if (*post_tag && (*known = lookup(n, *post_tag, &key)))
         return key;
-    if (rp_value_id(&rec->v[RK_ROOT], num, &s, &len))
-        return XXH64(s, len, 0);
     if (rp_value_id(&rec->v[RK_PARENT], num, &s, &len)) {
-        if (lookup(n, tag_of(s, len), &key))
+        const char *ps = s;
+        size_t plen = len;
+        if (rp_value_id(&rec->v[RK_ROOT], num, &s, &len))
+            return XXH64(s, len, 0);
+        if (lookup(n, tag_of(ps, plen), &key))
             return key;
-        return XXH64(s, len, 0);
+        return XXH64(ps, plen, 0);
     }
     if (rp_value_id(&rec->v[RK_POST], num, &s, &len))
         return XXH64(s, len, 0);

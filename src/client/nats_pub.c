@@ -464,9 +464,11 @@ static int take_replies(struct cc_nats *s, double now)
     do {
         pthread_mutex_lock(&s->mu);
         n = s->nreplies < 256 ? s->nreplies : 256;
-        memcpy(local, s->replies, n * sizeof(*local));
-        memmove(s->replies, s->replies + n, (s->nreplies - n) * sizeof(*local));
-        s->nreplies -= n;
+        if (n) { /* replies is NULL until the first one */
+            memcpy(local, s->replies, n * sizeof(*local));
+            memmove(s->replies, s->replies + n, (s->nreplies - n) * sizeof(*local));
+            s->nreplies -= n;
+        }
         pthread_mutex_unlock(&s->mu);
         for (size_t i = 0; i < n; i++)
             acked |= take_reply(s, &local[i], now);

@@ -38,7 +38,7 @@ def tool_paths(run):
 
 def make_dump(run, gen, name, events, seed, root_share):
     """A cascade-gen dump (late parents, duplicates) in which a share of the reshares carry their
-    true cascade root as `root`. Returns (path, expected routing key per post, events written)."""
+    true cascade root as `root` (and a few original posts a wrong one, which must not matter). Returns (path, expected routing key per post, events written)."""
     raw = os.path.join(run.tmp, f'{name}.raw.ndjson')
     subprocess.run([gen, '--events', str(events), '--seed', str(seed), '--late-parents', '0.08',
                     '--duplicates', '0.02', '--out', raw], check=True, timeout=120)
@@ -56,12 +56,12 @@ def make_dump(run, gen, name, events, seed, root_share):
     if root_share > 0:
         rng, hinted = random.Random(seed), {}
         for e in evs:
-            if e.get('parent') is None:
-                continue
+            original = e.get('parent') is None
             if e['post'] not in hinted:  # decided once per post: a duplicate is an exact repeat
-                hinted[e['post']] = rng.random() < root_share
+                hinted[e['post']] = rng.random() < (0.05 if original else root_share)
             if hinted[e['post']]:
-                e['root'] = true_root(e['post'])
+                # an original post routes by its own id, so a wrong `root` on it must not matter
+                e['root'] = 'not-' + e['post'] if original else true_root(e['post'])
         path = os.path.join(run.tmp, f'{name}.ndjson')
         with open(path, 'w') as f:
             for e in evs:
@@ -70,12 +70,12 @@ def make_dump(run, gen, name, events, seed, root_share):
     for e in evs:  # the producer's tracking, as DESIGN §9 and cascade-replay --help say
         if str(e['post']) in key:
             continue  # a post seen before goes where its first copy went
-        if e.get('root') is not None:
+        if e.get('parent') is None:
+            k = str(e['post'])  # an original post: its own id, whatever `root` says
+        elif e.get('root') is not None:
             k = str(e['root'])
-        elif e.get('parent') is not None:
-            k = key.get(str(e['parent']), str(e['parent']))
         else:
-            k = str(e['post'])
+            k = key.get(str(e['parent']), str(e['parent']))
         key[str(e['post'])] = k
     exp_path = os.path.join(run.tmp, f'{name}.expect')
     with open(exp_path, 'w') as f:
