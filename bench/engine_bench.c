@@ -616,6 +616,31 @@ static void time_queries(struct engine *e, const struct opts *o, const struct re
                (int)r->top[0].content_len, r->top[0].content, (t1 - t0) * 1e3, n >= 0 ? c.posts : 0,
                n >= 0 ? c.cascades : 0);
     }
+    /* the label summary (issue 18: a `labels` call on the engine thread); the first call's
+     * figures in full, so that two builds' answers can be compared */
+    for (int k = 0; k < 3; k++) {
+        struct engine_label_summary *ls;
+        uint32_t nl = 0;
+        double t0 = now_s();
+        int rc = engine_labels(e, &ls, &nl);
+        double t1 = now_s();
+        if (rc) {
+            printf("labels     failed: %s\n", strerror(-rc));
+            break;
+        }
+        printf("labels     %.3f ms (%u labels)\n", (t1 - t0) * 1e3, nl);
+        for (uint32_t i = 0; k == 0 && i < nl; i++) {
+            printf("  %-8.*s %u cascades, duration median %.17g;",
+                   ls[i].label ? (int)ls[i].label_len : 1, ls[i].label ? ls[i].label : "-",
+                   ls[i].cascades, ls[i].duration_median);
+            for (int m = 0; m < ENGINE_LABEL_METRICS; m++)
+                printf(" %s %.17g/%.17g/%.17g/%.17g", engine_label_metric_name(m),
+                       ls[i].dist[m].mean, ls[i].dist[m].median, ls[i].dist[m].p90,
+                       ls[i].dist[m].max);
+            printf("\n");
+        }
+        free(ls);
+    }
     engine_get_stats(e, &st);
     printf("           engine tables %.1f bytes/event after these queries\n",
            (double)st.bytes / o->events);

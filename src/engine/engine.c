@@ -75,6 +75,7 @@ void engine_free(struct engine *e)
     growth_destroy(&e->growth);
     content_destroy(e);
     retention_destroy(e);
+    labels_destroy(e);
     free(e);
 }
 
@@ -679,6 +680,7 @@ static void add_root(struct engine *e, uint32_t p, uint32_t a, const struct even
     offer_label(e, c, label, ev->ts, 1);
     actor_at(e, a)->cascades++; /* the root's actor: no pair */
     touch_cascade(e, cid);
+    labels_after(e, cid, NULL);
 }
 
 static void add_under_placeholder(struct engine *e, uint32_t p, uint32_t a, const struct event *ev,
@@ -698,6 +700,7 @@ static void add_under_placeholder(struct engine *e, uint32_t p, uint32_t a, cons
     offer_label(e, c, label, ev->ts, 0);
     add_pair(e, a, cid);
     touch_cascade(e, cid);
+    labels_after(e, cid, NULL);
 }
 
 /* Actors on the path e->path[0..plen), each once, into e->tracked; returns how many. */
@@ -732,6 +735,8 @@ static void add_leaf(struct engine *e, uint32_t p, uint32_t a, const struct even
     uint32_t root = e->path[plen - 1];
     uint32_t cid = post_at(e, root)->parent & ~ROOT_FLAG;
     struct cascade *c = cascade_at(e, cid);
+    struct labels_was was;
+    labels_before(e, cid, &was);
     struct cbody *b = cascade_body(e, c);
     for (uint32_t i = 0; i + 1 < plen; i++) {
         struct post *x = post_at(e, e->path[i]);
@@ -752,6 +757,7 @@ static void add_leaf(struct engine *e, uint32_t p, uint32_t a, const struct even
     count_reach(e, plen);
     add_reshare(e, e->path[0], a);
     touch_cascade(e, cid);
+    labels_after(e, cid, &was);
 }
 
 /* ---------------------------------------------------------------- late parents */
@@ -865,6 +871,8 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
     uint32_t root = e->path[plen - 1];
     uint32_t cid = post_at(e, root)->parent & ~ROOT_FLAG;
     struct cascade *cc = cascade_at(e, cid), *tc = cascade_at(e, tid);
+    struct labels_was was;
+    labels_before(e, cid, &was);
     struct cbody *c = cascade_body(e, cc), *t = cbody_at(e, cascade_body_id(tc));
     uint64_t n_t = post_at(e, p)->sub;
 
@@ -886,6 +894,7 @@ static void join(struct engine *e, uint32_t p, uint32_t a, uint32_t tid, uint32_
     add_reshare(e, e->path[0], a);
     kill_cascade(e, tid);
     touch_cascade(e, cid);
+    labels_after(e, cid, &was);
 }
 
 /* ---------------------------------------------------------------- apply */
@@ -954,14 +963,19 @@ static int apply_one(struct engine *e, const struct event *ev, const struct ev_h
         }
     } else {
         uint32_t tid = post_at(e, p)->parent & ~ROOT_FLAG;
+        struct labels_was was; /* tid's, as filed in the label index */
+        labels_before(e, tid, &was);
         fill(e, p, a, ev, tid, content);
         if (!has_parent) {
             offer_label(e, cascade_at(e, tid), label, ev->ts, 1);
             touch_cascade(e, tid);
+            labels_after(e, tid, &was);
             root = p;
         } else if (pl.q == NONE) {
             reroot(e, p, ev, &pl, tid, label);
+            labels_after(e, tid, &was);
         } else {
+            labels_drop(e, &was); /* it joins cid */
             join(e, p, a, tid, pl.plen, ev, label);
             root = e->path[pl.plen - 1];
         }

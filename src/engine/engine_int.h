@@ -142,6 +142,14 @@ struct retention {
     struct idq gone_actors[2], gone_contents[2];
 };
 
+/* The label summary's per-label index (labels.c). */
+struct lab_stats;
+struct labels_index {
+    struct lab_stats **slot; /* [0]: the unlabelled cascades, [1 + label id]: a label's */
+    uint32_t nslot;
+    int stale; /* an update could not allocate: engine_labels rebuilds it first */
+};
+
 struct engine {
     struct intern post_ids, actor_ids, contents, labels;
     struct segvec posts, actors, cascades;
@@ -170,6 +178,7 @@ struct engine {
     size_t clist_heap;                   /* bytes of the lists' arrays */
     uint64_t live_actors, live_contents; /* with a post / a listed post */
     struct retention ret;
+    struct labels_index labels_ix;
 };
 
 /* Records per chunk of each segmented array, as constants so that an access is a shift, a
@@ -361,6 +370,26 @@ static inline int post_is_free(const struct post *p)
 {
     return p->sub == 0;
 }
+
+/* ---- labels.c: the label summary's index. A cascade's keys there are read before the apply
+ * path changes it (labels_before) and refiled after (labels_after; w NULL: a new cascade); a
+ * joined one is dropped with what labels_before read, an evicted one unfiled. */
+#define LABELS_NV (ENGINE_LABEL_METRICS + 1) /* the metrics and duration_ms */
+struct labels_was {
+    uint32_t label;
+    int single; /* a root alone (key is not set) */
+    uint64_t key[LABELS_NV];
+};
+void labels_before(const struct engine *e, uint32_t cid, struct labels_was *w);
+void labels_after(struct engine *e, uint32_t cid, const struct labels_was *w);
+void labels_drop(struct engine *e, const struct labels_was *w);
+void labels_unfile(struct engine *e, uint32_t cid);
+int labels_rebuild(struct engine *e); /* from every live cascade; 0 or -ENOMEM (then stale) */
+void labels_destroy(struct engine *e);
+size_t labels_bytes(const struct engine *e);
+/* The summary by a pass over every cascade (what engine_labels computed before the index): the
+ * tests' oracle. Same contract as engine_labels. */
+int engine_labels_scan(struct engine *e, struct engine_label_summary **out, uint32_t *n);
 
 /* ---- growth.c: the recent-activity index. The apply path reserves before it changes anything
  * and notes after, so a note cannot fail. */

@@ -412,5 +412,5 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
                  intern_bytes(&e->post_ids) + intern_bytes(&e->actor_ids) +
                  intern_bytes(&e->contents) + intern_bytes(&e->labels) + u64map_bytes(&e->pairs) +
                  u64map_bytes(&e->edges) + e->growth.bytes + content_bytes(e) +
-                 (size_t)e->ret.cap_rq * sizeof(struct rq_entry);
+                 (size_t)e->ret.cap_rq * sizeof(struct rq_entry) + labels_bytes(e);
 }

@@ -1355,8 +1355,10 @@ static int load_rest(struct in *f, struct engine *e)
             rc = j.rc;
         }
     }
-    if (rc == 0)
+    if (rc == 0) {
         rebuild_topk(e);
+        labels_rebuild(e); /* on failure it stays stale: the first labels call rebuilds it */
+    }
     return rc;
 }
 

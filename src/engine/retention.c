@@ -346,6 +346,7 @@ static int evict(struct engine *e, uint32_t cid)
     struct cascade *c = cascade_at(e, cid);
     if (reserve_evict(e, c))
         return -ENOMEM;
+    labels_unfile(e, cid);
     uint32_t first = r->nposts;
     evict_walk(e, cascade_root(e, c));
     release_actors(e, cid);
