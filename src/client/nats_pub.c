@@ -780,8 +780,13 @@ static int connect_nats(struct cc_nats *s, const char *urls, double timeout_s, c
         st = natsOptions_SetReconnectWait(no, 250);
     if (st == NATS_OK)
         st = natsOptions_SetName(no, "cascade-client");
-    if (st == NATS_OK)
-        st = natsConnection_Connect(&s->nc, no);
+    /* servers started a moment ago may not listen yet: try again until the timeout */
+    double deadline = cc_now() + timeout_s;
+    while (st == NATS_OK && (st = natsConnection_Connect(&s->nc, no)) == NATS_NO_SERVER &&
+           cc_now() + 0.25 < deadline) {
+        usleep(250 * 1000);
+        st = NATS_OK;
+    }
     natsOptions_Destroy(no);
     free_urls(v, cap);
     if (st != NATS_OK) {
