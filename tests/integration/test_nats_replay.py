@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -169,8 +170,35 @@ def body(run):
     check('--stream FROM --replicas 1: created with R=1',
           'stream FROM (created): 3 partitions (from.0..2), 1 replicas' in err, err[-300:])
 
-    # ---- kill -9 of the stream's leader while a replay runs
+    # ---- SIGINT mid-replay, then --from where it says: nothing lost
     big, big_expect, big_evs = make_dump(run, gen, 'd2', 500000, 12, 0)
+    err_path = os.path.join(run.tmp, 'int.stderr')
+    reports.append(err_path)
+    with open(err_path, 'wb') as ef:
+        p = subprocess.Popen([replay_bin, '--nats', urls, '--stream', 'INT', '--replicas', '1', '--quiet', big],
+                             stdout=subprocess.PIPE, stderr=ef)
+        deadline = time.time() + 30
+        while p.poll() is None and time.time() < deadline and \
+                max(stream_msgs(cluster, i, 'INT') for i in range(3)) < 50:
+            time.sleep(0.01)
+        running = p.poll() is None
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+    err = open(err_path, errors='replace').read()
+    m = re.search(r'add --from (\d+) to resume there', err)
+    check('SIGINT mid-replay: exit 1 and where to resume', running and p.returncode == 1 and m,
+          f'{p.returncode} {out!r} {err[-800:]}')
+    if m:
+        n_from = int(m[1])
+        rc, out, err = replay(run, replay_bin, ['--nats', urls, '--stream', 'INT', '--from', m[1], big], 'int2')
+        m2 = SUMMARY.match(out.splitlines()[-1] if out else '')
+        check('the resumed replay publishes the rest', rc == 0 and m2 and int(m2[1]) == len(big_evs) - n_from,
+              f'{rc} {out} {err[-500:]}')
+        rc, out, counts = nats_check(run, checker, urls, 'INT', big_expect, 'int')
+        check('interrupted + resumed: every post in the stream, in place, repeats exact',
+              rc == 0 and counts.get('events', 0) >= len(big_evs), out)
+
+    # ---- kill -9 of the stream's leader while a replay runs
     small = os.path.join(run.tmp, 'one.ndjson')
     with open(small, 'w') as f:
         f.write('{"post":"kk-first","actor":"a","ts":1700000000000}\n')
