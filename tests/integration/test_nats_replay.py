@@ -8,9 +8,11 @@ cascade-gen dump with late parents and duplicates, where some reshares name thei
 rest do not, and reads the stream back with tests/tools/nats-check: every post present, in the
 partition of its routing key as the producer should have tracked it (computed here from the dump:
 `root` when given, else the parent's key, else the parent, else the post), copies of a post only
-as exact repeats. Then --from (only the events from N on are published), the command line, and
-kill -9 of the stream's leader while a replay runs: the replay must finish (publishing again
-across the election) and every event it was acked for must be in the stream.
+as exact repeats. Then --from (only the events from N on are published), the command line,
+libcascade-client's cc_nats_* driven by tests/tools/nats-pub (an annotation goes to every
+partition), SIGINT mid-replay and the resume from the --from it names, and kill -9 of the stream's
+leader while a replay runs: the replay must finish (publishing again across the election) and every
+event it was acked for must be in the stream.
 Needs Debian's nats-server; prints one line per check and ends with 'N passed, M failed'.
 """
 import json
@@ -169,6 +171,24 @@ def body(run):
           f'{rc} {out} {err[-500:]}')
     check('--stream FROM --replicas 1: created with R=1',
           'stream FROM (created): 3 partitions (from.0..2), 1 replicas' in err, err[-300:])
+
+    # ---- the C API directly: events with `root`, an annotation to every partition
+    pub = os.path.join(os.path.dirname(checker), 'nats-pub')
+    err_path = os.path.join(run.tmp, 'pub.stderr')
+    reports.append(err_path)
+    with open(err_path, 'wb') as ef:
+        p = subprocess.run([pub, urls, 'API', '4', '5000'], stdout=subprocess.PIPE, stderr=ef, timeout=120)
+    out = p.stdout.decode(errors='replace').strip()
+    check('cc_nats_*: 5000 events and one annotation to 4 partitions, all acked',
+          p.returncode == 0 and out == 'added 5004 acked 5004 resume none partitions 4',
+          f'{p.returncode} {out} {open(err_path).read()[-500:]}')
+    api_expect = os.path.join(run.tmp, 'api.expect')
+    with open(api_expect, 'w') as f:
+        for i in range(5000):
+            f.write(f'p{i}\tr{i % 5}\n')
+    rc, out, counts = nats_check(run, checker, urls, 'API', api_expect, 'api')
+    check('each event in its root\'s partition, the annotation once in each of the 4',
+          rc == 0 and counts.get('events') == 5004 and counts.get('without_post') == 4, out)
 
     # ---- SIGINT mid-replay, then --from where it says: nothing lost
     big, big_expect, big_evs = make_dump(run, gen, 'd2', 500000, 12, 0)
