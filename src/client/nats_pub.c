@@ -76,7 +76,8 @@ struct cc_nats {
     struct reply *replies;
     size_t nreplies, capreplies;
     int reply_oom;
-    int sub_done; /* the subscription is closed and its handler will not run again */
+    int sub_done;    /* the subscription is closed and its handler will not run again */
+    int reconnected; /* libnats reconnected: answers to what was in flight may never come */
 };
 
 uint32_t cc_nats_partition_of(const void *key, size_t len, uint32_t partitions)
@@ -179,6 +180,16 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
         pthread_mutex_unlock(&s->mu);
     }
     natsMsg_Destroy(msg);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    struct cc_nats *s = closure;
+    pthread_mutex_lock(&s->mu);
+    s->reconnected = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void on_sub_complete(void *closure)
@@ -476,9 +487,21 @@ static int take_replies(struct cc_nats *s, double now)
     return acked;
 }
 
-/* Messages unanswered for ack_timeout go again; one unanswered since give_up ends it all. */
+/* Messages unanswered for ack_timeout go again; one unanswered since give_up ends it all. After
+ * a reconnection every message in flight goes again at once: the replies to what was sent over
+ * the lost connection may never come, and waiting out ack_timeout would add to the election's
+ * stall (a copy that had landed is a duplicate JetStream drops by its Nats-Msg-Id). */
 static void check_timeouts(struct cc_nats *s, double now)
 {
+    pthread_mutex_lock(&s->mu);
+    int reconnected = s->reconnected;
+    s->reconnected = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (reconnected) {
+        snprintf(s->last_refusal, sizeof(s->last_refusal), "the connection was lost");
+        while (s->ninflight)
+            ready_push(s, take_inflight(s, (int)s->ninflight - 1), 1);
+    }
     for (uint32_t i = 0; i < s->ninflight;) {
         struct batch *b = s->inflight[i];
         if (now - b->first_sent > s->give_up) {
@@ -780,6 +803,8 @@ static int connect_nats(struct cc_nats *s, const char *urls, double timeout_s, c
         st = natsOptions_SetReconnectWait(no, 250);
     if (st == NATS_OK)
         st = natsOptions_SetName(no, "cascade-client");
+    if (st == NATS_OK)
+        st = natsOptions_SetReconnectedCB(no, on_reconnected, s);
     /* servers started a moment ago may not listen yet: try again until the timeout */
     double deadline = cc_now() + timeout_s;
     while (st == NATS_OK && (st = natsConnection_Connect(&s->nc, no)) == NATS_NO_SERVER &&

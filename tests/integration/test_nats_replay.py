@@ -191,7 +191,7 @@ def body(run):
           rc == 0 and counts.get('events') == 5004 and counts.get('without_post') == 4, out)
 
     # ---- SIGINT mid-replay, then --from where it says: nothing lost
-    big, big_expect, big_evs = make_dump(run, gen, 'd2', 500000, 12, 0)
+    big, big_expect, big_evs = make_dump(run, gen, 'd2', 300000, 12, 0)
     err_path = os.path.join(run.tmp, 'int.stderr')
     reports.append(err_path)
     with open(err_path, 'wb') as ef:
@@ -233,7 +233,7 @@ def body(run):
     with open(err_path, 'wb') as ef:
         p = subprocess.Popen([replay_bin, '--nats', urls, '--stream', 'KILL', '--quiet', big],
                              stdout=subprocess.PIPE, stderr=ef)
-        deadline = time.time() + 30  # kill once a few dozen messages are in, of about 500
+        deadline = time.time() + 30  # kill once a few dozen messages are in, of about 300
         while p.poll() is None and time.time() < deadline and stream_msgs(cluster, leader, 'KILL') < 30:
             time.sleep(0.01)
         running = p.poll() is None
