@@ -224,10 +224,29 @@ struct engine_copy {
     uint32_t *reach;              /* per actor id: its reach when the copy was taken */
     size_t nshares, nkeys;
     uint64_t accepted; /* accepted events when it was taken: tells whether the graph changed */
+    size_t nslots;     /* until engine_copy_settle: shares/keys are per-post-id slots */
+    uint64_t slices;   /* engine_copy_step calls it took */
+    struct copy_job *job; /* private (analytics_copy.c): the storage behind the arrays */
 };
 
-/* Copies the shares and content keys out: O(posts), no allocation on the engine. 0 or -ENOMEM.
- * Free with engine_copy_free. */
+/* The copy taken a slice at a time between batches (issue 18: no long pause), still exactly
+ * the copy of one instant, the end of its last slice (analytics_copy.c says how). begin: 0,
+ * -EALREADY (one is under way), -ENOMEM. step: works for about budget_ns and/or budget_units
+ * records (0: no limit); 1 with *out filled when the copy is finished (call engine_copy_settle
+ * on it, off the engine's thread, then free it with engine_copy_free), 0 when more remains,
+ * -ENOMEM (the copy is dropped), -EINVAL (none under way). */
+int engine_copy_begin(struct engine *e);
+int engine_copy_step(struct engine *e, uint64_t budget_ns, uint64_t budget_units,
+                     struct engine_copy *out);
+void engine_copy_abort(struct engine *e);
+int engine_copy_active(const struct engine *e);
+/* Packs a finished copy's slots into shares[nshares] and keys[nkeys]; O(posts), any thread. */
+void engine_copy_settle(struct engine_copy *s);
+/* Gives back a settled copy's shares (keys and reach stay). */
+void engine_copy_free_shares(struct engine_copy *s);
+
+/* The whole copy at once (settled): O(posts) on the caller's thread. 0, -EBUSY (a sliced copy
+ * is under way) or -ENOMEM. Free with engine_copy_free. */
 int engine_copy_take(struct engine *e, struct engine_copy *out);
 void engine_copy_free(struct engine_copy *s);
 

@@ -28,7 +28,13 @@ struct analytics {
     uint64_t interval_ms, last_take_ms, last_accepted;
     int requested, stopping, busy;
     uint64_t pending_ms;        /* what taking the pending copy cost the engine's thread */
+    uint64_t pending_slices, pending_slice_max_us, pending_span_ms; /* and in how many slices,
+                                   the longest, from its first slice to its last */
+    uint64_t pending_slice_max_cpu_us; /* the most CPU time in one slice (wall time also counts
+                                          waits for a core on a loaded machine) */
     struct engine_copy pending; /* handed over by the engine's thread */
+    /* the copy under way (engine thread only): its slices' time, the longest, when it began */
+    uint64_t copy_ns, copy_slice_max_ns, copy_slice_max_cpu_ns, copy_began_ms;
     int has_pending;
     struct analytics_result *latest;
     /* the latest copy's content keys, kept for coordination with other parameters */
@@ -49,6 +55,20 @@ static uint64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---------------------------------------------------------------- results */
@@ -254,15 +274,18 @@ static void publish(struct analytics *a, struct analytics_result *r, struct engi
     a->latest = r;
     struct engine_copy oldkeys = a->keys;
     a->keys = *s; /* its shares are no longer needed, its keys are */
-    free(a->keys.shares);
-    a->keys.shares = NULL;
+    engine_copy_free_shares(&a->keys);
     pthread_mutex_unlock(&a->mu);
     engine_copy_free(&oldkeys);
     analytics_put(a, old);
     log_msg(LOG_INFO, "analytics_done",
-            "actors=%u edges=%zu communities=%u groups=%u snapshot_ms=%llu pagerank_ms=%llu "
+            "actors=%u edges=%zu communities=%u groups=%u snapshot_ms=%llu snapshot_slices=%llu "
+            "snapshot_slice_max_us=%llu snapshot_slice_max_cpu_us=%llu snapshot_span_ms=%llu "
+            "pagerank_ms=%llu "
             "leiden_ms=%llu coord_ms=%llu%s%s",
             r->nactors, r->nedges, r->ncomms, r->coord.ngroups, (unsigned long long)r->snapshot_ms,
+            (unsigned long long)r->snapshot_slices, (unsigned long long)r->snapshot_slice_max_us,
+            (unsigned long long)r->snapshot_slice_max_cpu_us, (unsigned long long)r->snapshot_span_ms,
             (unsigned long long)r->pagerank_ms, (unsigned long long)r->leiden_ms,
             (unsigned long long)r->coord_ms, r->error[0] ? " error=" : "", r->error);
 }
@@ -297,8 +320,17 @@ static void *worker_main(void *arg)
             struct engine_copy s = a->pending;
             a->has_pending = 0;
             uint64_t snapshot_ms = a->pending_ms;
+            uint64_t slices = a->pending_slices, slice_max_us = a->pending_slice_max_us;
+            uint64_t span_ms = a->pending_span_ms, slice_max_cpu_us = a->pending_slice_max_cpu_us;
             pthread_mutex_unlock(&a->mu);
+            engine_copy_settle(&s); /* the per-post slots packed, here rather than on the engine's thread */
             struct analytics_result *r = compute(a, &s, snapshot_ms);
+            if (r) {
+                r->snapshot_slices = slices;
+                r->snapshot_slice_max_us = slice_max_us;
+                r->snapshot_span_ms = span_ms;
+                r->snapshot_slice_max_cpu_us = slice_max_cpu_us;
+            }
             if (r)
                 publish(a, r, &s);
             else
@@ -321,35 +353,63 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- the engine's side */
 
-void analytics_tick(struct analytics *a, struct engine *e)
+/* Hands a finished copy to the worker. */
+static void hand_over(struct analytics *a, struct engine_copy *s)
 {
-    struct engine_stats st;
-    uint64_t now = mono_ms();
-    pthread_mutex_lock(&a->mu);
-    int idle = !a->busy && !a->has_pending;
-    int due = a->requested || (a->interval_ms && now - a->last_take_ms >= a->interval_ms);
-    pthread_mutex_unlock(&a->mu);
-    if (!idle || !due)
-        return;
-    engine_get_stats(e, &st);
-    if (!a->requested && st.outcomes[EVENT_OK] == a->last_accepted)
-        return; /* nothing changed since the last copy */
-    struct engine_copy s;
-    uint64_t t0 = mono_ms();
-    if (engine_copy_take(e, &s)) {
-        log_msg(LOG_WARN, "analytics_snapshot_failed", "error=\"out of memory\"");
-        a->last_take_ms = now;
-        return;
-    }
-    a->last_take_ms = now;
-    a->last_accepted = s.accepted;
+    a->last_accepted = s->accepted;
     pthread_mutex_lock(&a->mu);
     a->requested = 0;
-    a->pending = s;
+    a->pending = *s;
     a->has_pending = a->busy = 1;
-    a->pending_ms = mono_ms() - t0;
+    a->pending_ms = a->copy_ns / 1000000;
+    a->pending_slices = s->slices;
+    a->pending_slice_max_us = a->copy_slice_max_ns / 1000;
+    a->pending_slice_max_cpu_us = a->copy_slice_max_cpu_ns / 1000;
+    a->pending_span_ms = mono_ms() - a->copy_began_ms;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
+}
+
+int analytics_tick(struct analytics *a, struct engine *e)
+{
+    uint64_t now = mono_ms();
+    if (!engine_copy_active(e)) {
+        struct engine_stats st;
+        pthread_mutex_lock(&a->mu);
+        int idle = !a->busy && !a->has_pending;
+        int due = a->requested || (a->interval_ms && now - a->last_take_ms >= a->interval_ms);
+        pthread_mutex_unlock(&a->mu);
+        if (!idle || !due)
+            return 0;
+        engine_get_stats(e, &st);
+        if (!a->requested && st.outcomes[EVENT_OK] == a->last_accepted)
+            return 0; /* nothing changed since the last copy */
+        a->last_take_ms = now;
+        if (engine_copy_begin(e)) {
+            log_msg(LOG_WARN, "analytics_snapshot_failed", "error=\"out of memory\"");
+            return 0;
+        }
+        a->copy_ns = a->copy_slice_max_ns = a->copy_slice_max_cpu_ns = 0;
+        a->copy_began_ms = now;
+    }
+    struct engine_copy s;
+    uint64_t t0 = mono_ns(), c0 = thread_cpu_ns();
+    int rc = engine_copy_step(e, ANALYTICS_SLICE_NS, 0, &s);
+    uint64_t d = mono_ns() - t0, c = thread_cpu_ns() - c0;
+    a->copy_ns += d;
+    if (d > a->copy_slice_max_ns)
+        a->copy_slice_max_ns = d;
+    if (c > a->copy_slice_max_cpu_ns)
+        a->copy_slice_max_cpu_ns = c;
+    if (rc < 0) {
+        log_msg(LOG_WARN, "analytics_snapshot_failed", "error=\"out of memory\"");
+        a->last_take_ms = now;
+        return 0;
+    }
+    if (rc == 0)
+        return 1;
+    hand_over(a, &s);
+    return 0;
 }
 
 void analytics_request(struct analytics *a)

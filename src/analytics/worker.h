@@ -47,6 +47,10 @@ struct analytics_result {
     } extra[ANALYTICS_COORD_CACHE];
     uint32_t nextra;
     uint64_t snapshot_ms, pagerank_ms, leiden_ms, coord_ms; /* what each step took */
+    /* the copy (snapshot_ms of the engine's thread) came in this many slices, the longest
+     * this long, its first to its last this far apart */
+    uint64_t snapshot_slices, snapshot_slice_max_us, snapshot_span_ms;
+    uint64_t snapshot_slice_max_cpu_us; /* the longest slice in the thread's CPU time */
     char error[160]; /* non-empty: igraph failed on this snapshot; the rest is unset */
     int refs;        /* guarded by the worker's lock */
 };
@@ -58,9 +62,15 @@ struct analytics;
 int analytics_start(struct analytics **out, uint64_t interval_ms, char *err, size_t errlen);
 void analytics_stop(struct analytics *a);
 
-/* On the engine's thread, between batches: hands a fresh snapshot to the worker when one is due
- * (the interval passed and events were accepted since, or one was requested) and it is idle. */
-void analytics_tick(struct analytics *a, struct engine *e);
+/* The engine's thread spends at most about this long per analytics_tick on the copy. */
+#define ANALYTICS_SLICE_NS 1000000u
+
+/* On the engine's thread, between batches: when a snapshot is due (the interval passed and
+ * events were accepted since, or one was requested) and the worker is idle, starts copying the
+ * engine; each call copies one slice of at most ANALYTICS_SLICE_NS (engine_copy_step) and the
+ * one that finishes the copy hands it to the worker. Returns 1 while a copy is under way: call
+ * again soon (the caller should not sleep long between batches then), else 0. */
+int analytics_tick(struct analytics *a, struct engine *e);
 
 /* Asks for a new snapshot at the next tick. */
 void analytics_request(struct analytics *a);

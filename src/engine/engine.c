@@ -72,6 +72,7 @@ void engine_free(struct engine *e)
     free(e->tracked);
     free(e->dirty_c);
     free(e->dirty_a);
+    copy_job_free(e);
     growth_destroy(&e->growth);
     content_destroy(e);
     retention_destroy(e);
@@ -184,6 +185,8 @@ static void touch_cascade(struct engine *e, uint32_t cid)
 static void touch_actor(struct engine *e, uint32_t aid)
 {
     struct actor *a = actor_at(e, aid);
+    if (e->copy) /* every change to a reach touches its actor */
+        copy_note_actor(e, aid);
     if (a->dirty)
         return;
     if (push_dirty(&e->dirty_a, &e->ndirty_a, &e->cap_dirty_a, aid))
@@ -394,6 +397,8 @@ static uint32_t new_post(struct engine *e, const char *s, uint32_t len, uint64_t
     memset(p, 0, sizeof(*p));
     p->parent = p->actor = p->child = p->sibling = NONE;
     p->content = CONTENT_NONE;
+    if (e->copy)
+        copy_note_post(e, id);
     return id;
 }
 
@@ -769,6 +774,8 @@ static void fill(struct engine *e, uint32_t p, uint32_t a, const struct event *e
     /* p is a placeholder: tid has more than one node, so a body */
     struct cbody *t = cbody_at(e, cascade_body_id(cascade_at(e, tid)));
     uint32_t below = post_at(e, p)->sub - 1, already = 0;
+    if (e->copy) /* its children's shares appear; reroot or join may move the subtree */
+        copy_note_subtree(e, p);
     int member = u64map_has(&e->pairs, u64map_pair(a, tid));
     if (member) {
         /* a posted inside the subtree: some of it is in a's reach already */

@@ -174,6 +174,7 @@ struct engine {
     uint32_t *tracked; /* scratch: 3 * path_cap: actors whose reach a join changes, counters */
     uint32_t path_cap;
     struct growth growth;
+    struct copy_job *copy; /* the analytics copy under way (analytics_copy.c), or NULL */
     struct segvec clists;                /* struct content_list per content id */
     size_t clist_heap;                   /* bytes of the lists' arrays */
     uint64_t live_actors, live_contents; /* with a post / a listed post */
@@ -354,6 +355,15 @@ int engine_match_prepare(const struct engine *e, const struct engine_cascade_fil
                          struct cascade_match *m);
 /* 1 when live cascade cid passes the filter. */
 int engine_match(const struct engine *e, uint32_t cid, const struct cascade_match *m);
+
+/* ---- analytics_copy.c: while a sliced copy is under way (e->copy), the write path notes what
+ * may change a copied slot. A post created at an id (new or reused) or freed: */
+void copy_note_post(struct engine *e, uint32_t id);
+/* A placeholder filled: its subtree's shares and content keys (and cascade root) may change. */
+void copy_note_subtree(struct engine *e, uint32_t root);
+/* An actor's reach may have changed (engine.c's touch_actor). */
+void copy_note_actor(struct engine *e, uint32_t aid);
+void copy_job_free(struct engine *e);
 
 /* ---- retention.c */
 int retention_reserve(struct engine *e); /* room for one more cascade id in the heap */

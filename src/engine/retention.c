@@ -384,6 +384,8 @@ static void finish_sweep(struct engine *e)
             content_prune(e, r->contents[i]);
     for (uint32_t i = 0; i < r->nposts; i++) {
         uint32_t x = r->posts[i];
+        if (e->copy)
+            copy_note_post(e, x);
         intern_del(&e->post_ids, x);
         struct post *p = post_at(e, x);
         memset(p, 0, sizeof(*p));
