@@ -12,7 +12,8 @@ as exact repeats. Then --from (only the events from N on are published), the com
 libcascade-client's cc_nats_* driven by tests/tools/nats-pub (an annotation goes to every
 partition), SIGINT mid-replay and the resume from the --from it names, and kill -9 of the stream's
 leader while a replay runs: the replay must finish (publishing again across the election) and every
-event it was acked for must be in the stream.
+event it was acked for must be in the stream; then the killed server is started again and a
+follower is killed during another replay, with the same checks.
 Needs Debian's nats-server; prints one line per check and ends with 'N passed, M failed'.
 """
 import json
@@ -260,6 +261,38 @@ def body(run):
     survivors = cluster.urls([i for i in range(3) if i != leader])
     rc, out, counts = nats_check(run, checker, survivors, 'KILL', big_expect, 'kill')
     check('after kill -9 of the leader: every acked event is in the stream, in its partition',
+          rc == 0 and counts.get('events', 0) >= len(big_evs) + 1, out)
+
+    # ---- the killed server back, then kill -9 of a follower while a replay runs
+    cluster.start(leader)
+    rc, out, err = replay(run, replay_bin, ['--nats', urls, '--stream', 'FOLLOW', '--partitions', '8', small],
+                          'follow0')
+    check('the killed server rejoins: stream FOLLOW created with R=3', rc == 0, f'{out} {err}')
+    follower = next(i for i in range(3) if i != cluster.stream_leader('FOLLOW'))
+    err_path = os.path.join(run.tmp, 'follow.stderr')
+    reports.append(err_path)
+    with open(err_path, 'wb') as ef:
+        p = subprocess.Popen([replay_bin, '--nats', urls, '--stream', 'FOLLOW', '--quiet', big],
+                             stdout=subprocess.PIPE, stderr=ef)
+        deadline = time.time() + 30
+        while p.poll() is None and time.time() < deadline and \
+                max(stream_msgs(cluster, i, 'FOLLOW') for i in range(3)) < 30:
+            time.sleep(0.01)
+        running = p.poll() is None
+        cluster.kill9(follower)
+        try:
+            out, _ = p.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+    out = out.decode(errors='replace').strip()
+    m = SUMMARY.match(out.splitlines()[-1] if out else '')
+    check('kill -9 of a follower mid-replay: the replay finishes, every event acked',
+          running and p.returncode == 0 and m and int(m[1]) == len(big_evs) and
+          int(m[2]) + int(m[3]) == len(big_evs), f'{running} {p.returncode} {out} {open(err_path).read()[-800:]}')
+    rc, out, counts = nats_check(run, checker, cluster.urls([i for i in range(3) if i != follower]), 'FOLLOW',
+                                 big_expect, 'follow')
+    check('after it, every acked event is in the stream, in its partition',
           rc == 0 and counts.get('events', 0) >= len(big_evs) + 1, out)
 
 
