@@ -4,15 +4,22 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "core/bigarr.h"
+
 void segvec_init(struct segvec *v, uint32_t elsize, uint8_t shift)
 {
     *v = (struct segvec){.elsize = elsize, .shift = shift};
 }
 
+static size_t chunk_bytes(const struct segvec *v)
+{
+    return ((size_t)1 << v->shift) * v->elsize;
+}
+
 void segvec_destroy(struct segvec *v)
 {
     for (uint32_t i = 0; i < v->nchunks; i++)
-        free(v->chunks[i]);
+        bigarr_free(v->chunks[i], chunk_bytes(v));
     free(v->chunks);
     v->chunks = NULL;
     v->nchunks = v->chunks_cap = v->len = 0;
@@ -28,7 +35,7 @@ static int add_chunk(struct segvec *v)
         v->chunks = c;
         v->chunks_cap = cap;
     }
-    char *chunk = calloc((size_t)1 << v->shift, v->elsize);
+    char *chunk = bigarr_alloc(chunk_bytes(v)); /* 2 MiB ones: a huge page each */
     if (!chunk)
         return -ENOMEM;
     v->chunks[v->nchunks++] = chunk;

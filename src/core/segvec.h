@@ -1,6 +1,7 @@
 /* Segmented arrays: records in fixed-size chunks, so growth never copies or doubles memory and
- * an index stays valid forever. Chunks come zeroed from calloc, so untouched capacity costs no RSS.
- */
+ * an index stays valid forever. Chunks come zeroed (core/bigarr: calloc, or for chunks of 2 MiB
+ * and more a 2 MiB-aligned mapping each, huge pages where THP allows), so untouched capacity costs
+ * no RSS. */
 #ifndef CORE_SEGVEC_H
 #define CORE_SEGVEC_H
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bigarr.h"
 #include "core/hash.h"
 
 #define MIGRATE_SLOTS                                                                              \
@@ -58,14 +59,14 @@ static uint64_t grown_size(uint64_t n)
 
 static int alloc_table(struct u64map_table *t, uint64_t n, int with_values)
 {
-    t->keys = calloc(n, sizeof(uint64_t));
+    t->keys = bigarr_alloc(n * sizeof(uint64_t));
     if (!t->keys)
         return -ENOMEM;
     t->vals = NULL;
     if (with_values) {
-        t->vals = calloc(n, sizeof(uint32_t));
+        t->vals = bigarr_alloc(n * sizeof(uint32_t));
         if (!t->vals) {
-            free(t->keys);
+            bigarr_free(t->keys, n * sizeof(uint64_t));
             t->keys = NULL; /* a map whose init failed stays safe to destroy */
             return -ENOMEM;
         }
@@ -76,8 +77,10 @@ static int alloc_table(struct u64map_table *t, uint64_t n, int with_values)
 
 static void free_table(struct u64map_table *t)
 {
-    free(t->keys);
-    free(t->vals);
+    if (t->keys) {
+        bigarr_free(t->keys, slots_of(t) * sizeof(uint64_t));
+        bigarr_free(t->vals, slots_of(t) * sizeof(uint32_t));
+    }
     memset(t, 0, sizeof(*t));
 }
 
