@@ -52,7 +52,8 @@ struct cc_nats;
 /* Connects to urls ("nats://127.0.0.1:4222,nats://..." or host:port, comma-separated; libnats
  * reconnects among them for ever), finds the stream or creates it. *out is owned by the caller
  * (cc_nats_close). 0; or -ECONNREFUSED, -ETIMEDOUT, -EINVAL (a stream whose subjects are not
- * <prefix>.0..P-1), -ENOMEM, -EIO with a message in err. */
+ * <prefix>.0..P-1, or R beyond the cluster), -EPROTONOSUPPORT (no JetStream on the server),
+ * -ENOMEM, -EIO with a message in err. */
 int cc_nats_open(const char *urls, const struct cc_nats_opts *o, struct cc_nats **out, char *err,
                  size_t errlen);
 /* Closes without waiting: what was not acked is not counted (cc_nats_wait first). */

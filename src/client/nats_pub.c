@@ -695,6 +695,7 @@ static int ensure_stream(struct cc_nats *s, const char *name, double deadline, c
         return -ENOMEM;
     }
     int rc = -ETIMEDOUT;
+    double no_js_since = 0;
     char last[200] = "no answer";
     while (cc_now() < deadline) {
         jsStreamInfo *si = NULL;
@@ -723,6 +724,21 @@ static int ensure_stream(struct cc_nats *s, const char *name, double deadline, c
                      s->info.replicas);
             jsCtx_Destroy(js);
             return -EINVAL;
+        }
+        /* no responders on the JetStream API: not enabled on this server, or not up yet (a
+         * cluster that has just started); after 10 s of it, the former */
+        if (st == NATS_NO_RESPONDERS || jerr == JSNotEnabledErr) {
+            if (no_js_since == 0)
+                no_js_since = cc_now();
+            if (cc_now() - no_js_since > 10) {
+                snprintf(err, errlen,
+                         "JetStream does not answer on this server: is it enabled (nats-server "
+                         "-js, or a jetstream block in its config)?");
+                jsCtx_Destroy(js);
+                return -EPROTONOSUPPORT;
+            }
+        } else {
+            no_js_since = 0;
         }
         rc = -ETIMEDOUT;
         usleep(250 * 1000); /* JetStream not ready yet, or electing its meta leader */
