@@ -200,8 +200,8 @@ struct engine_label_summary {
 };
 
 /* One summary per label that some live cascade carries, by label name, then the unlabelled
- * cascades last (if any). *out is malloc'd, owned by the caller (free). Cost: one pass over
- * every cascade and a selection per metric. 0 or -ENOMEM. */
+ * cascades last (if any). *out is malloc'd, owned by the caller (free). Cost: a read of the
+ * per-label index the apply path keeps (labels.c), not of the cascades. 0 or -ENOMEM. */
 int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t *n);
 const char *engine_label_metric_name(int metric);
 

@@ -397,6 +397,10 @@ void labels_unfile(struct engine *e, uint32_t cid);
 int labels_rebuild(struct engine *e); /* from every live cascade; 0 or -ENOMEM (then stale) */
 void labels_destroy(struct engine *e);
 size_t labels_bytes(const struct engine *e);
+/* Tests only: non-zero shrinks the dense ranges to that many keys, and the leaves to 4 keys, for
+ * the engines made from then on, so that small test cascades reach the leaves and buckets and
+ * split and merge them. */
+extern uint32_t labels_test_dense;
 /* The summary by a pass over every cascade (what engine_labels computed before the index): the
  * tests' oracle. Same contract as engine_labels. */
 int engine_labels_scan(struct engine *e, struct engine_label_summary **out, uint32_t *n);
