@@ -41,6 +41,7 @@ struct batch {
      * batch (ingest or stop), what it decided, and the WAL position after it */
     struct batch_wal {
         int stage, rc, rescue;
+        uint32_t dropped; /* events of producers already refused: not logged, not applied */
         uint64_t seq, off;
     } wal;
     char **blocks; /* string arena: fixed-size blocks, a string never spans two */

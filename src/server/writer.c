@@ -314,7 +314,7 @@ static void refuse_batch(struct writer *w, struct batch *b, uint8_t outcome, uin
         if (b->vidx[i] != UINT32_MAX) {
             b->outcome[i] = outcome;
             (*count)++;
-        } else {
+        } else if (!b->wal.dropped || b->outcome[i] != EVENT_ERR_NOMEM) { /* see drop_dead */
             engine_note_outcome(w->engine, b->outcome[i]);
         }
     }
@@ -370,6 +370,64 @@ static void log_rescue(struct writer *w, struct batch *b)
             (unsigned long long)pos.seq, (unsigned long long)pos.seq);
 }
 
+static int conn_dead(const struct writer_log *l, uint32_t conn, uint32_t gen)
+{
+    for (uint32_t i = 0; i < l->ndead; i++)
+        if (l->dead[i].conn == conn && l->dead[i].gen == gen)
+            return 1;
+    return 0;
+}
+
+/* b was refused: the connections with valid events in it are refused from now on. */
+static void mark_dead(struct writer_log *l, const struct batch *b)
+{
+    for (uint32_t s = 0; s < b->nsegs; s++) {
+        const struct batch_seg *sg = &b->segs[s];
+        int valid = 0;
+        for (uint32_t k = 0; k < sg->n && !valid; k++)
+            valid = b->vidx[sg->first + k] != UINT32_MAX;
+        if (!valid || conn_dead(l, sg->conn, sg->gen))
+            continue;
+        l->dead[l->dead_next] = (struct writer_conn){sg->conn, sg->gen};
+        l->dead_next = (l->dead_next + 1) % WRITER_DEAD_CONNS;
+        if (l->ndead < WRITER_DEAD_CONNS)
+            l->ndead++;
+    }
+}
+
+/* Takes the events of refused connections out of b (refused as EVENT_ERR_NOMEM, counted in
+ * b->wal.dropped): a producer told to resend from event N must not find N + 1000 applied, out
+ * of its order, from a batch that was already on its way when N was refused. */
+static void drop_dead(struct writer_log *l, struct batch *b)
+{
+    if (!l->ndead)
+        return;
+    uint32_t dropped = 0;
+    for (uint32_t s = 0; s < b->nsegs; s++) {
+        const struct batch_seg *sg = &b->segs[s];
+        if (!conn_dead(l, sg->conn, sg->gen))
+            continue;
+        for (uint32_t k = sg->first; k < sg->first + sg->n; k++) {
+            if (b->vidx[k] == UINT32_MAX)
+                continue;
+            b->vidx[k] = UINT32_MAX;
+            b->outcome[k] = EVENT_ERR_NOMEM;
+            dropped++;
+        }
+    }
+    if (!dropped)
+        return;
+    uint32_t j = 0; /* the events left, in their order */
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->vidx[i] == UINT32_MAX)
+            continue;
+        b->evs[j] = b->evs[b->vidx[i]];
+        b->vidx[i] = j++;
+    }
+    b->nvalid = j;
+    b->wal.dropped = dropped;
+}
+
 /* Logs one ingest batch (DESIGN §6, log before apply): every validated event goes into the WAL
  * before the engine sees it, so no answer ever shows an event that a crash could lose.
  * Duplicates and events the engine will refuse are logged too: replay turns them into the same
@@ -380,6 +438,7 @@ static void log_rescue(struct writer *w, struct batch *b)
 static void log_batch(struct writer *w, struct batch *b)
 {
     struct writer_log *l = &w->log;
+    drop_dead(l, b);
     if (b->wal.rc) {
         /* refused by the engine thread already: passed on in its place */
     } else if (at_memory_limit(w)) {
@@ -399,6 +458,8 @@ static void log_batch(struct writer *w, struct batch *b)
         b->wal.rc = rc;
         l->failing = rc != 0;
     }
+    if (b->wal.rc)
+        mark_dead(l, b);
     struct wal_pos pos = wal_position(w->wal);
     b->wal.seq = pos.seq;
     b->wal.off = pos.off;
@@ -470,11 +531,12 @@ static void drain_in(struct writer *w);
 static void apply_batch(struct writer *w, struct batch *b)
 {
     w->applied = (struct wal_pos){b->wal.seq, b->wal.off};
+    w->refused_wal += b->wal.dropped;
     if (b->wal.rc) {
         refused_by_log(w, b);
         return;
     }
-    if (w->wal_err) {
+    if (w->wal_err && b->nvalid) { /* the WAL took events again (not: only dropped ones) */
         log_msg(LOG_INFO, "wal_append_resumed", "refused_since_start=%llu",
                 (unsigned long long)w->refused_wal);
         w->wal_err = 0;
@@ -489,7 +551,7 @@ static void apply_batch(struct writer *w, struct batch *b)
     for (uint32_t i = 0; i < b->n; i++) {
         if (b->vidx[i] != UINT32_MAX)
             b->outcome[i] = w->scratch[b->vidx[i]];
-        else
+        else if (!b->wal.dropped || b->outcome[i] != EVENT_ERR_NOMEM) /* dropped: counted above */
             engine_note_outcome(w->engine, b->outcome[i]);
     }
 }
@@ -874,6 +936,10 @@ static void *writer_main(void *arg)
             checkpoint(w, 1);
             b = bqueue_pop_wait(&w->in, w->snap.child ? 20 : 200);
             stretch_begin(w, now_ns()); /* busy from here to the next checkpoint */
+            if (b && b->kind != BATCH_QUERY && b->wal.stage == STAGE_NEW) {
+                to_log(w, b); /* logged while the ticks below run */
+                b = NULL;
+            }
         }
         sample_rate(w);
         uint64_t t0 = now_ns();
@@ -889,12 +955,7 @@ static void *writer_main(void *arg)
                 bqueue_push(w->done, b);
             continue;
         }
-        if (b->wal.stage == STAGE_NEW) {
-            to_log(w, b);
-            continue;
-        }
         if (b->kind == BATCH_STOP) { /* after every batch before it */
-            w->log.gone = 1;
             batch_free(b);
             break;
         }

@@ -28,6 +28,7 @@
 #include "store/wal.h"
 
 #define WRITER_RATE_SAMPLES 6
+#define WRITER_DEAD_CONNS   256 /* far more than the connections of the batches in flight */
 
 /* The accepted count sampled about once a second: `stats` reports the rate over them. */
 struct writer_rate {
@@ -91,12 +92,18 @@ struct writer_log {
     struct bqueue q; /* ingest batches and the stop, from the engine thread in their order */
     pthread_t thread;
     int started;
-    int gone;                       /* the stop came back: the engine thread may use the WAL */
     _Atomic int rescue;             /* set by the log thread, cleared by the engine's snapshot */
     _Atomic uint64_t append_max_ns; /* the longest wal_append (one batch) */
     _Atomic uint64_t over_10ms;     /* appends longer than 10 ms */
     int failing;                    /* the last append failed (a run of them is logged once) */
     uint64_t rss, rss_ms;           /* --max-memory: the last process RSS read, and when */
+    /* connections (slot, generation) of refused events, newest last in a ring: their fatal
+     * says nothing from the refused event on was applied, so their later events, in batches
+     * already on the way, are refused too */
+    struct writer_conn {
+        uint32_t conn, gen;
+    } dead[WRITER_DEAD_CONNS];
+    uint32_t ndead, dead_next;
     int memory_state; /* 0 below 90 % of --max-memory, 1 above (warned), 2 at it (refusing) */
 };
 
