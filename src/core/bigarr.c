@@ -44,7 +44,7 @@ static char *map_aligned(size_t len, int prot)
     return a;
 }
 
-void *bigarr_alloc(size_t bytes)
+static void *alloc(size_t bytes, int huge)
 {
     if (bytes < BIGARR_HUGE)
         return calloc(bytes ? bytes : 1, 1);
@@ -54,9 +54,20 @@ void *bigarr_alloc(size_t bytes)
     char *a = map_aligned(len, PROT_READ | PROT_WRITE);
     if (!a)
         return NULL;
-    madvise(a, len, MADV_HUGEPAGE); /* a hint: without THP the array works the same */
+    if (huge)
+        madvise(a, len, MADV_HUGEPAGE); /* a hint: without THP the array works the same */
     count(len, 0);
     return a;
+}
+
+void *bigarr_alloc(size_t bytes)
+{
+    return alloc(bytes, 1);
+}
+
+void *bigarr_alloc_random(size_t bytes)
+{
+    return alloc(bytes, 0);
 }
 
 void bigarr_free(void *p, size_t bytes)

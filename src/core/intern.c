@@ -22,7 +22,7 @@
 int intern_init(struct intern *t)
 {
     memset(t, 0, sizeof(*t));
-    t->slots = bigarr_alloc(1024 * sizeof(uint64_t));
+    t->slots = bigarr_alloc_random(1024 * sizeof(uint64_t));
     if (!t->slots)
         return -ENOMEM;
     t->mask = 1023;
@@ -106,7 +106,7 @@ static int begin_growth(struct intern *t)
     uint64_t n = ((uint64_t)t->mask + 1) * 2;
     if (n > ((uint64_t)1 << 32))
         return -E2BIG;
-    if (!(t->next = bigarr_alloc(n * sizeof(uint64_t))))
+    if (!(t->next = bigarr_alloc_random(n * sizeof(uint64_t))))
         return -ENOMEM;
     t->next_mask = (uint32_t)(n - 1);
     t->copied = 0;

@@ -59,12 +59,12 @@ static uint64_t grown_size(uint64_t n)
 
 static int alloc_table(struct u64map_table *t, uint64_t n, int with_values)
 {
-    t->keys = bigarr_alloc(n * sizeof(uint64_t));
+    t->keys = bigarr_alloc_random(n * sizeof(uint64_t));
     if (!t->keys)
         return -ENOMEM;
     t->vals = NULL;
     if (with_values) {
-        t->vals = bigarr_alloc(n * sizeof(uint32_t));
+        t->vals = bigarr_alloc_random(n * sizeof(uint32_t));
         if (!t->vals) {
             bigarr_free(t->keys, n * sizeof(uint64_t));
             t->keys = NULL; /* a map whose init failed stays safe to destroy */

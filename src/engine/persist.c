@@ -630,7 +630,7 @@ static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, c
                        uint32_t nchunks, uint32_t cur, uint32_t used, uint32_t head)
 {
     intern_destroy(t);
-    t->slots = bigarr_alloc(((size_t)mask + 1) * 8); /* intern frees them as bigarr */
+    t->slots = bigarr_alloc_random(((size_t)mask + 1) * 8); /* intern frees them as bigarr */
     t->refs = bigarr_alloc((size_t)refs_cap * 4);
     t->chunks = calloc(nchunks ? nchunks : 1, sizeof(char *));
     t->chunk_live = calloc(nchunks ? nchunks : 1, sizeof(uint32_t));
@@ -762,7 +762,7 @@ static int load_table(struct in *r, const struct engine *e, struct u64map_table 
     }
     if (*full > mask)
         return bad(r, "a table without an empty slot");
-    t->keys = bigarr_alloc((mask + 1) * 8); /* u64map frees it as a bigarr */
+    t->keys = bigarr_alloc_random((mask + 1) * 8); /* u64map frees it as a bigarr */
     if (!t->keys)
         return -ENOMEM;
     struct copies c = {0};

@@ -84,6 +84,16 @@ static void test_resize_keeps_and_zeroes(void **state)
     assert_true(all_zero(p + 5 * MIB + 3, MIB - 3));
     bigarr_free(p, 6 * MIB);
     bigarr_free(NULL, 5 * MIB);
+    /* a hash table's array (no huge pages): zeroed, aligned, resized as the others */
+    p = bigarr_alloc_random(3 * MIB);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % BIGARR_HUGE, 0);
+    assert_true(all_zero(p, 3 * MIB));
+    fill(p, 3 * MIB, 9);
+    p = bigarr_resize(p, 3 * MIB, 9 * MIB);
+    assert_true(same(p, 3 * MIB, 9));
+    assert_true(all_zero(p + 3 * MIB, 6 * MIB));
+    bigarr_free(p, 9 * MIB);
 }
 
 /* Many arrays growing in turn, so that most growths cannot extend in place and move. */
