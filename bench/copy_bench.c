@@ -19,7 +19,7 @@
 int engine_copy_begin(struct engine *e) __attribute__((weak));
 int engine_copy_step(struct engine *e, uint64_t budget_ns, uint64_t budget_units,
                      struct engine_copy *out) __attribute__((weak));
-void engine_copy_settle(struct engine_copy *s) __attribute__((weak));
+int engine_copy_settle(struct engine_copy *s) __attribute__((weak));
 
 static uint64_t clock_ns(clockid_t id)
 {
@@ -167,16 +167,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "copy-bench: engine_copy_step: %d\n", rc);
         return 1;
     }
-    peak = status_kib("VmHWM");
+    uint64_t peak_slices = status_kib("VmHWM");
     uint64_t ps = clock_ns(CLOCK_MONOTONIC);
-    engine_copy_settle(&s);
+    if (engine_copy_settle(&s)) {
+        fprintf(stderr, "copy-bench: engine_copy_settle: out of memory\n");
+        return 1;
+    }
     uint64_t pe = clock_ns(CLOCK_MONOTONIC);
+    peak = status_kib("VmHWM");
     printf("sliced     %" PRIu64 " slices of %" PRIu64 " us, %" PRIu64
            " events applied between them: longest %.2f ms wall, %.2f ms CPU; total %.1f ms wall, "
            "%.1f ms CPU; %.0f ms first to last; packed off the engine thread in %.1f ms; %zu "
-           "shares, %zu keys; peak RSS +%.1f MiB (with the events applied meanwhile)\n",
+           "shares, %zu keys; peak RSS +%.1f MiB while sliced, +%.1f MiB with the packing (and the "
+           "events applied meanwhile)\n",
            slices, slice_us, applied, max_wall / 1e6, max_cpu / 1e6, wall / 1e6, cpu / 1e6,
            span / 1e6, (pe - ps) / 1e6, s.nshares, s.nkeys,
+           peak_slices > rss0 ? (peak_slices - rss0) / 1024.0 : 0.0,
            peak > rss0 ? (peak - rss0) / 1024.0 : 0.0);
     engine_copy_free(&s);
     engine_free(e);

@@ -240,8 +240,9 @@ int engine_copy_step(struct engine *e, uint64_t budget_ns, uint64_t budget_units
                      struct engine_copy *out);
 void engine_copy_abort(struct engine *e);
 int engine_copy_active(const struct engine *e);
-/* Packs a finished copy's slots into shares[nshares] and keys[nkeys]; O(posts), any thread. */
-void engine_copy_settle(struct engine_copy *s);
+/* Packs a finished copy's slots into shares[nshares] and keys[nkeys]; O(posts), any thread.
+ * 0 or -ENOMEM (free it with engine_copy_free all the same). */
+int engine_copy_settle(struct engine_copy *s);
 /* Gives back a settled copy's shares (keys and reach stay). */
 void engine_copy_free_shares(struct engine_copy *s);
 

@@ -323,8 +323,12 @@ static void *worker_main(void *arg)
             uint64_t slices = a->pending_slices, slice_max_us = a->pending_slice_max_us;
             uint64_t span_ms = a->pending_span_ms, slice_max_cpu_us = a->pending_slice_max_cpu_us;
             pthread_mutex_unlock(&a->mu);
-            engine_copy_settle(&s); /* the per-post slots packed, here rather than on the engine's thread */
-            struct analytics_result *r = compute(a, &s, snapshot_ms);
+            /* the per-post slots packed, here rather than on the engine's thread */
+            struct analytics_result *r = NULL;
+            if (engine_copy_settle(&s))
+                log_msg(LOG_WARN, "analytics_snapshot_failed", "error=\"out of memory\"");
+            else
+                r = compute(a, &s, snapshot_ms);
             if (r) {
                 r->snapshot_slices = slices;
                 r->snapshot_slice_max_us = slice_max_us;

@@ -21,21 +21,25 @@
  *     cancels the walk through copy_note_post of its root);
  *   - an actor's reach: every change to it goes through engine.c's touch_actor, which calls
  *     copy_note_actor (a bit per actor below the actor cursor).
- * A post's cascade root is memoised per post id (memo, 0: unknown, else root + 1), so that the
- * pass walks each ancestor chain once. A memo entry goes stale only when a filled placeholder's
- * subtree moves (then every stale entry lies in a queued subtree, whose walk sets them again
- * and copies its posts again) or when its id is freed and reused (copy_note_post clears it).
+ * A post without content of its own carries its cascade root's: the key slot of such a post,
+ * once written, remembers that content (K_MEMO), so that a descendant's look-up stops at its
+ * first such ancestor instead of walking to the root. A remembered content goes stale only
+ * when a filled placeholder's subtree moves or is filled (then every stale slot lies in a
+ * queued subtree, whose walk writes them again) or when the id is freed and reused
+ * (copy_note_post clears the slot). Roots are never remembered: read from their records.
  * The copy ends when both cursors have reached the tables' ends and nothing is left to copy
  * again; that last slice is bounded like every other (each kind of work checks the budget),
  * and handing the copy over is O(1). A copy that cannot finish within one slice under a churn
  * faster than a slice's budget simply goes on in the next slices.
  *
  * Memory: the slots are anonymous mappings (zero-filled, grown by mremap, which moves page
- * tables and copies nothing: posts created during the copy need no stall to make room), 8 + 16
- * bytes of slots, 4 of memo and 1/8 of bitmap per post id: 28.1 bytes a post against the one-pass
- * copy's 32 (shares, keys, memo and a walk stack of n each). The worker packs the slots into the
- * shares and keys arrays in place (engine_copy_settle) and gives the rest back, off the engine
- * thread. */
+ * tables and copies nothing: posts created during the copy need no stall to make room): a key
+ * slot (16 bytes: actor, content with two flags, ts), a share slot (4: the parent's actor + 1;
+ * its `from` is the key slot's actor) and 1/8 of a bitmap per post id, 20.1 bytes a post while
+ * the copy is under way. The one-pass copy held keys (16), a root memo (4) and the shares it
+ * wrote (8 each): 24.4 bytes a post measured at 10 M events (bench/results/analytics-copy-
+ * 2026-12-07.md). The worker packs the slots (engine_copy_settle): keys in place, shares into
+ * an array of their own, then gives the share slots back, off the engine thread. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,10 +104,11 @@ static void vm_trim(struct vm *v, size_t keep)
 
 /* A copy under way (engine.copy), then the finished copy's storage (engine_copy.job). */
 struct copy_job {
-    struct vm shares; /* struct engine_share per post id; {0, 0}: none */
-    struct vm keys;   /* struct engine_post_key per post id, content + 1; content 0: none */
+    struct vm tos;    /* uint32_t per post id: its parent's actor + 1 when a share, else 0 */
+    struct vm keys;   /* struct engine_post_key per post id: the post's actor (0 for no post),
+                         content with K_KEY / K_MEMO, ts */
     struct vm reach;  /* uint32_t per actor id */
-    struct vm memo;   /* uint32_t per post id: its cascade root + 1, 0: unknown */
+    struct engine_share *shares; /* packed by engine_copy_settle (malloc'd) */
     struct vm pbits;  /* uint64_t words: posts below cur to copy again */
     struct vm abits;  /* uint64_t words: actors below acur to copy again */
     uint32_t cur, acur;     /* posts [0, cur) and actors [0, acur) have their slots written */
@@ -122,24 +127,35 @@ static void job_free(struct copy_job *j)
 {
     if (!j)
         return;
-    vm_free(&j->shares);
+    vm_free(&j->tos);
     vm_free(&j->keys);
     vm_free(&j->reach);
-    vm_free(&j->memo);
+    free(j->shares);
     vm_free(&j->pbits);
     vm_free(&j->abits);
     free(j->subs);
     free(j);
 }
 
-static inline uint32_t *memo_of(const struct copy_job *j)
+/* The content field of a key slot. */
+#define K_KEY     0x40000000u /* the post has a content key (the low 30 bits) */
+#define K_MEMO    0x80000000u /* the low 30 bits are the post's root's content (it has none) */
+#define K_CONTENT 0x3fffffffu /* CONTENT_MASK: CONTENT_NONE for none */
+
+static inline struct engine_post_key *key_slot(const struct copy_job *j, uint32_t id)
 {
-    return j->memo.p;
+    return (struct engine_post_key *)j->keys.p + id;
 }
 
-static inline size_t memo_cap(const struct copy_job *j)
+static inline uint32_t *to_slot(const struct copy_job *j, uint32_t id)
 {
-    return j->memo.bytes / sizeof(uint32_t);
+    return (uint32_t *)j->tos.p + id;
+}
+
+static inline size_t slots_cap(const struct copy_job *j)
+{
+    size_t a = j->keys.bytes / sizeof(struct engine_post_key), b = j->tos.bytes / sizeof(uint32_t);
+    return a < b ? a : b;
 }
 
 static int mark(struct vm *bits, uint32_t *nset, uint32_t id)
@@ -157,8 +173,10 @@ static int mark(struct vm *bits, uint32_t *nset, uint32_t id)
 void copy_note_post(struct engine *e, uint32_t id)
 {
     struct copy_job *j = e->copy;
-    if (id < memo_cap(j))
-        memo_of(j)[id] = 0;
+    if (id < slots_cap(j)) { /* what it remembered is of the post that had the id */
+        *key_slot(j, id) = (struct engine_post_key){0, 0, 0};
+        *to_slot(j, id) = 0;
+    }
     if (id < j->cur)
         mark(&j->pbits, &j->npbits, id);
     if (id == j->walk_root) /* evicted: the whole cascade goes, each post noted here */
@@ -198,53 +216,48 @@ void copy_job_free(struct engine *e)
 
 /* ---------------------------------------------------------------- copying one record */
 
-/* The cascade root of post id, through the memo; sets the memo along the way. */
-static uint32_t root_of(const struct engine *e, uint32_t *memo, uint32_t id)
+/* The content of the cascade root of post id (not a root): from the first ancestor whose slot
+ * remembers it, else from the root's record. */
+static uint32_t root_content(const struct engine *e, const struct copy_job *j, uint32_t id)
 {
-    uint32_t x = id, r;
+    uint32_t x = post_at(e, id)->parent;
     for (;;) {
-        if (memo[x]) {
-            r = memo[x] - 1;
-            break;
-        }
         const struct post *p = post_at(e, x);
-        if (post_is_root(p)) {
-            r = x;
-            memo[r] = r + 1;
-            break;
-        }
+        if (post_is_root(p))
+            return p->content & CONTENT_MASK;
+        uint32_t c = key_slot(j, x)->content;
+        if (c & K_MEMO)
+            return c & K_CONTENT;
         x = p->parent;
     }
-    /* only the path below where the answer was found: r itself is left alone (a memo hit
-     * may be a stale entry in a queued subtree, whose walk may have set r's already) */
-    for (x = id; x != r && memo[x] != r + 1; x = post_at(e, x)->parent)
-        memo[x] = r + 1;
-    return r;
 }
 
-/* Writes post i's slots; root_content: its cascade root's content, or NONE to look it up. */
-static void copy_post(const struct engine *e, struct copy_job *j, uint32_t i, uint32_t root_content)
+/* Writes post i's slots; rc: its cascade root's content, or NONE to look it up. */
+static void copy_post(const struct engine *e, struct copy_job *j, uint32_t i, uint32_t rc)
 {
-    struct engine_share *sh = (struct engine_share *)j->shares.p + i;
-    struct engine_post_key *k = (struct engine_post_key *)j->keys.p + i;
+    struct engine_post_key *k = key_slot(j, i);
+    uint32_t *to = to_slot(j, i);
     const struct post *p = post_at(e, i);
-    *sh = (struct engine_share){0, 0};
-    *k = (struct engine_post_key){0, 0, 0};
-    if (p->actor == NONE)
-        return; /* a placeholder (no post of anyone yet) or a freed id */
+    *to = 0;
+    if (p->actor == NONE) { /* a placeholder (no post of anyone yet) or a freed id */
+        *k = (struct engine_post_key){0, 0, 0};
+        return;
+    }
     if (!post_is_root(p)) {
-        const struct post *par = post_at(e, p->parent);
-        if (par->actor != NONE && par->actor != p->actor)
-            *sh = (struct engine_share){p->actor, par->actor};
+        uint32_t pa = post_at(e, p->parent)->actor;
+        if (pa != NONE && pa != p->actor)
+            *to = pa + 1;
     }
     uint32_t content = p->content & CONTENT_MASK;
-    if (content == CONTENT_NONE) {
-        if (root_content == NONE)
-            root_content = post_at(e, root_of(e, memo_of(j), i))->content & CONTENT_MASK;
-        content = root_content;
+    if (content != CONTENT_NONE) {
+        *k = (struct engine_post_key){p->actor, content | K_KEY, p->ts};
+        return;
     }
-    if (content != CONTENT_NONE)
-        *k = (struct engine_post_key){p->actor, content + 1, p->ts};
+    if (post_is_root(p))
+        rc = CONTENT_NONE;
+    else if (rc == NONE)
+        rc = root_content(e, j, i);
+    *k = (struct engine_post_key){p->actor, rc | K_MEMO | (rc != CONTENT_NONE ? K_KEY : 0), p->ts};
 }
 
 /* ---------------------------------------------------------------- budgets */
@@ -311,7 +324,8 @@ static void scan_actors(struct engine *e, struct copy_job *j, struct budget *b)
     }
 }
 
-/* The true cascade root of post x, without the memo (which may be stale inside x's subtree). */
+/* The true cascade root of post x, from the records (a remembered content may be stale inside
+ * x's subtree). */
 static uint32_t walk_to_root(const struct engine *e, uint32_t x)
 {
     while (!post_is_root(post_at(e, x)))
@@ -333,10 +347,10 @@ static uint32_t walk_next(const struct engine *e, uint32_t root, uint32_t x)
     return x == root ? NONE : post_at(e, x)->sibling;
 }
 
-/* Copies the queued subtrees again, every post of them, and sets their memo entries. */
+/* Copies the queued subtrees again, every post of them (which remember the right root content
+ * again). */
 static void walk_subtrees(struct engine *e, struct copy_job *j, struct budget *b)
 {
-    uint32_t *memo = memo_of(j);
     while (!b->spent) {
         if (j->walk_root == NONE) {
             if (j->head == j->nsubs) {
@@ -358,7 +372,6 @@ static void walk_subtrees(struct engine *e, struct copy_job *j, struct budget *b
                 j->walk_root = NONE;
                 break;
             }
-            memo[x] = r + 1;
             copy_post(e, j, x, rc);
             j->walk_at = x;
             if (charge(b, 1))
@@ -428,9 +441,8 @@ int engine_copy_active(const struct engine *e)
 static int ensure_room(struct engine *e, struct copy_job *j)
 {
     size_t np = (size_t)e->posts.len + 1, na = (size_t)e->actors.len + 1;
-    int rc = vm_ensure(&j->shares, np * sizeof(struct engine_share));
+    int rc = vm_ensure(&j->tos, np * sizeof(uint32_t));
     rc = rc ? rc : vm_ensure(&j->keys, np * sizeof(struct engine_post_key));
-    rc = rc ? rc : vm_ensure(&j->memo, np * sizeof(uint32_t));
     rc = rc ? rc : vm_ensure(&j->pbits, (np + 63) / 64 * sizeof(uint64_t));
     rc = rc ? rc : vm_ensure(&j->reach, na * sizeof(uint32_t));
     rc = rc ? rc : vm_ensure(&j->abits, (na + 63) / 64 * sizeof(uint64_t));
@@ -466,7 +478,7 @@ int engine_copy_step(struct engine *e, uint64_t budget_ns, uint64_t budget_units
             memset(out, 0, sizeof(*out));
             out->nactors = e->actors.len;
             out->accepted = e->outcomes[EVENT_OK];
-            out->shares = j->shares.p;
+            out->shares = NULL; /* until engine_copy_settle */
             out->keys = j->keys.p;
             out->reach = j->reach.p;
             out->nslots = j->cur;
@@ -479,42 +491,50 @@ int engine_copy_step(struct engine *e, uint64_t budget_ns, uint64_t budget_units
     return 0;
 }
 
-void engine_copy_settle(struct engine_copy *s)
+int engine_copy_settle(struct engine_copy *s)
 {
     struct copy_job *j = s->job;
     if (!j || j->settled)
-        return;
-    /* scratch first: the pages go back before the packed arrays are used */
-    vm_free(&j->memo);
+        return 0;
+    /* scratch first: the pages go back before the packed arrays are made */
     vm_free(&j->pbits);
     vm_free(&j->abits);
     free(j->subs);
     j->subs = NULL;
+    const uint32_t *to = j->tos.p;
+    struct engine_post_key *k = j->keys.p;
     size_t ns = 0, nk = 0;
+    for (size_t i = 0; i < s->nslots; i++)
+        ns += to[i] != 0;
+    j->shares = malloc((ns + 1) * sizeof(struct engine_share));
+    if (!j->shares)
+        return -ENOMEM;
+    size_t w = 0;
     for (size_t i = 0; i < s->nslots; i++) {
-        struct engine_share sh = s->shares[i];
-        if (sh.from != sh.to) /* {0, 0}: none; a share's actors differ */
-            s->shares[ns++] = sh;
-        struct engine_post_key k = s->keys[i];
-        if (k.content) {
-            k.content--;
-            s->keys[nk++] = k;
-        }
+        if (to[i])
+            j->shares[w++] = (struct engine_share){k[i].actor, to[i] - 1};
+        if (k[i].content & K_KEY)
+            k[nk++] = (struct engine_post_key){k[i].actor, k[i].content & K_CONTENT, k[i].ts};
     }
+    vm_free(&j->tos);
+    s->shares = j->shares;
     s->nshares = ns;
+    s->keys = k;
     s->nkeys = nk;
     s->nslots = 0;
-    vm_trim(&j->shares, ns * sizeof(struct engine_share));
     vm_trim(&j->keys, nk * sizeof(struct engine_post_key));
-    s->shares = j->shares.p;
-    s->keys = j->keys.p;
+    if (!j->keys.p)
+        s->keys = NULL;
     j->settled = 1;
+    return 0;
 }
 
 void engine_copy_free_shares(struct engine_copy *s)
 {
-    if (s->job)
-        vm_free(&s->job->shares);
+    if (s->job) {
+        free(s->job->shares);
+        s->job->shares = NULL;
+    }
     s->shares = NULL;
     s->nshares = 0;
 }
@@ -528,8 +548,9 @@ int engine_copy_take(struct engine *e, struct engine_copy *s)
     rc = engine_copy_step(e, 0, 0, s);
     if (rc < 0)
         return rc;
-    engine_copy_settle(s);
-    return 0;
+    if ((rc = engine_copy_settle(s)))
+        engine_copy_free(s);
+    return rc;
 }
 
 void engine_copy_free(struct engine_copy *s)

@@ -82,7 +82,7 @@ static int cmp_key(const void *pa, const void *pb)
 static void compare(struct engine *e, struct engine_copy *s, uint32_t seed, uint32_t step)
 {
     struct engine_copy t;
-    engine_copy_settle(s);
+    assert_int_equal(engine_copy_settle(s), 0);
     assert_int_equal(engine_copy_take(e, &t), 0);
     if (s->nshares)
         qsort(s->shares, s->nshares, sizeof(*s->shares), cmp_share);
