@@ -630,8 +630,10 @@ static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, c
                        uint32_t nchunks, uint32_t cur, uint32_t used, uint32_t head)
 {
     intern_destroy(t);
-    t->slots = bigarr_alloc_random(((size_t)mask + 1) * 8); /* intern frees them as bigarr */
+    t->slots = bigarr_alloc_random(((size_t)mask + 1) * 8); /* intern frees them as bigarr, */
     t->refs = bigarr_alloc((size_t)refs_cap * 4);
+    t->mask = mask; /* by these sizes, also after a failure below */
+    t->refs_cap = refs_cap;
     t->chunks = calloc(nchunks ? nchunks : 1, sizeof(char *));
     t->chunk_live = calloc(nchunks ? nchunks : 1, sizeof(uint32_t));
     if (!t->slots || !t->refs || !t->chunks || !t->chunk_live)
@@ -652,9 +654,7 @@ static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, c
         copies_add(&c, t->chunks[i], at[i], i == cur ? used : ICHUNK);
     }
     copies_run(&c);
-    t->mask = mask;
     t->count = count;
-    t->refs_cap = refs_cap;
     t->chunk_used = used;
     t->cur = cur;
     return intern_rebuild_free(t, head);
