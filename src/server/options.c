@@ -122,13 +122,15 @@ static const struct option options[] = {
            "cascaded refuses to start rather than silently drop those events)"},
     {.name = "max-memory", .arg = "SIZE", .kind = OPT_SIZE, AT(max_memory), .hi = UINT64_MAX,
      .def = "0",
-     .help = "once the process's resident set as the kernel counts it (VmRSS) reaches SIZE "
-             "(e.g. 8G, 512M; default %D: no limit), ingest is refused with a fatal message "
-             "saying which event to resend from; queries go on",
+     .help = "once the process's resident set as the kernel counts it (VmRSS), plus the "
+             "pages a snapshot's child holds alone (copy-on-write copies made while it "
+             "writes), reaches SIZE (e.g. 8G, 512M; default %D: no limit), ingest is refused "
+             "with a fatal message saying which event to resend from; queries go on",
      .md_default = "%D (none)",
-     .md = "once the process's resident set as the kernel counts it (VmRSS) reaches SIZE "
-           "(`8G`, `512M`), ingest is refused with a message saying which event to resend "
-           "from; queries go on"},
+     .md = "once the process's resident set as the kernel counts it (VmRSS), plus the pages "
+           "a snapshot's child holds alone (copy-on-write copies made while it writes), "
+           "reaches SIZE (`8G`, `512M`), ingest is refused with a message saying which event "
+           "to resend from; queries go on"},
     {.name = "max-connections", .arg = "N", .kind = OPT_UINT, AT(max_conns), .lo = 1,
      .hi = 1u << 20, .def = "1024",
      .help = "open connections at most, all ports together (default %D; lowered at start, with "

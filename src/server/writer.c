@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/procmem.h"
 #include "query/rpc.h"
 #include "store/wal_int.h"
 
@@ -292,16 +293,19 @@ static int at_memory_limit(struct writer *w)
         l->rss = process_rss();
         l->rss_ms = t;
     }
-    uint64_t resident = l->rss;
+    /* a snapshot child's own pages (copy-on-write copies made since the fork) are memory this
+     * server holds too: the watcher thread keeps the figure, so no page-table walk here */
+    uint64_t child = w->childmem ? procmem_watch_bytes(w->childmem, NULL) : 0;
+    uint64_t resident = l->rss + child;
     uint64_t high = w->max_memory / 10 * 9;
     int state = resident >= w->max_memory ? 2 : resident >= high ? 1 : 0;
     if (l->memory_state == 2 && state == 1)
         state = 2; /* once full, refuse until below 90 %, so that ingest does not flap */
     if (state != l->memory_state)
         log_msg(state ? LOG_WARN : LOG_INFO, "memory_limit",
-                "state=%s rss=%llu max_memory=%llu",
-                (const char *[]){"ok", "high", "full"}[state], (unsigned long long)resident,
-                (unsigned long long)w->max_memory);
+                "state=%s rss=%llu snapshot_child_private=%llu max_memory=%llu",
+                (const char *[]){"ok", "high", "full"}[state], (unsigned long long)l->rss,
+                (unsigned long long)child, (unsigned long long)w->max_memory);
     l->memory_state = state;
     return state == 2;
 }
@@ -762,12 +766,18 @@ static void close_inherited(void)
 /* The child: writes its image of the engine and exits (never returns). It dies with the
  * server (PDEATHSIG) and holds none of its descriptors, so that neither a killed server's
  * child nor its slow death can hold the ports or the WAL lock. */
+static int test_snapshot_hold_ms; /* test_faults() */
+
 static void snapshot_child(struct writer *w, pid_t parent)
 {
     close_inherited();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(ESRCH);
+    if (test_snapshot_hold_ms > 0) /* CASCADE_TEST_WAL_FAULTS snaphold=MS: a slow disk */
+        nanosleep(&(struct timespec){test_snapshot_hold_ms / 1000,
+                                     (long)(test_snapshot_hold_ms % 1000) * 1000000L},
+                  NULL);
     char name[SNAPSHOT_NAME_MAX];
     uint64_t bytes;
     int rc = snapshot_write(w->data_dir, w->engine, &w->snap.meta, name, &bytes);
@@ -833,6 +843,8 @@ static void snapshot_start(struct writer *w)
         (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000;
     s->child = pid;
     s->status.running = 1;
+    if (w->childmem)
+        procmem_watch_set(w->childmem, pid);
     log_msg(LOG_INFO, "snapshot_started",
             "pid=%d events=%" PRIu64 " wal_seq=%" PRIu64 " wal_offset=%" PRIu64 " fork_us=%" PRIu64,
             (int)pid, s->meta.events, s->meta.pos.seq, s->meta.pos.off, s->status.last_fork_us);
@@ -840,11 +852,23 @@ static void snapshot_start(struct writer *w)
 
 /* The child is done: the figures, retention (snapshots, then the WAL before the older kept
  * one), and the answers to the requests it covers. */
+/* The child has been reaped: its memory no longer counts. The most it held, in bytes. */
+static uint64_t child_gone(struct writer *w)
+{
+    uint64_t peak = 0;
+    if (w->childmem) {
+        procmem_watch_bytes(w->childmem, &peak);
+        procmem_watch_set(w->childmem, 0);
+    }
+    return peak;
+}
+
 static void snapshot_done(struct writer *w, int status)
 {
     struct writer_snap *s = &w->snap;
     s->child = 0;
     s->status.running = 0;
+    uint64_t child_peak = child_gone(w);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         int err = WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
         snapshot_failed(w, err,
@@ -869,8 +893,8 @@ static void snapshot_done(struct writer *w, int status)
     int segs = oldest.seq ? wal_remove_before(w->wal, oldest.seq) : 0;
     log_msg(LOG_INFO, "snapshot_written",
             "file=%s events=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64 " fork_us=%" PRIu64
-            " snapshots_removed=%d wal_segments_removed=%d",
-            r.file, r.events, r.bytes, r.ms, t->last_fork_us, pruned, segs);
+            " snapshots_removed=%d wal_segments_removed=%d child_private_peak=%" PRIu64,
+            r.file, r.events, r.bytes, r.ms, t->last_fork_us, pruned, segs, child_peak);
     answer_waiting(w, &s->now, &r);
     rescue_check(w);
 }
@@ -889,6 +913,7 @@ static void snapshot_tick(struct writer *w, int block)
             int e = errno;
             s->child = 0;
             s->status.running = 0;
+            child_gone(w);
             snapshot_failed(w, e, "waiting for the snapshot's child");
         }
         if (s->child)
@@ -974,7 +999,9 @@ static void *writer_main(void *arg)
 /* Fault injection for the integration tests (test_wal_faults.py, test_wal_thread.py):
  * CASCADE_TEST_WAL_FAULTS="fsync=N,write=N,err=E,delay=MS" makes the Nth fsync / write of the WAL
  * from start-up fail with errno E (default EIO), as the WAL's unit tests do in-process, and each
- * write take MS ms longer (a slow disk). Logged loudly: never set in production. */
+ * write take MS ms longer (a slow disk); snaphold=MS makes each snapshot child wait MS ms before
+ * writing (test_memory_rss.py: its copy-on-write memory). Logged loudly: never set in
+ * production. */
 static void test_faults(void)
 {
     const char *spec = getenv("CASCADE_TEST_WAL_FAULTS");
@@ -991,13 +1018,17 @@ static void test_faults(void)
             wal_faults.err = v;
         else if (!strcmp(key, "delay"))
             wal_faults.delay_ms = v;
+        else if (!strcmp(key, "snaphold"))
+            test_snapshot_hold_ms = v;
         p += used;
         if (*p != ',')
             break;
         p++;
     }
-    log_msg(LOG_WARN, "test_wal_faults", "spec=\"%s\" fsync=%d write=%d err=%d delay_ms=%d", spec,
-            wal_faults.fail_fsync, wal_faults.fail_write, wal_faults.err, wal_faults.delay_ms);
+    log_msg(LOG_WARN, "test_wal_faults",
+            "spec=\"%s\" fsync=%d write=%d err=%d delay_ms=%d snapshot_hold_ms=%d", spec,
+            wal_faults.fail_fsync, wal_faults.fail_write, wal_faults.err, wal_faults.delay_ms,
+            test_snapshot_hold_ms);
 }
 
 int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueue *done, char *err,
@@ -1029,6 +1060,9 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
         goto fail;
     if ((rc = recover(w, cfg, err, errlen)))
         goto fail;
+    if (procmem_watch_start(200, &w->childmem)) /* the figure is then 0: logged, not fatal */
+        log_msg(LOG_WARN, "snapshot_child_memory_unwatched",
+                "reason=\"cannot start the watcher thread\"");
     uint64_t analytics_interval_ms = cfg->analytics_interval_ms;
     if ((rc = analytics_start(&w->analytics, analytics_interval_ms, err, errlen)))
         goto fail;
@@ -1061,6 +1095,8 @@ fail_queues:
     bqueue_destroy(&w->log.q);
     bqueue_destroy(&w->in);
 fail:
+    procmem_watch_stop(w->childmem);
+    w->childmem = NULL;
     analytics_stop(w->analytics);
     w->analytics = NULL;
     if (w->wal)
@@ -1080,6 +1116,8 @@ void writer_stop(struct writer *w)
         bqueue_push(&w->in, stop);
     pthread_join(w->thread, NULL); /* after the stop came back through the log thread */
     pthread_join(w->log.thread, NULL);
+    procmem_watch_stop(w->childmem);
+    w->childmem = NULL;
     analytics_stop(w->analytics);
     wal_close(w->wal);
     engine_free(w->engine);

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "analytics/worker.h"
+#include "core/procmem.h"
 #include "cascade/engine.h"
 #include "net/batch.h"
 #include "query/rpc.h"
@@ -120,6 +121,7 @@ struct writer {
     uint32_t scratch_cap;
     struct writer_rate rate;
     struct analytics *analytics;
+    struct procmem_watch *childmem; /* a snapshot child's own memory, for --max-memory */
     char data_dir[PATH_MAX];
     struct writer_snap snap;
     uint64_t max_memory;     /* --max-memory in bytes, 0: none */
