@@ -1504,7 +1504,8 @@ int engine_load_mem(const void *buf, size_t len, struct engine **out, void *user
     if (crcs && !threaded)
         check_crcs(&c);
     struct engine *e = NULL;
-    rc = c.bad_tag ? -EINVAL : engine_new(&e);
+    /* the CRC thread writes bad_tag: read it only once it is joined (ThreadSanitizer) */
+    rc = !threaded && c.bad_tag ? -EINVAL : engine_new(&e);
     if (rc == 0)
         rc = load_body(&f, e, user, user_len);
     if (rc == 0)
