@@ -953,13 +953,15 @@ void writer_request_snapshot(void *ctx)
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
+    int copying = 0; /* an analytics copy is under way: its next slice is due at once */
     for (;;) {
         drain_in(w);
         struct batch *b = ready_pop(w);
         if (!b) {
-            /* short waits while a child writes, so that it is reaped (and its WAL freed) soon */
+            /* short waits while a child writes, so that it is reaped (and its WAL freed) soon;
+             * none while a copy is under way, or an idle server would take a slice per wait */
             checkpoint(w, 1);
-            b = bqueue_pop_wait(&w->in, w->snap.child ? 20 : 200);
+            b = bqueue_pop_wait(&w->in, copying ? 0 : w->snap.child ? 20 : 200);
             stretch_begin(w, now_ns()); /* busy from here to the next checkpoint */
             if (b && b->kind != BATCH_QUERY && b->wal.stage == STAGE_NEW) {
                 to_log(w, b); /* logged while the ticks below run */
@@ -968,7 +970,7 @@ static void *writer_main(void *arg)
         }
         sample_rate(w);
         uint64_t t0 = now_ns();
-        analytics_tick(w->analytics, w->engine);
+        copying = analytics_tick(w->analytics, w->engine);
         job_done(w, WRITER_JOB_ANALYTICS, t0);
         t0 = now_ns();
         snapshot_tick(w, 0);
