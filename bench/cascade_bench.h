@@ -203,12 +203,13 @@ struct server {
 #define PAUSE_JOBS 8
 struct pauses {
     int read; /* 0: not read (no answer, or a server without these keys) */
-    double max_ms;
+    double max_ms, max_cpu_ms; /* max_cpu_ms: the longest stretch's thread CPU time (-1: not said) */
     char max_job[32];
     uint64_t over_10ms;
     int njobs;
     char job[PAUSE_JOBS][32];
     double job_ms[PAUSE_JOBS];
+    char thread[PAUSE_JOBS][16]; /* the thread a job runs on (pause_thread_by_job), "" if not said */
 };
 
 int server_start(const struct opts *o, struct server *sv);

@@ -173,13 +173,19 @@ static void print_pauses(const struct report *rep)
         return;
     }
     printf("pauses     the server's engine thread, since it started (its `stats`): longest %.2f ms "
-           "(%s, %s the timed phase); %" PRIu64 " over 10 ms, %" PRIu64 " of them in the timed "
-           "phase\n",
-           p->max_ms, p->max_job[0] ? p->max_job : "none", max_in_phase(rep) ? "in" : "before",
-           p->over_10ms, over_in_phase(rep));
+           "(%s, %s the timed phase",
+           p->max_ms, p->max_job[0] ? p->max_job : "none", max_in_phase(rep) ? "in" : "before");
+    if (p->max_cpu_ms >= 0) /* the rest of it the thread waited for a core */
+        printf("; %.2f ms of it CPU", p->max_cpu_ms);
+    printf("); %" PRIu64 " over 10 ms, %" PRIu64 " of them in the timed phase\n", p->over_10ms,
+           over_in_phase(rep));
     printf("%-10s longest job by kind, ms:", "");
-    for (int i = 0; i < p->njobs; i++)
+    for (int i = 0; i < p->njobs; i++) {
+        int other = p->thread[i][0] && strcmp(p->thread[i], "engine");
         printf("%s %s %.2f", i ? "," : "", p->job[i], p->job_ms[i]);
+        if (other)
+            printf(" (on the %s thread, not a pause)", p->thread[i]);
+    }
     printf("\n");
 }
 
@@ -477,11 +483,16 @@ static void json_pauses(struct jw *j, const struct report *rep)
     }
     jopen(j, "pauses", '{');
     jnum(j, "pause_max_ms", p->max_ms);
+    jnum(j, "pause_max_cpu_ms", p->max_cpu_ms >= 0 ? p->max_cpu_ms : NAN);
     jstr(j, "pause_max_job", p->max_job[0] ? p->max_job : NULL);
     jint(j, "pauses_over_10ms", (long long)p->over_10ms);
     jopen(j, "pause_max_ms_by_job", '{');
     for (int i = 0; i < p->njobs; i++)
         jnum(j, p->job[i], p->job_ms[i]);
+    jclose(j, '}');
+    jopen(j, "pause_thread_by_job", '{');
+    for (int i = 0; i < p->njobs; i++)
+        jstr(j, p->job[i], p->thread[i][0] ? p->thread[i] : NULL);
     jclose(j, '}');
     jint(j, "pauses_over_10ms_in_timed_phase", (long long)over_in_phase(rep));
     jbool(j, "pause_max_in_timed_phase", max_in_phase(rep));

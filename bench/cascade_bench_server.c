@@ -343,10 +343,16 @@ static void copy_str(char *dst, size_t len, const msgpack_object *o)
 static void read_pause_keys(const msgpack_object *m, struct pauses *p)
 {
     int seen = 0;
+    const msgpack_object *threads = NULL;
+    p->max_cpu_ms = -1;
     for (uint32_t i = 0; i < m->via.map.size; i++) {
         const msgpack_object_kv *kv = &m->via.map.ptr[i];
         if (key_is(kv, "pause_max_ms"))
             p->max_ms = num(&kv->val), seen |= 1;
+        else if (key_is(kv, "pause_max_cpu_ms"))
+            p->max_cpu_ms = num(&kv->val);
+        else if (key_is(kv, "pause_thread_by_job") && kv->val.type == MSGPACK_OBJECT_MAP)
+            threads = &kv->val;
         else if (key_is(kv, "pause_max_job"))
             copy_str(p->max_job, sizeof p->max_job, &kv->val);
         else if (key_is(kv, "pauses_over_10ms") && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -358,6 +364,13 @@ static void read_pause_keys(const msgpack_object *m, struct pauses *p)
                 p->job_ms[p->njobs++] = num(&jk->val);
             }
     }
+    for (int j = 0; threads && j < p->njobs; j++) /* the job map may come before the threads */
+        for (uint32_t k = 0; k < threads->via.map.size; k++) {
+            char name[32];
+            copy_str(name, sizeof name, &threads->via.map.ptr[k].key);
+            if (!strcmp(name, p->job[j]))
+                copy_str(p->thread[j], sizeof p->thread[0], &threads->via.map.ptr[k].val);
+        }
     p->read = seen == 3;
 }
 

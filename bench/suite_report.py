@@ -57,7 +57,9 @@ def pauses_md(runs):
         if not p:
             md.append(f'| {name} | – | – | – | – | not read |')
             continue
-        jobs = ', '.join(f'{k} {v:.2f}' for k, v in p['pause_max_ms_by_job'].items())
+        th = p.get('pause_thread_by_job') or {}
+        jobs = ', '.join(f'{k} {v:.2f}' + (f' ({th[k]} thread)' if th.get(k) not in (None, 'engine') else '')
+                         for k, v in p['pause_max_ms_by_job'].items())
         md.append(f'| {name} | {p["pause_max_ms"]:.2f} | {p["pause_max_job"]} | {"yes" if p["pause_max_in_timed_phase"] else "no"} | '
                   f'{p["pauses_over_10ms"]} ({p["pauses_over_10ms_in_timed_phase"]}) | {jobs} |')
     return md + ['']
