@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/bigarr.h"
 #include "core/log.h"
 #include "core/procmem.h"
 #include "query/rpc.h"
@@ -594,8 +595,8 @@ static struct batch *ready_pop(struct writer *w)
     return b;
 }
 
-/* Allocated and resident bytes: jemalloc's own figures when it is the allocator (refreshed by
- * bumping its epoch), else the process's resident set. */
+/* Allocated and resident bytes: jemalloc's own figures plus the big arrays' mappings when it is
+ * the allocator (refreshed by bumping its epoch), else the process's resident set. */
 static void memory_figures(uint64_t *allocated, uint64_t *resident)
 {
     *allocated = *resident = 0;
@@ -608,8 +609,11 @@ static void memory_figures(uint64_t *allocated, uint64_t *resident)
     sz = sizeof(size_t);
     if (mallctl("stats.resident", &v, &sz, NULL, 0) == 0)
         *resident = v;
-    if (*resident)
+    if (*resident) { /* the big arrays are mappings of their own (core/bigarr), not jemalloc's */
+        *allocated += bigarr_mapped();
+        *resident += bigarr_mapped();
         return;
+    }
 #endif
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long long pages, rss;
@@ -839,8 +843,9 @@ static void snapshot_start(struct writer *w)
         snapshot_failed(w, errno, "fork");
         return;
     }
-    s->status.last_fork_us =
-        (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000;
+    /* signed: tv_nsec goes back when a second boundary falls between the two reads */
+    int64_t fork_ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+    s->status.last_fork_us = fork_ns > 0 ? (uint64_t)fork_ns / 1000 : 0;
     s->child = pid;
     s->status.running = 1;
     if (w->childmem)
