@@ -147,6 +147,7 @@ struct lab_stats;
 struct labels_index {
     struct lab_stats **slot; /* [0]: the unlabelled cascades, [1 + label id]: a label's */
     uint32_t nslot;
+    int on;    /* 0 until the first engine_labels: the apply path keeps no index nobody reads */
     int stale; /* an update could not allocate: engine_labels rebuilds it first */
 };
 

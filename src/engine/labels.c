@@ -28,8 +28,12 @@
  *   it is done; labels_before reads the keys the cascade filed (nothing else changes them in
  *   between), so no bytes per cascade or body are spent remembering them; it also prefetches
  *   where the move will land, which the apply path's own work in between hides. A joined
- *   cascade is dropped, an evicted one unfiled, a snapshot load rebuilds the index. Memory: the
- *   index is ~1.3 bytes/event at 10 M events (engine tables 105.5 -> 106.8).
+ *   cascade is dropped, an evicted one unfiled. Memory: the index is ~1.3 bytes/event at 10 M
+ *   events (engine tables 105.5 -> 106.8).
+ * - The index costs the apply path 10-30 % at 10 M events (engine-bench, same run: cache misses
+ *   as each reshare moves its cascade's keys), so it is built only by the first `labels` call
+ *   (one pass, as the scan costs: 0.5 s at 10 M events, once) and kept from then on; a server
+ *   nobody asks for labels pays nothing, and a snapshot load leaves it to the next call.
  * - An allocation that fails on the apply path marks the index stale instead of failing the
  *   event: the next `labels` call rebuilds it (one pass, as the scan costs), or answers from
  *   the scan if that fails too.
@@ -973,6 +977,11 @@ static void os_prefetch(const struct ostat *o, uint64_t k)
 
 void labels_before(const struct engine *e, uint32_t cid, struct labels_was *w)
 {
+    if (!e->labels_ix.on || e->labels_ix.stale) { /* labels_after and labels_drop skip it too */
+        w->single = 1;
+        w->label = NONE;
+        return;
+    }
     figures(e, cid, w);
     const struct labels_index *x = &e->labels_ix;
     uint32_t slot = w->label == NONE ? 0 : w->label + 1;
@@ -990,7 +999,7 @@ void labels_before(const struct engine *e, uint32_t cid, struct labels_was *w)
 
 void labels_after(struct engine *e, uint32_t cid, const struct labels_was *w)
 {
-    if (e->labels_ix.stale)
+    if (!e->labels_ix.on || e->labels_ix.stale)
         return;
     struct labels_was now;
     figures(e, cid, &now);
@@ -1022,7 +1031,7 @@ void labels_after(struct engine *e, uint32_t cid, const struct labels_was *w)
 
 void labels_drop(struct engine *e, const struct labels_was *w)
 {
-    if (!e->labels_ix.stale && file_all(e, w, -1))
+    if (e->labels_ix.on && !e->labels_ix.stale && file_all(e, w, -1))
         mark_stale(e);
 }
 
@@ -1127,8 +1136,11 @@ static void summary_of(const struct engine *e, uint32_t slot, struct lab_stats *
 
 int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t *n)
 {
-    if (e->labels_ix.stale && labels_rebuild(e))
-        return engine_labels_scan(e, out, n);
+    if (!e->labels_ix.on || e->labels_ix.stale) { /* the first call, or after a failure */
+        if (labels_rebuild(e))
+            return engine_labels_scan(e, out, n);
+        e->labels_ix.on = 1;
+    }
     const struct labels_index *x = &e->labels_ix;
     uint32_t live = 0;
     for (uint32_t i = 0; i < x->nslot; i++)

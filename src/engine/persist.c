@@ -1357,8 +1357,7 @@ static int load_rest(struct in *f, struct engine *e)
         }
     }
     if (rc == 0) {
-        rebuild_topk(e);
-        labels_rebuild(e); /* on failure it stays stale: the first labels call rebuilds it */
+        rebuild_topk(e); /* the label index is built by the first labels call (labels.c) */
     }
     return rc;
 }
