@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -17,6 +18,23 @@ def nats_server_path():
     """nats-server on PATH, else Debian's /usr/sbin one; None when it is not installed."""
     return shutil.which('nats-server') or next(
         (p for p in ('/usr/sbin/nats-server', '/usr/bin/nats-server') if os.access(p, os.X_OK)), None)
+
+
+def run_main(prefix, body, reports):
+    """A cluster test's main: fails at once (one FAIL line) without nats-server, else
+    harness.run_main with the cluster (run.cluster, when the body set it) killed at the end and
+    the sanitizer reports of the tools' stderr files listed in reports."""
+    if not nats_server_path():
+        print('FAIL nats-server is not installed (scripts/install-deps.sh installs Debian\'s)')
+        print('0 passed, 1 failed')
+        sys.exit(1)
+
+    def cleanup(run):
+        cluster = getattr(run, 'cluster', None)
+        if cluster:
+            cluster.kill_all()
+    harness.run_main(prefix, body, server=False, cleanup=cleanup,
+                     more_reports=lambda run: harness.sanitizer_reports(reports))
 
 
 class NatsCluster:

@@ -16,10 +16,8 @@ Prints one line per check and ends with 'N passed, M failed'.
 import os
 import re
 import subprocess
-import sys
 import time
 
-import harness
 import nats_harness
 from harness import check
 
@@ -91,16 +89,5 @@ def body(run):
           consumers(cluster, 'CONS'))
 
 
-def cleanup(run):
-    cluster = getattr(run, 'cluster', None)
-    if cluster:
-        cluster.kill_all()
-
-
 if __name__ == '__main__':
-    if not nats_harness.nats_server_path():
-        print('FAIL nats-server is not installed (scripts/install-deps.sh installs Debian\'s)')
-        print('0 passed, 1 failed')
-        sys.exit(1)
-    harness.run_main('cascade-nats-consumer-', body, server=False, cleanup=cleanup,
-                     more_reports=lambda run: harness.sanitizer_reports(reports))
+    nats_harness.run_main('cascade-nats-consumer-', body, reports)

@@ -22,10 +22,8 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 
-import harness
 import nats_harness
 from harness import check
 
@@ -296,16 +294,5 @@ def body(run):
           rc == 0 and counts.get('events', 0) >= len(big_evs) + 1, out)
 
 
-def cleanup(run):
-    cluster = getattr(run, 'cluster', None)
-    if cluster:
-        cluster.kill_all()
-
-
 if __name__ == '__main__':
-    if not nats_harness.nats_server_path():
-        print('FAIL nats-server is not installed (scripts/install-deps.sh installs Debian\'s)')
-        print('0 passed, 1 failed')
-        sys.exit(1)
-    harness.run_main('cascade-nats-replay-', body, server=False, cleanup=cleanup,
-                     more_reports=lambda run: harness.sanitizer_reports(reports))
+    nats_harness.run_main('cascade-nats-replay-', body, reports)
