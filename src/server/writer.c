@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/procmem.h"
 #include "query/rpc.h"
+#include "store/trash.h"
 #include "store/wal_int.h"
 
 #ifdef CASCADE_JEMALLOC
@@ -238,7 +239,7 @@ static int recover(struct writer *w, const struct writer_config *cfg, char *err,
                 "gap (--allow-history-loss): the events of the missing segments are lost\"",
                 (unsigned long long)st.missing, (unsigned long long)from.seq);
     struct wal_pos oldest;
-    snapshot_prune(w->data_dir, SNAPSHOT_KEEP, &oldest); /* a crash's leftover .tmp files */
+    snapshot_prune(w->data_dir, SNAPSHOT_KEEP, &oldest, w->trash); /* a crash's .tmp files */
     return 0;
 }
 
@@ -894,7 +895,8 @@ static void snapshot_done(struct writer *w, int status)
     t->last_ms = r.ms;
     snprintf(t->last_file, sizeof(t->last_file), "%s", r.file);
     struct wal_pos oldest;
-    int pruned = snapshot_prune(w->data_dir, SNAPSHOT_KEEP, &oldest);
+    /* through the trash: unlinking a 1 GB snapshot here was a 300 ms pause */
+    int pruned = snapshot_prune(w->data_dir, SNAPSHOT_KEEP, &oldest, w->trash);
     int segs = oldest.seq ? wal_remove_before(w->wal, oldest.seq) : 0;
     log_msg(LOG_INFO, "snapshot_written",
             "file=%s events=%" PRIu64 " bytes=%" PRIu64 " ms=%" PRIu64 " fork_us=%" PRIu64
@@ -1065,6 +1067,9 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
         log_msg(LOG_WARN, "wal_no_io_uring", "fallback=pwrite");
     if ((rc = snapshot_dir_init(cfg->data_dir, err, errlen)))
         goto fail;
+    if ((rc = trash_open(cfg->data_dir, &w->trash, err, errlen)))
+        goto fail;
+    wal_set_trash(w->wal, w->trash);
     if ((rc = recover(w, cfg, err, errlen)))
         goto fail;
     if (procmem_watch_start(200, &w->childmem)) /* the figure is then 0: logged, not fatal */
@@ -1108,6 +1113,8 @@ fail:
     w->analytics = NULL;
     if (w->wal)
         wal_close(w->wal);
+    trash_close(w->trash);
+    w->trash = NULL;
     engine_free(w->engine);
     w->wal = NULL;
     w->engine = NULL;
@@ -1127,6 +1134,8 @@ void writer_stop(struct writer *w)
     w->childmem = NULL;
     analytics_stop(w->analytics);
     wal_close(w->wal);
+    trash_close(w->trash);
+    w->trash = NULL;
     engine_free(w->engine);
     bqueue_destroy(&w->in);
     bqueue_destroy(&w->log.q);

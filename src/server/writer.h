@@ -122,6 +122,7 @@ struct writer {
     struct writer_rate rate;
     struct analytics *analytics;
     struct procmem_watch *childmem; /* a snapshot child's own memory, for --max-memory */
+    struct trash *trash;            /* old snapshots and WAL segments unlinked off this thread */
     char data_dir[PATH_MAX];
     struct writer_snap snap;
     uint64_t max_memory;     /* --max-memory in bytes, 0: none */

@@ -15,6 +15,7 @@
 
 #include "core/log.h"
 #include "engine/persist.h"
+#include "store/trash.h"
 
 #define DIGITS 20
 #define PREFIX "snap-"
@@ -233,7 +234,8 @@ int snapshot_load_newest(const char *data_dir, struct engine **out, struct snaps
     return rc;
 }
 
-int snapshot_prune(const char *data_dir, unsigned keep, struct wal_pos *oldest)
+int snapshot_prune(const char *data_dir, unsigned keep, struct wal_pos *oldest,
+                   struct trash *trash)
 {
     char dir[PATH_MAX], path[PATH_MAX + 260];
     struct found *f;
@@ -245,7 +247,7 @@ int snapshot_prune(const char *data_dir, unsigned keep, struct wal_pos *oldest)
         return rc;
     for (size_t i = keep; i < n; i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, f[i].name);
-        if (unlink(path) == 0)
+        if (trash_remove(trash, AT_FDCWD, path) == 0)
             removed++;
     }
     if (keep && n >= keep) /* with fewer, the fallback for a bad one is the whole WAL */
@@ -259,7 +261,7 @@ int snapshot_prune(const char *data_dir, unsigned keep, struct wal_pos *oldest)
         if (parse_name(de->d_name, TMP, &pos) < 0)
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        if (unlink(path) == 0)
+        if (trash_remove(trash, AT_FDCWD, path) == 0)
             removed++;
     }
     if (d)

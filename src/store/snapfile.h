@@ -48,9 +48,12 @@ int snapshot_load_newest(const char *data_dir, struct engine **out, struct snaps
                          char *name, unsigned *refused);
 
 /* Keeps the `keep` newest snapshots and removes the rest and any leftover .tmp files (a crash
- * while writing). *oldest gets the position of the oldest one kept when there are `keep` of
- * them, else {0, 0} (with fewer, a damaged snapshot falls back on the whole WAL): the WAL
+ * while writing), through trash (store/trash.h: renamed away at once, unlinked by its thread;
+ * NULL: unlinked here). *oldest gets the position of the oldest one kept when there are `keep`
+ * of them, else {0, 0} (with fewer, a damaged snapshot falls back on the whole WAL): the WAL
  * before it is no longer needed. Returns how many files went, or a negative errno. */
-int snapshot_prune(const char *data_dir, unsigned keep, struct wal_pos *oldest);
+struct trash;
+int snapshot_prune(const char *data_dir, unsigned keep, struct wal_pos *oldest,
+                   struct trash *trash);
 
 #endif

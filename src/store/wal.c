@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/trash.h"
 #include "store/wal_int.h"
 #include "store/wal_record.h"
 
@@ -58,6 +59,7 @@ struct wal {
     int allow_loss; /* wal_options.allow_history_loss */
     char err[ERR_MAX]; /* wal_error() */
     int dirfd;  /* held open with an flock: one process per WAL */
+    struct trash *trash; /* wal_set_trash: where removed segments go (NULL: unlinked) */
     enum wal_fsync policy;
     uint64_t seg_max;
     struct seg *segs; /* by sequence; the last one is appended to */
@@ -415,8 +417,9 @@ int wal_remove_before(struct wal *w, uint64_t seq)
         uint64_t s = w->segs[k].seq;
         pthread_mutex_unlock(&w->mu);
         seg_name(name, s);
-        if (unlinkat(w->dirfd, name, 0) < 0 && errno != ENOENT) {
-            rc = -errno;
+        int r = trash_remove(w->trash, w->dirfd, name);
+        if (r < 0 && r != -ENOENT) {
+            rc = r;
             break;
         }
         k++;
@@ -430,6 +433,11 @@ int wal_remove_before(struct wal *w, uint64_t seq)
         pthread_mutex_unlock(&w->mu);
     }
     return rc < 0 ? rc : (int)k;
+}
+
+void wal_set_trash(struct wal *w, struct trash *trash)
+{
+    w->trash = trash;
 }
 
 int wal_uses_io_uring(const struct wal *w)

@@ -24,6 +24,10 @@ struct wal_pos wal_position(const struct wal *w);
 /* Removes the segments numbered below seq, never the one appended to: the log before a
  * snapshot. Returns how many went, or a negative errno (those removed before it stay gone). */
 int wal_remove_before(struct wal *w, uint64_t seq);
+/* Segments wal_remove_before removes go through trash (store/trash.h: renamed away at once,
+ * unlinked by its thread) from now on; NULL (the default): unlinked by the caller. */
+struct trash;
+void wal_set_trash(struct wal *w, struct trash *trash);
 
 /* Segments in the log (for stats and tests). */
 uint64_t wal_segments(const struct wal *w);
