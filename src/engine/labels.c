@@ -966,7 +966,8 @@ static void os_prefetch(const struct ostat *o, uint64_t k)
         uint32_t i = bk_index(d);
         if (i < o->nbk) {
             __builtin_prefetch(o->bk + i, 1);
-            __builtin_prefetch(o->bk[i].ent + o->bk[i].n / 2, 1);
+            if (o->bk[i].ent) /* an empty bucket has no array: no arithmetic on NULL */
+                __builtin_prefetch(o->bk[i].ent + o->bk[i].n / 2, 1);
         }
     } else if (o->nl) {
         const struct leaf *l = o->lf[os_leaf(o, k)];
