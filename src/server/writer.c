@@ -27,8 +27,14 @@
 #endif
 
 /* Events applied between two looks at the query queue: at ~1 M events/s a query waits at most
- * about half a millisecond for the chunk in progress (DESIGN §8: point queries p99 < 1 ms). */
-#define APPLY_CHUNK 512
+ * about half a millisecond for the chunk in progress (DESIGN §8: point queries p99 < 1 ms).
+ * When chunks run slow (the copy-on-write faults after a snapshot's fork: one chunk took 71 ms
+ * at 10 M events) the chunk halves, down to APPLY_CHUNK_MIN, and grows back once they are fast:
+ * the look at the queue then comes after a bounded time, not a fixed count. */
+#define APPLY_CHUNK      512
+#define APPLY_CHUNK_MIN  16
+#define APPLY_SLOW_NS    2000000u /* a chunk over this: the next one is half as long */
+#define APPLY_FAST_NS    500000u  /* under this: twice as long, up to APPLY_CHUNK */
 
 static uint64_t now_ms(void)
 {
@@ -51,7 +57,7 @@ static const char *const job_threads[WRITER_JOBS + 1] = {"engine", "log", "engin
                                                          "engine", NULL};
 
 /* A job that began at t0 has ended: the longest of its kind, and of the current stretch. */
-static void job_done(struct writer *w, int job, uint64_t t0)
+static uint64_t job_done(struct writer *w, int job, uint64_t t0)
 {
     struct writer_pauses *p = &w->pauses;
     uint64_t d = now_ns() - t0;
@@ -61,6 +67,7 @@ static void job_done(struct writer *w, int job, uint64_t t0)
         p->top_ns = d;
         p->top_job = job;
     }
+    return d;
 }
 
 static uint64_t thread_cpu_ns(void)
@@ -547,11 +554,15 @@ static void apply_batch(struct writer *w, struct batch *b)
                 (unsigned long long)w->refused_wal);
         w->wal_err = 0;
     }
-    for (uint32_t i = 0; i < b->nvalid; i += APPLY_CHUNK) {
-        uint32_t m = b->nvalid - i < APPLY_CHUNK ? b->nvalid - i : APPLY_CHUNK;
+    for (uint32_t i = 0, m; i < b->nvalid; i += m) {
+        m = b->nvalid - i < w->chunk ? b->nvalid - i : w->chunk;
         uint64_t t0 = now_ns();
         engine_apply(w->engine, b->evs + i, m, w->scratch + i);
-        job_done(w, WRITER_JOB_APPLY, t0);
+        uint64_t d = job_done(w, WRITER_JOB_APPLY, t0);
+        if (d > APPLY_SLOW_NS && w->chunk > APPLY_CHUNK_MIN)
+            w->chunk /= 2;
+        else if (d < APPLY_FAST_NS && m == w->chunk && w->chunk < APPLY_CHUNK)
+            w->chunk *= 2;
         drain_in(w);
     }
     for (uint32_t i = 0; i < b->n; i++) {
@@ -1050,6 +1061,7 @@ int writer_start(struct writer *w, const struct writer_config *cfg, struct bqueu
     w->snap.interval_ms = cfg->snapshot_interval_ms;
     w->snap.on_exit = cfg->snapshot_on_exit;
     w->max_memory = cfg->max_memory;
+    w->chunk = APPLY_CHUNK;
     w->snap.last_ms = w->start_ms;
     snprintf(w->data_dir, sizeof(w->data_dir), "%s", cfg->data_dir);
     int rc = engine_new(&w->engine);

@@ -123,6 +123,7 @@ struct writer {
     struct analytics *analytics;
     struct procmem_watch *childmem; /* a snapshot child's own memory, for --max-memory */
     struct trash *trash;            /* old snapshots and WAL segments unlinked off this thread */
+    uint32_t chunk;                 /* events per engine_apply call now (writer.c APPLY_CHUNK) */
     char data_dir[PATH_MAX];
     struct writer_snap snap;
     uint64_t max_memory;     /* --max-memory in bytes, 0: none */
