@@ -20,40 +20,34 @@ struct trash {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    unsigned queued; /* renamed in since the thread last emptied the directory (under mu) */
-    unsigned pending; /* in the directory, not unlinked yet (under mu) */
-    uint64_t serial;  /* names of the renamed files (under mu) */
-    int stop;         /* under mu */
+    int queued;      /* renamed in since the thread last emptied the directory (under mu) */
+    uint64_t serial; /* names of the renamed files (under mu) */
+    int stop;        /* under mu */
 };
 
-/* Unlinks everything in the trash; returns how many went. */
-static unsigned empty_dir(struct trash *t)
+/* Unlinks everything in the trash (until a stop). */
+static void empty_dir(struct trash *t)
 {
     int fd = dup(t->dirfd);
     DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
         if (fd >= 0)
             close(fd);
-        return 0;
+        return;
     }
     rewinddir(d);
-    unsigned n = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        if (unlinkat(t->dirfd, de->d_name, 0) == 0)
-            n++;
+        unlinkat(t->dirfd, de->d_name, 0); /* a failure: left for the next start */
         pthread_mutex_lock(&t->mu);
-        if (t->pending)
-            t->pending--;
         int stop = t->stop;
         pthread_mutex_unlock(&t->mu);
         if (stop)
             break;
     }
     closedir(d);
-    return n;
 }
 
 static void *trash_main(void *arg)
@@ -126,8 +120,7 @@ int trash_remove(struct trash *t, int dirfd, const char *name)
         snprintf(to + 20, sizeof(to) - 20, "-%ld", (long)getpid());
         if (renameat(dirfd, name, t->dirfd, to) == 0) {
             pthread_mutex_lock(&t->mu);
-            t->queued++;
-            t->pending++;
+            t->queued = 1;
             pthread_cond_signal(&t->cv);
             pthread_mutex_unlock(&t->mu);
             return 0;
@@ -136,14 +129,6 @@ int trash_remove(struct trash *t, int dirfd, const char *name)
             return -ENOENT;
     }
     return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
-}
-
-unsigned trash_pending(struct trash *t)
-{
-    pthread_mutex_lock(&t->mu);
-    unsigned n = t->pending;
-    pthread_mutex_unlock(&t->mu);
-    return n;
 }
 
 void trash_close(struct trash *t)

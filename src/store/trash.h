@@ -21,7 +21,4 @@ int trash_remove(struct trash *t, int dirfd, const char *name);
 /* Stops the thread (files not unlinked yet stay for the next start) and frees t (NULL: nothing). */
 void trash_close(struct trash *t);
 
-/* Files in the trash not unlinked yet (for tests). */
-unsigned trash_pending(struct trash *t);
-
 #endif

@@ -105,6 +105,26 @@ def nats_check(run, checker, urls, stream, expect, name):
     return p.returncode, out + ' ' + open(err, errors='replace').read()[-1500:], counts
 
 
+def replay_interrupted(run, replay_bin, args, name, in_stream, enough, act, timeout):
+    """cascade-replay with args; once in_stream() counts enough messages (30 s at most), act(p),
+    then wait up to timeout s for it. (running when act came, return code, stdout, stderr)."""
+    err_path = os.path.join(run.tmp, f'{name}.stderr')
+    reports.append(err_path)
+    with open(err_path, 'wb') as ef:
+        p = subprocess.Popen([replay_bin] + args, stdout=subprocess.PIPE, stderr=ef)
+    deadline = time.time() + 30
+    while p.poll() is None and time.time() < deadline and in_stream() < enough:
+        time.sleep(0.01)
+    running = p.poll() is None
+    act(p)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    return running, p.returncode, out.decode(errors='replace').strip(), open(err_path, errors='replace').read()
+
+
 def stream_msgs(cluster, i, stream):
     """Messages in the stream as node i's /jsz counts them (0 when it does not answer)."""
     try:
@@ -191,22 +211,13 @@ def body(run):
 
     # ---- SIGINT mid-replay, then --from where it says: nothing lost
     big, big_expect, big_evs = make_dump(run, gen, 'd2', 300000, 12, 0)
-    err_path = os.path.join(run.tmp, 'int.stderr')
-    reports.append(err_path)
-    with open(err_path, 'wb') as ef:
-        p = subprocess.Popen([replay_bin, '--nats', urls, '--stream', 'INT', '--replicas', '1', '--quiet', big],
-                             stdout=subprocess.PIPE, stderr=ef)
-        deadline = time.time() + 30
-        while p.poll() is None and time.time() < deadline and \
-                max(stream_msgs(cluster, i, 'INT') for i in range(3)) < 50:
-            time.sleep(0.01)
-        running = p.poll() is None
-        p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=60)
-    err = open(err_path, errors='replace').read()
+    running, rc, out, err = replay_interrupted(
+        run, replay_bin, ['--nats', urls, '--stream', 'INT', '--replicas', '1', '--quiet', big], 'int',
+        lambda: max(stream_msgs(cluster, i, 'INT') for i in range(3)), 50,
+        lambda p: p.send_signal(signal.SIGINT), 60)
     m = re.search(r'add --from (\d+) to resume there', err)
-    check('SIGINT mid-replay: exit 1 and where to resume', running and p.returncode == 1 and m,
-          f'{p.returncode} {out!r} {err[-800:]}')
+    check('SIGINT mid-replay: exit 1 and where to resume', running and rc == 1 and m,
+          f'{rc} {out!r} {err[-800:]}')
     if m:
         n_from = int(m[1])
         rc, out, err = replay(run, replay_bin, ['--nats', urls, '--stream', 'INT', '--from', m[1], big], 'int2')
@@ -227,29 +238,21 @@ def body(run):
                           'kill0')
     check('stream KILL created (R=3)', rc == 0, f'{out} {err}')
     leader = cluster.stream_leader('KILL')
-    err_path = os.path.join(run.tmp, 'kill.stderr')
-    reports.append(err_path)
-    with open(err_path, 'wb') as ef:
-        p = subprocess.Popen([replay_bin, '--nats', urls, '--stream', 'KILL', '--quiet', big],
-                             stdout=subprocess.PIPE, stderr=ef)
-        deadline = time.time() + 30  # kill once a few dozen messages are in, of about 300
-        while p.poll() is None and time.time() < deadline and stream_msgs(cluster, leader, 'KILL') < 30:
-            time.sleep(0.01)
-        running = p.poll() is None
+    killed = []
+
+    def kill_leader(p):
         cluster.kill9(leader)
-        killed_at = time.time()
-        try:
-            out, _ = p.communicate(timeout=150)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, _ = p.communicate()
-    out = out.decode(errors='replace').strip()
-    err = open(err_path, errors='replace').read()
+        killed.append(time.time())
+    # kill once a few dozen messages are in, of about 300
+    running, rc, out, err = replay_interrupted(
+        run, replay_bin, ['--nats', urls, '--stream', 'KILL', '--quiet', big], 'kill',
+        lambda: stream_msgs(cluster, leader, 'KILL'), 30, kill_leader, 150)
+    killed_at = killed[0]
     check('the leader was killed while the replay ran', running, f'leader n{leader + 1}')
     m = SUMMARY.match(out.splitlines()[-1] if out else '')
     check('the replay finishes across the election, every event acked',
-          p.returncode == 0 and m and int(m[1]) == len(big_evs) and int(m[2]) + int(m[3]) == len(big_evs),
-          f'{p.returncode} {out} {err[-1500:]}')
+          rc == 0 and m and int(m[1]) == len(big_evs) and int(m[2]) + int(m[3]) == len(big_evs),
+          f'{rc} {out} {err[-1500:]}')
     print(f'# replay ended {time.time() - killed_at:.1f} s after kill -9 of n{leader + 1}: {out}; {err.strip()[-300:]}')
     new_leader, deadline = leader, time.time() + 30
     while new_leader == leader and time.time() < deadline:
@@ -267,27 +270,14 @@ def body(run):
                           'follow0')
     check('the killed server rejoins: stream FOLLOW created with R=3', rc == 0, f'{out} {err}')
     follower = next(i for i in range(3) if i != cluster.stream_leader('FOLLOW'))
-    err_path = os.path.join(run.tmp, 'follow.stderr')
-    reports.append(err_path)
-    with open(err_path, 'wb') as ef:
-        p = subprocess.Popen([replay_bin, '--nats', urls, '--stream', 'FOLLOW', '--quiet', big],
-                             stdout=subprocess.PIPE, stderr=ef)
-        deadline = time.time() + 30
-        while p.poll() is None and time.time() < deadline and \
-                max(stream_msgs(cluster, i, 'FOLLOW') for i in range(3)) < 30:
-            time.sleep(0.01)
-        running = p.poll() is None
-        cluster.kill9(follower)
-        try:
-            out, _ = p.communicate(timeout=150)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, _ = p.communicate()
-    out = out.decode(errors='replace').strip()
+    running, rc, out, err = replay_interrupted(
+        run, replay_bin, ['--nats', urls, '--stream', 'FOLLOW', '--quiet', big], 'follow',
+        lambda: max(stream_msgs(cluster, i, 'FOLLOW') for i in range(3)), 30,
+        lambda p: cluster.kill9(follower), 150)
     m = SUMMARY.match(out.splitlines()[-1] if out else '')
     check('kill -9 of a follower mid-replay: the replay finishes, every event acked',
-          running and p.returncode == 0 and m and int(m[1]) == len(big_evs) and
-          int(m[2]) + int(m[3]) == len(big_evs), f'{running} {p.returncode} {out} {open(err_path).read()[-800:]}')
+          running and rc == 0 and m and int(m[1]) == len(big_evs) and
+          int(m[2]) + int(m[3]) == len(big_evs), f'{running} {rc} {out} {err[-800:]}')
     rc, out, counts = nats_check(run, checker, cluster.urls([i for i in range(3) if i != follower]), 'FOLLOW',
                                  big_expect, 'follow')
     check('after it, every acked event is in the stream, in its partition',
