@@ -6,6 +6,7 @@
 # Env: EVENTS (ingest, default 10000000), MIXED_EVENTS (5000000; the mixed step runs flat out and at
 #      80 % of the flat-out rate, DESIGN §8), RATE (query rate, 2000),
 #      the pause run (issue 18's: EVENTS with analytics every 10 s, labels polled, 24 h retention),
+#      engine-bench and start-up recovery (bench/recovery_bench.py) at EVENTS,
 #      PEER_EVENTS (the dump the peers and cascaded share, 1000000), PEERS (see peers/run-peers.sh)
 set -euo pipefail
 build=${1:?usage: bench/run-suite.sh BUILD_DIR}
@@ -38,6 +39,10 @@ step "pauses: $events events flat out, analytics every 10 s, labels polled every
 "$bench" ingest --server "$server" --events "$events" --connections 2 --server-arg --analytics-interval \
     --server-arg 10 --server-arg --retention --server-arg 24h --poll labels --poll-every 1 \
     --json "$tmp/pauses.json" >&2 || true
+step "engine apply: engine-bench, $events events in-process, one core"
+"$build/bench/engine-bench" --events "$events" --json >"$tmp/engine.json" || true
+step "start-up recovery: $events events, the whole WAL, then a snapshot"
+/usr/bin/python3 "$here/recovery_bench.py" "$build" "$events" "$tmp/recovery.json" >&2 || true
 step "peers on one $pevents-event dump"
 "$build/tools/cascade-gen" --events "$pevents" --seed 1 --out "$tmp/dump.ndjson.gz"
 BUILD="$build" PEERS="${PEERS:-cascaded redis networkx duckdb}" \
