@@ -126,6 +126,10 @@ def body(run):
     print(f'# the snapshot child held {peak / MIB:.1f} MiB alone at its peak (events sent in {sent_in:.1f} s)')
     check('the snapshot child\'s copy-on-write memory was measured (>= 4 MiB; the writer changed pages '
           'while it held them)', peak >= 4 * MIB and sent_in < 4, f'{peak} {sent_in:.1f} s {srv.stderr()[-600:]}')
+    st = stats_of(srv)
+    fork_us = st.get('snapshot_last_fork_us')
+    check('stats snapshot_last_fork_us: the fork\'s own time, 0 < µs < 10 s (it once wrapped to 1.8e19)',
+          isinstance(fork_us, int) and 0 < fork_us < 10_000_000, f'{fork_us!r}')
     check('SIGTERM exits 0', srv.stop() == 0)
 
 
