@@ -71,4 +71,16 @@ struct rpc_server_stats {
 int rpc_handle(struct engine *e, const struct rpc_server_stats *ss, const char *req, size_t len,
                char **resp, size_t *resp_len);
 
+/* Another table of handlers behind the same envelope and parameter checks: the cluster
+ * endpoint's (src/cluster), which holds no engine. handler(m) is NULL for a method it does not
+ * serve (answered as unknown); ctx reaches each handler as qcall.ctx. */
+struct qmethod;
+struct qcall;
+struct rpc_dispatch {
+    void (*(*handler)(const struct qmethod *m))(struct qcall *c);
+    void *ctx;
+};
+int rpc_handle_with(const struct rpc_dispatch *d, const char *req, size_t len, char **resp,
+                    size_t *resp_len);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "query/http.h"
 
 enum opt_kind {
@@ -62,6 +63,19 @@ static int check_hosts(const char *val)
 {
     char why[256];
     return http_hosts_check(val, why, sizeof(why)) ? -EINVAL : 0;
+}
+
+/* --cluster: HOST:PORT[,HOST:PORT...] */
+static int check_cluster(const char *val)
+{
+    char why[256];
+    if (!*val)
+        return 0;
+    if (cluster_parse_check(val, why, sizeof(why))) {
+        fprintf(stderr, "cascaded: %s\n", why);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 static const struct option options[] = {
@@ -258,6 +272,11 @@ static const struct option options[] = {
              "`analytics` method's refresh=true)",
      .md = "take a new analytics snapshot every S seconds when events arrived since; 0: only "
            "on `analytics refresh=true`"},
+    {.name = "cluster", .arg = "HOST:QPORT[,...]", .kind = OPT_STRING, .section = SEC_OTHER,
+     AT(cluster), .check = check_cluster,
+     .help = "be the cluster's query endpoint (DESIGN §9): hold no data, answer every query "
+             "by asking these nodes' query ports and merging their answers exactly "
+             "(docs/cluster.md); the ingest port refuses events"},
     {.name = "auth-token-file", .arg = "FILE", .kind = OPT_PATH, .section = SEC_OTHER,
      AT(auth_token_file),
      .help = "a shared secret (16-1024 printable bytes) every client must present: ingest "
