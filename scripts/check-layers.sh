@@ -15,7 +15,7 @@ rank() {
     case ${1%%/*} in
     core) echo 0 ;; engine | cascade | proto | gen | format) echo 1 ;;
     store | analytics | client) echo 2 ;;
-    query) echo 3 ;; net) echo 4 ;; server) echo 5 ;; *) echo 9 ;;
+    query) echo 3 ;; net) echo 4 ;; server | cluster) echo 5 ;; *) echo 9 ;;
     esac
 }
 all=0; [ "$1" = -a ] && all=1

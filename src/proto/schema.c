@@ -59,7 +59,12 @@ static const struct qparam p_top_cascades[] = {
         "id", QT_ID, 1, NULL, 0, 0, 0, 0, NULL, "the actor (a string or an integer)"               \
     }
 
-static const struct qparam p_actor[] = {P_ACTOR_ID};
+static const struct qparam p_actor[] = {
+    P_ACTOR_ID,
+    {"amplifier_ids", QT_BOOL, 0, NULL, 0, 0, 0, 0, "false",
+     "also list the amplifiers' ids (the cluster endpoint merges them as a set; one pass over "
+     "every post)"},
+};
 
 static const struct qparam p_actor_links[] = {
     P_ACTOR_ID,
@@ -77,6 +82,8 @@ static const struct qparam p_top_actors[] = {
     {"by", QT_ENUM, 0, actor_by, 0, 0, 0, 0, "reach", "the metric to rank by"},
     P_LIMIT("10", "actors"),
     {"actor_type", QT_ENUM, 0, actor_types, 0, 0, 0, 0, NULL, "only accounts, or only pages"},
+    {"candidates", QT_UINT, 0, NULL, 1, 100000000, 0, 0, NULL,
+     "instead of limit: the top N, past limit's bound (the cluster endpoint's candidates)"},
 };
 
 static const struct qparam p_content[] = {

@@ -201,8 +201,7 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 37 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1) +
-                             (c->ss->partitions != NULL));
+    msgpack_pack_map(pk, 37 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
@@ -239,19 +238,6 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "uptime_ms", c->ss->uptime_ms);
     qpack_cstr(pk, "version", CASCADE_VERSION);
     pack_snapshot_stats(pk, c->ss);
-    if (c->ss->partitions) { /* a cluster node (DESIGN §9) */
-        msgpack_pack_str(pk, 10);
-        msgpack_pack_str_body(pk, "partitions", 10);
-        msgpack_pack_array(pk, c->ss->npartitions);
-        for (uint32_t i = 0; i < c->ss->npartitions; i++) {
-            const struct rpc_partition *p = &c->ss->partitions[i];
-            msgpack_pack_map(pk, 4);
-            qpack_u64(pk, "partition", p->partition);
-            qpack_u64(pk, "stream_seq", p->stream_seq);
-            qpack_u64(pk, "applied_seq", p->applied_seq);
-            qpack_u64(pk, "lag", p->lag);
-        }
-    }
 }
 
 /* ---------------------------------------------------------------- cascades */
@@ -417,13 +403,14 @@ void handle_top_cascades(struct qcall *c)
 
 /* ---------------------------------------------------------------- actors */
 
-static void pack_actor(const struct qcall *c, const struct engine_actor *a)
+/* extra: one more key packed by the caller after the record's 13 */
+static void pack_actor(const struct qcall *c, const struct engine_actor *a, int extra)
 {
     msgpack_packer *pk = c->pk;
     double rank;
     uint64_t age;
     int has_rank = pagerank_of(c, a->id, &rank, &age) == 0;
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 13 + (extra != 0));
     qpack_str(pk, "id", a->name, a->name_len);
     qpack_cstr(pk, "actor_type", a->actor_type == EVENT_ACTOR_PAGE ? "page" : "account");
     qpack_u64(pk, "posts", a->posts);
@@ -468,7 +455,24 @@ void handle_actor(struct qcall *c)
         actor_failed(c, rc, id, len);
         return;
     }
-    pack_actor(c, &a);
+    if (!qcall_bool(c, "amplifier_ids")) {
+        pack_actor(c, &a, 0);
+        return;
+    }
+    /* the amplifiers are the in-links (who reshared its posts, itself aside): all of them */
+    struct engine_link *in = malloc(((size_t)a.amplifiers + 1) * sizeof(*in));
+    int k = in ? engine_actor_links(c->e, id, len, ENGINE_LINK_IN, a.amplifiers + 1, in) : -ENOMEM;
+    if (k < 0) {
+        free(in);
+        actor_failed(c, k, id, len);
+        return;
+    }
+    pack_actor(c, &a, 1);
+    qpack_key(c->pk, "amplifier_ids");
+    msgpack_pack_array(c->pk, (size_t)k);
+    for (int i = 0; i < k; i++)
+        qpack_strv(c->pk, in[i].actor, in[i].actor_len);
+    free(in);
 }
 
 static const char *const link_dir_names[] = {NULL, "in", "out", "both"};
@@ -531,6 +535,12 @@ void handle_top_actors(struct qcall *c)
     int pagerank = by && by_len == 8 && memcmp(by, "pagerank", 8) == 0;
     int metric = by && !pagerank ? engine_actor_metric_parse(by, by_len) : ENGINE_BY_REACH;
     int atype = !type ? 0 : t_len == 4 ? EVENT_ACTOR_PAGE : EVENT_ACTOR_ACCOUNT;
+    if (qcall_has(c, "candidates")) { /* the cluster endpoint's: bounded by the actors held */
+        struct engine_stats st;
+        engine_get_stats(c->e, &st);
+        uint64_t want = qcall_uint(c, "candidates");
+        limit = (uint32_t)(want < st.actors ? want : st.actors ? st.actors : 1);
+    }
     struct engine_actor *out = malloc((size_t)limit * sizeof(*out));
     int k = !out       ? -ENOMEM
             : pagerank ? top_by_pagerank(c, atype, out, limit)
@@ -543,7 +553,7 @@ void handle_top_actors(struct qcall *c)
     }
     msgpack_pack_array(c->pk, (size_t)k);
     for (int i = 0; i < k; i++)
-        pack_actor(c, &out[i]);
+        pack_actor(c, &out[i], 0);
     free(out);
 }
 

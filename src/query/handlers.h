@@ -21,6 +21,7 @@ struct qcall {
     msgpack_packer *pk;
     int code; /* 0, or a QERR_* code with err set */
     char err[256];
+    void *ctx; /* rpc_dispatch.ctx (the cluster endpoint's); NULL for the engine's handlers */
 };
 
 /* Typed values of checked parameters; absent: the default written in the method table (0,

@@ -19,6 +19,7 @@ enum {
     QERR_NOT_FOUND = 404,   /* unknown method, post, actor, content key */
     QERR_NOT_READY = 503,   /* analytics not computed yet (PageRank, coordination, communities) */
     QERR_INTERNAL = 500,    /* out of memory */
+    QERR_NOT_IMPLEMENTED = 501, /* the cluster endpoint cannot answer it exactly (src/cluster) */
 };
 
 #endif

@@ -17,6 +17,7 @@
 #define RPC_MAX_REQUEST (1u << 20)
 
 struct rpc_call {
+    const struct rpc_dispatch *d; /* NULL: the engine's handlers (query/method.c) */
     struct engine *e;
     const struct rpc_server_stats *ss;
     const msgpack_object_map *params; /* NULL when none */
@@ -117,14 +118,14 @@ static int bind_params(struct rpc_call *c, const struct qmethod *m, struct qcall
 static void dispatch(struct rpc_call *c, const msgpack_object_str *method)
 {
     const struct qmethod *m = qmethod_find(method->ptr, method->size);
-    qhandler_fn run = m ? qmethod_handler(m) : NULL; /* no handler here: unknown */
+    qhandler_fn run = !m ? NULL : c->d ? c->d->handler(m) : qmethod_handler(m); /* none: unknown */
     if (!run) {
         snprintf(c->err, sizeof(c->err), "unknown method %.*s (methods: %s)",
                  (int)(method->size > 64 ? 64 : method->size), method->ptr, qmethod_names());
         c->code = QERR_NOT_FOUND;
         return;
     }
-    struct qcall q = {.e = c->e, .ss = c->ss, .m = m, .pk = c->pk};
+    struct qcall q = {.e = c->e, .ss = c->ss, .m = m, .pk = c->pk, .ctx = c->d ? c->d->ctx : NULL};
     if (bind_params(c, m, &q))
         return;
     run(&q);
@@ -145,12 +146,12 @@ static void pack_response(msgpack_packer *pk, const msgpack_object *msgid, const
     }
 }
 
-int rpc_handle(struct engine *e, const struct rpc_server_stats *ss, const char *req, size_t len,
-               char **resp, size_t *resp_len)
+static int handle(const struct rpc_dispatch *d, struct engine *e, const struct rpc_server_stats *ss,
+                  const char *req, size_t len, char **resp, size_t *resp_len)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
-    struct rpc_call c = {.e = e, .ss = ss};
+    struct rpc_call c = {.d = d, .e = e, .ss = ss};
     msgpack_object msgid = {.type = MSGPACK_OBJECT_NIL};
     const msgpack_object_str *method = NULL;
     msgpack_sbuffer result, out;
@@ -177,4 +178,16 @@ int rpc_handle(struct engine *e, const struct rpc_server_stats *ss, const char *
     *resp = out.data;
     *resp_len = out.size;
     return 0;
+}
+
+int rpc_handle(struct engine *e, const struct rpc_server_stats *ss, const char *req, size_t len,
+               char **resp, size_t *resp_len)
+{
+    return handle(NULL, e, ss, req, len, resp, resp_len);
+}
+
+int rpc_handle_with(const struct rpc_dispatch *d, const char *req, size_t len, char **resp,
+                    size_t *resp_len)
+{
+    return handle(d, NULL, NULL, req, len, resp, resp_len);
 }

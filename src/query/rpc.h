@@ -34,13 +34,6 @@ struct rpc_snapshot_result {
 };
 
 /* What the server adds to the engine's own figures in `stats`. */
-/* A cluster node's partition (DESIGN §9): the stream's last sequence in it, the last one the
- * node applied, and the messages between them not yet applied. */
-struct rpc_partition {
-    uint32_t partition;
-    uint64_t stream_seq, applied_seq, lag;
-};
-
 struct rpc_server_stats {
     uint64_t wal_bytes;
     uint64_t uptime_ms;
@@ -70,9 +63,6 @@ struct rpc_server_stats {
      * snapshots here (the method answers 503). */
     int *snapshot_defer;
     const struct rpc_snapshot_result *snapshot_done;
-    /* a cluster node's partitions (`stats` partitions: [...]); NULL/0 elsewhere */
-    const struct rpc_partition *partitions;
-    uint32_t npartitions;
 };
 
 /* Answers one request (the bytes of one msgpack value). *resp is malloc'd, owned by the caller.
@@ -80,5 +70,17 @@ struct rpc_server_stats {
  * 0 or -ENOMEM. */
 int rpc_handle(struct engine *e, const struct rpc_server_stats *ss, const char *req, size_t len,
                char **resp, size_t *resp_len);
+
+/* Another table of handlers behind the same envelope and parameter checks: the cluster
+ * endpoint's (src/cluster), which holds no engine. handler(m) is NULL for a method it does not
+ * serve (answered as unknown); ctx reaches each handler as qcall.ctx. */
+struct qmethod;
+struct qcall;
+struct rpc_dispatch {
+    void (*(*handler)(const struct qmethod *m))(struct qcall *c);
+    void *ctx;
+};
+int rpc_handle_with(const struct rpc_dispatch *d, const char *req, size_t len, char **resp,
+                    size_t *resp_len);
 
 #endif

@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "cascade/proto.h"
+#include "cluster/cluster.h"
 #include "core/log.h"
 #include "net/loop.h"
-#include "server/nats_node.h"
 #include "server/options.h"
 #include "server/writer.h"
 
@@ -111,38 +111,11 @@ static int serve(const struct config *cfg)
     nc.http = cfg->http;
     nc.http.in_max = cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
     nc.rpc_max = cfg->rpc_max;
-    char refused[256];
-    if (cfg->nats[0]) {
-        snprintf(refused, sizeof(refused),
-                 "this cascaded is a cluster node (--nats): it takes events from the JetStream "
-                 "stream %s only; publish them there (cascade-replay --nats URL ...)",
-                 cfg->stream);
-        nc.ingest_refused = refused;
-    }
     if (netloop_new(&nc, &w.in, &done, &n, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         writer_stop(&w);
         free(token);
         return 1;
-    }
-    struct nats_node *node = NULL;
-    if (cfg->nats[0]) {
-        struct nats_node_config ncfg = {.urls = cfg->nats,
-                                        .partitions = cfg->partitions,
-                                        .stream = cfg->stream,
-                                        .stream_partitions = cfg->stream_partitions,
-                                        .stream_replicas = (int)cfg->stream_replicas,
-                                        .data_dir = cfg->data_dir,
-                                        .limits = cfg->limits};
-        if (nats_node_start(&ncfg, &w, &node, err, sizeof(err))) {
-            fprintf(stderr, "cascaded: %s\n", err);
-            netloop_free(n);
-            writer_stop(&w);
-            free(token);
-            return 1;
-        }
-        w.partitions_fn = nats_node_partitions; /* read by the engine thread from here on */
-        w.partitions_ctx = node;
     }
     uint16_t ports[NET_LISTENERS];
     netloop_ports(n, ports);
@@ -152,9 +125,66 @@ static int serve(const struct config *cfg)
     fflush(stdout);
     int rc = netloop_run(n);
     netloop_free(n);
-    w.partitions_fn = NULL; /* no query is left to call it: the loop is gone */
-    nats_node_stop(node);   /* its batches logged, applied and acked before the writer stops */
     writer_stop(&w);
+    free(token);
+    bqueue_destroy(&done);
+    close(sfd);
+    log_msg(LOG_INFO, "stopped", "status=%d", rc ? 1 : 0);
+    return rc ? 1 : 0;
+}
+
+/* --cluster: the cluster's query endpoint (src/cluster): the same loop and ports, with the
+ * endpoint's thread in place of the writer; no data dir, no WAL. */
+static int serve_cluster(const struct config *cfg)
+{
+    char err[512] = "";
+    struct bqueue done;
+    struct cluster *cl = NULL;
+    struct netloop *n = NULL;
+    char *token = NULL;
+    int sfd = setup_signals();
+    if (sfd < 0 || bqueue_init(&done, 1)) {
+        fprintf(stderr, "cascaded: cannot set up signals or queues: %s\n", strerror(errno));
+        return 1;
+    }
+    if (load_token(cfg, &token) || cluster_start(cfg->cluster, token, &done, &cl, err,
+                                                 sizeof(err))) {
+        if (err[0])
+            fprintf(stderr, "cascaded: %s\n", err);
+        free(token);
+        return 1;
+    }
+    struct netloop_config nc = {.bind = cfg->bind,
+                                .max_conns = cfg->max_conns,
+                                .handshake_ms = cfg->handshake_timeout * 1000,
+                                .idle_ms = cfg->idle_timeout * 1000,
+                                .signal_fd = sfd,
+                                .auth_token = token,
+                                .limits = cfg->limits,
+                                .http = cfg->http,
+                                .rpc_max = cfg->rpc_max};
+    for (int i = 0; i < NET_LISTENERS; i++) {
+        nc.ports[i] = (uint16_t)cfg->ports[i];
+        nc.port_conns[i] = cfg->port_conns[i];
+    }
+    struct ingest_budget budget = {.limit = 1ull << 30};
+    nc.limits.budget = &budget;
+    nc.http.in_max = cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
+    if (netloop_new(&nc, cluster_queue(cl), &done, &n, err, sizeof(err))) {
+        fprintf(stderr, "cascaded: %s\n", err);
+        cluster_stop(cl);
+        free(token);
+        return 1;
+    }
+    uint16_t ports[NET_LISTENERS];
+    netloop_ports(n, ports);
+    log_msg(LOG_INFO, "ready", "version=%s bind=%s ingest=%u query=%u http=%u cluster=%s",
+            CASCADE_VERSION, cfg->bind, ports[0], ports[1], ports[2], cfg->cluster);
+    printf("ready ingest=%u query=%u http=%u\n", ports[0], ports[1], ports[2]);
+    fflush(stdout);
+    int rc = netloop_run(n);
+    netloop_free(n);
+    cluster_stop(cl);
     free(token);
     bqueue_destroy(&done);
     close(sfd);
@@ -181,5 +211,5 @@ int main(int argc, char **argv)
     struct config cfg;
     if (options_parse(argc, argv, &cfg))
         return 2;
-    return serve(&cfg);
+    return cfg.cluster[0] ? serve_cluster(&cfg) : serve(&cfg);
 }

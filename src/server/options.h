@@ -28,12 +28,10 @@ struct config {
     unsigned wal_segment_mb;
     uint64_t max_memory;  /* bytes; 0: no limit */
     int64_t retention_ms; /* event time; 0: keep everything */
+    char cluster[4096]; /* --cluster: the nodes' query ports; empty: not the cluster endpoint */
     int allow_history_loss;
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
     char http_allowed_hosts[1024];  /* http.allowed_hosts points here once set */
-    /* a cluster node (DESIGN §9): empty nats: a plain server */
-    char nats[1024], partitions[1024], stream[64];
-    unsigned stream_partitions, stream_replicas;
 };
 
 /* The defaults, then the config file (wherever --config appears), then the other options over

@@ -67,7 +67,7 @@ struct writer_snap {
  * queries waiting (from the moment it takes work after waiting for it, to the next point where
  * it answers queries, or goes back to waiting). Each stretch is put down to the longest job in it. */
 enum writer_job {
-    WRITER_JOB_APPLY = 0, /* one apply chunk (retention sweeps run inside it) */
+    WRITER_JOB_APPLY = 0, /* one apply slice (retention sweeps run inside it) */
     WRITER_JOB_WAL,       /* one wal_append: on the log thread, not a pause of the engine's */
     WRITER_JOB_QUERY,     /* one query's handler */
     WRITER_JOB_ANALYTICS, /* analytics_tick: the copy for the worker */
@@ -123,7 +123,8 @@ struct writer {
     struct analytics *analytics;
     struct procmem_watch *childmem; /* a snapshot child's own memory, for --max-memory */
     struct trash *trash;            /* old snapshots and WAL segments unlinked off this thread */
-    uint32_t chunk;                 /* events per engine_apply call now (writer.c APPLY_CHUNK) */
+    uint32_t chunk;                 /* events between two drains of `in` (writer.c APPLY_CHUNK) */
+    uint32_t slice;                 /* events per engine_apply call in a chunk (writer.c SLICE_*) */
     char data_dir[PATH_MAX];
     struct writer_snap snap;
     uint64_t max_memory;     /* --max-memory in bytes, 0: none */
@@ -136,10 +137,6 @@ struct writer {
     struct writer_log log;
     struct wal_pos applied; /* the WAL position after the last batch the engine applied */
     struct batch *ready, *ready_last; /* logged batches taken from `in`, not yet applied */
-    /* a cluster node's (server/nats_node.c): `stats` shows its partitions; set before the
-     * node starts, called on the engine thread (the array stays the caller's) */
-    void (*partitions_fn)(void *ctx, const struct rpc_partition **parts, uint32_t *n);
-    void *partitions_ctx;
 };
 
 /* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it
