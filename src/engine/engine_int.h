@@ -151,6 +151,8 @@ struct labels_index {
     int stale; /* an update could not allocate: engine_labels rebuilds it first */
 };
 
+#define ENGINE_STREAM_MAX 4096 /* partitions of a cluster's stream (CC_NATS_MAX_PARTITIONS) */
+
 struct engine {
     struct intern post_ids, actor_ids, contents, labels;
     struct segvec posts, actors, cascades;
@@ -181,6 +183,9 @@ struct engine {
     uint64_t live_actors, live_contents; /* with a post / a listed post */
     struct retention ret;
     struct labels_index labels_ix;
+    /* a cluster node's last applied stream sequence per partition (DESIGN §9; persist.c's
+     * engine_stream_*: kept in snapshots, set from the WAL's records) */
+    uint64_t stream_seq[ENGINE_STREAM_MAX];
 };
 
 /* Records per chunk of each segmented array, as constants so that an access is a shift, a

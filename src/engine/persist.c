@@ -58,12 +58,27 @@ enum {
     SEC_EDGES,
     SEC_GROWTH,
     SEC_END,
-    SEC_COUNT = SEC_END
+    SEC_COUNT = SEC_END,
+    /* optional, after growth and before the end, not in the header's count: a cluster node's
+     * stream positions (written only when one is set, so that other snapshots are unchanged) */
+    SEC_STREAM = SEC_END + 1,
 };
 
 static const char *const sec_names[] = {
     "",       "user",     "engine",        "post ids", "actor ids", "contents", "labels", "posts",
-    "actors", "cascades", "content lists", "pairs",    "edges",     "growth",   "end"};
+    "actors", "cascades", "content lists", "pairs",    "edges",     "growth",   "end",
+    "stream positions"};
+
+uint64_t engine_stream_seq(const struct engine *e, uint32_t p)
+{
+    return p < ENGINE_STREAM_MAX ? e->stream_seq[p] : 0;
+}
+
+void engine_stream_set(struct engine *e, uint32_t p, uint64_t seq)
+{
+    if (p < ENGINE_STREAM_MAX)
+        e->stream_seq[p] = seq;
+}
 
 /* ================================================================ writing */
 
@@ -326,6 +341,23 @@ static void save_sections(struct out *o, const struct engine *e, const void *use
     put32(o, UINT32_MAX); /* no more buckets */
     put32(o, 0);
     sec_end(o, SEC_GROWTH);
+
+    uint32_t nstream = 0; /* (partition u32, 0 u32, sequence u64) per partition with one */
+    for (uint32_t p = 0; p < ENGINE_STREAM_MAX; p++)
+        nstream += e->stream_seq[p] != 0;
+    if (nstream) {
+        sec_begin(o);
+        put32(o, nstream);
+        put32(o, 0);
+        for (uint32_t p = 0; p < ENGINE_STREAM_MAX; p++) {
+            if (!e->stream_seq[p])
+                continue;
+            put32(o, p);
+            put32(o, 0);
+            put64(o, e->stream_seq[p]);
+        }
+        sec_end(o, SEC_STREAM);
+    }
 
     sec_begin(o);
     sec_end(o, SEC_END);
@@ -1312,6 +1344,27 @@ static int load_tail(struct in *f, struct engine *e)
         return rc;
     if ((rc = load_growth(&s, e)) || (rc = close_section(f, &s)))
         return rc;
+    uint32_t next = 0;
+    if (f->len - f->pos >= SEC_HDR)
+        memcpy(&next, f->p + f->pos, 4);
+    if (next == SEC_STREAM) { /* a cluster node's: optional */
+        if ((rc = open_section(f, &s, SEC_STREAM)))
+            return rc;
+        uint32_t n = get32(&s);
+        get32(&s);
+        if (!s.bad && (n > ENGINE_STREAM_MAX || !fits(&s, n, 16)))
+            return bad(&s, "%u positions", n);
+        for (uint32_t i = 0; i < n && !s.bad; i++) {
+            uint32_t p = get32(&s);
+            get32(&s);
+            uint64_t seq = get64(&s);
+            if (p >= ENGINE_STREAM_MAX)
+                return bad(&s, "partition %u", p);
+            e->stream_seq[p] = seq;
+        }
+        if ((rc = close_section(f, &s)))
+            return rc;
+    }
     if ((rc = open_section(f, &s, SEC_END)) || (rc = close_section(f, &s)))
         return rc;
     f->sec = NULL;
@@ -1468,7 +1521,7 @@ static void *check_crcs(void *arg)
         if (len > c->len - pos - SEC_HDR)
             break;
         if (crc32c(0, c->p + pos + SEC_HDR, len) != crc) {
-            c->bad_tag = tag >= 1 && tag <= SEC_END ? tag : SEC_END;
+            c->bad_tag = tag >= 1 && tag <= SEC_STREAM ? tag : SEC_END;
             break;
         }
         uint64_t next = SEC_HDR + len + ((8 - (len & 7)) & 7);

@@ -33,4 +33,11 @@ int engine_load(int fd, struct engine **out, void *user, uint32_t *user_len, cha
 int engine_load_mem(const void *buf, size_t len, struct engine **out, void *user,
                     uint32_t *user_len, char *err, size_t errlen);
 
+/* A cluster node's last applied stream sequence of partition p (DESIGN §9): kept in the engine
+ * so that a snapshot holds the positions its state covers (an optional section: snapshots
+ * without it load as before, with every sequence 0). p >= ENGINE_STREAM_MAX: 0 / ignored.
+ * The engine thread's, like the rest of the engine. */
+uint64_t engine_stream_seq(const struct engine *e, uint32_t p);
+void engine_stream_set(struct engine *e, uint32_t p, uint64_t seq);
+
 #endif

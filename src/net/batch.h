@@ -14,6 +14,13 @@
 
 enum batch_kind { BATCH_INGEST = 0, BATCH_QUERY, BATCH_STOP };
 
+/* A stream position (DESIGN §9): the partition and JetStream sequence of a message (the same
+ * layout as store/wal_record.h's walrec_pos, which the writer logs it as). */
+struct batch_spos {
+    uint32_t partition;
+    uint64_t seq;
+};
+
 /* A run of consecutive events of one connection. */
 struct batch_seg {
     uint32_t conn, gen; /* connection slot and its generation (stale after a close) */
@@ -51,6 +58,15 @@ struct batch {
     char *req, *resp; /* request bytes (one msgpack value) and response bytes, malloc'd */
     size_t req_len, resp_len;
     uint64_t start_ns; /* when the request was complete: the query latency histogram's start */
+    /* a cluster node's ingest batch (server/nats_node.c; all 0 in the network loop's): the
+     * stream positions of the messages its events came from, logged in the same WAL record;
+     * `logged`, called on the writer's log thread once the WAL holds the batch (wal.rc 0) or
+     * refused it, before the batch is applied; the queue it comes back to once applied */
+    const struct batch_spos *spos;
+    uint32_t nspos;
+    void (*logged)(struct batch *b, void *ctx);
+    void *logged_ctx;
+    struct bqueue *back;
 };
 
 /* 0 or -ENOMEM; cap events at most. */

@@ -249,6 +249,7 @@ int netloop_new(const struct netloop_config *cfg, struct bqueue *to_writer,
     n->idle_ms = cfg->idle_ms;
     n->next_scan = n->accept_resume = UINT64_MAX;
     n->token = cfg->auth_token;
+    n->ingest_refused = cfg->ingest_refused;
     if (cfg->http.head_max)
         n->http = cfg->http;
     else

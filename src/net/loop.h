@@ -38,6 +38,9 @@ struct netloop_config {
     const char *auth_token;  /* NULL: no authentication; else each port asks for it (proto.h) */
     struct http_limits http; /* all 0: query/http.h's defaults */
     uint32_t rpc_max;        /* bytes of one RPC request; 0: NET_RPC_MAX */
+    /* a cluster node's (DESIGN §9): every ingest stream that sends an event gets this fatal
+     * (the stream is the way in); NULL: ingest as usual */
+    const char *ingest_refused;
 };
 
 struct netloop;

@@ -116,6 +116,7 @@ struct conn {
 };
 
 struct netloop {
+    const char *ingest_refused; /* netloop_config's: a cluster node takes no events here */
     struct io_uring ring;
     int lfd[NET_LISTENERS];
     const struct net_session_ops *sess[NET_LISTENERS]; /* each listener's protocol */

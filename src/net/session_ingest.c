@@ -232,6 +232,10 @@ static void ingest_feed(struct netloop *n, struct conn *c, const char *data, siz
         feed_ingest_auth(n, c, data, len);
         return;
     }
+    if (n->ingest_refused) { /* a cluster node: nothing sent here is taken (DESIGN §9) */
+        set_fatal(n, c, n->ingest_refused);
+        return;
+    }
     int rc = ingest_decoder_feed(c->dec, data, len);
     if (rc == -EPROTO)
         ingest_broken(n, c);

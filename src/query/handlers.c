@@ -201,7 +201,8 @@ void handle_stats(struct qcall *c)
     uint64_t rejected = 0;
     for (int r = EVENT_REJ_FIRST; r <= EVENT_REJ_LAST; r++)
         rejected += st.outcomes[r];
-    msgpack_pack_map(pk, 37 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1));
+    msgpack_pack_map(pk, 37 + SNAPSHOT_STATS + (EVENT_REJ_LAST - EVENT_REJ_FIRST + 1) +
+                             (c->ss->partitions != NULL));
     qpack_u64(pk, "posts", st.posts);
     qpack_u64(pk, "placeholders", st.placeholders);
     qpack_u64(pk, "cascades", st.cascades);
@@ -238,6 +239,19 @@ void handle_stats(struct qcall *c)
     qpack_u64(pk, "uptime_ms", c->ss->uptime_ms);
     qpack_cstr(pk, "version", CASCADE_VERSION);
     pack_snapshot_stats(pk, c->ss);
+    if (c->ss->partitions) { /* a cluster node (DESIGN §9) */
+        msgpack_pack_str(pk, 10);
+        msgpack_pack_str_body(pk, "partitions", 10);
+        msgpack_pack_array(pk, c->ss->npartitions);
+        for (uint32_t i = 0; i < c->ss->npartitions; i++) {
+            const struct rpc_partition *p = &c->ss->partitions[i];
+            msgpack_pack_map(pk, 4);
+            qpack_u64(pk, "partition", p->partition);
+            qpack_u64(pk, "stream_seq", p->stream_seq);
+            qpack_u64(pk, "applied_seq", p->applied_seq);
+            qpack_u64(pk, "lag", p->lag);
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- cascades */

@@ -258,10 +258,45 @@ static int handled_elsewhere(const msgpack_object *k)
            key_is(k, "rejected") || key_has_prefix(k, "rejected_");
 }
 
+/* A cluster node's partitions (the stats array `partitions`, DESIGN §9): one series each. */
+static void partitions(struct strbuf *out, const msgpack_object_map *m)
+{
+    static const struct {
+        const char *key, *name, *help;
+    } fam[] = {
+        {"stream_seq", "cascaded_partition_stream_seq",
+         "A cluster node's partition: the last sequence of the stream in it."},
+        {"applied_seq", "cascaded_partition_applied_seq",
+         "A cluster node's partition: the last stream sequence the node applied."},
+        {"lag", "cascaded_partition_lag",
+         "A cluster node's partition: messages in the stream the node has not applied yet."},
+    };
+    const msgpack_object *v = mp_map_find(m, "partitions");
+    if (!v || v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size == 0)
+        return;
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        family(out, fam[f].name, "gauge", fam[f].help);
+        for (uint32_t i = 0; i < v->via.array.size; i++) {
+            const msgpack_object *e = &v->via.array.ptr[i];
+            if (e->type != MSGPACK_OBJECT_MAP)
+                continue;
+            const msgpack_object *p = mp_map_find(&e->via.map, "partition");
+            const msgpack_object *x = mp_map_find(&e->via.map, fam[f].key);
+            if (!p || !x || p->type != MSGPACK_OBJECT_POSITIVE_INTEGER || !is_number(x))
+                continue;
+            sb_printf(out, "%s{partition=\"%llu\"} ", fam[f].name,
+                      (unsigned long long)p->via.u64);
+            put_value(out, x, 1);
+            sb_putc(out, '\n');
+        }
+    }
+}
+
 static void stats_metrics(struct strbuf *out, const msgpack_object_map *m)
 {
     events(out, m);
     pause_by_job(out, m);
+    partitions(out, m);
     for (size_t i = 0; i < NKNOWN; i++) {
         const msgpack_object *v = mp_map_find(m, known[i].key);
         if (!v || !is_number(v))

@@ -34,6 +34,13 @@ struct rpc_snapshot_result {
 };
 
 /* What the server adds to the engine's own figures in `stats`. */
+/* A cluster node's partition (DESIGN §9): the stream's last sequence in it, the last one the
+ * node applied, and the messages between them not yet applied. */
+struct rpc_partition {
+    uint32_t partition;
+    uint64_t stream_seq, applied_seq, lag;
+};
+
 struct rpc_server_stats {
     uint64_t wal_bytes;
     uint64_t uptime_ms;
@@ -63,6 +70,9 @@ struct rpc_server_stats {
      * snapshots here (the method answers 503). */
     int *snapshot_defer;
     const struct rpc_snapshot_result *snapshot_done;
+    /* a cluster node's partitions (`stats` partitions: [...]); NULL/0 elsewhere */
+    const struct rpc_partition *partitions;
+    uint32_t npartitions;
 };
 
 /* Answers one request (the bytes of one msgpack value). *resp is malloc'd, owned by the caller.

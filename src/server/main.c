@@ -15,6 +15,7 @@
 #include "cluster/cluster.h"
 #include "core/log.h"
 #include "net/loop.h"
+#include "server/nats_node.h"
 #include "server/options.h"
 #include "server/writer.h"
 
@@ -111,11 +112,38 @@ static int serve(const struct config *cfg)
     nc.http = cfg->http;
     nc.http.in_max = cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
     nc.rpc_max = cfg->rpc_max;
+    char refused[256];
+    if (cfg->nats[0]) {
+        snprintf(refused, sizeof(refused),
+                 "this cascaded is a cluster node (--nats): it takes events from the JetStream "
+                 "stream %s only; publish them there (cascade-replay --nats URL ...)",
+                 cfg->stream);
+        nc.ingest_refused = refused;
+    }
     if (netloop_new(&nc, &w.in, &done, &n, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         writer_stop(&w);
         free(token);
         return 1;
+    }
+    struct nats_node *node = NULL;
+    if (cfg->nats[0]) {
+        struct nats_node_config ncfg = {.urls = cfg->nats,
+                                        .partitions = cfg->partitions,
+                                        .stream = cfg->stream,
+                                        .stream_partitions = cfg->stream_partitions,
+                                        .stream_replicas = (int)cfg->stream_replicas,
+                                        .data_dir = cfg->data_dir,
+                                        .limits = cfg->limits};
+        if (nats_node_start(&ncfg, &w, &node, err, sizeof(err))) {
+            fprintf(stderr, "cascaded: %s\n", err);
+            netloop_free(n);
+            writer_stop(&w);
+            free(token);
+            return 1;
+        }
+        w.partitions_fn = nats_node_partitions; /* read by the engine thread from here on */
+        w.partitions_ctx = node;
     }
     uint16_t ports[NET_LISTENERS];
     netloop_ports(n, ports);
@@ -125,6 +153,8 @@ static int serve(const struct config *cfg)
     fflush(stdout);
     int rc = netloop_run(n);
     netloop_free(n);
+    w.partitions_fn = NULL; /* no query is left to call it: the loop is gone */
+    nats_node_stop(node);   /* its batches logged, applied and acked before the writer stops */
     writer_stop(&w);
     free(token);
     bqueue_destroy(&done);

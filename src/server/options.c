@@ -10,6 +10,7 @@
 
 #include "cluster/cluster.h"
 #include "query/http.h"
+#include "server/nats_node.h"
 
 enum opt_kind {
     OPT_UINT,     /* unsigned, decimal, in [lo, hi] */
@@ -63,6 +64,30 @@ static int check_hosts(const char *val)
 {
     char why[256];
     return http_hosts_check(val, why, sizeof(why)) ? -EINVAL : 0;
+}
+
+/* --partitions: the syntax here; the range once the stream's P is known (server/nats_node.c) */
+static int check_partitions(const char *val)
+{
+    char why[256];
+    if (!*val)
+        return 0;
+    if (nats_node_parse_list(val, 4096, NULL, why, sizeof(why))) {
+        fprintf(stderr, "cascaded: %s\n", why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* --stream: a JetStream stream name that also makes a subject prefix */
+static int check_stream(const char *val)
+{
+    if (!*val || strlen(val) >= 48 || strpbrk(val, ". *>\t/\\")) {
+        fprintf(stderr, "cascaded: --stream '%s': a name of 1-47 characters without '.', ' ', "
+                        "'*', '>' or slashes\n", val);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* --cluster: HOST:PORT[,HOST:PORT...] */
@@ -272,6 +297,23 @@ static const struct option options[] = {
              "`analytics` method's refresh=true)",
      .md = "take a new analytics snapshot every S seconds when events arrived since; 0: only "
            "on `analytics refresh=true`"},
+    {.name = "nats", .arg = "URL[,URL...]", .kind = OPT_STRING, .section = SEC_OTHER, AT(nats),
+     .help = "run as a cluster node (DESIGN §9, docs/cluster.md): consume the partitions of "
+             "--partitions from the JetStream stream at these NATS servers, each message logged "
+             "in the WAL with its stream sequence before it is acked and applied (once, by "
+             "sequence); the ingest port then refuses events (the stream is the way in)"},
+    {.name = "partitions", .arg = "LIST", .kind = OPT_STRING, .section = SEC_OTHER,
+     AT(partitions), .check = check_partitions,
+     .help = "with --nats: the partitions this node holds, e.g. 0-7,12 (required with --nats)"},
+    {.name = "stream", .arg = "NAME", .kind = OPT_STRING, .section = SEC_OTHER, AT(stream),
+     .check = check_stream, .def = "SHARES",
+     .help = "with --nats: the stream (default %D; subjects: its name in lower case, .0 .. .P-1)"},
+    {.name = "stream-partitions", .arg = "P", .kind = OPT_UINT, .section = SEC_OTHER,
+     AT(stream_partitions), .lo = 1, .hi = 4096, .def = "16",
+     .help = "with --nats: P and R when the node creates the stream because it is missing "
+             "(defaults %D and 1; an existing stream's own P and R win)"},
+    {.name = "stream-replicas", .arg = "R", .kind = OPT_UINT, .section = SEC_OTHER,
+     AT(stream_replicas), .lo = 1, .hi = 5, .def = "1"},
     {.name = "cluster", .arg = "HOST:QPORT[,...]", .kind = OPT_STRING, .section = SEC_OTHER,
      AT(cluster), .check = check_cluster,
      .help = "be the cluster's query endpoint (DESIGN §9): hold no data, answer every query "
@@ -553,6 +595,15 @@ int options_parse(int argc, char **argv, struct config *c)
     }
     if (c->http_allowed_hosts[0])
         c->http.allowed_hosts = c->http_allowed_hosts;
+    if (c->nats[0] && !c->partitions[0]) {
+        fprintf(stderr, "cascaded: --nats needs --partitions LIST (the partitions this node "
+                        "holds, e.g. 0-7)\n");
+        return -EINVAL;
+    }
+    if (!c->nats[0] && c->partitions[0]) {
+        fprintf(stderr, "cascaded: --partitions is for a cluster node: give --nats URL too\n");
+        return -EINVAL;
+    }
     if (c->http.target_max > c->http.head_max) {
         fprintf(stderr,
                 "cascaded: --max-http-target-bytes (%u) cannot exceed --max-http-head-bytes "

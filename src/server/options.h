@@ -32,6 +32,9 @@ struct config {
     int allow_history_loss;
     char auth_token_file[PATH_MAX]; /* empty: no authentication */
     char http_allowed_hosts[1024];  /* http.allowed_hosts points here once set */
+    /* a cluster node (DESIGN §9): empty nats: a plain server */
+    char nats[1024], partitions[1024], stream[64];
+    unsigned stream_partitions, stream_replicas;
 };
 
 /* The defaults, then the config file (wherever --config appears), then the other options over

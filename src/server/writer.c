@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "core/bigarr.h"
 #include "core/log.h"
 #include "core/procmem.h"
+#include "engine/persist.h"
 #include "query/rpc.h"
 #include "store/trash.h"
 #include "store/wal_int.h"
@@ -120,6 +122,19 @@ static void checkpoint(struct writer *w, int idle)
         p->since_ns = 0;
     else
         stretch_begin(w, t);
+}
+
+_Static_assert(sizeof(struct batch_spos) == sizeof(struct walrec_pos) &&
+                   offsetof(struct batch_spos, seq) == offsetof(struct walrec_pos, seq),
+               "a batch's stream positions are logged as they are");
+
+/* A cluster node's record: the stream positions its events came from are applied with them. */
+static int replay_pos(void *ctx, const struct walrec_pos *pos, size_t n)
+{
+    struct writer *w = ctx;
+    for (size_t i = 0; i < n; i++)
+        engine_stream_set(w->engine, pos[i].partition, pos[i].seq);
+    return 0;
 }
 
 static int replay_record(void *ctx, const struct event *evs, size_t n)
@@ -234,6 +249,7 @@ static int recover(struct writer *w, const struct writer_config *cfg, char *err,
     }
     w->snap.accepted = accepted_now(w);
     uint64_t t0 = now_ms();
+    wal_set_pos_fn(w->wal, replay_pos, w);
     rc = wal_replay_from(w->wal, from, replay_record, w, &st);
     if (rc) {
         if (wal_error(w->wal)[0]) /* damage or a gap: the file, the offset and what to do */
@@ -474,7 +490,9 @@ static void log_batch(struct writer *w, struct batch *b)
         b->wal.rc = -EIO; /* until the rescue snapshot is written */
     } else {
         uint64_t t0 = now_ns();
-        int rc = wal_append(w->wal, b->evs, NULL, b->nvalid);
+        /* a cluster node's batch: its stream positions in the same record as its events */
+        int rc = wal_append_pos(w->wal, b->evs, NULL, b->nvalid,
+                                (const struct walrec_pos *)b->spos, b->nspos);
         uint64_t d = now_ns() - t0;
         if (d > atomic_load_explicit(&l->append_max_ns, memory_order_relaxed))
             atomic_store_explicit(&l->append_max_ns, d, memory_order_relaxed);
@@ -504,6 +522,8 @@ static void *log_main(void *arg)
         int stop = b->kind == BATCH_STOP;
         if (!stop)
             log_batch(w, b);
+        if (!stop && b->logged) /* a cluster node acks the messages the WAL now holds */
+            b->logged(b, b->logged_ctx);
         b->wal.stage = STAGE_LOGGED;
         bqueue_push(&w->in, b);
         if (stop)
@@ -615,6 +635,8 @@ static void apply_batch(struct writer *w, struct batch *b)
             w->chunk *= 2;
         drain_in(w);
     }
+    for (uint32_t i = 0; i < b->nspos; i++) /* what the engine now holds of the stream */
+        engine_stream_set(w->engine, b->spos[i].partition, b->spos[i].seq);
     for (uint32_t i = 0; i < b->n; i++) {
         if (b->vidx[i] != UINT32_MAX)
             b->outcome[i] = w->scratch[b->vidx[i]];
@@ -747,6 +769,8 @@ static void server_stats(struct writer *w, struct rpc_server_stats *ss, int full
         memory_figures(&ss->mem_allocated, &ss->mem_resident);
         ss->mem_rss = process_rss();
     }
+    if (w->partitions_fn) /* a cluster node: its partitions' sequences and lag */
+        w->partitions_fn(w->partitions_ctx, &ss->partitions, &ss->npartitions);
 }
 
 static void respond(struct writer *w, struct batch *b, const struct rpc_server_stats *ss)
@@ -1063,7 +1087,7 @@ static void *writer_main(void *arg)
         }
         apply_batch(w, b);
         b->wal = (struct batch_wal){0};
-        bqueue_push(w->done, b);
+        bqueue_push(b->back ? b->back : w->done, b); /* a cluster node's goes back to it */
     }
     snapshot_tick(w, 1); /* a snapshot under way is finished, not abandoned */
     snapshot_on_exit(w);

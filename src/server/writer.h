@@ -137,6 +137,10 @@ struct writer {
     struct writer_log log;
     struct wal_pos applied; /* the WAL position after the last batch the engine applied */
     struct batch *ready, *ready_last; /* logged batches taken from `in`, not yet applied */
+    /* a cluster node's (server/nats_node.c): `stats` shows its partitions; set before the
+     * node starts, called on the engine thread (the array stays the caller's) */
+    void (*partitions_fn)(void *ctx, const struct rpc_partition **parts, uint32_t *n);
+    void *partitions_ctx;
 };
 
 /* Opens the WAL under data_dir, loads the newest intact snapshot and replays the WAL after it

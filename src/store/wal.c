@@ -84,6 +84,8 @@ struct wal {
     int syncer_on, syncer_stop;
     uint64_t presynced; /* the segment whose fsync ahead of its roll was asked for */
     int presync_due;    /* ... and the syncer has not started it yet */
+    wal_pos_fn posfn;   /* wal_set_pos_fn: replay hands it each record's stream positions */
+    void *posctx;
 };
 
 /* Why appends are refused. DATA: a failed fsync (the kernel may have dropped written pages) or
@@ -737,6 +739,10 @@ struct replay {
     wal_damage_fn on_damage; /* scan: called per region */
     void *dctx;
     struct wal_damage dmg; /* the segment's first damaged region */
+    wal_pos_fn posfn;      /* the record's stream positions, after fn had its events */
+    void *posctx;
+    size_t npos;
+    struct walrec_pos pos[WALREC_POS_MAX];
 };
 
 const char *wal_error(const struct wal *w)
@@ -827,7 +833,8 @@ static int next_record(struct replay *rp, size_t *n, uint32_t *len)
     if (rc <= 0)
         return rc;
     const uint8_t *h = r->buf + r->pos;
-    rc = walrec_decode(h, h + WALREC_HDR, *len, &rp->evs, &rp->evcap, n);
+    rc = walrec_decode_pos(h, h + WALREC_HDR, *len, &rp->evs, &rp->evcap, n, rp->pos,
+                           &rp->npos);
     if (rc < 0)
         return rc;
     return rc == 0;
@@ -865,7 +872,7 @@ static int resync(struct replay *rp)
         uint32_t len;
         if (rc == 1 && walrec_header(r->buf + r->pos, &len) == 0) {
             uint32_t count = walrec_get32(r->buf + r->pos + WALREC_HDR);
-            if (count && count <= (len - WALREC_COUNT) / WALREC_EVENT_MIN) {
+            if (walrec_count_fits(count, len)) {
                 size_t n;
                 rc = next_record(rp, &n, &len);
                 if (rc != 0)
@@ -964,6 +971,9 @@ static int replay_records(struct replay *rp, uint64_t seq, uint64_t *good)
             rp->st->records++;
             rp->st->events += n;
             if (rp->fn && (rp->stop = rp->fn(rp->ctx, rp->evs, n)) != 0)
+                return SEG_STOPPED;
+            if (rp->npos && rp->posfn &&
+                (rp->stop = rp->posfn(rp->posctx, rp->pos, rp->npos)) != 0)
                 return SEG_STOPPED;
         }
     }
@@ -1232,10 +1242,15 @@ int wal_replay_from(struct wal *w, struct wal_pos from, wal_replay_fn fn, void *
     int rc = check_gaps(w, from, st);
     if (rc < 0)
         return rc;
-    struct replay rp = {.from = from, .fn = fn, .ctx = ctx, .st = st};
-    rc = replay_all(w, &rp);
-    free(rp.rd.buf);
-    free(rp.evs);
+    struct replay *rp = calloc(1, sizeof(*rp)); /* its positions take 16 KiB */
+    if (!rp)
+        return -ENOMEM;
+    *rp = (struct replay){.from = from, .fn = fn, .ctx = ctx, .st = st, .posfn = w->posfn,
+                          .posctx = w->posctx};
+    rc = replay_all(w, rp);
+    free(rp->rd.buf);
+    free(rp->evs);
+    free(rp);
     if (rc != 0)
         return rc;
     rc = open_tail(w, from.seq ? from.seq : 1);
@@ -1465,17 +1480,21 @@ static int reserve_buf(struct wal *w, size_t n)
  * length. An event the decoder would refuse is refused here (-EINVAL), before anything is
  * written: once on disk it would read back as corruption and cut everything after it. */
 static int encode(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n,
-                  size_t *out)
+                  const struct walrec_pos *pos, size_t npos, size_t *out)
 {
     size_t used = 0, rec = 0;
     uint32_t count = 0;
+    /* the positions go at the end of the last record: room for them in every one */
+    size_t trailer = npos ? 2 + npos * WALREC_POS_SIZE : 0;
+    if (npos > WALREC_POS_MAX)
+        return -EINVAL;
     for (size_t i = 0; i < n; i++) {
         if (keep && !keep[i])
             continue;
         size_t es = walrec_event_size(&evs[i]);
         if (es == 0)
             return -EINVAL;
-        if (count && used - rec - WALREC_HDR + es > WALREC_MAX) {
+        if (count && used - rec - WALREC_HDR + es + trailer > WALREC_MAX) {
             walrec_seal(w->buf + rec, (uint32_t)(used - rec - WALREC_HDR), count);
             rec = used;
             count = 0;
@@ -1488,8 +1507,19 @@ static int encode(struct wal *w, const struct event *evs, const uint8_t *keep, s
         used += es;
         count++;
     }
-    if (count)
+    if (npos) {
+        if (!count) { /* positions alone: a message whose events were all rejected */
+            if (reserve_buf(w, used + WALREC_HDR + WALREC_COUNT + trailer) < 0)
+                return -ENOMEM;
+            used += WALREC_HDR + WALREC_COUNT;
+        } else if (reserve_buf(w, used + trailer) < 0) {
+            return -ENOMEM;
+        }
+        used = (size_t)(walrec_put_pos(w->buf + used, pos, npos) - w->buf);
+        walrec_seal(w->buf + rec, (uint32_t)(used - rec - WALREC_HDR), count | WALREC_POS_FLAG);
+    } else if (count) {
         walrec_seal(w->buf + rec, (uint32_t)(used - rec - WALREC_HDR), count);
+    }
     *out = used;
     return 0;
 }
@@ -1555,6 +1585,18 @@ static int failed(struct wal *w)
 
 int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n)
 {
+    return wal_append_pos(w, evs, keep, n, NULL, 0);
+}
+
+void wal_set_pos_fn(struct wal *w, wal_pos_fn fn, void *ctx)
+{
+    w->posfn = fn;
+    w->posctx = ctx;
+}
+
+int wal_append_pos(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n,
+                   const struct walrec_pos *pos, size_t npos)
+{
     if (failed(w))
         return -EIO;
     if (!w->ready) {
@@ -1565,7 +1607,7 @@ int wal_append(struct wal *w, const struct event *evs, const uint8_t *keep, size
             return rc < 0 ? rc : -EIO;
     }
     size_t len;
-    int rc = encode(w, evs, keep, n, &len);
+    int rc = encode(w, evs, keep, n, pos, npos, &len);
     if (rc < 0 || len == 0)
         return rc;
     struct seg s = tail_seg(w);

@@ -5,6 +5,18 @@
 #define STORE_WAL_H
 
 #include "cascade/wal.h"
+#include "store/wal_record.h"
+
+/* A cluster node's records carry the stream positions (partition, JetStream sequence) of the
+ * messages their events came from (DESIGN §9). wal_append_pos appends evs as wal_append does,
+ * with pos[0..npos) (npos <= WALREC_POS_MAX) in its last record; with npos > 0 a record is
+ * written even when no event is kept. */
+int wal_append_pos(struct wal *w, const struct event *evs, const uint8_t *keep, size_t n,
+                   const struct walrec_pos *pos, size_t npos);
+/* Replay calls fn with a record's positions right after the replay callback had its events
+ * (set before the replay; NULL: positions are read and dropped). Non-zero stops the replay. */
+typedef int (*wal_pos_fn)(void *ctx, const struct walrec_pos *pos, size_t n);
+void wal_set_pos_fn(struct wal *w, wal_pos_fn fn, void *ctx);
 
 /* -1, 0 or 1 as a lies before, at or after b. */
 int wal_pos_cmp(struct wal_pos a, struct wal_pos b);

@@ -175,24 +175,70 @@ static int reserve(struct event **evs, size_t *cap, size_t n)
     return 0;
 }
 
-int walrec_decode(const uint8_t *hdr, const uint8_t *p, uint32_t len, struct event **evs,
-                  size_t *cap, size_t *n)
+uint8_t *walrec_put_pos(uint8_t *p, const struct walrec_pos *pos, size_t n)
+{
+    *p++ = (uint8_t)n;
+    *p++ = (uint8_t)(n >> 8);
+    for (size_t i = 0; i < n; i++, p += WALREC_POS_SIZE) {
+        walrec_put32(p, pos[i].partition);
+        walrec_put32(p + 4, (uint32_t)pos[i].seq);
+        walrec_put32(p + 8, (uint32_t)(pos[i].seq >> 32));
+    }
+    return p;
+}
+
+int walrec_count_fits(uint32_t count, uint32_t len)
+{
+    if (len < WALREC_COUNT)
+        return 0;
+    if (count & WALREC_POS_FLAG) /* a position trailer of at least one position follows */
+        return len >= WALREC_COUNT + 2 + WALREC_POS_SIZE &&
+               (count & ~WALREC_POS_FLAG) <= (len - WALREC_COUNT - 2 - WALREC_POS_SIZE) /
+                                                   WALREC_EVENT_MIN;
+    return count != 0 && count <= (len - WALREC_COUNT) / WALREC_EVENT_MIN;
+}
+
+int walrec_decode_pos(const uint8_t *hdr, const uint8_t *p, uint32_t len, struct event **evs,
+                      size_t *cap, size_t *n, struct walrec_pos *pos, size_t *npos)
 {
     if (len < WALREC_COUNT || crc32c(0, p, len) != walrec_get32(hdr + 4))
         return WALREC_BAD;
-    uint32_t count = walrec_get32(p);
+    uint32_t word = walrec_get32(p), count = word & ~WALREC_POS_FLAG;
     /* The count must fit the bytes: bounds the allocation by the record, never by the claim. */
-    if (count == 0 || count > (len - WALREC_COUNT) / WALREC_EVENT_MIN)
+    if (!walrec_count_fits(word, len))
         return WALREC_BAD;
-    int rc = reserve(evs, cap, count);
+    int rc = reserve(evs, cap, count ? count : 1);
     if (rc < 0)
         return rc;
     struct cur c = {p + WALREC_COUNT, p + len};
     for (uint32_t i = 0; i < count; i++)
         if (get_event(&c, &(*evs)[i]) < 0)
             return WALREC_BAD;
+    size_t np = 0;
+    if (word & WALREC_POS_FLAG) {
+        if (c.end - c.p < 2)
+            return WALREC_BAD;
+        np = (size_t)c.p[0] | (size_t)c.p[1] << 8;
+        c.p += 2;
+        if (np == 0 || np > WALREC_POS_MAX || (size_t)(c.end - c.p) != np * WALREC_POS_SIZE)
+            return WALREC_BAD;
+        for (size_t i = 0; pos && i < np; i++) {
+            const uint8_t *q = c.p + i * WALREC_POS_SIZE;
+            pos[i].partition = walrec_get32(q);
+            pos[i].seq = (uint64_t)walrec_get32(q + 4) | (uint64_t)walrec_get32(q + 8) << 32;
+        }
+        c.p = c.end;
+    }
     if (c.p != c.end)
         return WALREC_BAD; /* trailing bytes: not what the encoder writes */
     *n = count;
+    if (npos)
+        *npos = np;
     return 0;
+}
+
+int walrec_decode(const uint8_t *hdr, const uint8_t *p, uint32_t len, struct event **evs,
+                  size_t *cap, size_t *n)
+{
+    return walrec_decode_pos(hdr, p, len, evs, cap, n, NULL, NULL);
 }
