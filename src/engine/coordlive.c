@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/segvec.h"
 #include "core/u64map.h"
 
@@ -39,6 +40,22 @@ struct pair {
     } u;
     uint8_t used;
     uint8_t heavy; /* its index is in cl->heavyv (kept when the slot is freed and reused) */
+    uint8_t lost;  /* it may have had one co-share more, forgotten (a pair is forgotten once) */
+};
+
+/* A pair of weight 1 waiting to be forgotten: its key in pairmap and its co-share's ts. */
+struct fq {
+    uint64_t pk;
+    int64_t ts;
+};
+
+/* The forgotten pairs: Bloom filters, each twice the last, 10 bits and 7 probes an entry. */
+#define BLOOM_MAX    32
+#define BLOOM_FIRST  (1u << 16)
+#define BLOOM_PROBES 7
+struct bloom {
+    uint64_t *bits;
+    uint64_t nbits, n, max;
 };
 
 struct coordlive {
@@ -58,6 +75,13 @@ struct coordlive {
     struct segvec pairs;
     uint32_t pfree, evict_cursor;
     struct segvec heavyv; /* uint32_t pair slots */
+
+    int64_t forget;    /* weight-1 pairs this far behind newest are forgotten; < 0: never */
+    struct fq *fq;     /* ring of the pairs created, oldest first */
+    size_t fhead, flen, fcap;
+    struct bloom bloom[BLOOM_MAX];
+    uint32_t nbloom;
+    uint64_t forgotten;
 
     size_t heap; /* bytes of the per-key and per-pair arrays */
     uint64_t posts, meetings, npairs, coshares, capped_drops, flagged, late_misses;
@@ -86,6 +110,7 @@ int coordlive_new(struct coordlive **out, const struct coordlive_params *p, uint
     cl->lateness = p->lateness_ms;
     cl->cap = p->max_key_posts ? p->max_key_posts : COORDLIVE_DEFAULT_KEY_POSTS;
     cl->heavy = p->heavy ? p->heavy : COORDLIVE_DEFAULT_HEAVY;
+    cl->forget = p->forget_ms ? p->forget_ms : COORDLIVE_DEFAULT_FORGET_MS;
     cl->kfree = cl->pfree = NIL;
     segvec_init(&cl->actors, sizeof(uint32_t), 14);
     segvec_init(&cl->klists, sizeof(struct klist), 10);
@@ -119,6 +144,9 @@ void coordlive_free(struct coordlive *cl)
     segvec_destroy(&cl->klists);
     segvec_destroy(&cl->pairs);
     segvec_destroy(&cl->heavyv);
+    free(cl->fq);
+    for (uint32_t i = 0; i < cl->nbloom; i++)
+        free(cl->bloom[i].bits);
     u64map_destroy(&cl->akeys);
     u64map_destroy(&cl->keymap);
     u64map_destroy(&cl->pairmap);
@@ -382,14 +410,108 @@ static int ev_insert(struct coordlive *cl, struct pair *p, uint32_t at,
     return 0;
 }
 
-/* The pair (a, b), created if need be. NULL on -ENOMEM. */
-static struct pair *get_pair(struct coordlive *cl, uint32_t a, uint32_t b, uint32_t *slot)
+/* ---------------------------------------------------------------- forgetting */
+
+static int bloom_has(const struct coordlive *cl, uint64_t pk)
+{
+    uint64_t h1 = hash_u64(pk), h2 = hash_u64(pk ^ 0x9e3779b97f4a7c15ULL) | 1;
+    for (uint32_t f = 0; f < cl->nbloom; f++) {
+        const struct bloom *b = &cl->bloom[f];
+        int all = 1;
+        for (uint64_t i = 0; all && i < BLOOM_PROBES; i++) {
+            uint64_t bit = (h1 + i * h2) % b->nbits;
+            all = (b->bits[bit / 64] >> (bit % 64)) & 1;
+        }
+        if (all)
+            return 1;
+    }
+    return 0;
+}
+
+/* 0 or -ENOMEM (then the pair is kept: nothing is lost). */
+static int bloom_add(struct coordlive *cl, uint64_t pk)
+{
+    struct bloom *b = cl->nbloom ? &cl->bloom[cl->nbloom - 1] : NULL;
+    if (!b || b->n == b->max) {
+        if (cl->nbloom == BLOOM_MAX)
+            return -ENOMEM;
+        uint64_t max = b ? 2 * b->max : BLOOM_FIRST;
+        uint64_t *bits = calloc(max * 10 / 64 + 1, sizeof(uint64_t));
+        if (!bits)
+            return -ENOMEM;
+        b = &cl->bloom[cl->nbloom++];
+        *b = (struct bloom){bits, (max * 10 / 64 + 1) * 64, 0, max};
+        cl->heap += (max * 10 / 64 + 1) * sizeof(uint64_t);
+    }
+    uint64_t h1 = hash_u64(pk), h2 = hash_u64(pk ^ 0x9e3779b97f4a7c15ULL) | 1;
+    for (uint64_t i = 0; i < BLOOM_PROBES; i++) {
+        uint64_t bit = (h1 + i * h2) % b->nbits;
+        b->bits[bit / 64] |= 1ULL << (bit % 64);
+    }
+    b->n++;
+    return 0;
+}
+
+static int fq_push(struct coordlive *cl, uint64_t pk, int64_t ts)
+{
+    if (cl->forget < 0)
+        return 0;
+    if (cl->flen == cl->fcap) {
+        size_t cap = cl->fcap ? 2 * cl->fcap : 1024;
+        struct fq *n = malloc(cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        for (size_t i = 0; i < cl->flen; i++)
+            n[i] = cl->fq[(cl->fhead + i) % cl->fcap];
+        free(cl->fq);
+        cl->heap += (cap - cl->fcap) * sizeof(*n);
+        cl->fq = n;
+        cl->fcap = cap;
+        cl->fhead = 0;
+    }
+    cl->fq[(cl->fhead + cl->flen++) % cl->fcap] = (struct fq){pk, ts};
+    return 0;
+}
+
+static void free_pair(struct coordlive *cl, uint32_t slot);
+
+/* Forgets a few of the oldest pairs of weight 1 that are forget ms behind the newest post:
+ * into the Bloom filters, so that if they meet again their record says lost. */
+static void forget_some(struct coordlive *cl, int budget)
+{
+    while (cl->flen && budget-- > 0) {
+        struct fq f = cl->fq[cl->fhead];
+        if (!(f.ts < cl->newest && (uint64_t)cl->newest - (uint64_t)f.ts > (uint64_t)cl->forget))
+            return;
+        cl->fhead = (cl->fhead + 1) % cl->fcap;
+        cl->flen--;
+        const uint32_t *v = u64map_get(&cl->pairmap, f.pk);
+        if (!v)
+            continue;
+        struct pair *p = segvec_at(&cl->pairs, *v);
+        if (p->n != 1 || p->lost)
+            continue; /* kept for good */
+        int64_t ts = p->u.one.ts;
+        if (!(ts < cl->newest && (uint64_t)cl->newest - (uint64_t)ts > (uint64_t)cl->forget)) {
+            fq_push(cl, f.pk, ts); /* its closest pair moved later; room: one was popped */
+            continue;
+        }
+        if (bloom_add(cl, f.pk))
+            return;
+        free_pair(cl, *v);
+        cl->coshares--;
+        cl->forgotten++;
+    }
+}
+
+/* The pair (a, b), created if need be (*created). NULL on -ENOMEM. */
+static struct pair *get_pair(struct coordlive *cl, uint32_t a, uint32_t b, uint32_t *slot,
+                             int *created)
 {
     if (u64map_reserve(&cl->pairmap, 1) || segvec_reserve(&cl->pairs, 1))
         return NULL;
-    int created;
-    uint32_t *v = u64map_put(&cl->pairmap, u64map_pair(a, b), &created);
-    if (!created) {
+    uint32_t *v = u64map_put(&cl->pairmap, u64map_pair(a, b), created);
+    if (!*created) {
         *slot = *v;
         return pair_at(cl, *v);
     }
@@ -406,6 +528,7 @@ static struct pair *get_pair(struct coordlive *cl, uint32_t a, uint32_t b, uint3
     struct pair *p = pair_at(cl, s);
     memset(p, 0, sizeof(*p));
     *p = (struct pair){.a = a, .b = b, .cap = 1, .used = 1, .heavy = heavy};
+    p->lost = cl->nbloom && bloom_has(cl, u64map_pair(a, b));
     *v = s;
     *slot = s;
     cl->npairs++;
@@ -428,8 +551,9 @@ static int meet(struct coordlive *cl, const struct rp *x, uint32_t key, uint32_t
     e.ts = ta < tb ? ta : tb;
     cl->meetings++;
     uint32_t slot;
-    struct pair *p = get_pair(cl, a, b, &slot);
-    if (!p)
+    int created;
+    struct pair *p = get_pair(cl, a, b, &slot, &created);
+    if (!p || (created && fq_push(cl, u64map_pair(a, b), e.ts)))
         return -ENOMEM;
     int found;
     uint32_t at = ev_find(p, key, &found);
@@ -439,7 +563,7 @@ static int meet(struct coordlive *cl, const struct rp *x, uint32_t key, uint32_t
             *old = e;
         return 0;
     }
-    if (p->n + 1 >= cl->heavy && !p->heavy) {
+    if (p->n + 1u + p->lost >= cl->heavy && !p->heavy) {
         if (segvec_reserve(&cl->heavyv, 1))
             return -ENOMEM;
         *(uint32_t *)segvec_push(&cl->heavyv) = slot;
@@ -498,6 +622,7 @@ int coordlive_add(struct coordlive *cl, uint32_t key, uint32_t actor, uint32_t p
     if (rc)
         cl->broken = 1;
     sweep(cl);
+    forget_some(cl, 8); /* more than the pairs a post makes, on average */
     return rc;
 }
 
@@ -557,9 +682,10 @@ size_t coordlive_bytes(const struct coordlive *cl)
 
 void coordlive_stats(const struct coordlive *cl, struct coordlive_stats *st)
 {
-    *st = (struct coordlive_stats){cl->posts,        cl->meetings, cl->npairs,
-                                   cl->coshares,     cl->capped_drops, cl->flagged,
-                                   cl->late_misses,  cl->window,   cl->broken};
+    *st = (struct coordlive_stats){cl->posts,       cl->meetings,     cl->npairs,
+                                   cl->coshares,    cl->capped_drops, cl->flagged,
+                                   cl->late_misses, cl->forgotten,    cl->flen,
+                                   cl->window,      cl->broken};
 }
 
 double coordlive_similarity(int sim, uint32_t w, uint32_t ka, uint32_t kb)
@@ -608,9 +734,14 @@ int coordlive_pair(const struct coordlive *cl, uint32_t a, uint32_t b,
     out->k_b = nkeys_of(cl, b);
     out->exact = !cl->broken && !cl->late_misses && !is_flagged(cl, a) && !is_flagged(cl, b);
     const uint32_t *v = a == b ? NULL : u64map_get(&cl->pairmap, u64map_pair(a, b));
-    if (!v)
+    if (!v) {
+        if (a != b && cl->nbloom && bloom_has(cl, u64map_pair(a, b)))
+            out->exact = 0; /* maybe forgotten: it co-shared a key */
         return 0;
+    }
     const struct pair *p = pair_at(cl, *v);
+    if (p->lost)
+        out->exact = 0;
     out->ev = malloc((size_t)p->n * sizeof(*out->ev));
     if (!out->ev)
         return -ENOMEM;
@@ -634,6 +765,8 @@ struct gctx {
     size_t nqp, qpcap;
     struct u64map amap; /* actor -> dense */
     uint32_t *ids, *uf, nact, idcap;
+    struct u64map unsure; /* actors of pairs whose weight a forgotten co-share may change */
+    int unsure_oom, missing; /* missing: a forgotten pair of weight 1 could qualify */
 };
 
 static int push_qp(struct gctx *g, uint32_t inst, uint32_t slot)
@@ -650,28 +783,54 @@ static int push_qp(struct gctx *g, uint32_t inst, uint32_t slot)
     return 0;
 }
 
-static int qualifies(const struct coordlive *cl, const struct pair *p,
-                     const struct coordlive_query *q, uint32_t min_repeats)
+static int qualifies_at(const struct coordlive *cl, const struct pair *p,
+                        const struct coordlive_query *q, uint32_t min_repeats, uint32_t w)
 {
-    if (!p->used || p->n < min_repeats)
+    if (w < min_repeats)
         return 0;
-    double s = coordlive_similarity(q->similarity, p->n, nkeys_of(cl, p->a), nkeys_of(cl, p->b));
-    return s >= q->min_ratio;
+    return coordlive_similarity(q->similarity, w, nkeys_of(cl, p->a), nkeys_of(cl, p->b)) >=
+           q->min_ratio;
+}
+
+static void note_unsure(struct gctx *g, uint32_t a)
+{
+    int created;
+    if (u64map_reserve(&g->unsure, 1))
+        g->unsure_oom = 1; /* then no group is exact */
+    else
+        u64map_put(&g->unsure, a, &created);
+}
+
+/* Pair p qualifies (1) or not (0). Its true weight is n or, if lost, maybe n + 1: where that
+ * could change the answer (or the group's figures), its actors are unsure. */
+static int qualifies(struct gctx *g, const struct coordlive *cl, const struct pair *p,
+                     uint32_t min_repeats)
+{
+    if (!p->used)
+        return 0;
+    int now = qualifies_at(cl, p, g->q, min_repeats, p->n);
+    if (p->lost && (now || qualifies_at(cl, p, g->q, min_repeats, p->n + 1))) {
+        note_unsure(g, p->a);
+        note_unsure(g, p->b);
+    }
+    return now;
 }
 
 static int collect(struct gctx *g, uint32_t inst, uint32_t min_repeats)
 {
     const struct coordlive *cl = g->cls[inst];
+    /* a forgotten pair had weight 1: it could qualify only at min_repeats 1 */
+    g->missing |= cl->forgotten && min_repeats <= 1;
     if (min_repeats >= cl->heavy) {
         for (uint32_t i = 0; i < cl->heavyv.len; i++) {
             uint32_t s = *(const uint32_t *)segvec_at(&cl->heavyv, i);
-            if (qualifies(cl, pair_at(cl, s), g->q, min_repeats) && push_qp(g, inst, s))
+            if (qualifies(g, cl, pair_at(cl, s), min_repeats) && push_qp(g, inst, s))
                 return -ENOMEM;
         }
         return 0;
     }
     for (uint32_t s = 0; s < cl->pairs.len; s++)
-        if (qualifies(cl, pair_at(cl, s), g->q, min_repeats) && push_qp(g, inst, s))
+        if (qualifies(g, cl, pair_at(cl, s), min_repeats) && push_qp(g, inst, s))
             return -ENOMEM;
     return 0;
 }
@@ -759,6 +918,8 @@ static double q7_u32(const uint32_t *x, size_t n, double q)
 
 static int result_exact(const struct gctx *g)
 {
+    if (g->unsure.count || g->unsure_oom || g->missing)
+        return 0;
     for (size_t i = 0; i < g->ncls; i++)
         if (g->cls[i]->broken || g->cls[i]->late_misses || g->cls[i]->flagged)
             return 0;
@@ -767,6 +928,8 @@ static int result_exact(const struct gctx *g)
 
 static int member_flagged(const struct gctx *g, uint32_t actor)
 {
+    if (g->unsure_oom || g->missing || u64map_has(&g->unsure, actor))
+        return 1;
     for (size_t i = 0; i < g->ncls; i++)
         if (g->cls[i]->broken || g->cls[i]->late_misses || is_flagged(g->cls[i], actor))
             return 1;
@@ -903,6 +1066,8 @@ int coordlive_groups(struct coordlive *const *cls, size_t n, const struct coordl
     struct gctx g = {.cls = cls, .ncls = n, .q = q};
     uint32_t min_repeats = q->min_repeats ? q->min_repeats : COORDLIVE_DEFAULT_HEAVY;
     int rc = u64map_init(&g.amap, 1);
+    if (!rc)
+        rc = u64map_init(&g.unsure, 0);
     for (size_t i = 0; !rc && i < n; i++)
         rc = collect(&g, (uint32_t)i, min_repeats);
     if (!rc)
@@ -912,6 +1077,7 @@ int coordlive_groups(struct coordlive *const *cls, size_t n, const struct coordl
     free(g.ids);
     free(g.uf);
     u64map_destroy(&g.amap);
+    u64map_destroy(&g.unsure);
     if (rc)
         coordlive_result_free(res);
     return rc;

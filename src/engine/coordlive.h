@@ -23,10 +23,25 @@
  *  - lateness: a post arriving with ts more than lateness_ms behind the newest ts may have missed
  *    posts already expired from its key's list; that is counted (late_misses) and then no group
  *    is exact. With events in ts order, or late by at most lateness_ms, nothing is missed.
+ *  - forgetting (forget_ms >= 0; off by default): a pair of weight 1 whose co-share is forget_ms
+ *    behind the newest post is dropped into Bloom filters (10 bits a pair). If the pair meets
+ *    again, its new record says `lost` (its weight is n or n + 1); a lost pair that qualifies,
+ *    or would at n + 1, makes its actors unsure, and a group with an unsure member is not exact.
+ *    Forgotten pairs of weight 1 could only qualify at min_repeats 1: then nothing is exact.
+ *    Measured on cascade-gen's workload (bench/coordlive_bench.c): it cuts the pairs kept ~10x
+ *    at a 10-minute horizon but loses planted groups whose co-shares are spread over hours
+ *    (they come out unsure, below min_repeats), so it stays off.
  * Retention (coordlive_evict_before): a co-share goes when its closest pair's earlier post is
  * before the horizon (the pairs of evicted posts go with them), pairs with no co-share left go;
  * k(a) keeps counting the keys of evicted posts (an (actor, key) set with times would cost
  * 16 B more per entry), so after an eviction similarities are lower bounds.
+ *
+ * Memory (measured, bench/coordlive_bench.c, cascade-gen's bench stream, window 10 s): about
+ * 2.3 pairs per link post (3.4 at 10 M events: viral bursts meet up to max_key_posts posts
+ * each), so 164 B per event for link, 250 B per event for the three kinds at 10 M events: the
+ * pairs (48 B a slot plus the map) are all of it, and the map and slots keep their high-water
+ * mark after a burst. Issue 20's 16 B per event is not met by keeping every pair; see the
+ * report of 2026-12-08 for why and what would.
  *
  * Threads: not thread-safe; the engine's writer thread owns it. Work per post: O(log) lookups
  * plus one visit per recent post of its key within the window (at most max_key_posts), and per
@@ -41,6 +56,7 @@
 #define COORDLIVE_DEFAULT_LATENESS_MS 60000
 #define COORDLIVE_DEFAULT_KEY_POSTS   1000
 #define COORDLIVE_DEFAULT_HEAVY       3
+#define COORDLIVE_DEFAULT_FORGET_MS   (-1) /* never: see the header */
 
 enum coordlive_kind { COORDLIVE_LINK, COORDLIVE_RESHARE, COORDLIVE_REPLY, COORDLIVE_KINDS };
 enum coordlive_sim { COORDLIVE_SIM_MAX, COORDLIVE_SIM_MIN, COORDLIVE_SIM_JACCARD };
@@ -50,6 +66,8 @@ struct coordlive_params {
     int64_t lateness_ms;    /* how far behind the newest ts a post may come and still be exact */
     uint32_t max_key_posts; /* the cap on a key's recent posts; 0: the default */
     uint32_t heavy;         /* pairs of at least this weight are indexed for the queries */
+    int64_t forget_ms;      /* pairs of weight 1 this far behind the newest post are forgotten
+                               (0: the default, never; < 0: never) */
 };
 
 struct coordlive;
@@ -75,6 +93,8 @@ size_t coordlive_bytes(const struct coordlive *cl);
 /* Counters, for stats and the tests. */
 struct coordlive_stats {
     uint64_t posts, meetings, pairs, coshares, capped_drops, flagged_actors, late_misses;
+    uint64_t forgotten; /* pairs of weight 1 forgotten (into the Bloom filters) */
+    uint64_t forget_queue; /* pairs waiting to be looked at for forgetting */
     int64_t window_ms;
     int broken; /* an allocation failed part-way: nothing is exact */
 };

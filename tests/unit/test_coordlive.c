@@ -1,8 +1,9 @@
 /* engine/coordlive (live coordination, DESIGN §3): thousands of random event streams per
  * similarity, fed one post at a time in any arrival order (late parents, duplicates, ties, window
  * edges, self pairs), checked after every batch against an all-pairs reference written plainly
- * here, for each kind and for kind=all; with a small cap and lateness, every group marked exact
- * must be the reference's. The window estimate against a plain reading of §3. */
+ * here, for each kind and for kind=all; with a small cap, lateness and forget horizon, every
+ * group and pair marked exact must be the reference's. The window estimate against a plain
+ * reading of §3. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -463,11 +464,13 @@ static void gen_stream(struct world *w, int64_t range, int in_order)
 
 static struct world world_store;
 
-/* mode 0: no cap, unbounded lateness, any order: always exact. 1: small cap and lateness, any
- * order: the groups marked exact are exact. 2: small cap, in ts order. */
+/* mode 0: no cap, unbounded lateness, nothing forgotten, any order: always exact. 1: small cap,
+ * lateness and forget horizon, any order: the groups marked exact are exact. 2: the same in ts
+ * order. */
 static void run_streams(int sim, int mode, int trials, uint64_t seed)
 {
     rng_state = seed;
+    uint64_t forgotten = 0;
     for (int t = 0; t < trials; t++) {
         struct world *w = &world_store;
         memset(w, 0, sizeof(*w));
@@ -475,7 +478,8 @@ static void run_streams(int sim, int mode, int trials, uint64_t seed)
         w->window = windows[rnd(5)];
         int64_t range = w->window * (1 + rnd(6)) + rnd(30);
         struct coordlive_params p = {w->window, mode ? (int64_t)rnd(3) * w->window : INT32_MAX,
-                                     mode ? 1 + rnd(4) : MAXE, 1 + rnd(4)};
+                                     mode ? 1 + rnd(rnd(2) ? 4 : MAXE) : MAXE, 1 + rnd(4),
+                                     mode ? 1 + (int64_t)rnd((uint32_t)(3 * w->window)) : -1};
         for (int k = 0; k < COORDLIVE_KINDS; k++)
             assert_int_equal(coordlive_new(&w->cl[k], &p, (uint8_t)k), 0);
         for (uint32_t i = 0; i <= MAXE; i++)
@@ -489,9 +493,15 @@ static void run_streams(int sim, int mode, int trials, uint64_t seed)
                 apply(w, &w->ev[i]);
             check_all(w, &q, mode == 0);
         }
-        for (int k = 0; k < COORDLIVE_KINDS; k++)
+        for (int k = 0; k < COORDLIVE_KINDS; k++) {
+            struct coordlive_stats st;
+            coordlive_stats(w->cl[k], &st);
+            forgotten += st.forgotten;
             coordlive_free(w->cl[k]);
+        }
     }
+    if (mode) /* the streams did exercise forgetting */
+        assert_true(forgotten > 0);
 }
 
 static void random_max(void **state)
