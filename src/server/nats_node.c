@@ -43,8 +43,11 @@ struct part {
     uint64_t inflight_msgs;   /* handed to the writer, not yet applied */
     int reset;                /* create the durable again before the next fetch */
     double retry_at;
-    uint64_t stream_seq, pending; /* last polled */
-    int poll_failed;                  /* the stream did not answer the last poll */
+    /* for `stats`, under the node's mu: the poll thread's reading of the stream (the last
+     * sequence in the partition, the durable's undelivered messages, whether the last poll
+     * got both answers) and the node thread's own figures (applied, in flight, resetting) */
+    uint64_t stream_seq, pending, pub_applied, pub_inflight;
+    int poll_ok, pub_reset;
 };
 
 /* One batch at the writer and the messages it acks once logged. */
@@ -75,10 +78,13 @@ struct nats_node {
     atomic_int wal_refused;
     uint32_t inflight, gen;
     struct nbatch *cur;
-    double polled;
     uint64_t malformed;
-    pthread_mutex_t mu; /* guards pub */
-    struct rpc_partition *pub, *snap;
+    pthread_mutex_t mu; /* guards the parts' figures for `stats` and polled_at */
+    pthread_cond_t cv;  /* the poll thread waits on it, so that a stop wakes it */
+    pthread_t poller;
+    int poller_started;
+    double polled_at; /* when the last poll got every answer (0: never) */
+    struct rpc_partition *snap;
 };
 
 static double now_s(void)
@@ -417,37 +423,65 @@ static int fetch(struct nats_node *n, struct part *pt, int wait_ms)
 
 /* ---------------------------------------------------------------- stats */
 
-static void poll_stats(struct nats_node *n)
+/* The stream's side of each partition, once a second, on a thread of its own: a request to
+ * JetStream may wait 2 s (an election), which must hold up neither fetching nor `stats`. */
+static void *poll_main(void *arg)
 {
-    for (uint32_t i = 0; i < n->nparts; i++) {
-        struct part *pt = &n->parts[i];
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        natsStatus st = js_GetLastMsg(&m, n->js, n->stream, pt->subject, NULL, &jerr);
-        pt->poll_failed = 0;
-        if (st == NATS_OK) {
-            pt->stream_seq = natsMsg_GetSequence(m);
-            natsMsg_Destroy(m);
-        } else if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
-            pt->stream_seq = 0;
-        } else {
-            pt->poll_failed = 1;
+    struct nats_node *n = arg;
+    pthread_mutex_lock(&n->mu);
+    while (!atomic_load(&n->stop)) {
+        pthread_mutex_unlock(&n->mu);
+        int all = 1;
+        for (uint32_t i = 0; i < n->nparts && !atomic_load(&n->stop); i++) {
+            struct part *pt = &n->parts[i];
+            natsMsg *m = NULL;
+            jsErrCode jerr = 0;
+            uint64_t seq = 0, pending = 0;
+            natsStatus st = js_GetLastMsg(&m, n->js, n->stream, pt->subject, NULL, &jerr);
+            int ok = st == NATS_OK || st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr;
+            if (st == NATS_OK) {
+                seq = natsMsg_GetSequence(m);
+                natsMsg_Destroy(m);
+            }
+            jsConsumerInfo *ci = NULL;
+            if (ok && js_GetConsumerInfo(&ci, n->js, n->stream, pt->durable, NULL, &jerr) ==
+                          NATS_OK) {
+                pending = ci->NumPending;
+                jsConsumerInfo_Destroy(ci);
+            } else {
+                ok = 0;
+            }
+            all &= ok;
+            pthread_mutex_lock(&n->mu);
+            if (ok) {
+                pt->stream_seq = seq;
+                pt->pending = pending;
+            }
+            pt->poll_ok = ok;
+            pthread_mutex_unlock(&n->mu);
         }
-        jsConsumerInfo *ci = NULL;
-        if (pt->sub && js_GetConsumerInfo(&ci, n->js, n->stream, pt->durable, NULL, &jerr) ==
-                           NATS_OK) {
-            pt->pending = ci->NumPending;
-            jsConsumerInfo_Destroy(ci);
-        }
+        pthread_mutex_lock(&n->mu);
+        if (all)
+            n->polled_at = now_s();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        if (!atomic_load(&n->stop))
+            pthread_cond_timedwait(&n->cv, &n->mu, &ts);
     }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* The node thread's figures for `stats`. */
+static void publish_figures(struct nats_node *n)
+{
     pthread_mutex_lock(&n->mu);
     for (uint32_t i = 0; i < n->nparts; i++) {
         struct part *pt = &n->parts[i];
-        uint64_t lag = pt->pending + pt->inflight_msgs;
-        if (!lag && (pt->stream_seq > pt->applied || pt->poll_failed || pt->reset))
-            lag = 1; /* read at different moments, or the stream did not answer: not known to
-                      * be caught up */
-        n->pub[i] = (struct rpc_partition){pt->p, pt->stream_seq, pt->applied, lag};
+        pt->pub_applied = pt->applied;
+        pt->pub_inflight = pt->inflight_msgs;
+        pt->pub_reset = pt->reset || !pt->sub;
     }
     pthread_mutex_unlock(&n->mu);
 }
@@ -456,7 +490,15 @@ void nats_node_partitions(void *ctx, const struct rpc_partition **parts, uint32_
 {
     struct nats_node *n = ctx;
     pthread_mutex_lock(&n->mu);
-    memcpy(n->snap, n->pub, n->nparts * sizeof(*n->snap));
+    int stale = n->polled_at == 0 || now_s() - n->polled_at > 3 * POLL_S;
+    for (uint32_t i = 0; i < n->nparts; i++) {
+        struct part *pt = &n->parts[i];
+        uint64_t lag = pt->pending + pt->pub_inflight;
+        if (!lag && (pt->stream_seq > pt->pub_applied || !pt->poll_ok || stale || pt->pub_reset))
+            lag = 1; /* read at different moments, the stream has not answered lately, or the
+                      * durable is being made again: not known to be caught up */
+        n->snap[i] = (struct rpc_partition){pt->p, pt->stream_seq, pt->pub_applied, lag};
+    }
     pthread_mutex_unlock(&n->mu);
     *parts = n->snap;
     *np = n->nparts;
@@ -492,11 +534,7 @@ static void *node_main(void *arg)
         reap_some(n, 0);
         if (atomic_load(&n->wal_refused))
             after_refusal(n);
-        double t = now_s();
-        if (t - n->polled >= POLL_S) {
-            poll_stats(n);
-            n->polled = now_s();
-        }
+        publish_figures(n);
         int got = 0, live = 0;
         for (uint32_t i = 0; i < n->nparts && !atomic_load(&n->stop); i++) {
             struct part *pt = &n->parts[i];
@@ -590,6 +628,7 @@ int nats_node_start(const struct nats_node_config *cfg, struct writer *w, struct
         return -ENOMEM;
     }
     pthread_mutex_init(&n->mu, NULL);
+    pthread_cond_init(&n->cv, NULL);
     n->w = w;
     n->P = info.partitions;
     n->limits = cfg->limits;
@@ -602,9 +641,8 @@ int nats_node_start(const struct nats_node_config *cfg, struct writer *w, struct
         n->nparts += set[p];
     n->parts = calloc(n->nparts, sizeof(*n->parts));
     n->pidx = malloc(n->P * sizeof(*n->pidx));
-    n->pub = calloc(n->nparts, sizeof(*n->pub));
     n->snap = calloc(n->nparts, sizeof(*n->snap));
-    if (!n->parts || !n->pidx || !n->pub || !n->snap || bqueue_init(&n->back, 0)) {
+    if (!n->parts || !n->pidx || !n->snap || bqueue_init(&n->back, 0)) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -623,7 +661,6 @@ int nats_node_start(const struct nats_node_config *cfg, struct writer *w, struct
         pt->submitted = pt->applied = engine_stream_seq(w->engine, p);
         atomic_store(&pt->logged, pt->submitted);
         pt->reset = 1;
-        n->pub[k] = (struct rpc_partition){p, 0, pt->applied, 0};
         k++;
     }
     if ((rc = connect_nats(n, cfg->urls, err, errlen)))
@@ -635,6 +672,11 @@ int nats_node_start(const struct nats_node_config *cfg, struct writer *w, struct
         goto fail;
     }
     n->started = 1;
+    if ((rc = -pthread_create(&n->poller, NULL, poll_main, n))) {
+        snprintf(err, errlen, "cannot start the NATS poll thread: %s", strerror(-rc));
+        goto fail;
+    }
+    n->poller_started = 1;
     log_msg(LOG_INFO, "nats_node", "stream=%s partitions=%u replicas=%d created=%d node_id=%s "
             "consuming=%u list=%s",
             n->stream, n->P, info.replicas, info.created, n->node_id, n->nparts, cfg->partitions);
@@ -651,10 +693,15 @@ void nats_node_stop(struct nats_node *n)
 {
     if (!n)
         return;
-    if (n->started) {
-        atomic_store(&n->stop, 1);
-        pthread_join(n->thread, NULL);
+    atomic_store(&n->stop, 1);
+    if (n->poller_started) {
+        pthread_mutex_lock(&n->mu);
+        pthread_cond_signal(&n->cv);
+        pthread_mutex_unlock(&n->mu);
+        pthread_join(n->poller, NULL);
     }
+    if (n->started)
+        pthread_join(n->thread, NULL);
     for (uint32_t i = 0; n->parts && i < n->nparts; i++)
         if (n->parts[i].sub)
             natsSubscription_Destroy(n->parts[i].sub); /* keeps the durable */
@@ -670,9 +717,9 @@ void nats_node_stop(struct nats_node *n)
     if (n->back_ok)
         bqueue_destroy(&n->back);
     pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
     free(n->parts);
     free(n->pidx);
-    free(n->pub);
     free(n->snap);
     free(n);
     nats_Close();
