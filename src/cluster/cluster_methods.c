@@ -151,6 +151,18 @@ static void pack_merged(msgpack_packer *pk, const msgpack_object *const *v, uint
         msgpack_pack_nil(pk);
         return;
     }
+    if (first->type == MSGPACK_OBJECT_ARRAY) { /* per-node lists (a node's partitions) */
+        uint32_t total = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (v[i] && v[i]->type == MSGPACK_OBJECT_ARRAY)
+                total += v[i]->via.array.size;
+        msgpack_pack_array(pk, total);
+        for (uint32_t i = 0; i < n; i++)
+            for (uint32_t j = 0;
+                 v[i] && v[i]->type == MSGPACK_OBJECT_ARRAY && j < v[i]->via.array.size; j++)
+                msgpack_pack_object(pk, v[i]->via.array.ptr[j]);
+        return;
+    }
     if (!any_num) { /* strings, maps: the first node's */
         msgpack_pack_object(pk, *first);
         return;
@@ -591,6 +603,7 @@ struct cand {
     struct m_actor a;
     uint8_t seen[CLUSTER_NODES_MAX]; /* that node's figures are in a */
     uint8_t amp_nodes;               /* nodes where it has amplifiers */
+    uint8_t open;                    /* could beat the round's bound: its figures are fetched */
     uint64_t amp_sum;
 };
 
@@ -786,7 +799,7 @@ static int top_round(struct qcall *c, struct top_ctx *t, uint64_t k, uint64_t li
     clreq_free(&q);
     if (rc || node_errors(c, cl, r, 0))
         return -EIO;
-    uint64_t bound = 0;
+    uint64_t bound = 0, last[CLUSTER_NODES_MAX] = {0};
     int complete[CLUSTER_NODES_MAX], all_complete = 1;
     for (uint32_t i = 0; i < cl->n; i++) {
         const msgpack_object *l = r[i].result;
@@ -794,7 +807,8 @@ static int top_round(struct qcall *c, struct top_ctx *t, uint64_t k, uint64_t li
         complete[i] = n < k;
         if (!complete[i]) { /* others may hide at or below its last */
             all_complete = 0;
-            bound += get_u64(&l->via.array.ptr[n - 1], metric);
+            last[i] = get_u64(&l->via.array.ptr[n - 1], metric);
+            bound += last[i];
         }
         for (uint32_t j = 0; j < n; j++) {
             const msgpack_object *rec = &l->via.array.ptr[j], *id = get(rec, "id");
@@ -805,6 +819,29 @@ static int top_round(struct qcall *c, struct top_ctx *t, uint64_t k, uint64_t li
                 return -ENOMEM;
         }
     }
+    /* a round that cannot settle (fewer than limit candidates could beat the bound even with
+     * the most the lists leave open) skips its lookups: many equal values (a tail of actors
+     * with one post each) would otherwise cost a lookup per candidate per round */
+    if (!all_complete) {
+        size_t could = 0;
+        for (size_t j = 0; j < t->n; j++) {
+            struct cand *x = &t->cand[j];
+            x->a.amps_n = x->amp_sum; /* the union is at most the sum */
+            uint64_t ub = actor_metric(&x->a, metric);
+            for (uint32_t i = 0; i < cl->n; i++)
+                ub += !complete[i] && !x->seen[i] ? last[i] : 0;
+            x->open = ub > bound; /* else it ranks below the bound, out of any exact answer */
+            could += x->open;
+        }
+        if (could < limit) {
+            if (k >= TOP_CAND_MAX)
+                qcall_fail(c, QERR_NOT_IMPLEMENTED,
+                           "top_actors: the nodes' top %u do not settle the cluster's top "
+                           "%" PRIu64 " exactly (an actor outside them could total %" PRIu64 ")",
+                           TOP_CAND_MAX, limit, bound);
+            return 0;
+        }
+    }
     /* the candidates a full list left out: that node's figures by id */
     uint32_t *ask = realloc(t->ask, (t->n ? t->n : 1) * sizeof(*ask));
     if (!ask)
@@ -813,7 +850,7 @@ static int top_round(struct qcall *c, struct top_ctx *t, uint64_t k, uint64_t li
     for (uint32_t i = 0; i < cl->n; i++) {
         uint32_t n = 0;
         for (size_t j = 0; j < t->n; j++)
-            if (!complete[i] && !t->cand[j].seen[i])
+            if (!complete[i] && !t->cand[j].seen[i] && t->cand[j].open)
                 ask[n++] = (uint32_t)j;
         if ((rc = ask_node(c, t, i, n, build_actor_req, each_actor)))
             return rc;
@@ -826,7 +863,11 @@ static int top_round(struct qcall *c, struct top_ctx *t, uint64_t k, uint64_t li
         all[j] = (uint32_t)j;
         t->cand[j].a.amps_n = t->cand[j].amp_sum; /* the union's size where one node has some */
     }
-    if (!strcmp(metric, "amplifiers") && (rc = settle_amps(c, t, all, t->n))) {
+    size_t nall = 0;
+    for (size_t j = 0; j < t->n; j++)
+        if (all_complete || t->cand[j].open)
+            all[nall++] = (uint32_t)j;
+    if (!strcmp(metric, "amplifiers") && (rc = settle_amps(c, t, all, nall))) {
         free(all);
         return rc;
     }
@@ -838,7 +879,7 @@ static int top_round(struct qcall *c, struct top_ctx *t, uint64_t k, uint64_t li
     size_t n = 0;
     int want_page = type && !strcmp(type, "page");
     for (size_t j = 0; j < t->n; j++)
-        if (!type || t->cand[j].a.page == want_page)
+        if ((all_complete || t->cand[j].open) && (!type || t->cand[j].a.page == want_page))
             o[n++] = &t->cand[j].a;
     cand_metric = metric;
     qsort(o, n, sizeof(*o), cand_cmp);
@@ -995,11 +1036,10 @@ static void pack_label(msgpack_packer *pk, struct m_label *l)
 }
 
 /* labels: medians and p90 need every cascade's values, which a node gives through
- * top_cascades label=X (at most 1000 per call, and no filter reaches the unlabelled ones but
- * a list of all its cascades). So: each node's summary says how many cascades each label has
- * there; a label's cascades are fetched from each node holding at most 1000 of them, the
- * unlabelled ones from a node holding at most 1000 cascades in all. Past that, 501: the nodes
- * would need a way to return a label's raw values (docs/cluster.md). */
+ * top_cascades label=X (`candidates` past limit's 1000; no filter reaches the unlabelled ones
+ * but a list of all its cascades). So each node's summary says how many cascades each label
+ * has there, and those are fetched from it: every cascade's record crosses the wire once per
+ * call, the cheapest exact way the nodes offer (docs/cluster.md). */
 static void h_labels(struct qcall *c)
 {
     struct cluster *cl = c->ctx;
@@ -1067,18 +1107,10 @@ static void h_labels(struct qcall *c)
             if (!k)
                 continue;
             uint64_t ask = labels[a].name ? k : total[i];
-            if (ask > QSCHEMA_LIMIT_MAX) {
-                qcall_fail(c, QERR_NOT_IMPLEMENTED,
-                           "labels over the cluster needs every cascade's values: node %s holds "
-                           "%" PRIu64 " %s cascades, more than one top_cascades call returns "
-                           "(%d); the nodes need a method that returns a label's values "
-                           "(docs/cluster.md)",
-                           cl->nodes[i].name, ask, labels[a].name ? "such" : "", QSCHEMA_LIMIT_MAX);
-                break;
-            }
             struct cl_req q;
             clreq_init(&q, "top_cascades");
-            msgpack_pack_uint64(clreq_key(&q, "limit"), ask);
+            msgpack_pack_uint64(clreq_key(&q, ask <= QSCHEMA_LIMIT_MAX ? "limit" : "candidates"),
+                                ask);
             if (labels[a].name)
                 msgpack_pack_object(clreq_key(&q, "label"), *labels[a].name);
             const struct cl_req *qs[CLUSTER_NODES_MAX] = {0};

@@ -52,6 +52,8 @@ static const struct qparam p_top_cascades[] = {
      "only cascades of at least this size"},
     {"window_ms", QT_UINT, 0, NULL, 1, QSCHEMA_WINDOW_MAX_MS, 0, 0, "60000",
      "with by=growth: the window, up to the newest event's time (inclusive)"},
+    {"candidates", QT_UINT, 0, NULL, 1, 100000000, 0, 0, NULL,
+     "instead of limit: the top N, past limit's bound (the cluster endpoint's labels)"},
 };
 
 #define P_ACTOR_ID                                                                                 \

@@ -379,6 +379,12 @@ void handle_top_cascades(struct qcall *c)
     uint32_t by_len;
     const char *by = qcall_str(c, "by", &by_len);
     uint32_t limit = (uint32_t)qcall_uint(c, "limit");
+    if (qcall_has(c, "candidates")) { /* the cluster endpoint's: bounded by the cascades held */
+        struct engine_stats st;
+        engine_get_stats(c->e, &st);
+        uint64_t want = qcall_uint(c, "candidates");
+        limit = (uint32_t)(want < st.cascades ? want : st.cascades ? st.cascades : 1);
+    }
     int growth = by && by_len == 6 && memcmp(by, "growth", 6) == 0;
     int metric = by && !growth ? engine_cascade_metric_parse(by, by_len) : ENGINE_BY_SIZE;
     if (!growth && qcall_has(c, "window_ms")) {

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -338,6 +339,39 @@ def synthetic(run):
         check('SIGTERM exits 0', s.stop() == 0)
 
 
+def many_cascades(run):
+    """Past 1000 cascades of a label on a node (and past 1000 unlabelled): labels still merge
+    every cascade's values (top_cascades candidates=N on the nodes)."""
+    rng = random.Random(5)
+    events, root_of, ts = [], {}, BASE_TS
+    for i in range(9000):
+        ts += rng.randrange(1, 50)
+        e = {'post': f'm{i}', 'actor': f'b{rng.randrange(300)}', 'ts': ts}
+        if i < 200 or rng.random() < 0.85:
+            if rng.random() < 0.85:
+                e['label'] = 'false' if rng.random() < 0.8 else 'true'
+            root_of[e['post']] = e['post']
+        else:
+            par = f'm{rng.randrange(i - 150, i)}'
+            while par not in root_of:
+                par = f'm{rng.randrange(i - 150, i)}'
+            e['parent'] = par
+            root_of[e['post']] = root_of[par]
+        events.append(e)
+    nodes, single, cl = start_all(run, 'many', events, root_of)
+    pr = Pair(single, cl)
+    counts = [Rpc(n.query).call('labels')[1] for n in nodes]
+    check('many: a node holds over 1000 cascades of a label',
+          any(r['cascades'] > 1000 for l in counts for r in l), str(counts)[:300])
+    check('many: labels equal the single node\'s', pr.same('many', 'labels'), '\n'.join(pr.bad[-1:]))
+    check('many: top_cascades limit=1000 equal', pr.same('many', 'top_cascades', limit=1000, by='depth'),
+          '\n'.join(pr.bad[-1:]))
+    check('many: top_actors limit=1000 equal', pr.same('many', 'top_actors', fix=lambda l: [no_rank(x) for x in l],
+                                                       limit=1000, by='posts'), '\n'.join(pr.bad[-1:]))
+    for s in nodes + [single, cl]:
+        check('SIGTERM exits 0', s.stop() == 0)
+
+
 def twitter15(run):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'data', 'twitter15-sample.ndjson.gz')
     if not os.path.exists(path):
@@ -360,5 +394,14 @@ def twitter15(run):
         check('SIGTERM exits 0', s.stop() == 0)
 
 
+def timed(step):
+    def run(r):
+        t0 = time.time()
+        step(r)
+        print(f'# {step.__name__}: {time.time() - t0:.1f} s', flush=True)
+    return run
+
+
 if __name__ == '__main__':
-    run_main('cascade-cluster-endpoint-', [synthetic, twitter15], server=False)
+    run_main('cascade-cluster-endpoint-', [timed(s) for s in (synthetic, many_cascades, twitter15)],
+             server=False)
