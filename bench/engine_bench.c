@@ -4,6 +4,7 @@
  * checked against what the generator knows. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,11 +12,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jemalloc/jemalloc.h>
 
 #include "cascade/engine.h"
 #include "cascade/gen.h"
+#include "../src/engine/persist.h" /* engine_save, engine_load: not in the public headers */
 
 /* bench/CMakeLists.txt links jemalloc except under the sanitizers: a weak reference lets one
  * source build both ways; the jemalloc figure then reads as unavailable. */
@@ -35,6 +38,7 @@ struct opts {
     uint64_t retention_ms; /* 0: off */
     uint32_t batch;
     int json;
+    const char *save; /* --save: a snapshot file written and read back, both timed */
 };
 
 /* What the generator knows about one cascade, to check the engine's incremental figures. */
@@ -77,6 +81,7 @@ struct result {
     uint64_t max_batch_at; /* first event of the slowest batch: growth stalls show up here */
     /* the same in the thread's CPU time, which a loaded machine does not inflate */
     double max_batch_cpu_s;
+    double cpu_seconds; /* the applying thread's CPU time, summed over the batches */
     uint64_t max_batch_cpu_at;
     uint64_t accepted, outcomes[EVENT_OUTCOME_COUNT + 1]; /* last: out-of-range outcome */
     long long rss0, rss1, alloc0, alloc1;
@@ -384,6 +389,7 @@ static void apply_all(struct engine *e, const struct stream *s, struct batch *b,
         r->accepted += engine_apply(e, b->evs, n, b->outcomes);
         double dt = now_s() - t0, dc = cpu_s() - c0;
         r->seconds += dt;
+        r->cpu_seconds += dc;
         if (dc > r->max_batch_cpu_s) {
             r->max_batch_cpu_s = dc;
             r->max_batch_cpu_at = i;
@@ -472,6 +478,9 @@ static void print_human(const struct opts *o, const struct stream *s, const stru
            "; in CPU time %.2f ms, at event %" PRIu64 ")\n",
            r->seconds, o->events / r->seconds, r->max_batch_s * 1e3, r->max_batch_at,
            r->max_batch_cpu_s * 1e3, r->max_batch_cpu_at);
+    /* CPU time counts less of what other processes on the machine do (not their share of the
+     * caches), so it compares two builds run at different loads better than wall time */
+    printf("apply CPU  %.3f s: %.0f events/s\n", r->cpu_seconds, o->events / r->cpu_seconds);
     printf("memory     RSS %.1f bytes/event (+%.1f MiB)", per_event(r->rss0, r->rss1, o->events),
            (r->rss1 - r->rss0) / 1048576.0);
     if (r->alloc0 >= 0)
@@ -520,10 +529,10 @@ static void print_json(const struct opts *o, const struct stream *s, const struc
     printf("{\"events\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"batch\":%u,\"seconds\":%.6f,"
            "\"events_per_s\":%.0f,\"max_batch_ms\":%.3f,\"max_batch_at\":%" PRIu64 ","
            "\"max_batch_cpu_ms\":%.3f,\"max_batch_cpu_at\":%" PRIu64 ","
-           "\"rss_bytes_per_event\":%.2f,",
+           "\"cpu_seconds\":%.6f,\"cpu_events_per_s\":%.0f,\"rss_bytes_per_event\":%.2f,",
            o->events, o->seed, o->batch, r->seconds, o->events / r->seconds, r->max_batch_s * 1e3,
-           r->max_batch_at, r->max_batch_cpu_s * 1e3, r->max_batch_cpu_at,
-           per_event(r->rss0, r->rss1, o->events));
+           r->max_batch_at, r->max_batch_cpu_s * 1e3, r->max_batch_cpu_at, r->cpu_seconds,
+           o->events / r->cpu_seconds, per_event(r->rss0, r->rss1, o->events));
     if (r->alloc0 >= 0)
         printf("\"allocated_bytes_per_event\":%.2f,", per_event(r->alloc0, r->alloc1, o->events));
     else
@@ -557,6 +566,7 @@ static void usage(FILE *f)
                "              8 ms per event: 10 M events ~ 22 h); the figure checks are then\n"
                "              skipped, the evicted counts shown instead\n"
                "  --json      one line of JSON instead of the report\n"
+               "  --save PATH write the engine to PATH and read it back, both timed (on stderr)\n"
                "Exit status: 0, 1 when the check fails, 2 on a usage or setup error.\n");
 }
 
@@ -584,6 +594,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             exit(0);
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
+        } else if (!strcmp(a, "--save") && v) {
+            o->save = v;
+            i++;
         } else if (!strcmp(a, "--events") && !parse_u64(v, 1, EVENTS_MAX, &o->events)) {
             i++;
         } else if (!strcmp(a, "--seed") && !parse_u64(v, 0, UINT64_MAX, &o->seed)) {
@@ -664,6 +677,42 @@ static void time_queries(struct engine *e, const struct opts *o, const struct re
            (double)st.bytes / o->events);
 }
 
+/* engine_save to path and engine_load from it, each timed; the loaded engine's counts must be
+ * the saved one's. The file is removed after. */
+static void time_save(struct engine *e, const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "engine-bench: %s: %s\n", path, strerror(errno));
+        return;
+    }
+    uint64_t bytes = 0;
+    double t0 = now_s();
+    int rc = engine_save(e, fd, NULL, 0, &bytes);
+    double t1 = now_s();
+    struct engine *back = NULL;
+    char err[256] = "";
+    uint32_t ulen = 0;
+    uint8_t user[ENGINE_PERSIST_USER_MAX];
+    if (rc == 0 && lseek(fd, 0, SEEK_SET) == 0)
+        rc = engine_load(fd, &back, user, &ulen, err, sizeof(err));
+    double t2 = now_s();
+    close(fd);
+    unlink(path);
+    if (rc) {
+        fprintf(stderr, "engine-bench: save/load: %s %s\n", strerror(-rc), err);
+        return;
+    }
+    struct engine_stats a, b;
+    engine_get_stats(e, &a);
+    engine_get_stats(back, &b);
+    int same = a.posts == b.posts && a.cascades == b.cascades && a.actors == b.actors &&
+               a.edges == b.edges && a.contents == b.contents;
+    fprintf(stderr, "snapshot   %.1f MB: save %.3f s, load %.3f s (%s)\n", bytes / 1e6, t1 - t0,
+            t2 - t1, same ? "same counts" : "COUNTS DIFFER");
+    engine_free(back);
+}
+
 static int run(const struct opts *o, const struct stream *s, struct result *r)
 {
     struct engine *e;
@@ -695,6 +744,8 @@ static int run(const struct opts *o, const struct stream *s, struct result *r)
         print_human(o, s, r);
     if (!o->json)
         time_queries(e, o, r);
+    if (o->save)
+        time_save(e, o->save);
     engine_free(e);
     batch_free(&b);
     return 0;
