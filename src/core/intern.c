@@ -1,5 +1,7 @@
-/* String interning (see intern.h). The slot keeps 32 bits of the hash so that a probe compares
- * strings only on a likely match, and so that growing the table never re-reads the strings. */
+/* String interning (see intern.h). A slot keeps the hash bits its position does not give, so
+ * that a probe compares strings only on a likely match; growing the table re-reads the strings
+ * in id order (the arena in the order it was written), which costs little beside the random
+ * writes into the new table that a copy makes anyway. */
 #include "core/intern.h"
 
 #include <errno.h>
@@ -22,7 +24,7 @@
 int intern_init(struct intern *t)
 {
     memset(t, 0, sizeof(*t));
-    t->slots = bigarr_alloc_random(1024 * sizeof(uint64_t));
+    t->slots = bigarr_alloc_random(1024 * sizeof(uint32_t));
     if (!t->slots)
         return -ENOMEM;
     t->mask = 1023;
@@ -37,9 +39,10 @@ void intern_destroy(struct intern *t)
         free(t->chunks[i]);
     free(t->chunks);
     free(t->chunk_live);
-    bigarr_free(t->slots, ((size_t)t->mask + 1) * sizeof(uint64_t));
+    bigarr_free(t->slots, ((size_t)t->mask + 1) * sizeof(uint32_t));
     if (t->next)
-        bigarr_free(t->next, ((size_t)t->next_mask + 1) * sizeof(uint64_t));
+        bigarr_free(t->next, ((size_t)t->next_mask + 1) * sizeof(uint32_t));
+    free(t->gone);
     bigarr_free(t->refs, (size_t)t->refs_cap * sizeof(uint32_t));
     memset(t, 0, sizeof(*t));
 }
@@ -56,16 +59,30 @@ static const char *ref_ptr(const struct intern *t, uint32_t ref, uint32_t *len)
     return (const char *)p + 2;
 }
 
+/* The slot of id + 1 in a table of mask, for a string of hash bits h. */
+static uint32_t make_slot(uint32_t h, uint32_t mask, uint32_t id)
+{
+    return (h & ~mask) | (id + 1);
+}
+
+/* The 32 hash bits of live id's string. */
+static uint32_t id_hash(const struct intern *t, uint32_t id)
+{
+    uint32_t len;
+    const char *s = ref_ptr(t, t->refs[id], &len);
+    return intern_hash32(hash_bytes(s, len));
+}
+
 uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64_t hash)
 {
-    uint32_t h = intern_hash32(hash);
-    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
-        uint64_t slot = t->slots[i];
+    uint32_t h = intern_hash32(hash), mask = t->mask, fp = h & ~mask;
+    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+        uint32_t slot = t->slots[i];
         if (!slot)
             return INTERN_NONE;
-        if ((uint32_t)(slot >> 32) != h)
+        if ((slot & ~mask) != fp)
             continue;
-        uint32_t id = (uint32_t)slot - 1, l;
+        uint32_t id = (slot & mask) - 1, l;
         const char *p = ref_ptr(t, t->refs[id], &l);
         if (l == len && memcmp(p, s, len) == 0)
             return id;
@@ -74,13 +91,13 @@ uint32_t intern_find(const struct intern *t, const char *s, uint32_t len, uint64
 
 uint32_t intern_peek(const struct intern *t, uint64_t hash)
 {
-    uint32_t h = intern_hash32(hash);
-    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
-        uint64_t slot = t->slots[i];
+    uint32_t h = intern_hash32(hash), mask = t->mask, fp = h & ~mask;
+    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+        uint32_t slot = t->slots[i];
         if (!slot)
             return INTERN_NONE;
-        if ((uint32_t)(slot >> 32) == h)
-            return (uint32_t)slot - 1;
+        if ((slot & ~mask) == fp)
+            return (slot & mask) - 1;
     }
 }
 
@@ -92,44 +109,73 @@ void intern_prefetch_str(const struct intern *t, uint32_t id)
         __builtin_prefetch(t->chunks[ci] + (ref & (CHUNK_SIZE - 1)));
 }
 
-static void place(uint64_t *slots, uint32_t mask, uint64_t slot)
+/* Files id (hash bits h) in a table of mask: at the first empty slot from its home. */
+static void place(uint32_t *slots, uint32_t mask, uint32_t h, uint32_t id)
 {
-    uint32_t j = (uint32_t)(slot >> 32) & mask;
+    uint32_t j = h & mask;
     while (slots[j])
         j = (j + 1) & mask;
-    slots[j] = slot;
+    slots[j] = make_slot(h, mask, id);
 }
 
-/* Allocates the table twice the size; its slots are copied by copy_slots. */
+/* Allocates the table twice the size; the live ids are copied into it by copy_slots, in id
+ * order. Ids deleted now are marked in gone (none is deleted while a growth is under way:
+ * intern_del finishes it first). */
 static int begin_growth(struct intern *t)
 {
     uint64_t n = ((uint64_t)t->mask + 1) * 2;
     if (n > ((uint64_t)1 << 32))
         return -E2BIG;
-    if (!(t->next = bigarr_alloc_random(n * sizeof(uint64_t))))
+    t->gone = NULL;
+    if (t->nfree) {
+        if (!(t->gone = calloc((size_t)t->count + 1, 1)))
+            return -ENOMEM;
+        for (uint32_t x = t->free_head, k = 0; x != INTERN_NONE && k < t->count; k++) {
+            t->gone[x] = 1;
+            x = t->refs[x];
+        }
+    }
+    if (!(t->next = bigarr_alloc_random(n * sizeof(uint32_t)))) {
+        free(t->gone);
+        t->gone = NULL;
         return -ENOMEM;
+    }
     t->next_mask = (uint32_t)(n - 1);
     t->copied = 0;
+    t->copy_end = t->count;
     return 0;
 }
 
-/* Copies up to k more slots into the next table; once all are, it replaces the current one. */
+/* Copies up to k more ids into the next table; once all are, it replaces the current one. */
 static void copy_slots(struct intern *t, uint64_t k)
 {
-    uint64_t end = (uint64_t)t->mask + 1;
+    uint64_t end = t->copy_end;
     if (k < end - t->copied)
         end = t->copied + k;
-    for (uint64_t i = t->copied; i < end; i++)
-        if (t->slots[i])
-            place(t->next, t->next_mask, t->slots[i]);
+    /* in blocks: the hashes first, with their home slots fetched, then the places, so that
+     * the random writes into the new table wait on many loads at once rather than on one */
+    uint32_t hs[16];
+    for (uint32_t id = t->copied; id < end;) {
+        uint32_t n = end - id < 16 ? (uint32_t)(end - id) : 16;
+        for (uint32_t j = 0; j < n; j++) {
+            hs[j] = t->gone && t->gone[id + j] ? 0 : id_hash(t, id + j);
+            __builtin_prefetch(&t->next[hs[j] & t->next_mask], 1);
+        }
+        for (uint32_t j = 0; j < n; j++)
+            if (!t->gone || !t->gone[id + j])
+                place(t->next, t->next_mask, hs[j], id + j);
+        id += n;
+    }
     t->copied = (uint32_t)end;
-    if (end <= t->mask)
+    if (end < t->copy_end)
         return;
-    bigarr_free(t->slots, ((size_t)t->mask + 1) * sizeof(uint64_t));
+    bigarr_free(t->slots, ((size_t)t->mask + 1) * sizeof(uint32_t));
+    free(t->gone);
+    t->gone = NULL;
     t->slots = t->next;
     t->mask = t->next_mask;
     t->next = NULL;
-    t->next_mask = t->copied = 0;
+    t->next_mask = t->copied = t->copy_end = 0;
 }
 
 static int grow_slots(struct intern *t)
@@ -264,13 +310,14 @@ uint32_t intern_add(struct intern *t, const char *s, uint32_t len, uint64_t hash
         id = t->count++;
     }
     t->refs[id] = ref;
-    uint64_t slot = (uint64_t)intern_hash32(hash) << 32 | (id + 1);
-    uint32_t i = intern_hash32(hash) & t->mask;
-    while (t->slots[i])
-        i = (i + 1) & t->mask;
-    t->slots[i] = slot;
-    if (t->next && i < t->copied) /* a slot not yet copied will be */
-        place(t->next, t->next_mask, slot);
+    uint32_t h = intern_hash32(hash);
+    place(t->slots, t->mask, h, id);
+    if (t->next) {
+        if (id < t->copied || id >= t->copy_end)
+            place(t->next, t->next_mask, h, id);
+        else if (t->gone)
+            t->gone[id] = 0; /* a reused id not yet copied will be */
+    }
     return id;
 }
 
@@ -299,14 +346,15 @@ const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len)
 }
 
 /* Linear probing's deletion without tombstones: each later slot of the cluster that may live
- * at the hole (its home is not cyclically within (hole, slot]) moves into it. */
-static void remove_slot(uint64_t *slots, uint32_t mask, uint32_t i)
+ * at the hole (its home is not cyclically within (hole, slot]) moves into it. A slot's home is
+ * read back from its string. */
+static void remove_slot(const struct intern *t, uint32_t *slots, uint32_t mask, uint32_t i)
 {
     for (uint32_t j = i;;) {
         j = (j + 1) & mask;
         if (!slots[j])
             break;
-        uint32_t k = (uint32_t)(slots[j] >> 32) & mask;
+        uint32_t k = id_hash(t, (slots[j] & mask) - 1) & mask;
         int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (stays)
             continue;
@@ -328,11 +376,11 @@ void intern_del(struct intern *t, uint32_t id)
     uint32_t len;
     const char *s = intern_str(t, id, &len);
     uint32_t h = intern_hash32(hash_bytes(s, len));
-    uint64_t want = (uint64_t)h << 32 | (id + 1);
+    uint32_t want = make_slot(h, t->mask, id);
     uint32_t i = h & t->mask;
     while (t->slots[i] != want)
         i = (i + 1) & t->mask;
-    remove_slot(t->slots, t->mask, i);
+    remove_slot(t, t->slots, t->mask, i);
 
     uint32_t ci = t->refs[id] >> CHUNK_SHIFT;
     t->chunk_live[ci] -= string_bytes(len);
@@ -412,7 +460,7 @@ int intern_rebuild_free(struct intern *t, uint32_t head)
     uint32_t nlive = 0;
     for (uint64_t i = 0; i <= t->mask; i++)
         if (t->slots[i]) {
-            live[(uint32_t)t->slots[i] - 1] = 1;
+            live[(t->slots[i] & t->mask) - 1] = 1;
             nlive++;
         }
     for (uint32_t c = 0; c < t->nchunks; c++)
@@ -447,9 +495,33 @@ int intern_rebuild_free(struct intern *t, uint32_t head)
     return rc;
 }
 
+uint32_t *intern_hashes(const struct intern *t)
+{
+    uint32_t *hs = malloc(((size_t)t->count + 1) * sizeof(uint32_t));
+    uint8_t *deleted = t->nfree ? deleted_ids(t) : NULL;
+    if (!hs || (t->nfree && !deleted)) {
+        free(hs);
+        return NULL;
+    }
+    for (uint32_t id = 0; id < t->count; id++)
+        hs[id] = deleted && deleted[id] ? 0 : id_hash(t, id);
+    free(deleted);
+    return hs;
+}
+
+void intern_export_slots(const struct intern *t, const uint32_t *hashes, uint64_t *out,
+                         uint32_t from, uint32_t n)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t slot = t->slots[from + k], id = (slot & t->mask) - 1;
+        out[k] = slot ? (uint64_t)(hashes ? hashes[id] : id_hash(t, id)) << 32 | (id + 1) : 0;
+    }
+}
+
 size_t intern_bytes(const struct intern *t)
 {
-    size_t next = t->next ? ((size_t)t->next_mask + 1) * sizeof(uint64_t) : 0;
-    return ((size_t)t->mask + 1) * sizeof(uint64_t) + next +
+    size_t next = t->next ? ((size_t)t->next_mask + 1) * sizeof(uint32_t) : 0;
+    size_t gone = t->gone ? (size_t)t->copy_end + 1 : 0;
+    return ((size_t)t->mask + 1) * sizeof(uint32_t) + next + gone +
            (size_t)t->refs_cap * sizeof(uint32_t) + (size_t)t->nalloc * CHUNK_SIZE;
 }

@@ -1,6 +1,12 @@
 /* String interning: each distinct byte string gets a dense uint32 id (0, 1, 2, ...) once, so the
  * engine's records can be plain arrays indexed by id. Strings live in a chunked arena; the table
- * is open addressing with linear probing over 8-byte slots holding 32 hash bits and the id.
+ * is open addressing with linear probing over 4-byte slots: the id + 1 in the low bits (as many
+ * as the table has slot-index bits, so that it always fits: a table is never 3/4 full) and the
+ * 32-bit hash's bits above those in the rest. The hash's low bits are the home slot, so a slot
+ * keeps exactly the hash bits that its position does not say (8 of them at 2^24 slots): a probe
+ * compares strings only on a likely match, at half the bytes per slot of a full hash beside the
+ * id (-6.7 bytes per post at 10 M post ids). What a slot does not keep (its home) is read back
+ * from its string when a table grows, a string is deleted, or a table is saved.
  * A deleted string's id is handed out again (last freed, first reused) and an arena chunk whose
  * strings are all deleted goes back to the allocator, so a table under retention stays bounded. */
 #ifndef CORE_INTERN_H
@@ -14,12 +20,14 @@
 #define INTERN_MAX_LEN     16383 /* longest string the arena takes (2-byte length prefix) */
 
 struct intern {
-    uint64_t *slots; /* 0: empty; else (uint64_t)hash32 << 32 | (id + 1) */
+    uint32_t *slots; /* 0: empty; else (hash32 & ~mask) | (id + 1) */
     uint32_t mask;   /* slot count - 1 (a power of two) */
     /* the table twice the size being filled beside slots, which alone answers lookups until
-     * the last slot is copied (see intern_reserve_slow); NULL when no growth is under way */
-    uint64_t *next;
-    uint32_t next_mask, copied; /* slots[0, copied) are in next */
+     * the last id is copied (see intern_reserve_slow); NULL when no growth is under way */
+    uint32_t *next;
+    uint32_t next_mask, copied; /* ids [0, copied) are in next, if live */
+    uint32_t copy_end;          /* ids from here on were added during the growth: in both */
+    uint8_t *gone;              /* during a growth, per id below copy_end: 1 if deleted */
     uint32_t count;             /* ids handed out: live ones and deleted ones */
     uint32_t nfree, free_head;  /* deleted ids, linked through refs[] (INTERN_NONE ends it) */
     uint32_t *refs;             /* id -> arena offset (a deleted id: the next deleted one) */
@@ -96,6 +104,24 @@ const char *intern_str(const struct intern *t, uint32_t id, uint32_t *len);
 static inline void intern_prefetch(const struct intern *t, uint64_t hash)
 {
     __builtin_prefetch(&t->slots[intern_hash32(hash) & t->mask]);
+}
+
+/* Snapshot files hold a table's slots as 8 bytes each, hash32 << 32 | (id + 1), at the same
+ * places (a table with full hashes, filled and emptied in the same order, would have them
+ * there). intern_export_slots writes slots [from, from + n) so; each live one's hash comes from
+ * hashes[id] (intern_hashes), or with hashes NULL from its string, read in slot order (a random
+ * walk of the arena: twice as slow at 10 M ids). intern_import_slot turns a file's slot back
+ * into a slot of a table of mask. */
+void intern_export_slots(const struct intern *t, const uint32_t *hashes, uint64_t *out,
+                         uint32_t from, uint32_t n);
+
+/* The hash bits of every id's string, by id (0 for a deleted id), computed in id order: a
+ * malloc'd array of count entries, the caller's to free, or NULL without memory. */
+uint32_t *intern_hashes(const struct intern *t);
+
+static inline uint32_t intern_import_slot(uint32_t mask, uint64_t file_slot)
+{
+    return file_slot ? ((uint32_t)(file_slot >> 32) & ~mask) | ((uint32_t)file_slot & mask) : 0;
 }
 
 /* The id in the first slot whose hash bits match, without comparing strings: a guess for

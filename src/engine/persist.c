@@ -187,7 +187,16 @@ static void save_intern(struct out *o, const struct intern *t)
     put32(o, used);
     put32(o, t->cur);
     put32(o, t->free_head);
-    put(o, t->slots, ((size_t)t->mask + 1) * sizeof(uint64_t));
+    /* 8 bytes a slot, as tables with full hashes had them (core/intern.h) */
+    uint64_t block[512];
+    uint32_t *hashes = intern_hashes(t); /* NULL: slower, from the strings */
+    for (uint64_t i = 0; i <= t->mask; i += 512) {
+        uint64_t left = (uint64_t)t->mask + 1 - i;
+        uint32_t n = left < 512 ? (uint32_t)left : 512;
+        intern_export_slots(t, hashes, block, (uint32_t)i, n);
+        put(o, block, (size_t)n * sizeof(uint64_t));
+    }
+    free(hashes);
     put(o, t->refs, (size_t)t->count * sizeof(uint32_t));
     for (uint32_t i = 0; i < t->nchunks; i++) {
         put32(o, t->chunks[i] != NULL);
@@ -662,7 +671,7 @@ static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, c
                        uint32_t nchunks, uint32_t cur, uint32_t used, uint32_t head)
 {
     intern_destroy(t);
-    t->slots = bigarr_alloc_random(((size_t)mask + 1) * 8); /* intern frees them as bigarr, */
+    t->slots = bigarr_alloc_random(((size_t)mask + 1) * 4); /* intern frees them as bigarr, */
     t->refs = bigarr_alloc((size_t)refs_cap * 4);
     t->mask = mask; /* by these sizes, also after a failure below */
     t->refs_cap = refs_cap;
@@ -670,8 +679,12 @@ static int copy_intern(struct intern *t, const uint64_t *slots, uint32_t mask, c
     t->chunk_live = calloc(nchunks ? nchunks : 1, sizeof(uint32_t));
     if (!t->slots || !t->refs || !t->chunks || !t->chunk_live)
         return -ENOMEM;
+    for (uint64_t i = 0; i <= mask; i++) { /* check_slots: every id + 1 <= count <= mask */
+        uint64_t s;
+        memcpy(&s, &slots[i], 8);
+        t->slots[i] = intern_import_slot(mask, s);
+    }
     struct copies c = {0};
-    copies_add(&c, t->slots, slots, ((size_t)mask + 1) * 8);
     copies_add(&c, t->refs, refs, (size_t)count * 4);
     t->chunks_cap = nchunks ? nchunks : 1;
     t->nchunks = nchunks;

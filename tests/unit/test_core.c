@@ -112,6 +112,80 @@ static void check_u64map(const struct u64map *m, const uint32_t *model, uint32_t
 
 /* Random puts and deletes against a model, through many growths: the key space grows in steps
  * so that inserts, lookups and deletes all happen while the old table is half moved. */
+/* A growth that starts with deleted ids on the free list (a reservation of many strings past
+ * 23/32 full): ids reused before and after the copy's cursor, every live string findable while
+ * the copy is half done and after, deleted ones not; and the slots as a snapshot file holds them
+ * (8 bytes: the full 32 hash bits and the id) back to the same slots. */
+static void test_intern_growth_reuse(void **state)
+{
+    (void)state;
+    enum { N = 47000, MORE = 20000 };
+    struct intern t;
+    assert_int_equal(intern_init(&t), 0);
+    char(*names)[16] = calloc(N + MORE, sizeof(*names));
+    uint32_t *id_of = malloc((N + MORE) * sizeof(uint32_t));
+    uint8_t *live = calloc(N + MORE, 1);
+    assert_non_null(names);
+    for (uint32_t k = 0; k < N; k++) {
+        int len = snprintf(names[k], sizeof(names[k]), "g%u", k);
+        int created;
+        assert_int_equal(intern_get(&t, names[k], (uint32_t)len, &id_of[k], &created), 0);
+        live[k] = 1;
+    }
+    assert_int_equal(t.mask, 65535);        /* just under 23/32 full */
+    for (uint32_t k = 0; k < N; k += 470) { /* 100 deleted, spread over the ids */
+        intern_del(&t, id_of[k]);
+        live[k] = 0;
+    }
+    uint32_t next = N;
+    int saw_half = 0;
+    while (next < N + MORE) {
+        uint32_t n = N + MORE - next < 300 ? N + MORE - next : 300;
+        assert_int_equal(intern_reserve(&t, n, n * 16), 0);
+        saw_half |= t.next != NULL;
+        for (uint32_t j = 0; j < n; j++, next++) {
+            uint32_t len = (uint32_t)snprintf(names[next], sizeof(names[next]), "g%u", next);
+            uint64_t h = hash_bytes(names[next], len);
+            assert_int_equal(intern_find(&t, names[next], len, h), INTERN_NONE);
+            id_of[next] = intern_add(&t, names[next], len, h);
+            live[next] = 1;
+        }
+        for (uint32_t k = 0; k < next; k++) {
+            uint32_t len = (uint32_t)strlen(names[k]);
+            uint32_t f = intern_find(&t, names[k], len, hash_bytes(names[k], len));
+            assert_int_equal(f, live[k] ? id_of[k] : INTERN_NONE);
+        }
+    }
+    assert_true(saw_half);
+    assert_null(t.next);
+    assert_int_equal(t.mask, 131071);
+    assert_int_equal(t.nfree, 0);
+    uint64_t *file = malloc(((size_t)t.mask + 1) * sizeof(uint64_t));
+    assert_non_null(file);
+    uint64_t *file2 = malloc(((size_t)t.mask + 1) * sizeof(uint64_t));
+    uint32_t *hashes = intern_hashes(&t);
+    assert_non_null(file2);
+    assert_non_null(hashes);
+    intern_export_slots(&t, NULL, file, 0, t.mask + 1);
+    intern_export_slots(&t, hashes, file2, 0, t.mask + 1);
+    assert_memory_equal(file, file2, ((size_t)t.mask + 1) * sizeof(uint64_t));
+    free(file2);
+    free(hashes);
+    for (uint32_t i = 0; i <= t.mask; i++) {
+        assert_int_equal(intern_import_slot(t.mask, file[i]), t.slots[i]);
+        if (!file[i])
+            continue;
+        uint32_t id = (uint32_t)file[i] - 1, len;
+        const char *s = intern_str(&t, id, &len);
+        assert_int_equal(file[i] >> 32, intern_hash32(hash_bytes(s, len)));
+    }
+    free(file);
+    free(names);
+    free(id_of);
+    free(live);
+    intern_destroy(&t);
+}
+
 /* Deletion against a model: random adds and deletes (growth under way included), every live
  * string findable with its id, deleted ones not, deleted ids reused before new ones, chunks whose
  * strings all went given back, compaction moving strings without changing ids, and a free list
@@ -198,6 +272,22 @@ static void test_intern_delete(void **state)
         assert_int_equal(t.nfree, nfree);
     }
     free(was_free);
+    if (nfree) { /* the slots as a snapshot holds them, with deleted ids about */
+        size_t n = (size_t)t.mask + 1;
+        uint64_t *a = malloc(n * 8), *b = malloc(n * 8);
+        uint32_t *hashes = intern_hashes(&t);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_non_null(hashes);
+        intern_export_slots(&t, NULL, a, 0, t.mask + 1);
+        intern_export_slots(&t, hashes, b, 0, t.mask + 1);
+        assert_memory_equal(a, b, n * 8);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(intern_import_slot(t.mask, a[i]), t.slots[i]);
+        free(a);
+        free(b);
+        free(hashes);
+    }
     free(names);
     free(id_of);
     free(key_of);
@@ -329,10 +419,10 @@ static void test_topk_any_direction(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_intern_dense_ids),   cmocka_unit_test(test_intern_long_and_binary),
-        cmocka_unit_test(test_intern_delete),      cmocka_unit_test(test_u64map_model),
-        cmocka_unit_test(test_segvec_stable),      cmocka_unit_test(test_topk_monotone),
-        cmocka_unit_test(test_topk_any_direction),
+        cmocka_unit_test(test_intern_dense_ids), cmocka_unit_test(test_intern_long_and_binary),
+        cmocka_unit_test(test_intern_delete),    cmocka_unit_test(test_intern_growth_reuse),
+        cmocka_unit_test(test_u64map_model),     cmocka_unit_test(test_segvec_stable),
+        cmocka_unit_test(test_topk_monotone),    cmocka_unit_test(test_topk_any_direction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
