@@ -3,7 +3,10 @@
  * parent of a share or quote; reply key = the parent of a reply. Reports the live state's bytes
  * per event, the time per post and the longest 512-post chunk (the writer's apply chunk), and
  * what a default groups query costs at the end.
- * Usage: coordlive-bench [EVENTS [GROUPS [SEED]]] (defaults 10000000 100 1). */
+ * Usage: coordlive-bench [EVENTS [GROUPS [SEED]]] (defaults 10000000 100 1). Environment:
+ * COORDLIVE_BENCH_CPU=1 times with the thread's CPU clock; COORDLIVE_BENCH_CAP, _FORGET set the
+ * cap and the forget horizon (ms, -1 never); _SLOW=1 lists the posts over 2 ms; _TRACE=1 prints
+ * the link instance's figures every 50,000 events. Results: bench/results/coordlive-*.md. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -79,8 +82,14 @@ int main(int argc, char **argv)
         double took = now_ms() - a0;
         chunk += took; /* the adds' time only, not the model's */
         add_max = took > add_max ? took : add_max;
-        if (getenv("COORDLIVE_BENCH_SLOW") && now_ms() - a0 > 2)
-            fprintf(stderr, "slow add at event %" PRIu64 ": %.2f ms\n", n, now_ms() - a0);
+        if (getenv("COORDLIVE_BENCH_SLOW") && took > 2) {
+            struct coordlive_stats st[COORDLIVE_KINDS];
+            for (int k = 0; k < COORDLIVE_KINDS; k++)
+                coordlive_stats(cl[k], &st[k]);
+            fprintf(stderr, "slow post at event %" PRIu64 ": %.2f ms; pairs %" PRIu64 " %" PRIu64
+                    ", posts %" PRIu64 " %" PRIu64 "\n", n, took, st[0].pairs, st[1].pairs,
+                    st[0].posts, st[1].posts);
+        }
         if (getenv("COORDLIVE_BENCH_TRACE") && n % 50000 == 0) {
             struct coordlive_stats st;
             coordlive_stats(cl[0], &st);

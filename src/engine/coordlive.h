@@ -40,8 +40,8 @@
  * 2.3 pairs per link post (3.4 at 10 M events: viral bursts meet up to max_key_posts posts
  * each), so 164 B per event for link, 250 B per event for the three kinds at 10 M events: the
  * pairs (48 B a slot plus the map) are all of it, and the map and slots keep their high-water
- * mark after a burst. Issue 20's 16 B per event is not met by keeping every pair; see the
- * report of 2026-12-08 for why and what would.
+ * mark after a burst. Issue 20's 16 B per event is not met by keeping every pair:
+ * bench/results/coordlive-2026-12-08.md has the figures, why, and what would meet it.
  *
  * Threads: not thread-safe; the engine's writer thread owns it. Work per post: O(log) lookups
  * plus one visit per recent post of its key within the window (at most max_key_posts), and per
