@@ -318,7 +318,10 @@ static const struct option options[] = {
      AT(cluster), .check = check_cluster,
      .help = "be the cluster's query endpoint (DESIGN §9): hold no data, answer every query "
              "by asking these nodes' query ports and merging their answers exactly "
-             "(docs/cluster.md); the ingest port refuses events"},
+             "(docs/cluster.md); the ingest port refuses events",
+     .md = "be the cluster's query endpoint: hold no data, answer every query by asking these "
+           "nodes' query ports and merging their answers exactly ([docs/cluster.md]"
+           "(docs/cluster.md#the-cluster-endpoint-built))"},
     {.name = "auth-token-file", .arg = "FILE", .kind = OPT_PATH, .section = SEC_OTHER,
      AT(auth_token_file),
      .help = "a shared secret (16-1024 printable bytes) every client must present: ingest "
