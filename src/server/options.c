@@ -301,19 +301,28 @@ static const struct option options[] = {
      .help = "run as a cluster node (DESIGN §9, docs/cluster.md): consume the partitions of "
              "--partitions from the JetStream stream at these NATS servers, each message logged "
              "in the WAL with its stream sequence before it is acked and applied (once, by "
-             "sequence); the ingest port then refuses events (the stream is the way in)"},
+             "sequence); the ingest port then refuses events (the stream is the way in)",
+     .md = "run as a cluster node: consume the partitions of `--partitions` from the JetStream "
+           "stream at these NATS servers; each message is logged in the WAL with its stream "
+           "sequence before it is acked, and applied once; the ingest port refuses events "
+           "([docs/cluster.md](docs/cluster.md#nodes-built))"},
     {.name = "partitions", .arg = "LIST", .kind = OPT_STRING, .section = SEC_OTHER,
      AT(partitions), .check = check_partitions,
-     .help = "with --nats: the partitions this node holds, e.g. 0-7,12 (required with --nats)"},
+     .help = "with --nats: the partitions this node holds, e.g. 0-7,12 (required with --nats)",
+     .md = "with `--nats`: the partitions this node holds, e.g. `0-7,12`"},
     {.name = "stream", .arg = "NAME", .kind = OPT_STRING, .section = SEC_OTHER, AT(stream),
      .check = check_stream, .def = "SHARES",
-     .help = "with --nats: the stream (default %D; subjects: its name in lower case, .0 .. .P-1)"},
+     .help = "with --nats: the stream (default %D; subjects: its name in lower case, .0 .. .P-1)",
+     .md = "with `--nats`: the stream (subjects: its name in lower case, `.0` .. `.P-1`)"},
     {.name = "stream-partitions", .arg = "P", .kind = OPT_UINT, .section = SEC_OTHER,
      AT(stream_partitions), .lo = 1, .hi = 4096, .def = "16",
      .help = "with --nats: P and R when the node creates the stream because it is missing "
-             "(defaults %D and 1; an existing stream's own P and R win)"},
+             "(defaults %D and 1; an existing stream's own P and R win)",
+     .md = "with `--nats`: P when the node creates the stream because it is missing (an existing "
+           "stream's own P wins)"},
     {.name = "stream-replicas", .arg = "R", .kind = OPT_UINT, .section = SEC_OTHER,
-     AT(stream_replicas), .lo = 1, .hi = 5, .def = "1"},
+     AT(stream_replicas), .lo = 1, .hi = 5, .def = "1",
+     .md = "with `--nats`: R when the node creates the stream (an existing stream's own R wins)"},
     {.name = "cluster", .arg = "HOST:QPORT[,...]", .kind = OPT_STRING, .section = SEC_OTHER,
      AT(cluster), .check = check_cluster,
      .help = "be the cluster's query endpoint (DESIGN §9): hold no data, answer every query "
