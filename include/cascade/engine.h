@@ -67,6 +67,7 @@ struct engine_stats {
     int64_t retained_from;     /* the cut: cascades last active before it are gone (0: none) */
     uint64_t evicted_cascades; /* since the data directory began */
     uint64_t evicted_posts;
+    int old_ts; /* a post with ts < ENGINE_SECONDS_BELOW_MS was ever accepted (or unknown) */
 };
 
 enum engine_cascade_metric {
@@ -139,6 +140,9 @@ int engine_top_cascades(struct engine *e, int metric, const struct engine_cascad
 
 /* Growth windows reach back at most this far from the newest event (event time). */
 #define ENGINE_GROWTH_HORIZON_MS (7LL * 24 * 3600 * 1000)
+/* 1973-01-01T00:00:00Z in ms: a time below it in a query reads as seconds (DESIGN §5) unless
+ * the data holds such times (engine_stats.old_ts) */
+#define ENGINE_SECONDS_BELOW_MS 94694400000LL
 
 /* The cascades with the most posts whose ts lies in [newest - window_ms, newest] (newest: the
  * largest ts accepted so far), best first (ties: older cascade first), among those passing

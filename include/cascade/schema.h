@@ -27,18 +27,26 @@ enum qtype {
     QT_ID = 0, /* a post or actor id: non-empty string (≤ 256 bytes) or unsigned integer */
     QT_STR,    /* a string of 1..max bytes */
     QT_UINT,   /* an unsigned integer in [min, max] */
-    QT_INT,    /* a signed integer in [min, max] (ms timestamps) */
+    QT_TIME,   /* a time: a signed integer in [min, max] (ms since the epoch), or an ISO 8601
+               * string (qtime_parse); text that is all digits is the integer */
     QT_BOOL,   /* true/false (text: true, false, 1, 0, yes, no) */
     QT_FLOAT,  /* a number in [fmin, fmax] */
     QT_ENUM,   /* one of choices (a string) */
 };
+
+#define QT_INT QT_TIME /* its former name */
+
+/* 1973-01-01T00:00:00Z in ms: a positive time below it reads as a date before 1973, and is most
+ * likely seconds since the epoch instead (the server refuses it while its data holds no earlier
+ * time, DESIGN §5). */
+#define QSCHEMA_SECONDS_BELOW_MS 94694400000LL
 
 struct qparam {
     const char *name;
     enum qtype type;
     uint8_t required;
     const char *const *choices; /* QT_ENUM: NULL-terminated */
-    int64_t min, max;           /* QT_UINT, QT_INT bounds; QT_STR: max length */
+    int64_t min, max;           /* QT_UINT, QT_TIME bounds; QT_STR: max length */
     double fmin, fmax;          /* QT_FLOAT bounds */
     const char *def;            /* the default, as text (help only; handlers apply it) */
     const char *help;
@@ -104,5 +112,11 @@ const char *qmethod_changes_state(const struct qmethod *m, const struct qtext_pa
 
 /* Help: one method with its parameters, or (m == NULL) every method on one line each. */
 void qmethod_usage(FILE *f, const struct qmethod *m);
+
+/* An ISO 8601 time to ms since the epoch: a date (2015-01-05, midnight UTC) or a date and time
+ * (2015-01-05T14:40:46Z; a space may stand for the T; seconds optional; a fraction of up to nine
+ * digits, truncated to the ms; then Z, +HH:MM, -HH:MM, +HHMM or nothing, which means UTC). Years
+ * 0000-9999, every field range-checked (2015-02-29 is refused). 0, or -EINVAL. */
+int qtime_parse(const char *s, size_t len, int64_t *ms);
 
 #endif

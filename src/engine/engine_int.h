@@ -90,6 +90,8 @@ struct growth {
     int64_t lo_bucket;              /* buckets below this are dropped */
     int64_t floor;                  /* retention's cut: posts older are not filed */
     int has_newest;
+    int old_ts; /* a post with ts < ENGINE_SECONDS_BELOW_MS was accepted (sticky; an older
+                   snapshot that does not say counts as yes) */
     size_t bytes;
 };
 

@@ -407,6 +407,7 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
     out->retained_from = e->ret.ms && e->ret.cut != INT64_MIN ? e->ret.cut : 0;
     out->evicted_cascades = e->ret.evicted_cascades;
     out->evicted_posts = e->ret.evicted_posts;
+    out->old_ts = e->growth.old_ts;
     out->bytes = segvec_bytes(&e->posts) + segvec_bytes(&e->actors) + segvec_bytes(&e->cascades) +
                  segvec_bytes(&e->cbodies) +
                  intern_bytes(&e->post_ids) + intern_bytes(&e->actor_ids) +

@@ -197,6 +197,7 @@ static void drop_below(struct growth *g, int64_t lo)
 
 void growth_note(struct growth *g, uint32_t post, int64_t ts)
 {
+    g->old_ts |= ts < ENGINE_SECONDS_BELOW_MS;
     if (!g->has_newest || ts > g->newest)
         advance(g, ts);
     if (ts < sat_sub(g->newest, ENGINE_GROWTH_HORIZON_MS) || ts < g->floor)

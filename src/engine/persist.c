@@ -42,6 +42,9 @@
 #define MAX_KIND   EVENT_KIND_REPLY
 #define MAX_ATYPE  EVENT_ACTOR_PAGE
 #define FIRST_CAPS 4u /* smallest array of a content list or growth bucket */
+/* The growth section's flags word (0 in older snapshots) */
+#define GROWTH_FLAGS_KNOWN 1u /* the flags below are set */
+#define GROWTH_FLAG_OLD_TS 2u /* a ts before ENGINE_SECONDS_BELOW_MS was accepted */
 
 enum {
     SEC_USER = 1,
@@ -343,7 +346,7 @@ static void save_sections(struct out *o, const struct engine *e, const void *use
     sec_begin(o);
     const struct growth *g = &e->growth;
     put32(o, (uint32_t)g->has_newest);
-    put32(o, 0);
+    put32(o, GROWTH_FLAGS_KNOWN | (g->old_ts ? GROWTH_FLAG_OLD_TS : 0));
     put64(o, (uint64_t)g->newest);
     put64(o, (uint64_t)g->lo_bucket);
     growth_each_bucket(g, save_bucket, o);
@@ -1136,13 +1139,14 @@ static int load_growth(struct in *r, struct engine *e)
 {
     struct growth *g = &e->growth;
     uint32_t has = get32(r);
-    get32(r);
+    uint32_t flags = get32(r); /* 0 in snapshots older than the flags: nothing known */
     int64_t newest = (int64_t)get64(r), lo = (int64_t)get64(r);
     if (r->bad)
         return -EINVAL;
     if (has > 1)
         return bad(r, "malformed header");
     g->has_newest = (int)has;
+    g->old_ts = !(flags & GROWTH_FLAGS_KNOWN) || (flags & GROWTH_FLAG_OLD_TS);
     g->newest = newest;
     g->lo_bucket = lo;
     g->floor = e->ret.cut;

@@ -44,10 +44,11 @@ static const struct qparam p_top_cascades[] = {
     {"label", QT_STR, 0, NULL, 0, QSCHEMA_LABEL_MAX, 0, 0, NULL, "only cascades with this label"},
     {"content", QT_STR, 0, NULL, 0, QSCHEMA_CONTENT_MAX, 0, 0, NULL,
      "only cascades whose root carries this content key"},
-    {"since", QT_INT, 0, NULL, INT64_MIN, INT64_MAX, 0, 0, NULL,
-     "only cascades active at or after this time (last_ts >= since, ms since the epoch)"},
-    {"until", QT_INT, 0, NULL, INT64_MIN, INT64_MAX, 0, 0, NULL,
-     "only cascades that started at or before this time (first_ts <= until)"},
+    {"since", QT_TIME, 0, NULL, INT64_MIN, INT64_MAX, 0, 0, NULL,
+     "only cascades active at or after this time (last_ts >= since): ms since the epoch or "
+     "ISO 8601 (2015-01-05, 2015-01-05T14:40:46Z)"},
+    {"until", QT_TIME, 0, NULL, INT64_MIN, INT64_MAX, 0, 0, NULL,
+     "only cascades that started at or before this time (first_ts <= until), as since"},
     {"min_size", QT_UINT, 0, NULL, 0, UINT32_MAX, 0, 0, NULL,
      "only cascades of at least this size"},
     {"window_ms", QT_UINT, 0, NULL, 1, QSCHEMA_WINDOW_MAX_MS, 0, 0, "60000",
@@ -237,8 +238,10 @@ static void explain(const struct qparam *p, char *err, size_t errlen)
         snprintf(err, errlen, "parameter %s must be an integer from %" PRId64 " to %" PRId64,
                  p->name, p->min, p->max);
         break;
-    case QT_INT:
-        snprintf(err, errlen, "parameter %s must be an integer (milliseconds since the epoch)",
+    case QT_TIME:
+        snprintf(err, errlen,
+                 "parameter %s must be a time: an integer (milliseconds since the epoch) or "
+                 "ISO 8601 (2015-01-05, 2015-01-05T14:40:46Z, 2015-01-05T14:40:46.250+02:00)",
                  p->name);
         break;
     case QT_BOOL:
@@ -269,7 +272,7 @@ static int check_int(const struct qparam *p, const msgpack_object *v)
         return v->via.u64 <= (uint64_t)INT64_MAX && (int64_t)v->via.u64 >= p->min &&
                (int64_t)v->via.u64 <= p->max;
     if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return p->type == QT_INT && v->via.i64 >= p->min && v->via.i64 <= p->max;
+        return p->type == QT_TIME && v->via.i64 >= p->min && v->via.i64 <= p->max;
     return 0;
 }
 
@@ -287,9 +290,15 @@ int qparam_check(const struct qparam *p, const msgpack_object *v, char *err, siz
              (int64_t)v->via.str.size <= p->max;
         break;
     case QT_UINT:
-    case QT_INT:
         ok = check_int(p, v);
         break;
+    case QT_TIME: {
+        int64_t ms;
+        ok = check_int(p, v) || (v->type == MSGPACK_OBJECT_STR &&
+                                 qtime_parse(v->via.str.ptr, v->via.str.size, &ms) == 0 &&
+                                 ms >= p->min && ms <= p->max);
+        break;
+    }
     case QT_BOOL:
         ok = v->type == MSGPACK_OBJECT_BOOLEAN ||
              (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= 1);
@@ -357,6 +366,95 @@ static int parse_double(const char *s, size_t len, double *out)
     return *end || errno ? -1 : 0;
 }
 
+/* ---------------------------------------------------------------- ISO 8601 times */
+
+/* n digits at *p as a number (no sign); -1 when any is not a digit. */
+static int digits(const char *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (March-based years, so the
+ * leap day falls at the end of one). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int month_days(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return days[m - 1] + (m == 2 && leap);
+}
+
+int qtime_parse(const char *s, size_t len, int64_t *ms)
+{
+    const char *p = s, *end = s + len;
+    if (len < 10 || p[4] != '-' || p[7] != '-')
+        return -EINVAL;
+    int y = digits(p, 4), mo = digits(p + 5, 2), d = digits(p + 8, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo))
+        return -EINVAL;
+    p += 10;
+    int h = 0, mi = 0, sec = 0, frac = 0;
+    int64_t off_min = 0;
+    if (p < end) {
+        if ((*p != 'T' && *p != 't' && *p != ' ') || end - p < 6 || p[3] != ':')
+            return -EINVAL;
+        h = digits(p + 1, 2), mi = digits(p + 4, 2);
+        if (h < 0 || h > 23 || mi < 0 || mi > 59)
+            return -EINVAL;
+        p += 6;
+        if (p < end && *p == ':') {
+            if (end - p < 3 || (sec = digits(p + 1, 2)) < 0 || sec > 59)
+                return -EINVAL;
+            p += 3;
+            if (p < end && (*p == '.' || *p == ',')) {
+                int n = 0;
+                for (p++; p < end && *p >= '0' && *p <= '9'; p++, n++)
+                    if (n < 3)
+                        frac = frac * 10 + (*p - '0');
+                if (n == 0 || n > 9)
+                    return -EINVAL;
+                for (; n < 3; n++)
+                    frac *= 10;
+            }
+        }
+        if (p < end && (*p == 'Z' || *p == 'z')) {
+            p++;
+        } else if (p < end && (*p == '+' || *p == '-')) {
+            int sign = *p == '-' ? -1 : 1, oh, om;
+            if (end - p == 6 && p[3] == ':')
+                oh = digits(p + 1, 2), om = digits(p + 4, 2);
+            else if (end - p == 5)
+                oh = digits(p + 1, 2), om = digits(p + 3, 2);
+            else
+                return -EINVAL;
+            if (oh < 0 || oh > 23 || om < 0 || om > 59)
+                return -EINVAL;
+            off_min = sign * (oh * 60 + om);
+            p = end;
+        }
+    }
+    if (p != end)
+        return -EINVAL;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_min * 60;
+    *ms = secs * 1000 + frac;
+    return 0;
+}
+
 /* Text to a msgpack value of the right type, without range checks (qparam_check does those). */
 static int pack_text(const struct qparam *p, const char *v, size_t len, msgpack_packer *pk)
 {
@@ -371,13 +469,18 @@ static int pack_text(const struct qparam *p, const char *v, size_t len, msgpack_
         return msgpack_pack_str_body(pk, v, len);
     case QT_UINT:
         return parse_u64(v, len, &u) ? -EINVAL : msgpack_pack_uint64(pk, u);
-    case QT_INT:
+    case QT_TIME: {
+        int64_t ms;
         if (len > 0 && v[0] == '-') {
             if (parse_u64(v + 1, len - 1, &u) || u > (uint64_t)INT64_MAX + 1)
                 return -EINVAL;
             return msgpack_pack_int64(pk, u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u);
         }
-        return parse_u64(v, len, &u) ? -EINVAL : msgpack_pack_uint64(pk, u);
+        if (parse_u64(v, len, &u) == 0)
+            return msgpack_pack_uint64(pk, u);
+        /* an ISO 8601 time goes on as its ms, so handlers read one form only */
+        return qtime_parse(v, len, &ms) ? -EINVAL : msgpack_pack_int64(pk, ms);
+    }
     case QT_BOOL:
         if ((b = parse_bool(v, len)) < 0)
             return -EINVAL;
@@ -497,7 +600,7 @@ const char *qmethod_changes_state(const struct qmethod *m, const struct qtext_pa
 
 static const char *type_name(const struct qparam *p)
 {
-    static const char *const names[] = {"id",   "string", "integer", "integer",
+    static const char *const names[] = {"id",   "string", "integer", "time",
                                         "bool", "number", "choice"};
     return names[p->type];
 }

@@ -45,10 +45,14 @@ uint64_t qcall_uint(const struct qcall *c, const char *name)
 int64_t qcall_int(const struct qcall *c, const char *name)
 {
     const msgpack_object *v = val(c, name);
+    int64_t ms;
     if (v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return (int64_t)v->via.u64;
     if (v && v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return v->via.i64;
+    /* a time given as ISO 8601 over RPC (the schema has checked that it parses) */
+    if (v && v->type == MSGPACK_OBJECT_STR && qtime_parse(v->via.str.ptr, v->via.str.size, &ms) == 0)
+        return ms;
     const char *d = def_of(c, name);
     return d ? strtoll(d, NULL, 10) : 0;
 }
@@ -361,6 +365,29 @@ void handle_cascade(struct qcall *c)
     nodes_flush(c, &nodes);
 }
 
+/* DESIGN §5: while the data holds no time before 1973, a positive time below 1973 as ms can only
+ * be seconds since the epoch (since=1420070400 would silently mean January 1970): refused, with
+ * the value it most likely stands for. 0 when every time parameter given is fine. */
+static int refuse_seconds(struct qcall *c, const char *const *names)
+{
+    struct engine_stats st;
+    engine_get_stats(c->e, &st);
+    for (; *names; names++) {
+        if (!qcall_has(c, *names))
+            continue;
+        int64_t v = qcall_int(c, *names);
+        if (v > 0 && v < ENGINE_SECONDS_BELOW_MS && !st.old_ts) {
+            qcall_fail(c, QERR_BAD_REQUEST,
+                       "parameter %s=%lld is a time before 1973 in milliseconds, and the data "
+                       "holds no such time: if it is seconds since the epoch, send %s=%lld000, "
+                       "or an ISO 8601 time (2015-01-05, 2015-01-05T14:40:46Z)",
+                       *names, (long long)v, *names, (long long)v);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int cascade_filter(struct qcall *c, struct engine_cascade_filter *f)
 {
     memset(f, 0, sizeof(*f));
@@ -391,6 +418,9 @@ void handle_top_cascades(struct qcall *c)
         qcall_fail(c, QERR_BAD_REQUEST, "parameter window_ms goes with by=growth");
         return;
     }
+    static const char *const times[] = {"since", "until", NULL};
+    if (refuse_seconds(c, times))
+        return;
     struct engine_cascade_filter f;
     int filtered = cascade_filter(c, &f);
     struct engine_cascade *out = malloc((size_t)limit * sizeof(*out));

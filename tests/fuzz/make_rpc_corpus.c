@@ -79,7 +79,7 @@ static void pack_valid(struct req *r, const struct qparam *p)
         else if (p->type == QT_BOOL)
             text = "true";
         else
-            text = p->type == QT_INT ? "1700000100000" : "1";
+            text = p->type == QT_TIME ? "1700000100000" : "1";
     }
     if (qparam_pack_text(p, text, strlen(text), &r->pk, err, sizeof(err)) != 0) {
         fprintf(stderr, "make_rpc_corpus: %s=%s: %s\n", p->name, text, err);
@@ -167,7 +167,7 @@ static void method_seeds(const struct qmethod *m)
 
     for (uint32_t i = 0; i < m->nparams; i++) {
         const struct qparam *p = &m->params[i];
-        if (p->type == QT_UINT || p->type == QT_INT || p->type == QT_FLOAT) {
+        if (p->type == QT_UINT || p->type == QT_TIME || p->type == QT_FLOAT) {
             one_param(m, p, "min", pack_min);
             one_param(m, p, "max", pack_max);
             one_param(m, p, "past_max", pack_past);

@@ -32,8 +32,14 @@ window's edges and the label rule), sends it to a fresh server and checks over m
 Every response must echo its request's msgid. Prints one line per check and ends with
 'N passed, M failed'; exit status 1 if any failed. CASCADE_TEST_SEED picks the data set.
 """
+import datetime
+import urllib.error
+import urllib.request
+
 import harness
 from harness import *  # noqa: F401,F403 (the shared helpers)
+
+ENGINE_SECONDS_BELOW_MS = 94_694_400_000  # 1973-01-01 in ms (include/cascade/engine.h)
 
 W = 60_000                               # the growth window whose edges are pinned
 W2 = 45_678                              # another, whose edge falls inside a second
@@ -885,6 +891,77 @@ def part_errors(srv, model, cl):
           f'{err} {[(k, before.get(k), after.get(k)) for k in before if before.get(k) != after.get(k)]}')
 
 
+# ------------------------------------------------------------------------------------ times
+
+def iso(ms):
+    """ms since the epoch as ISO 8601 in UTC with its milliseconds (2023-11-14T22:13:20.123Z)."""
+    d = datetime.datetime.fromtimestamp(ms // 1000, datetime.timezone.utc)
+    return d.strftime('%Y-%m-%dT%H:%M:%S') + f'.{ms % 1000:03d}Z'
+
+
+def http_status(srv, path):
+    """(status, body) of GET path on the HTTP port."""
+    try:
+        with urllib.request.urlopen(f'http://127.0.0.1:{srv.http}{path}', timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as ex:
+        return ex.code, ex.read().decode()
+
+
+def part_times(srv, cl, tmp):
+    """DESIGN §5: times as ms or ISO 8601; a time that can only be seconds is refused while the data
+    holds no time before 1973, and accepted once it does (kept across a restart)."""
+    for name, ms in (('since', T_NEWEST - 250_000_037), ('until', BASE_TS + 68_021_163), ('since', T_NEWEST - W)):
+        err, by_ms = cl.call('top_cascades', by='last_ts', limit=1000, **{name: ms})
+        err2, by_iso = cl.call('top_cascades', by='last_ts', limit=1000, **{name: iso(ms)})
+        check(f'top_cascades {name}={iso(ms)} (ISO 8601 over RPC): the same as {name}={ms}',
+              err is None and err2 is None and by_ms == by_iso and len(by_ms) > 0, f'{err} {err2}')
+        st, body = http_status(srv, f'/v1/top_cascades?by=last_ts&limit=1000&{name}={iso(ms)}')
+        st2, body2 = http_status(srv, f'/v1/top_cascades?by=last_ts&limit=1000&{name}={ms}')
+        check(f'HTTP top_cascades {name}={iso(ms)}: the same as {name}={ms}', st == st2 == 200 and body == body2,
+              f'{st} {st2} {body[:200]}')
+    off = '2023-11-15T00:13:20+02:00'  # 2023-11-14T22:13:20Z
+    err, a = cl.call('top_cascades', since=off)
+    err2, b = cl.call('top_cascades', since=1_700_000_000_000)
+    check('top_cascades since with a +02:00 offset: the same instant as its UTC ms', err is None and a == b, f'{err} {err2}')
+    for v in ('2015-02-29', '2015-01-05T25:00:00Z', 'yesterday', '1420070400s'):
+        err, res = cl.call('top_cascades', since=v)
+        check(f'top_cascades since={v!r}: a 400 naming since and ISO 8601', good_error(err, res, 400)
+              and 'since' in err['message'] and 'ISO 8601' in err['message'], f'{err} {res}')
+    for name, v in (('since', 1420070400), ('until', 1)):
+        err, res = cl.call('top_cascades', **{name: v})
+        check(f'top_cascades {name}={v} (seconds, the data is from 2023): a 400 that suggests {v}000 and ISO 8601',
+              good_error(err, res, 400) and f'{name}={v}000' in err['message'] and 'ISO 8601' in err['message'],
+              f'{err} {res}')
+    st, body = http_status(srv, '/v1/top_cascades?since=1420070400')
+    check('HTTP top_cascades since=1420070400: 400, the same hint', st == 400 and '1420070400000' in body, f'{st} {body[:300]}')
+    for v in (0, -5, ENGINE_SECONDS_BELOW_MS):
+        err, res = cl.call('top_cascades', since=v)
+        check(f'top_cascades since={v}: accepted (not a time that can only be seconds)', err is None, f'{err}')
+
+    # data from 1970 (times in ms from 0): small integers are ms then, before and after a restart
+    old = Server(srv.bin.rsplit('/', 1)[0], os.path.join(tmp, 'data-1970'), '--analytics-interval', '0').start()
+    try:
+        events = [dict(post='o1', actor='a', ts=1000), dict(post='o2', actor='b', ts=2000, parent='o1'),
+                  dict(post='o3', actor='c', ts=90_000_000_000)]
+        acks, fatal = send_all(old.ingest, [events], timeout=30)
+        check('1970 data: acked', fatal is None and acks and acks[-1].get('ok') == 3, f'{fatal} {acks}')
+        for restart in (False, True):
+            if restart:
+                check('1970 data: SIGTERM exits 0', old.stop() == 0)
+                old.start()
+            c2 = Client(old.query)
+            err, res = c2.call('top_cascades', by='last_ts', since=1500)
+            err2, res2 = c2.call('top_cascades', by='last_ts', until=1500)
+            c2.close()
+            check(f'1970 data{" after a restart" if restart else ""}: since=1500 and until=1500 are ms '
+                  '(o1\'s cascade, last_ts 2000, and o3 from since; o1 alone from until)',
+                  err is None and err2 is None and [c['root'] for c in res] == ['o3', 'o1']
+                  and [c['root'] for c in res2] == ['o1'], f'{err} {res} {err2} {res2}')
+    finally:
+        check('1970 data: SIGTERM exits 0', old.stop() == 0)
+
+
 # ------------------------------------------------------------------------------------ under load
 
 def answer_problems(method, params, res, prev):
@@ -1118,6 +1195,7 @@ def body(run):
         part_path(model, cl, rng)
         part_analytics(cl)
         part_errors(srv, model, cl)
+        part_times(srv, cl, tmp)
         part_load(srv, model, cl, rng)
         part_final(model, cl, rng)
         check(f'every one of {cl.calls} responses echoed its msgid', not cl.echo_bad, '; '.join(cl.echo_bad[:3]))

@@ -203,6 +203,68 @@ static void test_text_int(void **state)
     text_refused("top_cascades", "until", "12ms");
 }
 
+/* ISO 8601 times (DESIGN §5); the expected ms are Python's datetime.fromisoformat, UTC. */
+static void test_time_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } good[] = {
+        {"2015-01-05", 1420416000000LL},
+        {"2015-01-05T14:40:46Z", 1420468846000LL},
+        {"2015-01-05T14:40:46.250+02:00", 1420461646250LL},
+        {"2015-01-05 14:40", 1420468800000LL},
+        {"2015-01-05t14:40:46z", 1420468846000LL},
+        {"1970-01-01", 0},
+        {"1969-12-31T23:59:59.999Z", -1},
+        {"2000-02-29T00:00:00-0530", 951802200000LL},
+        {"0001-01-01", -62135596800000LL},
+        {"9999-12-31T23:59:59.999Z", 253402300799999LL},
+        {"2016-12-31T23:59:59+00:00", 1483228799000LL},
+        {"1972-12-31T23:59:59.999Z", 94694399999LL},
+        {"1973-01-01", ENGINE_SECONDS_BELOW_MS},
+        {"2015-01-05T14:40:46.123456789Z", 1420468846123LL}, /* truncated to the ms */
+        {"2015-01-05T14:40:46.5", 1420468846500LL},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        int64_t ms = 7;
+        if (qtime_parse(good[i].s, strlen(good[i].s), &ms) != 0 || ms != good[i].ms)
+            fail_msg("%s: got %lld, want %lld", good[i].s, (long long)ms, (long long)good[i].ms);
+    }
+    static const char *const bad[] = {
+        "",           "2015",           "2015-1-5",          "2015-13-01",
+        "2015-00-10", "2015-02-29",     "1900-02-29",        "2015-04-31",
+        "2015-01-00", "2015-01-05T",    "2015-01-05T24:00",  "2015-01-05T14:60",
+        "2015-01-05T14:40:60", "2015-01-05T14:40:46.", "2015-01-05T14:40:46.1234567890Z",
+        "2015-01-05T14:40+25:00", "2015-01-05T14:40+02:60", "2015-01-05T14:40+2",
+        "2015-01-05T14:40:46Z ", "2015-01-05X14:40", "+2015-01-05", "2015-01-05Z",
+        "20150105",   "2015-01-05T1:40", "2015-01-05T14:40:4", "abcd-ef-gh",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t ms = 7;
+        if (qtime_parse(bad[i], strlen(bad[i]), &ms) != -EINVAL || ms != 7)
+            fail_msg("%s: accepted as %lld", bad[i], (long long)ms);
+    }
+    /* a leap year's day, and 2000 (divisible by 400) */
+    int64_t a, b;
+    assert_int_equal(qtime_parse("2016-02-29", 10, &a), 0);
+    assert_int_equal(qtime_parse("2016-03-01", 10, &b), 0);
+    assert_true(b - a == 86400000LL);
+    /* text: an ISO time goes on as its ms, digits as the integer, nonsense is refused */
+    struct textreq t;
+    msgpack_object v = text_value(&t, "top_cascades", "since", "2015-01-05T14:40:46Z");
+    assert_int_equal(v.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_true(v.via.u64 == 1420468846000ULL);
+    text_done(&t);
+    v = text_value(&t, "top_cascades", "until", "1969-12-31T23:59:59Z");
+    assert_int_equal(v.type, MSGPACK_OBJECT_NEGATIVE_INTEGER);
+    assert_true(v.via.i64 == -1000);
+    text_done(&t);
+    text_refused("top_cascades", "since", "2015-02-30");
+    text_refused("top_cascades", "until", "2015-01-05T14:40:46+0200x");
+}
+
 static void test_text_bool(void **state)
 {
     static const char *const yes[] = {"true", "1", "yes", "TRUE", "Yes"};
@@ -1216,6 +1278,7 @@ int main(void)
         cmocka_unit_test(test_unknown_param),
         cmocka_unit_test(test_text_uint),
         cmocka_unit_test(test_text_int),
+        cmocka_unit_test(test_time_parse),
         cmocka_unit_test(test_text_bool),
         cmocka_unit_test(test_text_float),
         cmocka_unit_test(test_text_enum_str_id),
