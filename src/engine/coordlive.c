@@ -85,7 +85,7 @@ struct coordlive {
 
     size_t heap; /* bytes of the per-key and per-pair arrays */
     uint64_t posts, meetings, npairs, coshares, capped_drops, flagged, late_misses;
-    int broken;
+    int broken, incomplete;
 };
 
 /* y is at most d after x (x may be after y) */
@@ -673,6 +673,11 @@ int coordlive_evict_before(struct coordlive *cl, int64_t horizon, uint32_t budge
 
 /* ---------------------------------------------------------------- figures */
 
+void coordlive_set_incomplete(struct coordlive *cl, int incomplete)
+{
+    cl->incomplete = incomplete != 0;
+}
+
 size_t coordlive_bytes(const struct coordlive *cl)
 {
     return sizeof(*cl) + cl->heap + segvec_bytes(&cl->actors) + segvec_bytes(&cl->klists) +
@@ -732,7 +737,8 @@ int coordlive_pair(const struct coordlive *cl, uint32_t a, uint32_t b,
     out->b = b;
     out->k_a = nkeys_of(cl, a);
     out->k_b = nkeys_of(cl, b);
-    out->exact = !cl->broken && !cl->late_misses && !is_flagged(cl, a) && !is_flagged(cl, b);
+    out->exact = !cl->broken && !cl->incomplete && !cl->late_misses && !is_flagged(cl, a) &&
+                 !is_flagged(cl, b);
     const uint32_t *v = a == b ? NULL : u64map_get(&cl->pairmap, u64map_pair(a, b));
     if (!v) {
         if (a != b && cl->nbloom && bloom_has(cl, u64map_pair(a, b)))
@@ -921,7 +927,8 @@ static int result_exact(const struct gctx *g)
     if (g->unsure.count || g->unsure_oom || g->missing)
         return 0;
     for (size_t i = 0; i < g->ncls; i++)
-        if (g->cls[i]->broken || g->cls[i]->late_misses || g->cls[i]->flagged)
+        if (g->cls[i]->broken || g->cls[i]->incomplete || g->cls[i]->late_misses ||
+            g->cls[i]->flagged)
             return 0;
     return 1;
 }
@@ -931,7 +938,8 @@ static int member_flagged(const struct gctx *g, uint32_t actor)
     if (g->unsure_oom || g->missing || u64map_has(&g->unsure, actor))
         return 1;
     for (size_t i = 0; i < g->ncls; i++)
-        if (g->cls[i]->broken || g->cls[i]->late_misses || is_flagged(g->cls[i], actor))
+        if (g->cls[i]->broken || g->cls[i]->incomplete || g->cls[i]->late_misses ||
+            is_flagged(g->cls[i], actor))
             return 1;
     return 0;
 }

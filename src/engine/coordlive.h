@@ -87,6 +87,10 @@ int coordlive_add(struct coordlive *cl, uint32_t key, uint32_t actor, uint32_t p
  * finished, so that the caller can spread it over calls. */
 int coordlive_evict_before(struct coordlive *cl, int64_t horizon, uint32_t budget);
 
+/* While set, the instance knows it has not been fed every post yet (its feeder is catching up):
+ * nothing it answers is exact. */
+void coordlive_set_incomplete(struct coordlive *cl, int incomplete);
+
 /* Bytes held (all of its allocations). */
 size_t coordlive_bytes(const struct coordlive *cl);
 

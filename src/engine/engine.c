@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "engine/coordhook.h"
 #include "engine/engine_int.h"
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -1009,6 +1010,8 @@ static int apply_one(struct engine *e, const struct event *ev, const struct ev_h
         content_note(e, content, p);
     growth_note(&e->growth, p, ev->ts);
     touch_actor(e, a);
+    if (e->coord) /* live coordination, when enabled (coordhook.h) */
+        coordhook_post(e, p, pl.p != NONE);
     return EVENT_OK;
 }
 

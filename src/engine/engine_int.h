@@ -12,6 +12,8 @@
 #include "core/topk.h"
 #include "core/u64map.h"
 
+struct coordhook;
+
 #define NONE         UINT32_MAX
 #define ROOT_FLAG    0x80000000u /* post.parent of a root: ROOT_FLAG | cascade id */
 #define CONTENT_MASK 0x3fffffffu /* post.content: content id in the low 30 bits, kind above */
@@ -184,6 +186,7 @@ struct engine {
     size_t clist_heap;                   /* bytes of the lists' arrays */
     uint64_t live_actors, live_contents; /* with a post / a listed post */
     struct retention ret;
+    struct coordhook *coord; /* live coordination (coordhook.c), NULL: off */
     struct labels_index labels_ix;
     /* a cluster node's last applied stream sequence per partition (DESIGN §9; persist.c's
      * engine_stream_*: kept in snapshots, set from the WAL's records) */

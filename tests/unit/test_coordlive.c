@@ -16,7 +16,10 @@
 
 #include <cmocka.h>
 
+#include "core/hash.h"
+#include "engine/coordhook.h"
 #include "engine/coordlive.h"
+#include "engine/engine_int.h"
 
 #define MAXE 96 /* events per stream */
 #define MAXA 12
@@ -60,7 +63,47 @@ struct world {
     struct fed fed[COORDLIVE_KINDS];
     struct coordlive *cl[COORDLIVE_KINDS];
     int64_t window;
+    /* the same events through the engine and its hook, and instances fed the model's posts in
+     * the engine's ids: the hook must give the same answers */
+    struct engine *eng;
+    struct coordlive *mirror[COORDLIVE_KINDS];
 };
+
+static uint32_t eng_id(const struct intern *t, char prefix, uint32_t n)
+{
+    char s[16];
+    int len = snprintf(s, sizeof s, "%c%u", prefix, n);
+    uint32_t id = intern_find(t, s, (uint32_t)len, hash_bytes(s, (size_t)len));
+    assert_true(id != NONE);
+    return id;
+}
+
+/* Applies the model's event to the engine (duplicates and all), as a producer would send it. */
+static void engine_send(struct world *w, const struct gev *g)
+{
+    char post[16], actor[16], parent[16], content[16];
+    struct event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.post.str = post;
+    ev.post.len = (uint32_t)snprintf(post, sizeof post, "p%u", g->post);
+    ev.actor.str = actor;
+    ev.actor.len = (uint32_t)snprintf(actor, sizeof actor, "a%u", g->actor);
+    if (g->parent) {
+        ev.parent.str = parent;
+        ev.parent.len = (uint32_t)snprintf(parent, sizeof parent, "p%u", g->parent);
+    }
+    if (g->content) {
+        ev.content = content;
+        ev.content_len = (uint16_t)snprintf(content, sizeof content, "k%u", g->content);
+    }
+    ev.ts = g->ts;
+    static const uint8_t kinds[] = {EVENT_KIND_POST, EVENT_KIND_SHARE, EVENT_KIND_QUOTE,
+                                    EVENT_KIND_REPLY};
+    ev.kind = kinds[g->kind];
+    uint8_t out;
+    engine_apply(w->eng, &ev, 1, &out);
+    assert_true(out == EVENT_OK || out == EVENT_DUP);
+}
 
 /* The post's content key for kind link (§3: its own, else its cascade root's), NOKEY while its
  * root is not known or carries none. */
@@ -89,11 +132,21 @@ static void feed(struct world *w, int kind, uint32_t key, const struct gev *e)
     f->ts[f->n] = e->ts;
     f->n++;
     assert_int_equal(coordlive_add(w->cl[kind], key, e->actor, e->post, e->ts), 0);
+    if (w->eng) {
+        const struct engine *g = w->eng;
+        uint32_t k = kind == COORDLIVE_LINK ? eng_id(&g->contents, 'k', key)
+                                            : eng_id(&g->post_ids, 'p', key);
+        assert_int_equal(coordlive_add(w->mirror[kind], k, eng_id(&g->actor_ids, 'a', e->actor),
+                                       eng_id(&g->post_ids, 'p', e->post), e->ts),
+                         0);
+    }
 }
 
 /* Applies one event as the engine would: the first event of a post id wins. */
 static void apply(struct world *w, const struct gev *e)
 {
+    if (w->eng)
+        engine_send(w, e);
     if (w->seen[e->post])
         return; /* a duplicate */
     w->seen[e->post] = 1;
@@ -411,6 +464,76 @@ static void check_groups(struct world *w, const int *kinds, size_t nk,
     coordlive_result_free(&res);
 }
 
+static void same_results(const struct coordlive_result *x, const struct coordlive_result *y)
+{
+    assert_int_equal(x->ngroups, y->ngroups);
+    assert_int_equal(x->exact, y->exact);
+    for (uint32_t i = 0; i < x->ngroups; i++) {
+        const struct coordlive_group *g = &x->groups[i], *h = &y->groups[i];
+        assert_int_equal(g->nmembers, h->nmembers);
+        assert_int_equal(g->npairs, h->npairs);
+        assert_int_equal(g->nkeys, h->nkeys);
+        assert_int_equal(g->weight, h->weight);
+        assert_int_equal(g->first_ts, h->first_ts);
+        assert_int_equal(g->last_ts, h->last_ts);
+        assert_int_equal(g->kinds, h->kinds);
+        assert_int_equal(g->exact, h->exact);
+        assert_true(g->median_gap_ms == h->median_gap_ms);
+        assert_memory_equal(g->members, h->members, g->nmembers * sizeof(uint32_t));
+        for (uint32_t j = 0; j < g->nkeys; j++)
+            assert_true(g->keys[j].key == h->keys[j].key && g->keys[j].kind == h->keys[j].kind);
+        for (uint32_t j = 0; j < g->npairs; j++) {
+            const struct coordlive_gpair *a = &g->pairs[j], *b = &h->pairs[j];
+            assert_true(a->a == b->a && a->b == b->b && a->kind == b->kind &&
+                        a->weight == b->weight && a->leads_a == b->leads_a &&
+                        a->leads_b == b->leads_b && a->similarity == b->similarity);
+        }
+    }
+}
+
+/* The engine's hook against the instances fed the model's posts in the engine's ids. */
+static void check_engine(struct world *w, const struct coordlive_query *q)
+{
+    coordhook_drain(w->eng);
+    struct coordlive *hook[COORDLIVE_KINDS];
+    for (int k = 0; k < COORDLIVE_KINDS; k++) {
+        hook[k] = coordhook_instance(w->eng, k);
+        struct coordlive_stats a, b;
+        coordlive_stats(hook[k], &a);
+        coordlive_stats(w->mirror[k], &b);
+        assert_int_equal(a.posts, b.posts);
+        assert_int_equal(a.pairs, b.pairs);
+        assert_int_equal(a.coshares, b.coshares);
+        struct coordlive_result x, y;
+        assert_int_equal(coordlive_groups(&hook[k], 1, q, &x), 0);
+        assert_int_equal(coordlive_groups(&w->mirror[k], 1, q, &y), 0);
+        same_results(&x, &y);
+        coordlive_result_free(&x);
+        coordlive_result_free(&y);
+        uint32_t nact = w->eng->actor_ids.count;
+        for (uint32_t a1 = 0; a1 < nact; a1++)
+            for (uint32_t b1 = a1 + 1; b1 < nact; b1++) {
+                struct coordlive_pairinfo pa, pb;
+                assert_int_equal(coordlive_pair(hook[k], a1, b1, &pa), 0);
+                assert_int_equal(coordlive_pair(w->mirror[k], a1, b1, &pb), 0);
+                assert_int_equal(pa.nev, pb.nev);
+                assert_int_equal(pa.k_a, pb.k_a);
+                assert_int_equal(pa.k_b, pb.k_b);
+                assert_int_equal(pa.exact, pb.exact);
+                if (pa.nev)
+                    assert_memory_equal(pa.ev, pb.ev, pa.nev * sizeof(*pa.ev));
+                free(pa.ev);
+                free(pb.ev);
+            }
+    }
+    struct coordlive_result x, y;
+    assert_int_equal(coordlive_groups(hook, COORDLIVE_KINDS, q, &x), 0);
+    assert_int_equal(coordlive_groups(w->mirror, COORDLIVE_KINDS, q, &y), 0);
+    same_results(&x, &y);
+    coordlive_result_free(&x);
+    coordlive_result_free(&y);
+}
+
 static void check_all(struct world *w, const struct coordlive_query *q, int strict)
 {
     for (int k = 0; k < COORDLIVE_KINDS; k++)
@@ -511,6 +634,13 @@ static void run_streams(int sim, int mode, int trials, uint64_t seed)
                                      mode ? 1 + (int64_t)rnd((uint32_t)(3 * w->window)) : -1};
         for (int k = 0; k < COORDLIVE_KINDS; k++)
             assert_int_equal(coordlive_new(&w->cl[k], &p, (uint8_t)k), 0);
+        if (mode == 0) {
+            assert_int_equal(engine_new(&w->eng), 0);
+            assert_int_equal(coordhook_enable(w->eng, &p), 0);
+            assert_int_equal(coordhook_enable(w->eng, &p), -EEXIST);
+            for (int k = 0; k < COORDLIVE_KINDS; k++)
+                assert_int_equal(coordlive_new(&w->mirror[k], &p, (uint8_t)k), 0);
+        }
         for (uint32_t i = 0; i <= MAXE; i++)
             w->linkkey[i] = NOKEY;
         gen_stream(w, range, mode == 2);
@@ -521,6 +651,8 @@ static void run_streams(int sim, int mode, int trials, uint64_t seed)
             for (; batch && i < w->n; batch--, i++)
                 apply(w, &w->ev[i]);
             check_all(w, &q, mode == 0);
+            if (w->eng)
+                check_engine(w, &q);
         }
         if (mode == 0)
             check_retention(w, &q, (int64_t)rnd((uint32_t)range + 2));
@@ -529,6 +661,11 @@ static void run_streams(int sim, int mode, int trials, uint64_t seed)
             coordlive_stats(w->cl[k], &st);
             forgotten += st.forgotten;
             coordlive_free(w->cl[k]);
+            coordlive_free(w->mirror[k]);
+        }
+        if (w->eng) {
+            coordhook_disable(w->eng);
+            engine_free(w->eng);
         }
     }
     if (mode) /* the streams did exercise forgetting */
