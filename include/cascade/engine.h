@@ -193,6 +193,7 @@ enum engine_label_metric {
 
 struct engine_dist {
     double mean, median, p90, max;
+    double sd; /* the sample standard deviation (n - 1); NAN for a single cascade */
 };
 
 struct engine_label_summary {

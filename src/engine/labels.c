@@ -185,7 +185,47 @@ static int small_int_quantiles(const double *a, size_t n, double max, struct eng
     return 0;
 }
 
-static void distribution(double *a, size_t n, struct engine_dist *d)
+/* The sample standard deviation (n - 1) from exact sums s1 = Σx and s2 = Σx², both integers in
+ * units of 2^-shift (0: integer metrics; 64: virality's fixed point); NAN below two values.
+ * The index and the scan both come here with the same sums, so their answers are bit-equal. */
+static double sd_from(uint64_t n, unsigned __int128 s1, unsigned __int128 s2, int shift)
+{
+    if (n < 2)
+        return NAN;
+    long double var;
+    if (shift == 0) { /* n * s2 - s1^2 exactly: n Σx² >= (Σx)² */
+        unsigned __int128 num = (unsigned __int128)n * s2 - s1 * s1;
+        var = (long double)num / ((long double)n * (long double)(n - 1));
+    } else {
+        long double a = ldexpl((long double)s1, -shift), b = ldexpl((long double)s2, -shift);
+        var = (b - a * a / (long double)n) / (long double)(n - 1);
+    }
+    return var > 0 ? (double)sqrtl(var) : 0.0;
+}
+
+static int fixed_of(double v, unsigned __int128 *out);
+static int fixed_sq(double v, unsigned __int128 *out);
+
+/* The exact sums of metric m over a for sd_from (integers as they are, viralities in fixed
+ * point); NAN when a value is out of the fixed point's range. */
+static double sd_of(const double *a, size_t n, int m)
+{
+    unsigned __int128 s1 = 0, s2 = 0, f, q;
+    for (size_t i = 0; i < n; i++) {
+        if (m == ENGINE_LABEL_VIRALITY) {
+            if (fixed_of(a[i], &f) || fixed_sq(a[i], &q))
+                return NAN;
+        } else {
+            f = (unsigned __int128)(uint64_t)a[i];
+            q = f * f;
+        }
+        s1 += f;
+        s2 += q;
+    }
+    return sd_from(n, s1, s2, m == ENGINE_LABEL_VIRALITY ? 64 : 0);
+}
+
+static void distribution(double *a, size_t n, int m, struct engine_dist *d)
 {
     double sum = 0, max = a[0];
     for (size_t i = 0; i < n; i++) {
@@ -194,6 +234,7 @@ static void distribution(double *a, size_t n, struct engine_dist *d)
             max = a[i];
     }
     d->mean = sum / (double)n;
+    d->sd = sd_of(a, n, m);
     d->max = max;
     if (small_int_quantiles(a, n, max, d) == 0)
         return;
@@ -259,7 +300,7 @@ static void summarise(const struct engine *e, struct groups *g, double **vals,
                     s->label = intern_str(&e->labels, gi, &s->label_len);
             }
             if (m < ENGINE_LABEL_METRICS)
-                distribution(a, cnt, &s->dist[m]);
+                distribution(a, cnt, m, &s->dist[m]);
             else
                 s->duration_median = quantile(a, cnt, 0.5);
         }
@@ -357,8 +398,10 @@ struct ostat {
  * keys are the constants single_key, which the reads add in. */
 struct lab_stats {
     uint64_t n, singles;
-    uint64_t isum[NV];      /* sums of the integer metrics (not of virality, duration) */
-    unsigned __int128 vsum; /* sum of the viralities, fixed point: 2^-64 units */
+    uint64_t isum[NV];          /* sums of the integer metrics (not of virality, duration) */
+    unsigned __int128 isq[NV];  /* and of their squares, for the standard deviation */
+    unsigned __int128 vsum;     /* sum of the viralities, fixed point: 2^-64 units */
+    unsigned __int128 vsq;      /* sum of their squares (each rounded to a double), the same */
     struct ostat os[NV];
 };
 
@@ -848,10 +891,24 @@ static uint64_t os_max(const struct ostat *o)
 
 /* ---------------------------------------------------------------- filing */
 
+static int fixed_in(double v, int max_log2, unsigned __int128 *out);
+
+static int fixed_of(double v, unsigned __int128 *out)
+{
+    return fixed_in(v, 31, out);
+}
+
+/* v * v (rounded to a double once, so that filing and unfiling a value move the sum by the same
+ * amount) times 2^64 as an integer: exact for v * v < 2^63. */
+static int fixed_sq(double v, unsigned __int128 *out)
+{
+    return fixed_in(v * v, 62, out);
+}
+
 /* v * 2^64 as an integer, from its bits (no libm on the apply path): exact for 0 and for
  * 2^-11 <= v < 2^32 (a virality is 0 or >= 1, and below its cascade's node count); -ERANGE
  * otherwise (the index then goes stale and the scan answers). */
-static int fixed_of(double v, unsigned __int128 *out)
+static int fixed_in(double v, int max_log2, unsigned __int128 *out)
 {
     uint64_t u;
     memcpy(&u, &v, sizeof(u));
@@ -859,7 +916,7 @@ static int fixed_of(double v, unsigned __int128 *out)
     if (u == 0)
         return 0;
     int ex = (int)(u >> 52); /* sign bit set: out of range below */
-    if (ex < 1023 - 11 || ex > 1023 + 31)
+    if (ex < 1023 - 11 || ex > 1023 + max_log2)
         return -ERANGE;
     uint64_t mant = (u & ((1ull << 52) - 1)) | 1ull << 52; /* v = mant * 2^(ex - 1075) */
     *out = (unsigned __int128)mant << (ex - 1075 + 64);
@@ -916,9 +973,15 @@ static int sum(struct lab_stats *s, int m, uint64_t k, int sign)
         unsigned __int128 f;
         if (fixed_of(double_of_key(k), &f))
             return -ERANGE;
+        unsigned __int128 q;
+        if (fixed_sq(double_of_key(k), &q))
+            return -ERANGE;
         s->vsum = sign > 0 ? s->vsum + f : s->vsum - f;
+        s->vsq = sign > 0 ? s->vsq + q : s->vsq - q;
     } else if (is_int_metric(m)) {
+        unsigned __int128 q = (unsigned __int128)k * k; /* modular: the true sum fits at the end */
         s->isum[m] = sign > 0 ? s->isum[m] + k : s->isum[m] - k;
+        s->isq[m] = sign > 0 ? s->isq[m] + q : s->isq[m] - q;
     }
     return 0;
 }
@@ -1121,10 +1184,15 @@ static void summary_of(const struct engine *e, uint32_t slot, struct lab_stats *
     for (int m = 0; m < ENGINE_LABEL_METRICS; m++) {
         struct engine_dist *d = &out->dist[m];
         const struct ostat *o = &s->os[m];
-        if (m == ENGINE_LABEL_VIRALITY) /* the singles' are 0 */
+        if (m == ENGINE_LABEL_VIRALITY) { /* the singles' are 0 */
             d->mean = ldexp((double)s->vsum, -64) / n;
-        else
-            d->mean = (double)(s->isum[m] + s->singles * single_key[m]) / n;
+            d->sd = sd_from(s->n, s->vsum, s->vsq, 64);
+        } else {
+            uint64_t one = single_key[m];
+            d->mean = (double)(s->isum[m] + s->singles * one) / n;
+            d->sd = sd_from(s->n, s->isum[m] + s->singles * one,
+                            s->isq[m] + (unsigned __int128)s->singles * one * one, 0);
+        }
         d->median = quantile_of(s, m, 0.5);
         d->p90 = quantile_of(s, m, 0.9);
         uint64_t max = o->dtotal + o->ttotal + o->btotal ? os_max(o) : single_key[m];

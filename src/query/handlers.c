@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -662,6 +663,12 @@ static void pack_dist(msgpack_packer *pk, const char *metric, const struct engin
     char key[64];
     snprintf(key, sizeof(key), "%s_mean", metric);
     qpack_f64(pk, key, d->mean);
+    snprintf(key, sizeof(key), "%s_sd", metric); /* nil for one cascade: n - 1 = 0 */
+    qpack_key(pk, key);
+    if (isnan(d->sd))
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_double(pk, d->sd);
     snprintf(key, sizeof(key), "%s_median", metric);
     qpack_f64(pk, key, d->median);
     snprintf(key, sizeof(key), "%s_p90", metric);
@@ -680,7 +687,7 @@ void handle_labels(struct qcall *c)
     }
     msgpack_pack_array(c->pk, n);
     for (uint32_t i = 0; i < n; i++) {
-        msgpack_pack_map(c->pk, 3 + 4 * ENGINE_LABEL_METRICS);
+        msgpack_pack_map(c->pk, 3 + 5 * ENGINE_LABEL_METRICS);
         qpack_str(c->pk, "label", ls[i].label, ls[i].label_len);
         qpack_u64(c->pk, "cascades", ls[i].cascades);
         for (int m = 0; m < ENGINE_LABEL_METRICS; m++)

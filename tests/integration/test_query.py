@@ -33,6 +33,7 @@ Every response must echo its request's msgid. Prints one line per check and ends
 'N passed, M failed'; exit status 1 if any failed. CASCADE_TEST_SEED picks the data set.
 """
 import datetime
+import statistics
 import urllib.error
 import urllib.request
 
@@ -253,6 +254,8 @@ class QModel(Model):
             for m in LABEL_METRICS:
                 vals = [c[m] for c in cs]
                 rec[f'{m}_mean'] = sum(vals) / len(vals)
+                # the sample standard deviation (n - 1), nil for one cascade (statistics: exact fractions)
+                rec[f'{m}_sd'] = statistics.stdev(vals) if len(vals) > 1 else None
                 rec[f'{m}_median'] = quantile(vals, 0.5)
                 rec[f'{m}_p90'] = quantile(vals, 0.9)
                 rec[f'{m}_max'] = float(max(vals))
@@ -757,7 +760,7 @@ def part_labels(model, cl):
         else:
             for g, w in zip(res, want):
                 bad += rec_problems(f'label {w["label"]}', g, w)
-    check('labels: per label then the unlabelled (nil, last): cascades, mean/median/p90/max of size, depth, '
+    check('labels: per label then the unlabelled (nil, last): cascades, mean/sd/median/p90/max of size, depth, '
           'max_breadth, structural_virality, unique_actors, duration_ms_median', not bad, '; '.join(bad[:8]))
     check('data set: every cascade label determined by DESIGN §2', all(c['label'] is not ABSENT for c in
                                                                        model.x()['casc'].values()), '')

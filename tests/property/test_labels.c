@@ -2,7 +2,8 @@
  * streams with late parents (placeholders, joins, re-roots), withheld parents, duplicates,
  * labels on roots and on later posts, event-time retention (evictions) and snapshot save/load,
  * with engine_labels held after every step to engine_labels_scan, the one-pass computation it
- * replaced. Every figure must be bit-equal except virality's mean: the scan adds the viralities
+ * replaced. Every figure must be bit-equal (the standard deviations too: both come from exact
+ * sums of values and squares) except virality's mean: the scan adds the viralities
  * in cascade-id order in doubles, the index keeps their exact sum, so the two may differ by the
  * scan's rounding (at most n ulps for n cascades); 1e-12 relative bounds that for the sizes here.
  *
@@ -126,6 +127,8 @@ static uint32_t check(struct engine *e, int may_be_stale)
                               : same_double(dx->mean, dy->mean);
             if (!mean_ok)
                 fail("%s %s mean %.17g, the scan %.17g", name, mn, dx->mean, dy->mean);
+            if (!same_double(dx->sd, dy->sd)) /* both from exact sums: bit-equal */
+                fail("%s %s sd %.17g, the scan %.17g", name, mn, dx->sd, dy->sd);
             if (!same_double(dx->median, dy->median) || !same_double(dx->p90, dy->p90) ||
                 !same_double(dx->max, dy->max))
                 fail("%s %s median/p90/max %.17g %.17g %.17g, the scan %.17g %.17g %.17g", name, mn,
