@@ -8,7 +8,10 @@
 
 #include "engine/engine_int.h"
 
-#define WALK_BUDGET 256 /* subtree nodes visited per applied post */
+/* Per applied post, a walk visits at most WALK_NODES nodes and stops once its posts made
+ * WALK_MEETINGS meetings (each post meets at most max_key_posts posts: ~0.2 us a meeting). */
+#define WALK_NODES    256
+#define WALK_MEETINGS 4096
 
 struct coordhook {
     struct coordlive *cl[COORDLIVE_KINDS];
@@ -16,6 +19,8 @@ struct coordhook {
     uint32_t fed_words;
     uint32_t *stack;     /* the subtree walks' nodes still to visit */
     uint32_t nstack, stack_cap;
+    uint32_t walk_nodes;    /* the walks' budget per applied post */
+    uint64_t walk_meetings;
     int broken;
 };
 
@@ -35,8 +40,23 @@ int coordhook_enable(struct engine *e, const struct coordlive_params *p)
             return rc;
         }
     }
+    h->walk_nodes = WALK_NODES;
+    h->walk_meetings = WALK_MEETINGS;
     e->coord = h;
     return 0;
+}
+
+void coordhook_budget(struct engine *e, uint32_t nodes, uint64_t meetings)
+{
+    if (e->coord) {
+        e->coord->walk_nodes = nodes ? nodes : 1;
+        e->coord->walk_meetings = meetings ? meetings : 1;
+    }
+}
+
+int coordhook_walking(const struct engine *e)
+{
+    return e->coord && e->coord->nstack != 0;
 }
 
 void coordhook_disable(struct engine *e)
@@ -144,9 +164,12 @@ static int push_children(struct coordhook *h, const struct engine *e, uint32_t p
 /* Visits up to budget nodes of the walks under way. Nodes are looked at afresh (their key from
  * their root as it is now), so that joins, new children and reused ids between two slices cost
  * nothing but a visit: a post applied meanwhile was fed by its own call. */
-static void walk(struct engine *e, struct coordhook *h, uint32_t budget)
+static void walk(struct engine *e, struct coordhook *h, uint32_t budget, uint64_t meetings)
 {
-    while (h->nstack && budget--) {
+    struct coordlive_stats st;
+    coordlive_stats(h->cl[COORDLIVE_LINK], &st);
+    uint64_t until = st.meetings + meetings;
+    while (h->nstack && budget-- && st.meetings < until) {
         uint32_t q = h->stack[--h->nstack];
         const struct post *r = post_at(e, q);
         if (post_is_free(r) || r->actor == NONE)
@@ -156,6 +179,7 @@ static void walk(struct engine *e, struct coordhook *h, uint32_t budget)
             set_broken(h);
             h->nstack = 0;
         }
+        coordlive_stats(h->cl[COORDLIVE_LINK], &st);
     }
     for (int k = 0; k < COORDLIVE_KINDS && !h->broken; k++)
         coordlive_set_incomplete(h->cl[k], h->nstack != 0);
@@ -177,11 +201,11 @@ void coordhook_post(struct engine *e, uint32_t p, int filled)
     if (filled && root_key(e, p) != NONE && push_children(h, e, p))
         set_broken(h);
     if (h->nstack)
-        walk(e, h, WALK_BUDGET);
+        walk(e, h, h->walk_nodes, h->walk_meetings);
 }
 
 void coordhook_drain(struct engine *e)
 {
     if (e->coord)
-        walk(e, e->coord, UINT32_MAX);
+        walk(e, e->coord, UINT32_MAX, UINT64_MAX / 2);
 }

@@ -7,9 +7,9 @@
  * id) of a share or quote; reply = the parent of a reply; link = the post's own content, else its
  * cascade root's. Only the link key can come late: a post without content under a placeholder
  * has none until the placeholder is filled by a root with content, or joins such a cascade. Then
- * the placeholder's subtree is walked, a budget of nodes per applied post (so that a big
- * subtree never holds the engine thread: issue 18), and while a walk is under way the instances
- * say that nothing is exact. A bit per post id says whether its link key was fed (ids are
+ * the placeholder's subtree is walked, a budget of nodes and meetings per applied post (so that
+ * a big subtree never holds the engine thread: issue 18), and while a walk is under way the
+ * instances say that nothing is exact. A bit per post id says whether its link key was fed (ids are
  * reused after retention: the bit is reset when a post is applied). */
 #ifndef ENGINE_COORDHOOK_H
 #define ENGINE_COORDHOOK_H
@@ -33,6 +33,11 @@ void coordhook_post(struct engine *e, uint32_t p, int filled);
 
 /* Finishes the subtree walks under way (tests; an idle writer). */
 void coordhook_drain(struct engine *e);
+
+/* The walks' budget per applied post (nodes, meetings; defaults 256, 4096), for tests and
+ * tuning; and whether a walk is under way. */
+void coordhook_budget(struct engine *e, uint32_t nodes, uint64_t meetings);
+int coordhook_walking(const struct engine *e);
 
 /* The instance of a kind (enum coordlive_kind), NULL when off. Owned by the engine. */
 struct coordlive *coordhook_instance(const struct engine *e, int kind);

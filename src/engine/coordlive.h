@@ -152,7 +152,8 @@ struct coordlive_result {
 };
 
 /* The groups of the union of the qualifying pairs of cls[0..n) (one per kind; n 1 for one
- * kind). Reads pairs of weight >= heavy from an index, all pairs when q->min_repeats < heavy.
+ * kind). Reads pairs of weight >= heavy from an index (3 ms at 10 M generated events), all
+ * pairs when q->min_repeats < heavy (tens of millions there: not for the engine thread).
  * res is malloc'd (coordlive_result_free). 0, -EINVAL or -ENOMEM. */
 int coordlive_groups(struct coordlive *const *cls, size_t n, const struct coordlive_query *q,
                      struct coordlive_result *res);
