@@ -298,8 +298,9 @@ static void *cluster_main(void *arg)
         if (b->kind == BATCH_QUERY) {
             answer(cl, b);
         } else {
-            /* events go to the nodes (or the stream), never here: each is refused, and the
-             * producer's fatal names the first of them to resend (to a node) */
+            /* events go to the nodes (or the stream), never here: the loop refuses them
+             * (netloop_config.ingest_refused); should a batch come all the same, each event is
+             * refused and the producer's fatal names the first of them to resend */
             for (uint32_t i = 0; i < b->n; i++)
                 if (b->vidx[i] != UINT32_MAX)
                     b->outcome[i] = EVENT_ERR_NOMEM;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -948,6 +949,153 @@ static void h_top_actors(struct qcall *c)
     }
 }
 
+/* actor_links: an actor's links add up over nodes (weights summed per neighbour and direction),
+ * with each neighbour's reach summed and its type merged from every node. Each node gives all of
+ * its links of the actor (actor_links candidates=N, bounded there by the actor's amplifiers and
+ * shares), so the sums are exact. */
+#define LINKS_ALL 100000000u /* the schema's bound on candidates */
+struct link_ctx {
+    struct top_ctx t;
+    uint64_t *w[2]; /* per candidate: in, out weights */
+};
+
+static const char *link_dir_cmp_names[2] = {"in", "out"};
+static struct link_ctx *link_now; /* qsort's context; one thread runs these */
+static int link_dir_now;
+
+static int link_cmp(const void *pa, const void *pb)
+{
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    uint64_t wa = link_now->w[link_dir_now][a], wb = link_now->w[link_dir_now][b];
+    if (wa != wb)
+        return wa > wb ? -1 : 1;
+    const struct m_actor *x = &link_now->t.cand[a].a, *y = &link_now->t.cand[b].a;
+    return clm_id_cmp(x->id, x->id_len, y->id, y->id_len);
+}
+
+static void h_actor_links(struct qcall *c)
+{
+    struct cluster *cl = c->ctx;
+    uint32_t dlen;
+    const char *dir = qcall_str(c, "direction", &dlen);
+    uint64_t limit = qcall_uint(c, "limit");
+    int want[2] = {1, 1};
+    if (dir && dlen == 2 && !memcmp(dir, "in", 2))
+        want[1] = 0;
+    if (dir && dlen == 3 && !memcmp(dir, "out", 3))
+        want[0] = 0;
+    struct cl_req q;
+    clreq_init(&q, "actor_links");
+    static const char *const skip[] = {"limit", "candidates", NULL};
+    clreq_forward(&q, c, skip);
+    msgpack_pack_uint64(clreq_key(&q, "candidates"), LINKS_ALL); /* every link it has */
+    struct proto_rpc_response r[CLUSTER_NODES_MAX];
+    int rc = cl_ask_all(cl, c, &q, r);
+    clreq_free(&q);
+    if (rc || node_errors(c, cl, r, 1))
+        return;
+    struct link_ctx x = {0};
+    uint32_t found = 0;
+    size_t wcap = 0;
+    for (uint32_t i = 0; i < cl->n && rc == 0; i++) {
+        const msgpack_object *l = r[i].error ? NULL : r[i].result;
+        if (!l || l->type != MSGPACK_OBJECT_ARRAY)
+            continue;
+        found++;
+        uint32_t per[2] = {0, 0};
+        for (uint32_t j = 0; j < l->via.array.size && rc == 0; j++) {
+            const msgpack_object *rec = &l->via.array.ptr[j], *id = get(rec, "actor");
+            const msgpack_object *d = get(rec, "direction");
+            int out = d && d->type == MSGPACK_OBJECT_STR && d->via.str.size == 3;
+            if (!id || id->type != MSGPACK_OBJECT_STR || id->via.str.size > QSCHEMA_ID_MAX)
+                continue;
+            per[out]++;
+            long at = cand_get(&x.t, id->via.str.ptr, id->via.str.size);
+            if (at < 0) {
+                rc = -ENOMEM;
+                break;
+            }
+            if (x.t.n > wcap) {
+                size_t nc = x.t.cap;
+                for (int k = 0; k < 2; k++) {
+                    uint64_t *w = realloc(x.w[k], nc * sizeof(*w));
+                    if (!w) {
+                        rc = -ENOMEM;
+                        break;
+                    }
+                    memset(w + wcap, 0, (nc - wcap) * sizeof(*w));
+                    x.w[k] = w;
+                }
+                if (rc)
+                    break;
+                wcap = nc;
+            }
+            x.w[out][at] += get_u64(rec, "weight");
+        }
+        for (int k = 0; k < 2 && rc == 0; k++)
+            if (per[k] >= LINKS_ALL)
+                qcall_fail(c, QERR_NOT_IMPLEMENTED,
+                           "actor_links: node %s holds at least %u %s links of this actor, its "
+                           "bound, so the summed weights would not be exact (docs/cluster.md)",
+                           cl->nodes[i].name, LINKS_ALL, link_dir_cmp_names[k]);
+    }
+    if (!rc && !c->code && !found)
+        fail_404(c, r);
+    /* every neighbour's figures from every node: reach summed, type merged */
+    uint32_t *ask = !rc && !c->code && x.t.n ? malloc(x.t.n * sizeof(*ask)) : NULL;
+    if (ask) {
+        x.t.ask = ask;
+        for (size_t j = 0; j < x.t.n; j++)
+            ask[j] = (uint32_t)j;
+        for (uint32_t i = 0; i < cl->n && rc == 0; i++)
+            rc = ask_node(c, &x.t, i, (uint32_t)x.t.n, build_actor_req, each_actor);
+    } else if (!rc && !c->code && x.t.n) {
+        rc = -ENOMEM;
+    }
+    if (rc || c->code) {
+        if (!c->code)
+            qcall_fail(c, QERR_INTERNAL, "actor_links: %s", strerror(rc < 0 ? -rc : rc));
+    } else {
+        uint32_t *ord[2] = {NULL, NULL};
+        size_t cnt[2] = {0, 0};
+        for (int k = 0; k < 2 && !c->code; k++) {
+            if (!want[k])
+                continue;
+            ord[k] = malloc((x.t.n ? x.t.n : 1) * sizeof(*ord[k]));
+            if (!ord[k]) {
+                qcall_fail(c, QERR_INTERNAL, "out of memory");
+                break;
+            }
+            for (size_t j = 0; j < x.t.n; j++)
+                if (x.w[k][j])
+                    ord[k][cnt[k]++] = (uint32_t)j;
+            link_now = &x;
+            link_dir_now = k;
+            qsort(ord[k], cnt[k], sizeof(*ord[k]), link_cmp);
+            if (cnt[k] > limit)
+                cnt[k] = (size_t)limit;
+        }
+        if (!c->code) {
+            msgpack_pack_array(c->pk, cnt[0] + cnt[1]);
+            for (int k = 0; k < 2; k++)
+                for (size_t j = 0; j < cnt[k]; j++) {
+                    const struct m_actor *a = &x.t.cand[ord[k][j]].a;
+                    msgpack_pack_map(c->pk, 5);
+                    qpack_cstr(c->pk, "direction", link_dir_cmp_names[k]);
+                    qpack_str(c->pk, "actor", a->id, a->id_len);
+                    qpack_cstr(c->pk, "actor_type", a->page ? "page" : "account");
+                    qpack_u64(c->pk, "weight", x.w[k][ord[k][j]]);
+                    qpack_u64(c->pk, "reach", a->reach);
+                }
+        }
+        free(ord[0]);
+        free(ord[1]);
+    }
+    free(x.w[0]);
+    free(x.w[1]);
+    top_free(&x.t);
+}
+
 /* ---------------------------------------------------------------- labels */
 
 #define LABEL_METRICS 5
@@ -1004,46 +1152,72 @@ static int label_order(const void *pa, const void *pb)
                       b->name->via.str.size);
 }
 
-static void pack_label(msgpack_packer *pk, struct m_label *l)
+/* One figure of a label's record, by its key as the nodes name it ("<metric>_<stat>"):
+ * 0 packed, -1 not a figure known here (packed nil). v[m] sorted. */
+static int pack_figure(msgpack_packer *pk, const struct m_label *l, double *const *v,
+                       const long double *sum, const char *key, size_t klen)
 {
-    msgpack_pack_map(pk, 3 + 5 * LABEL_METRICS);
-    qpack_key(pk, "label");
-    if (l->name)
-        msgpack_pack_object(pk, *l->name);
-    else
-        msgpack_pack_nil(pk);
-    qpack_u64(pk, "cascades", l->n);
-    char key[64];
+    static const char *const metrics[LABEL_METRICS + 1] = {
+        "size", "depth", "max_breadth", "structural_virality", "unique_actors", "duration_ms"};
     for (int m = 0; m <= LABEL_METRICS; m++) {
-        double *v = l->v[m];
-        long double sum = 0;
-        for (size_t i = 0; i < l->n; i++)
-            sum += v[i];
-        qsort(v, l->n, sizeof(*v), dbl_cmp);
-        if (m == LABEL_METRICS) {
-            qpack_f64(pk, "duration_ms_median", l->n ? clm_quantile(v, l->n, 0.5) : 0);
+        size_t ml = strlen(metrics[m]);
+        if (klen <= ml + 1 || memcmp(key, metrics[m], ml) || key[ml] != '_')
+            continue;
+        const char *st = key + ml + 1;
+        size_t sl = klen - ml - 1;
+        const double *x = v[m];
+        size_t n = l->n;
+        if (n && sl == 4 && !memcmp(st, "mean", 4)) {
+            msgpack_pack_double(pk, (double)(sum[m] / (long double)n));
+        } else if (n && sl == 6 && !memcmp(st, "median", 6)) {
+            msgpack_pack_double(pk, clm_quantile(x, n, 0.5));
+        } else if (n && sl == 3 && !memcmp(st, "p90", 3)) {
+            msgpack_pack_double(pk, clm_quantile(x, n, 0.9));
+        } else if (n && sl == 3 && !memcmp(st, "max", 3)) {
+            msgpack_pack_double(pk, x[n - 1]);
+        } else if (sl == 2 && !memcmp(st, "sd", 2)) { /* n - 1; nil for one cascade */
+            if (n < 2) {
+                msgpack_pack_nil(pk);
+                return 0;
+            }
+            long double mean = sum[m] / (long double)n, sq = 0;
+            for (size_t i = 0; i < n; i++)
+                sq += ((long double)x[i] - mean) * ((long double)x[i] - mean);
+            msgpack_pack_double(pk, (double)sqrtl(sq / (long double)(n - 1)));
+        } else {
             break;
         }
-        snprintf(key, sizeof(key), "%s_mean", label_metrics[m]);
-        qpack_f64(pk, key, l->n ? (double)(sum / (long double)l->n) : 0);
-        /* the sample standard deviation (n - 1), two passes in long double: within 1e-15 or so
-         * of the nodes' figure from exact sums; nil for one cascade, as they say */
-        snprintf(key, sizeof(key), "%s_sd", label_metrics[m]);
-        qpack_key(pk, key);
-        if (l->n < 2) {
-            msgpack_pack_nil(pk);
+        return 0;
+    }
+    msgpack_pack_nil(pk);
+    return -1;
+}
+
+/* A label's record in the nodes' own layout (keys of tmpl, a node's record, in its order). */
+static void pack_label(msgpack_packer *pk, struct m_label *l, const msgpack_object *tmpl)
+{
+    long double sum[LABEL_METRICS + 1] = {0};
+    for (int m = 0; m <= LABEL_METRICS; m++) {
+        for (size_t i = 0; i < l->n; i++)
+            sum[m] += l->v[m][i];
+        qsort(l->v[m], l->n, sizeof(*l->v[m]), dbl_cmp);
+    }
+    msgpack_pack_map(pk, tmpl->via.map.size);
+    for (uint32_t k = 0; k < tmpl->via.map.size; k++) {
+        const msgpack_object *key = &tmpl->via.map.ptr[k].key;
+        msgpack_pack_object(pk, *key);
+        if (key_is(key, "label")) {
+            if (l->name)
+                msgpack_pack_object(pk, *l->name);
+            else
+                msgpack_pack_nil(pk);
+        } else if (key_is(key, "cascades")) {
+            msgpack_pack_uint64(pk, l->n);
+        } else if (key->type == MSGPACK_OBJECT_STR) {
+            pack_figure(pk, l, l->v, sum, key->via.str.ptr, key->via.str.size);
         } else {
-            long double mean = sum / (long double)l->n, ss = 0;
-            for (size_t i = 0; i < l->n; i++)
-                ss += (v[i] - mean) * (v[i] - mean);
-            msgpack_pack_double(pk, (double)sqrtl(ss / (long double)(l->n - 1)));
+            msgpack_pack_nil(pk);
         }
-        snprintf(key, sizeof(key), "%s_median", label_metrics[m]);
-        qpack_f64(pk, key, l->n ? clm_quantile(v, l->n, 0.5) : 0);
-        snprintf(key, sizeof(key), "%s_p90", label_metrics[m]);
-        qpack_f64(pk, key, l->n ? clm_quantile(v, l->n, 0.9) : 0);
-        snprintf(key, sizeof(key), "%s_max", label_metrics[m]);
-        qpack_f64(pk, key, l->n ? v[l->n - 1] : 0);
     }
 }
 
@@ -1067,10 +1241,37 @@ static void h_labels(struct qcall *c)
     uint64_t *count = NULL; /* [label * n + node] */
     uint64_t total[CLUSTER_NODES_MAX] = {0};
     int fail = 0;
+    msgpack_object *tmpl = NULL; /* the layout of a node's record (keys copied) */
     for (uint32_t i = 0; i < cl->n && !fail; i++) {
         const msgpack_object *l = r[i].result;
         for (uint32_t j = 0; l && l->type == MSGPACK_OBJECT_ARRAY && j < l->via.array.size; j++) {
             const msgpack_object *rec = &l->via.array.ptr[j];
+            if (!tmpl && rec->type == MSGPACK_OBJECT_MAP) {
+                uint32_t nk = rec->via.map.size;
+                tmpl = msgpack_zone_malloc(&zone, sizeof(*tmpl));
+                msgpack_object_kv *kv =
+                    tmpl ? msgpack_zone_malloc(&zone, (nk ? nk : 1) * sizeof(*kv)) : NULL;
+                if (!kv) {
+                    fail = 1;
+                    break;
+                }
+                tmpl->type = MSGPACK_OBJECT_MAP;
+                tmpl->via.map.size = nk;
+                tmpl->via.map.ptr = kv;
+                for (uint32_t x = 0; x < nk; x++) {
+                    kv[x].key = rec->via.map.ptr[x].key;
+                    kv[x].val.type = MSGPACK_OBJECT_NIL;
+                    if (kv[x].key.type != MSGPACK_OBJECT_STR)
+                        continue;
+                    char *str = msgpack_zone_malloc(&zone, kv[x].key.via.str.size + 1);
+                    if (!str) {
+                        fail = 1;
+                        break;
+                    }
+                    memcpy(str, kv[x].key.via.str.ptr, kv[x].key.via.str.size);
+                    kv[x].key.via.str.ptr = str;
+                }
+            }
             const msgpack_object *name = get(rec, "label");
             if (name && name->type != MSGPACK_OBJECT_STR)
                 name = NULL;
@@ -1159,7 +1360,7 @@ static void h_labels(struct qcall *c)
         qsort(labels, nl, sizeof(*labels), label_order);
         msgpack_pack_array(c->pk, nl);
         for (size_t a = 0; a < nl; a++)
-            pack_label(c->pk, &labels[a]);
+            pack_label(c->pk, &labels[a], tmpl);
     }
     for (size_t a = 0; a < nl; a++)
         for (int m = 0; m <= LABEL_METRICS; m++)
@@ -1179,9 +1380,6 @@ static void h_not_here(struct qcall *c)
                        : !strcmp(c->m->name, "communities")
                            ? "communities are Leiden over the union of the nodes' amplification "
                              "graphs; the nodes do not return their edges"
-                       : !strcmp(c->m->name, "actor_links")
-                           ? "an actor's links add up over nodes and a node returns at most "
-                             "1000 per direction, so the merged heaviest links are not exact"
                        : !strcmp(c->m->name, "analytics")
                            ? "the analytics worker runs on each node: ask the nodes"
                        : !strcmp(c->m->name, "snapshot")
@@ -1206,7 +1404,7 @@ static const struct {
     {"actor_cascades", h_actor_cascades},
     {"content", h_content},
     {"labels", h_labels},
-    {"actor_links", h_not_here},
+    {"actor_links", h_actor_links},
     {"coordination", h_not_here},
     {"communities", h_not_here},
     {"analytics", h_not_here},

@@ -74,6 +74,8 @@ static const struct qparam p_actor_links[] = {
     P_LIMIT("50", "links per direction (the heaviest; ties by actor id)"),
     {"direction", QT_ENUM, 0, link_dirs, 0, 0, 0, 0, "both",
      "in: who reshared the actor's posts; out: whose posts it reshared; both: in, then out"},
+    {"candidates", QT_UINT, 0, NULL, 1, 100000000, 0, 0, NULL,
+     "instead of limit: up to N links per direction, past limit's bound (the cluster endpoint's)"},
 };
 
 static const struct qparam p_actor_cascades[] = {

@@ -539,6 +539,18 @@ void handle_actor_links(struct qcall *c)
     for (int d = ENGINE_LINK_IN; d <= ENGINE_LINK_BOTH; d++)
         if (dir && strlen(link_dir_names[d]) == dlen && memcmp(dir, link_dir_names[d], dlen) == 0)
             dirs = d;
+    if (qcall_has(c, "candidates")) { /* the cluster endpoint's: all of them, which are at most
+                                       * its amplifiers (in) and its shares (out) */
+        struct engine_actor a;
+        int rc = engine_actor(c->e, id, len, &a);
+        if (rc) {
+            actor_failed(c, rc, id, len);
+            return;
+        }
+        uint64_t want = qcall_uint(c, "candidates"), most = a.amplifiers > a.shares ? a.amplifiers
+                                                                                    : a.shares;
+        limit = (uint32_t)(want < most ? want : most ? most : 1);
+    }
     struct engine_link *out = malloc(2 * (size_t)limit * sizeof(*out));
     int k = out ? engine_actor_links(c->e, id, len, dirs, limit, out) : -ENOMEM;
     if (k < 0) {

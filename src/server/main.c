@@ -192,7 +192,10 @@ static int serve_cluster(const struct config *cfg)
                                 .auth_token = token,
                                 .limits = cfg->limits,
                                 .http = cfg->http,
-                                .rpc_max = cfg->rpc_max};
+                                .rpc_max = cfg->rpc_max,
+                                .ingest_refused = "this cascaded is the cluster's query endpoint "
+                                                  "(--cluster): it holds no data; send events "
+                                                  "to the nodes (or to the stream)"};
     for (int i = 0; i < NET_LISTENERS; i++) {
         nc.ports[i] = (uint16_t)cfg->ports[i];
         nc.port_conns[i] = cfg->port_conns[i];
