@@ -208,6 +208,20 @@ struct engine_label_summary {
  * cascades last (if any). *out is malloc'd, owned by the caller (free). Cost: a read of the
  * per-label index the apply path keeps (labels.c), not of the cascades. 0 or -ENOMEM. */
 int engine_labels(struct engine *e, struct engine_label_summary **out, uint32_t *n);
+
+/* One cascade of label A or B for the size-matched comparison (DESIGN §3): its size and the
+ * metrics compared, duration_ms last. */
+struct engine_labeled {
+    uint8_t group; /* 0: label A, 1: label B */
+    uint32_t size;
+    double v[ENGINE_LABEL_METRICS]; /* v[ENGINE_LABEL_SIZE] holds duration_ms */
+};
+
+/* Every live cascade whose label is a (group 0) or b (group 1), by a pass over the cascade
+ * records (about 1 ms per 10^6 cascades, plus the matching ones' figures). *out is malloc'd,
+ * owned by the caller (free; NULL when none). 0 or -ENOMEM. */
+int engine_labeled(const struct engine *e, const char *a, uint32_t alen, const char *b,
+                   uint32_t blen, struct engine_labeled **out, size_t *n);
 const char *engine_label_metric_name(int metric);
 
 /* What the analytics worker computes on (DESIGN §1; engine/analytics_copy.c): copied out on the

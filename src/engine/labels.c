@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "engine/engine_int.h"
 
 static const char *const metric_names[ENGINE_LABEL_METRICS] = {
@@ -306,6 +307,49 @@ static void summarise(const struct engine *e, struct groups *g, double **vals,
         }
         *n = k;
     }
+}
+
+int engine_labeled(const struct engine *e, const char *a, uint32_t alen, const char *b,
+                   uint32_t blen, struct engine_labeled **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    uint32_t id[2] = {NONE, NONE};
+    const char *name[2] = {a, b};
+    uint32_t len[2] = {alen, blen};
+    for (int g = 0; g < 2; g++)
+        if (len[g] <= INTERN_MAX_LEN)
+            id[g] = intern_find(&e->labels, name[g], len[g], hash_bytes(name[g], len[g]));
+    if (id[0] == NONE && id[1] == NONE)
+        return 0;
+    size_t cap = 0, k = 0;
+    struct engine_labeled *v = NULL;
+    for (uint32_t i = 0; i < e->cascades.len; i++) {
+        const struct cascade *c = cascade_at(e, i);
+        uint32_t lab = cascade_label(c);
+        if (lab == NONE || (lab != id[0] && lab != id[1]) || cascade_dead(e, c))
+            continue;
+        if (k == cap) {
+            size_t nc = cap ? cap * 2 : 1024;
+            struct engine_labeled *x = realloc(v, nc * sizeof(*x));
+            if (!x) {
+                free(v);
+                return -ENOMEM;
+            }
+            v = x;
+            cap = nc;
+        }
+        struct cbody tmp;
+        const struct cbody *f = cascade_fig(e, c, &tmp);
+        struct engine_labeled *r = &v[k++];
+        r->group = lab == id[0] ? 0 : 1; /* a == b: every cascade in A */
+        r->size = f->size;
+        for (int m = 0; m < ENGINE_LABEL_METRICS; m++)
+            r->v[m] = metric_of(f, m == ENGINE_LABEL_SIZE ? ENGINE_LABEL_METRICS : m);
+    }
+    *out = v;
+    *n = k;
+    return 0;
 }
 
 int engine_labels_scan(struct engine *e, struct engine_label_summary **out, uint32_t *n)

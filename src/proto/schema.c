@@ -108,6 +108,11 @@ static const struct qparam p_coordination[] = {
     P_LIMIT("10", "groups"),
 };
 
+static const struct qparam p_labels_matched[] = {
+    {"a", QT_STR, 0, NULL, 0, QSCHEMA_LABEL_MAX, 0, 0, "false", "the first label"},
+    {"b", QT_STR, 0, NULL, 0, QSCHEMA_LABEL_MAX, 0, 0, "true", "the label it is compared with"},
+};
+
 static const struct qparam p_path[] = {
     {"post", QT_ID, 1, NULL, 0, 0, 0, 0, NULL, "the post to start from"},
 };
@@ -146,8 +151,13 @@ static const struct qmethod methods[] = {
      PARAMS(p_actor_cascades), QS_LIST, NULL},
     {"content", "what one content key amounts to, and its largest cascades", PARAMS(p_content),
      QS_RECORD_WITH_LIST, "top_cascades"},
-    {"labels", "per label: cascades and the mean, median, p90, max of their metrics", NULL, 0,
+    {"labels", "per label: cascades and the mean, sd, median, p90, max of their metrics", NULL, 0,
      QS_LIST, NULL},
+    {"labels_matched",
+     "label a against label b per metric, cascades of equal size compared (strata by "
+     "floor(log2 size)): the van Elteren z and p, and the plain Mann-Whitney z and p beside it; "
+     "per stratum the counts and medians (one pass over the cascades)",
+     PARAMS(p_labels_matched), QS_LIST, NULL},
     {"coordination", "groups of actors sharing the same content keys within a window",
      PARAMS(p_coordination), QS_LIST, NULL},
     {"path", "the chain from a post up to its cascade's root", PARAMS(p_path), QS_LIST, NULL},

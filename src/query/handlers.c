@@ -3,6 +3,8 @@
  * so that the HTTP port's JSON loads straight into pandas. */
 #include "query/handlers.h"
 
+#include "analytics/matched.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -707,4 +709,62 @@ void handle_labels(struct qcall *c)
         qpack_f64(c->pk, "duration_ms_median", ls[i].duration_median);
     }
     free(ls);
+}
+
+/* A figure that may be undefined (NAN): nil then. */
+static void qpack_f64_or_nil(msgpack_packer *pk, const char *k, double v)
+{
+    qpack_key(pk, k);
+    if (isnan(v))
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_double(pk, v);
+}
+
+void handle_labels_matched(struct qcall *c)
+{
+    uint32_t alen, blen;
+    const char *a = qcall_str(c, "a", &alen), *b = qcall_str(c, "b", &blen); /* or defaults */
+    struct engine_labeled *v;
+    size_t n;
+    struct matched_metric mm[MATCHED_METRICS];
+    if (engine_labeled(c->e, a, alen, b, blen, &v, &n) || matched_compare(v, n, mm)) {
+        free(v);
+        qcall_fail(c, QERR_INTERNAL, "out of memory");
+        return;
+    }
+    free(v);
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_array(pk, MATCHED_METRICS);
+    for (int m = 0; m < MATCHED_METRICS; m++) {
+        const struct matched_metric *x = &mm[m];
+        msgpack_pack_map(pk, 14);
+        qpack_cstr(pk, "metric", x->metric);
+        qpack_str(pk, "a", a, alen);
+        qpack_str(pk, "b", b, blen);
+        qpack_u64(pk, "a_cascades", x->n_a);
+        qpack_u64(pk, "b_cascades", x->n_b);
+        qpack_u64(pk, "strata", x->strata);
+        qpack_u64(pk, "cascades", x->cascades);
+        qpack_f64_or_nil(pk, "z_matched", x->z);
+        qpack_f64_or_nil(pk, "p_matched", x->p);
+        qpack_f64_or_nil(pk, "z_unmatched", x->z_all);
+        qpack_f64_or_nil(pk, "p_unmatched", x->p_all);
+        qpack_f64_or_nil(pk, "median_a", x->median_a);
+        qpack_f64_or_nil(pk, "median_b", x->median_b);
+        qpack_key(pk, "by_stratum");
+        msgpack_pack_array(pk, x->strata);
+        for (uint32_t s = 0; s < x->strata; s++) {
+            const struct matched_stratum *st = &x->by[s];
+            msgpack_pack_map(pk, 7);
+            qpack_u64(pk, "stratum", (uint64_t)st->stratum);
+            qpack_u64(pk, "size_from", 1ull << st->stratum);
+            qpack_u64(pk, "size_to", (2ull << st->stratum) - 1);
+            qpack_u64(pk, "a_cascades", st->n_a);
+            qpack_u64(pk, "b_cascades", st->n_b);
+            qpack_f64(pk, "median_a", st->median_a);
+            qpack_f64(pk, "median_b", st->median_b);
+        }
+    }
+    matched_free(mm);
 }

@@ -58,6 +58,7 @@ void handle_actor_links(struct qcall *c);
 void handle_actor_cascades(struct qcall *c);
 void handle_content(struct qcall *c);
 void handle_labels(struct qcall *c);
+void handle_labels_matched(struct qcall *c);
 void handle_path(struct qcall *c);
 void handle_coordination(struct qcall *c);
 void handle_communities(struct qcall *c);

@@ -32,6 +32,7 @@ static const struct {
     {"actor_cascades", handle_actor_cascades},
     {"content", handle_content},
     {"labels", handle_labels},
+    {"labels_matched", handle_labels_matched},
     {"coordination", handle_coordination},
     {"path", handle_path},
     {"communities", handle_communities},

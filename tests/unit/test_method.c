@@ -650,11 +650,12 @@ static void test_find(void **state)
 {
     size_t n;
     const struct qmethod *all = qmethod_all(&n);
-    assert_int_equal(n, 14);
+    assert_int_equal(n, 15);
     static const char *const names[] = {
-        "stats",       "cascade",        "top_cascades", "actor",  "top_actors",
-        "actor_links", "actor_cascades", "content",      "labels", "coordination",
-        "path",        "communities",    "analytics",    "snapshot"};
+        "stats",        "cascade",        "top_cascades", "actor",
+        "top_actors",   "actor_links",    "actor_cascades", "content",
+        "labels",       "labels_matched", "coordination", "path",
+        "communities",  "analytics",      "snapshot"};
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(all[i].name, names[i]);
         assert_ptr_equal(qmethod_find(names[i], strlen(names[i])), &all[i]);
