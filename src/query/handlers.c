@@ -672,17 +672,23 @@ void handle_path(struct qcall *c)
 
 /* ---------------------------------------------------------------- labels */
 
+/* A figure that may be undefined (NAN): nil then. */
+static void qpack_f64_or_nil(msgpack_packer *pk, const char *k, double v)
+{
+    qpack_key(pk, k);
+    if (isnan(v))
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_double(pk, v);
+}
+
 static void pack_dist(msgpack_packer *pk, const char *metric, const struct engine_dist *d)
 {
     char key[64];
     snprintf(key, sizeof(key), "%s_mean", metric);
     qpack_f64(pk, key, d->mean);
     snprintf(key, sizeof(key), "%s_sd", metric); /* nil for one cascade: n - 1 = 0 */
-    qpack_key(pk, key);
-    if (isnan(d->sd))
-        msgpack_pack_nil(pk);
-    else
-        msgpack_pack_double(pk, d->sd);
+    qpack_f64_or_nil(pk, key, d->sd);
     snprintf(key, sizeof(key), "%s_median", metric);
     qpack_f64(pk, key, d->median);
     snprintf(key, sizeof(key), "%s_p90", metric);
@@ -709,16 +715,6 @@ void handle_labels(struct qcall *c)
         qpack_f64(c->pk, "duration_ms_median", ls[i].duration_median);
     }
     free(ls);
-}
-
-/* A figure that may be undefined (NAN): nil then. */
-static void qpack_f64_or_nil(msgpack_packer *pk, const char *k, double v)
-{
-    qpack_key(pk, k);
-    if (isnan(v))
-        msgpack_pack_nil(pk);
-    else
-        msgpack_pack_double(pk, v);
 }
 
 void handle_labels_matched(struct qcall *c)
