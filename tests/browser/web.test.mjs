@@ -202,6 +202,20 @@ try {
       assert(rows === labels.length, `first chart has ${rows} rows, /v1/labels ${labels.length}`);
     });
   });
+  await check('size-matched comparison: false against true, each p as /v1/labels_matched gives it, p < 0.05 marked', async () => {
+    const want = await api('/v1/labels_matched?a=false&b=true');
+    assert(want.length === 5 && want[0].a_cascades > 0 && want[0].b_cascades > 0, `the sample has no false and true cascades: ${JSON.stringify(want[0])}`);
+    const exp = want.map((r) => [r.metric, r.p_matched === null ? '' : String(r.p_matched), r.p_unmatched === null ? '' : String(r.p_unmatched)]);
+    await eventually(async () => {
+      const got = await page.$$eval('[data-testid="matched-row"]', (rows) =>
+        rows.map((r) => [r.dataset.metric, r.querySelector('[data-testid="p-matched"]').dataset.p, r.querySelector('[data-testid="p-unmatched"]').dataset.p]),
+      );
+      assert(JSON.stringify(got) === JSON.stringify(exp), `page ${JSON.stringify(got)}\n API ${JSON.stringify(exp)}`);
+      const marked = await page.$$eval('[data-testid="matched"] .significant', (els) => els.length);
+      const sig = want.reduce((n, r) => n + (r.p_matched !== null && r.p_matched < 0.05) + (r.p_unmatched !== null && r.p_unmatched < 0.05), 0);
+      assert(marked === sig, `${marked} p values marked significant, ${sig} below 0.05`);
+    });
+  });
   await page.screenshot({ path: join(artifacts, 'overview.png') });
 
   // --- a cascade ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 import { select } from 'd3-selection';
 import { scaleLinear } from 'd3-scale';
 import { axisBottom } from 'd3-axis';
-import { h } from '../dom.js';
+import { h, setText } from '../dom.js';
 import { int, num, duration, shortDuration } from '../format.js';
 import { labelColor, labelName, sortLabels, labelBadge } from './labels.js';
 import { createTable } from './table.js';
@@ -113,6 +113,70 @@ function draw({ p, svg }, rows, total) {
     .select('g.axis')
     .attr('transform', `translate(0,${TOP + rows.length * ROW + 2})`)
     .call(axis);
+}
+
+// The size-matched comparison of two labels (/v1/labels_matched, DESIGN §3): per metric the van
+// Elteren z and p over cascades of equal size (strata by floor(log2 size)) beside the plain
+// Mann-Whitney z and p. A difference that vanishes once sizes are matched is the size's, not the
+// label's (Juul & Ugander, PNAS 2021), so the matched p is the one marked.
+const METRIC_NAMES = {
+  depth: 'Depth',
+  max_breadth: 'Breadth',
+  structural_virality: 'Virality',
+  unique_actors: 'Actors',
+  duration_ms: 'Duration',
+};
+
+function pValue(p, testid) {
+  if (p === null || p === undefined) return h('span', { class: 'muted', 'data-testid': testid, 'data-p': '' }, '—');
+  const text = p < 0.001 ? '< 0.001' : p.toFixed(3);
+  const sig = p < 0.05;
+  return h(
+    'span',
+    { class: sig ? 'significant' : 'muted', 'data-testid': testid, 'data-p': String(p), title: sig ? 'p < 0.05' : 'not significant (p ≥ 0.05)' },
+    sig ? `${text} *` : text,
+  );
+}
+
+export function createMatchedTable() {
+  const c = (f, title, help) => ({ title, cls: 'num', text: f, help });
+  const table = createTable({
+    key: (r) => r.metric,
+    caption: 'Label a against label b, cascades of equal size compared',
+    empty: 'No cascades of these labels yet.',
+    rowAttrs: (r) => ({ 'data-testid': 'matched-row', 'data-metric': r.metric }),
+    columns: [
+      { title: 'Metric', node: (r) => h('span', {}, METRIC_NAMES[r.metric] || r.metric), sig: (r) => r.metric },
+      c((r) => `${int(r.a_cascades)} / ${int(r.b_cascades)}`, 'Cascades', 'cascades of each label'),
+      c((r) => (r.metric === 'duration_ms' ? `${duration(r.median_a)} / ${duration(r.median_b)}` : `${num(r.median_a)} / ${num(r.median_b)}`), 'Medians'),
+      c((r) => int(r.strata), 'Strata', 'size strata (floor(log2 size)) holding both labels'),
+      c((r) => num(r.z_matched), 'z, size-matched', 'van Elteren over the strata: > 0 when label a runs higher'),
+      { title: 'p, size-matched', cls: 'num', node: (r) => pValue(r.p_matched, 'p-matched'), sig: (r) => String(r.p_matched) },
+      c((r) => num(r.z_unmatched), 'z, all sizes', 'Mann-Whitney over all cascades of both labels'),
+      { title: 'p, all sizes', cls: 'num', node: (r) => pValue(r.p_unmatched, 'p-unmatched'), sig: (r) => String(r.p_unmatched) },
+    ],
+  });
+  const title = h('h3', { class: 'matched-title' }, '');
+  const el = h(
+    'div',
+    { class: 'matched', 'data-testid': 'matched' },
+    title,
+    h(
+      'p',
+      { class: 'chart-legend muted' },
+      'Bigger cascades run deeper and broader whatever their label, so cascades are compared with others of the same size class first. ',
+      '* marks p < 0.05; with five metrics tested, one such mark can be chance.',
+    ),
+    h('div', { class: 'table-wrap' }, table.el),
+  );
+  return {
+    el,
+    update(rows) {
+      const r = rows[0];
+      setText(title, r ? `“${r.a}” against “${r.b}”, size-matched` : '');
+      table.update(rows);
+    },
+  };
 }
 
 export function createLabelCharts() {

@@ -9,7 +9,7 @@ import { h, link, setText, replace, cascadeHref, actorHref, errorBox, emptyBox }
 import { int, num, pagerank, utc, duration, shortDuration } from '../format.js';
 import { createStats } from '../components/stats.js';
 import { createTable } from '../components/table.js';
-import { createLabelCharts } from '../components/label-charts.js';
+import { createLabelCharts, createMatchedTable } from '../components/label-charts.js';
 import { labelBadge, labelName } from '../components/labels.js';
 
 // Windows of *event* time (the newest event's ts is "now"), as the growth method counts them.
@@ -144,6 +144,8 @@ export function mountOverview(root, _params, signal) {
 
   // --- labels -----------------------------------------------------------------------------------
   const charts = createLabelCharts();
+  const matched = createMatchedTable();
+  matched.el.hidden = true;
   const labelsStatus = h('div', { class: 'panel-status' });
 
   const viralPanel = h(
@@ -233,6 +235,7 @@ export function mountOverview(root, _params, signal) {
         h('p', { class: 'panel-sub' }, 'Cascades compared by the verdict label of their content.'),
         labelsStatus,
         charts.el,
+        matched.el,
       ),
     ),
   );
@@ -350,6 +353,10 @@ export function mountOverview(root, _params, signal) {
       try {
         const rows = await api('labels', {}, { signal });
         charts.update(rows);
+        // false against true, size-matched, once both labels have cascades
+        const both = rows.some((r) => r.label === 'false') && rows.some((r) => r.label === 'true');
+        if (both) matched.update(await api('labels_matched', { a: 'false', b: 'true' }, { signal }));
+        matched.el.hidden = !both;
         labelsStatus.replaceChildren(
           rows.length ? '' : emptyBox('No cascades yet.', 'The comparison appears once labelled content arrives.'),
         );
