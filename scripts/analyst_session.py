@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """An analyst's session on real rumour cascades, through the HTTP port and pandas: how false, true,
-unverified and non-rumour cascades differ, and which accounts amplify false rumours most.
+unverified and non-rumour cascades differ (and whether false and true still differ once cascades
+of equal size are compared), and which accounts amplify false rumours most.
 
 usage: /usr/bin/python3 scripts/analyst_session.py [--http PORT]
 
@@ -22,12 +23,23 @@ def main():
 
     print('== How do false, true, unverified and non-rumour cascades differ? (method: labels)')
     labels = pd.read_json(f'{api}/labels').set_index('label')
-    cols = ['cascades', 'size_mean', 'size_median', 'size_p90', 'depth_mean', 'depth_max',
+    cols = ['cascades', 'size_mean', 'size_median', 'size_p90', 'depth_mean', 'depth_sd', 'depth_max',
             'max_breadth_mean', 'structural_virality_mean', 'structural_virality_p90',
             'unique_actors_mean', 'duration_ms_median']
     table = labels[cols].copy()
     table['duration_h_median'] = table.pop('duration_ms_median') / 3.6e6
     print(table.round(2).to_string())
+
+    # Larger cascades run deeper and broader whatever their label, and the labels' sizes differ:
+    # compare cascades of equal size (Juul & Ugander, PNAS 2021) before reading the means.
+    print('\n== False against true, cascades of equal size compared (method: labels_matched)')
+    m = pd.read_json(f'{api}/labels_matched?a=false&b=true')
+    m['significant (matched)'] = m['p_matched'] < 0.05
+    hours = m['metric'] == 'duration_ms'
+    m.loc[hours, ['median_a', 'median_b']] = m.loc[hours, ['median_a', 'median_b']] / 3.6e6
+    m.loc[hours, 'metric'] = 'duration_h'
+    print(m[['metric', 'median_a', 'median_b', 'strata', 'z_matched', 'p_matched', 'z_unmatched', 'p_unmatched',
+             'significant (matched)']].round(3).to_string(index=False))
 
     print('\n== The most viral false rumours (top_cascades by=structural_virality label=false)')
     top = pd.read_json(f'{api}/top_cascades?by=structural_virality&label=false&limit=5')
