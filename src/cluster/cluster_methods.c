@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "analytics/matched.h"
 #include "cascade/mp.h"
 
 #define SHOW(len) (int)((len) > 64 ? 64 : (len))
@@ -1370,6 +1371,122 @@ static void h_labels(struct qcall *c)
     msgpack_zone_destroy(&zone);
 }
 
+/* labels_matched: the size-matched comparison needs every cascade of labels a and b; each
+ * node's `labels` says how many it holds, top_cascades label=X gives them (limit, or
+ * candidates past 1000), and analytics/matched.c computes on them as a node does. */
+static int same_str(const msgpack_object *o, const char *s, uint32_t len)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == len &&
+           !memcmp(o->via.str.ptr, s, len);
+}
+
+static void h_labels_matched(struct qcall *c)
+{
+    struct cluster *cl = c->ctx;
+    uint32_t len[2];
+    const char *name[2];
+    name[0] = qcall_str(c, "a", &len[0]);
+    name[1] = qcall_str(c, "b", &len[1]);
+    struct proto_rpc_response r[CLUSTER_NODES_MAX];
+    struct cl_req q;
+    clreq_init(&q, "labels");
+    int rc = cl_ask_all(cl, c, &q, r);
+    clreq_free(&q);
+    if (rc || node_errors(c, cl, r, 0))
+        return;
+    uint64_t count[CLUSTER_NODES_MAX][2] = {{0}};
+    for (uint32_t i = 0; i < cl->n; i++) {
+        const msgpack_object *l = r[i].result;
+        for (uint32_t j = 0; l && l->type == MSGPACK_OBJECT_ARRAY && j < l->via.array.size; j++)
+            for (int g = 0; g < 2; g++)
+                if (same_str(get(&l->via.array.ptr[j], "label"), name[g], len[g]))
+                    count[i][g] = get_u64(&l->via.array.ptr[j], "cascades");
+    }
+    struct engine_labeled *v = NULL;
+    size_t n = 0, cap = 0;
+    int same = len[0] == len[1] && !memcmp(name[0], name[1], len[0]);
+    for (uint32_t i = 0; i < cl->n && !c->code; i++)
+        for (int g = 0; g < (same ? 1 : 2) && !c->code; g++) {
+            uint64_t k = count[i][g];
+            if (!k)
+                continue;
+            clreq_init(&q, "top_cascades");
+            msgpack_pack_uint64(clreq_key(&q, k <= QSCHEMA_LIMIT_MAX ? "limit" : "candidates"), k);
+            qpack_strv(clreq_key(&q, "label"), name[g], len[g]);
+            const struct cl_req *qs[CLUSTER_NODES_MAX] = {0};
+            qs[i] = &q;
+            rc = cl_ask_nodes(cl, c, qs, r);
+            clreq_free(&q);
+            if (rc || node_errors(c, cl, r, 0))
+                break;
+            const msgpack_object *l = r[i].result;
+            for (uint32_t j = 0; l && l->type == MSGPACK_OBJECT_ARRAY && j < l->via.array.size;
+                 j++) {
+                const msgpack_object *rec = &l->via.array.ptr[j];
+                if (n == cap) {
+                    size_t nc = cap ? cap * 2 : 1024;
+                    struct engine_labeled *x = realloc(v, nc * sizeof(*x));
+                    if (!x) {
+                        qcall_fail(c, QERR_INTERNAL, "out of memory");
+                        break;
+                    }
+                    v = x;
+                    cap = nc;
+                }
+                struct engine_labeled *e = &v[n++];
+                e->group = (uint8_t)g;
+                e->size = (uint32_t)get_u64(rec, "size");
+                /* the engine's layout: duration_ms where size would be */
+                e->v[ENGINE_LABEL_SIZE] = get_f64(rec, "duration_ms");
+                for (int m = 1; m < ENGINE_LABEL_METRICS; m++)
+                    e->v[m] = get_f64(rec, engine_label_metric_name(m));
+            }
+        }
+    struct matched_metric mm[MATCHED_METRICS];
+    if (!c->code && matched_compare(v, n, mm))
+        qcall_fail(c, QERR_INTERNAL, "out of memory");
+    free(v);
+    if (c->code)
+        return;
+    msgpack_packer *pk = c->pk;
+    msgpack_pack_array(pk, MATCHED_METRICS);
+    for (int m = 0; m < MATCHED_METRICS; m++) {
+        const struct matched_metric *x = &mm[m];
+        msgpack_pack_map(pk, 14);
+        qpack_cstr(pk, "metric", x->metric);
+        qpack_str(pk, "a", name[0], len[0]);
+        qpack_str(pk, "b", name[1], len[1]);
+        qpack_u64(pk, "a_cascades", x->n_a);
+        qpack_u64(pk, "b_cascades", x->n_b);
+        qpack_u64(pk, "strata", x->strata);
+        qpack_u64(pk, "cascades", x->cascades);
+        const char *fk[6] = {"z_matched", "p_matched", "z_unmatched", "p_unmatched", "median_a",
+                             "median_b"};
+        const double fv[6] = {x->z, x->p, x->z_all, x->p_all, x->median_a, x->median_b};
+        for (int f = 0; f < 6; f++) {
+            qpack_key(pk, fk[f]);
+            if (isnan(fv[f]))
+                msgpack_pack_nil(pk);
+            else
+                msgpack_pack_double(pk, fv[f]);
+        }
+        qpack_key(pk, "by_stratum");
+        msgpack_pack_array(pk, x->strata);
+        for (uint32_t k = 0; k < x->strata; k++) {
+            const struct matched_stratum *st = &x->by[k];
+            msgpack_pack_map(pk, 7);
+            qpack_u64(pk, "stratum", (uint64_t)st->stratum);
+            qpack_u64(pk, "size_from", 1ull << st->stratum);
+            qpack_u64(pk, "size_to", (2ull << st->stratum) - 1);
+            qpack_u64(pk, "a_cascades", st->n_a);
+            qpack_u64(pk, "b_cascades", st->n_b);
+            qpack_f64(pk, "median_a", st->median_a);
+            qpack_f64(pk, "median_b", st->median_b);
+        }
+    }
+    matched_free(mm);
+}
+
 /* ---------------------------------------------------------------- not served */
 
 static void h_not_here(struct qcall *c)
@@ -1384,7 +1501,7 @@ static void h_not_here(struct qcall *c)
                            ? "the analytics worker runs on each node: ask the nodes"
                        : !strcmp(c->m->name, "snapshot")
                            ? "snapshots are each node's: ask the nodes"
-                           : "not merged";
+                           : "no merge of its answers is written yet";
     qcall_fail(c, QERR_NOT_IMPLEMENTED, "%s is not served by the cluster endpoint: %s "
                "(docs/cluster.md)", c->m->name, what);
 }
@@ -1404,6 +1521,7 @@ static const struct {
     {"actor_cascades", h_actor_cascades},
     {"content", h_content},
     {"labels", h_labels},
+    {"labels_matched", h_labels_matched},
     {"actor_links", h_actor_links},
     {"coordination", h_not_here},
     {"communities", h_not_here},
@@ -1411,10 +1529,12 @@ static const struct {
     {"snapshot", h_not_here},
 };
 
+/* A method of the schema not in the table (one added on the nodes since) answers 501 saying
+ * so, not "unknown method": the nodes know it. */
 qhandler_fn cluster_handler(const struct qmethod *m)
 {
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(table[i].name, m->name))
             return table[i].run;
-    return NULL;
+    return h_not_here;
 }

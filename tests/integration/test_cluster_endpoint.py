@@ -286,6 +286,10 @@ def compare_everything(name, nodes, single, cl, events, root_of, strict=True):
     check(f'{name}: every content key ({len(content_keys)}) equals the single node\'s', ok, '\n'.join(pr.bad[-1:]))
     check(f'{name}: labels equal the single node\'s (medians, p90 from merged values)',
           pr.same(name, 'labels'), '\n'.join(pr.bad[-1:]))
+    if pr.s.call('labels_matched')[0] is None:  # where the nodes have it
+        pairs = [{}, {'a': 'false', 'b': 'mixed'}, {'a': 'true', 'b': 'true'}, {'a': 'none-such', 'b': 'true'}]
+        ok = all([pr.same(name, 'labels_matched', **p) for p in pairs])
+        check(f'{name}: labels_matched equals the single node\'s', ok, '\n'.join(pr.bad[-1:]))
 
     # HTTP: the same JSON as the single node's HTTP, CSV too
     paths = ['/v1/top_cascades?by=size&limit=20', '/v1/top_cascades?by=growth&window_ms=600000&limit=5',
@@ -370,6 +374,9 @@ def many_cascades(run):
     check('many: a node holds over 1000 cascades of a label',
           any(r['cascades'] > 1000 for l in counts for r in l), str(counts)[:300])
     check('many: labels equal the single node\'s', pr.same('many', 'labels'), '\n'.join(pr.bad[-1:]))
+    if pr.s.call('labels_matched')[0] is None:
+        check('many: labels_matched equals the single node\'s', pr.same('many', 'labels_matched'),
+              '\n'.join(pr.bad[-1:]))
     check('many: top_cascades limit=1000 equal', pr.same('many', 'top_cascades', limit=1000, by='depth'),
           '\n'.join(pr.bad[-1:]))
     check('many: top_actors limit=1000 equal', pr.same('many', 'top_actors', fix=lambda l: [no_rank(x) for x in l],
