@@ -1448,42 +1448,7 @@ static void h_labels_matched(struct qcall *c)
     free(v);
     if (c->code)
         return;
-    msgpack_packer *pk = c->pk;
-    msgpack_pack_array(pk, MATCHED_METRICS);
-    for (int m = 0; m < MATCHED_METRICS; m++) {
-        const struct matched_metric *x = &mm[m];
-        msgpack_pack_map(pk, 14);
-        qpack_cstr(pk, "metric", x->metric);
-        qpack_str(pk, "a", name[0], len[0]);
-        qpack_str(pk, "b", name[1], len[1]);
-        qpack_u64(pk, "a_cascades", x->n_a);
-        qpack_u64(pk, "b_cascades", x->n_b);
-        qpack_u64(pk, "strata", x->strata);
-        qpack_u64(pk, "cascades", x->cascades);
-        const char *fk[6] = {"z_matched", "p_matched", "z_unmatched", "p_unmatched", "median_a",
-                             "median_b"};
-        const double fv[6] = {x->z, x->p, x->z_all, x->p_all, x->median_a, x->median_b};
-        for (int f = 0; f < 6; f++) {
-            qpack_key(pk, fk[f]);
-            if (isnan(fv[f]))
-                msgpack_pack_nil(pk);
-            else
-                msgpack_pack_double(pk, fv[f]);
-        }
-        qpack_key(pk, "by_stratum");
-        msgpack_pack_array(pk, x->strata);
-        for (uint32_t k = 0; k < x->strata; k++) {
-            const struct matched_stratum *st = &x->by[k];
-            msgpack_pack_map(pk, 7);
-            qpack_u64(pk, "stratum", (uint64_t)st->stratum);
-            qpack_u64(pk, "size_from", 1ull << st->stratum);
-            qpack_u64(pk, "size_to", (2ull << st->stratum) - 1);
-            qpack_u64(pk, "a_cascades", st->n_a);
-            qpack_u64(pk, "b_cascades", st->n_b);
-            qpack_f64(pk, "median_a", st->median_a);
-            qpack_f64(pk, "median_b", st->median_b);
-        }
-    }
+    pack_labels_matched(c->pk, name[0], len[0], name[1], len[1], mm);
     matched_free(mm);
 }
 

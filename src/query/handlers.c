@@ -717,20 +717,10 @@ void handle_labels(struct qcall *c)
     free(ls);
 }
 
-void handle_labels_matched(struct qcall *c)
+/* labels_matched's result for a and b from mm (the cluster endpoint packs its merge with it). */
+void pack_labels_matched(msgpack_packer *pk, const char *a, uint32_t alen, const char *b,
+                         uint32_t blen, const struct matched_metric *mm)
 {
-    uint32_t alen, blen;
-    const char *a = qcall_str(c, "a", &alen), *b = qcall_str(c, "b", &blen); /* or defaults */
-    struct engine_labeled *v;
-    size_t n;
-    struct matched_metric mm[MATCHED_METRICS];
-    if (engine_labeled(c->e, a, alen, b, blen, &v, &n) || matched_compare(v, n, mm)) {
-        free(v);
-        qcall_fail(c, QERR_INTERNAL, "out of memory");
-        return;
-    }
-    free(v);
-    msgpack_packer *pk = c->pk;
     msgpack_pack_array(pk, MATCHED_METRICS);
     for (int m = 0; m < MATCHED_METRICS; m++) {
         const struct matched_metric *x = &mm[m];
@@ -762,5 +752,21 @@ void handle_labels_matched(struct qcall *c)
             qpack_f64(pk, "median_b", st->median_b);
         }
     }
+}
+
+void handle_labels_matched(struct qcall *c)
+{
+    uint32_t alen, blen;
+    const char *a = qcall_str(c, "a", &alen), *b = qcall_str(c, "b", &blen); /* or defaults */
+    struct engine_labeled *v;
+    size_t n;
+    struct matched_metric mm[MATCHED_METRICS];
+    if (engine_labeled(c->e, a, alen, b, blen, &v, &n) || matched_compare(v, n, mm)) {
+        free(v);
+        qcall_fail(c, QERR_INTERNAL, "out of memory");
+        return;
+    }
+    free(v);
+    pack_labels_matched(c->pk, a, alen, b, blen, mm);
     matched_free(mm);
 }

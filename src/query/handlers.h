@@ -59,6 +59,10 @@ void handle_actor_cascades(struct qcall *c);
 void handle_content(struct qcall *c);
 void handle_labels(struct qcall *c);
 void handle_labels_matched(struct qcall *c);
+/* labels_matched's result for labels a and b from mm[MATCHED_METRICS] (analytics/matched.h). */
+struct matched_metric;
+void pack_labels_matched(msgpack_packer *pk, const char *a, uint32_t alen, const char *b,
+                         uint32_t blen, const struct matched_metric *mm);
 void handle_path(struct qcall *c);
 void handle_coordination(struct qcall *c);
 void handle_communities(struct qcall *c);
