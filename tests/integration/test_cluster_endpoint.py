@@ -211,8 +211,8 @@ def compare_everything(name, nodes, single, cl, events, root_of, strict=True):
 
     # every actor (a sample on big data), amplifier ids as a set
     actors = sorted({e['actor'] for e in events if 'actor' in e})
-    if len(actors) > 400:
-        actors = rng.sample(actors, 400)
+    if len(actors) > 400:  # the real data: a sample, so that the ASan run stays short
+        actors = rng.sample(actors, 150)
     ok = all([pr.same(name, 'actor', fix=no_rank, id=a) for a in actors])
     check(f'{name}: every actor ({len(actors)}) equals the single node\'s', ok, '\n'.join(pr.bad[-3:]))
     ok = True
@@ -260,7 +260,8 @@ def compare_everything(name, nodes, single, cl, events, root_of, strict=True):
     check(f'{name}: top_cascades equal in {len(combos)} combinations (every by, filters, windows)',
           not bad, '\n'.join(pr.bad[-3:]))
     combos = [dict(by=by, limit=lim, **t) for by in ('reach', 'reshares_received', 'amplifiers', 'posts')
-              for lim in (1, 5, 20, 100) for t in ({}, {'actor_type': 'page'}, {'actor_type': 'account'})]
+              for lim in ((1, 5, 20, 100) if strict else (5, 100))
+              for t in (({}, {'actor_type': 'page'}, {'actor_type': 'account'}) if strict else ({}, {'actor_type': 'page'}))]
     bad = [p for p in combos if not top_same('top_actors', p['by'], **p)]
     check(f'{name}: top_actors equal in {len(combos)} combinations (exact sums, two rounds)',
           not bad, '\n'.join(pr.bad[-3:]))
