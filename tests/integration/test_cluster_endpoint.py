@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -319,6 +320,9 @@ def compare_everything(name, nodes, single, cl, events, root_of, strict=True):
 
 
 def synthetic(run):
+    p = subprocess.run([os.path.join(run.bin_dir, 'cascaded'), '--cluster', '127.0.0.1:7401,nohost'],
+                       capture_output=True, text=True, timeout=30)
+    check('a bad --cluster list exits 2 naming it', p.returncode == 2 and 'nohost' in p.stderr, p.stderr)
     rng = random.Random(19)
     events, root_of = gen(rng)
     nodes, single, cl = start_all(run, 'gen', events, root_of)

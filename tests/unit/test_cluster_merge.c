@@ -2,7 +2,9 @@
  * first, numbers of any msgpack kind compared by value, a merged ranked list's order (metric
  * descending, then first_ts, then root id; or size then root id), type 7 quantiles as the
  * engine's labels take them, and the union of amplifier ids. */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <cmocka.h>
 #include <msgpack.h>
 
+#include "cluster/cluster.h"
 #include "cluster/cluster_merge.h"
 
 /* A cascade record {root, size, first_ts, structural_virality} packed and unpacked into u
@@ -137,12 +140,33 @@ static void test_idset(void **state)
     clm_idset_free(&s);
 }
 
+/* --cluster's node list: HOST:PORT, IPv6 in brackets, no duplicates, ports 1..65535. */
+static void test_node_list(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_int_equal(cluster_parse_check("127.0.0.1:7401", err, sizeof(err)), 0);
+    assert_int_equal(cluster_parse_check("a:1,b:65535,[::1]:7401", err, sizeof(err)), 0);
+    const char *bad[] = {"", "host", "host:", ":7401", "h:0", "h:65536", "h:7x", "a:1,,b:2",
+                         "a:1,a:1", "[::1:7401", "a:1,"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        assert_int_equal(cluster_parse_check(bad[i], err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "--cluster"));
+    }
+    char many[64 * 16 + 32] = "";
+    for (int i = 0; i <= CLUSTER_NODES_MAX; i++) /* one too many */
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sh%d:1", i ? "," : "", i);
+    assert_int_equal(cluster_parse_check(many, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "at most"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_order),   cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_cascade_order), cmocka_unit_test(test_quantile),
-        cmocka_unit_test(test_idset),
+        cmocka_unit_test(test_idset), cmocka_unit_test(test_node_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
