@@ -6,14 +6,18 @@
  * Usage: coordlive-bench [EVENTS [GROUPS [SEED]]] (defaults 10000000 100 1). Environment:
  * COORDLIVE_BENCH_CPU=1 times with the thread's CPU clock; COORDLIVE_BENCH_CAP, _FORGET set the
  * cap and the forget horizon (ms, -1 never); _SLOW=1 lists the posts over 2 ms; _TRACE=1 prints
- * the link instance's figures every 50,000 events. Results: bench/results/coordlive-*.md. */
+ * the link instance's figures every 50,000 events. COORDLIVE_BENCH_ENGINE=1 instead applies the
+ * events to the engine twice, without and with the hook (engine/coordhook), in chunks of 512,
+ * and compares the apply CPU time. Results: bench/results/coordlive-*.md. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "cascade/engine.h"
 #include "cascade/gen.h"
+#include "engine/coordhook.h"
 #include "engine/coordlive.h"
 
 static double now_ms(void)
@@ -21,6 +25,54 @@ static double now_ms(void)
     struct timespec t;
     clock_gettime(getenv("COORDLIVE_BENCH_CPU") ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+#define CHUNK 512
+
+/* Applies ev[n] to a new engine, with the hook when hook; prints CPU time and longest chunk. */
+static int engine_run(const struct gen_event *gev, uint64_t n, int hook)
+{
+    struct engine *e;
+    static struct event evs[CHUNK];
+    static char text[CHUNK * GEN_EVENT_TEXT];
+    static uint8_t out[CHUNK];
+    if (engine_new(&e) || (hook && coordhook_enable(e, NULL)))
+        return -1;
+    double total = 0, longest = 0;
+    for (uint64_t i = 0; i < n; i += CHUNK) {
+        size_t m = n - i < CHUNK ? (size_t)(n - i) : CHUNK;
+        for (size_t j = 0; j < m; j++)
+            gen_event_fill(&gev[i + j], &evs[j], text + j * GEN_EVENT_TEXT);
+        double t0 = now_ms();
+        engine_apply(e, evs, m, out);
+        double t = now_ms() - t0;
+        total += t;
+        longest = t > longest ? t : longest;
+    }
+    size_t bytes = 0;
+    for (int k = 0; hook && k < COORDLIVE_KINDS; k++)
+        bytes += coordlive_bytes(coordhook_instance(e, k));
+    printf("engine %s hook: %.3f s apply, %.0f ns/event, longest %d-event chunk %.2f ms, "
+           "hook %.1f B/event\n",
+           hook ? "with" : "without", total / 1e3, total * 1e6 / (double)n, CHUNK, longest,
+           (double)bytes / (double)n);
+    coordhook_disable(e);
+    engine_free(e);
+    return 0;
+}
+
+/* The engine mode: the model's events kept, then applied without and with the hook. */
+static int engine_mode(struct gen_model *m, uint64_t events)
+{
+    struct gen_event *gev = malloc((events ? events : 1) * sizeof(*gev));
+    uint64_t n = 0;
+    if (!gev)
+        return 1;
+    while (n < events && gen_model_next(m, &gev[n]) == 1)
+        n++;
+    int rc = engine_run(gev, n, 0) || engine_run(gev, n, 1);
+    free(gev);
+    return rc ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -36,6 +88,11 @@ int main(int argc, char **argv)
     if (gen_model_new(&m, &gp, err, sizeof err)) {
         fprintf(stderr, "coordlive-bench: %s\n", err);
         return 1;
+    }
+    if (getenv("COORDLIVE_BENCH_ENGINE")) {
+        int rc = engine_mode(m, events);
+        gen_model_free(m);
+        return rc;
     }
     /* the root URL of every post, by post number (the bench's, not the measured state) */
     uint32_t *rooturl = calloc(events + 2, sizeof(*rooturl));
