@@ -170,7 +170,7 @@ static int push_dirty(uint32_t **list, uint32_t *n, uint32_t *cap, uint32_t id)
 }
 
 /* A hot cascade gets many events between two top-k reads: its keys are indexed once, when the
- * next read needs them (engine_flush_index), not per event. Where the list cannot grow, index
+ * next read needs them (engine_flush_cascades), not per event. Where the list cannot grow, index
  * now. */
 static void touch_cascade(struct engine *e, uint32_t cid)
 {
@@ -201,11 +201,14 @@ void engine_touch_actor(struct engine *e, uint32_t aid)
     touch_actor(e, aid);
 }
 
-/* Re-indexes the oldest records waiting on each dirty list, at most max of them, and never the
- * newest keep (the likeliest to be touched again); the rest move to the front. */
-static void flush_dirty(struct engine *e, uint32_t keep, uint32_t max)
+/* Re-indexes the oldest records waiting on the dirty lists named by which (FLUSH_CASCADES,
+ * FLUSH_ACTORS), at most max of each, and never the newest keep (the likeliest to be touched
+ * again); the rest move to the front. */
+#define FLUSH_CASCADES 1
+#define FLUSH_ACTORS   2
+static void flush_dirty(struct engine *e, int which, uint32_t keep, uint32_t max)
 {
-    if (e->ndirty_c > keep) {
+    if ((which & FLUSH_CASCADES) && e->ndirty_c > keep) {
         uint32_t k = e->ndirty_c - keep < max ? e->ndirty_c - keep : max;
         for (uint32_t i = 0; i < k; i++) {
             struct cascade *c = cascade_at(e, e->dirty_c[i]);
@@ -216,7 +219,7 @@ static void flush_dirty(struct engine *e, uint32_t keep, uint32_t max)
         e->ndirty_c -= k;
         memmove(e->dirty_c, e->dirty_c + k, e->ndirty_c * sizeof(uint32_t));
     }
-    if (e->ndirty_a > keep) {
+    if ((which & FLUSH_ACTORS) && e->ndirty_a > keep) {
         uint32_t k = e->ndirty_a - keep < max ? e->ndirty_a - keep : max;
         for (uint32_t i = 0; i < k; i++) {
             actor_at(e, e->dirty_a[i])->dirty = 0;
@@ -227,9 +230,16 @@ static void flush_dirty(struct engine *e, uint32_t keep, uint32_t max)
     }
 }
 
-void engine_flush_index(struct engine *e)
+/* What a top-k read of one kind needs: its own list only (a top_cascades read flushing up to
+ * 4,096 dirty actors too held point queries behind it: bench/results/query-tail-2026-12-08.md). */
+void engine_flush_cascades(struct engine *e)
 {
-    flush_dirty(e, 0, UINT32_MAX);
+    flush_dirty(e, FLUSH_CASCADES, 0, UINT32_MAX);
+}
+
+void engine_flush_actors(struct engine *e)
+{
+    flush_dirty(e, FLUSH_ACTORS, 0, UINT32_MAX);
 }
 
 static void next_stamp(struct engine *e)
@@ -1111,7 +1121,7 @@ size_t engine_apply(struct engine *e, const struct event *evs, size_t n, uint8_t
      * (flushing whole lists of 65,536 took 15-30 ms in one 512-event call at 10 M events,
      * issue 18; an event that dirties a whole big cascade's actors is caught up over calls). */
     if (e->ndirty_c > DIRTY_KEEP || e->ndirty_a > DIRTY_KEEP)
-        flush_dirty(e, DIRTY_KEEP, DIRTY_STEP);
+        flush_dirty(e, FLUSH_CASCADES | FLUSH_ACTORS, DIRTY_KEEP, DIRTY_STEP);
     return ok;
 }
 

@@ -341,7 +341,8 @@ void engine_touch_actor(struct engine *e, uint32_t aid);
 void engine_release_body(struct engine *e, struct cascade *c);
 
 /* Brings the top-k indexes up to date with every record changed since the last call. */
-void engine_flush_index(struct engine *e);
+void engine_flush_cascades(struct engine *e); /* one dirty list only: what a top-k read needs */
+void engine_flush_actors(struct engine *e);
 
 /* Walks from post id up to its root; returns the root's cascade id. */
 uint32_t engine_find_cascade(const struct engine *e, uint32_t post);

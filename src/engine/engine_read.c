@@ -330,7 +330,7 @@ int engine_top_cascades(struct engine *e, int metric, const struct engine_cascad
 {
     if (metric < 0 || metric >= ENGINE_CASCADE_METRICS)
         return -EINVAL;
-    engine_flush_index(e);
+    engine_flush_cascades(e);
     struct cascade_match m;
     if (limit > e->live_cascades)
         limit = (uint32_t)e->live_cascades; /* no point making room for more than exist */
@@ -372,7 +372,7 @@ int engine_top_actors(struct engine *e, int metric, int actor_type, struct engin
     if (metric < 0 || metric >= ENGINE_ACTOR_METRICS || actor_type < 0 ||
         actor_type > EVENT_ACTOR_PAGE)
         return -EINVAL;
-    engine_flush_index(e);
+    engine_flush_actors(e);
     if (limit > e->live_actors)
         limit = (uint32_t)e->live_actors;
     if (limit == 0)
