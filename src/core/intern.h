@@ -27,6 +27,7 @@ struct intern {
     uint32_t *next;
     uint32_t next_mask, copied; /* ids [0, copied) are in next, if live */
     uint32_t copy_end;          /* ids from here on were added during the growth: in both */
+    uint32_t touched; /* strings reserved since the growth began, while next's pages are written */
     uint8_t *gone;              /* during a growth, per id below copy_end: 1 if deleted */
     uint32_t count;             /* ids handed out: live ones and deleted ones */
     uint32_t nfree, free_head;  /* deleted ids, linked through refs[] (INTERN_NONE ends it) */

@@ -138,6 +138,15 @@ static void test_intern_growth_reuse(void **state)
         live[k] = 0;
     }
     uint32_t next = N;
+    /* the growth starts: its first steps write the new table's 128 pages (one per 4 strings
+     * reserved), the next copies 19 200 ids, so that the deleted ids reused below lie both
+     * before and after the copy's cursor */
+    assert_int_equal(intern_reserve(&t, 300, 300 * 16), 0);
+    assert_non_null(t.next);
+    assert_int_equal(intern_reserve(&t, 300, 300 * 16), 0);
+    assert_int_equal(t.copied, 0);
+    assert_int_equal(intern_reserve(&t, 300, 300 * 16), 0);
+    assert_int_equal(t.copied, 300 * 64);
     int saw_half = 0;
     while (next < N + MORE) {
         uint32_t n = N + MORE - next < 300 ? N + MORE - next : 300;
