@@ -244,5 +244,14 @@ int main(int argc, char **argv)
     struct config cfg;
     if (options_parse(argc, argv, &cfg))
         return 2;
+    if (cfg.delete_durables[0]) { /* an operator's one-shot for a node lost for good */
+        char err[512] = "";
+        if (nats_node_delete_durables(cfg.nats, cfg.stream, cfg.delete_durables, stdout, err,
+                                      sizeof(err))) {
+            fprintf(stderr, "cascaded: --delete-durables %s: %s\n", cfg.delete_durables, err);
+            return 1;
+        }
+        return 0;
+    }
     return cfg.cluster[0] ? serve_cluster(&cfg) : serve(&cfg);
 }

@@ -42,6 +42,8 @@ struct part {
     uint64_t last_dseq;       /* the consumer sequence of the last delivery */
     uint64_t inflight_msgs;   /* handed to the writer, not yet applied */
     int reset;                /* create the durable again before the next fetch */
+    atomic_int gone;          /* the poll thread found the durable deleted (an operator's
+                               * --delete-durables): its fetches would only time out */
     double retry_at;
     /* for `stats`, under the node's mu: the poll thread's reading of the stream (the last
      * sequence in the partition, the durable's undelivered messages, whether the last poll
@@ -444,11 +446,14 @@ static void *poll_main(void *arg)
                 natsMsg_Destroy(m);
             }
             jsConsumerInfo *ci = NULL;
-            if (ok && js_GetConsumerInfo(&ci, n->js, n->stream, pt->durable, NULL, &jerr) ==
+            jsErrCode cerr = 0;
+            if (ok && js_GetConsumerInfo(&ci, n->js, n->stream, pt->durable, NULL, &cerr) ==
                           NATS_OK) {
                 pending = ci->NumPending;
                 jsConsumerInfo_Destroy(ci);
             } else {
+                if (ok && cerr == JSConsumerNotFoundErr)
+                    atomic_store(&pt->gone, 1);
                 ok = 0;
             }
             all &= ok;
@@ -538,6 +543,15 @@ static void *node_main(void *arg)
         int got = 0, live = 0;
         for (uint32_t i = 0; i < n->nparts && !atomic_load(&n->stop); i++) {
             struct part *pt = &n->parts[i];
+            if (atomic_exchange(&pt->gone, 0) && !pt->reset) {
+                /* a durable deleted under a running node (one found missing while it was being
+                 * made again is made again once more: harmless) */
+                log_msg(LOG_WARN, "nats_durable_gone",
+                        "partition=%u durable=%s action=\"recreating it from seq %" PRIu64 "\"",
+                        pt->p, pt->durable, pt->submitted + 1);
+                pt->reset = 1;
+                pt->retry_at = 0;
+            }
             if (pt->reset) {
                 if (now_s() < pt->retry_at)
                     continue;
@@ -723,4 +737,74 @@ void nats_node_stop(struct nats_node *n)
     free(n->snap);
     free(n);
     nats_Close();
+}
+
+/* ---------------------------------------------------------------- a lost node's durables */
+
+int nats_node_delete_durables(const char *urls, const char *stream, const char *node_id, FILE *out,
+                              char *err, size_t errlen)
+{
+    struct nats_node n = {0}; /* only its connection and JetStream context are used */
+    const char *sname = stream && stream[0] ? stream : CC_NATS_STREAM_DEFAULT;
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "cascaded-%s-p", node_id);
+    int rc = connect_nats(&n, urls, err, errlen);
+    jsConsumerNamesList *list = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = NATS_TIMEOUT;
+    /* a leader election makes requests fail for 5-10 s */
+    for (int tries = 0; !rc && tries < 20; tries++) {
+        if (tries)
+            nats_Sleep(500);
+        jerr = 0;
+        st = js_ConsumerNames(&list, n.js, sname, NULL, &jerr);
+        if (st == NATS_OK || st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)
+            break;
+    }
+    if (!rc && jerr == JSStreamNotFoundErr) {
+        snprintf(err, errlen, "no stream %s at %s", sname, urls);
+        rc = -ENOENT;
+    } else if (!rc && st != NATS_OK && st != NATS_NOT_FOUND) { /* NOT_FOUND: no consumers */
+        snprintf(err, errlen, "cannot list the consumers of stream %s: %s (%d)", sname,
+                 natsStatus_GetText(st), (int)jerr);
+        rc = -EIO;
+    }
+    unsigned deleted = 0, failed = 0;
+    for (int i = 0; !rc && list && i < list->Count; i++) {
+        const char *name = list->List[i], *num = name + strlen(prefix);
+        if (strncmp(name, prefix, strlen(prefix)) || !*num || strspn(num, "0123456789") != strlen(num))
+            continue;
+        for (int tries = 0; tries < 10; tries++) {
+            if (tries)
+                nats_Sleep(500);
+            jerr = 0;
+            st = js_DeleteConsumer(n.js, sname, name, NULL, &jerr);
+            if (st == NATS_OK || st == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
+                break;
+        }
+        if (st == NATS_OK) {
+            fprintf(out, "deleted %s\n", name);
+            deleted++;
+        } else if (st != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
+            if (!failed++)
+                snprintf(err, errlen, "cannot delete durable %s: %s (%d)", name,
+                         natsStatus_GetText(st), (int)jerr);
+        }
+    }
+    if (!rc) {
+        fprintf(out, "deleted %u durables of node %s from stream %s\n", deleted, node_id, sname);
+        fflush(out);
+    }
+    if (!rc && failed)
+        rc = -EIO;
+    if (list)
+        jsConsumerNamesList_Destroy(list);
+    if (n.js)
+        jsCtx_Destroy(n.js);
+    if (n.nc) {
+        natsConnection_Close(n.nc);
+        natsConnection_Destroy(n.nc);
+    }
+    nats_Close();
+    return rc;
 }

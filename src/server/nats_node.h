@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "net/ingest_proto.h"
 #include "query/rpc.h"
@@ -44,6 +45,14 @@ int nats_node_start(const struct nats_node_config *cfg, struct writer *w, struct
  * acked), closes the consumers with Destroy (which keeps the durables) and the connection.
  * Before writer_stop. NULL: nothing. */
 void nats_node_stop(struct nats_node *n);
+
+/* --delete-durables: deletes the durables of node node_id on the stream (every consumer named
+ * `cascaded-<node_id>-p<N>`: a node lost for good leaves them holding every message as unacked
+ * work for nobody), each name on a "deleted NAME" line of out, then a "deleted K durables ..."
+ * line. A running node whose durables are deleted makes them again from its WAL's position.
+ * 0 (also when there were none), or a negative errno with a message in err. */
+int nats_node_delete_durables(const char *urls, const char *stream, const char *node_id, FILE *out,
+                              char *err, size_t errlen);
 
 /* The writer's partitions_fn (ctx: the node): each partition's stream sequence, applied sequence
  * and lag, as last seen; on the engine thread. */

@@ -90,6 +90,17 @@ static int check_stream(const char *val)
     return 0;
 }
 
+/* --delete-durables: a node id as DATA_DIR/node-id holds it (hex digits) */
+static int check_node_id(const char *val)
+{
+    if (*val && (strlen(val) < 4 || strspn(val, "0123456789abcdef") != strlen(val))) {
+        fprintf(stderr, "cascaded: --delete-durables '%s': a node id is hex digits (the "
+                        "<id> of its durables' names cascaded-<id>-p<N>)\n", val);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* --cluster: HOST:PORT[,HOST:PORT...] */
 static int check_cluster(const char *val)
 {
@@ -323,6 +334,15 @@ static const struct option options[] = {
     {.name = "stream-replicas", .arg = "R", .kind = OPT_UINT, .section = SEC_OTHER,
      AT(stream_replicas), .lo = 1, .hi = 5, .def = "1",
      .md = "with `--nats`: R when the node creates the stream (an existing stream's own R wins)"},
+    {.name = "delete-durables", .arg = "NODE_ID", .kind = OPT_STRING, .section = SEC_OTHER,
+     AT(delete_durables), .check = check_node_id,
+     .help = "with --nats (and --stream): do not serve; delete the durables of a cluster node "
+             "lost for good (cascaded-NODE_ID-p<N>, which keep every message as unacked work "
+             "for nobody), print their names and exit 0; a running node makes its own again "
+             "(docs/cluster.md)",
+     .md = "with `--nats`: do not serve; delete the durables `cascaded-NODE_ID-p<N>` of a node "
+           "lost for good, print their names and exit ([docs/cluster.md]"
+           "(docs/cluster.md#losing-a-node-for-good-built))"},
     {.name = "cluster", .arg = "HOST:QPORT[,...]", .kind = OPT_STRING, .section = SEC_OTHER,
      AT(cluster), .check = check_cluster,
      .help = "be the cluster's query endpoint (DESIGN §9): hold no data, answer every query "
@@ -607,7 +627,12 @@ int options_parse(int argc, char **argv, struct config *c)
     }
     if (c->http_allowed_hosts[0])
         c->http.allowed_hosts = c->http_allowed_hosts;
-    if (c->nats[0] && !c->partitions[0]) {
+    if (c->delete_durables[0] && !c->nats[0]) {
+        fprintf(stderr, "cascaded: --delete-durables needs --nats URL (the servers of the "
+                        "stream)\n");
+        return -EINVAL;
+    }
+    if (c->nats[0] && !c->partitions[0] && !c->delete_durables[0]) {
         fprintf(stderr, "cascaded: --nats needs --partitions LIST (the partitions this node "
                         "holds, e.g. 0-7)\n");
         return -EINVAL;

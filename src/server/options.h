@@ -35,6 +35,7 @@ struct config {
     /* a cluster node (DESIGN §9): empty nats: a plain server */
     char nats[1024], partitions[1024], stream[64];
     unsigned stream_partitions, stream_replicas;
+    char delete_durables[40]; /* --delete-durables NODE_ID: delete them and exit; empty: serve */
 };
 
 /* The defaults, then the config file (wherever --config appears), then the other options over

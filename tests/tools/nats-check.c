@@ -4,7 +4,9 @@
  * routing key listed beside it (xxh64(key) mod P), every copy of a post is the same bytes (a
  * resend, never another event), and no post is there that the list does not name.
  * usage: nats-check --nats URLS [--stream NAME] [--expect FILE] [--dump FILE]
- * Prints one line of counts; exit 0 when every check holds, 1 when one does not, 2 on errors. */
+ * Prints one line of counts; exit 0 when every check holds, 1 when one does not, 2 on errors.
+ * nats-check --nats URLS [--stream NAME] --consumers: lists the stream's consumers instead, one
+ * "consumer NAME pending N ack_pending M" line each (a lost node's durables: docs/cluster.md). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -166,6 +168,33 @@ static int load_expect(const char *path, uint32_t parts, struct table *t)
     return 0;
 }
 
+/* --consumers: every consumer of the stream with what it has not delivered and not had acked. */
+static int list_consumers(jsCtx *js, const char *stream)
+{
+    jsConsumerInfoList *list = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = NATS_TIMEOUT;
+    for (int tries = 0; tries < 50 && st != NATS_OK && st != NATS_NOT_FOUND; tries++) {
+        if (tries)
+            nats_Sleep(200); /* an election may be under way */
+        st = js_Consumers(&list, js, stream, NULL, &jerr);
+    }
+    if (st == NATS_NOT_FOUND)
+        return 0; /* no consumers at all */
+    if (st != NATS_OK) {
+        fprintf(stderr, "nats-check: consumers of %s: %s (%d)\n", stream, natsStatus_GetText(st),
+                (int)jerr);
+        return 2;
+    }
+    for (int i = 0; i < list->Count; i++) {
+        const jsConsumerInfo *ci = list->List[i];
+        printf("consumer %s pending %" PRIu64 " ack_pending %" PRId64 "\n", ci->Name,
+               ci->NumPending, (int64_t)ci->NumAckPending);
+    }
+    jsConsumerInfoList_Destroy(list);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *urls = NULL, *stream = "SHARES", *expect = NULL, *dump_path = NULL;
@@ -173,8 +202,9 @@ int main(int argc, char **argv)
                                        {"stream", required_argument, 0, 's'},
                                        {"expect", required_argument, 0, 'e'},
                                        {"dump", required_argument, 0, 'd'},
+                                       {"consumers", no_argument, 0, 'c'},
                                        {0, 0, 0, 0}};
-    int c;
+    int c, consumers = 0;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (c == 'n')
             urls = optarg;
@@ -184,12 +214,15 @@ int main(int argc, char **argv)
             expect = optarg;
         else if (c == 'd')
             dump_path = optarg;
+        else if (c == 'c')
+            consumers = 1;
         else
             return 2;
     }
     if (!urls) {
         fprintf(stderr,
-                "usage: nats-check --nats URLS [--stream NAME] [--expect FILE] [--dump FILE]\n");
+                "usage: nats-check --nats URLS [--stream NAME] [--expect FILE] [--dump FILE]\n"
+                "       nats-check --nats URLS [--stream NAME] --consumers\n");
         return 2;
     }
     natsConnection *nc = NULL;
@@ -210,6 +243,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "nats-check: stream %s: %s (%d)\n", stream, natsStatus_GetText(st),
                 (int)jerr);
         return 2;
+    }
+    if (consumers) {
+        int rc = list_consumers(js, stream);
+        jsStreamInfo_Destroy(si);
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+        nats_Close();
+        return rc;
     }
     uint32_t parts = (uint32_t)si->Config->SubjectsLen;
     uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
