@@ -33,6 +33,7 @@ static size_t tail_len;
 struct seen {
     uint64_t digest, events;
     uint64_t digest_at; /* the digest after `at` events */
+    uint64_t pdigest;   /* of every stream position (a cluster node's records), in order */
     uint64_t at;
     struct event last;
     char last_post[EVENT_ID_MAX];
@@ -64,9 +65,7 @@ static void check_event(const struct event *ev)
 
 static int on_record(void *ctx, const struct event *evs, size_t n)
 {
-    struct seen *s = ctx;
-    if (n == 0)
-        abort();
+    struct seen *s = ctx; /* n == 0: a cluster node's record of stream positions only */
     for (size_t i = 0; i < n; i++) {
         const struct event *ev = &evs[i];
         check_event(ev);
@@ -81,6 +80,18 @@ static int on_record(void *ctx, const struct event *evs, size_t n)
         s->last = *ev;
         memcpy(s->last_post, ev->post.str, ev->post.len);
     }
+    return 0;
+}
+
+/* A cluster node's stream positions (DESIGN §9): never more than a record may hold, and part
+ * of what both replays must agree on. */
+static int on_positions(void *ctx, const struct walrec_pos *pos, size_t n)
+{
+    struct seen *s = ctx;
+    if (n == 0 || n > WALREC_POS_MAX)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        s->pdigest = mix(mix(s->pdigest, pos[i].partition), pos[i].seq);
     return 0;
 }
 
@@ -163,6 +174,7 @@ static long file_size(const char *path)
 static void first_replay(size_t size, struct seen *s, struct wal_replay_stats *st)
 {
     struct wal *w = open_wal();
+    wal_set_pos_fn(w, on_positions, s);
     int rc = wal_replay(w, on_record, s, st);
     if (rc == -EBADMSG) {
         if (!wal_error(w)[0] || file_size(seg1) != (long)(SEG_HDR + size) ||
@@ -176,6 +188,7 @@ static void first_replay(size_t size, struct seen *s, struct wal_replay_stats *s
         wal_close(w);
         memset(s, 0, sizeof(*s));
         w = open_wal();
+        wal_set_pos_fn(w, on_positions, s);
         if (wal_replay(w, on_record, s, st) != 0 || st->cut_bytes || st->records != cs.records)
             abort();
     } else if (rc != 0 || st->cut_bytes || st->bytes != 2 * SEG_HDR + size + tail_len ||
@@ -194,12 +207,14 @@ static void second_replay(const struct seen *first, const struct wal_replay_stat
     struct seen s = {.at = first->events};
     struct wal_replay_stats st;
     struct wal *w = open_wal();
+    wal_set_pos_fn(w, on_positions, &s);
     if (wal_replay(w, on_record, &s, &st) != 0)
         abort();
     wal_close(w);
     if (st.cut_bytes != 0 || st.records != st1->records + 1 || s.events != first->events + 1)
         abort();
-    if ((first->events && s.digest_at != first->digest) || s.last.post.len != 3 ||
+    if ((first->events && s.digest_at != first->digest) || s.pdigest != first->pdigest ||
+        s.last.post.len != 3 ||
         memcmp(s.last_post, "new", 3) != 0)
         abort();
 }

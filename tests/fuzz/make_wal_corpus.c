@@ -40,8 +40,17 @@ static struct event event_k(int k, char *post, char *parent)
     return ev;
 }
 
-/* Appends `records` records of `per` events each into a fresh WAL; returns its segment body. */
+/* Appends `records` records of `per` events each into a fresh WAL; returns its segment body.
+ * npos > 0: each record also carries npos stream positions (a cluster node's, DESIGN §9), and
+ * per == 0 makes records of positions only. */
+static unsigned char *make_log_pos(int records, int per, size_t npos, size_t *len);
+
 static unsigned char *make_log(int records, int per, size_t *len)
+{
+    return make_log_pos(records, per, 0, len);
+}
+
+static unsigned char *make_log_pos(int records, int per, size_t npos, size_t *len)
 {
     struct wal_options o = {.dir = tmp, .fsync = WAL_FSYNC_NO};
     struct wal *w;
@@ -55,7 +64,12 @@ static unsigned char *make_log(int records, int per, size_t *len)
     for (int r = 0; r < records; r++) {
         for (int k = 0; k < per; k++)
             evs[k] = event_k((r * per + k) % 6, posts[k], parents[k]);
-        if (wal_append(w, evs, NULL, (size_t)per) != 0)
+        struct walrec_pos pos[3];
+        for (size_t i = 0; i < npos && i < 3; i++)
+            pos[i] = (struct walrec_pos){.partition = (uint32_t)(r + i) % 8,
+                                         .seq = (uint64_t)r * 1000 + i + 1};
+        if (npos ? wal_append_pos(w, evs, NULL, (size_t)per, pos, npos < 3 ? npos : 3)
+                 : wal_append(w, evs, NULL, (size_t)per))
             exit(1);
     }
     wal_close(w);
@@ -106,6 +120,10 @@ int main(int argc, char **argv)
     put(argv[1], "four_records", b, len);
     b = make_log(1, 6, &len); /* the 2048-byte content, both kinds of id, every kind */
     put(argv[1], "all_fields", b, len);
+    b = make_log_pos(3, 2, 2, &len);
+    put(argv[1], "stream_positions", b, len);
+    b = make_log_pos(2, 0, 1, &len);
+    put(argv[1], "stream_positions_only", b, len);
     b = make_log(3, 1, &len);
     put(argv[1], "torn_tail", b, len - 5);
     b[len / 2] ^= 0x20;

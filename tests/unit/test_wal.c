@@ -468,6 +468,137 @@ static void test_positions(void **state)
 }
 
 /* A record bigger than a segment still goes in (alone), and appends over 16 MiB split. */
+/* ---------------------------------------------------------------- a cluster node's records */
+
+struct posrec {
+    size_t records, events, npos;
+    struct walrec_pos pos[64];
+    size_t after_events[64]; /* events replayed when each position came */
+};
+
+static int count_events(void *ctx, const struct event *evs, size_t n)
+{
+    (void)evs;
+    ((struct posrec *)ctx)->events += n;
+    return 0;
+}
+
+static int keep_positions(void *ctx, const struct walrec_pos *pos, size_t n)
+{
+    struct posrec *r = ctx;
+    r->records++;
+    for (size_t i = 0; i < n && r->npos < 64; i++) {
+        r->after_events[r->npos] = r->events;
+        r->pos[r->npos++] = pos[i];
+    }
+    return 0;
+}
+
+/* Stream positions (DESIGN §9) go into a record beside its events and come back from replay
+ * after them, in order; a record may hold positions only; a log mixing node records and plain
+ * ones reads back whole. */
+static void test_stream_positions(void **state)
+{
+    struct wal *w = open_wal(WAL_FSYNC_NO, 0);
+    assert_int_equal(wal_replay(w, NULL, NULL, NULL), 0);
+    struct genev g[3];
+    struct event evs[3];
+    for (int k = 0; k < 3; k++) {
+        gen((uint64_t)k + 1, &g[k]);
+        evs[k] = g[k].ev;
+    }
+    const struct walrec_pos p1[2] = {{3, 41}, {5, UINT64_MAX - 1}}, p2[1] = {{0, 1}};
+    assert_int_equal(wal_append_pos(w, evs, NULL, 3, p1, 2), 0);
+    assert_int_equal(append_range(w, 10, 2, NULL), 0);           /* a plain record */
+    assert_int_equal(wal_append_pos(w, evs, NULL, 0, p2, 1), 0); /* positions only */
+    const uint8_t none[3] = {0, 0, 0};
+    assert_int_equal(wal_append_pos(w, evs, none, 3, p2, 1), 0); /* every event dropped */
+    wal_close(w);
+
+    w = open_wal(WAL_FSYNC_NO, 0);
+    struct posrec r = {0};
+    wal_set_pos_fn(w, keep_positions, &r);
+    struct wal_replay_stats st;
+    assert_int_equal(wal_replay(w, count_events, &r, &st), 0);
+    assert_int_equal(st.records, 4);
+    assert_int_equal(r.events, 5);
+    assert_int_equal(r.records, 3);
+    assert_int_equal(r.npos, 4);
+    assert_int_equal(r.pos[0].partition, 3);
+    assert_true(r.pos[0].seq == 41);
+    assert_true(r.pos[1].partition == 5 && r.pos[1].seq == UINT64_MAX - 1);
+    assert_true(r.pos[2].partition == 0 && r.pos[2].seq == 1 && r.pos[3].seq == 1);
+    assert_int_equal(r.after_events[0], 3); /* after the record's own events */
+    assert_int_equal(r.after_events[2], 5);
+    wal_close(w);
+}
+
+/* The decoder refuses every trailer the encoder cannot write: no position, too many, a length
+ * that disagrees, the flag without a trailer, a trailer without the flag, more events claimed
+ * than the bytes hold; and never reads past the record (ASan). */
+static void test_stream_positions_malformed(void **state)
+{
+    (void)state;
+    uint8_t rec[WALREC_HDR + 4096];
+    struct genev g;
+    gen(2, &g);
+    size_t esz = walrec_event_size(&g.ev);
+    struct walrec_pos pos[3] = {{1, 2}, {3, 4}, {5, 6}};
+    struct event *evs = NULL;
+    size_t cap = 0, n = 0, npos = 0;
+    struct walrec_pos got[WALREC_POS_MAX];
+    /* a good one: 1 event, 3 positions */
+    uint8_t *end = walrec_put_event(rec + WALREC_HDR + WALREC_COUNT, &g.ev);
+    end = walrec_put_pos(end, pos, 3);
+    uint32_t len = (uint32_t)(end - rec - WALREC_HDR);
+    walrec_seal(rec, len, 1 | WALREC_POS_FLAG);
+    assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len, &evs, &cap, &n, got, &npos), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(npos, 3);
+    assert_true(got[2].partition == 5 && got[2].seq == 6);
+    /* the plain decoder reads the same record, positions dropped */
+    assert_int_equal(walrec_decode(rec, rec + WALREC_HDR, len, &evs, &cap, &n), 0);
+    assert_int_equal(n, 1);
+    uint8_t *tr = rec + WALREC_HDR + WALREC_COUNT + esz; /* the trailer's u16 count */
+    static const uint16_t bad_counts[] = {0, 2, 4, WALREC_POS_MAX + 1, 0xffff};
+    for (size_t i = 0; i < sizeof(bad_counts) / sizeof(bad_counts[0]); i++) {
+        tr[0] = (uint8_t)bad_counts[i];
+        tr[1] = (uint8_t)(bad_counts[i] >> 8);
+        walrec_seal(rec, len, 1 | WALREC_POS_FLAG);
+        assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len, &evs, &cap, &n, got, &npos),
+                         WALREC_BAD);
+    }
+    tr[0] = 3;
+    tr[1] = 0;
+    /* one byte more, one byte less */
+    walrec_seal(rec, len + 1, 1 | WALREC_POS_FLAG);
+    assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len + 1, &evs, &cap, &n, got, &npos),
+                     WALREC_BAD);
+    walrec_seal(rec, len - 1, 1 | WALREC_POS_FLAG);
+    assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len - 1, &evs, &cap, &n, got, &npos),
+                     WALREC_BAD);
+    /* the flag on a record without a trailer; a trailer without the flag */
+    len = (uint32_t)(WALREC_COUNT + esz);
+    walrec_seal(rec, len, 1 | WALREC_POS_FLAG);
+    assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len, &evs, &cap, &n, got, &npos),
+                     WALREC_BAD);
+    len = (uint32_t)(WALREC_COUNT + esz + 2 + 3 * WALREC_POS_SIZE);
+    walrec_seal(rec, len, 1);
+    assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len, &evs, &cap, &n, got, &npos),
+                     WALREC_BAD);
+    /* positions only, and a count word claiming more events than the bytes could hold */
+    end = walrec_put_pos(rec + WALREC_HDR + WALREC_COUNT, pos, 1);
+    len = (uint32_t)(end - rec - WALREC_HDR);
+    walrec_seal(rec, len, WALREC_POS_FLAG);
+    assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len, &evs, &cap, &n, got, &npos), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(npos, 1);
+    walrec_seal(rec, len, 5 | WALREC_POS_FLAG);
+    assert_int_equal(walrec_decode_pos(rec, rec + WALREC_HDR, len, &evs, &cap, &n, got, &npos),
+                     WALREC_BAD);
+    free(evs);
+}
+
 static void test_big_appends(void **state)
 {
     const size_t n = 7000;
@@ -1226,6 +1357,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_fsync_restart_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_positions, setup, teardown),
+        cmocka_unit_test(test_stream_positions_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
