@@ -4,7 +4,6 @@
  * checked against what the generator knows. */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,13 +11,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <jemalloc/jemalloc.h>
 
 #include "cascade/engine.h"
 #include "cascade/gen.h"
-#include "../src/engine/persist.h" /* engine_save, engine_load: not in the public headers */
 
 /* bench/CMakeLists.txt links jemalloc except under the sanitizers: a weak reference lets one
  * source build both ways; the jemalloc figure then reads as unavailable. */
@@ -38,7 +35,6 @@ struct opts {
     uint64_t retention_ms; /* 0: off */
     uint32_t batch;
     int json;
-    const char *save; /* --save: a snapshot file written and read back, both timed */
 };
 
 /* What the generator knows about one cascade, to check the engine's incremental figures. */
@@ -566,7 +562,6 @@ static void usage(FILE *f)
                "              8 ms per event: 10 M events ~ 22 h); the figure checks are then\n"
                "              skipped, the evicted counts shown instead\n"
                "  --json      one line of JSON instead of the report\n"
-               "  --save PATH write the engine to PATH and read it back, both timed (on stderr)\n"
                "Exit status: 0, 1 when the check fails, 2 on a usage or setup error.\n");
 }
 
@@ -594,9 +589,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             exit(0);
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
-        } else if (!strcmp(a, "--save") && v) {
-            o->save = v;
-            i++;
+
         } else if (!strcmp(a, "--events") && !parse_u64(v, 1, EVENTS_MAX, &o->events)) {
             i++;
         } else if (!strcmp(a, "--seed") && !parse_u64(v, 0, UINT64_MAX, &o->seed)) {
@@ -677,42 +670,6 @@ static void time_queries(struct engine *e, const struct opts *o, const struct re
            (double)st.bytes / o->events);
 }
 
-/* engine_save to path and engine_load from it, each timed; the loaded engine's counts must be
- * the saved one's. The file is removed after. */
-static void time_save(struct engine *e, const char *path)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "engine-bench: %s: %s\n", path, strerror(errno));
-        return;
-    }
-    uint64_t bytes = 0;
-    double t0 = now_s();
-    int rc = engine_save(e, fd, NULL, 0, &bytes);
-    double t1 = now_s();
-    struct engine *back = NULL;
-    char err[256] = "";
-    uint32_t ulen = 0;
-    uint8_t user[ENGINE_PERSIST_USER_MAX];
-    if (rc == 0 && lseek(fd, 0, SEEK_SET) == 0)
-        rc = engine_load(fd, &back, user, &ulen, err, sizeof(err));
-    double t2 = now_s();
-    close(fd);
-    unlink(path);
-    if (rc) {
-        fprintf(stderr, "engine-bench: save/load: %s %s\n", strerror(-rc), err);
-        return;
-    }
-    struct engine_stats a, b;
-    engine_get_stats(e, &a);
-    engine_get_stats(back, &b);
-    int same = a.posts == b.posts && a.cascades == b.cascades && a.actors == b.actors &&
-               a.edges == b.edges && a.contents == b.contents;
-    fprintf(stderr, "snapshot   %.1f MB: save %.3f s, load %.3f s (%s)\n", bytes / 1e6, t1 - t0,
-            t2 - t1, same ? "same counts" : "COUNTS DIFFER");
-    engine_free(back);
-}
-
 static int run(const struct opts *o, const struct stream *s, struct result *r)
 {
     struct engine *e;
@@ -744,8 +701,6 @@ static int run(const struct opts *o, const struct stream *s, struct result *r)
         print_human(o, s, r);
     if (!o->json)
         time_queries(e, o, r);
-    if (o->save)
-        time_save(e, o->save);
     engine_free(e);
     batch_free(&b);
     return 0;
