@@ -567,7 +567,16 @@ static int read_config_file(struct config *c, const char *path)
             break;
         }
         *eq = 0;
-        rc = set_option(c, trim(s), trim(eq + 1), where);
+        const char *key = trim(s);
+        if (!strcmp(key, "delete-durables")) { /* an action, not a setting: every start would */
+            fprintf(stderr,
+                    "cascaded: %sdelete-durables is for the command line only (in a config "
+                    "file every start would delete the durables and exit)\n",
+                    where);
+            rc = -EINVAL;
+            break;
+        }
+        rc = set_option(c, key, trim(eq + 1), where);
     }
     fclose(f);
     return rc;

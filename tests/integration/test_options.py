@@ -131,6 +131,14 @@ def body(t):
     os.unlink(conf.name)
     shutil.rmtree(conf.name + '.data', ignore_errors=True)
 
+    # delete-durables is an action: in a config file every start would delete and exit
+    with tempfile.NamedTemporaryFile('w', suffix='.conf', delete=False) as conf:
+        conf.write('nats = nats://127.0.0.1:1\ndelete-durables = 1a2b\n')
+    st, out, err = run(cascaded, ['--config', conf.name])
+    os.unlink(conf.name)
+    check('delete-durables in a config file: refused (exit 2), the command line only',
+          st == 2 and 'command line only' in err and 'delete-durables' in err, f'{st} {err.strip()[-300:]!r}')
+
 
 def main():
     harness.run_main('cascade-options-', body, server=False, sanitizers=False)
