@@ -340,8 +340,9 @@ static const struct option options[] = {
              "lost for good (cascaded-NODE_ID-p<N>, which keep every message as unacked work "
              "for nobody), print their names and exit 0; a running node makes its own again "
              "(docs/cluster.md)",
-     .md = "with `--nats`: do not serve; delete the durables `cascaded-NODE_ID-p<N>` of a node "
-           "lost for good, print their names and exit ([docs/cluster.md]"
+     .md = "with `--nats`, command line only: do not serve; delete the durables "
+           "`cascaded-NODE_ID-p<N>` of a node lost for good, print their names and exit "
+           "([docs/cluster.md]"
            "(docs/cluster.md#losing-a-node-for-good-built))"},
     {.name = "cluster", .arg = "HOST:QPORT[,...]", .kind = OPT_STRING, .section = SEC_OTHER,
      AT(cluster), .check = check_cluster,
