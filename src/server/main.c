@@ -65,6 +65,28 @@ static int load_token(const struct config *cfg, char **token)
     return 0;
 }
 
+/* The loop's settings both modes share: address, connection limits and timeouts, the signal fd,
+ * the token, every port, the decoders' limits, HTTP and RPC sizes. */
+static void net_config(const struct config *cfg, int sfd, const char *token,
+                       struct netloop_config *nc)
+{
+    *nc = (struct netloop_config){.bind = cfg->bind,
+                                  .max_conns = cfg->max_conns,
+                                  .handshake_ms = cfg->handshake_timeout * 1000,
+                                  .idle_ms = cfg->idle_timeout * 1000,
+                                  .signal_fd = sfd,
+                                  .auth_token = token,
+                                  .limits = cfg->limits,
+                                  .http = cfg->http,
+                                  .rpc_max = cfg->rpc_max};
+    for (int i = 0; i < NET_LISTENERS; i++) {
+        nc->ports[i] = (uint16_t)cfg->ports[i];
+        nc->port_conns[i] = cfg->port_conns[i];
+    }
+    nc->http.in_max =
+        cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
+}
+
 static int serve(const struct config *cfg)
 {
     char err[512] = "";
@@ -93,25 +115,13 @@ static int serve(const struct config *cfg)
         free(token);
         return 1;
     }
-    struct netloop_config nc = {.bind = cfg->bind,
-                                .max_conns = cfg->max_conns,
-                                .handshake_ms = cfg->handshake_timeout * 1000,
-                                .idle_ms = cfg->idle_timeout * 1000,
-                                .signal_fd = sfd,
-                                .on_sigusr1 = writer_request_snapshot,
-                                .sigusr1_ctx = &w,
-                                .auth_token = token};
-    for (int i = 0; i < NET_LISTENERS; i++) {
-        nc.ports[i] = (uint16_t)cfg->ports[i];
-        nc.port_conns[i] = cfg->port_conns[i];
-    }
-    nc.limits = cfg->limits;
+    struct netloop_config nc;
+    net_config(cfg, sfd, token, &nc);
+    nc.on_sigusr1 = writer_request_snapshot;
+    nc.sigusr1_ctx = &w;
     /* decoding memory counts against --max-memory: a quarter of it for values in flight */
     struct ingest_budget budget = {.limit = cfg->max_memory ? cfg->max_memory / 4 : 1ull << 30};
     nc.limits.budget = &budget;
-    nc.http = cfg->http;
-    nc.http.in_max = cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
-    nc.rpc_max = cfg->rpc_max;
     char refused[256];
     if (cfg->nats[0]) {
         snprintf(refused, sizeof(refused),
@@ -184,25 +194,12 @@ static int serve_cluster(const struct config *cfg)
         free(token);
         return 1;
     }
-    struct netloop_config nc = {.bind = cfg->bind,
-                                .max_conns = cfg->max_conns,
-                                .handshake_ms = cfg->handshake_timeout * 1000,
-                                .idle_ms = cfg->idle_timeout * 1000,
-                                .signal_fd = sfd,
-                                .auth_token = token,
-                                .limits = cfg->limits,
-                                .http = cfg->http,
-                                .rpc_max = cfg->rpc_max,
-                                .ingest_refused = "this cascaded is the cluster's query endpoint "
-                                                  "(--cluster): it holds no data; send events "
-                                                  "to the nodes (or to the stream)"};
-    for (int i = 0; i < NET_LISTENERS; i++) {
-        nc.ports[i] = (uint16_t)cfg->ports[i];
-        nc.port_conns[i] = cfg->port_conns[i];
-    }
+    struct netloop_config nc;
+    net_config(cfg, sfd, token, &nc);
+    nc.ingest_refused = "this cascaded is the cluster's query endpoint (--cluster): it holds no "
+                        "data; send events to the nodes (or to the stream)";
     struct ingest_budget budget = {.limit = 1ull << 30};
     nc.limits.budget = &budget;
-    nc.http.in_max = cfg->http.head_max * 4 > HTTP_IN_MAX ? cfg->http.head_max * 4 : HTTP_IN_MAX;
     if (netloop_new(&nc, cluster_queue(cl), &done, &n, err, sizeof(err))) {
         fprintf(stderr, "cascaded: %s\n", err);
         cluster_stop(cl);
