@@ -1083,6 +1083,12 @@ static void *writer_main(void *arg)
         }
         if (b->kind == BATCH_STOP) { /* after every batch before it */
             batch_free(b);
+            /* The log thread pushed the stop back as its last act and is exiting. Join it
+             * before the exit snapshot forks: a fork that catches a thread in its teardown
+             * (holding the allocator's or the thread registry's lock) leaves the child to
+             * deadlock on its first malloc; seen under ASan, whose runtime has no fork hooks. */
+            pthread_join(w->log.thread, NULL);
+            w->log.started = 0;
             break;
         }
         apply_batch(w, b);
@@ -1226,8 +1232,11 @@ void writer_stop(struct writer *w)
     struct batch *stop;
     if (batch_new(BATCH_STOP, 0, &stop) == 0)
         bqueue_push(&w->in, stop);
-    pthread_join(w->thread, NULL); /* after the stop came back through the log thread */
-    pthread_join(w->log.thread, NULL);
+    pthread_join(w->thread, NULL); /* it joined the log thread when the stop came back */
+    if (w->log.started) {
+        pthread_join(w->log.thread, NULL);
+        w->log.started = 0;
+    }
     procmem_watch_stop(w->childmem);
     w->childmem = NULL;
     analytics_stop(w->analytics);
