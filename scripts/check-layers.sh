@@ -4,7 +4,8 @@
 # public face). Prints one line per upward include and exits 1 if there is any; -a lists all.
 # A directory not ranked here (a new layer) is listed with "?" and not judged.
 # Then tools/ and bench/, which reach the library only through include/cascade/ (issue 17): any
-# #include "X/..." there whose X is a directory under src/ is listed as SRC and fails too.
+# #include "X/..." there whose X is a directory under src/, or any path that climbs out with
+# "../" (engine-bench once reached ../src/engine/persist.h so), is listed as SRC and fails too.
 cd "$(dirname "$0")/.." || exit 2
 rank() {
     # core modules that are public (for the clients and tools) rank as core
@@ -36,11 +37,12 @@ grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"[a-z_]+/' src --include
     [ $up = 0 ]
 }
 layers=$?
-grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"[a-z_]+/' tools bench --include='*.[ch]' |
-    sed -E 's|^([^:]+:[0-9]+):.*"([^/]+)/([^"]+)".*|\1 \2/\3|' | {
+grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"(\.\./)*[a-z_]+/' tools bench --include='*.[ch]' |
+    sed -E 's|^([^:]+:[0-9]+):.*"([^"]+)".*|\1 \2|' | {
     n=0
     while read -r where to; do
-        if [ -d "src/${to%%/*}" ]; then
+        case $to in ../*src/*) to=${to#"${to%%src/*}"}; to=${to#src/} ;; esac
+        if [ -d "src/${to%%/*}" ] || [ "${to#../}" != "$to" ]; then
             echo "SRC  $where -> $to"; n=$((n + 1))
         elif [ $all = 1 ]; then
             echo "ok   $where -> $to"
