@@ -107,11 +107,23 @@ class Server:
 
 def free_port():
     """A loopback port free a moment ago, for a test that must name one before a server binds it."""
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct loopback ports free a moment ago: all bound at once before any is let go, so that
+    the kernel cannot hand the same port out twice (two calls of free_port can: a nats-server was
+    given one port for its monitor and its routes, and failed to start)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(('127.0.0.1', 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 # ------------------------------------------------------------------------------------ clients

@@ -48,9 +48,8 @@ class NatsCluster:
                                'scripts/install-deps.sh installs it)')
         self.dir, self.n, self.name = os.path.join(tmp, 'nats'), n, name
         os.makedirs(self.dir, exist_ok=True)
-        self.client = [harness.free_port() for _ in range(n)]
-        self.route = [harness.free_port() for _ in range(n)]
-        self.mon = [harness.free_port() for _ in range(n)]
+        ports = harness.free_ports(3 * n)  # distinct: two free_port calls may return one port
+        self.client, self.route, self.mon = ports[:n], ports[n:2 * n], ports[2 * n:]
         self.procs = [None] * n
         for i in range(n):
             with open(self.conf(i), 'w') as f:

@@ -23,7 +23,7 @@ import time
 
 import msgpack
 import harness
-from harness import check, free_port, sanitizer_reports
+from harness import check, free_ports, sanitizer_reports
 
 FLAGS = ['--bind', '--ingest-port', '--query-port', '--http-port', '--data-dir', '--fsync', '--config', '--help',
          '--version', '--http-allowed-hosts']
@@ -230,7 +230,7 @@ def body(t):
           st not in (None, 0) and err.strip() != '' and 'ready' not in out, f'status {st}, stderr {err[-200:]!r}')
 
     # --config sets ports, data dir and fsync; comments and blank lines; flags override it
-    p_ing, p_q, p_h, p_other = free_port(), free_port(), free_port(), free_port()
+    p_ing, p_q, p_h, p_other = free_ports(4)
     cdata = os.path.join(tmp, 'from-config')
     conf = os.path.join(tmp, 'good.conf')
     with open(conf, 'w') as f:
