@@ -1037,7 +1037,10 @@ static int load_cascades(struct in *r, struct engine *e)
         }
         memcpy(&b, src, sizeof(b));
         uint8_t lg = b.cap_log2;
-        if (b.root >= np || b.dead > 1 || b.label_root > 1 || lg > 31 || (b.dead && lg)) {
+        /* an accepted ts is never negative (bad_ts), and the span is what durations subtract:
+         * a file that says otherwise would overflow them */
+        if (b.root >= np || b.dead > 1 || b.label_root > 1 || lg > 31 || (b.dead && lg) ||
+            b.first_ts < 0 || b.last_ts < b.first_ts) {
             rc = bad(r, "cascade %u is malformed", i);
             break;
         }
